@@ -1,0 +1,3 @@
+// The admin capability: its config section and its HTTP server.
+
+export { type AdminConfig, adminSchema } from './config.js';

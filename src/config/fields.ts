@@ -1,0 +1,133 @@
+// Field builders every section's config.ts uses, so durations, sizes, addresses and secrets are
+// parsed, documented and reported the same way everywhere. Each carries the Pillion error code
+// its failures are reported under, and a JSON Schema shape for editors.
+
+import { z } from 'zod';
+import { type Address, parseAddress } from '../lib/address.js';
+import { parseDuration } from '../lib/duration.js';
+import type { ErrorCode } from '../lib/errors.js';
+import { parseSize } from '../lib/size.js';
+
+/** Parameters a custom issue carries so the issue mapper can report it under its own code. */
+export interface PillionIssueParams {
+  pillionCode: ErrorCode;
+  hint?: string;
+}
+
+type Ctx = z.RefinementCtx;
+
+export function addPillionIssue(ctx: Ctx, code: ErrorCode, message: string, hint?: string, path?: PropertyKey[]) {
+  const params: PillionIssueParams = hint ? { pillionCode: code, hint } : { pillionCode: code };
+  ctx.addIssue({ code: 'custom', message, params, ...(path ? { path } : {}) });
+}
+
+const DURATION_PATTERN = '^(\\d+(\\.\\d+)?(h|m|s|ms))+$';
+const SIZE_PATTERN = '^\\d+(\\.\\d+)? ?([KMGT]i?B|B)$';
+const ADDRESS_PATTERN = '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]*):\\d{1,5}$';
+
+/** A duration written "250ms", "2s", "1m30s"; parsed to milliseconds. */
+export function duration(opts: { min?: string; max?: string } = {}) {
+  const min = opts.min ? mustParse(parseDuration, opts.min) : undefined;
+  const max = opts.max ? mustParse(parseDuration, opts.max) : undefined;
+  return z
+    .unknown()
+    .transform((input, ctx): number => {
+      if (typeof input !== 'string' && typeof input !== 'number') {
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_WRONG_TYPE', `expected a duration, got ${describeValue(input)}`, 'write it like "2s"');
+        return z.NEVER;
+      }
+      const r = parseDuration(String(input));
+      if (!r.ok) {
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_DURATION', r.reason, 'durations look like "250ms", "2s", "1m" or "1m30s"');
+        return z.NEVER;
+      }
+      if ((min !== undefined && r.value < min) || (max !== undefined && r.value > max)) {
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_OUT_OF_RANGE', `${input} is outside ${opts.min ?? '0s'}..${opts.max ?? '∞'}`);
+        return z.NEVER;
+      }
+      return r.value;
+    })
+    .meta({ type: 'string', pattern: DURATION_PATTERN, format: 'duration' });
+}
+
+/** A byte size written "64KiB", "10MB"; parsed to bytes. */
+export function size(opts: { min?: string; max?: string } = {}) {
+  const min = opts.min ? mustParse(parseSize, opts.min) : undefined;
+  const max = opts.max ? mustParse(parseSize, opts.max) : undefined;
+  return z
+    .unknown()
+    .transform((input, ctx): number => {
+      if (typeof input !== 'string' && typeof input !== 'number') {
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_WRONG_TYPE', `expected a size, got ${describeValue(input)}`, 'write it like "64KiB"');
+        return z.NEVER;
+      }
+      const r = parseSize(String(input));
+      if (!r.ok) {
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_SIZE', r.reason, 'sizes look like "512B", "64KiB", "10MB" or "1GiB"');
+        return z.NEVER;
+      }
+      if ((min !== undefined && r.value < min) || (max !== undefined && r.value > max)) {
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_OUT_OF_RANGE', `${input} is outside ${opts.min ?? '0B'}..${opts.max ?? '∞'}`);
+        return z.NEVER;
+      }
+      return r.value;
+    })
+    .meta({ type: 'string', pattern: SIZE_PATTERN, format: 'size' });
+}
+
+/** A host:port address; parsed to { host, port }. */
+export function address() {
+  return z
+    .unknown()
+    .transform((input, ctx): Address => {
+      if (typeof input !== 'string') {
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_ADDRESS',
+          `expected "host:port", got ${describeValue(input)}`,
+          typeof input === 'number' ? `write ":${input}" for every interface or "127.0.0.1:${input}" for loopback` : undefined,
+        );
+        return z.NEVER;
+      }
+      const r = parseAddress(input);
+      if (!r.ok) {
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_ADDRESS', r.reason, 'addresses look like "127.0.0.1:8080", ":8080" or "[::1]:8080"');
+        return z.NEVER;
+      }
+      return r.value;
+    })
+    .meta({ type: 'string', pattern: ADDRESS_PATTERN, format: 'address' });
+}
+
+/** A TCP port number. */
+export function port() {
+  return z.number().int().min(1).max(65535);
+}
+
+/** A string that is redacted in /config, logs and errors. */
+export function secret() {
+  return z.string().meta({ 'x-pillion-secret': true });
+}
+
+/** An HTTP path: absolute, no query or fragment. */
+export function httpPath() {
+  return z.string().superRefine((value, ctx) => {
+    if (!value.startsWith('/') || /[?#\s]/.test(value)) {
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `"${value}" is not an absolute path`, 'paths start with "/" and hold no query, fragment or spaces');
+    }
+  });
+}
+
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return `the string "${value.length > 40 ? `${value.slice(0, 40)}…` : value}"`;
+  return `${typeof value} ${String(value)}`;
+}
+
+function mustParse(parse: (s: string) => { ok: true; value: number } | { ok: false; reason: string }, text: string): number {
+  const r = parse(text);
+  if (!r.ok) throw new Error(`invalid bound in schema: ${r.reason}`);
+  return r.value;
+}

@@ -1,0 +1,159 @@
+// The one catalogue of Pillion's error codes. Codes are API: retry and breaker logic, tests and
+// users' scripts match on them, never on messages. docs/errors.md is generated from this table.
+
+export interface ErrorDefinition {
+  /** What went wrong, in one sentence, for docs/errors.md. */
+  readonly description: string;
+  /** What a person usually does about it. */
+  readonly fix: string;
+}
+
+export const ERROR_CATALOGUE = {
+  // --- config: loading and validating pillion.yaml -------------------------------------------
+  PILLION_ERR_CONFIG_READ: {
+    description: 'The config file could not be read (missing, unreadable, or a directory).',
+    fix: 'Check the path given with -c and the file permissions.',
+  },
+  PILLION_ERR_CONFIG_YAML_SYNTAX: {
+    description: 'The file is not valid YAML.',
+    fix: 'Fix the syntax at the position shown; indentation and unclosed quotes are the usual causes.',
+  },
+  PILLION_ERR_CONFIG_DUPLICATE_KEY: {
+    description: 'A mapping holds the same key twice, so one value would silently win.',
+    fix: 'Remove or merge one of the two entries.',
+  },
+  PILLION_ERR_CONFIG_UNKNOWN_KEY: {
+    description: 'A key that the schema does not define; often a typo.',
+    fix: 'Use the suggested key, or see docs/config.md for the keys of that section.',
+  },
+  PILLION_ERR_CONFIG_UNSUPPORTED_SECTION: {
+    description: 'A role section that this build of Pillion does not provide yet.',
+    fix: 'Remove the section, or upgrade to a Pillion version that provides the role.',
+  },
+  PILLION_ERR_CONFIG_MISSING_KEY: {
+    description: 'A required key is absent.',
+    fix: 'Add the key named in the message.',
+  },
+  PILLION_ERR_CONFIG_WRONG_TYPE: {
+    description: 'A value has the wrong type (for example a string where a number is expected).',
+    fix: 'Write a value of the expected type; quote strings that look like numbers.',
+  },
+  PILLION_ERR_CONFIG_OUT_OF_RANGE: {
+    description: 'A number, list or string is outside its allowed range or length.',
+    fix: 'Use a value within the bounds named in the message.',
+  },
+  PILLION_ERR_CONFIG_BAD_ENUM: {
+    description: 'A value is not one of the allowed choices.',
+    fix: 'Use one of the values listed in the message.',
+  },
+  PILLION_ERR_CONFIG_BAD_DURATION: {
+    description: 'A duration is not a number with a unit.',
+    fix: 'Write durations like "250ms", "2s", "1m", "1h" or "1m30s".',
+  },
+  PILLION_ERR_CONFIG_BAD_SIZE: {
+    description: 'A size is not a number with a byte unit.',
+    fix: 'Write sizes like "512B", "64KiB", "10MB" or "1GiB" (KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000).',
+  },
+  PILLION_ERR_CONFIG_BAD_ADDRESS: {
+    description: 'A listen or target address is not host:port.',
+    fix: 'Write "127.0.0.1:8080", ":8080" (all interfaces), "[::1]:8080" or "localhost:8080"; ports are 0-65535.',
+  },
+  PILLION_ERR_CONFIG_BAD_VALUE: {
+    description: 'A value has the right type but is not valid (for example a malformed path or pattern).',
+    fix: 'Follow the format described in the message.',
+  },
+  PILLION_ERR_CONFIG_ENV_MISSING: {
+    description: 'A ${VAR} reference names an environment variable that is not set and has no default.',
+    fix: 'Set the variable, or give a default with ${VAR:-default}.',
+  },
+  PILLION_ERR_CONFIG_ENV_SYNTAX: {
+    description: 'A ${...} reference is malformed (unclosed brace or invalid variable name).',
+    fix: 'Write ${NAME} or ${NAME:-default}; use $${ for a literal ${.',
+  },
+  PILLION_ERR_CONFIG_ADMIN_NOT_LOOPBACK: {
+    description: 'admin.listen is not a loopback address and remote access was not allowed.',
+    fix: 'Bind the admin server to 127.0.0.1 or [::1], or set admin.allowRemote: true on purpose.',
+  },
+  PILLION_ERR_CONFIG_INVALID: {
+    description: 'The config has one or more errors; each is reported with file:line:col and its own code.',
+    fix: 'Fix the listed errors; `pillion validate -c FILE` checks a file without starting anything.',
+  },
+
+  // --- runtime: the process, modules, reload and shutdown ------------------------------------
+  PILLION_ERR_RUNTIME_MODULE_START: {
+    description: 'A module failed to start (for example its port is in use).',
+    fix: 'Read the cause in the message; on reload, the previous config keeps running.',
+  },
+  PILLION_ERR_RUNTIME_RELOAD_REJECTED: {
+    description: 'A reload was refused because the new config is invalid; the previous config keeps running.',
+    fix: 'Fix the errors listed with the reload failure and save the file again (or POST /reload).',
+  },
+  PILLION_ERR_RUNTIME_SHUTTING_DOWN: {
+    description: 'The operation was refused because the process is draining or stopping.',
+    fix: 'Nothing; the process is on its way out.',
+  },
+  PILLION_ERR_RUNTIME_DRAIN_TIMEOUT: {
+    description: 'A module had not finished draining when the drain deadline passed; it was stopped anyway.',
+    fix: 'Raise runtime.drainTimeout if in-flight work regularly needs longer.',
+  },
+
+  // --- admin server ---------------------------------------------------------------------------
+  PILLION_ERR_ADMIN_LISTEN: {
+    description: 'The admin server could not bind its address.',
+    fix: 'Free the port or choose another admin.listen.',
+  },
+  PILLION_ERR_ADMIN_NOT_FOUND: {
+    description: 'No admin endpoint at that path.',
+    fix: 'See the admin API list in the README.',
+  },
+  PILLION_ERR_ADMIN_METHOD_NOT_ALLOWED: {
+    description: 'The admin endpoint exists but not for that HTTP method.',
+    fix: 'Use the method named in the Allow header.',
+  },
+  PILLION_ERR_ADMIN_CROSS_ORIGIN: {
+    description: 'A state-changing admin request came from a web page of another origin and was refused.',
+    fix: 'Call the admin API from curl, a probe or a script, not from a browser page.',
+  },
+
+  // --- app health -------------------------------------------------------------------------------
+  PILLION_ERR_APP_UNHEALTHY: {
+    description: "The app's health check is failing; the reason names the probe result.",
+    fix: 'Check that the app listens on app.port and answers app.health.path.',
+  },
+} as const satisfies Record<string, ErrorDefinition>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** The root of every error Pillion raises on purpose. */
+export class PillionError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PillionError';
+    this.code = code;
+  }
+}
+
+/** Renders the catalogue as Markdown; docs/errors.md is this output and a test keeps it current. */
+export function renderErrorDocs(): string {
+  const lines = [
+    '# Error codes',
+    '',
+    '<!-- Generated from src/lib/errors.ts by `npm run docs`. Do not edit by hand. -->',
+    '',
+    'Every error Pillion reports carries one of these stable codes. Scripts and policies should match',
+    'on the code, never on the message.',
+    '',
+    '| code | what it means | what to do |',
+    '|---|---|---|',
+  ];
+  for (const [code, def] of Object.entries(ERROR_CATALOGUE) as [ErrorCode, ErrorDefinition][]) {
+    lines.push(`| \`${code}\` | ${escapeCell(def.description)} | ${escapeCell(def.fix)} |`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function escapeCell(text: string): string {
+  return text.replaceAll('|', '\\|');
+}
