@@ -1,0 +1,144 @@
+// The admin HTTP server: liveness, readiness, metrics, effective config, reload and quit. It gets
+// the few handlers it serves, not the runtime, and refuses state-changing requests sent by web
+// pages of another origin (a page a developer has open must not be able to stop their sidecar).
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type Address, formatAddress } from '../lib/address.js';
+import { type ErrorCode, PillionError } from '../lib/errors.js';
+
+export interface AdminHandlers {
+  readiness(): { ready: boolean; state: string; checks: { name: string; ready: boolean; reason?: string }[] };
+  metrics(): Promise<{ contentType: string; body: string }>;
+  config(): unknown;
+  reload(): Promise<{ ok: boolean }>;
+  /** Begins a graceful shutdown; called after the response has been sent. */
+  quit(): void;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
+
+export class AdminServer {
+  #listen: Address;
+  #handlers: AdminHandlers;
+  #server: Server;
+  #routes: Map<string, Map<string, Handler>>;
+
+  constructor(listen: Address, handlers: AdminHandlers) {
+    this.#listen = listen;
+    this.#handlers = handlers;
+    this.#routes = new Map<string, Map<string, Handler>>([
+      ['/healthz', new Map([['GET', (_q, s) => text(s, 200, 'ok\n')]])],
+      ['/readyz', new Map([['GET', (_q, s) => this.#readyz(s)]])],
+      ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
+      ['/config', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.config())]])],
+      ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
+      ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
+    ]);
+    for (const methods of this.#routes.values()) {
+      const get = methods.get('GET');
+      if (get) methods.set('HEAD', get);
+    }
+    this.#server = createServer((req, res) => void this.#handle(req, res));
+    this.#server.keepAliveTimeout = 5000;
+    this.#server.headersTimeout = 10_000;
+    this.#server.requestTimeout = 30_000;
+  }
+
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        reject(new PillionError('PILLION_ERR_ADMIN_LISTEN', `admin server cannot listen on ${formatAddress(this.#listen)}: ${err.code ?? err.message}`, { cause: err }));
+      };
+      this.#server.once('error', onError);
+      this.#server.listen({ port: this.#listen.port, ...(this.#listen.host ? { host: this.#listen.host } : {}) }, () => {
+        this.#server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  address(): Address | undefined {
+    const a = this.#server.address() as AddressInfo | null;
+    return a ? { host: a.address, port: a.port } : undefined;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.#server.listening) return resolve();
+      this.#server.close(() => resolve());
+      this.#server.closeIdleConnections();
+      // Nothing the admin API serves is long-running; do not let a stuck client hold up exit.
+      setTimeout(() => this.#server.closeAllConnections(), 1000).unref();
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?', 1)[0]!;
+    const methods = this.#routes.get(path);
+    if (!methods) return error(res, 404, 'PILLION_ERR_ADMIN_NOT_FOUND', `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, POST /reload, /quitquitquit`);
+    const handler = methods.get(req.method ?? 'GET');
+    if (!handler) {
+      res.setHeader('allow', [...methods.keys()].join(', '));
+      return error(res, 405, 'PILLION_ERR_ADMIN_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}; use ${[...methods.keys()].join(' or ')}`);
+    }
+    if (req.method === 'POST' && isCrossOrigin(req)) {
+      return error(res, 403, 'PILLION_ERR_ADMIN_CROSS_ORIGIN', 'state-changing admin requests from web pages of another origin are refused');
+    }
+    try {
+      await handler(req, res);
+    } catch (err) {
+      if (!res.headersSent) json(res, 500, { error: { code: (err as PillionError).code ?? 'internal', message: (err as Error).message } });
+      else res.destroy();
+    }
+  }
+
+  #readyz(res: ServerResponse): void {
+    const r = this.#handlers.readiness();
+    json(res, r.ready ? 200 : 503, r);
+  }
+
+  async #metrics(res: ServerResponse): Promise<void> {
+    const m = await this.#handlers.metrics();
+    res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
+    res.end(m.body);
+  }
+
+  async #reload(res: ServerResponse): Promise<void> {
+    const outcome = await this.#handlers.reload();
+    json(res, outcome.ok ? 200 : 422, outcome);
+  }
+
+  #quit(res: ServerResponse): void {
+    res.on('finish', () => this.#handlers.quit());
+    res.setHeader('connection', 'close');
+    text(res, 200, 'shutting down\n');
+  }
+}
+
+function isCrossOrigin(req: IncomingMessage): boolean {
+  const site = req.headers['sec-fetch-site'];
+  if (site === 'cross-site' || site === 'same-site') return true;
+  const origin = req.headers.origin;
+  if (origin === undefined) return false; // curl, probes and scripts send no Origin
+  try {
+    return new URL(origin).host !== req.headers.host;
+  } catch {
+    return true;
+  }
+}
+
+
+function text(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`${JSON.stringify(body, null, 2)}\n`);
+}
+
+function error(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
+  json(res, status, { error: { code, message } });
+}

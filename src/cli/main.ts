@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// The `pillion` command. Each subcommand lives in its own file.
+
+import { Command, Option } from 'commander';
+import { LOG_LEVELS } from '../runtime/index.js';
+import { runCommand } from './run.js';
+import { schemaCommand } from './schema.js';
+import { validateCommand } from './validate.js';
+import { VERSION } from './version.js';
+
+const program = new Command()
+  .name('pillion')
+  .description('A sidecar runtime: one process and one YAML file for TLS, auth, rate limits, resilient outbound calls, logs, metrics and config sync.')
+  .version(VERSION)
+  .showHelpAfterError();
+
+program
+  .command('run')
+  .description('run the sidecar (SIGTERM/SIGINT drain and exit, SIGHUP reloads)')
+  .option('-c, --config <file>', 'config file (default: $PILLION_CONFIG, else embedded defaults)')
+  .addOption(new Option('--log-level <level>', 'override runtime.log.level').choices(LOG_LEVELS))
+  .addOption(new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']))
+  .action(async (opts) => finish(await runCommand(opts)));
+
+program
+  .command('validate')
+  .description('check a config file; exit 0 when valid, 1 with every error (file:line:col) when not')
+  .requiredOption('-c, --config <file>', 'config file')
+  .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+  .action(async (opts) => finish(await validateCommand(opts)));
+
+program
+  .command('schema')
+  .description('print the JSON Schema of pillion.yaml (for editors: # yaml-language-server: $schema=...)')
+  .action(() => finish(schemaCommand()));
+
+function finish(code: number): void {
+  process.exitCode = code;
+  if (code !== 0) setImmediate(() => process.exit(code));
+}
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,23 @@
+// Prints config issues for a person: the one-line `file:line:col CODE path: message (hint)` form,
+// followed by the source line with a caret under the column, so a fix takes seconds.
+
+import { type ConfigIssue, formatIssue } from '../config/index.js';
+
+export function renderIssues(issues: readonly ConfigIssue[], text: string | undefined, color: boolean): string {
+  const lines = text?.split(/\r?\n/) ?? [];
+  const red = (s: string) => (color ? `\x1b[31m${s}\x1b[39m` : s);
+  const dim = (s: string) => (color ? `\x1b[2m${s}\x1b[22m` : s);
+  const out: string[] = [];
+  for (const issue of issues) {
+    out.push(formatIssue(issue));
+    const src = lines[issue.line - 1];
+    if (src !== undefined && text !== undefined) {
+      const gutter = `${issue.line} | `;
+      out.push(dim(`  ${gutter}`) + src);
+      out.push(`  ${' '.repeat(gutter.length + issue.col - 1)}${red('^')}`);
+    }
+  }
+  const files = new Set(issues.map((i) => i.file));
+  out.push(`${issues.length} error${issues.length === 1 ? '' : 's'} in ${[...files].join(', ')}`);
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,52 @@
+// `pillion run [-c FILE]`: runs the sidecar until SIGTERM/SIGINT or POST /quitquitquit. Without a
+// file (and without PILLION_CONFIG) it runs on embedded defaults: the admin server alone.
+
+import type { LoadResult } from '../config/index.js';
+import { builtinModules, createLogger, handleSignals, type LogFormat, loadPillionConfig, type PillionConfig, parsePillionConfig as parseDefaults, Runtime } from '../runtime/index.js';
+import { renderIssues } from './print-issues.js';
+import { VERSION } from './version.js';
+
+export interface RunOptions {
+  config?: string;
+  logLevel?: string;
+  logFormat?: LogFormat;
+}
+
+export async function runCommand(opts: RunOptions): Promise<number> {
+  const env = process.env;
+  const file = opts.config ?? env.PILLION_CONFIG;
+  const loaded: LoadResult<PillionConfig> = file ? await loadPillionConfig(file, env) : parseDefaults('', '(embedded defaults)', env);
+  if (!loaded.ok) {
+    process.stderr.write(renderIssues(loaded.issues, loaded.text, process.stderr.isTTY === true));
+    return 1;
+  }
+  const { config } = loaded;
+  const logger = createLogger({
+    level: opts.logLevel ?? config.runtime.log.level,
+    format: opts.logFormat ?? config.runtime.log.format,
+  });
+  const runtime = new Runtime({
+    initial: { config, raw: loaded.raw, text: loaded.text },
+    configFile: file,
+    env,
+    logger,
+    modules: builtinModules(),
+    version: VERSION,
+  });
+  const exit = (code: number) => {
+    logger.flush();
+    process.exit(code);
+  };
+  const unhandle = handleSignals(runtime, { logger, exit });
+  try {
+    await runtime.start();
+  } catch (err) {
+    logger.fatal({ err, code: (err as { code?: string }).code }, (err as Error).message);
+    unhandle();
+    return 1;
+  }
+  await runtime.done;
+  unhandle();
+  return 0;
+}
+

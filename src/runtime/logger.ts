@@ -1,0 +1,19 @@
+// The process's own logs: JSON lines for machines, or pretty lines when a person is watching.
+
+import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
+
+export type { Logger };
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+export function createLogger(opts: { level: string; format: LogFormat; isTTY?: boolean }): Logger {
+  const isTTY = opts.isTTY ?? process.stdout.isTTY === true;
+  const base = { level: opts.level, base: { service: 'pillion' } };
+  if (opts.format === 'pretty' || (opts.format === 'auto' && isTTY)) {
+    return pino(base, pretty({ colorize: isTTY, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' }));
+  }
+  return pino(
+    { ...base, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+    pino.destination({ fd: 1, sync: true }),
+  );
+}

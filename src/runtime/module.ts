@@ -1,0 +1,45 @@
+// The module contract (see DESIGN.md): every role (inbound, outbound, logs, metrics, sync, and the
+// app health check) is started, reloaded, drained and stopped by the runtime through this shape.
+// Modules never own signals and never exit the process.
+
+import type { Logger } from 'pino';
+import type { Clock } from '../lib/clock.js';
+import type { Registry } from '../metrics/index.js';
+import type { PillionConfig } from './config-schema.js';
+import type { HealthSignal } from './health-signal.js';
+
+export type ReloadResult = 'applied' | 'restart-needed';
+
+export interface Readiness {
+  ready: boolean;
+  /** Why not ready, for /readyz. */
+  reason?: string;
+}
+
+export interface Module<S = unknown> {
+  /** Starts serving; resolves once the module is up (ports bound). Rejects if it cannot start. */
+  start(): Promise<void>;
+  /** Applies a changed section in place if it can; otherwise says the module must be restarted. */
+  reload(section: S): Promise<ReloadResult>;
+  /** Stops taking new work and finishes in-flight work, until deadline (clock time in ms). */
+  drain(deadline: number): Promise<void>;
+  /** Releases everything; after drain, or at once. */
+  stop(): Promise<void>;
+  readiness(): Readiness;
+}
+
+/** The shared services a module may use; everything else comes from its own section. */
+export interface ModuleContext {
+  logger: Logger;
+  metrics: Registry;
+  clock: Clock;
+  /** Whether the app is healthy (always healthy when no app section is configured). */
+  appHealth: HealthSignal;
+}
+
+export interface ModuleDefinition<S = unknown> {
+  readonly name: string;
+  /** The module's section of the config, or undefined when the module is not enabled. */
+  section(config: PillionConfig): S | undefined;
+  create(section: S, ctx: ModuleContext): Module<S>;
+}

@@ -1,0 +1,8 @@
+// The modules this build runs, in start order. Each role adds its definition here.
+
+import { appModule } from './app-health.js';
+import type { ModuleDefinition } from './module.js';
+
+export function builtinModules(): ModuleDefinition<any>[] {
+  return [appModule()];
+}

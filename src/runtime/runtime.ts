@@ -1,0 +1,375 @@
+// The Pillion process: starts the enabled modules, serves the admin API, reloads config (in place
+// where a module can, otherwise by restarting that module alone), and drains and stops everything
+// on shutdown. A bad reload never takes the process down: the previous config keeps running and
+// the failure is visible on /config and as a metric.
+
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from 'pino';
+import { AdminServer } from '../admin/index.js';
+import { type ConfigIssue, effectiveView, type Env, formatIssue } from '../config/index.js';
+import { formatAddress } from '../lib/address.js';
+import { type Clock, systemClock } from '../lib/clock.js';
+import { PillionError } from '../lib/errors.js';
+import { counter, createMetricsRegistry, gauge, type Registry } from '../metrics/index.js';
+import { loadPillionConfig, type PillionConfig, pillionJsonSchema } from './config-schema.js';
+import { ConfigWatcher } from './config-watcher.js';
+import { HealthSignal } from './health-signal.js';
+import type { Module, ModuleContext, ModuleDefinition } from './module.js';
+
+export interface LoadedConfig {
+  config: PillionConfig;
+  /** As written, after interpolation: what /config shows, with defaults filled in. */
+  raw: Record<string, unknown>;
+  text: string;
+}
+
+export interface RuntimeOptions {
+  initial: LoadedConfig;
+  /** The file to reload from; undefined when running on embedded defaults. */
+  configFile: string | undefined;
+  env: Env;
+  logger: Logger;
+  modules: readonly ModuleDefinition<any>[];
+  clock?: Clock;
+  metrics?: Registry;
+  /** File watching for reloads; false to rely on SIGHUP and POST /reload only. */
+  watch?: false | { debounceMs?: number; pollMs?: number };
+  version?: string;
+}
+
+export type ReloadOutcome =
+  | { ok: true; trigger: string; changed: string[]; restarted: string[] }
+  | { ok: false; trigger: string; code: string; message: string; issues: ConfigIssue[] };
+
+interface ReloadRecord {
+  at: string;
+  trigger: string;
+  ok: boolean;
+  code?: string;
+  message?: string;
+  errors?: string[];
+}
+
+interface Running {
+  def: ModuleDefinition<any>;
+  module: Module<any>;
+  section: unknown;
+}
+
+type State = 'new' | 'running' | 'draining' | 'stopped';
+
+export class Runtime {
+  #opts: RuntimeOptions;
+  #clock: Clock;
+  #logger: Logger;
+  #metrics: Registry;
+  #loaded: LoadedConfig;
+  #state: State = 'new';
+  #modules = new Map<string, Running>();
+  #appHealth = new HealthSignal(true);
+  #admin: AdminServer | undefined;
+  #watcher: ConfigWatcher | undefined;
+  #reloadChain: Promise<unknown> = Promise.resolve();
+  #lastReload: ReloadRecord | undefined;
+  #shutdown: Promise<void> | undefined;
+  #resolveDone!: () => void;
+  #reloads;
+  #lastReloadOk;
+  #lastReloadTime;
+
+  /** Resolves when the runtime has drained and stopped. */
+  readonly done: Promise<void>;
+
+  constructor(opts: RuntimeOptions) {
+    this.#opts = opts;
+    this.#clock = opts.clock ?? systemClock;
+    this.#logger = opts.logger;
+    this.#metrics = opts.metrics ?? createMetricsRegistry();
+    this.#loaded = opts.initial;
+    this.done = new Promise((resolve) => {
+      this.#resolveDone = resolve;
+    });
+    this.#reloads = counter(this.#metrics, {
+      name: 'pillion_config_reloads_total',
+      help: 'Config reload attempts, by result.',
+      labelNames: ['result'],
+    });
+    this.#lastReloadOk = gauge(this.#metrics, {
+      name: 'pillion_config_last_reload_successful',
+      help: '1 when the last config reload succeeded (or none was tried), 0 when it failed and the previous config is still running.',
+    });
+    this.#lastReloadTime = gauge(this.#metrics, {
+      name: 'pillion_config_last_reload_timestamp_seconds',
+      help: 'When the last config reload was attempted.',
+    });
+    this.#lastReloadOk.set(1);
+    const self = this;
+    gauge(this.#metrics, {
+      name: 'pillion_ready',
+      help: '1 when every module is ready and the app is healthy.',
+      collect() {
+        this.set(self.readiness().ready ? 1 : 0);
+      },
+    });
+    gauge(this.#metrics, { name: 'pillion_build_info', help: 'Pillion version.', labelNames: ['version'] }).set({ version: opts.version ?? 'dev' }, 1);
+  }
+
+  get config(): PillionConfig {
+    return this.#loaded.config;
+  }
+
+  get appHealth(): HealthSignal {
+    return this.#appHealth;
+  }
+
+  get metrics(): Registry {
+    return this.#metrics;
+  }
+
+  /** The admin server's bound address (useful with port 0). */
+  get adminAddress(): { host: string; port: number } | undefined {
+    return this.#admin?.address();
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new Error('runtime already started');
+    this.#admin = this.#createAdmin(this.config);
+    await this.#admin.start();
+    this.#logger.info({ admin: formatAddress(this.#admin.address()!) }, 'admin server listening');
+    try {
+      for (const def of this.#opts.modules) {
+        const section = def.section(this.config);
+        if (section !== undefined) await this.#startModule(def, section);
+      }
+    } catch (err) {
+      await Promise.allSettled([...this.#modules.values()].map((r) => r.module.stop()));
+      await this.#admin.stop();
+      throw err;
+    }
+    this.#state = 'running';
+    if (this.#opts.configFile && this.#opts.watch !== false) {
+      this.#watcher = new ConfigWatcher(this.#opts.configFile, () => void this.reload('file change'), {
+        clock: this.#clock,
+        ...(this.#opts.watch ?? {}),
+        onError: (err) => this.#logger.warn({ err }, 'cannot watch the config file; reload with SIGHUP or POST /reload'),
+      });
+      this.#watcher.start(this.#loaded.text);
+    }
+    this.#logger.info({ modules: [...this.#modules.keys()], config: this.#opts.configFile ?? '(embedded defaults)' }, 'pillion started');
+  }
+
+  readiness(): { ready: boolean; state: State; checks: { name: string; ready: boolean; reason?: string }[] } {
+    const checks = [...this.#modules.entries()].map(([name, r]) => ({ name, ...r.module.readiness() }));
+    const ready = this.#state === 'running' && checks.every((c) => c.ready);
+    return { ready, state: this.#state, checks };
+  }
+
+  /** The effective config with defaults and redacted secrets, and the outcome of the last reload. */
+  configView(): unknown {
+    return {
+      source: this.#opts.configFile ?? '(embedded defaults)',
+      config: effectiveView(pillionJsonSchema(), this.#loaded.raw),
+      lastReload: this.#lastReload ?? null,
+    };
+  }
+
+  /** Re-reads the config file and applies it. Reloads run one at a time, in order. */
+  reload(trigger: string): Promise<ReloadOutcome> {
+    const next = this.#reloadChain.then(() => this.#reload(trigger));
+    this.#reloadChain = next.catch(() => {});
+    return next;
+  }
+
+  /** Stops being ready, drains every module until the drain deadline, then stops. Idempotent. */
+  shutdown(reason: string): Promise<void> {
+    this.#shutdown ??= this.#doShutdown(reason);
+    return this.#shutdown;
+  }
+
+  async #reload(trigger: string): Promise<ReloadOutcome> {
+    if (this.#state !== 'running') {
+      return { ok: false, trigger, code: 'PILLION_ERR_RUNTIME_SHUTTING_DOWN', message: `not reloading: the process is ${this.#state}`, issues: [] };
+    }
+    const file = this.#opts.configFile;
+    if (!file) {
+      this.#logger.info({ trigger }, 'reload requested, but there is no config file: running on embedded defaults');
+      return this.#recordSuccess(trigger, [], []);
+    }
+    const loaded = await loadPillionConfig(file, this.#opts.env);
+    if (loaded.text !== undefined) this.#watcher?.markLoaded(loaded.text);
+    if (!loaded.ok) {
+      for (const issue of loaded.issues) this.#logger.error({ code: issue.code }, formatIssue(issue));
+      return this.#recordFailure(trigger, {
+        code: 'PILLION_ERR_RUNTIME_RELOAD_REJECTED',
+        message: `${loaded.issues.length} error(s) in ${file}; the previous config keeps running`,
+        issues: loaded.issues,
+      });
+    }
+    return this.#apply(trigger, { config: loaded.config, raw: loaded.raw, text: loaded.text });
+  }
+
+  async #apply(trigger: string, next: LoadedConfig): Promise<ReloadOutcome> {
+    const changed: string[] = [];
+    const restarted: string[] = [];
+    const failures: string[] = [];
+    const prev = this.#loaded.config;
+
+    for (const def of this.#opts.modules) {
+      const running = this.#modules.get(def.name);
+      const section = def.section(next.config);
+      if (isDeepStrictEqual(running?.section, section)) continue;
+      changed.push(def.name);
+      try {
+        if (running && section === undefined) {
+          await running.module.drain(this.#clock.now() + next.config.runtime.drainTimeout);
+          await running.module.stop();
+          this.#modules.delete(def.name);
+          if (def.name === 'app') this.#appHealth.set(true);
+        } else if (!running) {
+          await this.#startModule(def, section);
+        } else if ((await running.module.reload(section)) === 'applied') {
+          running.section = section;
+        } else {
+          // Restart one module at a time: the old instance releases its ports before the new binds.
+          await running.module.stop();
+          this.#modules.delete(def.name);
+          restarted.push(def.name);
+          try {
+            await this.#startModule(def, section);
+          } catch (err) {
+            this.#logger.error({ err, module: def.name }, 'module failed to start with the new config; restoring the previous one');
+            await this.#startModule(def, running.section).catch((restoreErr) =>
+              this.#logger.error({ err: restoreErr, module: def.name }, 'module could not be restored'),
+            );
+            throw err;
+          }
+        }
+      } catch (err) {
+        failures.push(`${def.name}: ${(err as Error).message}`);
+      }
+    }
+
+    if (!isDeepStrictEqual(prev.admin.listen, next.config.admin.listen)) {
+      changed.push('admin');
+      try {
+        await this.#rebindAdmin(next.config);
+      } catch (err) {
+        failures.push(`admin: ${(err as Error).message}`);
+      }
+    }
+    if (prev.runtime.log.level !== next.config.runtime.log.level) this.#logger.level = next.config.runtime.log.level;
+
+    this.#loaded = next;
+    if (failures.length > 0) {
+      return this.#recordFailure(trigger, {
+        code: 'PILLION_ERR_RUNTIME_MODULE_START',
+        message: `reload applied in part; these kept their previous config: ${failures.join('; ')}`,
+        issues: [],
+      });
+    }
+    return this.#recordSuccess(trigger, changed, restarted);
+  }
+
+  async #startModule(def: ModuleDefinition<any>, section: unknown): Promise<void> {
+    const ctx: ModuleContext = {
+      logger: this.#logger.child({ module: def.name }),
+      metrics: this.#metrics,
+      clock: this.#clock,
+      appHealth: this.#appHealth,
+    };
+    const module = def.create(section, ctx);
+    try {
+      await module.start();
+    } catch (err) {
+      await module.stop().catch(() => {});
+      throw new PillionError('PILLION_ERR_RUNTIME_MODULE_START', `module ${def.name} failed to start: ${(err as Error).message}`, { cause: err });
+    }
+    this.#modules.set(def.name, { def, module, section });
+  }
+
+  async #rebindAdmin(config: PillionConfig): Promise<void> {
+    const next = this.#createAdmin(config);
+    await next.start(); // on failure the old server keeps serving
+    const old = this.#admin;
+    this.#admin = next;
+    await old?.stop();
+    this.#logger.info({ admin: formatAddress(next.address()!) }, 'admin server moved');
+  }
+
+  #createAdmin(config: PillionConfig): AdminServer {
+    return new AdminServer(config.admin.listen, {
+      readiness: () => this.readiness(),
+      metrics: async () => ({ contentType: this.#metrics.contentType, body: await this.#metrics.metrics() }),
+      config: () => this.configView(),
+      reload: () => this.reload('POST /reload'),
+      quit: () => void this.shutdown('POST /quitquitquit'),
+    });
+  }
+
+  #recordSuccess(trigger: string, changed: string[], restarted: string[]): ReloadOutcome {
+    this.#reloads.inc({ result: 'success' });
+    this.#lastReloadOk.set(1);
+    this.#lastReloadTime.set(this.#clock.now() / 1000);
+    this.#lastReload = { at: new Date(this.#clock.now()).toISOString(), trigger, ok: true };
+    this.#logger.info({ trigger, changed, restarted }, changed.length ? 'config reloaded' : 'config reloaded; nothing changed');
+    return { ok: true, trigger, changed, restarted };
+  }
+
+  #recordFailure(trigger: string, f: { code: string; message: string; issues: ConfigIssue[] }): ReloadOutcome {
+    this.#reloads.inc({ result: 'failure' });
+    this.#lastReloadOk.set(0);
+    this.#lastReloadTime.set(this.#clock.now() / 1000);
+    this.#lastReload = {
+      at: new Date(this.#clock.now()).toISOString(),
+      trigger,
+      ok: false,
+      code: f.code,
+      message: f.message,
+      errors: f.issues.map(formatIssue),
+    };
+    this.#logger.error({ trigger, code: f.code }, f.message);
+    return { ok: false, trigger, ...f };
+  }
+
+  async #doShutdown(reason: string): Promise<void> {
+    const wasRunning = this.#state === 'running';
+    this.#state = 'draining';
+    this.#watcher?.stop();
+    await this.#reloadChain;
+    const drainTimeout = this.config.runtime.drainTimeout;
+    const deadline = this.#clock.now() + drainTimeout;
+    this.#logger.info({ reason, drainTimeout }, 'shutting down: draining');
+
+    if (wasRunning) {
+      const pending = new Set(this.#modules.keys());
+      const drains = Promise.all(
+        [...this.#modules.entries()].map(async ([name, r]) => {
+          try {
+            await r.module.drain(deadline);
+          } catch (err) {
+            this.#logger.warn({ err, module: name }, 'drain failed');
+          } finally {
+            pending.delete(name);
+          }
+        }),
+      );
+      let timer: { cancel(): void } | undefined;
+      const expired = new Promise<'expired'>((resolve) => {
+        timer = this.#clock.setTimeout(() => resolve('expired'), drainTimeout);
+      });
+      const outcome = await Promise.race([drains.then(() => 'drained' as const), expired]);
+      timer?.cancel();
+      if (outcome === 'expired') {
+        this.#logger.warn({ code: 'PILLION_ERR_RUNTIME_DRAIN_TIMEOUT', modules: [...pending] }, 'drain deadline passed; stopping anyway');
+      }
+    }
+    await Promise.allSettled(
+      [...this.#modules.values()].map((r) => r.module.stop().catch((err) => this.#logger.warn({ err }, 'stop failed'))),
+    );
+    this.#modules.clear();
+    await this.#admin?.stop();
+    this.#state = 'stopped';
+    this.#logger.info({ reason }, 'pillion stopped');
+    this.#resolveDone();
+  }
+}
