@@ -1,22 +1,29 @@
 // Schema of the `admin:` section.
 
 import { z } from 'zod';
-import { address, addPillionIssue } from '../config/index.js';
+import { addPillionIssue, address } from '../config/index.js';
 import { formatAddress, isLoopback } from '../lib/address.js';
 
 export const adminSchema = z
   .strictObject({
     listen: address()
       .prefault('127.0.0.1:15000')
-      .describe('Address of the admin server (health, readiness, metrics, config, reload, quit). Loopback unless allowRemote is set.'),
+      .describe(
+        'Address of the admin server (health, readiness, metrics, config, reload, quit). Loopback unless allowRemote is set.',
+      ),
     allowRemote: z
       .boolean()
       .default(false)
-      .describe('Allow listen to be a non-loopback address. The admin API can reload and stop the process: expose it on purpose only.'),
+      .describe(
+        'Allow listen to be a non-loopback address. The admin API can reload and stop the process: expose it on purpose only.',
+      ),
   })
   .superRefine((admin, ctx) => {
     if (!admin.allowRemote && !isLoopback(admin.listen.host)) {
-      const where = admin.listen.host === '' ? `every interface (${formatAddress(admin.listen)})` : `"${admin.listen.host}"`;
+      const where =
+        admin.listen.host === ''
+          ? `every interface (${formatAddress(admin.listen)})`
+          : `"${admin.listen.host}"`;
       addPillionIssue(
         ctx,
         'PILLION_ERR_CONFIG_ADMIN_NOT_LOOPBACK',

@@ -48,13 +48,22 @@ export class AdminServer {
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
-        reject(new PillionError('PILLION_ERR_ADMIN_LISTEN', `admin server cannot listen on ${formatAddress(this.#listen)}: ${err.code ?? err.message}`, { cause: err }));
+        reject(
+          new PillionError(
+            'PILLION_ERR_ADMIN_LISTEN',
+            `admin server cannot listen on ${formatAddress(this.#listen)}: ${err.code ?? err.message}`,
+            { cause: err },
+          ),
+        );
       };
       this.#server.once('error', onError);
-      this.#server.listen({ port: this.#listen.port, ...(this.#listen.host ? { host: this.#listen.host } : {}) }, () => {
-        this.#server.off('error', onError);
-        resolve();
-      });
+      this.#server.listen(
+        { port: this.#listen.port, ...(this.#listen.host ? { host: this.#listen.host } : {}) },
+        () => {
+          this.#server.off('error', onError);
+          resolve();
+        },
+      );
     });
   }
 
@@ -76,19 +85,38 @@ export class AdminServer {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?', 1)[0]!;
     const methods = this.#routes.get(path);
-    if (!methods) return error(res, 404, 'PILLION_ERR_ADMIN_NOT_FOUND', `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, POST /reload, /quitquitquit`);
+    if (!methods)
+      return error(
+        res,
+        404,
+        'PILLION_ERR_ADMIN_NOT_FOUND',
+        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, POST /reload, /quitquitquit`,
+      );
     const handler = methods.get(req.method ?? 'GET');
     if (!handler) {
       res.setHeader('allow', [...methods.keys()].join(', '));
-      return error(res, 405, 'PILLION_ERR_ADMIN_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}; use ${[...methods.keys()].join(' or ')}`);
+      return error(
+        res,
+        405,
+        'PILLION_ERR_ADMIN_METHOD_NOT_ALLOWED',
+        `${req.method} is not allowed on ${path}; use ${[...methods.keys()].join(' or ')}`,
+      );
     }
     if (req.method === 'POST' && isCrossOrigin(req)) {
-      return error(res, 403, 'PILLION_ERR_ADMIN_CROSS_ORIGIN', 'state-changing admin requests from web pages of another origin are refused');
+      return error(
+        res,
+        403,
+        'PILLION_ERR_ADMIN_CROSS_ORIGIN',
+        'state-changing admin requests from web pages of another origin are refused',
+      );
     }
     try {
       await handler(req, res);
     } catch (err) {
-      if (!res.headersSent) json(res, 500, { error: { code: (err as PillionError).code ?? 'internal', message: (err as Error).message } });
+      if (!res.headersSent)
+        json(res, 500, {
+          error: { code: (err as PillionError).code ?? 'internal', message: (err as Error).message },
+        });
       else res.destroy();
     }
   }
@@ -127,7 +155,6 @@ function isCrossOrigin(req: IncomingMessage): boolean {
     return true;
   }
 }
-
 
 function text(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });

@@ -10,7 +10,9 @@ import { VERSION } from './version.js';
 
 const program = new Command()
   .name('pillion')
-  .description('A sidecar runtime: one process and one YAML file for TLS, auth, rate limits, resilient outbound calls, logs, metrics and config sync.')
+  .description(
+    'A sidecar runtime: one process and one YAML file for TLS, auth, rate limits, resilient outbound calls, logs, metrics and config sync.',
+  )
   .version(VERSION)
   .showHelpAfterError();
 
@@ -19,7 +21,9 @@ program
   .description('run the sidecar (SIGTERM/SIGINT drain and exit, SIGHUP reloads)')
   .option('-c, --config <file>', 'config file (default: $PILLION_CONFIG, else embedded defaults)')
   .addOption(new Option('--log-level <level>', 'override runtime.log.level').choices(LOG_LEVELS))
-  .addOption(new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']))
+  .addOption(
+    new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
+  )
   .action(async (opts) => finish(await runCommand(opts)));
 
 program

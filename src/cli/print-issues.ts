@@ -3,7 +3,11 @@
 
 import { type ConfigIssue, formatIssue } from '../config/index.js';
 
-export function renderIssues(issues: readonly ConfigIssue[], text: string | undefined, color: boolean): string {
+export function renderIssues(
+  issues: readonly ConfigIssue[],
+  text: string | undefined,
+  color: boolean,
+): string {
   const lines = text?.split(/\r?\n/) ?? [];
   const red = (s: string) => (color ? `\x1b[31m${s}\x1b[39m` : s);
   const dim = (s: string) => (color ? `\x1b[2m${s}\x1b[22m` : s);

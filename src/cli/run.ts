@@ -2,7 +2,16 @@
 // file (and without PILLION_CONFIG) it runs on embedded defaults: the admin server alone.
 
 import type { LoadResult } from '../config/index.js';
-import { builtinModules, createLogger, handleSignals, type LogFormat, loadPillionConfig, type PillionConfig, parsePillionConfig as parseDefaults, Runtime } from '../runtime/index.js';
+import {
+  builtinModules,
+  createLogger,
+  handleSignals,
+  type LogFormat,
+  loadPillionConfig,
+  type PillionConfig,
+  parsePillionConfig as parseDefaults,
+  Runtime,
+} from '../runtime/index.js';
 import { renderIssues } from './print-issues.js';
 import { VERSION } from './version.js';
 
@@ -15,7 +24,9 @@ export interface RunOptions {
 export async function runCommand(opts: RunOptions): Promise<number> {
   const env = process.env;
   const file = opts.config ?? env.PILLION_CONFIG;
-  const loaded: LoadResult<PillionConfig> = file ? await loadPillionConfig(file, env) : parseDefaults('', '(embedded defaults)', env);
+  const loaded: LoadResult<PillionConfig> = file
+    ? await loadPillionConfig(file, env)
+    : parseDefaults('', '(embedded defaults)', env);
   if (!loaded.ok) {
     process.stderr.write(renderIssues(loaded.issues, loaded.text, process.stderr.isTTY === true));
     return 1;
@@ -49,4 +60,3 @@ export async function runCommand(opts: RunOptions): Promise<number> {
   unhandle();
   return 0;
 }
-

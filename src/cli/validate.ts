@@ -7,7 +7,9 @@ import { renderIssues } from './print-issues.js';
 export async function validateCommand(opts: { config: string; format: 'text' | 'json' }): Promise<number> {
   const result = await loadPillionConfig(opts.config, process.env);
   if (opts.format === 'json') {
-    process.stdout.write(`${JSON.stringify(result.ok ? { valid: true, errors: [] } : { valid: false, errors: result.issues }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify(result.ok ? { valid: true, errors: [] } : { valid: false, errors: result.issues }, null, 2)}\n`,
+    );
     return result.ok ? 0 : 1;
   }
   if (result.ok) {

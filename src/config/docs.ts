@@ -18,7 +18,10 @@ export function renderConfigDocs(schema: JsonSchema, intro: string): string {
     rows(sub, section, out);
     out.push('');
   }
-  return `${out.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd()}\n`;
+  return `${out
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trimEnd()}\n`;
 }
 
 function rows(schema: JsonSchema, path: string, out: string[]): void {
@@ -34,7 +37,8 @@ function rows(schema: JsonSchema, path: string, out: string[]): void {
       const child = `${path}.${key}`;
       out.push(row(child, sub));
       const nested = sub.type === 'array' ? sub.items : sub;
-      if (nested && (nested.properties || nested.oneOf || nested.anyOf)) rows(nested, sub.type === 'array' ? `${child}[]` : child, out);
+      if (nested && (nested.properties || nested.oneOf || nested.anyOf))
+        rows(nested, sub.type === 'array' ? `${child}[]` : child, out);
     }
   }
 }
@@ -53,7 +57,8 @@ function typeName(s: JsonSchema): string {
   if (s.const !== undefined) return `\`${String(s.const)}\``;
   if (s.type === 'array') return `list of ${s.items ? typeName(s.items) : 'values'}`;
   if (s.oneOf || s.anyOf) return 'one of the forms below';
-  const bounds = s.minimum !== undefined || s.maximum !== undefined ? ` (${s.minimum ?? ''}..${s.maximum ?? ''})` : '';
+  const bounds =
+    s.minimum !== undefined || s.maximum !== undefined ? ` (${s.minimum ?? ''}..${s.maximum ?? ''})` : '';
   return `${Array.isArray(s.type) ? s.type.join(' \\| ') : (s.type ?? 'any')}${bounds}`;
 }
 

@@ -5,12 +5,16 @@
 import type { JsonSchema } from './json-schema.js';
 
 export const REDACTED = '[redacted]';
-const SECRET_KEY = /(pass(word|phrase)?|secret|token|api[-_]?key|private[-_]?key|credential|authorization|cookie)$/i;
+const SECRET_KEY =
+  /(pass(word|phrase)?|secret|token|api[-_]?key|private[-_]?key|credential|authorization|cookie)$/i;
 
 export function effectiveView(schema: JsonSchema, value: unknown, key = ''): unknown {
-  let v = value === undefined && schema.default !== undefined ? structuredClone(schema.default) : value;
+  const v = value === undefined && schema.default !== undefined ? structuredClone(schema.default) : value;
   if (v === undefined) return undefined;
-  if (schema['x-pillion-secret'] || (SECRET_KEY.test(key) && (typeof v === 'string' || typeof v === 'number'))) {
+  if (
+    schema['x-pillion-secret'] ||
+    (SECRET_KEY.test(key) && (typeof v === 'string' || typeof v === 'number'))
+  ) {
     return REDACTED;
   }
   const variant = pickVariant(schema, v);
@@ -39,7 +43,9 @@ function pickVariant(schema: JsonSchema, value: unknown): JsonSchema {
     variants.find((s) => {
       if (typeof value !== 'object' || value === null) return s.type !== 'object';
       const props = s.properties ?? {};
-      const discriminated = Object.entries(props).every(([k, p]) => p.const === undefined || (value as Record<string, unknown>)[k] === p.const);
+      const discriminated = Object.entries(props).every(
+        ([k, p]) => p.const === undefined || (value as Record<string, unknown>)[k] === p.const,
+      );
       return discriminated && keys.every((k) => k in props);
     }) ?? variants[0]!
   );

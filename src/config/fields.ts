@@ -16,7 +16,13 @@ export interface PillionIssueParams {
 
 type Ctx = z.RefinementCtx;
 
-export function addPillionIssue(ctx: Ctx, code: ErrorCode, message: string, hint?: string, path?: PropertyKey[]) {
+export function addPillionIssue(
+  ctx: Ctx,
+  code: ErrorCode,
+  message: string,
+  hint?: string,
+  path?: PropertyKey[],
+) {
   const params: PillionIssueParams = hint ? { pillionCode: code, hint } : { pillionCode: code };
   ctx.addIssue({ code: 'custom', message, params, ...(path ? { path } : {}) });
 }
@@ -33,16 +39,30 @@ export function duration(opts: { min?: string; max?: string } = {}) {
     .unknown()
     .transform((input, ctx): number => {
       if (typeof input !== 'string' && typeof input !== 'number') {
-        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_WRONG_TYPE', `expected a duration, got ${describeValue(input)}`, 'write it like "2s"');
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_WRONG_TYPE',
+          `expected a duration, got ${describeValue(input)}`,
+          'write it like "2s"',
+        );
         return z.NEVER;
       }
       const r = parseDuration(String(input));
       if (!r.ok) {
-        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_DURATION', r.reason, 'durations look like "250ms", "2s", "1m" or "1m30s"');
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_DURATION',
+          r.reason,
+          'durations look like "250ms", "2s", "1m" or "1m30s"',
+        );
         return z.NEVER;
       }
       if ((min !== undefined && r.value < min) || (max !== undefined && r.value > max)) {
-        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_OUT_OF_RANGE', `${input} is outside ${opts.min ?? '0s'}..${opts.max ?? '∞'}`);
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_OUT_OF_RANGE',
+          `${input} is outside ${opts.min ?? '0s'}..${opts.max ?? '∞'}`,
+        );
         return z.NEVER;
       }
       return r.value;
@@ -58,16 +78,30 @@ export function size(opts: { min?: string; max?: string } = {}) {
     .unknown()
     .transform((input, ctx): number => {
       if (typeof input !== 'string' && typeof input !== 'number') {
-        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_WRONG_TYPE', `expected a size, got ${describeValue(input)}`, 'write it like "64KiB"');
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_WRONG_TYPE',
+          `expected a size, got ${describeValue(input)}`,
+          'write it like "64KiB"',
+        );
         return z.NEVER;
       }
       const r = parseSize(String(input));
       if (!r.ok) {
-        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_SIZE', r.reason, 'sizes look like "512B", "64KiB", "10MB" or "1GiB"');
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_SIZE',
+          r.reason,
+          'sizes look like "512B", "64KiB", "10MB" or "1GiB"',
+        );
         return z.NEVER;
       }
       if ((min !== undefined && r.value < min) || (max !== undefined && r.value > max)) {
-        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_OUT_OF_RANGE', `${input} is outside ${opts.min ?? '0B'}..${opts.max ?? '∞'}`);
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_OUT_OF_RANGE',
+          `${input} is outside ${opts.min ?? '0B'}..${opts.max ?? '∞'}`,
+        );
         return z.NEVER;
       }
       return r.value;
@@ -85,13 +119,20 @@ export function address() {
           ctx,
           'PILLION_ERR_CONFIG_BAD_ADDRESS',
           `expected "host:port", got ${describeValue(input)}`,
-          typeof input === 'number' ? `write ":${input}" for every interface or "127.0.0.1:${input}" for loopback` : undefined,
+          typeof input === 'number'
+            ? `write ":${input}" for every interface or "127.0.0.1:${input}" for loopback`
+            : undefined,
         );
         return z.NEVER;
       }
       const r = parseAddress(input);
       if (!r.ok) {
-        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_ADDRESS', r.reason, 'addresses look like "127.0.0.1:8080", ":8080" or "[::1]:8080"');
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_ADDRESS',
+          r.reason,
+          'addresses look like "127.0.0.1:8080", ":8080" or "[::1]:8080"',
+        );
         return z.NEVER;
       }
       return r.value;
@@ -113,7 +154,12 @@ export function secret() {
 export function httpPath() {
   return z.string().superRefine((value, ctx) => {
     if (!value.startsWith('/') || /[?#\s]/.test(value)) {
-      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `"${value}" is not an absolute path`, 'paths start with "/" and hold no query, fragment or spaces');
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `"${value}" is not an absolute path`,
+        'paths start with "/" and hold no query, fragment or spaces',
+      );
     }
   });
 }
@@ -122,11 +168,15 @@ export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `the string "${value.length > 40 ? `${value.slice(0, 40)}…` : value}"`;
+  if (typeof value === 'string')
+    return `the string "${value.length > 40 ? `${value.slice(0, 40)}…` : value}"`;
   return `${typeof value} ${String(value)}`;
 }
 
-function mustParse(parse: (s: string) => { ok: true; value: number } | { ok: false; reason: string }, text: string): number {
+function mustParse(
+  parse: (s: string) => { ok: true; value: number } | { ok: false; reason: string },
+  text: string,
+): number {
   const r = parse(text);
   if (!r.ok) throw new Error(`invalid bound in schema: ${r.reason}`);
   return r.value;

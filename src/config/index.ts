@@ -1,9 +1,9 @@
 // The config capability's public surface: a generic YAML loader with positions, the field
 // builders every section uses, and the schema-driven views (JSON Schema, docs, effective config).
 
-export { effectiveView, REDACTED } from './effective.js';
 export { renderConfigDocs } from './docs.js';
-export { address, addPillionIssue, describeValue, duration, httpPath, port, secret, size } from './fields.js';
+export { effectiveView, REDACTED } from './effective.js';
+export { addPillionIssue, address, describeValue, duration, httpPath, port, secret, size } from './fields.js';
 export type { Env } from './interpolate.js';
 export { type ConfigIssue, formatIssue } from './issue.js';
 export { type JsonSchema, toJsonSchema } from './json-schema.js';

@@ -38,7 +38,10 @@ interface SubstError {
   hint?: string;
 }
 
-export function substitute(text: string, env: Env): { ok: true; value: string } | { ok: false; errors: SubstError[] } {
+export function substitute(
+  text: string,
+  env: Env,
+): { ok: true; value: string } | { ok: false; errors: SubstError[] } {
   let out = '';
   const errors: SubstError[] = [];
   let i = 0;
@@ -61,7 +64,11 @@ export function substitute(text: string, env: Env): { ok: true; value: string } 
     }
     const close = text.indexOf('}', dollar + 2);
     if (close < 0) {
-      errors.push({ code: 'PILLION_ERR_CONFIG_ENV_SYNTAX', message: `unclosed "\${" in "${text}"`, hint: 'write ${NAME} or ${NAME:-default}' });
+      errors.push({
+        code: 'PILLION_ERR_CONFIG_ENV_SYNTAX',
+        message: `unclosed "\${" in "${text}"`,
+        hint: 'write ${NAME} or ${NAME:-default}',
+      });
       break;
     }
     const body = text.slice(dollar + 2, close);

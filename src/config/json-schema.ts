@@ -24,6 +24,10 @@ export type JsonSchema = {
 };
 
 export function toJsonSchema(schema: z.ZodType, meta: { id: string; title: string }): JsonSchema {
-  const out = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-07' }) as JsonSchema;
+  const out = z.toJSONSchema(schema, {
+    io: 'input',
+    unrepresentable: 'any',
+    target: 'draft-07',
+  }) as JsonSchema;
   return { $schema: out.$schema, $id: meta.id, title: meta.title, ...out };
 }

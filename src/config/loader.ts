@@ -28,11 +28,19 @@ export type LoadResult<T> =
     }
   | { ok: false; issues: ConfigIssue[]; text?: string };
 
-export function parseConfigText<S extends z.ZodType>(text: string, file: string, opts: LoadOptions<S>): LoadResult<z.output<S>> {
+export function parseConfigText<S extends z.ZodType>(
+  text: string,
+  file: string,
+  opts: LoadOptions<S>,
+): LoadResult<z.output<S>> {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, merge: true, prettyErrors: false });
   if (doc.errors.length > 0) {
-    return { ok: false, issues: doc.errors.map((e) => yamlIssue(e, file, lc)).sort(compareIssues), text };
+    return {
+      ok: false,
+      issues: doc.errors.map((e) => yamlIssue(e, file, lc, text)).sort(compareIssues),
+      text,
+    };
   }
 
   const envIssues = interpolate(doc, lc, opts.env, file);
@@ -80,25 +88,42 @@ export function parseConfigText<S extends z.ZodType>(text: string, file: string,
   return { ok: false, issues: dedupe([...envIssues, ...schemaIssues]).sort(compareIssues), text };
 }
 
-export async function loadConfigFile<S extends z.ZodType>(file: string, opts: LoadOptions<S>): Promise<LoadResult<z.output<S>>> {
+export async function loadConfigFile<S extends z.ZodType>(
+  file: string,
+  opts: LoadOptions<S>,
+): Promise<LoadResult<z.output<S>>> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'file not found' : e.code === 'EISDIR' ? 'is a directory, not a file' : e.message;
-    const issue: ConfigIssue = { file, line: 1, col: 1, code: 'PILLION_ERR_CONFIG_READ', path: '(root)', message: why };
+    const why =
+      e.code === 'ENOENT' ? 'file not found' : e.code === 'EISDIR' ? 'is a directory, not a file' : e.message;
+    const issue: ConfigIssue = {
+      file,
+      line: 1,
+      col: 1,
+      code: 'PILLION_ERR_CONFIG_READ',
+      path: '(root)',
+      message: why,
+    };
     return { ok: false, issues: [issue] };
   }
   return parseConfigText(text, file, opts);
 }
 
-function yamlIssue(e: YAMLError, file: string, lc: LineCounter): ConfigIssue {
+function yamlIssue(e: YAMLError, file: string, lc: LineCounter, text: string): ConfigIssue {
   const pos = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
-  const code: ErrorCode = e.code === 'DUPLICATE_KEY' ? 'PILLION_ERR_CONFIG_DUPLICATE_KEY' : 'PILLION_ERR_CONFIG_YAML_SYNTAX';
+  const code: ErrorCode =
+    e.code === 'DUPLICATE_KEY' ? 'PILLION_ERR_CONFIG_DUPLICATE_KEY' : 'PILLION_ERR_CONFIG_YAML_SYNTAX';
   // yaml's messages end with a source excerpt after a colon and newline; keep the first line.
   const message = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-  const hint = e.code === 'TAB_AS_INDENT' ? 'indent with spaces, not tabs' : undefined;
+  const hint =
+    e.code === 'TAB_AS_INDENT'
+      ? 'indent with spaces, not tabs'
+      : e.code === 'MISSING_CHAR' && /quote/.test(message)
+        ? `the quote opened at line ${lc.linePos(text.lastIndexOf(message.includes('"quote') ? '"' : "'", e.pos[0] - 1)).line} is not closed`
+        : undefined;
   return { file, line: pos.line, col: pos.col, code, path: formatPath([]), message, hint };
 }
 

@@ -21,7 +21,9 @@ export function locate(doc: Document, lc: LineCounter, path: readonly PathSegmen
   for (let i = 0; i < path.length; i++) {
     const seg = path[i]!;
     if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
+      const pair = node.items.find(
+        (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg),
+      );
       if (!pair) break;
       const last = i === path.length - 1;
       if (last && key && isNode(pair.key)) {

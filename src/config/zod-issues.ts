@@ -39,11 +39,21 @@ function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContex
       for (const key of issue.keys) {
         const at = [...path, key];
         if (path.length === 0 && ctx.reservedSections.has(key)) {
-          push('PILLION_ERR_CONFIG_UNSUPPORTED_SECTION', `the ${key} role is not part of this build of Pillion`, 'remove the section, or upgrade Pillion', at, true);
+          push(
+            'PILLION_ERR_CONFIG_UNSUPPORTED_SECTION',
+            `the ${key} role is not part of this build of Pillion`,
+            'remove the section, or upgrade Pillion',
+            at,
+            true,
+          );
           continue;
         }
         const guess = didYouMean(key, known);
-        const hint = guess ? `did you mean "${guess}"?` : known.length ? `known keys: ${known.join(', ')}` : undefined;
+        const hint = guess
+          ? `did you mean "${guess}"?`
+          : known.length
+            ? `known keys: ${known.join(', ')}`
+            : undefined;
         push('PILLION_ERR_CONFIG_UNKNOWN_KEY', 'unknown key', hint, at, true);
       }
       return;
@@ -51,18 +61,38 @@ function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContex
     case 'invalid_type': {
       const found = valueAt(ctx.data, path);
       if (found.missing) {
-        push('PILLION_ERR_CONFIG_MISSING_KEY', `required key "${String(path.at(-1))}" is missing`, `add ${formatPath(path)} (${issue.expected})`);
+        push(
+          'PILLION_ERR_CONFIG_MISSING_KEY',
+          `required key "${String(path.at(-1))}" is missing`,
+          `add ${formatPath(path)} (${issue.expected})`,
+        );
       } else {
         // Say the kind of value found, never the value itself: it may be a secret.
-        push('PILLION_ERR_CONFIG_WRONG_TYPE', `expected ${article(issue.expected)}, got ${kindOf(found.value)}`, typeHint(issue.expected, found.value));
+        push(
+          'PILLION_ERR_CONFIG_WRONG_TYPE',
+          `expected ${article(issue.expected)}, got ${kindOf(found.value)}`,
+          typeHint(issue.expected, found.value),
+        );
       }
       return;
     }
     case 'too_small':
     case 'too_big': {
       const bound = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
-      const cmp = issue.code === 'too_small' ? (issue.inclusive === false ? 'greater than' : 'at least') : issue.inclusive === false ? 'less than' : 'at most';
-      const what = issue.origin === 'string' ? ' characters long' : issue.origin === 'array' || issue.origin === 'set' ? ' items' : '';
+      const cmp =
+        issue.code === 'too_small'
+          ? issue.inclusive === false
+            ? 'greater than'
+            : 'at least'
+          : issue.inclusive === false
+            ? 'less than'
+            : 'at most';
+      const what =
+        issue.origin === 'string'
+          ? ' characters long'
+          : issue.origin === 'array' || issue.origin === 'set'
+            ? ' items'
+            : '';
       const found = valueAt(ctx.data, path);
       const shown = typeof found.value === 'number' ? `${found.value} is out of range: ` : '';
       push('PILLION_ERR_CONFIG_OUT_OF_RANGE', `${shown}must be ${cmp} ${bound}${what}`);
@@ -86,11 +116,25 @@ function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContex
       if ((issue as { note?: string }).note === 'No matching discriminator' || issue.errors.length === 0) {
         const found = valueAt(ctx.data, path).value;
         const options = (issue as { options?: unknown[] }).options?.map((o) => JSON.stringify(o)) ?? [];
-        const guess = typeof found === 'string' ? didYouMean(found, options.map((o) => JSON.parse(o) as string)) : undefined;
+        const guess =
+          typeof found === 'string'
+            ? didYouMean(
+                found,
+                options.map((o) => JSON.parse(o) as string),
+              )
+            : undefined;
         if (found === undefined) {
-          push('PILLION_ERR_CONFIG_MISSING_KEY', `required key "${String(path.at(-1))}" is missing`, options.length ? `one of ${options.join(', ')}` : undefined);
+          push(
+            'PILLION_ERR_CONFIG_MISSING_KEY',
+            `required key "${String(path.at(-1))}" is missing`,
+            options.length ? `one of ${options.join(', ')}` : undefined,
+          );
         } else {
-          push('PILLION_ERR_CONFIG_BAD_ENUM', `${describeValue(found)} is not one of ${options.join(', ')}`, guess ? `did you mean "${guess}"?` : undefined);
+          push(
+            'PILLION_ERR_CONFIG_BAD_ENUM',
+            `${describeValue(found)} is not one of ${options.join(', ')}`,
+            guess ? `did you mean "${guess}"?` : undefined,
+          );
         }
         return;
       }
@@ -105,7 +149,11 @@ function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContex
       return;
     }
     case 'invalid_format':
-      push('PILLION_ERR_CONFIG_BAD_VALUE', `must be a valid ${issue.format}`, issue.format === 'regex' && 'pattern' in issue ? `pattern ${String(issue.pattern)}` : undefined);
+      push(
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `must be a valid ${issue.format}`,
+        issue.format === 'regex' && 'pattern' in issue ? `pattern ${String(issue.pattern)}` : undefined,
+      );
       return;
     default:
       push('PILLION_ERR_CONFIG_BAD_VALUE', issue.message);
@@ -128,8 +176,10 @@ function kindOf(value: unknown): string {
 }
 
 function typeHint(expected: string, found: unknown): string | undefined {
-  if (expected === 'string' && (typeof found === 'number' || typeof found === 'boolean')) return 'quote the value to make it a string';
-  if (expected === 'number' && typeof found === 'string' && /^\s*-?\d/.test(found)) return 'remove the quotes to make it a number';
+  if (expected === 'string' && (typeof found === 'number' || typeof found === 'boolean'))
+    return 'quote the value to make it a string';
+  if (expected === 'number' && typeof found === 'string' && /^\s*-?\d/.test(found))
+    return 'remove the quotes to make it a number';
   if (expected === 'boolean' && typeof found === 'string') return 'write true or false, without quotes';
   if (expected === 'object' && found === null) return 'give the section at least one key, or remove it';
   return undefined;
@@ -138,7 +188,8 @@ function typeHint(expected: string, found: unknown): string | undefined {
 function valueAt(data: unknown, path: readonly PathSegment[]): { missing: boolean; value: unknown } {
   let cur: unknown = data;
   for (const seg of path) {
-    if (cur === null || typeof cur !== 'object' || !(String(seg) in (cur as object))) return { missing: true, value: undefined };
+    if (cur === null || typeof cur !== 'object' || !(String(seg) in (cur as object)))
+      return { missing: true, value: undefined };
     cur = (cur as Record<string, unknown>)[String(seg)];
   }
   return { missing: false, value: cur };

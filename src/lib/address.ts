@@ -10,7 +10,8 @@ export interface Address {
   readonly port: number;
 }
 
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export function parseAddress(text: string): ParseResult<Address> {
   const input = text.trim();
@@ -29,7 +30,8 @@ export function parseAddress(text: string): ParseResult<Address> {
     if (colon < 0) return { ok: false, reason: `"${input}" has no port (write host:port or :port)` };
     host = input.slice(0, colon);
     portText = input.slice(colon + 1);
-    if (host.includes(':')) return { ok: false, reason: `"${input}": put IPv6 addresses in brackets, "[${host}]:${portText}"` };
+    if (host.includes(':'))
+      return { ok: false, reason: `"${input}": put IPv6 addresses in brackets, "[${host}]:${portText}"` };
     if (host !== '' && isIP(host) === 0 && !HOSTNAME.test(host)) {
       return { ok: false, reason: `"${host}" is neither an IP address nor a host name` };
     }

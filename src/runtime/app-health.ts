@@ -24,13 +24,19 @@ export class AppHealthModule implements Module<AppConfig> {
   #healthyGauge;
   #checks;
 
-  constructor(config: AppConfig, deps: { clock: Clock; logger: Logger; signal: HealthSignal; metrics: Registry; probe?: Probe }) {
+  constructor(
+    config: AppConfig,
+    deps: { clock: Clock; logger: Logger; signal: HealthSignal; metrics: Registry; probe?: Probe },
+  ) {
     this.#config = config;
     this.#clock = deps.clock;
     this.#logger = deps.logger.child({ module: 'app' });
     this.#signal = deps.signal;
     this.#probe = deps.probe ?? probeApp;
-    this.#healthyGauge = gauge(deps.metrics, { name: 'pillion_app_healthy', help: '1 when the app passes its health check.' });
+    this.#healthyGauge = gauge(deps.metrics, {
+      name: 'pillion_app_healthy',
+      help: '1 when the app passes its health check.',
+    });
     this.#checks = counter(deps.metrics, {
       name: 'pillion_app_health_checks_total',
       help: 'Health checks of the app, by result.',
@@ -64,7 +70,9 @@ export class AppHealthModule implements Module<AppConfig> {
   }
 
   readiness(): Readiness {
-    return this.#signal.healthy ? { ready: true } : { ready: false, reason: `app unhealthy: ${this.#signal.reason ?? 'unknown'}` };
+    return this.#signal.healthy
+      ? { ready: true }
+      : { ready: false, reason: `app unhealthy: ${this.#signal.reason ?? 'unknown'}` };
   }
 
   #schedule(ms: number): void {
@@ -74,7 +82,13 @@ export class AppHealthModule implements Module<AppConfig> {
 
   async #check(generation: number): Promise<void> {
     const c = this.#config;
-    const target: ProbeTarget = { host: c.host, port: c.port, protocol: c.health.protocol, path: c.health.path, timeoutMs: c.health.timeout };
+    const target: ProbeTarget = {
+      host: c.host,
+      port: c.port,
+      protocol: c.health.protocol,
+      path: c.health.path,
+      timeoutMs: c.health.timeout,
+    };
     const result = await this.#probe(target);
     if (!this.#running || generation !== this.#generation) return;
     this.#checks.inc({ result: result.ok ? 'pass' : 'fail' });
@@ -107,6 +121,12 @@ export function appModule(probe?: Probe): ModuleDefinition<AppConfig> {
     name: 'app',
     section: (config) => config.app,
     create: (section, ctx) =>
-      new AppHealthModule(section, { clock: ctx.clock, logger: ctx.logger, signal: ctx.appHealth, metrics: ctx.metrics, ...(probe ? { probe } : {}) }),
+      new AppHealthModule(section, {
+        clock: ctx.clock,
+        logger: ctx.logger,
+        signal: ctx.appHealth,
+        metrics: ctx.metrics,
+        ...(probe ? { probe } : {}),
+      }),
   };
 }

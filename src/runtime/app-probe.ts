@@ -24,11 +24,22 @@ export const probeApp: Probe = (t) => (t.protocol === 'tcp' ? probeTcp(t) : prob
 function probeHttp(t: ProbeTarget): Promise<ProbeResult> {
   return new Promise((resolve) => {
     const req = request(
-      { host: t.host, port: t.port, path: t.path, method: 'GET', agent: false, headers: { 'user-agent': 'pillion-health/1', accept: '*/*' } },
+      {
+        host: t.host,
+        port: t.port,
+        path: t.path,
+        method: 'GET',
+        agent: false,
+        headers: { 'user-agent': 'pillion-health/1', accept: '*/*' },
+      },
       (res) => {
         res.resume();
         const status = res.statusCode ?? 0;
-        resolve(status >= 200 && status < 400 ? { ok: true } : { ok: false, reason: `GET ${t.path} answered ${status}` });
+        resolve(
+          status >= 200 && status < 400
+            ? { ok: true }
+            : { ok: false, reason: `GET ${t.path} answered ${status}` },
+        );
       },
     );
     req.setTimeout(t.timeoutMs, () => {

@@ -2,7 +2,15 @@
 
 import { z } from 'zod';
 import { adminSchema } from '../admin/index.js';
-import { type Env, type JsonSchema, type LoadResult, loadConfigFile, parseConfigText, toJsonSchema } from '../config/index.js';
+import {
+  type Env,
+  type JsonSchema,
+  type LoadResult,
+  loadConfigFile,
+  parseConfigText,
+  renderConfigDocs,
+  toJsonSchema,
+} from '../config/index.js';
 import { appSchema, runtimeSchema } from './config.js';
 
 /** Roles named in the design that later capabilities add; until then their sections are refused clearly. */
@@ -33,4 +41,25 @@ export function pillionJsonSchema(): JsonSchema {
     title: 'Pillion sidecar configuration (pillion.yaml)',
   });
   return cachedJsonSchema;
+}
+
+const CONFIG_DOCS_INTRO = `
+Every key of \`pillion.yaml\`, generated from the schema the loader validates against. All
+sections are optional; a missing key takes its default.
+
+- **Durations** are written with a unit: \`250ms\`, \`2s\`, \`1m\`, \`1h\`, \`1m30s\`.
+- **Sizes** carry a byte unit: \`512B\`, \`64KiB\`, \`10MB\`, \`1GiB\` (KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000).
+- **Addresses** are \`host:port\`: \`127.0.0.1:8080\`, \`:8080\` (every interface), \`[::1]:8080\`.
+- **Environment variables**: \`\${VAR}\` and \`\${VAR:-default}\` anywhere in a value; \`$\${\` writes a literal \`\${\`.
+  An unquoted value that is exactly one reference takes the type of what it expands to (\`port: \${PORT}\` is a number).
+- **Editors**: \`pillion schema > pillion.schema.json\` and start the file with
+  \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
+- **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
+
+The roles \`inbound\`, \`outbound\`, \`logs\`, \`metrics\` and \`sync\` are reserved: a build that does not provide a
+role refuses its section with \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` rather than ignoring it.
+`;
+
+export function pillionConfigDocs(): string {
+  return renderConfigDocs(pillionJsonSchema(), CONFIG_DOCS_INTRO);
 }

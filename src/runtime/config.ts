@@ -19,7 +19,9 @@ export const runtimeSchema = z
         format: z
           .enum(['auto', 'json', 'pretty'])
           .default('auto')
-          .describe('json: one JSON object per line; pretty: human-readable; auto: pretty when stdout is a terminal, else json.'),
+          .describe(
+            'json: one JSON object per line; pretty: human-readable; auto: pretty when stdout is a terminal, else json.',
+          ),
       })
       .prefault({})
       .describe("The process's own logs (not the app's: those are the logs role)."),
@@ -29,7 +31,11 @@ export const runtimeSchema = z
 
 export const appSchema = z
   .strictObject({
-    host: z.string().min(1).default('127.0.0.1').describe('Host the app listens on, as seen from the sidecar.'),
+    host: z
+      .string()
+      .min(1)
+      .default('127.0.0.1')
+      .describe('Host the app listens on, as seen from the sidecar.'),
     port: port().describe('Port the app listens on. Required.'),
     health: z
       .strictObject({
@@ -40,11 +46,25 @@ export const appSchema = z
         path: httpPath().default('/').describe('Path of the HTTP health check.'),
         interval: duration({ min: '100ms' }).prefault('5s').describe('Time between checks.'),
         timeout: duration({ min: '10ms' }).prefault('1s').describe('A check that takes longer fails.'),
-        healthyThreshold: z.number().int().min(1).max(100).default(1).describe('Consecutive passes that make the app healthy.'),
-        unhealthyThreshold: z.number().int().min(1).max(100).default(3).describe('Consecutive failures that make the app unhealthy.'),
+        healthyThreshold: z
+          .number()
+          .int()
+          .min(1)
+          .max(100)
+          .default(1)
+          .describe('Consecutive passes that make the app healthy.'),
+        unhealthyThreshold: z
+          .number()
+          .int()
+          .min(1)
+          .max(100)
+          .default(3)
+          .describe('Consecutive failures that make the app unhealthy.'),
       })
       .prefault({})
-      .describe('How the sidecar checks that the app is healthy. Readiness (/readyz) and inbound traffic wait for it.'),
+      .describe(
+        'How the sidecar checks that the app is healthy. Readiness (/readyz) and inbound traffic wait for it.',
+      ),
   })
   .describe('The application this sidecar runs beside. Leave it out when there is none.');
 

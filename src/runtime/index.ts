@@ -3,7 +3,15 @@
 export { AppHealthModule, appModule } from './app-health.js';
 export { type Probe, type ProbeResult, type ProbeTarget, probeApp } from './app-probe.js';
 export { type AppConfig, appSchema, LOG_LEVELS, type RuntimeConfig, runtimeSchema } from './config.js';
-export { loadPillionConfig, type PillionConfig, parsePillionConfig, pillionJsonSchema, pillionSchema, RESERVED_SECTIONS } from './config-schema.js';
+export {
+  loadPillionConfig,
+  type PillionConfig,
+  parsePillionConfig,
+  pillionConfigDocs,
+  pillionJsonSchema,
+  pillionSchema,
+  RESERVED_SECTIONS,
+} from './config-schema.js';
 export { ConfigWatcher } from './config-watcher.js';
 export { HealthSignal } from './health-signal.js';
 export { createLogger, type LogFormat, type Logger } from './logger.js';

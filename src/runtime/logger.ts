@@ -10,10 +10,22 @@ export function createLogger(opts: { level: string; format: LogFormat; isTTY?: b
   const isTTY = opts.isTTY ?? process.stdout.isTTY === true;
   const base = { level: opts.level, base: { service: 'pillion' } };
   if (opts.format === 'pretty' || (opts.format === 'auto' && isTTY)) {
-    return pino(base, pretty({ colorize: isTTY, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' }));
+    return pino(
+      base,
+      pretty({
+        colorize: isTTY,
+        sync: true,
+        translateTime: 'SYS:HH:MM:ss.l',
+        ignore: 'pid,hostname,service',
+      }),
+    );
   }
   return pino(
-    { ...base, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+    {
+      ...base,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
     pino.destination({ fd: 1, sync: true }),
   );
 }

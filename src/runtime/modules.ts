@@ -3,6 +3,6 @@
 import { appModule } from './app-health.js';
 import type { ModuleDefinition } from './module.js';
 
-export function builtinModules(): ModuleDefinition<any>[] {
+export function builtinModules(): ModuleDefinition<unknown>[] {
   return [appModule()];
 }

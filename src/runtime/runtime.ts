@@ -6,7 +6,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { AdminServer } from '../admin/index.js';
-import { type ConfigIssue, effectiveView, type Env, formatIssue } from '../config/index.js';
+import { type ConfigIssue, type Env, effectiveView, formatIssue } from '../config/index.js';
 import { formatAddress } from '../lib/address.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import { PillionError } from '../lib/errors.js';
@@ -29,7 +29,7 @@ export interface RuntimeOptions {
   configFile: string | undefined;
   env: Env;
   logger: Logger;
-  modules: readonly ModuleDefinition<any>[];
+  modules: readonly ModuleDefinition<unknown>[];
   clock?: Clock;
   metrics?: Registry;
   /** File watching for reloads; false to rely on SIGHUP and POST /reload only. */
@@ -51,8 +51,8 @@ interface ReloadRecord {
 }
 
 interface Running {
-  def: ModuleDefinition<any>;
-  module: Module<any>;
+  def: ModuleDefinition<unknown>;
+  module: Module<unknown>;
   section: unknown;
 }
 
@@ -111,7 +111,11 @@ export class Runtime {
         this.set(self.readiness().ready ? 1 : 0);
       },
     });
-    gauge(this.#metrics, { name: 'pillion_build_info', help: 'Pillion version.', labelNames: ['version'] }).set({ version: opts.version ?? 'dev' }, 1);
+    gauge(this.#metrics, {
+      name: 'pillion_build_info',
+      help: 'Pillion version.',
+      labelNames: ['version'],
+    }).set({ version: opts.version ?? 'dev' }, 1);
   }
 
   get config(): PillionConfig {
@@ -151,11 +155,15 @@ export class Runtime {
       this.#watcher = new ConfigWatcher(this.#opts.configFile, () => void this.reload('file change'), {
         clock: this.#clock,
         ...(this.#opts.watch ?? {}),
-        onError: (err) => this.#logger.warn({ err }, 'cannot watch the config file; reload with SIGHUP or POST /reload'),
+        onError: (err) =>
+          this.#logger.warn({ err }, 'cannot watch the config file; reload with SIGHUP or POST /reload'),
       });
       this.#watcher.start(this.#loaded.text);
     }
-    this.#logger.info({ modules: [...this.#modules.keys()], config: this.#opts.configFile ?? '(embedded defaults)' }, 'pillion started');
+    this.#logger.info(
+      { modules: [...this.#modules.keys()], config: this.#opts.configFile ?? '(embedded defaults)' },
+      'pillion started',
+    );
   }
 
   readiness(): { ready: boolean; state: State; checks: { name: string; ready: boolean; reason?: string }[] } {
@@ -188,11 +196,20 @@ export class Runtime {
 
   async #reload(trigger: string): Promise<ReloadOutcome> {
     if (this.#state !== 'running') {
-      return { ok: false, trigger, code: 'PILLION_ERR_RUNTIME_SHUTTING_DOWN', message: `not reloading: the process is ${this.#state}`, issues: [] };
+      return {
+        ok: false,
+        trigger,
+        code: 'PILLION_ERR_RUNTIME_SHUTTING_DOWN',
+        message: `not reloading: the process is ${this.#state}`,
+        issues: [],
+      };
     }
     const file = this.#opts.configFile;
     if (!file) {
-      this.#logger.info({ trigger }, 'reload requested, but there is no config file: running on embedded defaults');
+      this.#logger.info(
+        { trigger },
+        'reload requested, but there is no config file: running on embedded defaults',
+      );
       return this.#recordSuccess(trigger, [], []);
     }
     const loaded = await loadPillionConfig(file, this.#opts.env);
@@ -237,7 +254,10 @@ export class Runtime {
           try {
             await this.#startModule(def, section);
           } catch (err) {
-            this.#logger.error({ err, module: def.name }, 'module failed to start with the new config; restoring the previous one');
+            this.#logger.error(
+              { err, module: def.name },
+              'module failed to start with the new config; restoring the previous one',
+            );
             await this.#startModule(def, running.section).catch((restoreErr) =>
               this.#logger.error({ err: restoreErr, module: def.name }, 'module could not be restored'),
             );
@@ -257,7 +277,8 @@ export class Runtime {
         failures.push(`admin: ${(err as Error).message}`);
       }
     }
-    if (prev.runtime.log.level !== next.config.runtime.log.level) this.#logger.level = next.config.runtime.log.level;
+    if (prev.runtime.log.level !== next.config.runtime.log.level)
+      this.#logger.level = next.config.runtime.log.level;
 
     this.#loaded = next;
     if (failures.length > 0) {
@@ -270,7 +291,7 @@ export class Runtime {
     return this.#recordSuccess(trigger, changed, restarted);
   }
 
-  async #startModule(def: ModuleDefinition<any>, section: unknown): Promise<void> {
+  async #startModule(def: ModuleDefinition<unknown>, section: unknown): Promise<void> {
     const ctx: ModuleContext = {
       logger: this.#logger.child({ module: def.name }),
       metrics: this.#metrics,
@@ -282,7 +303,11 @@ export class Runtime {
       await module.start();
     } catch (err) {
       await module.stop().catch(() => {});
-      throw new PillionError('PILLION_ERR_RUNTIME_MODULE_START', `module ${def.name} failed to start: ${(err as Error).message}`, { cause: err });
+      throw new PillionError(
+        'PILLION_ERR_RUNTIME_MODULE_START',
+        `module ${def.name} failed to start: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     this.#modules.set(def.name, { def, module, section });
   }
@@ -311,11 +336,17 @@ export class Runtime {
     this.#lastReloadOk.set(1);
     this.#lastReloadTime.set(this.#clock.now() / 1000);
     this.#lastReload = { at: new Date(this.#clock.now()).toISOString(), trigger, ok: true };
-    this.#logger.info({ trigger, changed, restarted }, changed.length ? 'config reloaded' : 'config reloaded; nothing changed');
+    this.#logger.info(
+      { trigger, changed, restarted },
+      changed.length ? 'config reloaded' : 'config reloaded; nothing changed',
+    );
     return { ok: true, trigger, changed, restarted };
   }
 
-  #recordFailure(trigger: string, f: { code: string; message: string; issues: ConfigIssue[] }): ReloadOutcome {
+  #recordFailure(
+    trigger: string,
+    f: { code: string; message: string; issues: ConfigIssue[] },
+  ): ReloadOutcome {
     this.#reloads.inc({ result: 'failure' });
     this.#lastReloadOk.set(0);
     this.#lastReloadTime.set(this.#clock.now() / 1000);
@@ -360,11 +391,16 @@ export class Runtime {
       const outcome = await Promise.race([drains.then(() => 'drained' as const), expired]);
       timer?.cancel();
       if (outcome === 'expired') {
-        this.#logger.warn({ code: 'PILLION_ERR_RUNTIME_DRAIN_TIMEOUT', modules: [...pending] }, 'drain deadline passed; stopping anyway');
+        this.#logger.warn(
+          { code: 'PILLION_ERR_RUNTIME_DRAIN_TIMEOUT', modules: [...pending] },
+          'drain deadline passed; stopping anyway',
+        );
       }
     }
     await Promise.allSettled(
-      [...this.#modules.values()].map((r) => r.module.stop().catch((err) => this.#logger.warn({ err }, 'stop failed'))),
+      [...this.#modules.values()].map((r) =>
+        r.module.stop().catch((err) => this.#logger.warn({ err }, 'stop failed')),
+      ),
     );
     this.#modules.clear();
     await this.#admin?.stop();

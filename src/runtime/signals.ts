@@ -10,7 +10,10 @@ export interface SignalTarget {
 
 const EXIT_CODE: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
-export function handleSignals(target: SignalTarget, opts: { logger: Logger; exit: (code: number) => void; proc?: NodeJS.EventEmitter }): () => void {
+export function handleSignals(
+  target: SignalTarget,
+  opts: { logger: Logger; exit: (code: number) => void; proc?: NodeJS.EventEmitter },
+): () => void {
   const proc = opts.proc ?? process;
   let stopping = false;
   const onStop = (signal: string) => {

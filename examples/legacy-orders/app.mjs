@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// A legacy orders service, as found in the wild: plain HTTP on localhost, text logs to stdout and
+// to a file, request counts as JSON at /internal/metrics, config.json re-read on SIGHUP, no TLS,
+// no auth, no health endpoint of its own, and a slow start. Pillion makes it modern without
+// changing a line of it.
+
+import { appendFileSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+
+const port = Number(process.env.PORT ?? 8080);
+const host = process.env.HOST ?? '127.0.0.1';
+const logFile = process.env.LOG_FILE ?? 'orders.log';
+const configFile = process.env.CONFIG_FILE ?? 'config.json';
+const startupDelay = Number(process.env.STARTUP_DELAY_MS ?? 1500);
+
+let config = { currency: 'EUR', discountPercent: 0 };
+const orders = new Map();
+const counters = { requests_total: 0, errors_total: 0, orders_created_total: 0 };
+let nextId = 1;
+
+function log(level, message) {
+  const line = `${new Date().toISOString().replace('T', ' ').slice(0, 19)} ${level} ${message}`;
+  console.log(line);
+  try {
+    appendFileSync(logFile, `${line}\n`);
+  } catch {
+    // the log file is best effort, as in the original
+  }
+}
+
+function loadConfig() {
+  try {
+    config = { ...config, ...JSON.parse(readFileSync(configFile, 'utf8')) };
+    log(
+      'INFO',
+      `loaded ${configFile}: currency=${config.currency} discountPercent=${config.discountPercent}`,
+    );
+  } catch (err) {
+    log('WARN', `cannot read ${configFile} (${err.code ?? err.message}); keeping current settings`);
+  }
+}
+
+function send(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+const server = createServer((req, res) => {
+  const started = Date.now();
+  counters.requests_total++;
+  res.on('finish', () => {
+    if (res.statusCode >= 500) counters.errors_total++;
+    log('INFO', `${req.method} ${req.url} ${res.statusCode} ${Date.now() - started}ms`);
+  });
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  if (url.pathname === '/internal/metrics') return send(res, 200, { ...counters, orders: orders.size });
+  if (url.pathname === '/' && req.method === 'GET')
+    return send(res, 200, { service: 'orders', version: '1.0' });
+  if (url.pathname === '/orders' && req.method === 'GET') return send(res, 200, [...orders.values()]);
+  if (url.pathname === '/orders' && req.method === 'POST') {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => {
+      let item;
+      try {
+        item = JSON.parse(body || '{}');
+      } catch {
+        log('ERROR', `bad order payload: ${body.slice(0, 80)}`);
+        return send(res, 400, { error: 'invalid JSON' });
+      }
+      const amount = Number(item.amount ?? 0);
+      const order = {
+        id: nextId++,
+        item: String(item.item ?? 'unknown'),
+        amount: Math.round(amount * (100 - config.discountPercent)) / 100,
+        currency: config.currency,
+      };
+      orders.set(order.id, order);
+      counters.orders_created_total++;
+      send(res, 201, order);
+    });
+    return;
+  }
+  const m = /^\/orders\/(\d+)$/.exec(url.pathname);
+  if (m && req.method === 'GET') {
+    const order = orders.get(Number(m[1]));
+    return order ? send(res, 200, order) : send(res, 404, { error: 'no such order' });
+  }
+  send(res, 404, { error: 'not found' });
+});
+
+process.on('SIGHUP', loadConfig);
+process.on('SIGTERM', () => {
+  log('INFO', 'SIGTERM: closing');
+  server.close(() => process.exit(0));
+  server.closeIdleConnections();
+});
+
+loadConfig();
+log('INFO', `warming up for ${startupDelay}ms`);
+setTimeout(() => {
+  server.listen(port, host, () => log('INFO', `orders listening on http://${host}:${port}`));
+}, startupDelay);

@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Runs every compiled test file under dist/ with Node's test runner. Files are listed explicitly
+// because Node 20's runner does not expand globs.
+
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+function find(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    return e.isDirectory() ? find(p) : e.name.endsWith('.test.js') ? [p] : [];
+  });
+}
+
+const filter = process.argv.slice(2);
+const files = find('dist')
+  .filter((f) => filter.length === 0 || filter.some((x) => f.includes(x)))
+  .sort();
+if (files.length === 0) {
+  console.error('no test files found under dist/ (did the build run?)');
+  process.exit(1);
+}
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=120000', ...files], {
+  stdio: 'inherit',
+});
+process.exit(r.status ?? 1);
