@@ -101,7 +101,13 @@ test('durations, sizes and addresses have their own codes and hints', () => {
 
 test('missing required keys point at the mapping that lacks them', () => {
   assert.deepEqual(issuesOf('routes:\n  - path: /a\n'), [
-    'pillion.yaml:2:5 PILLION_ERR_CONFIG_MISSING_KEY routes[0].to: required key "to" is missing (add routes[0].to (string))',
+    'pillion.yaml:2:5 PILLION_ERR_CONFIG_MISSING_KEY routes[0].to: required key "to" is missing (add "to: <string>")',
+  ]);
+});
+
+test('a misspelt required key is one error, not a missing key and an unknown one', () => {
+  assert.deepEqual(issuesOf('routes:\n  - path: /a\n    tp: app\n'), [
+    'pillion.yaml:3:5 PILLION_ERR_CONFIG_UNKNOWN_KEY routes[0].tp: unknown key (did you mean "to"?)',
   ]);
 });
 

@@ -23,7 +23,19 @@ export interface IssueContext {
 export function mapZodIssues(issues: readonly z.core.$ZodIssue[], ctx: IssueContext): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   for (const issue of issues) mapOne(issue, [], ctx, out);
-  return out;
+  return dropMisspelledMissing(out);
+}
+
+// `prot: 8080` where `port` is required is one mistake, not two: when an unknown key's
+// suggestion is exactly the missing key beside it, keep only the unknown-key error.
+function dropMisspelledMissing(issues: ConfigIssue[]): ConfigIssue[] {
+  const suggested = new Set<string>();
+  for (const i of issues) {
+    const m =
+      i.code === 'PILLION_ERR_CONFIG_UNKNOWN_KEY' ? /^did you mean "(.+)"\?$/.exec(i.hint ?? '') : null;
+    if (m) suggested.add(`${i.path.slice(0, i.path.lastIndexOf('.') + 1)}${m[1]}`);
+  }
+  return issues.filter((i) => i.code !== 'PILLION_ERR_CONFIG_MISSING_KEY' || !suggested.has(i.path));
 }
 
 function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContext, out: ConfigIssue[]): void {
@@ -64,7 +76,7 @@ function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContex
         push(
           'PILLION_ERR_CONFIG_MISSING_KEY',
           `required key "${String(path.at(-1))}" is missing`,
-          `add ${formatPath(path)} (${issue.expected})`,
+          `add "${String(path.at(-1))}: <${issue.expected}>"`,
         );
       } else {
         // Say the kind of value found, never the value itself: it may be a secret.

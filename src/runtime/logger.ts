@@ -15,6 +15,7 @@ export function createLogger(opts: { level: string; format: LogFormat; isTTY?: b
       pretty({
         colorize: isTTY,
         sync: true,
+        singleLine: true,
         translateTime: 'SYS:HH:MM:ss.l',
         ignore: 'pid,hostname,service',
       }),
