@@ -10,7 +10,7 @@ import { type ConfigIssue, type Env, effectiveView, formatIssue } from '../confi
 import { formatAddress } from '../lib/address.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import { PillionError } from '../lib/errors.js';
-import { counter, createMetricsRegistry, gauge, type Registry } from '../metrics/index.js';
+import { counter, createMetricsRegistry, type Gauge, gauge, type Registry } from '../metrics/index.js';
 import { loadPillionConfig, type PillionConfig, pillionJsonSchema } from './config-schema.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { HealthSignal } from './health-signal.js';
@@ -103,13 +103,10 @@ export class Runtime {
       help: 'When the last config reload was attempted.',
     });
     this.#lastReloadOk.set(1);
-    const self = this;
-    gauge(this.#metrics, {
+    const ready: Gauge = gauge(this.#metrics, {
       name: 'pillion_ready',
       help: '1 when every module is ready and the app is healthy.',
-      collect() {
-        this.set(self.readiness().ready ? 1 : 0);
-      },
+      collect: (): void => ready.set(this.readiness().ready ? 1 : 0),
     });
     gauge(this.#metrics, {
       name: 'pillion_build_info',
