@@ -4,7 +4,7 @@
 
 import { z } from 'zod';
 import { type Address, parseAddress } from '../lib/address.js';
-import { parseDuration } from '../lib/duration.js';
+import { type ParseResult, parseDuration } from '../lib/duration.js';
 import type { ErrorCode } from '../lib/errors.js';
 import { parseSize } from '../lib/size.js';
 
@@ -31,82 +31,74 @@ const DURATION_PATTERN = '^(\\d+(\\.\\d+)?(h|m|s|ms))+$';
 const SIZE_PATTERN = '^\\d+(\\.\\d+)? ?([KMGT]i?B|B)$';
 const ADDRESS_PATTERN = '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]*):\\d{1,5}$';
 
+interface UnitKind {
+  noun: string;
+  example: string;
+  parse: (text: string) => ParseResult<number>;
+  code: ErrorCode;
+  hint: string;
+  zero: string;
+  format: 'duration' | 'size';
+  pattern: string;
+}
+
+const DURATION: UnitKind = {
+  noun: 'duration',
+  example: '2s',
+  parse: parseDuration,
+  code: 'PILLION_ERR_CONFIG_BAD_DURATION',
+  hint: 'durations look like "250ms", "2s", "1m" or "1m30s"',
+  zero: '0s',
+  format: 'duration',
+  pattern: DURATION_PATTERN,
+};
+
+const SIZE: UnitKind = {
+  noun: 'size',
+  example: '64KiB',
+  parse: parseSize,
+  code: 'PILLION_ERR_CONFIG_BAD_SIZE',
+  hint: 'sizes look like "512B", "64KiB", "10MB" or "1GiB"',
+  zero: '0B',
+  format: 'size',
+  pattern: SIZE_PATTERN,
+};
+
 /** A duration written "250ms", "2s", "1m30s"; parsed to milliseconds. */
 export function duration(opts: { min?: string; max?: string } = {}) {
-  const min = opts.min ? mustParse(parseDuration, opts.min) : undefined;
-  const max = opts.max ? mustParse(parseDuration, opts.max) : undefined;
-  return z
-    .unknown()
-    .transform((input, ctx): number => {
-      if (typeof input !== 'string' && typeof input !== 'number') {
-        addPillionIssue(
-          ctx,
-          'PILLION_ERR_CONFIG_WRONG_TYPE',
-          `expected a duration, got ${describeValue(input)}`,
-          'write it like "2s"',
-        );
-        return z.NEVER;
-      }
-      const r = parseDuration(String(input));
-      if (!r.ok) {
-        addPillionIssue(
-          ctx,
-          'PILLION_ERR_CONFIG_BAD_DURATION',
-          r.reason,
-          'durations look like "250ms", "2s", "1m" or "1m30s"',
-        );
-        return z.NEVER;
-      }
-      if ((min !== undefined && r.value < min) || (max !== undefined && r.value > max)) {
-        addPillionIssue(
-          ctx,
-          'PILLION_ERR_CONFIG_OUT_OF_RANGE',
-          `${input} is outside ${opts.min ?? '0s'}..${opts.max ?? '∞'}`,
-        );
-        return z.NEVER;
-      }
-      return r.value;
-    })
-    .meta({ type: 'string', pattern: DURATION_PATTERN, format: 'duration' });
+  return unitField(DURATION, opts);
 }
 
 /** A byte size written "64KiB", "10MB"; parsed to bytes. */
 export function size(opts: { min?: string; max?: string } = {}) {
-  const min = opts.min ? mustParse(parseSize, opts.min) : undefined;
-  const max = opts.max ? mustParse(parseSize, opts.max) : undefined;
+  return unitField(SIZE, opts);
+}
+
+// Durations and sizes are both "a number with a unit, within bounds"; one builder serves both.
+function unitField(kind: UnitKind, opts: { min?: string; max?: string }) {
+  const min = opts.min ? mustParse(kind.parse, opts.min) : undefined;
+  const max = opts.max ? mustParse(kind.parse, opts.max) : undefined;
   return z
     .unknown()
     .transform((input, ctx): number => {
       if (typeof input !== 'string' && typeof input !== 'number') {
-        addPillionIssue(
-          ctx,
-          'PILLION_ERR_CONFIG_WRONG_TYPE',
-          `expected a size, got ${describeValue(input)}`,
-          'write it like "64KiB"',
-        );
+        const message = `expected a ${kind.noun}, got ${describeValue(input)}`;
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_WRONG_TYPE', message, `write it like "${kind.example}"`);
         return z.NEVER;
       }
-      const r = parseSize(String(input));
+      const r = kind.parse(String(input));
       if (!r.ok) {
-        addPillionIssue(
-          ctx,
-          'PILLION_ERR_CONFIG_BAD_SIZE',
-          r.reason,
-          'sizes look like "512B", "64KiB", "10MB" or "1GiB"',
-        );
+        addPillionIssue(ctx, kind.code, r.reason, kind.hint);
         return z.NEVER;
       }
       if ((min !== undefined && r.value < min) || (max !== undefined && r.value > max)) {
-        addPillionIssue(
-          ctx,
-          'PILLION_ERR_CONFIG_OUT_OF_RANGE',
-          `${input} is outside ${opts.min ?? '0B'}..${opts.max ?? '∞'}`,
-        );
+        const message = `${input} is outside ${opts.min ?? kind.zero}..${opts.max ?? '∞'}`;
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_OUT_OF_RANGE', message);
         return z.NEVER;
       }
       return r.value;
     })
-    .meta({ type: 'string', pattern: SIZE_PATTERN, format: 'size' });
+    .meta({ type: 'string', pattern: kind.pattern, format: kind.format });
 }
 
 /** A host:port address; parsed to { host, port }. */
@@ -173,10 +165,7 @@ export function describeValue(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
-function mustParse(
-  parse: (s: string) => { ok: true; value: number } | { ok: false; reason: string },
-  text: string,
-): number {
+function mustParse(parse: (s: string) => ParseResult<number>, text: string): number {
   const r = parse(text);
   if (!r.ok) throw new Error(`invalid bound in schema: ${r.reason}`);
   return r.value;

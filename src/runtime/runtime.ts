@@ -276,6 +276,13 @@ export class Runtime {
     }
     if (prev.runtime.log.level !== next.config.runtime.log.level)
       this.#logger.level = next.config.runtime.log.level;
+    if (prev.runtime.log.format !== next.config.runtime.log.format) {
+      // The log stream is chosen once, at start: switching mid-run would split one log into two formats.
+      this.#logger.warn(
+        { format: next.config.runtime.log.format },
+        'runtime.log.format takes effect at the next start',
+      );
+    }
 
     this.#loaded = next;
     if (failures.length > 0) {
