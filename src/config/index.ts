@@ -7,4 +7,15 @@ export { addPillionIssue, address, describeValue, duration, httpPath, port, secr
 export type { Env } from './interpolate.js';
 export { type ConfigIssue, formatIssue } from './issue.js';
 export { type JsonSchema, toJsonSchema } from './json-schema.js';
-export { type LoadOptions, type LoadResult, loadConfigFile, parseConfigText } from './loader.js';
+export {
+  type DocumentValidation,
+  type LoadOptions,
+  type LoadResult,
+  loadConfigFile,
+  parseConfigText,
+  parseDocuments,
+  readText,
+  type ValidateOptions,
+  validateDocument,
+} from './loader.js';
+export { compareIssues } from './issue.js';

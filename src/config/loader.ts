@@ -1,15 +1,17 @@
-// Loads a YAML config: parse with positions, interpolate ${VAR}, validate against a zod schema,
+// Loads YAML config: parse with positions, interpolate ${VAR}, validate against a zod schema,
 // and report every problem at once as file:line:col with a stable code. Knows nothing about
-// which sections exist; the caller passes the schema.
+// which sections exist; the caller passes the schema. validateDocument() is the shared core, also
+// used for multi-document files (pod manifests), where unknown keys may be warnings instead.
 
 import { readFile } from 'node:fs/promises';
-import { LineCounter, parseDocument, type YAMLError } from 'yaml';
+import { type Document, LineCounter, parseAllDocuments, parseDocument, type YAMLError } from 'yaml';
 import type { z } from 'zod';
+import { didYouMean } from '../lib/did-you-mean.js';
 import type { ErrorCode } from '../lib/errors.js';
 import { type Env, interpolate } from './interpolate.js';
 import { type ConfigIssue, compareIssues } from './issue.js';
-import { formatPath } from './positions.js';
-import { mapZodIssues } from './zod-issues.js';
+import { formatPath, locate, type PathSegment } from './positions.js';
+import { knownKeys, mapZodIssues } from './zod-issues.js';
 
 export interface LoadOptions<S extends z.ZodType> {
   schema: S;
@@ -35,56 +37,17 @@ export function parseConfigText<S extends z.ZodType>(
 ): LoadResult<z.output<S>> {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, merge: true, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    return {
-      ok: false,
-      issues: doc.errors.map((e) => yamlIssue(e, file, lc, text)).sort(compareIssues),
-      text,
-    };
-  }
-
+  const syntax = yamlErrors(doc, file, lc, text);
+  if (syntax.length > 0) return { ok: false, issues: syntax, text };
   const envIssues = interpolate(doc, lc, opts.env, file);
-  let data: unknown;
-  try {
-    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
-  } catch (err) {
-    const issue: ConfigIssue = {
-      file,
-      line: 1,
-      col: 1,
-      code: 'PILLION_ERR_CONFIG_YAML_SYNTAX',
-      path: '(root)',
-      message: (err as Error).message,
-    };
-    return { ok: false, issues: [issue], text };
-  }
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    const issue: ConfigIssue = {
-      file,
-      line: 1,
-      col: 1,
-      code: 'PILLION_ERR_CONFIG_WRONG_TYPE',
-      path: '(root)',
-      message: 'the config must be a mapping of sections (admin:, app:, ...)',
-    };
-    return { ok: false, issues: [issue], text };
-  }
-
-  const parsed = opts.schema.safeParse(data);
-  if (parsed.success && envIssues.length === 0) {
-    return { ok: true, config: parsed.data, raw: data as Record<string, unknown>, text };
-  }
+  const v = validateDocument(doc, lc, file, opts.schema, {
+    reservedSections: opts.reservedSections,
+    notAMapping: 'the config must be a mapping of sections (admin:, app:, ...)',
+  });
+  if (v.ok && envIssues.length === 0) return { ok: true, config: v.value, raw: v.raw, text };
+  // An unresolved ${VAR} is reported once, as such, not again as the type error it causes.
   const badEnvPaths = new Set(envIssues.map((i) => i.path));
-  const schemaIssues = parsed.success
-    ? []
-    : mapZodIssues(parsed.error.issues, {
-        file,
-        doc,
-        lc,
-        data,
-        schema: opts.schema,
-        reservedSections: new Set(opts.reservedSections ?? []),
-      }).filter((i) => !badEnvPaths.has(i.path)); // an unresolved ${VAR} is reported once, as such
+  const schemaIssues = v.ok ? [] : v.errors.filter((i) => !badEnvPaths.has(i.path));
   return { ok: false, issues: dedupe([...envIssues, ...schemaIssues]).sort(compareIssues), text };
 }
 
@@ -92,24 +55,150 @@ export async function loadConfigFile<S extends z.ZodType>(
   file: string,
   opts: LoadOptions<S>,
 ): Promise<LoadResult<z.output<S>>> {
-  let text: string;
+  const text = await readText(file);
+  if (typeof text !== 'string') return { ok: false, issues: [text] };
+  return parseConfigText(text, file, opts);
+}
+
+/** Reads a config file, or returns the issue that says why it cannot be read. */
+export async function readText(file: string): Promise<string | ConfigIssue> {
   try {
-    text = await readFile(file, 'utf8');
+    return await readFile(file, 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why =
       e.code === 'ENOENT' ? 'file not found' : e.code === 'EISDIR' ? 'is a directory, not a file' : e.message;
-    const issue: ConfigIssue = {
+    return { file, line: 1, col: 1, code: 'PILLION_ERR_CONFIG_READ', path: '(root)', message: why };
+  }
+}
+
+export interface ValidateOptions {
+  reservedSections?: Iterable<string> | undefined;
+  /** The message when the document is not a mapping. */
+  notAMapping?: string;
+  /**
+   * For schemas that strip unknown keys (z.object): report each key the schema does not know as a
+   * warning. Keys named in `ignored` get that explanation and `ignoredCode`; others are unknown.
+   */
+  warnUnknown?: { ignored: ReadonlyMap<string, string>; ignoredCode: ErrorCode };
+}
+
+export type DocumentValidation<T> =
+  | { ok: true; value: T; raw: Record<string, unknown>; warnings: ConfigIssue[] }
+  | { ok: false; errors: ConfigIssue[]; warnings: ConfigIssue[] };
+
+/** Validates one parsed YAML document against a schema, with every issue positioned. */
+export function validateDocument<S extends z.ZodType>(
+  doc: Document,
+  lc: LineCounter,
+  file: string,
+  schema: S,
+  opts: ValidateOptions = {},
+): DocumentValidation<z.output<S>> {
+  const at = (
+    path: PathSegment[],
+    code: ErrorCode,
+    message: string,
+    hint?: string,
+    key = false,
+  ): ConfigIssue => ({
+    file,
+    ...locate(doc, lc, path, key),
+    code,
+    path: formatPath(path),
+    message,
+    hint,
+  });
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    return {
+      ok: false,
+      errors: [at([], 'PILLION_ERR_CONFIG_YAML_SYNTAX', (err as Error).message)],
+      warnings: [],
+    };
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    const message = opts.notAMapping ?? 'the document must be a mapping';
+    return { ok: false, errors: [at([], 'PILLION_ERR_CONFIG_WRONG_TYPE', message)], warnings: [] };
+  }
+  const warnings: ConfigIssue[] = [];
+  if (opts.warnUnknown) {
+    const { ignored, ignoredCode } = opts.warnUnknown;
+    walkUnknown(schema, data, [], (path, key) => {
+      const reason = ignored.get(key);
+      if (reason) warnings.push(at([...path, key], ignoredCode, `ignored: ${reason}`, undefined, true));
+      else {
+        const guess = didYouMean(key, knownKeys(schema, path));
+        const hint = guess ? `did you mean "${guess}"?` : undefined;
+        warnings.push(
+          at([...path, key], 'PILLION_ERR_CONFIG_UNKNOWN_KEY', 'unknown field, ignored', hint, true),
+        );
+      }
+    });
+  }
+  const parsed = schema.safeParse(data);
+  if (parsed.success) return { ok: true, value: parsed.data, raw: data as Record<string, unknown>, warnings };
+  const errors = mapZodIssues(parsed.error.issues, {
+    file,
+    doc,
+    lc,
+    data,
+    schema,
+    reservedSections: new Set(opts.reservedSections ?? []),
+  });
+  return { ok: false, errors: dedupe(errors).sort(compareIssues), warnings };
+}
+
+/** Parses a multi-document YAML file; each document keeps positions in the whole text. */
+export function parseDocuments(
+  text: string,
+  file: string,
+): { ok: true; docs: Document[]; lc: LineCounter } | { ok: false; issues: ConfigIssue[] } {
+  const lc = new LineCounter();
+  const parsed = parseAllDocuments(text, {
+    lineCounter: lc,
+    uniqueKeys: true,
+    merge: true,
+    prettyErrors: false,
+  });
+  const docs = Array.isArray(parsed) ? parsed : [];
+  const issues = docs.flatMap((d) => yamlErrors(d, file, lc, text));
+  if (!Array.isArray(parsed)) {
+    issues.push({
       file,
       line: 1,
       col: 1,
-      code: 'PILLION_ERR_CONFIG_READ',
+      code: 'PILLION_ERR_CONFIG_YAML_SYNTAX',
       path: '(root)',
-      message: why,
-    };
-    return { ok: false, issues: [issue] };
+      message: 'empty document stream',
+    });
   }
-  return parseConfigText(text, file, opts);
+  return issues.length > 0 ? { ok: false, issues: issues.sort(compareIssues) } : { ok: true, docs, lc };
+}
+
+function walkUnknown(
+  schema: z.ZodType,
+  data: unknown,
+  path: PathSegment[],
+  report: (path: PathSegment[], key: string) => void,
+): void {
+  if (Array.isArray(data)) {
+    data.forEach((item, i) => walkUnknown(schema, item, [...path, i], report));
+    return;
+  }
+  if (typeof data !== 'object' || data === null) return;
+  const known = knownKeys(schema, path);
+  if (known.length === 0) return; // a free-form map (labels, data): any key goes
+  for (const [key, value] of Object.entries(data)) {
+    if (!known.includes(key)) report(path, key);
+    else walkUnknown(schema, value, [...path, key], report);
+  }
+}
+
+function yamlErrors(doc: Document, file: string, lc: LineCounter, text: string): ConfigIssue[] {
+  return doc.errors.map((e) => yamlIssue(e, file, lc, text));
 }
 
 function yamlIssue(e: YAMLError, file: string, lc: LineCounter, text: string): ConfigIssue {
