@@ -142,15 +142,15 @@ export function secret() {
   return z.string().meta({ 'x-pillion-secret': true });
 }
 
-/** An HTTP path: absolute, no query or fragment. */
+/** An HTTP path: absolute, printable ASCII (percent-encode the rest), no query or fragment. */
 export function httpPath() {
   return z.string().superRefine((value, ctx) => {
-    if (!value.startsWith('/') || /[?#\s]/.test(value)) {
+    if (!/^\/[\x21-\x7e]*$/.test(value) || /[?#]/.test(value)) {
       addPillionIssue(
         ctx,
         'PILLION_ERR_CONFIG_BAD_VALUE',
-        `"${value}" is not an absolute path`,
-        'paths start with "/" and hold no query, fragment or spaces',
+        `"${value}" is not an absolute path of printable ASCII`,
+        'paths start with "/", percent-encode other characters, and hold no query, fragment or spaces',
       );
     }
   });

@@ -19,3 +19,4 @@ export {
   validateDocument,
 } from './loader.js';
 export { compareIssues } from './issue.js';
+export { formatPath, locate, type PathSegment, type Position } from './positions.js';

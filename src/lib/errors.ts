@@ -115,6 +115,68 @@ export const ERROR_CATALOGUE = {
     fix: 'Call the admin API from curl, a probe or a script, not from a browser page.',
   },
 
+  // --- pod runner: manifests, lifecycle, isolation -------------------------------------------
+  PILLION_ERR_POD_INVALID: {
+    description: 'The pod manifest has one or more errors; each is listed with file:line:col.',
+    fix: 'Fix the listed errors; the same YAML must also be valid for Kubernetes.',
+  },
+  PILLION_ERR_POD_NO_WORKLOAD: {
+    description: 'The file holds no Pod, Job or Deployment to run.',
+    fix: 'Add a Pod (or a Job or Deployment, whose pod template is run once).',
+  },
+  PILLION_ERR_POD_MULTIPLE_WORKLOADS: {
+    description: 'The file holds more than one Pod, Job or Deployment.',
+    fix: 'Put one workload per file; ConfigMaps and Secrets may sit beside it.',
+  },
+  PILLION_ERR_POD_UNSUPPORTED_KIND: {
+    description: 'A document of a kind pillion pod does not run (a Service, say); it is skipped.',
+    fix: 'Nothing, if the document is meant for a cluster; otherwise remove it.',
+  },
+  PILLION_ERR_POD_UNSUPPORTED_FIELD: {
+    description: 'A Kubernetes field that means nothing for processes on one host; it is ignored.',
+    fix: 'Nothing: the manifest still runs; the warning says why the field has no effect here.',
+  },
+  PILLION_ERR_POD_NO_COMMAND: {
+    description: 'A container has no command: pillion runs processes, not images.',
+    fix: "Give the container a command (and args) to run on this host, e.g. the image's entrypoint.",
+  },
+  PILLION_ERR_POD_DUPLICATE_NAME: {
+    description: 'Two containers or two volumes share a name.',
+    fix: 'Give each container and each volume a unique name.',
+  },
+  PILLION_ERR_POD_UNKNOWN_VOLUME: {
+    description: 'A volumeMount names a volume the pod does not declare.',
+    fix: 'Declare the volume under spec.volumes, or fix the name.',
+  },
+  PILLION_ERR_POD_MISSING_REF: {
+    description: 'A ConfigMap, Secret or key that env, envFrom or a volume refers to is not in the file.',
+    fix: 'Add the ConfigMap or Secret document (or the key), or mark the reference optional: true.',
+  },
+  PILLION_ERR_POD_INIT_PROBE: {
+    description: 'A regular init container has probes or lifecycle hooks, which Kubernetes allows only on sidecars.',
+    fix: 'Remove them, or make it a sidecar with restartPolicy: Always.',
+  },
+  PILLION_ERR_POD_NOT_FOUND: {
+    description: 'No pod of that name in the state directory.',
+    fix: 'See `pillion pod list`; pass --state-dir if the pod was started with one.',
+  },
+  PILLION_ERR_POD_ALREADY_RUNNING: {
+    description: 'A pod of that name is already running.',
+    fix: 'Stop it with `pillion pod down NAME`, or rename the pod.',
+  },
+  PILLION_ERR_POD_ISOLATION: {
+    description: 'Volume mounts need a private mount namespace, which this host does not allow this user.',
+    fix: 'Run pillion pod as root (or where unprivileged user namespaces are enabled), or remove volumeMounts.',
+  },
+  PILLION_ERR_POD_LIMITS_NOT_ENFORCED: {
+    description: 'resources.limits could not be enforced (no writable cgroup); the pod runs without them.',
+    fix: 'Run as root on a host with cgroups (v2, or v1) mounted writable.',
+  },
+  PILLION_ERR_POD_START: {
+    description: 'A container process could not be started (command not found, not executable, bad workingDir).',
+    fix: 'Check the command and workingDir; the reason is in the container status.',
+  },
+
   // --- app health -------------------------------------------------------------------------------
   PILLION_ERR_APP_UNHEALTHY: {
     description: "The app's health check is failing; the reason names the probe result.",

@@ -173,3 +173,56 @@ test('tcp probe: an open port passes, a closed one fails', async () => {
     reason: `connection refused at 127.0.0.1:${port}`,
   });
 });
+
+test('regression: a reload while a check is in flight does not start a second check loop', async () => {
+  const clock = new FakeClock();
+  const pending: ((r: ProbeResult) => void)[] = [];
+  let calls = 0;
+  const mod = new AppHealthModule(appSchema.parse({ port: 8080, health: { interval: '1s' } }), {
+    clock,
+    logger: silent,
+    signal: new HealthSignal(true),
+    metrics: createMetricsRegistry(),
+    probe: () => {
+      calls++;
+      return new Promise((resolve) => pending.push(resolve));
+    },
+  });
+  await mod.start();
+  await clock.advance(0);
+  assert.equal(calls, 1);
+  await mod.reload(appSchema.parse({ port: 9090, health: { interval: '1s' } }));
+  await clock.advance(0);
+  assert.equal(calls, 2, 'the new target is checked at once');
+  for (const r of pending.splice(0)) r({ ok: true }); // both checks finish
+  await clock.advance(0);
+  assert.equal(clock.pending, 1, 'exactly one loop is scheduled');
+  for (let i = 0; i < 5; i++) {
+    const before: number = calls;
+    await clock.advance(1000);
+    assert.equal(calls, before + 1, 'each interval runs one check, not one per loop');
+    for (const r of pending.splice(0)) r({ ok: true });
+    await clock.advance(0);
+  }
+  await mod.stop();
+});
+
+test('regression: stop() cancels a check in flight instead of waiting for its timeout', async () => {
+  const port = await httpServer(() => {
+    /* never answers */
+  });
+  const signal = new HealthSignal(true);
+  const mod = new AppHealthModule(appSchema.parse({ host: '127.0.0.1', port, health: { timeout: '1m' } }), {
+    clock: new FakeClock(),
+    logger: silent,
+    signal,
+    metrics: createMetricsRegistry(),
+  });
+  const controller = new AbortController();
+  const started = Date.now();
+  const check = probeApp(target(port, { timeoutMs: 60_000 }), controller.signal);
+  controller.abort();
+  assert.deepEqual(await check, { ok: false, reason: 'check cancelled' });
+  assert.ok(Date.now() - started < 1000);
+  await mod.stop();
+});

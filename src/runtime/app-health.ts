@@ -21,6 +21,7 @@ export class AppHealthModule implements Module<AppConfig> {
   #passes = 0;
   #failures = 0;
   #generation = 0;
+  #abort = new AbortController();
   #healthyGauge;
   #checks;
 
@@ -55,6 +56,8 @@ export class AppHealthModule implements Module<AppConfig> {
     this.#config = config;
     this.#passes = 0;
     this.#failures = 0;
+    // A check of the old target still in flight must neither count nor schedule another loop.
+    this.#generation++;
     // Check the new target at once rather than after a whole interval; the current state stands until then.
     this.#timer?.cancel();
     if (this.#running) this.#schedule(0);
@@ -67,6 +70,7 @@ export class AppHealthModule implements Module<AppConfig> {
     this.#running = false;
     this.#generation++;
     this.#timer?.cancel();
+    this.#abort.abort(); // a check in flight ends now, not at its timeout
   }
 
   readiness(): Readiness {
@@ -77,7 +81,9 @@ export class AppHealthModule implements Module<AppConfig> {
 
   #schedule(ms: number): void {
     const generation = this.#generation;
-    this.#timer = this.#clock.setTimeout(() => void this.#check(generation), ms);
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#check(generation).catch((err: unknown) => this.#logger.error({ err }, 'app health check failed unexpectedly'));
+    }, ms);
   }
 
   async #check(generation: number): Promise<void> {
@@ -89,7 +95,7 @@ export class AppHealthModule implements Module<AppConfig> {
       path: c.health.path,
       timeoutMs: c.health.timeout,
     };
-    const result = await this.#probe(target);
+    const result = await this.#probe(target, this.#abort.signal);
     if (!this.#running || generation !== this.#generation) return;
     this.#checks.inc({ result: result.ok ? 'pass' : 'fail' });
     if (result.ok) {

@@ -64,3 +64,16 @@ test('every example config in the repository is valid', async () => {
     assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
   }
 });
+
+test('regression: a health path the HTTP client cannot send is refused at validation, not at the first probe', () => {
+  const r = parsePillionConfig('app:\n  port: 8080\n  health:\n    path: "/€"\n', 'p.yaml', {});
+  assert.ok(!r.ok);
+  assert.equal(r.issues[0]!.code, 'PILLION_ERR_CONFIG_BAD_VALUE');
+  assert.equal(`${r.issues[0]!.line}:${r.issues[0]!.col}`, '4:11');
+});
+
+test('regression: probe intervals are bounded (Node turns delays over 24.8 days into 1 ms)', () => {
+  const r = parsePillionConfig('app:\n  port: 8080\n  health:\n    interval: 600h\n', 'p.yaml', {});
+  assert.ok(!r.ok);
+  assert.equal(r.issues[0]!.code, 'PILLION_ERR_CONFIG_OUT_OF_RANGE');
+});

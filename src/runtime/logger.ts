@@ -6,8 +6,9 @@ import pretty from 'pino-pretty';
 export type { Logger };
 export type LogFormat = 'auto' | 'json' | 'pretty';
 
-export function createLogger(opts: { level: string; format: LogFormat; isTTY?: boolean }): Logger {
-  const isTTY = opts.isTTY ?? process.stdout.isTTY === true;
+export function createLogger(opts: { level: string; format: LogFormat; isTTY?: boolean; fd?: 1 | 2 }): Logger {
+  const fd = opts.fd ?? 1;
+  const isTTY = opts.isTTY ?? (fd === 1 ? process.stdout : process.stderr).isTTY === true;
   const base = { level: opts.level, base: { service: 'pillion' } };
   if (opts.format === 'pretty' || (opts.format === 'auto' && isTTY)) {
     return pino(
@@ -15,6 +16,7 @@ export function createLogger(opts: { level: string; format: LogFormat; isTTY?: b
       pretty({
         colorize: isTTY,
         sync: true,
+        destination: fd,
         singleLine: true,
         translateTime: 'SYS:HH:MM:ss.l',
         ignore: 'pid,hostname,service',
@@ -27,6 +29,6 @@ export function createLogger(opts: { level: string; format: LogFormat; isTTY?: b
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    pino.destination({ fd: 1, sync: true }),
+    pino.destination({ fd, sync: true }),
   );
 }

@@ -1,0 +1,309 @@
+// Schemas of the Kubernetes objects `pillion pod` runs: Pod, Job and Deployment (whose pod template
+// is run once), ConfigMap and Secret. The subset of the Pod spec that means something for plain
+// processes on one host; fields outside it are warned about by name, never silently dropped.
+// Defaults are Kubernetes' own.
+
+import { z } from 'zod';
+import { addPillionIssue } from '../config/index.js';
+import { parseQuantity } from './quantity.js';
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const dnsLabel = () =>
+  z
+    .string()
+    .max(63)
+    .regex(DNS_LABEL, { message: 'must be a lowercase RFC 1123 label (a-z, 0-9, "-")' });
+const dnsSubdomain = () =>
+  z
+    .string()
+    .max(253)
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { message: 'must be a lowercase RFC 1123 subdomain' });
+
+const intOrString = z.union([z.number().int().min(1).max(65535), z.string().min(1)]);
+
+const keyRef = z.object({ name: z.string().min(1), key: z.string().min(1), optional: z.boolean().default(false) });
+
+const FIELD_PATHS = [
+  'metadata.name',
+  'metadata.namespace',
+  'metadata.uid',
+  'metadata.labels',
+  'metadata.annotations',
+  'spec.nodeName',
+  'spec.serviceAccountName',
+  'status.podIP',
+  'status.podIPs',
+  'status.hostIP',
+];
+const fieldRef = z.object({
+  apiVersion: z.string().optional(),
+  fieldPath: z.string().superRefine((p, ctx) => {
+    if (!FIELD_PATHS.includes(p) && !/^metadata\.(labels|annotations)\['[^']+'\]$/.test(p)) {
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `fieldPath "${p}" is not supported`, `use one of ${FIELD_PATHS.join(', ')}, or metadata.labels['key']`);
+    }
+  }),
+});
+
+const envVar = z
+  .object({
+    name: z.string().min(1),
+    value: z.string().optional(),
+    valueFrom: z
+      .object({
+        configMapKeyRef: keyRef.optional(),
+        secretKeyRef: keyRef.optional(),
+        fieldRef: fieldRef.optional(),
+      })
+      .optional(),
+  })
+  .superRefine((e, ctx) => {
+    if (e.valueFrom && Object.values(e.valueFrom).filter(Boolean).length !== 1) {
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'valueFrom needs exactly one of configMapKeyRef, secretKeyRef, fieldRef', undefined, ['valueFrom']);
+    }
+  });
+
+const envFromSource = z.object({
+  prefix: z.string().default(''),
+  configMapRef: z.object({ name: z.string().min(1), optional: z.boolean().default(false) }).optional(),
+  secretRef: z.object({ name: z.string().min(1), optional: z.boolean().default(false) }).optional(),
+});
+
+const execAction = z.object({ command: z.array(z.string()).min(1) });
+const httpGetAction = z.object({
+  path: z.string().default('/'),
+  port: intOrString,
+  host: z.string().optional(),
+  scheme: z.enum(['HTTP', 'HTTPS']).default('HTTP'),
+  httpHeaders: z.array(z.object({ name: z.string().min(1), value: z.string() })).default([]),
+});
+const tcpSocketAction = z.object({ port: intOrString, host: z.string().optional() });
+
+export const probeSchema = z
+  .object({
+    exec: execAction.optional(),
+    httpGet: httpGetAction.optional(),
+    tcpSocket: tcpSocketAction.optional(),
+    initialDelaySeconds: z.number().int().min(0).default(0),
+    periodSeconds: z.number().int().min(1).default(10),
+    timeoutSeconds: z.number().int().min(1).default(1),
+    successThreshold: z.number().int().min(1).default(1),
+    failureThreshold: z.number().int().min(1).default(3),
+    terminationGracePeriodSeconds: z.number().int().min(1).optional(),
+  })
+  .superRefine((p, ctx) => {
+    const n = [p.exec, p.httpGet, p.tcpSocket].filter(Boolean).length;
+    if (n !== 1) addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'a probe needs exactly one of exec, httpGet, tcpSocket');
+  });
+
+const handlerSchema = z
+  .object({
+    exec: execAction.optional(),
+    httpGet: httpGetAction.optional(),
+    sleep: z.object({ seconds: z.number().int().min(0) }).optional(),
+  })
+  .superRefine((h, ctx) => {
+    if ([h.exec, h.httpGet, h.sleep].filter(Boolean).length !== 1) {
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'a lifecycle handler needs exactly one of exec, httpGet, sleep');
+    }
+  });
+
+const quantity = z.union([z.string(), z.number()]).superRefine((q, ctx) => {
+  const r = parseQuantity(q);
+  if (!r.ok) addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', r.reason);
+});
+
+export const containerSchema = z.object({
+  name: dnsLabel(),
+  command: z.array(z.string()).optional(),
+  args: z.array(z.string()).default([]),
+  workingDir: z.string().optional(),
+  env: z.array(envVar).default([]),
+  envFrom: z.array(envFromSource).default([]),
+  volumeMounts: z
+    .array(
+      z.object({
+        name: z.string().min(1),
+        mountPath: z.string().startsWith('/', { message: 'mountPath must be absolute' }),
+        subPath: z.string().optional(),
+        readOnly: z.boolean().default(false),
+      }),
+    )
+    .default([]),
+  startupProbe: probeSchema.optional(),
+  readinessProbe: probeSchema.optional(),
+  livenessProbe: probeSchema.optional(),
+  lifecycle: z.object({ postStart: handlerSchema.optional(), preStop: handlerSchema.optional() }).optional(),
+  restartPolicy: z.literal('Always').optional(),
+  resources: z
+    .object({
+      limits: z.object({ cpu: quantity.optional(), memory: quantity.optional() }).optional(),
+      requests: z.object({ cpu: quantity.optional(), memory: quantity.optional() }).optional(),
+    })
+    .optional(),
+});
+
+const keyToPath = z.object({
+  key: z.string().min(1),
+  path: z.string().min(1),
+  mode: z.number().int().min(0).max(0o777).optional(),
+});
+
+const volumeSchema = z
+  .object({
+    name: dnsLabel(),
+    emptyDir: z.object({ medium: z.enum(['', 'Memory']).default(''), sizeLimit: quantity.optional() }).optional(),
+    hostPath: z
+      .object({
+        path: z.string().startsWith('/', { message: 'hostPath.path must be absolute' }),
+        type: z
+          .enum(['', 'DirectoryOrCreate', 'Directory', 'FileOrCreate', 'File', 'Socket', 'CharDevice', 'BlockDevice'])
+          .default(''),
+      })
+      .optional(),
+    configMap: z
+      .object({
+        name: z.string().min(1),
+        items: z.array(keyToPath).optional(),
+        defaultMode: z.number().int().min(0).max(0o777).default(0o644),
+        optional: z.boolean().default(false),
+      })
+      .optional(),
+    secret: z
+      .object({
+        secretName: z.string().min(1),
+        items: z.array(keyToPath).optional(),
+        defaultMode: z.number().int().min(0).max(0o777).default(0o644),
+        optional: z.boolean().default(false),
+      })
+      .optional(),
+    downwardAPI: z
+      .object({
+        items: z.array(
+          z.object({ path: z.string().min(1), fieldRef, mode: z.number().int().min(0).max(0o777).optional() }),
+        ),
+        defaultMode: z.number().int().min(0).max(0o777).default(0o644),
+      })
+      .optional(),
+  })
+  .superRefine((v, ctx) => {
+    const n = [v.emptyDir, v.hostPath, v.configMap, v.secret, v.downwardAPI].filter(Boolean).length;
+    if (n !== 1) {
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `volume "${v.name}" needs exactly one source`, 'emptyDir, hostPath, configMap, secret or downwardAPI');
+    }
+  });
+
+export const podSpecSchema = z.object({
+  initContainers: z.array(containerSchema).default([]),
+  containers: z.array(containerSchema).min(1),
+  volumes: z.array(volumeSchema).default([]),
+  restartPolicy: z.enum(['Always', 'OnFailure', 'Never']).default('Always'),
+  terminationGracePeriodSeconds: z.number().int().min(0).default(30),
+});
+
+const metadataSchema = z.object({
+  name: dnsSubdomain(),
+  namespace: dnsLabel().default('default'),
+  labels: z.record(z.string(), z.string()).default({}),
+  annotations: z.record(z.string(), z.string()).default({}),
+});
+
+export const podSchema = z.object({
+  apiVersion: z.literal('v1'),
+  kind: z.literal('Pod'),
+  metadata: metadataSchema,
+  spec: podSpecSchema,
+});
+
+const templateSchema = z.object({
+  metadata: z
+    .object({
+      labels: z.record(z.string(), z.string()).default({}),
+      annotations: z.record(z.string(), z.string()).default({}),
+    })
+    .prefault({}),
+  spec: podSpecSchema,
+});
+
+export const jobSchema = z.object({
+  apiVersion: z.literal('batch/v1'),
+  kind: z.literal('Job'),
+  metadata: metadataSchema,
+  spec: z.object({
+    template: templateSchema.superRefine((t, ctx) => {
+      if (t.spec.restartPolicy === 'Always') {
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'a Job\'s pod template must have restartPolicy OnFailure or Never', undefined, ['spec', 'restartPolicy']);
+      }
+    }),
+  }),
+});
+
+export const deploymentSchema = z.object({
+  apiVersion: z.literal('apps/v1'),
+  kind: z.literal('Deployment'),
+  metadata: metadataSchema,
+  spec: z.object({ template: templateSchema }),
+});
+
+export const configMapSchema = z.object({
+  apiVersion: z.literal('v1'),
+  kind: z.literal('ConfigMap'),
+  metadata: z.object({ name: dnsSubdomain(), namespace: dnsLabel().default('default') }),
+  data: z.record(z.string(), z.string()).default({}),
+  binaryData: z.record(z.string(), z.string().base64()).default({}),
+});
+
+export const secretSchema = z.object({
+  apiVersion: z.literal('v1'),
+  kind: z.literal('Secret'),
+  metadata: z.object({ name: dnsSubdomain(), namespace: dnsLabel().default('default') }),
+  type: z.string().default('Opaque'),
+  data: z.record(z.string(), z.string().base64()).default({}),
+  stringData: z.record(z.string(), z.string()).default({}),
+});
+
+export type ContainerSpec = z.output<typeof containerSchema>;
+export type ProbeSpec = z.output<typeof probeSchema>;
+export type HandlerSpec = z.output<typeof handlerSchema>;
+export type VolumeSpec = z.output<typeof volumeSchema>;
+export type PodSpec = z.output<typeof podSpecSchema>;
+
+/**
+ * Kubernetes fields that mean nothing for processes on one host. They are accepted, and a warning
+ * says why each is ignored, so a manifest written for a cluster runs here unchanged.
+ */
+export const IGNORED_FIELDS = new Map<string, string>([
+  ['image', 'pillion runs the command on this host, not an image'],
+  ['imagePullPolicy', 'there are no images to pull'],
+  ['imagePullSecrets', 'there are no images to pull'],
+  ['ports', 'processes share the host network; ports need no declaring'],
+  ['securityContext', 'processes run as the user that runs pillion'],
+  ['serviceAccountName', 'there is no API server to authenticate to'],
+  ['automountServiceAccountToken', 'there is no API server to authenticate to'],
+  ['nodeSelector', 'there is one node: this host'],
+  ['nodeName', 'there is one node: this host'],
+  ['affinity', 'there is one node: this host'],
+  ['tolerations', 'there is one node: this host'],
+  ['priorityClassName', 'there is no scheduler'],
+  ['schedulerName', 'there is no scheduler'],
+  ['dnsPolicy', 'processes use the host resolver'],
+  ['hostNetwork', 'processes always share the host network'],
+  ['terminationMessagePath', 'the last log lines are in pillion pod logs'],
+  ['terminationMessagePolicy', 'the last log lines are in pillion pod logs'],
+  ['stdin', 'containers run without a terminal'],
+  ['tty', 'containers run without a terminal'],
+  ['requests', 'requests matter to a scheduler; limits are enforced'],
+  ['replicas', 'the pod template is run once'],
+  ['selector', 'the pod template is run once'],
+  ['strategy', 'the pod template is run once'],
+  ['backoffLimit', 'the pod template is run once, with its restartPolicy'],
+  ['completions', 'the pod template is run once'],
+  ['parallelism', 'the pod template is run once'],
+  ['activeDeadlineSeconds', 'not supported'],
+  ['ttlSecondsAfterFinished', 'finished pods stay until pillion pod down'],
+  ['status', 'status is written by the runner'],
+  ['creationTimestamp', 'set by the runner'],
+  ['resourceVersion', 'set by the runner'],
+  ['uid', 'set by the runner'],
+  ['generation', 'set by the runner'],
+  ['immutable', 'not enforced'],
+]);

@@ -1,0 +1,140 @@
+// Where a pod lives on disk, so `status`, `logs` and `down` work from another terminal while
+// `up --detach` runs in the background:
+//   <state>/run/<ns>_<name>_<uid>/status.json      the pod's status, rewritten atomically on change
+//   <state>/run/<ns>_<name>_<uid>/volumes/<vol>/   emptyDir, configMap, secret, downwardAPI volumes
+//   <state>/run/<ns>_<name>_<uid>/supervisor.log   the runner's own log when detached
+//   <state>/pods/<ns>_<name>_<uid>/<container>/<restart>.log   container logs, kubelet CRI format
+
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { writeFileAtomicSync } from '../lib/atomic-write.js';
+
+export type Phase = 'Pending' | 'Running' | 'Succeeded' | 'Failed';
+export type ContainerType = 'init' | 'sidecar' | 'main';
+
+export interface TerminatedState {
+  exitCode: number;
+  signal?: string | undefined;
+  reason: string;
+  message?: string | undefined;
+  startedAt?: string | undefined;
+  finishedAt: string;
+}
+
+export interface ContainerStatus {
+  name: string;
+  type: ContainerType;
+  state: 'waiting' | 'running' | 'terminated';
+  reason?: string | undefined;
+  message?: string | undefined;
+  pid?: number | undefined;
+  startedAt?: string | undefined;
+  terminated?: TerminatedState | undefined;
+  lastState?: TerminatedState | undefined;
+  ready: boolean;
+  started: boolean;
+  restartCount: number;
+}
+
+export interface PodStatus {
+  name: string;
+  namespace: string;
+  uid: string;
+  kind: string;
+  file: string;
+  phase: Phase;
+  reason?: string | undefined;
+  message?: string | undefined;
+  terminating: boolean;
+  supervisorPid: number;
+  startTime: string;
+  endTime?: string | undefined;
+  conditions: { initialized: boolean; containersReady: boolean; ready: boolean };
+  containers: ContainerStatus[];
+  warnings: string[];
+}
+
+/** $PILLION_STATE_DIR, else $XDG_STATE_HOME/pillion, else ~/.local/state/pillion. */
+export function defaultStateDir(env: Readonly<Record<string, string | undefined>>): string {
+  if (env.PILLION_STATE_DIR) return env.PILLION_STATE_DIR;
+  const base = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
+  return join(base, 'pillion');
+}
+
+export class PodDirs {
+  readonly id: string;
+  readonly runDir: string;
+  readonly logsDir: string;
+
+  constructor(stateDir: string, pod: { namespace: string; name: string; uid: string }) {
+    this.id = `${pod.namespace}_${pod.name}_${pod.uid}`;
+    this.runDir = join(stateDir, 'run', this.id);
+    this.logsDir = join(stateDir, 'pods', this.id);
+  }
+
+  create(): void {
+    mkdirSync(join(this.runDir, 'volumes'), { recursive: true, mode: 0o700 });
+    mkdirSync(this.logsDir, { recursive: true });
+  }
+
+  get volumesDir(): string {
+    return join(this.runDir, 'volumes');
+  }
+
+  get statusFile(): string {
+    return join(this.runDir, 'status.json');
+  }
+
+  get supervisorLog(): string {
+    return join(this.runDir, 'supervisor.log');
+  }
+
+  containerLogDir(container: string): string {
+    return join(this.logsDir, container);
+  }
+
+  writeStatus(status: PodStatus): void {
+    writeFileAtomicSync(this.statusFile, `${JSON.stringify(status, null, 2)}\n`);
+  }
+
+  remove(): void {
+    rmSync(this.runDir, { recursive: true, force: true });
+    rmSync(this.logsDir, { recursive: true, force: true });
+  }
+}
+
+export interface PodRecord {
+  dirs: PodDirs;
+  status: PodStatus;
+  /** Whether the process that runs the pod is alive. */
+  alive: boolean;
+}
+
+/** Every pod in the state directory, newest first; with a name, only pods of that name. */
+export function findPods(stateDir: string, name?: string, namespace = 'default'): PodRecord[] {
+  const runRoot = join(stateDir, 'run');
+  if (!existsSync(runRoot)) return [];
+  const out: PodRecord[] = [];
+  for (const entry of readdirSync(runRoot)) {
+    let status: PodStatus;
+    try {
+      status = JSON.parse(readFileSync(join(runRoot, entry, 'status.json'), 'utf8')) as PodStatus;
+    } catch {
+      continue; // a pod still being set up, or a half-removed one
+    }
+    if (name !== undefined && (status.name !== name || status.namespace !== namespace)) continue;
+    const dirs = new PodDirs(stateDir, status);
+    out.push({ dirs, status, alive: isAlive(status.supervisorPid) });
+  }
+  return out.sort((a, b) => b.status.startTime.localeCompare(a.status.startTime));
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
