@@ -4,7 +4,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Address, formatAddress } from '../lib/address.js';
+import { type Address, formatAddress, isLoopback } from '../lib/address.js';
 import { type ErrorCode, PillionError } from '../lib/errors.js';
 
 export interface AdminHandlers {
@@ -24,8 +24,11 @@ export class AdminServer {
   #server: Server;
   #routes: Map<string, Map<string, Handler>>;
 
-  constructor(listen: Address, handlers: AdminHandlers) {
+  #allowRemote: boolean;
+
+  constructor(listen: Address, handlers: AdminHandlers, opts: { allowRemote?: boolean } = {}) {
     this.#listen = listen;
+    this.#allowRemote = opts.allowRemote ?? false;
     this.#handlers = handlers;
     this.#routes = new Map<string, Map<string, Handler>>([
       ['/healthz', new Map([['GET', (_q, s) => text(s, 200, 'ok\n')]])],
@@ -83,6 +86,15 @@ export class AdminServer {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.#allowRemote && !isLoopbackHost(req.headers.host)) {
+      // A page on another site whose name was rebound to 127.0.0.1 sends its own name as Host.
+      return error(
+        res,
+        403,
+        'PILLION_ERR_ADMIN_BAD_HOST',
+        'the admin API answers only to loopback names (127.0.0.1, [::1], localhost)',
+      );
+    }
     const path = (req.url ?? '/').split('?', 1)[0]!;
     const methods = this.#routes.get(path);
     if (!methods)
@@ -142,6 +154,12 @@ export class AdminServer {
     res.setHeader('connection', 'close');
     text(res, 200, 'shutting down\n');
   }
+}
+
+function isLoopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return true; // HTTP/1.0 clients and some probes send none
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  return isLoopback(name.toLowerCase());
 }
 
 function isCrossOrigin(req: IncomingMessage): boolean {

@@ -24,7 +24,12 @@ program
   .addOption(
     new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
   )
-  .action(async (opts) => finish(await runCommand(opts)));
+  .action(async (opts) => {
+    const code = await runCommand(opts);
+    // Exit even if something still holds the event loop: the runtime has drained and stopped.
+    process.exitCode = code;
+    setImmediate(() => process.exit(code));
+  });
 
 program
   .command('validate')

@@ -43,6 +43,7 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     logger,
     modules: builtinModules(),
     version: VERSION,
+    logLevelOverride: opts.logLevel,
   });
   const exit = (code: number) => {
     logger.flush();

@@ -29,3 +29,11 @@ test('redacts schema-marked secrets and secret-named keys, everywhere', () => {
   assert.deepEqual(view.list, [{ name: 'db', password: REDACTED }]);
   assert.ok(!JSON.stringify(view).includes('hunter2'));
 });
+
+test('regression: secret-named keys are redacted wherever the word stands, and in lists', () => {
+  const view = effectiveView(
+    {},
+    { secretKey: 'S6', accessKey: 'S7', apiKeys: ['S5'], credentials: 'S8', tokens: ['S9'] },
+  );
+  assert.ok(!/S[5-9]/.test(JSON.stringify(view)), JSON.stringify(view));
+});

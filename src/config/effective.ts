@@ -6,21 +6,24 @@ import type { JsonSchema } from './json-schema.js';
 
 export const REDACTED = '[redacted]';
 const SECRET_KEY =
-  /(pass(word|phrase)?|secret|token|api[-_]?key|private[-_]?key|credential|authorization|cookie)$/i;
+  /(pass(word|phrase|wd)?|secret|token|api[-_]?keys?|private[-_]?key|access[-_]?key|credential|authorization|cookie)/i;
+
+/** Whether a key's name says its value is a secret (the second guard behind schema marks). */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY.test(key);
+}
 
 export function effectiveView(schema: JsonSchema, value: unknown, key = ''): unknown {
   const v = value === undefined && schema.default !== undefined ? structuredClone(schema.default) : value;
   if (v === undefined) return undefined;
-  if (
-    schema['x-pillion-secret'] ||
-    (SECRET_KEY.test(key) && (typeof v === 'string' || typeof v === 'number'))
-  ) {
+  if (schema['x-pillion-secret'] || (isSecretKey(key) && (typeof v === 'string' || typeof v === 'number'))) {
     return REDACTED;
   }
   const variant = pickVariant(schema, v);
   if (variant !== schema) return effectiveView(variant, v, key);
 
-  if (Array.isArray(v)) return v.map((item) => effectiveView(schema.items ?? {}, item));
+  // Items of a list inherit its key: every entry of `apiKeys: [...]` is a secret.
+  if (Array.isArray(v)) return v.map((item) => effectiveView(schema.items ?? {}, item, key));
   if (typeof v === 'object' && v !== null) {
     const obj = v as Record<string, unknown>;
     const out: Record<string, unknown> = {};

@@ -2,7 +2,7 @@
 // builders every section uses, and the schema-driven views (JSON Schema, docs, effective config).
 
 export { renderConfigDocs } from './docs.js';
-export { effectiveView, REDACTED } from './effective.js';
+export { effectiveView, isSecretKey, REDACTED } from './effective.js';
 export { addPillionIssue, address, describeValue, duration, httpPath, port, secret, size } from './fields.js';
 export type { Env } from './interpolate.js';
 export { type ConfigIssue, formatIssue } from './issue.js';

@@ -11,16 +11,26 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-export function interpolate(doc: Document, lc: LineCounter, env: Env, file: string): ConfigIssue[] {
+export function interpolate(
+  doc: Document,
+  lc: LineCounter,
+  env: Env,
+  file: string,
+  text: string,
+): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   visit(doc, {
     Scalar(key, node, path) {
       if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('$')) return;
-      const where = positionOf(lc, node.range?.[0] ?? 0);
       const pathText = formatPath(scalarPath(path, node));
       const result = substitute(node.value, env);
       if (!result.ok) {
+        // Point at the reference itself in the source (it may be lines into a block scalar).
+        const [from, to] = node.range ?? [0, 0];
+        const source = text.slice(from, to);
         for (const e of result.errors) {
+          const at = source.indexOf(e.ref);
+          const where = positionOf(lc, from + Math.max(0, at));
           issues.push({ file, ...where, code: e.code, path: pathText, message: e.message, hint: e.hint });
         }
         return;
@@ -34,8 +44,11 @@ export function interpolate(doc: Document, lc: LineCounter, env: Env, file: stri
 
 interface SubstError {
   code: 'PILLION_ERR_CONFIG_ENV_MISSING' | 'PILLION_ERR_CONFIG_ENV_SYNTAX';
+  /** Never quotes the value around the reference: it may be a secret. */
   message: string;
   hint?: string;
+  /** The reference as written (up to its closing brace), to find it in the source. */
+  ref: string;
 }
 
 export function substitute(
@@ -66,19 +79,33 @@ export function substitute(
     if (close < 0) {
       errors.push({
         code: 'PILLION_ERR_CONFIG_ENV_SYNTAX',
-        message: `unclosed "\${" in "${text}"`,
-        hint: 'write ${NAME} or ${NAME:-default}',
+        message: 'a "${" is not closed by "}"',
+        hint: 'write ${NAME} or ${NAME:-default}; use $${ for a literal ${',
+        ref: '${',
       });
       break;
     }
     const body = text.slice(dollar + 2, close);
     const sep = body.indexOf(':-');
     const name = sep < 0 ? body : body.slice(0, sep);
+    const ref = text.slice(dollar, close + 1);
+    if (sep >= 0 && body.slice(sep + 2).includes('${')) {
+      errors.push({
+        code: 'PILLION_ERR_CONFIG_ENV_SYNTAX',
+        message: `the default of \${${name}:-...} holds another reference; nested references are not supported`,
+        hint: 'give the default as plain text, or set the variable',
+        ref: text.slice(dollar, dollar + 2 + name.length),
+      });
+      const nestedClose = text.indexOf('}', close + 1);
+      i = nestedClose < 0 ? text.length : nestedClose + 1;
+      continue;
+    }
     if (!NAME.test(name)) {
       errors.push({
         code: 'PILLION_ERR_CONFIG_ENV_SYNTAX',
-        message: `"\${${body}}" is not a valid reference`,
+        message: `"${name.length > 40 ? `${name.slice(0, 40)}…` : name}" is not a valid variable name`,
         hint: 'names are letters, digits and "_", not starting with a digit; use $${ for a literal ${',
+        ref,
       });
     } else {
       const value = env[name];
@@ -89,6 +116,7 @@ export function substitute(
           code: 'PILLION_ERR_CONFIG_ENV_MISSING',
           message: `environment variable ${name} is not set`,
           hint: `set ${name}, or give a default: \${${name}:-value}`,
+          ref,
         });
     }
     i = close + 1;

@@ -172,9 +172,9 @@ test('a missing variable names itself and where it is used, once', () => {
     issuesOf('server:\n  name: ${1BAD}\n')[0]!,
     /^pillion\.yaml:2:9 PILLION_ERR_CONFIG_ENV_SYNTAX server\.name: /,
   );
-  assert.match(
-    issuesOf('server:\n  name: "${OPEN"\n')[0]!,
-    /^pillion\.yaml:2:9 PILLION_ERR_CONFIG_ENV_SYNTAX server\.name: unclosed/,
+  assert.equal(
+    issuesOf('server:\n  name: "${OPEN"\n')[0],
+    'pillion.yaml:2:10 PILLION_ERR_CONFIG_ENV_SYNTAX server.name: a "${" is not closed by "}" (write ${NAME} or ${NAME:-default}; use $${ for a literal ${)',
   );
 });
 
@@ -220,4 +220,42 @@ test('alias bombs are refused, not expanded', () => {
     );
   const r = parseConfigText(bomb.join('\n'), 'p.yaml', opts());
   assert.equal(r.ok, false);
+});
+
+test('regression: a nested reference is an error, not a silently wrong value', () => {
+  assert.deepEqual(issuesOf('server:\n  name: ${A:-${B}}\n', { B: 'x' }), [
+    'pillion.yaml:2:9 PILLION_ERR_CONFIG_ENV_SYNTAX server.name: the default of ${A:-...} holds another reference; nested references are not supported (give the default as plain text, or set the variable)',
+  ]);
+});
+
+test('regression: interpolation errors never quote the value around the reference (it may be a secret)', () => {
+  for (const text of ['server:\n  name: "s3cr3t${pa55"\n', 'server:\n  name: ${1x:-hunter2}\n']) {
+    const lines = issuesOf(text);
+    assert.equal(lines.length, 1);
+    assert.ok(!/s3cr3t|pa55|hunter2/.test(lines[0]!), lines[0]);
+  }
+});
+
+test('regression: a reference inside a block scalar is reported on its own line', () => {
+  assert.deepEqual(issuesOf('server:\n  name: |\n    first line\n    second ${NOPE}\n'), [
+    'pillion.yaml:4:12 PILLION_ERR_CONFIG_ENV_MISSING server.name: environment variable NOPE is not set (set NOPE, or give a default: ${NOPE:-value})',
+  ]);
+});
+
+test('regression: a file that is not UTF-8 is refused with the position of the bad byte', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pillion-cfg-'));
+  const file = join(dir, 'latin1.yaml');
+  writeFileSync(
+    file,
+    Buffer.concat([Buffer.from('server:\n  name: caf'), Buffer.from([0xe9]), Buffer.from('\n')]),
+  );
+  const r = await loadConfigFile(file, opts());
+  assert.ok(!r.ok);
+  assert.equal(
+    formatIssue(r.issues[0]!),
+    `${file}:2:12 PILLION_ERR_CONFIG_READ (root): not valid UTF-8 (save the file as UTF-8)`,
+  );
+  writeFileSync(file, Buffer.alloc(2 * 1024 * 1024, 0x20));
+  const big = await loadConfigFile(file, opts());
+  assert.ok(!big.ok && big.issues[0]!.message.includes('at most 1 MiB'));
 });

@@ -3,7 +3,7 @@
 // which sections exist; the caller passes the schema. validateDocument() is the shared core, also
 // used for multi-document files (pod manifests), where unknown keys may be warnings instead.
 
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { type Document, LineCounter, parseAllDocuments, parseDocument, type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { didYouMean } from '../lib/did-you-mean.js';
@@ -39,7 +39,7 @@ export function parseConfigText<S extends z.ZodType>(
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, merge: true, prettyErrors: false });
   const syntax = yamlErrors(doc, file, lc, text);
   if (syntax.length > 0) return { ok: false, issues: syntax, text };
-  const envIssues = interpolate(doc, lc, opts.env, file);
+  const envIssues = interpolate(doc, lc, opts.env, file, text);
   const v = validateDocument(doc, lc, file, opts.schema, {
     reservedSections: opts.reservedSections,
     notAMapping: 'the config must be a mapping of sections (admin:, app:, ...)',
@@ -60,15 +60,45 @@ export async function loadConfigFile<S extends z.ZodType>(
   return parseConfigText(text, file, opts);
 }
 
-/** Reads a config file, or returns the issue that says why it cannot be read. */
+/** Config files are small; a larger one is a mistake (a log file passed by accident), not config. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/** Reads a config file as strict UTF-8, or returns the issue that says why it cannot be read. */
 export async function readText(file: string): Promise<string | ConfigIssue> {
+  const issue = (message: string, line = 1, col = 1): ConfigIssue => ({
+    file,
+    line,
+    col,
+    code: 'PILLION_ERR_CONFIG_READ',
+    path: '(root)',
+    message,
+  });
+  let buf: Buffer;
   try {
-    return await readFile(file, 'utf8');
+    const fh = await open(file, 'r');
+    try {
+      const { size } = await fh.stat();
+      if (size > MAX_CONFIG_BYTES) return issue(`file is ${size} bytes; config files may be at most 1 MiB`);
+      buf = await fh.readFile();
+    } finally {
+      await fh.close();
+    }
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why =
-      e.code === 'ENOENT' ? 'file not found' : e.code === 'EISDIR' ? 'is a directory, not a file' : e.message;
-    return { file, line: 1, col: 1, code: 'PILLION_ERR_CONFIG_READ', path: '(root)', message: why };
+    return issue(
+      e.code === 'ENOENT' ? 'file not found' : e.code === 'EISDIR' ? 'is a directory, not a file' : e.message,
+    );
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch {
+    // Say where: the first replacement character the lenient decoder produces marks the bad byte.
+    const lenient = buf.toString('utf8');
+    const at = lenient.indexOf('\uFFFD');
+    const before = lenient.slice(0, Math.max(0, at));
+    const line = before.split('\n').length;
+    const col = at - before.lastIndexOf('\n');
+    return issue('not valid UTF-8 (save the file as UTF-8)', line, col);
   }
 }
 

@@ -26,10 +26,15 @@ test('base and cap can be shortened', () => {
 
 test('delays never decrease and never exceed the cap', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 100_000 }), fc.integer({ min: 0, max: 10_000_000 }), fc.integer({ min: 1, max: 2000 }), (base, extra, n) => {
-      const opts = { baseMs: base, capMs: base + extra, resetAfterMs: 1 };
-      const d = backoffDelay(n, opts);
-      return d <= opts.capMs && d <= backoffDelay(n + 1, opts);
-    }),
+    fc.property(
+      fc.integer({ min: 1, max: 100_000 }),
+      fc.integer({ min: 0, max: 10_000_000 }),
+      fc.integer({ min: 1, max: 2000 }),
+      (base, extra, n) => {
+        const opts = { baseMs: base, capMs: base + extra, resetAfterMs: 1 };
+        const d = backoffDelay(n, opts);
+        return d <= opts.capMs && d <= backoffDelay(n + 1, opts);
+      },
+    ),
   );
 });

@@ -15,7 +15,8 @@ export class CrashLoopBackoff {
   #crashes = 0;
 
   constructor(opts: BackoffOptions = KUBELET_BACKOFF) {
-    if (opts.baseMs < 0 || opts.capMs < opts.baseMs) throw new RangeError('back-off cap must not be less than its base');
+    if (opts.baseMs < 0 || opts.capMs < opts.baseMs)
+      throw new RangeError('back-off cap must not be less than its base');
     this.#opts = opts;
   }
 

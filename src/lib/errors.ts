@@ -110,6 +110,11 @@ export const ERROR_CATALOGUE = {
     description: 'The admin endpoint exists but not for that HTTP method.',
     fix: 'Use the method named in the Allow header.',
   },
+  PILLION_ERR_ADMIN_BAD_HOST: {
+    description:
+      'An admin request named a Host other than loopback (a DNS-rebinding attempt, or a proxy in front) and was refused.',
+    fix: 'Call the admin API as 127.0.0.1, [::1] or localhost; set admin.allowRemote: true to serve other names on purpose.',
+  },
   PILLION_ERR_ADMIN_CROSS_ORIGIN: {
     description: 'A state-changing admin request came from a web page of another origin and was refused.',
     fix: 'Call the admin API from curl, a probe or a script, not from a browser page.',
@@ -153,7 +158,8 @@ export const ERROR_CATALOGUE = {
     fix: 'Add the ConfigMap or Secret document (or the key), or mark the reference optional: true.',
   },
   PILLION_ERR_POD_INIT_PROBE: {
-    description: 'A regular init container has probes or lifecycle hooks, which Kubernetes allows only on sidecars.',
+    description:
+      'A regular init container has probes or lifecycle hooks, which Kubernetes allows only on sidecars.',
     fix: 'Remove them, or make it a sidecar with restartPolicy: Always.',
   },
   PILLION_ERR_POD_NOT_FOUND: {
@@ -173,7 +179,8 @@ export const ERROR_CATALOGUE = {
     fix: 'Run as root on a host with cgroups (v2, or v1) mounted writable.',
   },
   PILLION_ERR_POD_START: {
-    description: 'A container process could not be started (command not found, not executable, bad workingDir).',
+    description:
+      'A container process could not be started (command not found, not executable, bad workingDir).',
     fix: 'Check the command and workingDir; the reason is in the container status.',
   },
 

@@ -9,10 +9,7 @@ import { parseQuantity } from './quantity.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const dnsLabel = () =>
-  z
-    .string()
-    .max(63)
-    .regex(DNS_LABEL, { message: 'must be a lowercase RFC 1123 label (a-z, 0-9, "-")' });
+  z.string().max(63).regex(DNS_LABEL, { message: 'must be a lowercase RFC 1123 label (a-z, 0-9, "-")' });
 const dnsSubdomain = () =>
   z
     .string()
@@ -21,7 +18,11 @@ const dnsSubdomain = () =>
 
 const intOrString = z.union([z.number().int().min(1).max(65535), z.string().min(1)]);
 
-const keyRef = z.object({ name: z.string().min(1), key: z.string().min(1), optional: z.boolean().default(false) });
+const keyRef = z.object({
+  name: z.string().min(1),
+  key: z.string().min(1),
+  optional: z.boolean().default(false),
+});
 
 const FIELD_PATHS = [
   'metadata.name',
@@ -39,7 +40,12 @@ const fieldRef = z.object({
   apiVersion: z.string().optional(),
   fieldPath: z.string().superRefine((p, ctx) => {
     if (!FIELD_PATHS.includes(p) && !/^metadata\.(labels|annotations)\['[^']+'\]$/.test(p)) {
-      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `fieldPath "${p}" is not supported`, `use one of ${FIELD_PATHS.join(', ')}, or metadata.labels['key']`);
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `fieldPath "${p}" is not supported`,
+        `use one of ${FIELD_PATHS.join(', ')}, or metadata.labels['key']`,
+      );
     }
   }),
 });
@@ -58,7 +64,13 @@ const envVar = z
   })
   .superRefine((e, ctx) => {
     if (e.valueFrom && Object.values(e.valueFrom).filter(Boolean).length !== 1) {
-      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'valueFrom needs exactly one of configMapKeyRef, secretKeyRef, fieldRef', undefined, ['valueFrom']);
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'valueFrom needs exactly one of configMapKeyRef, secretKeyRef, fieldRef',
+        undefined,
+        ['valueFrom'],
+      );
     }
   });
 
@@ -92,7 +104,12 @@ export const probeSchema = z
   })
   .superRefine((p, ctx) => {
     const n = [p.exec, p.httpGet, p.tcpSocket].filter(Boolean).length;
-    if (n !== 1) addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'a probe needs exactly one of exec, httpGet, tcpSocket');
+    if (n !== 1)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'a probe needs exactly one of exec, httpGet, tcpSocket',
+      );
   });
 
 const handlerSchema = z
@@ -103,7 +120,11 @@ const handlerSchema = z
   })
   .superRefine((h, ctx) => {
     if ([h.exec, h.httpGet, h.sleep].filter(Boolean).length !== 1) {
-      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'a lifecycle handler needs exactly one of exec, httpGet, sleep');
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'a lifecycle handler needs exactly one of exec, httpGet, sleep',
+      );
     }
   });
 
@@ -151,12 +172,23 @@ const keyToPath = z.object({
 const volumeSchema = z
   .object({
     name: dnsLabel(),
-    emptyDir: z.object({ medium: z.enum(['', 'Memory']).default(''), sizeLimit: quantity.optional() }).optional(),
+    emptyDir: z
+      .object({ medium: z.enum(['', 'Memory']).default(''), sizeLimit: quantity.optional() })
+      .optional(),
     hostPath: z
       .object({
         path: z.string().startsWith('/', { message: 'hostPath.path must be absolute' }),
         type: z
-          .enum(['', 'DirectoryOrCreate', 'Directory', 'FileOrCreate', 'File', 'Socket', 'CharDevice', 'BlockDevice'])
+          .enum([
+            '',
+            'DirectoryOrCreate',
+            'Directory',
+            'FileOrCreate',
+            'File',
+            'Socket',
+            'CharDevice',
+            'BlockDevice',
+          ])
           .default(''),
       })
       .optional(),
@@ -179,7 +211,11 @@ const volumeSchema = z
     downwardAPI: z
       .object({
         items: z.array(
-          z.object({ path: z.string().min(1), fieldRef, mode: z.number().int().min(0).max(0o777).optional() }),
+          z.object({
+            path: z.string().min(1),
+            fieldRef,
+            mode: z.number().int().min(0).max(0o777).optional(),
+          }),
         ),
         defaultMode: z.number().int().min(0).max(0o777).default(0o644),
       })
@@ -188,7 +224,12 @@ const volumeSchema = z
   .superRefine((v, ctx) => {
     const n = [v.emptyDir, v.hostPath, v.configMap, v.secret, v.downwardAPI].filter(Boolean).length;
     if (n !== 1) {
-      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `volume "${v.name}" needs exactly one source`, 'emptyDir, hostPath, configMap, secret or downwardAPI');
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `volume "${v.name}" needs exactly one source`,
+        'emptyDir, hostPath, configMap, secret or downwardAPI',
+      );
     }
   });
 
@@ -231,7 +272,13 @@ export const jobSchema = z.object({
   spec: z.object({
     template: templateSchema.superRefine((t, ctx) => {
       if (t.spec.restartPolicy === 'Always') {
-        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'a Job\'s pod template must have restartPolicy OnFailure or Never', undefined, ['spec', 'restartPolicy']);
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          "a Job's pod template must have restartPolicy OnFailure or Never",
+          undefined,
+          ['spec', 'restartPolicy'],
+        );
       }
     }),
   }),

@@ -4,7 +4,17 @@
 // containerd does, so log collectors can join them. Files rotate by size the kubelet's way:
 // N.log is renamed to N.log.<YYYYMMDD-hhmmss[-k]> and the oldest rotated files are removed.
 
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export type Stream = 'stdout' | 'stderr';
@@ -102,7 +112,8 @@ export class CriLogWriter {
     for (let k = 1; existsSync(target); k++) target = `${this.#path}.${stamp}-${k}`;
     renameSync(this.#path, target);
     const rotated = rotatedFiles(this.#path);
-    for (const old of rotated.slice(0, Math.max(0, rotated.length - (this.#opts.maxFiles - 1)))) unlinkSync(old);
+    for (const old of rotated.slice(0, Math.max(0, rotated.length - (this.#opts.maxFiles - 1))))
+      unlinkSync(old);
     this.#fd = openSync(this.#path, 'a', 0o640);
     this.#size = 0;
   }

@@ -9,7 +9,10 @@ import type { PodManifest } from './manifest.js';
 export const POD_IP = '127.0.0.1';
 
 /** Host variables a process on this host needs that a container image would otherwise supply. */
-export function baseEnv(host: Readonly<Record<string, string | undefined>>, pod: PodManifest): Record<string, string> {
+export function baseEnv(
+  host: Readonly<Record<string, string | undefined>>,
+  pod: PodManifest,
+): Record<string, string> {
   const env: Record<string, string> = { HOSTNAME: pod.name };
   for (const key of ['PATH', 'HOME', 'LANG', 'TZ', 'USER', 'TMPDIR']) {
     const v = host[key];
@@ -19,16 +22,32 @@ export function baseEnv(host: Readonly<Record<string, string | undefined>>, pod:
   return env;
 }
 
-export function containerEnv(c: ContainerSpec, pod: PodManifest, base: Record<string, string>): Record<string, string> {
+export function containerEnv(
+  c: ContainerSpec,
+  pod: PodManifest,
+  base: Record<string, string>,
+): Record<string, string> {
   const env: Record<string, string> = { ...base };
   for (const from of c.envFrom) {
-    const data = from.configMapRef ? pod.configMaps.get(from.configMapRef.name) : from.secretRef ? pod.secrets.get(from.secretRef.name) : undefined;
+    const data = from.configMapRef
+      ? pod.configMaps.get(from.configMapRef.name)
+      : from.secretRef
+        ? pod.secrets.get(from.secretRef.name)
+        : undefined;
     for (const [k, v] of data ?? []) env[`${from.prefix}${k}`] = v.toString('utf8');
   }
   for (const e of c.env) {
     let value: string | undefined;
-    if (e.valueFrom?.configMapKeyRef) value = pod.configMaps.get(e.valueFrom.configMapKeyRef.name)?.get(e.valueFrom.configMapKeyRef.key)?.toString('utf8');
-    else if (e.valueFrom?.secretKeyRef) value = pod.secrets.get(e.valueFrom.secretKeyRef.name)?.get(e.valueFrom.secretKeyRef.key)?.toString('utf8');
+    if (e.valueFrom?.configMapKeyRef)
+      value = pod.configMaps
+        .get(e.valueFrom.configMapKeyRef.name)
+        ?.get(e.valueFrom.configMapKeyRef.key)
+        ?.toString('utf8');
+    else if (e.valueFrom?.secretKeyRef)
+      value = pod.secrets
+        .get(e.valueFrom.secretKeyRef.name)
+        ?.get(e.valueFrom.secretKeyRef.key)
+        ?.toString('utf8');
     else if (e.valueFrom?.fieldRef) value = fieldValue(e.valueFrom.fieldRef.fieldPath, pod);
     else value = expand(e.value ?? '', env);
     if (value !== undefined) env[e.name] = value; // an optional ref that is absent sets nothing

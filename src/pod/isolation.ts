@@ -34,7 +34,12 @@ const WRAPPER = [
   'exec "$@"',
 ].join('\n');
 
-export function planLaunch(opts: { command: string[]; workingDir?: string | undefined; mounts: BindMount[]; cgroupFiles: string[] }): LaunchPlan {
+export function planLaunch(opts: {
+  command: string[];
+  workingDir?: string | undefined;
+  mounts: BindMount[];
+  cgroupFiles: string[];
+}): LaunchPlan {
   const { command, mounts, cgroupFiles } = opts;
   if (mounts.length === 0 && cgroupFiles.length === 0) {
     // Nothing to set up: run the command itself (the spawn's cwd handles workingDir).
@@ -52,13 +57,20 @@ export function planLaunch(opts: { command: string[]; workingDir?: string | unde
     ...command,
   ];
   if (mounts.length === 0) return { file: '/bin/sh', args, mountNamespace: false };
-  return { file: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/sh', ...args], mountNamespace: true };
+  return {
+    file: 'unshare',
+    args: ['--mount', '--propagation', 'private', '--', '/bin/sh', ...args],
+    mountNamespace: true,
+  };
 }
 
 /** Whether this process may create private mount namespaces (root, with CAP_SYS_ADMIN). */
 export function canIsolateMounts(): boolean {
   try {
-    execFileSync('unshare', ['--mount', '--propagation', 'private', 'true'], { stdio: 'ignore', timeout: 5000 });
+    execFileSync('unshare', ['--mount', '--propagation', 'private', 'true'], {
+      stdio: 'ignore',
+      timeout: 5000,
+    });
     return true;
   } catch {
     return false;
@@ -104,7 +116,12 @@ export function removeMountPoints(paths: string[]): void {
 
 /** Finds an executable as execvp would, so "command not found" is reported before starting. */
 export function resolveExecutable(cmd: string, path: string, cwd: string): string | undefined {
-  const candidates = cmd.includes('/') ? [isAbsolute(cmd) ? cmd : join(cwd, cmd)] : path.split(delimiter).filter(Boolean).map((d) => join(d, cmd));
+  const candidates = cmd.includes('/')
+    ? [isAbsolute(cmd) ? cmd : join(cwd, cmd)]
+    : path
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(d, cmd));
   for (const c of candidates) {
     try {
       const st = statSync(c);
@@ -140,7 +157,8 @@ const CPU_PERIOD_US = 100_000;
 export function createCgroup(name: string, limits: Limits, root = '/sys/fs/cgroup'): CgroupHandle {
   const self = readFileSync('/proc/self/cgroup', 'utf8').trim().split('\n');
   const unified = self.find((l) => l.startsWith('0::'));
-  const v1 = (controller: string) => self.find((l) => l.split(':')[1]?.split(',').includes(controller))?.split(':')[2];
+  const v1 = (controller: string) =>
+    self.find((l) => l.split(':')[1]?.split(',').includes(controller))?.split(':')[2];
   const quota = limits.cpu !== undefined ? Math.max(1000, Math.round(limits.cpu * CPU_PERIOD_US)) : undefined;
 
   if (existsSync(join(root, 'cgroup.controllers'))) {
@@ -148,7 +166,8 @@ export function createCgroup(name: string, limits: Limits, root = '/sys/fs/cgrou
     const parent = join(dir, '..');
     const wanted = [limits.memoryBytes !== undefined ? 'memory' : '', quota ? 'cpu' : ''].filter(Boolean);
     const enabled = readFileSync(join(parent, 'cgroup.subtree_control'), 'utf8').split(/\s+/);
-    for (const c of wanted) if (!enabled.includes(c)) writeFileSync(join(parent, 'cgroup.subtree_control'), `+${c}`);
+    for (const c of wanted)
+      if (!enabled.includes(c)) writeFileSync(join(parent, 'cgroup.subtree_control'), `+${c}`);
     mkdirSync(dir);
     if (limits.memoryBytes !== undefined) writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
     if (quota) writeFileSync(join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);

@@ -39,12 +39,17 @@ export interface PodManifest {
   secrets: Map<string, Map<string, Buffer>>;
 }
 
+type WorkloadValue =
+  z.output<typeof podSchema> | z.output<typeof jobSchema> | z.output<typeof deploymentSchema>;
+
 export type ManifestResult =
   | { ok: true; manifest: PodManifest; warnings: ConfigIssue[] }
   | { ok: false; errors: ConfigIssue[]; warnings: ConfigIssue[] };
 
 const WORKLOADS: Record<string, z.ZodType> = { Pod: podSchema, Job: jobSchema, Deployment: deploymentSchema };
-const ignoreOpts = { warnUnknown: { ignored: IGNORED_FIELDS, ignoredCode: 'PILLION_ERR_POD_UNSUPPORTED_FIELD' as const } };
+const ignoreOpts = {
+  warnUnknown: { ignored: IGNORED_FIELDS, ignoredCode: 'PILLION_ERR_POD_UNSUPPORTED_FIELD' as const },
+};
 
 export async function loadManifest(file: string, opts?: { uid?: string }): Promise<ManifestResult> {
   const text = await readText(file);
@@ -58,7 +63,14 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
   const { docs, lc } = parsed;
   const errors: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
-  const issue = (doc: Document, path: PathSegment[], code: ErrorCode, message: string, hint?: string, key = false) => ({
+  const issue = (
+    doc: Document,
+    path: PathSegment[],
+    code: ErrorCode,
+    message: string,
+    hint?: string,
+    key = false,
+  ) => ({
     file,
     ...locate(doc, lc, path, key),
     code,
@@ -67,7 +79,7 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
     hint,
   });
 
-  let workload: { doc: Document; kind: PodManifest['kind']; value: any } | undefined;
+  let workload: { doc: Document; kind: PodManifest['kind']; value: WorkloadValue } | undefined;
   const configMaps = new Map<string, Map<string, Buffer>>();
   const secrets = new Map<string, Map<string, Buffer>>();
 
@@ -75,12 +87,30 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
     if (doc.contents === null) continue; // an empty document between separators
     const kind = doc.get('kind');
     if (typeof kind !== 'string') {
-      errors.push(issue(doc, ['kind'], 'PILLION_ERR_CONFIG_MISSING_KEY', 'every document needs a kind', 'Pod, Job, Deployment, ConfigMap or Secret'));
+      errors.push(
+        issue(
+          doc,
+          ['kind'],
+          'PILLION_ERR_CONFIG_MISSING_KEY',
+          'every document needs a kind',
+          'Pod, Job, Deployment, ConfigMap or Secret',
+        ),
+      );
       continue;
     }
-    const schema = WORKLOADS[kind] ?? (kind === 'ConfigMap' ? configMapSchema : kind === 'Secret' ? secretSchema : undefined);
+    const schema =
+      WORKLOADS[kind] ??
+      (kind === 'ConfigMap' ? configMapSchema : kind === 'Secret' ? secretSchema : undefined);
     if (!schema) {
-      warnings.push(issue(doc, ['kind'], 'PILLION_ERR_POD_UNSUPPORTED_KIND', `${kind} documents are skipped`, 'pillion pod runs Pod, Job and Deployment, with ConfigMap and Secret'));
+      warnings.push(
+        issue(
+          doc,
+          ['kind'],
+          'PILLION_ERR_POD_UNSUPPORTED_KIND',
+          `${kind} documents are skipped`,
+          'pillion pod runs Pod, Job and Deployment, with ConfigMap and Secret',
+        ),
+      );
       continue;
     }
     const v = validateDocument(doc, lc, file, schema, ignoreOpts);
@@ -89,34 +119,49 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
       errors.push(...v.errors);
       continue;
     }
-    const value = v.value as any;
     if (kind === 'ConfigMap') {
+      const value = v.value as z.output<typeof configMapSchema>;
       const data = new Map<string, Buffer>();
       for (const [k, s] of Object.entries<string>(value.data)) data.set(k, Buffer.from(s));
       for (const [k, s] of Object.entries<string>(value.binaryData)) data.set(k, Buffer.from(s, 'base64'));
       configMaps.set(value.metadata.name, data);
     } else if (kind === 'Secret') {
+      const value = v.value as z.output<typeof secretSchema>;
       const data = new Map<string, Buffer>();
       for (const [k, s] of Object.entries<string>(value.data)) data.set(k, Buffer.from(s, 'base64'));
       for (const [k, s] of Object.entries<string>(value.stringData)) data.set(k, Buffer.from(s));
       secrets.set(value.metadata.name, data);
     } else if (workload) {
-      errors.push(issue(doc, ['kind'], 'PILLION_ERR_POD_MULTIPLE_WORKLOADS', `a second workload (${kind}); one file runs one pod`));
+      errors.push(
+        issue(
+          doc,
+          ['kind'],
+          'PILLION_ERR_POD_MULTIPLE_WORKLOADS',
+          `a second workload (${kind}); one file runs one pod`,
+        ),
+      );
     } else {
-      workload = { doc, kind: kind as PodManifest['kind'], value };
+      workload = { doc, kind: kind as PodManifest['kind'], value: v.value as WorkloadValue };
     }
   }
 
   if (!workload) {
     if (errors.length === 0) {
-      errors.push({ file, line: 1, col: 1, code: 'PILLION_ERR_POD_NO_WORKLOAD', path: '(root)', message: 'no Pod, Job or Deployment in the file' });
+      errors.push({
+        file,
+        line: 1,
+        col: 1,
+        code: 'PILLION_ERR_POD_NO_WORKLOAD',
+        path: '(root)',
+        message: 'no Pod, Job or Deployment in the file',
+      });
     }
     return { ok: false, errors: errors.sort(compareIssues), warnings: warnings.sort(compareIssues) };
   }
 
   const { doc, kind, value } = workload;
   const specPath: PathSegment[] = kind === 'Pod' ? ['spec'] : ['spec', 'template', 'spec'];
-  const spec: PodSpec = kind === 'Pod' ? value.spec : value.spec.template.spec;
+  const spec: PodSpec = 'template' in value.spec ? value.spec.template.spec : value.spec;
   const at = (path: PathSegment[], code: ErrorCode, message: string, hint?: string) =>
     errors.push(issue(doc, [...specPath, ...path], code, message, hint));
 
@@ -131,7 +176,8 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
     ['containers', spec.containers],
   ] as const) {
     containers.forEach((c, i) => {
-      if (names.has(c.name)) at([list, i, 'name'], 'PILLION_ERR_POD_DUPLICATE_NAME', `container name "${c.name}" is used twice`);
+      if (names.has(c.name))
+        at([list, i, 'name'], 'PILLION_ERR_POD_DUPLICATE_NAME', `container name "${c.name}" is used twice`);
       names.add(c.name);
       if (!c.command || c.command.length === 0) {
         at(
@@ -143,22 +189,44 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
       }
       c.volumeMounts.forEach((m, j) => {
         if (!volumes.has(m.name)) {
-          at([list, i, 'volumeMounts', j, 'name'], 'PILLION_ERR_POD_UNKNOWN_VOLUME', `no volume named "${m.name}"`, volumes.size ? `volumes: ${[...volumes].join(', ')}` : 'declare it under spec.volumes');
+          at(
+            [list, i, 'volumeMounts', j, 'name'],
+            'PILLION_ERR_POD_UNKNOWN_VOLUME',
+            `no volume named "${m.name}"`,
+            volumes.size ? `volumes: ${[...volumes].join(', ')}` : 'declare it under spec.volumes',
+          );
         }
       });
       if (list === 'containers' && c.restartPolicy) {
-        at([list, i, 'restartPolicy'], 'PILLION_ERR_CONFIG_BAD_VALUE', 'restartPolicy on a container marks a sidecar; only initContainers may have it');
+        at(
+          [list, i, 'restartPolicy'],
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          'restartPolicy on a container marks a sidecar; only initContainers may have it',
+        );
       }
       const sidecar = list === 'initContainers' && c.restartPolicy === 'Always';
-      if (list === 'initContainers' && !sidecar && (c.startupProbe || c.readinessProbe || c.livenessProbe || c.lifecycle)) {
-        at([list, i], 'PILLION_ERR_POD_INIT_PROBE', `init container "${c.name}" may not have probes or lifecycle hooks`, 'add restartPolicy: Always to make it a sidecar');
+      if (
+        list === 'initContainers' &&
+        !sidecar &&
+        (c.startupProbe || c.readinessProbe || c.livenessProbe || c.lifecycle)
+      ) {
+        at(
+          [list, i],
+          'PILLION_ERR_POD_INIT_PROBE',
+          `init container "${c.name}" may not have probes or lifecycle hooks`,
+          'add restartPolicy: Always to make it a sidecar',
+        );
       }
       for (const [probeName, probe] of [
         ['livenessProbe', c.livenessProbe],
         ['startupProbe', c.startupProbe],
       ] as const) {
         if (probe && probe.successThreshold !== 1) {
-          at([list, i, probeName, 'successThreshold'], 'PILLION_ERR_CONFIG_OUT_OF_RANGE', `${probeName}.successThreshold must be 1`);
+          at(
+            [list, i, probeName, 'successThreshold'],
+            'PILLION_ERR_CONFIG_OUT_OF_RANGE',
+            `${probeName}.successThreshold must be 1`,
+          );
         }
       }
       c.env.forEach((e, j) => {
@@ -167,34 +235,73 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
         const store = e.valueFrom?.configMapKeyRef ? configMaps : secrets;
         const what = e.valueFrom?.configMapKeyRef ? 'ConfigMap' : 'Secret';
         if (!store.get(ref.name)?.has(ref.key)) {
-          at([list, i, 'env', j, 'valueFrom'], 'PILLION_ERR_POD_MISSING_REF', store.has(ref.name) ? `${what} "${ref.name}" has no key "${ref.key}"` : `no ${what} named "${ref.name}" in the file`, 'add it, or set optional: true');
+          at(
+            [list, i, 'env', j, 'valueFrom'],
+            'PILLION_ERR_POD_MISSING_REF',
+            store.has(ref.name)
+              ? `${what} "${ref.name}" has no key "${ref.key}"`
+              : `no ${what} named "${ref.name}" in the file`,
+            'add it, or set optional: true',
+          );
         }
       });
       c.envFrom.forEach((e, j) => {
         const ref = e.configMapRef ?? e.secretRef;
         const store = e.configMapRef ? configMaps : secrets;
         if (ref && !ref.optional && !store.has(ref.name)) {
-          at([list, i, 'envFrom', j], 'PILLION_ERR_POD_MISSING_REF', `no ${e.configMapRef ? 'ConfigMap' : 'Secret'} named "${ref.name}" in the file`, 'add it, or set optional: true');
+          at(
+            [list, i, 'envFrom', j],
+            'PILLION_ERR_POD_MISSING_REF',
+            `no ${e.configMapRef ? 'ConfigMap' : 'Secret'} named "${ref.name}" in the file`,
+            'add it, or set optional: true',
+          );
         }
       });
     });
   }
   spec.volumes.forEach((v, i) => {
-    const ref = v.configMap ? { store: configMaps, name: v.configMap.name, what: 'ConfigMap', optional: v.configMap.optional, items: v.configMap.items } : v.secret ? { store: secrets, name: v.secret.secretName, what: 'Secret', optional: v.secret.optional, items: v.secret.items } : undefined;
+    const ref = v.configMap
+      ? {
+          store: configMaps,
+          name: v.configMap.name,
+          what: 'ConfigMap',
+          optional: v.configMap.optional,
+          items: v.configMap.items,
+        }
+      : v.secret
+        ? {
+            store: secrets,
+            name: v.secret.secretName,
+            what: 'Secret',
+            optional: v.secret.optional,
+            items: v.secret.items,
+          }
+        : undefined;
     if (!ref || ref.optional) return;
     const data = ref.store.get(ref.name);
     if (!data) {
-      at(['volumes', i], 'PILLION_ERR_POD_MISSING_REF', `no ${ref.what} named "${ref.name}" in the file`, 'add it, or set optional: true');
+      at(
+        ['volumes', i],
+        'PILLION_ERR_POD_MISSING_REF',
+        `no ${ref.what} named "${ref.name}" in the file`,
+        'add it, or set optional: true',
+      );
       return;
     }
     for (const item of ref.items ?? []) {
-      if (!data.has(item.key)) at(['volumes', i], 'PILLION_ERR_POD_MISSING_REF', `${ref.what} "${ref.name}" has no key "${item.key}"`);
+      if (!data.has(item.key))
+        at(
+          ['volumes', i],
+          'PILLION_ERR_POD_MISSING_REF',
+          `${ref.what} "${ref.name}" has no key "${item.key}"`,
+        );
     }
   });
 
-  if (errors.length > 0) return { ok: false, errors: errors.sort(compareIssues), warnings: warnings.sort(compareIssues) };
+  if (errors.length > 0)
+    return { ok: false, errors: errors.sort(compareIssues), warnings: warnings.sort(compareIssues) };
   const meta = value.metadata;
-  const template = kind === 'Pod' ? { labels: {}, annotations: {} } : value.spec.template.metadata;
+  const template = 'template' in value.spec ? value.spec.template.metadata : { labels: {}, annotations: {} };
   return {
     ok: true,
     warnings: warnings.sort(compareIssues),
@@ -212,4 +319,3 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
     },
   };
 }
-

@@ -10,7 +10,15 @@ import { POD_IP } from './env.js';
 
 export interface ActionTarget {
   exec?: { command: string[] } | undefined;
-  httpGet?: { path: string; port: number | string; host?: string | undefined; scheme: 'HTTP' | 'HTTPS'; httpHeaders: { name: string; value: string }[] } | undefined;
+  httpGet?:
+    | {
+        path: string;
+        port: number | string;
+        host?: string | undefined;
+        scheme: 'HTTP' | 'HTTPS';
+        httpHeaders: { name: string; value: string }[];
+      }
+    | undefined;
   tcpSocket?: { port: number | string; host?: string | undefined } | undefined;
 }
 
@@ -41,9 +49,16 @@ function portOf(port: number | string): number | undefined {
 
 function runExec(command: string[], ctx: ActionContext): Promise<ActionResult> {
   return new Promise((resolve) => {
-    const [file, ...args] = ctx.nsPid ? ['nsenter', '--target', String(ctx.nsPid), '--mount', '--', ...command] : command;
+    const [file, ...args] = ctx.nsPid
+      ? ['nsenter', '--target', String(ctx.nsPid), '--mount', '--', ...command]
+      : command;
     let output = '';
-    const child = spawn(file!, args, { env: ctx.env, cwd: ctx.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(file!, args, {
+      env: ctx.env,
+      cwd: ctx.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     const collect = (b: Buffer) => {
       if (output.length < 1024) output += b.toString('utf8');
     };
@@ -60,7 +75,14 @@ function runExec(command: string[], ctx: ActionContext): Promise<ActionResult> {
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
       killGroup(child.pid, 'SIGKILL'); // whatever the command left behind
-      resolve(code === 0 ? { ok: true } : { ok: false, message: `exit ${code ?? signal}${output ? `: ${output.trim().slice(0, 200)}` : ''}` });
+      resolve(
+        code === 0
+          ? { ok: true }
+          : {
+              ok: false,
+              message: `exit ${code ?? signal}${output ? `: ${output.trim().slice(0, 200)}` : ''}`,
+            },
+      );
     });
   });
 }
@@ -68,24 +90,49 @@ function runExec(command: string[], ctx: ActionContext): Promise<ActionResult> {
 function runHttp(h: NonNullable<ActionTarget['httpGet']>, timeoutMs: number): Promise<ActionResult> {
   return new Promise((resolve) => {
     const port = portOf(h.port);
-    if (port === undefined) return resolve({ ok: false, message: `port "${h.port}" is not a number (named ports are not supported)` });
+    if (port === undefined)
+      return resolve({
+        ok: false,
+        message: `port "${h.port}" is not a number (named ports are not supported)`,
+      });
     const headers: Record<string, string> = { 'user-agent': 'kube-probe/1.33 (pillion)', accept: '*/*' };
     for (const x of h.httpHeaders) headers[x.name.toLowerCase()] = x.value;
     const host = h.host ?? POD_IP;
     const path = h.path.startsWith('/') ? h.path : `/${h.path}`;
     const req = (h.scheme === 'HTTPS' ? httpsRequest : httpRequest)(
-      { host, port, path, method: 'GET', headers, agent: false, rejectUnauthorized: false, timeout: timeoutMs },
+      {
+        host,
+        port,
+        path,
+        method: 'GET',
+        headers,
+        agent: false,
+        rejectUnauthorized: false,
+        timeout: timeoutMs,
+      },
       (res) => {
         res.resume();
         const status = res.statusCode ?? 0;
-        resolve(status >= 200 && status < 400 ? { ok: true } : { ok: false, message: `HTTP probe failed with statuscode: ${status}` });
+        resolve(
+          status >= 200 && status < 400
+            ? { ok: true }
+            : { ok: false, message: `HTTP probe failed with statuscode: ${status}` },
+        );
       },
     );
     req.on('timeout', () => {
       req.destroy();
-      resolve({ ok: false, message: `Get "${h.scheme.toLowerCase()}://${host}:${port}${path}": timeout after ${timeoutMs}ms` });
+      resolve({
+        ok: false,
+        message: `Get "${h.scheme.toLowerCase()}://${host}:${port}${path}": timeout after ${timeoutMs}ms`,
+      });
     });
-    req.on('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, message: `Get "${h.scheme.toLowerCase()}://${host}:${port}${path}": ${err.code ?? err.message}` }));
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      resolve({
+        ok: false,
+        message: `Get "${h.scheme.toLowerCase()}://${host}:${port}${path}": ${err.code ?? err.message}`,
+      }),
+    );
     req.end();
   });
 }
@@ -93,7 +140,11 @@ function runHttp(h: NonNullable<ActionTarget['httpGet']>, timeoutMs: number): Pr
 function runTcp(t: NonNullable<ActionTarget['tcpSocket']>, timeoutMs: number): Promise<ActionResult> {
   return new Promise((resolve) => {
     const port = portOf(t.port);
-    if (port === undefined) return resolve({ ok: false, message: `port "${t.port}" is not a number (named ports are not supported)` });
+    if (port === undefined)
+      return resolve({
+        ok: false,
+        message: `port "${t.port}" is not a number (named ports are not supported)`,
+      });
     const host = t.host ?? POD_IP;
     const socket = connect({ host, port });
     socket.setTimeout(timeoutMs, () => {
@@ -104,7 +155,9 @@ function runTcp(t: NonNullable<ActionTarget['tcpSocket']>, timeoutMs: number): P
       socket.destroy();
       resolve({ ok: true });
     });
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, message: `dial tcp ${host}:${port}: ${err.code ?? err.message}` }));
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      resolve({ ok: false, message: `dial tcp ${host}:${port}: ${err.code ?? err.message}` }),
+    );
   });
 }
 

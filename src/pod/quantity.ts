@@ -17,8 +17,15 @@ const SUFFIX: Record<string, number> = {
 };
 
 export function parseQuantity(input: string | number): ParseResult<number> {
-  if (typeof input === 'number') return Number.isFinite(input) && input >= 0 ? { ok: true, value: input } : { ok: false, reason: `${input} is not a quantity` };
+  if (typeof input === 'number')
+    return Number.isFinite(input) && input >= 0
+      ? { ok: true, value: input }
+      : { ok: false, reason: `${input} is not a quantity` };
   const m = /^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(input.trim());
-  if (!m) return { ok: false, reason: `"${input}" is not a Kubernetes quantity (e.g. "128Mi", "1Gi", "500m", "2")` };
+  if (!m)
+    return {
+      ok: false,
+      reason: `"${input}" is not a Kubernetes quantity (e.g. "128Mi", "1Gi", "500m", "2")`,
+    };
   return { ok: true, value: Number(m[1]) * SUFFIX[m[2] ?? '']! };
 }

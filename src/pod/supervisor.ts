@@ -23,7 +23,16 @@ import { PillionError } from '../lib/errors.js';
 import type { ContainerSpec, HandlerSpec, ProbeSpec } from './config.js';
 import { CriLogWriter, type Stream } from './cri-log.js';
 import { baseEnv, containerEnv, expand } from './env.js';
-import { type BindMount, type CgroupHandle, canIsolateMounts, createCgroup, ensureMountPoints, planLaunch, removeMountPoints, resolveExecutable } from './isolation.js';
+import {
+  type BindMount,
+  type CgroupHandle,
+  canIsolateMounts,
+  createCgroup,
+  ensureMountPoints,
+  planLaunch,
+  removeMountPoints,
+  resolveExecutable,
+} from './isolation.js';
 import type { PodManifest } from './manifest.js';
 import { type ActionResult, killGroup, runAction } from './probes.js';
 import { parseQuantity } from './quantity.js';
@@ -87,7 +96,15 @@ class Container {
     this.spec = spec;
     this.type = type;
     this.backoff = new CrashLoopBackoff(backoff);
-    this.status = { name: spec.name, type, state: 'waiting', reason: 'PodInitializing', ready: false, started: false, restartCount: 0 };
+    this.status = {
+      name: spec.name,
+      type,
+      state: 'waiting',
+      reason: 'PodInitializing',
+      ready: false,
+      started: false,
+      restartCount: 0,
+    };
   }
 
   get name(): string {
@@ -121,12 +138,19 @@ export class Supervisor {
   #cwd: string;
 
   constructor(opts: SupervisorOptions) {
-    this.#o = { secondMs: 1000, backoff: KUBELET_BACKOFF, log: { maxBytes: 10 * 1024 * 1024, maxFiles: 5 }, ...opts };
+    this.#o = {
+      secondMs: 1000,
+      backoff: KUBELET_BACKOFF,
+      log: { maxBytes: 10 * 1024 * 1024, maxFiles: 5 },
+      ...opts,
+    };
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.logger;
     this.#pod = opts.manifest;
     const spec = this.#pod.spec;
-    this.#inits = spec.initContainers.map((c) => new Container(c, c.restartPolicy === 'Always' ? 'sidecar' : 'init', this.#o.backoff));
+    this.#inits = spec.initContainers.map(
+      (c) => new Container(c, c.restartPolicy === 'Always' ? 'sidecar' : 'init', this.#o.backoff),
+    );
     this.#mains = spec.containers.map((c) => new Container(c, 'main', this.#o.backoff));
     this.#all = [...this.#inits, ...this.#mains];
     this.#volumes = new Volumes(this.#pod, opts.dirs.volumesDir, (m) => this.#warn(m));
@@ -246,7 +270,10 @@ export class Supervisor {
             cpu: cpu?.ok ? cpu.value : undefined,
           });
         } catch (err) {
-          if (!limitsWarned) this.#warn(`PILLION_ERR_POD_LIMITS_NOT_ENFORCED: resources.limits are not enforced: ${(err as Error).message}`);
+          if (!limitsWarned)
+            this.#warn(
+              `PILLION_ERR_POD_LIMITS_NOT_ENFORCED: resources.limits are not enforced: ${(err as Error).message}`,
+            );
           limitsWarned = true;
         }
       }
@@ -275,11 +302,17 @@ export class Supervisor {
         c.status.reason = 'CrashLoopBackOff';
         c.status.message = `back-off ${Math.round(delay / this.#o.secondMs)}s restarting failed container=${c.name}`;
         this.#write();
-        this.#log.warn({ container: c.name, exitCode: exit.code, delayMs: delay }, `${c.name} exited (${exit.reason}); restarting after back-off`);
+        this.#log.warn(
+          { container: c.name, exitCode: exit.code, delayMs: delay },
+          `${c.name} exited (${exit.reason}); restarting after back-off`,
+        );
         await this.#sleep(delay, c);
         if (c.stopped || (this.#terminating && c.type !== 'sidecar')) return exit;
       } else {
-        this.#log.warn({ container: c.name, exitCode: exit.code }, `${c.name} exited (${exit.reason}); restarting`);
+        this.#log.warn(
+          { container: c.name, exitCode: exit.code },
+          `${c.name} exited (${exit.reason}); restarting`,
+        );
       }
       c.status.restartCount++;
     }
@@ -317,7 +350,12 @@ export class Supervisor {
       return startError(`workingDir "${cwd}" does not exist`);
     }
 
-    const plan = planLaunch({ command, workingDir: cwd, mounts: c.mounts, cgroupFiles: c.cgroup?.procFiles ?? [] });
+    const plan = planLaunch({
+      command,
+      workingDir: cwd,
+      mounts: c.mounts,
+      cgroupFiles: c.cgroup?.procFiles ?? [],
+    });
     const direct = plan.file === command[0];
     const child = spawn(plan.file, plan.args, {
       cwd: direct ? cwd : this.#cwd,
@@ -347,7 +385,9 @@ export class Supervisor {
         }
         resolve(this.#recordExit(c, exit));
       };
-      child.once('error', (err: NodeJS.ErrnoException) => finish({ code: 128, reason: 'StartError', message: err.message }));
+      child.once('error', (err: NodeJS.ErrnoException) =>
+        finish({ code: 128, reason: 'StartError', message: err.message }),
+      );
       child.once('exit', (code, signal) => {
         if (signal) {
           const signo = constants.signals[signal] ?? 0;
@@ -367,7 +407,10 @@ export class Supervisor {
       // kubectl's "Last State": the run before this one.
       if (c.status.terminated) c.status.lastState = c.status.terminated;
       c.status.terminated = undefined;
-      this.#log.info({ container: c.name, pid: child.pid, restart: c.status.restartCount }, `started ${c.type} container ${c.name}`);
+      this.#log.info(
+        { container: c.name, pid: child.pid, restart: c.status.restartCount },
+        `started ${c.type} container ${c.name}`,
+      );
       this.#write();
       void this.#afterStart(c, generation, plan.mountNamespace ? child.pid : undefined);
     });
@@ -390,7 +433,10 @@ export class Supervisor {
     c.status.ready = false;
     c.status.started = false;
     c.child = undefined;
-    this.#log.info({ container: c.name, exitCode: exit.code, reason: exit.reason }, `${c.name} exited with ${exit.code} (${exit.reason})`);
+    this.#log.info(
+      { container: c.name, exitCode: exit.code, reason: exit.reason },
+      `${c.name} exited with ${exit.code} (${exit.reason})`,
+    );
     this.#write();
     return exit;
   }
@@ -400,10 +446,18 @@ export class Supervisor {
   async #afterStart(c: Container, gen: number, nsPid: number | undefined): Promise<void> {
     const hook = c.spec.lifecycle?.postStart;
     if (hook) {
-      const r = await this.#runHandler(c, hook, nsPid, this.#pod.spec.terminationGracePeriodSeconds * this.#o.secondMs);
+      const r = await this.#runHandler(
+        c,
+        hook,
+        nsPid,
+        this.#pod.spec.terminationGracePeriodSeconds * this.#o.secondMs,
+      );
       if (c.generation !== gen) return;
       if (!r.ok) {
-        this.#log.warn({ container: c.name, message: r.message }, 'postStart hook failed; killing the container');
+        this.#log.warn(
+          { container: c.name, message: r.message },
+          'postStart hook failed; killing the container',
+        );
         this.#kill(c, 'FailedPostStartHook');
         return;
       }
@@ -425,7 +479,13 @@ export class Supervisor {
     this.#write();
   }
 
-  async #probeLoop(c: Container, gen: number, nsPid: number | undefined, probe: ProbeSpec, kind: 'startup' | 'liveness' | 'readiness'): Promise<void> {
+  async #probeLoop(
+    c: Container,
+    gen: number,
+    nsPid: number | undefined,
+    probe: ProbeSpec,
+    kind: 'startup' | 'liveness' | 'readiness',
+  ): Promise<void> {
     const s = this.#o.secondMs;
     let successes = 0;
     let failures = 0;
@@ -443,16 +503,27 @@ export class Supervisor {
       if (kind === 'startup') {
         if (r.ok) return this.#markStarted(c, gen, nsPid);
         if (failures >= probe.failureThreshold) {
-          this.#log.warn({ container: c.name, message: r.message }, 'startup probe failed; restarting the container');
+          this.#log.warn(
+            { container: c.name, message: r.message },
+            'startup probe failed; restarting the container',
+          );
           return this.#kill(c, 'StartupProbeFailed', probe.terminationGracePeriodSeconds);
         }
       } else if (kind === 'liveness') {
         if (failures >= probe.failureThreshold) {
-          this.#log.warn({ container: c.name, message: r.message }, 'liveness probe failed; restarting the container');
+          this.#log.warn(
+            { container: c.name, message: r.message },
+            'liveness probe failed; restarting the container',
+          );
           return this.#kill(c, 'LivenessProbeFailed', probe.terminationGracePeriodSeconds);
         }
       } else {
-        const ready = successes >= probe.successThreshold ? true : failures >= probe.failureThreshold ? false : c.status.ready;
+        const ready =
+          successes >= probe.successThreshold
+            ? true
+            : failures >= probe.failureThreshold
+              ? false
+              : c.status.ready;
         if (ready !== c.status.ready) {
           c.status.ready = ready;
           if (!ready) this.#log.warn({ container: c.name, message: r.message }, 'readiness probe failed');
@@ -463,11 +534,21 @@ export class Supervisor {
     }
   }
 
-  #runHandler(c: Container, action: HandlerSpec | ProbeSpec, nsPid: number | undefined, timeoutMs: number): Promise<ActionResult> {
+  #runHandler(
+    c: Container,
+    action: HandlerSpec | ProbeSpec,
+    nsPid: number | undefined,
+    timeoutMs: number,
+  ): Promise<ActionResult> {
     if ('sleep' in action && action.sleep) {
       return this.#sleep(action.sleep.seconds * this.#o.secondMs).then(() => ({ ok: true }));
     }
-    return runAction(action, { env: c.env, cwd: nsPid ? undefined : (c.spec.workingDir ?? this.#cwd), nsPid, timeoutMs });
+    return runAction(action, {
+      env: c.env,
+      cwd: nsPid ? undefined : (c.spec.workingDir ?? this.#cwd),
+      nsPid,
+      timeoutMs,
+    });
   }
 
   /** A probe or hook failure: stop this run; the restart policy decides what follows. */
@@ -505,7 +586,12 @@ export class Supervisor {
     const preStops = new Map<Container, Promise<unknown>>();
     for (const c of this.#all) {
       const hook = c.spec.lifecycle?.preStop;
-      preStops.set(c, hook && c.alive && graceMs > 0 ? Promise.race([this.#runHandler(c, hook, c.status.pid, graceMs), deadline]) : Promise.resolve());
+      preStops.set(
+        c,
+        hook && c.alive && graceMs > 0
+          ? Promise.race([this.#runHandler(c, hook, c.status.pid, graceMs), deadline])
+          : Promise.resolve(),
+      );
     }
     const mains = [...this.#mains, ...this.#inits.filter((c) => c.type === 'init')];
     for (const c of mains) c.stopped = true;
@@ -532,7 +618,10 @@ export class Supervisor {
 
     if (expired) {
       const left = this.#all.filter((c) => c.alive);
-      this.#log.warn({ containers: left.map((c) => c.name) }, 'grace period over: SIGTERM to all that remain, SIGKILL in 2s');
+      this.#log.warn(
+        { containers: left.map((c) => c.name) },
+        'grace period over: SIGTERM to all that remain, SIGKILL in 2s',
+      );
       for (const c of this.#all) this.#signal(c, 'SIGTERM');
       const killed = new Promise<void>((resolve) => this.#clock.setTimeout(resolve, 2 * s));
       await Promise.race([Promise.all(this.#all.map((c) => c.loop)), killed]);
@@ -540,7 +629,8 @@ export class Supervisor {
     }
     await Promise.all(this.#all.map((c) => c.loop));
     if (this.#phase === 'Running' || this.#phase === 'Pending') {
-      this.#phase = this.#mains.every((c) => c.lastExit?.code === 0) && this.#initialized ? 'Succeeded' : 'Failed';
+      this.#phase =
+        this.#mains.every((c) => c.lastExit?.code === 0) && this.#initialized ? 'Succeeded' : 'Failed';
     }
   }
 
@@ -557,13 +647,12 @@ export class Supervisor {
   #sleep(ms: number, c?: Container): Promise<void> {
     if (ms <= 0) return Promise.resolve();
     return new Promise((resolve) => {
-      let timer: TimerHandle | undefined;
       const done = () => {
-        timer?.cancel();
+        timer.cancel();
         if (c) c.wake = undefined;
         resolve();
       };
-      timer = this.#clock.setTimeout(done, ms);
+      const timer: TimerHandle = this.#clock.setTimeout(done, ms);
       if (c) c.wake = done;
     });
   }
@@ -574,7 +663,9 @@ export class Supervisor {
   }
 
   #write(): void {
-    const containersReady = this.#initialized && [...this.#inits.filter((c) => c.type === 'sidecar'), ...this.#mains].every((c) => c.status.ready);
+    const containersReady =
+      this.#initialized &&
+      [...this.#inits.filter((c) => c.type === 'sidecar'), ...this.#mains].every((c) => c.status.ready);
     const status: PodStatus = {
       name: this.#pod.name,
       namespace: this.#pod.namespace,

@@ -5,7 +5,20 @@
 // so a reader sees the old set of files or the new, never a mix.
 
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PillionError } from '../lib/errors.js';
 import type { VolumeSpec } from './config.js';
@@ -83,18 +96,30 @@ export class Volumes {
       execFileSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', dir], { stdio: 'pipe' });
       this.#tmpfs.push(dir);
     } catch (err) {
-      this.#warn(`emptyDir "${v.name}" with medium: Memory is a plain directory: mounting tmpfs needs root (${firstLine(err)})`);
+      this.#warn(
+        `emptyDir "${v.name}" with medium: Memory is a plain directory: mounting tmpfs needs root (${firstLine(err)})`,
+      );
     }
   }
 
   #projection(v: VolumeSpec): ProjectedFile[] | undefined {
     if (v.configMap || v.secret) {
       const src = v.configMap
-        ? { data: this.#pod.configMaps.get(v.configMap.name), items: v.configMap.items, mode: v.configMap.defaultMode }
-        : { data: this.#pod.secrets.get(v.secret!.secretName), items: v.secret!.items, mode: v.secret!.defaultMode };
+        ? {
+            data: this.#pod.configMaps.get(v.configMap.name),
+            items: v.configMap.items,
+            mode: v.configMap.defaultMode,
+          }
+        : {
+            data: this.#pod.secrets.get(v.secret!.secretName),
+            items: v.secret!.items,
+            mode: v.secret!.defaultMode,
+          };
       const data = src.data ?? new Map<string, Buffer>(); // an optional, absent source: an empty volume
       const items = src.items ?? [...data.keys()].map((key) => ({ key, path: key, mode: undefined }));
-      return items.filter((i) => data.has(i.key)).map((i) => ({ path: i.path, data: data.get(i.key)!, mode: i.mode ?? src.mode }));
+      return items
+        .filter((i) => data.has(i.key))
+        .map((i) => ({ path: i.path, data: data.get(i.key)!, mode: i.mode ?? src.mode }));
     }
     if (v.downwardAPI) {
       return v.downwardAPI.items.map((i) => ({
@@ -114,7 +139,10 @@ export class Volumes {
 export function projectAtomically(dir: string, files: ProjectedFile[]): boolean {
   for (const f of files) {
     if (f.path.startsWith('/') || f.path.split('/').includes('..') || f.path.startsWith('..')) {
-      throw new PillionError('PILLION_ERR_POD_INVALID', `volume item path "${f.path}" must be relative and may not contain ".."`);
+      throw new PillionError(
+        'PILLION_ERR_POD_INVALID',
+        `volume item path "${f.path}" must be relative and may not contain ".."`,
+      );
     }
   }
   const dataLink = join(dir, '..data');

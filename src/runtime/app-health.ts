@@ -82,7 +82,9 @@ export class AppHealthModule implements Module<AppConfig> {
   #schedule(ms: number): void {
     const generation = this.#generation;
     this.#timer = this.#clock.setTimeout(() => {
-      this.#check(generation).catch((err: unknown) => this.#logger.error({ err }, 'app health check failed unexpectedly'));
+      this.#check(generation).catch((err: unknown) =>
+        this.#logger.error({ err }, 'app health check failed unexpectedly'),
+      );
     }, ms);
   }
 

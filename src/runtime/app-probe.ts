@@ -21,7 +21,8 @@ export interface ProbeResult {
 
 export type Probe = (target: ProbeTarget, signal?: AbortSignal) => Promise<ProbeResult>;
 
-export const probeApp: Probe = (t, signal) => (t.protocol === 'tcp' ? probeTcp(t, signal) : probeHttp(t, signal));
+export const probeApp: Probe = (t, signal) =>
+  t.protocol === 'tcp' ? probeTcp(t, signal) : probeHttp(t, signal);
 
 function probeHttp(t: ProbeTarget, signal: AbortSignal | undefined): Promise<ProbeResult> {
   return new Promise((resolve) => {
@@ -41,7 +42,11 @@ function probeHttp(t: ProbeTarget, signal: AbortSignal | undefined): Promise<Pro
         (res) => {
           const status = res.statusCode ?? 0;
           res.destroy(); // the status is the answer; a streaming body must not hold the socket
-          resolve(status >= 200 && status < 400 ? { ok: true } : { ok: false, reason: `GET ${t.path} answered ${status}` });
+          resolve(
+            status >= 200 && status < 400
+              ? { ok: true }
+              : { ok: false, reason: `GET ${t.path} answered ${status}` },
+          );
         },
       );
     } catch (err) {

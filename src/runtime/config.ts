@@ -45,7 +45,9 @@ export const appSchema = z
           .describe('http: GET path and expect a 2xx or 3xx status; tcp: the port accepts a connection.'),
         path: httpPath().default('/').describe('Path of the HTTP health check.'),
         interval: duration({ min: '100ms', max: '1h' }).prefault('5s').describe('Time between checks.'),
-        timeout: duration({ min: '10ms', max: '1m' }).prefault('1s').describe('A check that takes longer fails.'),
+        timeout: duration({ min: '10ms', max: '1m' })
+          .prefault('1s')
+          .describe('A check that takes longer fails.'),
         healthyThreshold: z
           .number()
           .int()

@@ -6,7 +6,12 @@ import pretty from 'pino-pretty';
 export type { Logger };
 export type LogFormat = 'auto' | 'json' | 'pretty';
 
-export function createLogger(opts: { level: string; format: LogFormat; isTTY?: boolean; fd?: 1 | 2 }): Logger {
+export function createLogger(opts: {
+  level: string;
+  format: LogFormat;
+  isTTY?: boolean;
+  fd?: 1 | 2;
+}): Logger {
   const fd = opts.fd ?? 1;
   const isTTY = opts.isTTY ?? (fd === 1 ? process.stdout : process.stderr).isTTY === true;
   const base = { level: opts.level, base: { service: 'pillion' } };

@@ -320,3 +320,109 @@ test('changing admin.listen moves the admin server', async () => {
   await assert.rejects(fetch(`${base}/healthz`));
   assert.equal((await fetch(`http://[::1]:${rt.adminAddress!.port}/healthz`)).status, 200);
 });
+
+test('regression: a shutdown that arrives during start stops what started and leaves nothing running', async () => {
+  const file = join(configDir(), 'pillion.yaml');
+  writeFileSync(file, CONFIG(9013));
+  const loaded = await loadPillionConfig(file, {});
+  assert.ok(loaded.ok);
+  let release!: () => void;
+  const log: string[] = [];
+  const slow: ModuleDefinition<unknown> = {
+    name: 'slow',
+    section: () => ({}),
+    create: () => ({
+      start: () =>
+        new Promise<void>((r) => {
+          release = r;
+          log.push('start');
+        }),
+      reload: async () => 'applied',
+      drain: async () => void log.push('drain'),
+      stop: async () => void log.push('stop'),
+      readiness: () => ({ ready: true }),
+    }),
+  };
+  const rt = new Runtime({
+    initial: { config: loaded.config, raw: loaded.raw, text: loaded.text },
+    configFile: file,
+    env: {},
+    logger: silent,
+    modules: [slow, recorder as ModuleDefinition<unknown>],
+    watch: false,
+  });
+  const starting = rt.start();
+  await waitFor(() => log.includes('start'), { what: 'slow module to begin starting' });
+  const stopping = rt.shutdown('SIGTERM');
+  release();
+  await starting;
+  await stopping;
+  assert.deepEqual(log, ['start', 'drain', 'stop']);
+  assert.equal(Recorder.log.length, 0, 'modules after the slow one were never started');
+  assert.equal(rt.readiness().state, 'stopped');
+  assert.equal(rt.adminAddress, undefined, 'the admin server is closed');
+});
+
+test('regression: POST /reload that moves the admin server still gets its answer', async () => {
+  const file = join(configDir(), 'pillion.yaml');
+  writeFileSync(file, 'admin:\n  listen: 127.0.0.1:0\n');
+  const { rt, base } = await startRuntime(file, { watch: false });
+  writeFileSync(file, 'admin:\n  listen: "[::1]:0"\n');
+  const res = await fetch(`${base}/reload`, { method: 'POST' });
+  assert.equal(res.status, 200);
+  assert.deepEqual(((await res.json()) as any).changed, ['admin']);
+  assert.equal(rt.adminAddress?.host, '::1');
+});
+
+test('regression: a failed admin move is retried by the next reload, and a same-port host change works', async () => {
+  const holder = (await import('node:net')).createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  const busy = (holder.address() as { port: number }).port;
+  const file = join(configDir(), 'pillion.yaml');
+  writeFileSync(file, 'admin:\n  listen: 127.0.0.1:0\n');
+  const { rt } = await startRuntime(file, { watch: false });
+  writeFileSync(file, `admin:\n  listen: 127.0.0.1:${busy}\n`);
+  const failed = await rt.reload('test');
+  assert.ok(!failed.ok && failed.message.includes('EADDRINUSE'));
+  await new Promise((r) => holder.close(r));
+  const retried = await rt.reload('test');
+  assert.ok(retried.ok && retried.changed.includes('admin'), JSON.stringify(retried));
+  assert.equal(rt.adminAddress?.port, busy);
+
+  writeFileSync(file, `admin:\n  listen: localhost:${busy}\n`);
+  const moved = await rt.reload('test');
+  assert.ok(moved.ok, JSON.stringify(moved));
+  assert.equal(rt.adminAddress?.port, busy);
+  assert.equal((await fetch(`http://localhost:${busy}/healthz`)).status, 200);
+});
+
+test('regression: DNS rebinding — a request naming another host is refused, loopback names are served', async () => {
+  const file = join(configDir(), 'pillion.yaml');
+  writeFileSync(file, 'admin:\n  listen: 127.0.0.1:0\n');
+  const { rt } = await startRuntime(file, { watch: false });
+  const port = rt.adminAddress!.port;
+  const { request } = await import('node:http');
+  const send = (host: string, method = 'GET', path = '/config') =>
+    new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          path,
+          method,
+          headers: { host, origin: `http://${host}`, 'sec-fetch-site': 'same-origin' },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+  assert.equal(await send(`attacker.example:${port}`), 403);
+  assert.equal(await send(`attacker.example:${port}`, 'POST', '/quitquitquit'), 403);
+  assert.equal(await send(`localhost:${port}`), 200);
+  assert.equal(await send(`127.0.0.1:${port}`), 200);
+  assert.equal(rt.readiness().state, 'running');
+});

@@ -7,7 +7,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { AdminServer } from '../admin/index.js';
 import { type ConfigIssue, type Env, effectiveView, formatIssue } from '../config/index.js';
-import { formatAddress } from '../lib/address.js';
+import { type Address, formatAddress } from '../lib/address.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import { PillionError } from '../lib/errors.js';
 import { counter, createMetricsRegistry, type Gauge, gauge, type Registry } from '../metrics/index.js';
@@ -35,6 +35,8 @@ export interface RuntimeOptions {
   /** File watching for reloads; false to rely on SIGHUP and POST /reload only. */
   watch?: false | { debounceMs?: number; pollMs?: number };
   version?: string;
+  /** A log level given on the command line; config reloads do not change it. */
+  logLevelOverride?: string | undefined;
 }
 
 export type ReloadOutcome =
@@ -56,7 +58,7 @@ interface Running {
   section: unknown;
 }
 
-type State = 'new' | 'running' | 'draining' | 'stopped';
+type State = 'new' | 'starting' | 'running' | 'draining' | 'stopped';
 
 export class Runtime {
   #opts: RuntimeOptions;
@@ -72,6 +74,11 @@ export class Runtime {
   #reloadChain: Promise<unknown> = Promise.resolve();
   #lastReload: ReloadRecord | undefined;
   #shutdown: Promise<void> | undefined;
+  #starting: Promise<void> | undefined;
+  /** The admin address actually bound (a failed move leaves the old one). */
+  #adminListen: Address | undefined;
+  /** Old admin servers still finishing their last requests after a move. */
+  #retiring: Promise<void>[] = [];
   #resolveDone!: () => void;
   #reloads;
   #lastReloadOk;
@@ -132,13 +139,22 @@ export class Runtime {
     return this.#admin?.address();
   }
 
-  async start(): Promise<void> {
+  /** Starts the admin server and the enabled modules. A shutdown during start stops what started. */
+  start(): Promise<void> {
     if (this.#state !== 'new') throw new Error('runtime already started');
+    this.#state = 'starting';
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     this.#admin = this.#createAdmin(this.config);
     await this.#admin.start();
     this.#logger.info({ admin: formatAddress(this.#admin.address()!) }, 'admin server listening');
+    this.#adminListen = this.config.admin.listen;
     try {
       for (const def of this.#opts.modules) {
+        if (this.#shutdown) return; // shutdown() drains and stops what has started
         const section = def.section(this.config);
         if (section !== undefined) await this.#startModule(def, section);
       }
@@ -147,6 +163,7 @@ export class Runtime {
       await this.#admin.stop();
       throw err;
     }
+    if (this.#shutdown) return;
     this.#state = 'running';
     if (this.#opts.configFile && this.#opts.watch !== false) {
       this.#watcher = new ConfigWatcher(this.#opts.configFile, () => void this.reload('file change'), {
@@ -266,7 +283,7 @@ export class Runtime {
       }
     }
 
-    if (!isDeepStrictEqual(prev.admin.listen, next.config.admin.listen)) {
+    if (!isDeepStrictEqual(this.#adminListen, next.config.admin.listen)) {
       changed.push('admin');
       try {
         await this.#rebindAdmin(next.config);
@@ -274,7 +291,7 @@ export class Runtime {
         failures.push(`admin: ${(err as Error).message}`);
       }
     }
-    if (prev.runtime.log.level !== next.config.runtime.log.level)
+    if (prev.runtime.log.level !== next.config.runtime.log.level && !this.#opts.logLevelOverride)
       this.#logger.level = next.config.runtime.log.level;
     if (prev.runtime.log.format !== next.config.runtime.log.format) {
       // The log stream is chosen once, at start: switching mid-run would split one log into two formats.
@@ -317,22 +334,48 @@ export class Runtime {
   }
 
   async #rebindAdmin(config: PillionConfig): Promise<void> {
-    const next = this.#createAdmin(config);
-    await next.start(); // on failure the old server keeps serving
-    const old = this.#admin;
+    const old = this.#admin!;
+    const oldListen = this.#adminListen!;
+    let next = this.#createAdmin(config);
+    try {
+      await next.start(); // on failure the old server keeps serving
+    } catch (err) {
+      // Same port, other host (127.0.0.1 -> localhost): the old server holds the port; release it first.
+      const samePort = config.admin.listen.port !== 0 && config.admin.listen.port === old.address()?.port;
+      if (!samePort) throw err;
+      await old.stop();
+      try {
+        await next.start();
+      } catch (retryErr) {
+        next = this.#createAdmin({ ...config, admin: { ...config.admin, listen: oldListen } });
+        await next.start();
+        this.#admin = next;
+        throw retryErr;
+      }
+    }
     this.#admin = next;
-    await old?.stop();
+    this.#adminListen = config.admin.listen;
+    // Not awaited: the old server may be carrying the very POST /reload that asked for this move;
+    // it answers, then closes.
+    this.#retiring.push(old.stop());
     this.#logger.info({ admin: formatAddress(next.address()!) }, 'admin server moved');
   }
 
   #createAdmin(config: PillionConfig): AdminServer {
-    return new AdminServer(config.admin.listen, {
-      readiness: () => this.readiness(),
-      metrics: async () => ({ contentType: this.#metrics.contentType, body: await this.#metrics.metrics() }),
-      config: () => this.configView(),
-      reload: () => this.reload('POST /reload'),
-      quit: () => void this.shutdown('POST /quitquitquit'),
-    });
+    return new AdminServer(
+      config.admin.listen,
+      {
+        readiness: () => this.readiness(),
+        metrics: async () => ({
+          contentType: this.#metrics.contentType,
+          body: await this.#metrics.metrics(),
+        }),
+        config: () => this.configView(),
+        reload: () => this.reload('POST /reload'),
+        quit: () => void this.shutdown('POST /quitquitquit'),
+      },
+      { allowRemote: config.admin.allowRemote },
+    );
   }
 
   #recordSuccess(trigger: string, changed: string[], restarted: string[]): ReloadOutcome {
@@ -367,12 +410,20 @@ export class Runtime {
   }
 
   async #doShutdown(reason: string): Promise<void> {
-    const wasRunning = this.#state === 'running';
     this.#state = 'draining';
     this.#watcher?.stop();
-    await this.#reloadChain;
     const drainTimeout = this.config.runtime.drainTimeout;
     const deadline = this.#clock.now() + drainTimeout;
+    // A start or reload in progress finishes first (so what it starts is also stopped), within the deadline.
+    let waitTimer: { cancel(): void } | undefined;
+    await Promise.race([
+      Promise.allSettled([this.#starting, this.#reloadChain]),
+      new Promise<void>((resolve) => {
+        waitTimer = this.#clock.setTimeout(resolve, drainTimeout);
+      }),
+    ]);
+    waitTimer?.cancel();
+    const wasRunning = this.#modules.size > 0;
     this.#logger.info({ reason, drainTimeout }, 'shutting down: draining');
 
     if (wasRunning) {
@@ -390,7 +441,7 @@ export class Runtime {
       );
       let timer: { cancel(): void } | undefined;
       const expired = new Promise<'expired'>((resolve) => {
-        timer = this.#clock.setTimeout(() => resolve('expired'), drainTimeout);
+        timer = this.#clock.setTimeout(() => resolve('expired'), Math.max(0, deadline - this.#clock.now()));
       });
       const outcome = await Promise.race([drains.then(() => 'drained' as const), expired]);
       timer?.cancel();
@@ -407,7 +458,7 @@ export class Runtime {
       ),
     );
     this.#modules.clear();
-    await this.#admin?.stop();
+    await Promise.all([this.#admin?.stop(), ...this.#retiring]);
     this.#state = 'stopped';
     this.#logger.info({ reason }, 'pillion stopped');
     this.#resolveDone();
