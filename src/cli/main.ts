@@ -3,6 +3,7 @@
 
 import { Command, Option } from 'commander';
 import { LOG_LEVELS } from '../runtime/index.js';
+import { podCommand } from './pod.js';
 import { runCommand } from './run.js';
 import { schemaCommand } from './schema.js';
 import { validateCommand } from './validate.js';
@@ -42,6 +43,8 @@ program
   .command('schema')
   .description('print the JSON Schema of pillion.yaml (for editors: # yaml-language-server: $schema=...)')
   .action(() => finish(schemaCommand()));
+
+program.addCommand(podCommand(finish));
 
 function finish(code: number): void {
   process.exitCode = code;

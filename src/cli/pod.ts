@@ -1,0 +1,498 @@
+// `pillion pod up|down|status|logs|list`: runs Kubernetes pod manifests as local processes with
+// the kubelet's lifecycle. State lives in a state directory, so every command but a foreground
+// `up` works from another terminal.
+
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Command, Option } from 'commander';
+import { formatIssue } from '../config/index.js';
+import { systemClock } from '../lib/clock.js';
+import { parseDuration } from '../lib/duration.js';
+import {
+  defaultStateDir,
+  findPods,
+  isAlive,
+  loadManifest,
+  type PodManifest,
+  PodDirs,
+  type PodRecord,
+  type PodStatus,
+  parseCriLine,
+  readCriLog,
+  Supervisor,
+} from '../pod/index.js';
+import { ConfigWatcher, createLogger } from '../runtime/index.js';
+import { renderIssues } from './print-issues.js';
+
+interface CommonOpts {
+  stateDir?: string;
+}
+
+interface UpOpts extends CommonOpts {
+  detach?: boolean;
+  backoffBase: string;
+  backoffCap: string;
+  backoffReset: string;
+  secondMs: string;
+  uid?: string;
+}
+
+const COLORS = [36, 33, 35, 32, 34, 31, 96, 93, 95, 92];
+
+export function podCommand(finish: (code: number) => void): Command {
+  const pod = new Command('pod').description(
+    "run a Kubernetes Pod (or a Job's or Deployment's pod template) as local processes, with the kubelet's lifecycle",
+  );
+  const stateOpt = () =>
+    new Option(
+      '--state-dir <dir>',
+      'where pod state and logs live (default: $PILLION_STATE_DIR or ~/.local/state/pillion)',
+    );
+
+  pod
+    .command('up')
+    .argument('<file>', 'multi-document YAML: one Pod, Job or Deployment, plus its ConfigMaps and Secrets')
+    .description(
+      'start the pod; in the foreground, stream its logs and exit with its outcome (0 Succeeded, 1 Failed)',
+    )
+    .option('-d, --detach', 'run in the background and return once the pod has started')
+    .addOption(stateOpt())
+    .option('--backoff-base <duration>', 'first crash-loop back-off delay', '10s')
+    .option('--backoff-cap <duration>', 'longest crash-loop back-off delay', '5m')
+    .option('--backoff-reset <duration>', 'running this long resets the back-off', '10m')
+    .addOption(
+      new Option('--second-ms <ms>', "milliseconds in one of Kubernetes' seconds (tests)")
+        .default('1000')
+        .hideHelp(),
+    )
+    .addOption(new Option('--uid <uid>').hideHelp())
+    .action(async (file: string, opts: UpOpts) => finish(await up(resolve(file), opts)));
+
+  pod
+    .command('down')
+    .argument('<name>', 'pod name')
+    .description('stop the pod in order (preStop, main containers, sidecars last) and remove its state')
+    .addOption(stateOpt())
+    .option('-n, --namespace <ns>', 'namespace', 'default')
+    .action(async (name: string, opts: CommonOpts & { namespace: string }) => finish(await down(name, opts)));
+
+  pod
+    .command('status')
+    .argument('[name]', 'pod name (all pods when omitted)')
+    .description('phase and containers: state, ready, restarts, age, last exit code and reason')
+    .addOption(stateOpt())
+    .option('-n, --namespace <ns>', 'namespace', 'default')
+    .option('-o, --output <format>', 'wide (table) or json', 'wide')
+    .action((name: string | undefined, opts: CommonOpts & { namespace: string; output: string }) =>
+      finish(status(name, opts)),
+    );
+
+  pod
+    .command('list')
+    .description('every pod in the state directory')
+    .addOption(stateOpt())
+    .action((opts: CommonOpts) => finish(list(opts)));
+
+  pod
+    .command('logs')
+    .argument('<name>', 'pod name')
+    .argument('[container]', 'container (default: the first main container)')
+    .description("print a container's logs")
+    .addOption(stateOpt())
+    .option('-n, --namespace <ns>', 'namespace', 'default')
+    .option('-f, --follow', 'keep printing as the container writes, until the pod ends')
+    .option('-p, --previous', 'the previous run of the container (before its last restart)')
+    .option('--timestamps', 'prefix each line with its time')
+    .action(async (name: string, container: string | undefined, opts: LogsOpts) =>
+      finish(await logs(name, container, opts)),
+    );
+
+  return pod;
+}
+
+function stateDir(opts: CommonOpts): string {
+  return resolve(opts.stateDir ?? defaultStateDir(process.env));
+}
+
+function duration(flag: string, text: string): number {
+  const r = parseDuration(text);
+  if (!r.ok) throw new Error(`${flag}: ${r.reason}`);
+  return r.value;
+}
+
+// === up =========================================================================================
+
+async function up(file: string, opts: UpOpts): Promise<number> {
+  const dir = stateDir(opts);
+  const backoff = {
+    baseMs: duration('--backoff-base', opts.backoffBase),
+    capMs: duration('--backoff-cap', opts.backoffCap),
+    resetAfterMs: duration('--backoff-reset', opts.backoffReset),
+  };
+  const loaded = await loadManifest(file, opts.uid ? { uid: opts.uid } : undefined);
+  const color = process.stderr.isTTY === true && !process.env.NO_COLOR;
+  for (const w of loaded.warnings) process.stderr.write(`warning: ${formatIssue(w)}\n`);
+  if (!loaded.ok) {
+    process.stderr.write(renderIssues(loaded.errors, undefined, color));
+    return 1;
+  }
+  const manifest = loaded.manifest;
+  const existing = findPods(dir, manifest.name, manifest.namespace);
+  if (existing.some((p) => p.alive && p.status.uid !== manifest.uid)) {
+    process.stderr.write(
+      `PILLION_ERR_POD_ALREADY_RUNNING pod/${manifest.name} is already running; stop it with: pillion pod down ${manifest.name}\n`,
+    );
+    return 1;
+  }
+  for (const old of existing) if (!old.alive && old.status.uid !== manifest.uid) old.dirs.remove(); // a finished pod of the same name is replaced
+
+  if (opts.detach) return detach(file, manifest, dir, opts);
+
+  const dirs = new PodDirs(dir, manifest);
+  const logger = createLogger({ level: 'info', format: process.stderr.isTTY ? 'pretty' : 'json', fd: 2 });
+  const names = [...manifest.spec.initContainers, ...manifest.spec.containers].map((c) => c.name);
+  const width = Math.max(...names.map((n) => n.length));
+  const paint = (name: string, text: string) => {
+    if (!color) return text;
+    return `\x1b[${COLORS[names.indexOf(name) % COLORS.length]}m${text}\x1b[0m`;
+  };
+  const supervisor = new Supervisor({
+    manifest,
+    dirs,
+    hostEnv: process.env,
+    logger: logger.child({ pod: manifest.name }),
+    backoff,
+    secondMs: Number(opts.secondMs),
+    warnings: loaded.warnings.map(formatIssue),
+    onLine: (container, _stream, line) =>
+      process.stdout.write(`${paint(container, `${container.padEnd(width)} |`)} ${line}\n`),
+  });
+
+  // ConfigMap and Secret edits in the file reach mounted volumes, as the kubelet syncs them.
+  const watcher = new ConfigWatcher(
+    file,
+    () => {
+      void loadManifest(file).then((next) => {
+        if (next.ok) supervisor.updateConfig(next.manifest);
+        else for (const e of next.errors) logger.warn(`manifest change not applied: ${formatIssue(e)}`);
+      });
+    },
+    { clock: systemClock },
+  );
+  watcher.start(readFileSync(file, 'utf8'));
+
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) {
+      logger.warn({ signal }, 'second signal: stopping the pod now');
+      void supervisor.terminate('Killed'); // already under way; the grace period still bounds it
+      return;
+    }
+    interrupted = true;
+    logger.info(
+      { signal },
+      'stopping the pod (Ctrl-C again does not skip the order; the grace period bounds it)',
+    );
+    void supervisor.terminate(signal === 'SIGINT' ? 'Interrupted' : 'Terminated');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const outcome = await supervisor.run();
+    logger.info({ phase: outcome.phase, reason: outcome.reason }, `pod/${manifest.name} ${outcome.phase}`);
+    if (interrupted) return 130;
+    return outcome.phase === 'Succeeded' ? 0 : 1;
+  } catch (err) {
+    logger.error({ code: (err as { code?: string }).code }, (err as Error).message);
+    return 1;
+  } finally {
+    watcher.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+async function detach(file: string, manifest: PodManifest, dir: string, opts: UpOpts): Promise<number> {
+  const dirs = new PodDirs(dir, manifest);
+  dirs.create();
+  const out = openSync(dirs.supervisorLog, 'a');
+  const args = [
+    process.argv[1]!,
+    'pod',
+    'up',
+    file,
+    '--state-dir',
+    dir,
+    '--uid',
+    manifest.uid,
+    '--backoff-base',
+    opts.backoffBase,
+    '--backoff-cap',
+    opts.backoffCap,
+    '--backoff-reset',
+    opts.backoffReset,
+    '--second-ms',
+    opts.secondMs,
+  ];
+  const child = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: process.env,
+  });
+  child.unref();
+  // Return once the pod has been taken up (its status exists), or say why it has not.
+  for (let i = 0; i < 200; i++) {
+    const [rec] = findPods(dir, manifest.name, manifest.namespace).filter(
+      (p) => p.status.uid === manifest.uid,
+    );
+    if (rec) {
+      process.stdout.write(
+        `pod/${manifest.name} started in the background (pid ${rec.status.supervisorPid}); see: pillion pod status ${manifest.name}\n`,
+      );
+      return 0;
+    }
+    if (child.exitCode !== null) break;
+    await sleep(50);
+  }
+  process.stderr.write(`pod/${manifest.name} did not start; its runner's log: ${dirs.supervisorLog}\n`);
+  return 1;
+}
+
+// === down =======================================================================================
+
+async function down(name: string, opts: CommonOpts & { namespace: string }): Promise<number> {
+  const pods = findPods(stateDir(opts), name, opts.namespace);
+  if (pods.length === 0) {
+    process.stderr.write(`PILLION_ERR_POD_NOT_FOUND no pod "${name}" in ${stateDir(opts)}\n`);
+    return 1;
+  }
+  for (const p of pods) {
+    if (p.alive) {
+      process.kill(p.status.supervisorPid, 'SIGTERM');
+      // The runner enforces the grace period itself; wait for it, with room for the final 2 s SIGKILL.
+      for (;;) {
+        if (!isAlive(p.status.supervisorPid)) break;
+        await sleep(50);
+      }
+    }
+    p.dirs.remove();
+  }
+  process.stdout.write(`pod/${name} deleted\n`);
+  return 0;
+}
+
+// === status and list ============================================================================
+
+function status(name: string | undefined, opts: CommonOpts & { namespace: string; output: string }): number {
+  const pods = name ? findPods(stateDir(opts), name, opts.namespace).slice(0, 1) : findPods(stateDir(opts));
+  if (name && pods.length === 0) {
+    process.stderr.write(`PILLION_ERR_POD_NOT_FOUND no pod "${name}" in ${stateDir(opts)}\n`);
+    return 1;
+  }
+  if (opts.output === 'json') {
+    process.stdout.write(
+      `${JSON.stringify(
+        pods.map((p) => ({ ...p.status, runnerAlive: p.alive })),
+        null,
+        2,
+      )}\n`,
+    );
+    return 0;
+  }
+  const blocks = pods.map((p) => renderPod(p));
+  process.stdout.write(blocks.length ? `${blocks.join('\n')}` : 'No pods.\n');
+  return 0;
+}
+
+export function renderPod(p: PodRecord, now = Date.now()): string {
+  const s = p.status;
+  const head = table(
+    ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE', 'IP', 'NAMESPACE'],
+    [
+      [
+        s.name,
+        readyCount(s),
+        podStatusText(p),
+        String(restarts(s)),
+        age(s.startTime, now),
+        '127.0.0.1',
+        s.namespace,
+      ],
+    ],
+  );
+  const rows = s.containers.map((c) => {
+    const t = c.state === 'terminated' ? c.terminated : c.lastState;
+    return [
+      c.name,
+      c.type,
+      c.state === 'running'
+        ? 'Running'
+        : c.state === 'terminated'
+          ? `Terminated (${c.terminated?.reason ?? ''})`
+          : `Waiting (${c.reason ?? ''})`,
+      c.type === 'init' ? '-' : String(c.ready),
+      String(c.restartCount),
+      c.state === 'running' && c.startedAt ? age(c.startedAt, now) : '-',
+      t ? String(t.exitCode) : '-',
+      t ? `${t.reason}${t.signal ? ` (${t.signal})` : ''}` : '-',
+    ];
+  });
+  const body = table(['CONTAINER', 'TYPE', 'STATE', 'READY', 'RESTARTS', 'AGE', 'LAST EXIT', 'REASON'], rows);
+  const warn = s.warnings.length ? `\nWarnings:\n${s.warnings.map((w) => `  ${w}`).join('\n')}\n` : '';
+  return `${head}\n${body}${warn}`;
+}
+
+function list(opts: CommonOpts): number {
+  const pods = findPods(stateDir(opts));
+  if (pods.length === 0) {
+    process.stdout.write('No pods.\n');
+    return 0;
+  }
+  const now = Date.now();
+  process.stdout.write(
+    table(
+      ['NAMESPACE', 'NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE', 'KIND', 'FILE'],
+      pods.map((p) => [
+        p.status.namespace,
+        p.status.name,
+        readyCount(p.status),
+        podStatusText(p),
+        String(restarts(p.status)),
+        age(p.status.startTime, now),
+        p.status.kind,
+        p.status.file,
+      ]),
+    ),
+  );
+  return 0;
+}
+
+function readyCount(s: PodStatus): string {
+  const counted = s.containers.filter((c) => c.type !== 'init');
+  return `${counted.filter((c) => c.ready).length}/${counted.length}`;
+}
+
+function restarts(s: PodStatus): number {
+  return s.containers.reduce((n, c) => n + c.restartCount, 0);
+}
+
+// What kubectl's STATUS column says: the most telling container reason, else the phase.
+function podStatusText(p: PodRecord): string {
+  const s = p.status;
+  if (!p.alive && (s.phase === 'Running' || s.phase === 'Pending')) return 'Unknown (runner not running)';
+  if (s.terminating) return 'Terminating';
+  if (s.phase === 'Succeeded') return 'Completed';
+  if (s.phase === 'Failed') return s.reason === 'InitContainerFailed' ? 'Init:Error' : 'Error';
+  const waiting = s.containers.find((c) => c.state === 'waiting' && c.reason === 'CrashLoopBackOff');
+  if (waiting) return 'CrashLoopBackOff';
+  if (!s.conditions.initialized) {
+    const inits = s.containers.filter((c) => c.type !== 'main');
+    const done = inits.filter((c) => c.state === 'terminated' || c.started).length;
+    return `Init:${done}/${inits.length}`;
+  }
+  return s.phase;
+}
+
+function age(since: string, now: number): string {
+  const sec = Math.max(0, Math.floor((now - Date.parse(since)) / 1000));
+  if (sec < 120) return `${sec}s`;
+  const min = Math.floor(sec / 60);
+  if (min < 60) return `${min}m`;
+  const h = Math.floor(min / 60);
+  if (h < 48) return `${h}h${min % 60 ? `${min % 60}m` : ''}`;
+  return `${Math.floor(h / 24)}d`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 3)))
+      .join('')
+      .trimEnd();
+  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}
+
+// === logs =======================================================================================
+
+interface LogsOpts extends CommonOpts {
+  namespace: string;
+  follow?: boolean;
+  previous?: boolean;
+  timestamps?: boolean;
+}
+
+async function logs(name: string, container: string | undefined, opts: LogsOpts): Promise<number> {
+  const [pod] = findPods(stateDir(opts), name, opts.namespace);
+  if (!pod) {
+    process.stderr.write(`PILLION_ERR_POD_NOT_FOUND no pod "${name}" in ${stateDir(opts)}\n`);
+    return 1;
+  }
+  const mains = pod.status.containers.filter((c) => c.type === 'main');
+  const chosen = container ?? mains[0]?.name;
+  const c = pod.status.containers.find((x) => x.name === chosen);
+  if (!c) {
+    process.stderr.write(
+      `container "${chosen}" is not in pod/${name}; containers: ${pod.status.containers.map((x) => x.name).join(', ')}\n`,
+    );
+    return 1;
+  }
+  if (!container && pod.status.containers.length > 1) {
+    process.stderr.write(
+      `Defaulted container "${c.name}" out of: ${pod.status.containers.map((x) => x.name).join(', ')}\n`,
+    );
+  }
+  const dir = pod.dirs.containerLogDir(c.name);
+  const run = opts.previous ? c.restartCount - 1 : c.restartCount;
+  if (run < 0) {
+    process.stderr.write(`previous terminated container "${c.name}" in pod "${name}" not found\n`);
+    return 1;
+  }
+  const print = (time: string, line: string) =>
+    process.stdout.write(`${opts.timestamps ? `${time} ` : ''}${line}\n`);
+  for (const e of readCriLog(join(dir, `${run}.log`))) print(e.time, e.line);
+  if (!opts.follow || opts.previous) return 0;
+
+  // Follow: read what the current run's file gains, by offset; move on when the container restarts.
+  let current = run;
+  let offset = existsSync(join(dir, `${current}.log`)) ? statSync(join(dir, `${current}.log`)).size : 0;
+  let rest = '';
+  let partial = '';
+  for (;;) {
+    await sleep(200);
+    const path = join(dir, `${current}.log`);
+    const size = existsSync(path) ? statSync(path).size : 0;
+    if (size < offset) offset = 0; // rotated: the file started over
+    if (size > offset) {
+      const buf = Buffer.alloc(size - offset);
+      const fd = openSync(path, 'r');
+      try {
+        readSync(fd, buf, 0, buf.length, offset);
+      } finally {
+        closeSync(fd);
+      }
+      offset = size;
+      const lines = (rest + buf.toString('utf8')).split('\n');
+      rest = lines.pop()!;
+      for (const raw of lines) {
+        const r = parseCriLine(raw);
+        if (!r) continue;
+        if (r.partial) partial += r.content;
+        else {
+          print(r.time, partial + r.content);
+          partial = '';
+        }
+      }
+    }
+    if (existsSync(join(dir, `${current + 1}.log`))) {
+      current++;
+      offset = 0;
+      rest = '';
+      continue;
+    }
+    const [now] = findPods(stateDir(opts), name, opts.namespace);
+    if (!now || !now.alive) return 0;
+  }
+}
