@@ -1,18 +1,17 @@
 #!/usr/bin/env node
-// `npm start`: the legacy orders app with a pillion sidecar beside it, as two plain processes.
-// The pod runner will run the same pair as a pod; until then this script plays the part.
+// `npm start`: runs examples/legacy-orders/pod.yaml with `pillion pod up` in the foreground: the
+// legacy orders app, an init container that renders its config, and a pillion native sidecar.
 
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..');
-const work = mkdtempSync(join(tmpdir(), 'pillion-demo-'));
-copyFileSync(join(here, 'config.json'), join(work, 'config.json'));
+const cli = join(here, '..', '..', 'dist', 'cli', 'main.js');
+const stateDir = process.env.PILLION_STATE_DIR ?? mkdtempSync(join(tmpdir(), 'pillion-demo-'));
 
 for (const port of [8080, 15000]) {
   if (!(await isFree(port))) {
@@ -20,67 +19,36 @@ for (const port of [8080, 15000]) {
     process.exit(1);
   }
 }
-
-const children = [
-  start('orders', [join(here, 'app.mjs')], {
-    PORT: '8080',
-    LOG_FILE: join(work, 'orders.log'),
-    CONFIG_FILE: join(work, 'config.json'),
-  }),
-  start(
-    'pillion',
-    [join(root, 'dist', 'cli', 'main.js'), 'run', '-c', join(here, 'pillion.yaml'), '--log-format', 'pretty'],
-    {},
-  ),
-];
+if (process.getuid?.() !== 0) {
+  console.error(
+    'The demo pod mounts volumes into each container, which needs root (a private mount namespace).',
+  );
+  console.error('Run `sudo npm start`, or see the README for running pillion without volumes.');
+  process.exit(1);
+}
 
 console.log(`
-  The legacy orders app (http://127.0.0.1:8080) now has a pillion sidecar (admin on 127.0.0.1:15000).
-  Try, from another terminal:
-    curl -i localhost:15000/readyz        503 while the app warms up, 200 once its health check passes
-    curl localhost:15000/metrics          Prometheus metrics: process, app health, config reloads
-    curl localhost:15000/config           the effective config, defaults filled in, secrets redacted
-    edit examples/legacy-orders/pillion.yaml and save: applied in place (a typo is reported, old config kept)
-    curl -X POST localhost:15000/quitquitquit   graceful exit, as a Kubernetes Job would ask
-  The app's own log file: ${join(work, 'orders.log')}
-  Ctrl-C stops both.
+  pillion pod up examples/legacy-orders/pod.yaml
+    prepare-config  init container: renders the app's config.json into a shared volume
+    pillion         native sidecar: admin API on 127.0.0.1:15000, watches the app's health
+    orders          the legacy app, unchanged: plain HTTP on 127.0.0.1:8080
+
+  Try, from another terminal (add --state-dir ${stateDir} to pod commands):
+    curl -i localhost:15000/readyz           503 until the app answers its health check, then 200
+    curl -d '{"item":"book","amount":20}' localhost:8080/orders     the app itself (10% discount from its rendered config)
+    curl localhost:15000/metrics             Prometheus metrics of the sidecar
+    pillion pod status legacy-orders         containers, readiness, restarts (npx pillion ... from the repo)
+    pillion pod logs legacy-orders pillion   the sidecar's logs, from the CRI log files
+  Ctrl-C stops the pod in order: the app's preStop, the app, then the sidecar.
 `);
 
-let stopping = false;
-function stopAll(code) {
-  if (stopping) return;
-  stopping = true;
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null))).then(
-    () => process.exit(code),
-  );
-}
-process.on('SIGINT', () => stopAll(0));
-process.on('SIGTERM', () => stopAll(0));
-
-function start(name, args, env) {
-  const child = spawn(process.execPath, args, {
-    cwd: work,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const color = name === 'pillion' ? '\x1b[36m' : '\x1b[33m';
-  for (const stream of [child.stdout, child.stderr]) {
-    let buf = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk) => {
-      buf += chunk;
-      const lines = buf.split('\n');
-      buf = lines.pop();
-      for (const line of lines) process.stdout.write(`${color}${name.padEnd(8)}|\x1b[0m ${line}\n`);
-    });
-  }
-  child.on('exit', (code, signal) => {
-    process.stdout.write(`${color}${name.padEnd(8)}|\x1b[0m exited (${signal ?? code})\n`);
-    stopAll(name === 'pillion' ? (code ?? 0) : 1);
-  });
-  return child;
-}
+const child = spawn(process.execPath, [cli, 'pod', 'up', join(here, 'pod.yaml'), '--state-dir', stateDir], {
+  stdio: 'inherit',
+});
+// Ctrl-C reaches the child through the terminal's process group; a SIGTERM to this script is passed on.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => child.kill('SIGTERM'));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 
 function isFree(port) {
   return new Promise((resolve) => {

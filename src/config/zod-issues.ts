@@ -160,13 +160,18 @@ function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContex
       push(params?.pillionCode ?? 'PILLION_ERR_CONFIG_BAD_VALUE', issue.message, params?.hint);
       return;
     }
-    case 'invalid_format':
+    case 'invalid_format': {
+      // A schema's own message ("must be a lowercase RFC 1123 label") says more than zod's default.
+      const custom = !issue.message.startsWith('Invalid');
+      const found = valueAt(ctx.data, path).value;
+      const shown = typeof found === 'string' ? `${describeValue(found)}: ` : '';
       push(
         'PILLION_ERR_CONFIG_BAD_VALUE',
-        `must be a valid ${issue.format}`,
+        `${shown}${custom ? issue.message : `must be a valid ${issue.format}`}`,
         issue.format === 'regex' && 'pattern' in issue ? `pattern ${String(issue.pattern)}` : undefined,
       );
       return;
+    }
     default:
       push('PILLION_ERR_CONFIG_BAD_VALUE', issue.message);
   }

@@ -31,7 +31,7 @@ export class AppHealthModule implements Module<AppConfig> {
   ) {
     this.#config = config;
     this.#clock = deps.clock;
-    this.#logger = deps.logger.child({ module: 'app' });
+    this.#logger = deps.logger;
     this.#signal = deps.signal;
     this.#probe = deps.probe ?? probeApp;
     this.#healthyGauge = gauge(deps.metrics, {

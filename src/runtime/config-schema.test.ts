@@ -55,6 +55,16 @@ test('the issue example: a typo in a section is reported with line:col and a sug
   );
 });
 
+test('the sidecar config inside the demo pod is valid', async () => {
+  const { parseAllDocuments } = await import('yaml');
+  const text = readFileSync(new URL('examples/legacy-orders/pod.yaml', root), 'utf8');
+  const cm = parseAllDocuments(text)
+    .map((d) => d.toJS())
+    .find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'orders-sidecar');
+  const r = parsePillionConfig(cm.data['pillion.yaml'], 'pod.yaml#orders-sidecar', {});
+  assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
+});
+
 test('every example config in the repository is valid', async () => {
   const dir = new URL('examples/legacy-orders/', root);
   const files = readdirSync(dir).filter((f) => f.startsWith('pillion') && f.endsWith('.yaml'));

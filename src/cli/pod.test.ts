@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { waitFor } from '../lib/wait-for.js';
+
+const cli = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+const root = mkdtempSync(join(tmpdir(), 'pillion-podcli-'));
+const state = join(root, 'state');
+after(() => {
+  spawnSync(process.execPath, [cli, 'pod', 'down', 'svc', '--state-dir', state]);
+  rmSync(root, { recursive: true, force: true });
+});
+
+const pillion = (...args: string[]) =>
+  spawnSync(process.execPath, [cli, ...args, '--state-dir', state], {
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+
+function manifest(name: string, body: string): string {
+  const p = join(root, `${name}.yaml`);
+  writeFileSync(p, body.replaceAll('$DIR', root));
+  return p;
+}
+
+test('up --detach runs in the background; status, logs and down work from other processes', async () => {
+  const file = manifest(
+    'svc',
+    `apiVersion: v1
+kind: Pod
+metadata: { name: svc }
+spec:
+  terminationGracePeriodSeconds: 5
+  initContainers:
+    - name: side
+      restartPolicy: Always
+      command: [sh, -c, "echo side says hi; trap 'echo side-term >> $DIR/order; exit 0' TERM; while :; do sleep 0.05; done"]
+  containers:
+    - name: app
+      image: ignored/image
+      command: [sh, -c, "echo run $(cat $DIR/runs 2>/dev/null); echo x >> $DIR/runs; [ $(wc -l < $DIR/runs) -ge 2 ] || exit 4; trap 'echo app-term >> $DIR/order; exit 0' TERM; while :; do sleep 0.05; done"]
+`,
+  );
+  const up = pillion('pod', 'up', file, '--detach', '--backoff-base', '100ms');
+  assert.equal(up.status, 0, up.stderr);
+  assert.match(up.stdout, /^pod\/svc started in the background/);
+  assert.match(up.stderr, /PILLION_ERR_POD_UNSUPPORTED_FIELD spec\.containers\[0\]\.image/);
+
+  await waitFor(() => /svc\s+2\/2\s+Running/.test(pillion('pod', 'status', 'svc').stdout), {
+    what: 'Running 2/2',
+    timeoutMs: 15_000,
+  });
+  const status = pillion('pod', 'status', 'svc').stdout;
+  assert.match(status, /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NAMESPACE\n/);
+  assert.match(status, /\napp\s+main\s+Running\s+true\s+1\s+\S+\s+4\s+Error\n/, status);
+  assert.match(status, /\nside\s+sidecar\s+Running\s+true\s+0 /);
+  assert.match(pillion('pod', 'list').stdout, /default\s+svc\s+2\/2\s+Running\s+1 /);
+
+  const again = pillion('pod', 'up', file);
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /PILLION_ERR_POD_ALREADY_RUNNING/);
+
+  assert.equal(pillion('pod', 'logs', 'svc', 'app').stdout, 'run x\n');
+  assert.equal(pillion('pod', 'logs', 'svc', 'app', '--previous').stdout, 'run\n');
+  const side = pillion('pod', 'logs', 'svc', 'side', '--timestamps');
+  assert.match(side.stdout, /^\d{4}-\d\d-\d\dT\S+Z side says hi\n$/);
+  const dflt = pillion('pod', 'logs', 'svc');
+  assert.match(dflt.stderr, /Defaulted container "app" out of: side, app/);
+
+  // -f follows until the pod ends
+  const follow = spawn(process.execPath, [cli, 'pod', 'logs', 'svc', 'app', '-f', '--state-dir', state]);
+  let followed = '';
+  follow.stdout.on('data', (b) => {
+    followed += b;
+  });
+  await waitFor(() => followed.includes('run x'), { what: 'follow prints existing lines' });
+
+  const down = pillion('pod', 'down', 'svc');
+  assert.equal(down.status, 0, down.stderr);
+  assert.equal(down.stdout, 'pod/svc deleted\n');
+  assert.deepEqual(readFileSync(join(root, 'order'), 'utf8').trim().split('\n'), ['app-term', 'side-term']);
+  await new Promise((r) => follow.on('exit', r));
+  assert.match(pillion('pod', 'status', 'svc').stderr, /PILLION_ERR_POD_NOT_FOUND/);
+});
+
+test('up in the foreground streams prefixed logs and exits with the outcome: 0 Succeeded, 1 Failed', () => {
+  const ok = manifest(
+    'ok',
+    'apiVersion: batch/v1\nkind: Job\nmetadata: { name: okjob }\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{ name: work, command: [echo, done] }]\n',
+  );
+  const r = pillion('pod', 'up', ok);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, 'work | done\n');
+  const bad = manifest(
+    'bad',
+    'apiVersion: v1\nkind: Pod\nmetadata: { name: badpod }\nspec:\n  restartPolicy: Never\n  containers: [{ name: work, command: [sh, -c, "exit 7"] }]\n',
+  );
+  const f = pillion('pod', 'up', bad);
+  assert.equal(f.status, 1);
+  assert.match(
+    pillion('pod', 'status', 'badpod').stdout,
+    /work\s+main\s+Terminated \(Error\)\s+false\s+0\s+-\s+7\s+Error/,
+  );
+});
+
+test('a manifest with errors is refused with line:col before anything starts', () => {
+  const file = manifest(
+    'broken',
+    'apiVersion: v1\nkind: Pod\nmetadata: { name: broken }\nspec:\n  containers:\n    - name: web\n      image: nginx\n',
+  );
+  const r = pillion('pod', 'up', file);
+  assert.equal(r.status, 1);
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `${file.replaceAll('/', '\\/')}:6:7 PILLION_ERR_POD_NO_COMMAND spec\\.containers\\[0\\]: container "web" has no command`,
+    ),
+  );
+  assert.match(pillion('pod', 'status', 'broken').stderr, /PILLION_ERR_POD_NOT_FOUND/);
+});
