@@ -3,9 +3,7 @@
 // certificate checks; User-Agent kube-probe), tcpSocket (the port accepts a connection).
 
 import { spawn } from 'node:child_process';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import { connect } from 'node:net';
+import { httpCheck, tcpCheck } from '../lib/net-check.js';
 import { POD_IP } from './env.js';
 
 export interface ActionTarget {
@@ -87,78 +85,38 @@ function runExec(command: string[], ctx: ActionContext): Promise<ActionResult> {
   });
 }
 
-function runHttp(h: NonNullable<ActionTarget['httpGet']>, timeoutMs: number): Promise<ActionResult> {
-  return new Promise((resolve) => {
-    const port = portOf(h.port);
-    if (port === undefined)
-      return resolve({
-        ok: false,
-        message: `port "${h.port}" is not a number (named ports are not supported)`,
-      });
-    const headers: Record<string, string> = { 'user-agent': 'kube-probe/1.33 (pillion)', accept: '*/*' };
-    for (const x of h.httpHeaders) headers[x.name.toLowerCase()] = x.value;
-    const host = h.host ?? POD_IP;
-    const path = h.path.startsWith('/') ? h.path : `/${h.path}`;
-    const req = (h.scheme === 'HTTPS' ? httpsRequest : httpRequest)(
-      {
-        host,
-        port,
-        path,
-        method: 'GET',
-        headers,
-        agent: false,
-        rejectUnauthorized: false,
-        timeout: timeoutMs,
-      },
-      (res) => {
-        res.resume();
-        const status = res.statusCode ?? 0;
-        resolve(
-          status >= 200 && status < 400
-            ? { ok: true }
-            : { ok: false, message: `HTTP probe failed with statuscode: ${status}` },
-        );
-      },
-    );
-    req.on('timeout', () => {
-      req.destroy();
-      resolve({
-        ok: false,
-        message: `Get "${h.scheme.toLowerCase()}://${host}:${port}${path}": timeout after ${timeoutMs}ms`,
-      });
-    });
-    req.on('error', (err: NodeJS.ErrnoException) =>
-      resolve({
-        ok: false,
-        message: `Get "${h.scheme.toLowerCase()}://${host}:${port}${path}": ${err.code ?? err.message}`,
-      }),
-    );
-    req.end();
-  });
+async function runHttp(h: NonNullable<ActionTarget['httpGet']>, timeoutMs: number): Promise<ActionResult> {
+  const port = portOf(h.port);
+  if (port === undefined)
+    return { ok: false, message: `port "${h.port}" is not a number (named ports are not supported)` };
+  const headers: Record<string, string> = { 'user-agent': 'kube-probe/1.33 (pillion)', accept: '*/*' };
+  for (const x of h.httpHeaders) headers[x.name.toLowerCase()] = x.value;
+  const host = h.host ?? POD_IP;
+  const path = h.path.startsWith('/') ? h.path : `/${h.path}`;
+  const url = `${h.scheme.toLowerCase()}://${host}:${port}${path}`;
+  const o = await httpCheck({ host, port, path, https: h.scheme === 'HTTPS', headers, timeoutMs });
+  if (o.kind === 'status') {
+    return o.status >= 200 && o.status < 400
+      ? { ok: true }
+      : { ok: false, message: `HTTP probe failed with statuscode: ${o.status}` };
+  }
+  return {
+    ok: false,
+    message: `Get "${url}": ${o.kind === 'timeout' ? `timeout after ${timeoutMs}ms` : o.kind === 'error' ? o.code : o.kind}`,
+  };
 }
 
-function runTcp(t: NonNullable<ActionTarget['tcpSocket']>, timeoutMs: number): Promise<ActionResult> {
-  return new Promise((resolve) => {
-    const port = portOf(t.port);
-    if (port === undefined)
-      return resolve({
-        ok: false,
-        message: `port "${t.port}" is not a number (named ports are not supported)`,
-      });
-    const host = t.host ?? POD_IP;
-    const socket = connect({ host, port });
-    socket.setTimeout(timeoutMs, () => {
-      socket.destroy();
-      resolve({ ok: false, message: `dial tcp ${host}:${port}: i/o timeout` });
-    });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve({ ok: true });
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) =>
-      resolve({ ok: false, message: `dial tcp ${host}:${port}: ${err.code ?? err.message}` }),
-    );
-  });
+async function runTcp(t: NonNullable<ActionTarget['tcpSocket']>, timeoutMs: number): Promise<ActionResult> {
+  const port = portOf(t.port);
+  if (port === undefined)
+    return { ok: false, message: `port "${t.port}" is not a number (named ports are not supported)` };
+  const host = t.host ?? POD_IP;
+  const o = await tcpCheck({ host, port, timeoutMs });
+  if (o.kind === 'connected') return { ok: true };
+  return {
+    ok: false,
+    message: `dial tcp ${host}:${port}: ${o.kind === 'timeout' ? 'i/o timeout' : o.kind === 'error' ? o.code : o.kind}`,
+  };
 }
 
 /** Signals a whole process group; a group that is gone already is not an error. */

@@ -1,0 +1,87 @@
+// One HTTP GET or TCP connect against a local port, as health checks and probes make them: never
+// rejects or throws, ends at its socket timeout or when its signal aborts, and returns what
+// happened as data. Callers word the outcome for their readers (kubelet-style, or plain).
+
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { connect } from 'node:net';
+
+export type CheckOutcome =
+  | { kind: 'status'; status: number }
+  | { kind: 'connected' }
+  | { kind: 'timeout' }
+  | { kind: 'aborted' }
+  | { kind: 'error'; code: string; message: string };
+
+export interface HttpCheck {
+  host: string;
+  port: number;
+  path: string;
+  https?: boolean;
+  headers?: Record<string, string>;
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+}
+
+export function httpCheck(c: HttpCheck): Promise<CheckOutcome> {
+  return new Promise((resolve) => {
+    let req: ReturnType<typeof httpRequest>;
+    try {
+      req = (c.https ? httpsRequest : httpRequest)(
+        {
+          host: c.host,
+          port: c.port,
+          path: c.path,
+          method: 'GET',
+          agent: false,
+          timeout: c.timeoutMs,
+          rejectUnauthorized: false, // a probe of a local port checks liveness, not identity
+          headers: c.headers,
+          ...(c.signal ? { signal: c.signal } : {}),
+        },
+        (res) => {
+          res.destroy(); // the status is the answer; a streaming body must not hold the socket
+          resolve({ kind: 'status', status: res.statusCode ?? 0 });
+        },
+      );
+    } catch (err) {
+      resolve({
+        kind: 'error',
+        code: (err as NodeJS.ErrnoException).code ?? 'EINVAL',
+        message: (err as Error).message,
+      });
+      return;
+    }
+    req.on('timeout', () => {
+      req.destroy();
+      resolve({ kind: 'timeout' });
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(failure(err)));
+    req.end();
+  });
+}
+
+export function tcpCheck(c: {
+  host: string;
+  port: number;
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+}): Promise<CheckOutcome> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: c.host, port: c.port, ...(c.signal ? { signal: c.signal } : {}) });
+    socket.setTimeout(c.timeoutMs, () => {
+      socket.destroy();
+      resolve({ kind: 'timeout' });
+    });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve({ kind: 'connected' });
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(failure(err)));
+  });
+}
+
+function failure(err: NodeJS.ErrnoException): CheckOutcome {
+  if (err.name === 'AbortError') return { kind: 'aborted' };
+  return { kind: 'error', code: err.code ?? 'error', message: err.message };
+}
