@@ -91,6 +91,8 @@ class Container {
   lastExit: Exit | undefined;
   readonly backoff: CrashLoopBackoff;
   runStart = 0;
+  /** Pid whose mount namespace exec probes and hooks enter, when the run has its own. */
+  nsPid: number | undefined;
 
   constructor(spec: ContainerSpec, type: ContainerType, backoff: BackoffOptions) {
     this.spec = spec;
@@ -412,7 +414,8 @@ export class Supervisor {
         `started ${c.type} container ${c.name}`,
       );
       this.#write();
-      void this.#afterStart(c, generation, plan.mountNamespace ? child.pid : undefined);
+      c.nsPid = plan.mountNamespace ? child.pid : undefined;
+      void this.#afterStart(c, generation, c.nsPid);
     });
     return done;
   }
@@ -589,7 +592,7 @@ export class Supervisor {
       preStops.set(
         c,
         hook && c.alive && graceMs > 0
-          ? Promise.race([this.#runHandler(c, hook, c.status.pid, graceMs), deadline])
+          ? Promise.race([this.#runHandler(c, hook, c.nsPid, graceMs), deadline])
           : Promise.resolve(),
       );
     }
