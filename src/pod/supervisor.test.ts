@@ -539,3 +539,62 @@ test('resources.limits: memory is enforced through cgroups (OOMKilled), or a war
     assert.ok(!h.events().includes('survived'));
   }
 });
+
+test('emptyDir medium: Memory is a tmpfs; hostPath shows the host directory; a CPU limit becomes a CFS quota', async () => {
+  const hostDir = mkdtempSync(join(tmpdir(), 'pillion-host-'));
+  roots.push(hostDir);
+  writeFileSync(join(hostDir, 'from-host'), 'host file');
+  const h = start(`  restartPolicy: Never
+  volumes:
+    - { name: mem, emptyDir: { medium: Memory, sizeLimit: 8Mi } }
+    - { name: host, hostPath: { path: ${hostDir}, type: Directory } }
+  containers:
+    - name: probe
+      command:
+        - sh
+        - -c
+        - >-
+          stat -f -c %T /scratch >> $EV; cat /host/from-host >> $EV; echo >> $EV;
+          cg=$(grep -E '^[0-9]+:([^:]*,)?cpu(,[^:]*)?:' /proc/self/cgroup | cut -d: -f3);
+          if [ -n "$cg" ]; then cat /sys/fs/cgroup/cpu$cg/cpu.cfs_quota_us >> $EV; else cut -d' ' -f1 /sys/fs/cgroup$(grep '^0::' /proc/self/cgroup | cut -d: -f3)/cpu.max >> $EV; fi
+      volumeMounts:
+        - { name: mem, mountPath: /scratch }
+        - { name: host, mountPath: /host, readOnly: true }
+      resources:
+        limits: { cpu: 250m }
+`);
+  assert.equal((await h.run).phase, 'Succeeded', h.lines.join('\n'));
+  const [fsType, hostFile, quota] = h.events();
+  const warnings = h.status().warnings;
+  if (warnings.some((w) => w.includes('tmpfs')))
+    assert.equal(fsType, 'ext2/ext3', 'no tmpfs without root: a plain directory, and a warning');
+  else assert.equal(fsType, 'tmpfs');
+  assert.equal(hostFile, 'host file');
+  if (!warnings.some((w) => w.includes('PILLION_ERR_POD_LIMITS_NOT_ENFORCED'))) assert.equal(quota, '25000');
+});
+
+test('a preStop httpGet hook is called before the container gets SIGTERM', async () => {
+  const calls: string[] = [];
+  const server = createServer((req, res) => {
+    calls.push(req.url ?? '');
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    const h = start(`  restartPolicy: Always
+  containers:
+    - name: web
+      command: [sh, -c, "trap 'echo term >> $EV; exit 0' TERM; echo up >> $EV; while :; do sleep 0.01; done"]
+      lifecycle:
+        preStop: { httpGet: { path: /shutdown, port: ${port} } }
+`);
+    await waitFor(() => h.events().includes('up'), { what: 'up' });
+    await h.sup.terminate();
+    await h.run;
+    assert.deepEqual(calls, ['/shutdown']);
+    assert.deepEqual(h.events(), ['up', 'term']);
+  } finally {
+    server.close();
+  }
+});

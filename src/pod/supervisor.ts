@@ -400,7 +400,7 @@ export class Supervisor {
     });
     c.exited = done;
 
-    child.once('spawn', () => {
+    const onSpawned = () => {
       c.status.state = 'running';
       c.status.reason = undefined;
       c.status.message = undefined;
@@ -416,7 +416,11 @@ export class Supervisor {
       this.#write();
       c.nsPid = plan.mountNamespace ? child.pid : undefined;
       void this.#afterStart(c, generation, c.nsPid);
-    });
+    };
+    // A pid means the process exists now. Node's 'spawn' event can come later than the process's
+    // first output, and a termination in between must already see the container running.
+    if (child.pid !== undefined) onSpawned();
+    else child.once('spawn', onSpawned);
     return done;
   }
 
