@@ -46,9 +46,11 @@ program
 
 program.addCommand(podCommand(finish));
 
+// Exit once a command is done, whatever still holds the event loop (a pipe a stray process keeps
+// open, say). Writes to stdout and stderr are synchronous on Linux for files, pipes and terminals.
 function finish(code: number): void {
   process.exitCode = code;
-  if (code !== 0) setImmediate(() => process.exit(code));
+  setImmediate(() => process.exit(code));
 }
 
 await program.parseAsync(process.argv);

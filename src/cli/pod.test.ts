@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -120,4 +120,85 @@ test('a manifest with errors is refused with line:col before anything starts', (
     ),
   );
   assert.match(pillion('pod', 'status', 'broken').stderr, /PILLION_ERR_POD_NOT_FOUND/);
+});
+
+test('regression: the runner stays up through a crash-loop back-off with no container process alive', async () => {
+  const file = manifest(
+    'crashy',
+    'apiVersion: v1\nkind: Pod\nmetadata: { name: crashy }\nspec:\n  containers: [{ name: c, command: [sh, -c, "echo crash; exit 3"] }]\n',
+  );
+  assert.equal(pillion('pod', 'up', file, '--detach', '--backoff-base', '700ms').status, 0);
+  await waitFor(() => /CrashLoopBackOff/.test(pillion('pod', 'status', 'crashy').stdout), {
+    what: 'CrashLoopBackOff',
+  });
+  await new Promise((r) => setTimeout(r, 1500)); // through at least one back-off wait
+  const s = pillion('pod', 'status', 'crashy').stdout;
+  assert.doesNotMatch(s, /Unknown/, s);
+  assert.match(s, /\nc\s+main\s+\S+.*\s+([2-9]|\d\d)\s+/, 'restarts continue');
+  const log = readFileSync(
+    join(
+      state,
+      'run',
+      readdirSync(join(state, 'run')).find((d) => d.includes('_crashy_'))!,
+      'supervisor.log',
+    ),
+    'utf8',
+  );
+  assert.doesNotMatch(log, /c \| crash/, 'a detached runner does not copy container output into its own log');
+  assert.equal(pillion('pod', 'down', 'crashy').status, 0);
+});
+
+test('regression: SIGHUP (a closed terminal) stops a foreground pod in order; a closed stdout does not orphan it', async () => {
+  const file = manifest(
+    'hup',
+    `apiVersion: v1\nkind: Pod\nmetadata: { name: hup }\nspec:\n  containers:\n    - name: c\n      command: [sh, -c, "echo $$ > $DIR/hup.pid; trap 'exit 0' TERM; while :; do echo tick; sleep 0.02; done"]\n`,
+  );
+  const up = spawn(process.execPath, [cli, 'pod', 'up', file, '--state-dir', state], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  await new Promise<void>((resolve) => up.stdout.once('data', () => resolve()));
+  up.stdout.destroy(); // the reader goes away: writes now fail with EPIPE
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(up.exitCode, null, 'still running after its stdout closed');
+  const pid = Number(readFileSync(join(root, 'hup.pid'), 'utf8'));
+  up.kill('SIGHUP');
+  const code = await new Promise((r) => up.on('exit', r));
+  assert.equal(code, 130);
+  await waitFor(
+    () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    },
+    { what: 'the container to be gone' },
+  );
+});
+
+test('regression: down never signals a pid that a finished pod once had (pids are reused)', async () => {
+  const bystander = spawn('sleep', ['30']);
+  try {
+    const file = manifest(
+      'done',
+      'apiVersion: v1\nkind: Pod\nmetadata: { name: donepod }\nspec:\n  restartPolicy: Never\n  containers: [{ name: c, command: ["true"] }]\n',
+    );
+    assert.equal(pillion('pod', 'up', file).status, 0);
+    const dir = join(
+      state,
+      'run',
+      readdirSync(join(state, 'run')).find((d) => d.includes('_donepod_'))!,
+    );
+    const status = JSON.parse(readFileSync(join(dir, 'status.json'), 'utf8'));
+    status.supervisorPid = bystander.pid; // as if the runner's pid had been given to another process
+    status.containers[0].pid = bystander.pid;
+    writeFileSync(join(dir, 'status.json'), JSON.stringify(status));
+    assert.match(pillion('pod', 'list').stdout, /donepod\s+0\/1\s+Completed/);
+    assert.equal(pillion('pod', 'down', 'donepod').status, 0);
+    assert.equal(bystander.exitCode, null);
+    assert.equal(bystander.signalCode, null, 'the bystander was not signalled');
+  } finally {
+    bystander.kill();
+  }
 });

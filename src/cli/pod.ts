@@ -32,6 +32,7 @@ interface CommonOpts {
 
 interface UpOpts extends CommonOpts {
   detach?: boolean;
+  quiet?: boolean;
   backoffBase: string;
   backoffCap: string;
   backoffReset: string;
@@ -68,6 +69,7 @@ export function podCommand(finish: (code: number) => void): Command {
         .hideHelp(),
     )
     .addOption(new Option('--uid <uid>').hideHelp())
+    .addOption(new Option('--quiet', 'do not mirror container output to stdout').hideHelp())
     .action(async (file: string, opts: UpOpts) => finish(await up(resolve(file), opts)));
 
   pod
@@ -84,7 +86,9 @@ export function podCommand(finish: (code: number) => void): Command {
     .description('phase and containers: state, ready, restarts, age, last exit code and reason')
     .addOption(stateOpt())
     .option('-n, --namespace <ns>', 'namespace', 'default')
-    .option('-o, --output <format>', 'wide (table) or json', 'wide')
+    .addOption(
+      new Option('-o, --output <format>', 'wide (table) or json').choices(['wide', 'json']).default('wide'),
+    )
     .action((name: string | undefined, opts: CommonOpts & { namespace: string; output: string }) =>
       finish(status(name, opts)),
     );
@@ -158,6 +162,10 @@ async function up(file: string, opts: UpOpts): Promise<number> {
     if (!color) return text;
     return `\x1b[${COLORS[names.indexOf(name) % COLORS.length]}m${text}\x1b[0m`;
   };
+  let mirror = true;
+  process.stdout.on('error', () => {
+    mirror = false; // the reader went away (a closed pipe): the pod runs on, its logs are in the CRI files
+  });
   const supervisor = new Supervisor({
     manifest,
     dirs,
@@ -166,18 +174,24 @@ async function up(file: string, opts: UpOpts): Promise<number> {
     backoff,
     secondMs: Number(opts.secondMs),
     warnings: loaded.warnings.map(formatIssue),
-    onLine: (container, _stream, line) =>
-      process.stdout.write(`${paint(container, `${container.padEnd(width)} |`)} ${line}\n`),
+    // Detached, stdout is the runner's own log: container lines are in their CRI files already.
+    onLine: opts.quiet
+      ? undefined
+      : (container, _stream, line) => {
+          if (mirror) process.stdout.write(`${paint(container, `${container.padEnd(width)} |`)} ${line}\n`);
+        },
   });
 
   // ConfigMap and Secret edits in the file reach mounted volumes, as the kubelet syncs them.
   const watcher = new ConfigWatcher(
     file,
     () => {
-      void loadManifest(file).then((next) => {
-        if (next.ok) supervisor.updateConfig(next.manifest);
-        else for (const e of next.errors) logger.warn(`manifest change not applied: ${formatIssue(e)}`);
-      });
+      void loadManifest(file)
+        .then((next) => {
+          if (next.ok) supervisor.updateConfig(next.manifest);
+          else for (const e of next.errors) logger.warn(`manifest change not applied: ${formatIssue(e)}`);
+        })
+        .catch((err: unknown) => logger.warn({ err }, 'manifest change not applied'));
     },
     { clock: systemClock },
   );
@@ -186,19 +200,19 @@ async function up(file: string, opts: UpOpts): Promise<number> {
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupted) {
-      logger.warn({ signal }, 'second signal: stopping the pod now');
-      void supervisor.terminate('Killed'); // already under way; the grace period still bounds it
+      logger.warn({ signal }, 'already stopping; the grace period bounds it');
       return;
     }
     interrupted = true;
-    logger.info(
-      { signal },
-      'stopping the pod (Ctrl-C again does not skip the order; the grace period bounds it)',
-    );
+    logger.info({ signal }, 'stopping the pod in order');
     void supervisor.terminate(signal === 'SIGINT' ? 'Interrupted' : 'Terminated');
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // A closed terminal (SIGHUP) stops the pod in order too, rather than orphaning its containers.
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const sig of signals) process.on(sig, onSignal);
+  // Whatever ends this process, no container may outlive it unsupervised.
+  const lastResort = () => supervisor.killAllNow();
+  process.on('exit', lastResort);
   try {
     const outcome = await supervisor.run();
     logger.info({ phase: outcome.phase, reason: outcome.reason }, `pod/${manifest.name} ${outcome.phase}`);
@@ -209,8 +223,8 @@ async function up(file: string, opts: UpOpts): Promise<number> {
     return 1;
   } finally {
     watcher.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const sig of signals) process.off(sig, onSignal);
+    process.off('exit', lastResort);
   }
 }
 
@@ -235,6 +249,7 @@ async function detach(file: string, manifest: PodManifest, dir: string, opts: Up
     opts.backoffReset,
     '--second-ms',
     opts.secondMs,
+    '--quiet',
   ];
   const child = spawn(process.execPath, args, {
     detached: true,
@@ -256,6 +271,12 @@ async function detach(file: string, manifest: PodManifest, dir: string, opts: Up
     if (child.exitCode !== null) break;
     await sleep(50);
   }
+  if (child.exitCode === null && isAlive(child.pid!)) {
+    process.stdout.write(
+      `pod/${manifest.name} is still being set up by pid ${child.pid}; see: pillion pod status ${manifest.name}\n`,
+    );
+    return 0;
+  }
   process.stderr.write(`pod/${manifest.name} did not start; its runner's log: ${dirs.supervisorLog}\n`);
   return 1;
 }
@@ -271,10 +292,20 @@ async function down(name: string, opts: CommonOpts & { namespace: string }): Pro
   for (const p of pods) {
     if (p.alive) {
       process.kill(p.status.supervisorPid, 'SIGTERM');
-      // The runner enforces the grace period itself; wait for it, with room for the final 2 s SIGKILL.
-      for (;;) {
-        if (!isAlive(p.status.supervisorPid)) break;
-        await sleep(50);
+      // The runner enforces the grace period itself; allow for it, the final 2 s and some slack.
+      const limit = Date.now() + p.status.gracePeriodMs * 2 + 15_000;
+      while (isAlive(p.status.supervisorPid, p.status.supervisorStart) && Date.now() < limit) await sleep(50);
+      if (isAlive(p.status.supervisorPid, p.status.supervisorStart))
+        process.kill(p.status.supervisorPid, 'SIGKILL');
+    }
+    // A runner that died unexpectedly may have left containers: end them (when they are still the same processes).
+    for (const c of p.status.containers) {
+      if (c.pid && c.pidStart && isAlive(c.pid, c.pidStart)) {
+        try {
+          process.kill(-c.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
       }
     }
     p.dirs.remove();

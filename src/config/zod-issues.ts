@@ -163,8 +163,9 @@ function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContex
     case 'invalid_format': {
       // A schema's own message ("must be a lowercase RFC 1123 label") says more than zod's default.
       const custom = !issue.message.startsWith('Invalid');
+      // Name patterns show what was written; other formats (base64 Secret data) may hold secrets.
       const found = valueAt(ctx.data, path).value;
-      const shown = typeof found === 'string' ? `${describeValue(found)}: ` : '';
+      const shown = issue.format === 'regex' && typeof found === 'string' ? `${describeValue(found)}: ` : '';
       push(
         'PILLION_ERR_CONFIG_BAD_VALUE',
         `${shown}${custom ? issue.message : `must be a valid ${issue.format}`}`,

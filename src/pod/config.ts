@@ -16,6 +16,8 @@ const dnsSubdomain = () =>
     .max(253)
     .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { message: 'must be a lowercase RFC 1123 subdomain' });
 
+const noNul = () => z.string().refine((v) => !v.includes('\0'), { message: 'may not contain a NUL byte' });
+
 const intOrString = z.union([z.number().int().min(1).max(65535), z.string().min(1)]);
 
 const keyRef = z.object({
@@ -135,8 +137,8 @@ const quantity = z.union([z.string(), z.number()]).superRefine((q, ctx) => {
 
 export const containerSchema = z.object({
   name: dnsLabel(),
-  command: z.array(z.string()).optional(),
-  args: z.array(z.string()).default([]),
+  command: z.array(noNul()).optional(),
+  args: z.array(noNul()).default([]),
   workingDir: z.string().optional(),
   env: z.array(envVar).default([]),
   envFrom: z.array(envFromSource).default([]),
@@ -145,7 +147,12 @@ export const containerSchema = z.object({
       z.object({
         name: z.string().min(1),
         mountPath: z.string().startsWith('/', { message: 'mountPath must be absolute' }),
-        subPath: z.string().optional(),
+        subPath: z
+          .string()
+          .refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), {
+            message: 'subPath must be a relative path without ".." (it may not leave its volume)',
+          })
+          .optional(),
         readOnly: z.boolean().default(false),
       }),
     )
@@ -291,12 +298,19 @@ export const deploymentSchema = z.object({
   spec: z.object({ template: templateSchema }),
 });
 
+// Kubernetes allows these characters in ConfigMap and Secret keys; anything else (a "/" or "..")
+// could place a projected file outside its volume.
+const dataKey = z
+  .string()
+  .regex(/^[-._a-zA-Z0-9]+$/, { message: 'keys are letters, digits, "-", "_" and "."' })
+  .refine((k) => k !== '.' && k !== '..', { message: 'a key may not be "." or ".."' });
+
 export const configMapSchema = z.object({
   apiVersion: z.literal('v1'),
   kind: z.literal('ConfigMap'),
   metadata: z.object({ name: dnsSubdomain(), namespace: dnsLabel().default('default') }),
-  data: z.record(z.string(), z.string()).default({}),
-  binaryData: z.record(z.string(), z.string().base64()).default({}),
+  data: z.record(dataKey, z.string()).default({}),
+  binaryData: z.record(dataKey, z.string().base64()).default({}),
 });
 
 export const secretSchema = z.object({
@@ -304,8 +318,8 @@ export const secretSchema = z.object({
   kind: z.literal('Secret'),
   metadata: z.object({ name: dnsSubdomain(), namespace: dnsLabel().default('default') }),
   type: z.string().default('Opaque'),
-  data: z.record(z.string(), z.string().base64()).default({}),
-  stringData: z.record(z.string(), z.string()).default({}),
+  data: z.record(dataKey, z.string().base64()).default({}),
+  stringData: z.record(dataKey, z.string()).default({}),
 });
 
 export type ContainerSpec = z.output<typeof containerSchema>;

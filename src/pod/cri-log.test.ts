@@ -70,3 +70,13 @@ test('files rotate by size, keeping maxFiles in all, and the reader reads them i
 test('RFC3339 timestamps carry nanoseconds', () => {
   assert.equal(rfc3339Nano(1_700_000_000_123_456_789n), '2023-11-14T22:13:20.123456789Z');
 });
+
+test('regression: partial records are cut between characters, never inside one', () => {
+  const path = join(dir(), '0.log');
+  const line = `${'a'.repeat(MAX_RECORD - 1)}€€€`; // the first € straddles the 16 KiB mark
+  const w = new CriLogWriter(path, { maxBytes: 1 << 22, maxFiles: 5 });
+  w.write('stdout', Buffer.from(`${line}\n`));
+  w.close();
+  assert.equal(readCriLog(path)[0]!.line, line);
+  assert.ok(!readFileSync(path, 'utf8').includes('\uFFFD'));
+});

@@ -19,6 +19,16 @@ import { basename, dirname, join } from 'node:path';
 
 export type Stream = 'stdout' | 'stderr';
 export const MAX_RECORD = 16 * 1024;
+/** How much of one endless line is kept for the terminal copy (the file keeps it all). */
+const MAX_EARLY = 1024 * 1024;
+const NEWLINE = Buffer.from('\n');
+
+/** The largest cut at or below max that does not split a UTF-8 character. */
+function charBoundary(buf: Buffer, max: number): number {
+  let n = max;
+  while (n > max - 4 && n > 0 && ((buf[n] ?? 0) & 0xc0) === 0x80) n--;
+  return n > 0 ? n : max;
+}
 
 export interface CriLogOptions {
   maxBytes: number;
@@ -48,58 +58,60 @@ export class CriLogWriter {
   write(stream: Stream, chunk: Buffer): void {
     if (this.#closed) return;
     let data = this.#pending[stream].length ? Buffer.concat([this.#pending[stream], chunk]) : chunk;
-    let out = '';
+    const out: Buffer[] = [];
     for (;;) {
       const nl = data.indexOf(10);
       if (nl < 0) break;
-      out += this.#records(stream, data.subarray(0, nl));
+      this.#records(stream, data.subarray(0, nl), out);
       data = data.subarray(nl + 1);
     }
     // A long line with no newline yet: emit its full-size pieces as partials now, keep the rest.
     while (data.length >= MAX_RECORD) {
-      const piece = data.subarray(0, MAX_RECORD);
-      out += this.#record(stream, 'P', piece);
-      if (this.#opts.onLine) this.#early[stream] += piece.toString('utf8');
-      data = data.subarray(MAX_RECORD);
+      const n = charBoundary(data, MAX_RECORD);
+      const piece = data.subarray(0, n);
+      out.push(this.#record(stream, 'P', piece));
+      if (this.#opts.onLine && this.#early[stream].length < MAX_EARLY)
+        this.#early[stream] += piece.toString('utf8');
+      data = data.subarray(n);
     }
     this.#pending[stream] = Buffer.from(data);
-    if (out) this.#append(out);
+    if (out.length) this.#append(Buffer.concat(out));
   }
 
   /** Writes what is left of unterminated lines (at process exit) and closes the file. */
   close(): void {
     if (this.#closed) return;
-    let out = '';
+    const out: Buffer[] = [];
     for (const stream of ['stdout', 'stderr'] as const) {
-      if (this.#pending[stream].length) out += this.#records(stream, this.#pending[stream]);
+      if (this.#pending[stream].length) this.#records(stream, this.#pending[stream], out);
       this.#pending[stream] = Buffer.alloc(0);
     }
-    if (out) this.#append(out);
+    if (out.length) this.#append(Buffer.concat(out));
     this.#closed = true;
     closeSync(this.#fd);
   }
 
-  #records(stream: Stream, line: Buffer): string {
-    let out = '';
+  #records(stream: Stream, line: Buffer, out: Buffer[]): void {
     let rest = line;
     while (rest.length > MAX_RECORD) {
-      out += this.#record(stream, 'P', rest.subarray(0, MAX_RECORD));
-      rest = rest.subarray(MAX_RECORD);
+      const n = charBoundary(rest, MAX_RECORD);
+      out.push(this.#record(stream, 'P', rest.subarray(0, n)));
+      rest = rest.subarray(n);
     }
-    out += this.#record(stream, 'F', rest);
+    out.push(this.#record(stream, 'F', rest));
     if (this.#opts.onLine) {
       this.#opts.onLine(stream, this.#early[stream] + line.toString('utf8'));
       this.#early[stream] = '';
     }
-    return out;
   }
 
-  #record(stream: Stream, tag: 'P' | 'F', content: Buffer): string {
-    return `${rfc3339Nano(this.#opts.now?.() ?? nowNs())} ${stream} ${tag} ${content.toString('utf8')}\n`;
+  // Bytes go to the file as they came: a record never re-encodes the container's output.
+  #record(stream: Stream, tag: 'P' | 'F', content: Buffer): Buffer {
+    const head = Buffer.from(`${rfc3339Nano(this.#opts.now?.() ?? nowNs())} ${stream} ${tag} `);
+    return Buffer.concat([head, content, NEWLINE]);
   }
 
-  #append(text: string): void {
-    const buf = Buffer.from(text);
+  #append(buf: Buffer): void {
     if (this.#size > 0 && this.#size + buf.length > this.#opts.maxBytes) this.#rotate();
     writeSync(this.#fd, buf);
     this.#size += buf.length;

@@ -4,13 +4,41 @@
 // the container's pid is the wrapper's pid and signals to its group reach everything it started.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 
 export interface BindMount {
   source: string;
   target: string;
   readOnly: boolean;
+  /** For a subPath: the volume's root, which the resolved source must stay inside. */
+  within?: string | undefined;
+}
+
+/**
+ * The reason a subPath mount may not be made now, or undefined. Checked at every launch: a
+ * container with write access may have replaced a directory in the volume by a symlink since.
+ */
+export function subPathEscape(m: BindMount): string | undefined {
+  if (!m.within) return undefined;
+  try {
+    const root = realpathSync(m.within);
+    const real = realpathSync(m.source);
+    return real === root || real.startsWith(`${root}/`)
+      ? undefined
+      : `subPath resolves to ${real}, outside its volume`;
+  } catch (err) {
+    return `subPath cannot be resolved: ${(err as Error).message}`;
+  }
 }
 
 export interface LaunchPlan {
@@ -21,15 +49,20 @@ export interface LaunchPlan {
 }
 
 // $1.. : <n cgroup files> files... <n mounts> (src dst ro|rw)... <workdir or ""> command args...
+// Mounts come shallowest first, each mount point made just before its bind (so a mount inside
+// another volume works, and one another pod removed is made again); read-only remounts come last,
+// after every bind, so a read-only volume can still hold the mount points of those inside it.
 const WRAPPER = [
   'n=$1; shift',
   'while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "pillion: cannot join cgroup $1" >&2; exit 126; }; shift; n=$((n-1)); done',
-  'n=$1; shift',
+  'n=$1; shift; ro=',
   'while [ "$n" -gt 0 ]; do',
+  '  if [ -d "$1" ]; then mkdir -p "$2"; else mkdir -p "$(dirname "$2")" && { [ -e "$2" ] || : > "$2"; }; fi',
   '  mount --bind "$1" "$2" || { echo "pillion: cannot mount $1 at $2" >&2; exit 126; }',
-  '  if [ "$3" = ro ]; then mount -o remount,bind,ro "$2" || exit 126; fi',
+  '  if [ "$3" = ro ]; then ro="$ro$2\n"; fi',
   '  shift 3; n=$((n-1))',
   'done',
+  'if [ -n "$ro" ]; then printf "$ro" | while IFS= read -r d; do mount -o remount,bind,ro "$d" || exit 126; done || exit 126; fi',
   'if [ -n "$1" ]; then cd "$1" || { echo "pillion: workingDir $1: no such directory" >&2; exit 126; }; fi; shift',
   'exec "$@"',
 ].join('\n');
@@ -45,14 +78,15 @@ export function planLaunch(opts: {
     // Nothing to set up: run the command itself (the spawn's cwd handles workingDir).
     return { file: command[0]!, args: command.slice(1), mountNamespace: false };
   }
+  const ordered = [...mounts].sort((a, b) => depth(a.target) - depth(b.target));
   const args = [
     '-c',
     WRAPPER,
     'pillion-container',
     String(cgroupFiles.length),
     ...cgroupFiles,
-    String(mounts.length),
-    ...mounts.flatMap((m) => [m.source, m.target, m.readOnly ? 'ro' : 'rw']),
+    String(ordered.length),
+    ...ordered.flatMap((m) => [m.source, m.target, m.readOnly ? 'ro' : 'rw']),
     opts.workingDir ?? '',
     ...command,
   ];
@@ -62,6 +96,10 @@ export function planLaunch(opts: {
     args: ['--mount', '--propagation', 'private', '--', '/bin/sh', ...args],
     mountNamespace: true,
   };
+}
+
+function depth(p: string): number {
+  return p.split('/').filter(Boolean).length;
 }
 
 /** Whether this process may create private mount namespaces (root, with CAP_SYS_ADMIN). */
@@ -83,7 +121,9 @@ export function canIsolateMounts(): boolean {
  */
 export function ensureMountPoints(mounts: BindMount[]): string[] {
   const created: string[] = [];
-  for (const m of mounts) {
+  // A mount point inside another mount's target is made inside that volume, at launch.
+  const outer = mounts.filter((m) => !mounts.some((o) => o !== m && m.target.startsWith(`${o.target}/`)));
+  for (const m of outer) {
     if (existsSync(m.target)) continue;
     const isFile = existsSync(m.source) && statSync(m.source).isFile();
     let missing = isFile ? join(m.target, '..') : m.target;
@@ -104,7 +144,7 @@ export function ensureMountPoints(mounts: BindMount[]): string[] {
 
 /** Removes mount points ensureMountPoints created, deepest first, if they are still empty. */
 export function removeMountPoints(paths: string[]): void {
-  for (const p of paths) {
+  for (const p of [...new Set(paths)].sort((a, b) => depth(b) - depth(a))) {
     try {
       if (statSync(p).isDirectory()) rmdirSync(p);
       else if (statSync(p).size === 0) unlinkSync(p);
@@ -142,9 +182,10 @@ export interface Limits {
 }
 
 export interface CgroupHandle {
-  /** cgroup.procs (v2) or tasks files (v1) the container's process writes its pid into. */
+  /** cgroup.procs files the container's process writes its pid into. */
   procFiles: string[];
-  oomKilled(): boolean;
+  /** The kernel's count of OOM kills in this cgroup (compare before and after a run). */
+  oomKills(): number;
   remove(): void;
 }
 
@@ -173,7 +214,7 @@ export function createCgroup(name: string, limits: Limits, root = '/sys/fs/cgrou
     if (quota) writeFileSync(join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);
     return {
       procFiles: [join(dir, 'cgroup.procs')],
-      oomKilled: () => oomKills(join(dir, 'memory.events')) > 0,
+      oomKills: () => oomKills(join(dir, 'memory.events')),
       remove: () => rmdirQuiet(dir),
     };
   }
@@ -203,7 +244,7 @@ export function createCgroup(name: string, limits: Limits, root = '/sys/fs/cgrou
   }
   return {
     procFiles,
-    oomKilled: () => (memDir ? oomKills(join(memDir, 'memory.oom_control')) > 0 : false),
+    oomKills: () => (memDir ? oomKills(join(memDir, 'memory.oom_control')) : 0),
     remove: () => {
       for (const d of dirs) rmdirQuiet(d);
     },
@@ -223,9 +264,14 @@ function safeRead(p: string): string {
 }
 
 function rmdirQuiet(d: string): void {
-  try {
-    rmdirSync(d);
-  } catch {
-    // still has processes (it empties when they exit) or was never made
+  // A cgroup can be removed once its last process has been reaped, which may trail the exit a little.
+  for (let i = 0; i < 20; i++) {
+    try {
+      rmdirSync(d);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EBUSY') return; // gone already, or never made
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
   }
 }

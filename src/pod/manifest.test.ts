@@ -186,3 +186,35 @@ test('fields that mean nothing here, and unknown ones, are warnings that name th
     'pod.yaml:16:7 PILLION_ERR_POD_UNSUPPORTED_KIND kind: Service documents are skipped (pillion pod runs Pod, Job and Deployment, with ConfigMap and Secret)',
   ]);
 });
+
+test('regression: a subPath that leaves its volume, a ConfigMap key that is a path, and a NUL byte are refused at load', () => {
+  const lines = errors(
+    `apiVersion: v1
+kind: ConfigMap
+metadata: { name: cfg }
+data: { "../x": boom }
+---
+${POD(`  volumes: [{ name: v, emptyDir: {} }]
+  containers:
+    - name: app
+      command: ["true", "a\\u0000b"]
+      volumeMounts: [{ name: v, mountPath: /m, subPath: ../../etc }]
+`)}`,
+  );
+  assert.deepEqual(
+    lines.map((l) => l.split(' ').slice(0, 3).join(' ')),
+    [
+      'pod.yaml:4:17 PILLION_ERR_CONFIG_BAD_VALUE data.../x:',
+      'pod.yaml:15:25 PILLION_ERR_CONFIG_BAD_VALUE spec.containers[0].command[1]:',
+      'pod.yaml:16:57 PILLION_ERR_CONFIG_BAD_VALUE spec.containers[0].volumeMounts[0].subPath:',
+    ],
+  );
+});
+
+test('regression: a Secret value that is not base64 is reported without the value', () => {
+  const lines = errors(
+    `apiVersion: v1\nkind: Secret\nmetadata: { name: s }\ndata: { token: "hunter2-not-base64!" }\n---\n${POD('  containers: [{ name: a, command: ["true"] }]\n')}`,
+  );
+  assert.equal(lines.length, 1);
+  assert.ok(!lines[0]!.includes('hunter2'), lines[0]);
+});

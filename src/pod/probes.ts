@@ -47,13 +47,26 @@ function portOf(port: number | string): number | undefined {
 
 function runExec(command: string[], ctx: ActionContext): Promise<ActionResult> {
   return new Promise((resolve) => {
+    // Inside the container's mount namespace its working directory may exist only there, so the
+    // cd happens after entering it (nsenter --wd resolves the path before).
     const [file, ...args] = ctx.nsPid
-      ? ['nsenter', '--target', String(ctx.nsPid), '--mount', '--', ...command]
+      ? [
+          'nsenter',
+          '--target',
+          String(ctx.nsPid),
+          '--mount',
+          '--',
+          '/bin/sh',
+          '-c',
+          'cd "$0" && exec "$@"',
+          ctx.cwd ?? '/',
+          ...command,
+        ]
       : command;
     let output = '';
     const child = spawn(file!, args, {
       env: ctx.env,
-      cwd: ctx.cwd,
+      cwd: ctx.nsPid ? undefined : ctx.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });

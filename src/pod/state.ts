@@ -29,6 +29,8 @@ export interface ContainerStatus {
   reason?: string | undefined;
   message?: string | undefined;
   pid?: number | undefined;
+  /** The process's start time from /proc, so a reused pid is never taken for this one. */
+  pidStart?: string | undefined;
   startedAt?: string | undefined;
   terminated?: TerminatedState | undefined;
   lastState?: TerminatedState | undefined;
@@ -48,6 +50,10 @@ export interface PodStatus {
   message?: string | undefined;
   terminating: boolean;
   supervisorPid: number;
+  /** The runner's start time from /proc (see pidStart). */
+  supervisorStart?: string | undefined;
+  /** The pod's grace period in milliseconds, so `down` knows how long to wait. */
+  gracePeriodMs: number;
   startTime: string;
   endTime?: string | undefined;
   conditions: { initialized: boolean; containersReady: boolean; ready: boolean };
@@ -125,16 +131,32 @@ export function findPods(stateDir: string, name?: string, namespace = 'default')
     }
     if (name !== undefined && (status.name !== name || status.namespace !== namespace)) continue;
     const dirs = new PodDirs(stateDir, status);
-    out.push({ dirs, status, alive: isAlive(status.supervisorPid) });
+    out.push({
+      dirs,
+      status,
+      alive: status.endTime === undefined && isAlive(status.supervisorPid, status.supervisorStart),
+    });
   }
   return out.sort((a, b) => b.status.startTime.localeCompare(a.status.startTime));
 }
 
-export function isAlive(pid: number): boolean {
+/** Whether pid is alive and, when its recorded start time is given, still the same process. */
+export function isAlive(pid: number, start?: string): boolean {
+  if (start !== undefined) return procStartTime(pid) === start;
   try {
     process.kill(pid, 0);
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Field 22 of /proc/PID/stat (start time in clock ticks since boot); undefined when gone. */
+export function procStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
   }
 }

@@ -598,3 +598,80 @@ test('a preStop httpGet hook is called before the container gets SIGTERM', async
     server.close();
   }
 });
+
+test('regression: nested mountPaths (a volume inside another) both work, and the outer one may be read-only', async () => {
+  const h = start(
+    `  restartPolicy: Never
+  volumes:
+    - { name: conf, configMap: { name: cfg } }
+    - { name: certs, emptyDir: {} }
+  initContainers:
+    - name: mkcert
+      command: [sh, -c, "echo CERT > /c/tls.crt"]
+      volumeMounts: [{ name: certs, mountPath: /c }]
+  containers:
+    - name: app
+      command: [sh, -c, "cat /etc-x/greeting >> $EV; echo >> $EV; cat /etc-x/certs/tls.crt >> $EV"]
+      volumeMounts:
+        - { name: certs, mountPath: /etc-x/certs }
+        - { name: conf, mountPath: /etc-x, readOnly: true }
+`,
+    { extraDocs: 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: cfg }\ndata: { greeting: hi }\n---\n' },
+  );
+  assert.equal((await h.run).phase, 'Succeeded', h.lines.join('\n'));
+  assert.deepEqual(h.events(), ['hi', 'CERT']);
+  assert.equal(existsSync('/etc-x'), false, 'the mount point is removed');
+});
+
+test('regression: a subPath an earlier container turned into a symlink out of the volume is refused at launch', async () => {
+  const h = start(`  restartPolicy: Never
+  volumes: [{ name: shared, emptyDir: {} }]
+  initContainers:
+    - name: attacker
+      command: [sh, -c, "rm -rf /v/sub; ln -s / /v/sub"]
+      volumeMounts: [{ name: shared, mountPath: /v }]
+  containers:
+    - name: victim
+      command: [sh, -c, "ls /host-root >> $EV"]
+      volumeMounts: [{ name: shared, mountPath: /host-root, subPath: sub }]
+`);
+  assert.equal((await h.run).phase, 'Failed');
+  const c = container(h.status(), 'victim');
+  assert.equal(c.terminated?.reason, 'StartError');
+  assert.match(c.terminated?.message ?? '', /outside its volume/);
+  assert.deepEqual(h.events(), []);
+});
+
+test('regression: a liveness kill runs preStop first, as the kubelet does', async () => {
+  const h = start(`  restartPolicy: Always
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: app
+      command: [sh, -c, "echo up >> $EV; trap 'echo term >> $EV; exit 0' TERM; while :; do sleep 0.01; done"]
+      livenessProbe: { exec: { command: ["false"] }, periodSeconds: 1, failureThreshold: 1 }
+      lifecycle:
+        preStop: { exec: { command: [sh, -c, "echo prestop >> $EV"] } }
+`);
+  await waitFor(() => h.events().includes('term'), { what: 'first liveness kill' });
+  await h.sup.terminate();
+  await h.run;
+  const ev = h.events();
+  assert.deepEqual(ev.slice(0, 3), ['up', 'prestop', 'term']);
+});
+
+test('regression: exec probes of a container with volume mounts run in its workingDir, inside its namespace', async () => {
+  const h = start(`  restartPolicy: Always
+  volumes: [{ name: v, emptyDir: {} }]
+  containers:
+    - name: app
+      workingDir: /work-x
+      command: [sh, -c, "echo ok > ./check; trap 'exit 0' TERM; while :; do sleep 0.01; done"]
+      volumeMounts: [{ name: v, mountPath: /work-x }]
+      readinessProbe: { exec: { command: [sh, -c, "test -f ./check"] }, periodSeconds: 1 }
+`);
+  await waitFor(() => container(h.status(), 'app').ready, {
+    what: 'ready through a relative path in its workingDir',
+  });
+  await h.sup.terminate();
+  await h.run;
+});

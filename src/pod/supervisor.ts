@@ -25,6 +25,7 @@ import { CriLogWriter, type Stream } from './cri-log.js';
 import { baseEnv, containerEnv, expand } from './env.js';
 import {
   type BindMount,
+  subPathEscape,
   type CgroupHandle,
   canIsolateMounts,
   createCgroup,
@@ -36,7 +37,15 @@ import {
 import type { PodManifest } from './manifest.js';
 import { type ActionResult, killGroup, runAction } from './probes.js';
 import { parseQuantity } from './quantity.js';
-import type { ContainerStatus, ContainerType, Phase, PodDirs, PodStatus, TerminatedState } from './state.js';
+import {
+  type ContainerStatus,
+  type ContainerType,
+  type Phase,
+  type PodDirs,
+  type PodStatus,
+  procStartTime,
+  type TerminatedState,
+} from './state.js';
 import { Volumes } from './volumes.js';
 
 export interface SupervisorOptions {
@@ -93,6 +102,8 @@ class Container {
   runStart = 0;
   /** Pid whose mount namespace exec probes and hooks enter, when the run has its own. */
   nsPid: number | undefined;
+  /** The cgroup's OOM-kill count when this run started. */
+  oomBase = 0;
 
   constructor(spec: ContainerSpec, type: ContainerType, backoff: BackoffOptions) {
     this.spec = spec;
@@ -138,6 +149,7 @@ export class Supervisor {
   #createdMountPoints: string[] = [];
   #warnings: string[];
   #cwd: string;
+  #selfStart = procStartTime(process.pid);
 
   constructor(opts: SupervisorOptions) {
     this.#o = {
@@ -163,6 +175,17 @@ export class Supervisor {
 
   /** Runs the pod until it completes or is terminated. */
   async run(): Promise<PodOutcome> {
+    // Every timer here is unref'd (lib/clock): during a back-off wait with no container process
+    // alive, nothing else would keep the runner's event loop, and Node would exit mid-pod.
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    try {
+      return await this.#run();
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  async #run(): Promise<PodOutcome> {
     try {
       this.#prepare();
     } catch (err) {
@@ -221,6 +244,14 @@ export class Supervisor {
     return this.#termination;
   }
 
+  /**
+   * SIGKILLs every container's process group at once, synchronously: the last resort when the
+   * runner itself is going away (process 'exit'), so no container outlives it unsupervised.
+   */
+  killAllNow(): void {
+    for (const c of this.#all) if (c.child?.pid) killGroup(c.child.pid, 'SIGKILL');
+  }
+
   /** Applies newer ConfigMap and Secret data to mounted volumes (the pod spec itself is immutable). */
   updateConfig(next: PodManifest): string[] {
     const changed = this.#volumes.update(next);
@@ -257,9 +288,13 @@ export class Supervisor {
         source: m.subPath ? join(this.#volumes.source(m.name), m.subPath) : this.#volumes.source(m.name),
         target: m.mountPath,
         readOnly: m.readOnly,
+        within: m.subPath ? this.#volumes.source(m.name) : undefined,
       }));
-      for (const m of c.mounts) {
-        if (!existsSync(m.source)) mkdirSync(m.source, { recursive: true }); // subPath: created, as the kubelet does
+      for (const m of c.spec.volumeMounts) {
+        if (m.subPath) {
+          const source = join(this.#volumes.source(m.name), m.subPath);
+          if (!existsSync(source)) mkdirSync(source, { recursive: true }); // created, as the kubelet does
+        }
       }
       this.#createdMountPoints.push(...ensureMountPoints(c.mounts));
       const limits = c.spec.resources?.limits;
@@ -352,6 +387,11 @@ export class Supervisor {
       return startError(`workingDir "${cwd}" does not exist`);
     }
 
+    for (const m of c.mounts) {
+      const escape = subPathEscape(m);
+      if (escape) return startError(`volumeMount at ${m.target}: ${escape}`);
+    }
+    c.oomBase = c.cgroup?.oomKills() ?? 0;
     const plan = planLaunch({
       command,
       workingDir: cwd,
@@ -359,12 +399,17 @@ export class Supervisor {
       cgroupFiles: c.cgroup?.procFiles ?? [],
     });
     const direct = plan.file === command[0];
-    const child = spawn(plan.file, plan.args, {
-      cwd: direct ? cwd : this.#cwd,
-      env: c.env,
-      detached: true, // its own process group (and session), signalled as a whole
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn(plan.file, plan.args, {
+        cwd: direct ? cwd : this.#cwd,
+        env: c.env,
+        detached: true, // its own process group (and session), signalled as a whole
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      return startError(`cannot start: ${(err as Error).message}`);
+    }
     c.child = child;
     child.stdout!.on('data', (b: Buffer) => writer.write('stdout', b));
     child.stderr!.on('data', (b: Buffer) => writer.write('stderr', b));
@@ -379,7 +424,13 @@ export class Supervisor {
         const closeLog = () => writer.close();
         if (child.stdout!.readableEnded && child.stderr!.readableEnded) closeLog();
         else {
-          const t = setTimeout(closeLog, 2000);
+          // A process that left the group (setsid) may hold the pipes open: stop reading after 2 s.
+          const t = setTimeout(() => {
+            child.stdout!.destroy();
+            child.stderr!.destroy();
+            closeLog();
+          }, 2000);
+          t.unref();
           child.once('close', () => {
             clearTimeout(t);
             closeLog();
@@ -393,9 +444,13 @@ export class Supervisor {
       child.once('exit', (code, signal) => {
         if (signal) {
           const signo = constants.signals[signal] ?? 0;
-          const oom = signal === 'SIGKILL' && c.cgroup?.oomKilled();
+          const oom = c.cgroup !== undefined && c.cgroup.oomKills() > c.oomBase;
           finish({ code: 128 + signo, signal, reason: oom ? 'OOMKilled' : 'Error' });
-        } else finish({ code: code ?? 0, reason: code === 0 ? 'Completed' : 'Error' });
+        } else {
+          // The kernel may kill a child of the container's first process; the container then exits 137 itself.
+          const oom = code !== 0 && c.cgroup !== undefined && c.cgroup.oomKills() > c.oomBase;
+          finish({ code: code ?? 0, reason: code === 0 ? 'Completed' : oom ? 'OOMKilled' : 'Error' });
+        }
       });
     });
     c.exited = done;
@@ -405,6 +460,7 @@ export class Supervisor {
       c.status.reason = undefined;
       c.status.message = undefined;
       c.status.pid = child.pid;
+      c.status.pidStart = child.pid ? procStartTime(child.pid) : undefined;
       c.status.startedAt = new Date(this.#clock.now()).toISOString();
       // kubectl's "Last State": the run before this one.
       if (c.status.terminated) c.status.lastState = c.status.terminated;
@@ -437,6 +493,7 @@ export class Supervisor {
     c.status.state = 'terminated';
     c.status.terminated = t;
     c.status.pid = undefined;
+    c.status.pidStart = undefined;
     c.status.ready = false;
     c.status.started = false;
     c.child = undefined;
@@ -550,25 +607,29 @@ export class Supervisor {
     if ('sleep' in action && action.sleep) {
       return this.#sleep(action.sleep.seconds * this.#o.secondMs).then(() => ({ ok: true }));
     }
-    return runAction(action, {
-      env: c.env,
-      cwd: nsPid ? undefined : (c.spec.workingDir ?? this.#cwd),
-      nsPid,
-      timeoutMs,
-    });
+    return runAction(action, { env: c.env, cwd: c.spec.workingDir ?? this.#cwd, nsPid, timeoutMs });
   }
 
   /** A probe or hook failure: stop this run; the restart policy decides what follows. */
+  // As the kubelet's killContainer: preStop (within the grace period), then SIGTERM, then SIGKILL
+  // when the grace period is over.
   #kill(c: Container, reason: string, graceSeconds?: number): void {
     const pid = c.child?.pid;
     if (!pid) return;
     c.status.reason = reason;
-    killGroup(pid, 'SIGTERM');
     const grace = (graceSeconds ?? this.#pod.spec.terminationGracePeriodSeconds) * this.#o.secondMs;
     const gen = c.generation;
     this.#clock.setTimeout(() => {
       if (c.generation === gen) killGroup(pid, 'SIGKILL');
     }, grace);
+    const hook = c.spec.lifecycle?.preStop;
+    if (!hook) {
+      killGroup(pid, 'SIGTERM');
+      return;
+    }
+    void this.#runHandler(c, hook, c.nsPid, grace).then(() => {
+      if (c.generation === gen) killGroup(pid, 'SIGTERM');
+    });
   }
 
   // === termination ===============================================================================
@@ -683,6 +744,8 @@ export class Supervisor {
       reason: this.#reason,
       terminating: this.#terminating && this.#endTime === undefined,
       supervisorPid: process.pid,
+      supervisorStart: this.#selfStart,
+      gracePeriodMs: this.#pod.spec.terminationGracePeriodSeconds * this.#o.secondMs,
       startTime: this.#startTime,
       endTime: this.#endTime,
       conditions: {
