@@ -10,7 +10,7 @@ import { didYouMean } from '../lib/did-you-mean.js';
 import type { ErrorCode } from '../lib/errors.js';
 import { type Env, interpolate } from './interpolate.js';
 import { type ConfigIssue, compareIssues } from './issue.js';
-import { formatPath, locate, type PathSegment } from './positions.js';
+import { formatPath, issueAt, type PathSegment } from './positions.js';
 import { knownKeys, mapZodIssues } from './zod-issues.js';
 
 export interface LoadOptions<S extends z.ZodType> {
@@ -125,20 +125,9 @@ export function validateDocument<S extends z.ZodType>(
   schema: S,
   opts: ValidateOptions = {},
 ): DocumentValidation<z.output<S>> {
-  const at = (
-    path: PathSegment[],
-    code: ErrorCode,
-    message: string,
-    hint?: string,
-    key = false,
-  ): ConfigIssue => ({
-    file,
-    ...locate(doc, lc, path, key),
-    code,
-    path: formatPath(path),
-    message,
-    hint,
-  });
+  const site = { file, doc, lc };
+  const at = (path: PathSegment[], code: ErrorCode, message: string, hint?: string, key = false) =>
+    issueAt(site, path, code, message, hint, key);
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: 100 }) ?? {};

@@ -2,6 +2,8 @@
 // error can say file:line:col. Works on the parsed Document, before it is turned into plain data.
 
 import { type Document, isMap, isPair, isScalar, isSeq, type LineCounter, type Node } from 'yaml';
+import type { ErrorCode } from '../lib/errors.js';
+import type { ConfigIssue } from './issue.js';
 
 export interface Position {
   line: number;
@@ -63,4 +65,30 @@ export function formatPath(path: readonly PropertyKey[]): string {
     else out += out === '' ? String(seg) : `.${String(seg)}`;
   }
   return out === '' ? '(root)' : out;
+}
+
+/** Where issues of one document are reported: its file, parsed document and line counter. */
+export interface IssueSite {
+  file: string;
+  doc: Document;
+  lc: LineCounter;
+}
+
+/** An issue at a config path, positioned at its value (or, with `key`, at its key). */
+export function issueAt(
+  site: IssueSite,
+  path: readonly PathSegment[],
+  code: ErrorCode,
+  message: string,
+  hint?: string,
+  key = false,
+): ConfigIssue {
+  return {
+    file: site.file,
+    ...locate(site.doc, site.lc, path, key),
+    code,
+    path: formatPath(path),
+    message,
+    hint,
+  };
 }

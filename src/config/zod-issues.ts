@@ -7,7 +7,7 @@ import { didYouMean } from '../lib/did-you-mean.js';
 import type { ErrorCode } from '../lib/errors.js';
 import { describeValue, type PillionIssueParams } from './fields.js';
 import type { ConfigIssue } from './issue.js';
-import { formatPath, locate, type PathSegment } from './positions.js';
+import { issueAt, type PathSegment } from './positions.js';
 
 export interface IssueContext {
   file: string;
@@ -40,10 +40,8 @@ function dropMisspelledMissing(issues: ConfigIssue[]): ConfigIssue[] {
 
 function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContext, out: ConfigIssue[]): void {
   const path = [...prefix, ...(issue.path as PathSegment[])];
-  const push = (code: ErrorCode, message: string, hint?: string, at: PathSegment[] = path, key = false) => {
-    const pos = locate(ctx.doc, ctx.lc, at, key);
-    out.push({ file: ctx.file, ...pos, code, path: formatPath(at), message, hint });
-  };
+  const push = (code: ErrorCode, message: string, hint?: string, at: PathSegment[] = path, key = false) =>
+    out.push(issueAt(ctx, at, code, message, hint, key));
 
   switch (issue.code) {
     case 'unrecognized_keys': {

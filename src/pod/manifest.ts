@@ -8,8 +8,7 @@ import type { z } from 'zod';
 import {
   type ConfigIssue,
   compareIssues,
-  formatPath,
-  locate,
+  issueAt,
   type PathSegment,
   parseDocuments,
   readText,
@@ -70,14 +69,7 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
     message: string,
     hint?: string,
     key = false,
-  ) => ({
-    file,
-    ...locate(doc, lc, path, key),
-    code,
-    path: formatPath(path),
-    message,
-    hint,
-  });
+  ) => issueAt({ file, doc, lc }, path, code, message, hint, key);
 
   let workload: { doc: Document; kind: PodManifest['kind']; value: WorkloadValue } | undefined;
   const configMaps = new Map<string, Map<string, Buffer>>();
