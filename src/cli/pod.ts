@@ -21,6 +21,7 @@ import {
   type PodStatus,
   parseCriLine,
   readCriLog,
+  readPodRecord,
   Supervisor,
 } from '../pod/index.js';
 import { ConfigWatcher, createLogger } from '../runtime/index.js';
@@ -523,7 +524,6 @@ async function logs(name: string, container: string | undefined, opts: LogsOpts)
       rest = '';
       continue;
     }
-    const [now] = findPods(stateDir(opts), name, opts.namespace);
-    if (!now || !now.alive) return 0;
+    if (!readPodRecord(stateDir(opts), pod.dirs.id)?.alive) return 0; // ended, or taken down
   }
 }

@@ -19,4 +19,4 @@ export {
   validateDocument,
 } from './loader.js';
 export { compareIssues } from './issue.js';
-export { formatPath, type IssueSite, issueAt, locate, type PathSegment, type Position } from './positions.js';
+export { type IssueSite, issueAt, type PathSegment, type Position } from './positions.js';

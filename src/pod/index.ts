@@ -12,5 +12,6 @@ export {
   PodDirs,
   type PodRecord,
   type PodStatus,
+  readPodRecord,
 } from './state.js';
 export { type PodOutcome, Supervisor, type SupervisorOptions } from './supervisor.js';

@@ -123,21 +123,25 @@ export function findPods(stateDir: string, name?: string, namespace = 'default')
   if (!existsSync(runRoot)) return [];
   const out: PodRecord[] = [];
   for (const entry of readdirSync(runRoot)) {
-    let status: PodStatus;
-    try {
-      status = JSON.parse(readFileSync(join(runRoot, entry, 'status.json'), 'utf8')) as PodStatus;
-    } catch {
-      continue; // a pod still being set up, or a half-removed one
-    }
-    if (name !== undefined && (status.name !== name || status.namespace !== namespace)) continue;
-    const dirs = new PodDirs(stateDir, status);
-    out.push({
-      dirs,
-      status,
-      alive: status.endTime === undefined && isAlive(status.supervisorPid, status.supervisorStart),
-    });
+    const rec = readPodRecord(stateDir, entry);
+    if (!rec) continue; // a pod still being set up, or a half-removed one
+    if (name !== undefined && (rec.status.name !== name || rec.status.namespace !== namespace)) continue;
+    out.push(rec);
   }
   return out.sort((a, b) => b.status.startTime.localeCompare(a.status.startTime));
+}
+
+/** One pod's record, read from its run directory (`ns_name_uid`); undefined when it has none. */
+export function readPodRecord(stateDir: string, id: string): PodRecord | undefined {
+  let status: PodStatus;
+  try {
+    status = JSON.parse(readFileSync(join(stateDir, 'run', id, 'status.json'), 'utf8')) as PodStatus;
+  } catch {
+    return undefined;
+  }
+  // A finished pod is never alive, whoever holds its old pid now.
+  const alive = status.endTime === undefined && isAlive(status.supervisorPid, status.supervisorStart);
+  return { dirs: new PodDirs(stateDir, status), status, alive };
 }
 
 /** Whether pid is alive and, when its recorded start time is given, still the same process. */

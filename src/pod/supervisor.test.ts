@@ -74,6 +74,8 @@ ${spec.replaceAll('$EV', ev).replaceAll('$DIR', dir)}`;
   };
 }
 
+// A container that idles until SIGTERM, then exits 0.
+const IDLE = `[sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.01; done"]`;
 const container = (s: PodStatus, name: string) => s.containers.find((c) => c.name === name)!;
 const trapTerm = (name: string, extra = '') =>
   `[sh, -c, "trap 'echo ${name} term >> $EV; ${extra} exit 0' TERM; echo ${name} up >> $EV; while :; do sleep 0.01; done"]`;
@@ -277,7 +279,7 @@ test('readiness: not ready until the probe passes successThreshold times; unread
   const h = start(`  restartPolicy: Always
   containers:
     - name: web
-      command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.01; done"]
+      command: ${IDLE}
       readinessProbe:
         exec: { command: [sh, -c, "test -f $DIR/ready"] }
         periodSeconds: 1
@@ -300,7 +302,7 @@ test('initialDelaySeconds holds the first probe back', async () => {
   const h = start(`  restartPolicy: Always
   containers:
     - name: web
-      command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.01; done"]
+      command: ${IDLE}
       readinessProbe:
         exec: { command: ["true"] }
         initialDelaySeconds: 15
@@ -358,17 +360,17 @@ test('probe actions: httpGet sends its headers and passes on 2xx/3xx; tcpSocket;
     const h = start(`  restartPolicy: Always
   containers:
     - name: http
-      command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.01; done"]
+      command: ${IDLE}
       readinessProbe:
         httpGet: { path: /ok, port: ${port}, httpHeaders: [{ name: X-Probe, value: yes }] }
         periodSeconds: 1
     - name: tcp
-      command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.01; done"]
+      command: ${IDLE}
       readinessProbe:
         tcpSocket: { port: ${port} }
         periodSeconds: 1
     - name: slowexec
-      command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.01; done"]
+      command: ${IDLE}
       readinessProbe:
         exec: { command: [sleep, "5"] }
         timeoutSeconds: 1

@@ -94,7 +94,6 @@ class Container {
   /** True once termination has sent this container SIGTERM: it is not restarted after that. */
   stopped = false;
   loop: Promise<Exit | undefined> = Promise.resolve(undefined);
-  exited: Promise<Exit> | undefined;
   firstStarted = new Deferred();
   wake: (() => void) | undefined;
   lastExit: Exit | undefined;
@@ -453,7 +452,6 @@ export class Supervisor {
         }
       });
     });
-    c.exited = done;
 
     const onSpawned = () => {
       c.status.state = 'running';
