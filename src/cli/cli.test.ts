@@ -70,6 +70,13 @@ async function adminPort(logs: Record<string, any>[]): Promise<number> {
   return line.port ?? Number(String(line.admin).split(':').pop());
 }
 
+test('regression: the installed bin runs by itself (tsc does not make dist/cli/main.js executable)', () => {
+  const r = spawnSync(cli, ['--help'], { encoding: 'utf8' });
+  assert.equal(r.error, undefined, String(r.error));
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /Usage: pillion/);
+});
+
 test('pillion --help and --version work', () => {
   const help = pillion('--help');
   assert.equal(help.status, 0);
