@@ -2,7 +2,9 @@
 
 import { z } from 'zod';
 import { adminSchema } from '../admin/index.js';
+import { inboundSchema, outboundSchema } from '../proxy/index.js';
 import {
+  addPillionIssue,
   type Env,
   type JsonSchema,
   type LoadResult,
@@ -14,13 +16,39 @@ import {
 import { appSchema, runtimeSchema } from './config.js';
 
 /** Roles named in the design that later capabilities add; until then their sections are refused clearly. */
-export const RESERVED_SECTIONS = ['inbound', 'outbound', 'logs', 'metrics', 'sync'] as const;
+export const RESERVED_SECTIONS = ['logs', 'metrics', 'sync'] as const;
 
 export const pillionSchema = z
   .strictObject({
     runtime: runtimeSchema,
     admin: adminSchema,
     app: appSchema.optional(),
+    inbound: inboundSchema.optional(),
+    outbound: outboundSchema.optional(),
+  })
+  .superRefine((c, ctx) => {
+    // The inbound proxy's `app` upstream is the app section's address.
+    if (!c.inbound || c.app) return;
+    c.inbound.routes.forEach((r, i) => {
+      if (r.upstream === 'app' || (r.upstream === undefined && r.directResponse === undefined))
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
+          `route ${i} goes to the app, but there is no app section`,
+          'add `app: { port: ... }`, or name an upstream in the route',
+          ['inbound', 'routes', i, 'upstream'],
+        );
+    });
+    c.inbound.listeners.forEach((l, i) => {
+      if (l.mode === 'tcp' && l.upstream === undefined)
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
+          `tcp listener ${i} forwards to the app, but there is no app section`,
+          "add `app: { port: ... }`, or set the listener's upstream",
+          ['inbound', 'listeners', i, 'upstream'],
+        );
+    });
   })
   .describe('pillion.yaml: one file for every role of the sidecar. Every section is optional.');
 

@@ -1,8 +1,9 @@
 // The modules this build runs, in start order. Each role adds its definition here.
 
 import { appModule } from './app-health.js';
+import { inboundModule, outboundModule } from '../proxy/index.js';
 import type { ModuleDefinition } from './module.js';
 
 export function builtinModules(): ModuleDefinition<unknown>[] {
-  return [appModule()];
+  return [appModule(), inboundModule(), outboundModule()] as ModuleDefinition<unknown>[];
 }

@@ -1,0 +1,446 @@
+// Schemas of the `inbound:` and `outbound:` sections: listeners, routes, upstreams, timeouts,
+// limits, TLS and the access log. Both sections share the pieces; only their defaults differ.
+
+import { z } from 'zod';
+import { addPillionIssue, address, duration, httpPath, size } from '../config/index.js';
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** A header name: an RFC 9110 token. */
+function headerName() {
+  return z.string().superRefine((v, ctx) => {
+    if (!TOKEN.test(v))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `"${v}" is not a valid header name`,
+        "header names are letters, digits and !#$%&'*+-.^_`|~",
+      );
+  });
+}
+
+/** A header value: visible ASCII, spaces and tabs, no CR/LF. */
+function headerValue() {
+  return z.string().superRefine((v, ctx) => {
+    if (/[^\t\x20-\x7e]/.test(v) || /^[ \t]|[ \t]$/.test(v))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'header values are printable ASCII without leading or trailing spaces',
+      );
+  });
+}
+
+function regex() {
+  return z.string().superRefine((v, ctx) => {
+    try {
+      new RegExp(v);
+    } catch (err) {
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `not a valid regular expression: ${(err as Error).message}`,
+      );
+    }
+  });
+}
+
+const headerEdits = z
+  .strictObject({
+    add: z
+      .record(headerName(), headerValue())
+      .default({})
+      .describe('Headers to set, replacing any of the same name.'),
+    remove: z.array(headerName()).default([]).describe('Header names to remove.'),
+  })
+  .prefault({});
+
+const tlsSchema = z
+  .strictObject({
+    certificates: z
+      .array(
+        z.strictObject({
+          cert: z.string().min(1).describe('PEM certificate chain file.'),
+          key: z.string().min(1).describe('PEM private key file.'),
+          serverNames: z
+            .array(z.string().min(1))
+            .default([])
+            .describe(
+              'SNI names this certificate serves (wildcards like *.example.com allowed); by default the names in the certificate.',
+            ),
+        }),
+      )
+      .min(1)
+      .describe(
+        'Certificates, chosen by the SNI name the client sends; the first is used when no name matches. Files that change on disk are picked up for new connections.',
+      ),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Oldest TLS version accepted.'),
+    clientCertificate: z
+      .strictObject({
+        ca: z.string().min(1).describe('PEM bundle of the CAs that sign client certificates.'),
+        required: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Refuse clients without a valid certificate; when false, an invalid or absent one is only recorded.',
+          ),
+      })
+      .optional()
+      .describe('Verify client certificates (mutual TLS).'),
+  })
+  .describe('Terminate TLS on this listener.');
+
+const upstreamSchema = z
+  .strictObject({
+    endpoints: z
+      .array(address())
+      .min(1)
+      .describe(
+        'host:port of each endpoint; DNS names are resolved and re-resolved when their TTL ends. Round-robin.',
+      ),
+    protocol: z
+      .enum(['http1', 'h2'])
+      .default('http1')
+      .describe('http1: HTTP/1.1 with keep-alive; h2: HTTP/2 (gRPC), cleartext or over TLS.'),
+    tls: z
+      .strictObject({
+        serverName: z
+          .string()
+          .optional()
+          .describe('SNI and the name the certificate must carry; default the endpoint host.'),
+        ca: z
+          .string()
+          .optional()
+          .describe('PEM CA bundle to verify the upstream with; default the system CAs.'),
+        insecureSkipVerify: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Do not verify the certificate. For tests only: anyone on the path can read the traffic.',
+          ),
+      })
+      .optional()
+      .describe('Originate TLS to the upstream.'),
+    pool: z
+      .strictObject({
+        maxConnections: z
+          .number()
+          .int()
+          .min(1)
+          .max(100000)
+          .default(1024)
+          .describe('Connections open to each endpoint at most; further requests wait.'),
+        maxIdle: z
+          .number()
+          .int()
+          .min(0)
+          .max(100000)
+          .default(64)
+          .describe('Idle keep-alive connections kept per endpoint.'),
+        idleTimeout: duration({ max: '1h' })
+          .prefault('30s')
+          .describe('An idle pooled connection is closed after this.'),
+        maxPending: z
+          .number()
+          .int()
+          .min(0)
+          .max(100000)
+          .default(1024)
+          .describe('Requests waiting for a connection at most; more get 503.'),
+      })
+      .prefault({})
+      .describe('The keep-alive connection pool to each endpoint.'),
+    dnsRefresh: duration({ min: '1s', max: '1h' })
+      .prefault('30s')
+      .describe('Re-resolve DNS names at least this often (sooner if the record TTL is shorter).'),
+  })
+  .describe('A named upstream service.');
+
+const routeSchema = z
+  .strictObject({
+    name: z.string().optional().describe('Name for metrics and logs; default route-<index>.'),
+    match: z
+      .strictObject({
+        prefix: httpPath()
+          .optional()
+          .describe('Path prefix, matched on whole segments (/api matches /api and /api/x, not /apix).'),
+        exact: httpPath().optional().describe('Exact path.'),
+        regex: regex().optional().describe('Regular expression the whole path must match.'),
+        methods: z.array(z.string().regex(TOKEN)).optional().describe('Methods, e.g. [GET, HEAD].'),
+        host: z.string().optional().describe('Host (without port); *.example.com matches one label.'),
+        headers: z
+          .array(
+            z.strictObject({
+              name: headerName().describe('Header name (case-insensitive).'),
+              exact: z.string().optional().describe('The value must be exactly this.'),
+              regex: regex().optional().describe('The value must match this regular expression.'),
+              present: z
+                .boolean()
+                .optional()
+                .describe('true: the header must be present; false: it must be absent.'),
+            }),
+          )
+          .default([])
+          .describe(
+            'Header conditions; all must hold. With neither exact, regex nor present, the header must be present.',
+          ),
+      })
+      .prefault({})
+      .superRefine((m, ctx) => {
+        const n =
+          Number(m.prefix !== undefined) + Number(m.exact !== undefined) + Number(m.regex !== undefined);
+        if (n > 1)
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_BAD_VALUE',
+            'a route matches the path by one of prefix, exact or regex, not several',
+          );
+      })
+      .describe('Conditions; a route with no conditions matches every request. Routes are tried in order.'),
+    upstream: z.string().optional().describe('Upstream to send to: `app`, or a name under upstreams.'),
+    rewritePrefix: httpPath().optional().describe('Replace the matched prefix with this before forwarding.'),
+    requestHeaders: headerEdits.describe('Headers changed on the request before forwarding.'),
+    responseHeaders: headerEdits.describe('Headers changed on the response.'),
+    directResponse: z
+      .strictObject({
+        status: z.number().int().min(200).max(599).describe('Status code.'),
+        body: z.string().max(65536).default('').describe('Body, up to 64 KiB.'),
+        contentType: headerValue().default('text/plain; charset=utf-8').describe('Content-Type of the body.'),
+      })
+      .optional()
+      .describe('Answer at once with this status and body instead of forwarding.'),
+  })
+  .superRefine((r, ctx) => {
+    if (r.rewritePrefix !== undefined && r.match.prefix === undefined)
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'rewritePrefix needs match.prefix', undefined, [
+        'rewritePrefix',
+      ]);
+    if (r.directResponse && r.upstream)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'a route either forwards to an upstream or gives a direct response',
+        undefined,
+        ['directResponse'],
+      );
+  });
+
+const timeoutsSchema = z
+  .strictObject({
+    requestHead: duration({ min: '1ms', max: '10m' })
+      .prefault('10s')
+      .describe('Time to receive the whole request head; 408 after.'),
+    idle: duration({ min: '1ms', max: '1h' })
+      .prefault('60s')
+      .describe('A keep-alive connection with no request in progress is closed after this.'),
+    request: duration({ max: '24h' })
+      .prefault('0s')
+      .describe(
+        'Time for the whole exchange, from head to last response byte; 0 is none (streams may be long). 408 or 504 after.',
+      ),
+    upstreamConnect: duration({ min: '1ms', max: '5m' })
+      .prefault('5s')
+      .describe('Time to connect to an upstream; 504 after.'),
+    upstreamResponse: duration({ max: '24h' })
+      .prefault('60s')
+      .describe('Time from the end of the request to the response head; 504 after. 0 is none.'),
+  })
+  .prefault({})
+  .describe('Timeouts; each one that fires is answered with its status and counted.');
+
+const limitsSchema = z
+  .strictObject({
+    maxHeadSize: size({ min: '1KiB', max: '1MiB' })
+      .prefault('32KiB')
+      .describe('Request line and headers together; 431 over.'),
+    maxHeaders: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(100)
+      .describe('Header fields in a request; 431 over.'),
+    maxBodySize: size({ max: '1TiB' }).prefault('0B').describe('Request body; 413 over. 0 is no limit.'),
+    maxConnections: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(10000)
+      .describe('Client connections per listener; more are closed at once.'),
+  })
+  .prefault({})
+  .describe('Limits on what a client may send.');
+
+const http2Schema = z
+  .strictObject({
+    maxConcurrentStreams: z
+      .number()
+      .int()
+      .min(1)
+      .max(10000)
+      .default(100)
+      .describe('Streams open at once per connection.'),
+    maxResetsPerSecond: z
+      .number()
+      .int()
+      .min(1)
+      .max(100000)
+      .default(200)
+      .describe('Stream resets a client may cause per second before the connection is closed (Rapid Reset).'),
+    maxHeaderListSize: size({ min: '1KiB', max: '1MiB' })
+      .prefault('32KiB')
+      .describe('Decoded header block size (bounds CONTINUATION frames).'),
+  })
+  .prefault({})
+  .describe('HTTP/2 limits against stream, reset and CONTINUATION floods.');
+
+const accessLogSchema = z
+  .strictObject({
+    path: z.string().min(1).default('stdout').describe('`stdout`, or a file path.'),
+    maxSize: size({ min: '1KiB' })
+      .prefault('100MiB')
+      .describe('A file is rotated when it reaches this size.'),
+    maxFiles: z.number().int().min(1).max(100).default(5).describe('Rotated files kept (file.1 … file.N).'),
+  })
+  .describe('One JSON line per request, with the fields of Envoy’s default access log.');
+
+const headersSchema = z
+  .strictObject({
+    trustForwarded: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Keep X-Forwarded-For/-Proto/-Host from the client and append to them; when false they are replaced, since a client can forge them.',
+      ),
+    requestId: z
+      .boolean()
+      .default(true)
+      .describe('Generate X-Request-Id when absent, and echo it on the response.'),
+  })
+  .prefault({})
+  .describe('Headers the proxy adds: X-Forwarded-*, X-Request-Id.');
+
+function listenerSchema(defaultHttp2: boolean) {
+  return z
+    .strictObject({
+      name: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]*$/i)
+        .optional()
+        .describe('Name for metrics and logs; default listener-<index>.'),
+      address: address().describe('Where to listen, host:port.'),
+      mode: z
+        .enum(['http', 'tcp'])
+        .default('http')
+        .describe('http: an HTTP proxy; tcp: forward bytes to `upstream`.'),
+      upstream: z.string().optional().describe('tcp mode: the upstream to forward to; default the app.'),
+      tls: tlsSchema.optional(),
+      http2: z
+        .boolean()
+        .default(defaultHttp2)
+        .describe('Accept HTTP/2: by ALPN over TLS, and with prior knowledge (h2c) in cleartext.'),
+    })
+    .superRefine((l, ctx) => {
+      if (l.mode === 'http' && l.upstream !== undefined)
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          'upstream on a listener is for mode: tcp; HTTP listeners use routes',
+          undefined,
+          ['upstream'],
+        );
+    });
+}
+
+const common = {
+  upstreams: z
+    .record(z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/i), upstreamSchema)
+    .default({})
+    .describe('Named upstream services.'),
+  timeouts: timeoutsSchema,
+  limits: limitsSchema,
+  http2: http2Schema,
+  headers: headersSchema,
+  accessLog: accessLogSchema.optional(),
+};
+
+export const inboundSchema = z
+  .strictObject({
+    listeners: z.array(listenerSchema(true)).min(1).describe('Listeners in front of the app.'),
+    routes: z
+      .array(routeSchema)
+      .prefault([{}])
+      .describe(
+        'Routes, tried in order; the first that matches wins. By default every request goes to the app.',
+      ),
+    readinessGate: z
+      .boolean()
+      .default(true)
+      .describe('Until the app is healthy, answer 503 with Retry-After instead of forwarding.'),
+    ...common,
+  })
+  .superRefine((s, ctx) => checkUpstreamNames(s, ctx, true))
+  .describe('The inbound proxy: TLS termination, routing and protection in front of the app.');
+
+export const outboundSchema = z
+  .strictObject({
+    listener: z
+      .strictObject({
+        address: address().prefault('127.0.0.1:15001').describe('Where the app sends its calls.'),
+        http2: z.boolean().default(true).describe('Accept h2c with prior knowledge.'),
+      })
+      .prefault({})
+      .describe('The listener the app sends its calls to (loopback).'),
+    ...common,
+  })
+  .superRefine((s, ctx) => checkUpstreamNames(s, ctx, false))
+  .describe(
+    'The outbound ambassador: the app calls http://127.0.0.1:15001/<upstream>/path, or sends Host: <upstream>, and Pillion reaches the service.',
+  );
+
+function checkUpstreamNames(
+  s: {
+    upstreams: Record<string, unknown>;
+    routes?: { upstream?: string }[];
+    listeners?: { mode: string; upstream?: string }[];
+  },
+  ctx: z.RefinementCtx,
+  appAllowed: boolean,
+): void {
+  const known = (name: string) => (appAllowed && name === 'app') || Object.hasOwn(s.upstreams, name);
+  const hint = () =>
+    `defined: ${[...(appAllowed ? ['app'] : []), ...Object.keys(s.upstreams)].join(', ') || 'none'}`;
+  s.routes?.forEach((r, i) => {
+    if (r.upstream !== undefined && !known(r.upstream))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
+        `route ${i} names upstream "${r.upstream}"`,
+        hint(),
+        ['routes', i, 'upstream'],
+      );
+  });
+  s.listeners?.forEach((l, i) => {
+    if (l.upstream !== undefined && !known(l.upstream))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
+        `listener ${i} names upstream "${l.upstream}"`,
+        hint(),
+        ['listeners', i, 'upstream'],
+      );
+  });
+}
+
+export type InboundConfig = z.output<typeof inboundSchema>;
+export type OutboundConfig = z.output<typeof outboundSchema>;
+export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type RouteConfig = z.output<typeof routeSchema>;
+export type TlsConfig = z.output<typeof tlsSchema>;
+export type TimeoutsConfig = z.output<typeof timeoutsSchema>;
+export type LimitsConfig = z.output<typeof limitsSchema>;
+export type Http2Config = z.output<typeof http2Schema>;
+export type AccessLogConfig = z.output<typeof accessLogSchema>;
+export type HeadersConfig = z.output<typeof headersSchema>;
+export type ListenerConfig = z.output<ReturnType<typeof listenerSchema>>;

@@ -1,0 +1,366 @@
+// A strict HTTP/1.1 head parser (RFC 9112) for the proxy's data path. It works on bytes, allocates
+// only the strings it returns, and refuses everything two parsers could read differently: bare CR
+// or LF, obs-fold, whitespace before a colon, control bytes, conflicting or repeated framing
+// headers. A refused head is never forwarded; the caller answers with the status given here.
+
+import { METHODS } from 'node:http';
+
+export class HeadError {
+  constructor(
+    readonly status: 400 | 417 | 431 | 501 | 505,
+    readonly reason: string,
+  ) {}
+}
+
+interface Fields {
+  names: string[];
+  lower: string[];
+  values: string[];
+  /** -1 when absent. */
+  contentLength: number;
+  chunked: boolean;
+  /** Lowercased tokens of the Connection header(s). */
+  connection: string[];
+  upgrade: string;
+}
+
+export interface RequestHead extends Fields {
+  method: string;
+  target: string;
+  /** Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0. */
+  minor: number;
+  host: string;
+  expectContinue: boolean;
+  keepAlive: boolean;
+  /** Bytes of the head including its final CRLF. */
+  size: number;
+}
+
+export interface ResponseHead extends Fields {
+  status: number;
+  reason: string;
+  minor: number;
+  keepAlive: boolean;
+  size: number;
+}
+
+export interface HeadLimits {
+  maxHeadSize: number;
+  maxHeaders: number;
+}
+
+const CR = 13;
+const LF = 10;
+const SP = 32;
+const HTAB = 9;
+const COLON = 58;
+
+function table(pred: (c: number) => boolean): Uint8Array {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = pred(c) ? 1 : 0;
+  return t;
+}
+
+const TOKEN_CHARS = "!#$%&'*+-.^_`|~";
+/** tchar (RFC 9110 §5.6.2). */
+export const TOKEN = table(
+  (c) =>
+    (c >= 0x30 && c <= 0x39) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x61 && c <= 0x7a) ||
+    TOKEN_CHARS.includes(String.fromCharCode(c)),
+);
+/** field-vchar, SP and HTAB (obs-text allowed as bytes 0x80-0xFF). */
+const VALUE = table((c) => c === HTAB || (c >= 0x20 && c !== 0x7f));
+/** Request-target bytes: visible ASCII except '#' (no fragments) and '\' (read as '/' by some servers). */
+const TARGET = table((c) => c > 0x20 && c < 0x7f && c !== 0x23 && c !== 0x5c);
+const HOST = table(
+  (c) =>
+    (c >= 0x30 && c <= 0x39) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x61 && c <= 0x7a) ||
+    "-._~!$&'()*+,;=%:[]".includes(String.fromCharCode(c)),
+);
+
+const KNOWN_METHODS = new Set(METHODS.filter((m) => m !== 'CONNECT'));
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+/**
+ * Parses a request head from buf[start, end). Returns the head, a HeadError, or undefined when
+ * more bytes are needed (after checking that what has arrived is not already malformed).
+ */
+export function parseRequestHead(
+  buf: Buffer,
+  start: number,
+  end: number,
+  limits: HeadLimits,
+  scanFrom = start,
+): RequestHead | HeadError | undefined {
+  let p = start;
+  // A client may send a stray CRLF after a body (RFC 9112 §2.2); skip a few.
+  for (let i = 0; i < 4 && p + 1 < end && buf[p] === CR && buf[p + 1] === LF; i++) p += 2;
+  const headEnd = buf.indexOf(CRLFCRLF, p);
+  if (headEnd === -1 || headEnd + 4 > end) return incomplete(buf, p, scanFrom, end, limits.maxHeadSize);
+  const last = headEnd + 2; // index of the final CRLF
+  if (last + 2 - p > limits.maxHeadSize) return new HeadError(431, 'request head too large');
+
+  // request-line = method SP request-target SP HTTP-version CRLF
+  const m0 = p;
+  while (p < last && TOKEN[buf[p]!] === 1) p++;
+  if (p === m0 || buf[p] !== SP) return new HeadError(400, 'malformed method');
+  const method = buf.toString('latin1', m0, p);
+  if (!KNOWN_METHODS.has(method))
+    return method === 'CONNECT'
+      ? new HeadError(400, 'CONNECT (authority-form) is not proxied')
+      : new HeadError(400, `unknown method ${method.slice(0, 20)}`);
+  const t0 = ++p;
+  while (p < last && TARGET[buf[p]!] === 1) p++;
+  if (p === t0 || buf[p] !== SP) return new HeadError(400, 'malformed request target');
+  if (buf[t0] !== 0x2f)
+    return new HeadError(
+      400,
+      'only origin-form targets ("/path") are accepted, not absolute or authority form',
+    );
+  const target = buf.toString('latin1', t0, p);
+  p++;
+  if (
+    p + 10 > last + 2 ||
+    buf[p] !== 0x48 ||
+    buf[p + 1] !== 0x54 ||
+    buf[p + 2] !== 0x54 ||
+    buf[p + 3] !== 0x50 ||
+    buf[p + 4] !== 0x2f ||
+    buf[p + 5] !== 0x31 ||
+    buf[p + 6] !== 0x2e
+  )
+    return new HeadError(400, 'malformed HTTP version');
+  const minorByte = buf[p + 7]!;
+  if (minorByte !== 0x31 && minorByte !== 0x30)
+    return minorByte >= 0x30 && minorByte <= 0x39
+      ? new HeadError(505, 'HTTP version not supported')
+      : new HeadError(400, 'malformed HTTP version');
+  if (buf[p + 8] !== CR || buf[p + 9] !== LF) return new HeadError(400, 'request line must end with CRLF');
+  p += 10;
+
+  const head = {
+    method,
+    target,
+    minor: minorByte - 0x30,
+    names: [] as string[],
+    lower: [] as string[],
+    values: [] as string[],
+    contentLength: -1,
+    chunked: false,
+    connection: [] as string[],
+    upgrade: '',
+    host: '',
+    expectContinue: false,
+    keepAlive: true as boolean,
+    size: last + 2 - start,
+  } satisfies RequestHead;
+  const err = parseFields(buf, p, last, limits.maxHeaders, head, true);
+  if (err) return err;
+  if (head.chunked && head.contentLength !== -1)
+    return new HeadError(400, 'both Content-Length and Transfer-Encoding');
+  if (head.chunked && head.minor === 0) return new HeadError(400, 'Transfer-Encoding in an HTTP/1.0 request');
+  // Host: exactly one in HTTP/1.1 (RFC 9112 §3.2); parseFields refuses a second.
+  let hostCount = 0;
+  for (let i = 0; i < head.lower.length; i++) {
+    if (head.lower[i] !== 'host') continue;
+    if (++hostCount > 1) return new HeadError(400, 'repeated Host header');
+    const v = head.values[i]!;
+    if (!validHost(v)) return new HeadError(400, 'invalid Host header');
+    head.host = v;
+  }
+  if (hostCount === 0 && head.minor === 1) return new HeadError(400, 'missing Host header');
+  head.keepAlive =
+    head.minor === 1 ? !head.connection.includes('close') : head.connection.includes('keep-alive');
+  return head;
+}
+
+/**
+ * Parses a response head from buf[start, end); same rules as requests, plus a three-digit status.
+ */
+export function parseResponseHead(
+  buf: Buffer,
+  start: number,
+  end: number,
+  limits: HeadLimits,
+  scanFrom = start,
+): ResponseHead | HeadError | undefined {
+  const headEnd = buf.indexOf(CRLFCRLF, start);
+  if (headEnd === -1 || headEnd + 4 > end) return incomplete(buf, start, scanFrom, end, limits.maxHeadSize);
+  const last = headEnd + 2;
+  if (last + 2 - start > limits.maxHeadSize) return new HeadError(431, 'response head too large');
+  let p = start;
+  if (
+    buf[p] !== 0x48 ||
+    buf[p + 1] !== 0x54 ||
+    buf[p + 2] !== 0x54 ||
+    buf[p + 3] !== 0x50 ||
+    buf[p + 4] !== 0x2f ||
+    buf[p + 5] !== 0x31 ||
+    buf[p + 6] !== 0x2e ||
+    (buf[p + 7] !== 0x31 && buf[p + 7] !== 0x30) ||
+    buf[p + 8] !== SP
+  )
+    return new HeadError(400, 'malformed status line');
+  const minor = buf[p + 7]! - 0x30;
+  p += 9;
+  const d0 = buf[p]! - 0x30;
+  const d1 = buf[p + 1]! - 0x30;
+  const d2 = buf[p + 2]! - 0x30;
+  if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9)
+    return new HeadError(400, 'malformed status code');
+  const status = d0 * 100 + d1 * 10 + d2;
+  p += 3;
+  let reason = '';
+  if (buf[p] === SP) {
+    const r0 = ++p;
+    while (p < last && VALUE[buf[p]!] === 1) p++;
+    reason = buf.toString('latin1', r0, p);
+  }
+  if (buf[p] !== CR || buf[p + 1] !== LF) return new HeadError(400, 'malformed status line');
+  p += 2;
+  const head = {
+    status,
+    reason,
+    minor,
+    names: [] as string[],
+    lower: [] as string[],
+    values: [] as string[],
+    contentLength: -1,
+    chunked: false,
+    connection: [] as string[],
+    upgrade: '',
+    keepAlive: true as boolean,
+    size: last + 2 - start,
+  } satisfies ResponseHead;
+  const err = parseFields(buf, p, last, limits.maxHeaders, head, false);
+  if (err) return err;
+  if (head.chunked && head.contentLength !== -1)
+    return new HeadError(400, 'both Content-Length and Transfer-Encoding');
+  head.keepAlive = minor === 1 ? !head.connection.includes('close') : head.connection.includes('keep-alive');
+  return head;
+}
+
+/**
+ * Parses field lines from buf[p, last) where last is the index of the empty line's CR. Used for
+ * heads and for chunked trailers (where framing headers are not interpreted).
+ */
+export function parseFields(
+  buf: Buffer,
+  p: number,
+  last: number,
+  maxHeaders: number,
+  out: Fields,
+  isRequest: boolean,
+  framing = true,
+): HeadError | undefined {
+  let count = 0;
+  while (p < last) {
+    const n0 = p;
+    while (TOKEN[buf[p]!] === 1) p++;
+    if (p === n0)
+      return buf[p] === SP || buf[p] === HTAB
+        ? new HeadError(400, 'obs-fold or whitespace before a header name')
+        : new HeadError(400, 'malformed header name');
+    if (buf[p] !== COLON)
+      return buf[p] === SP || buf[p] === HTAB
+        ? new HeadError(400, 'whitespace between header name and colon')
+        : new HeadError(400, 'invalid character in header name');
+    const n1 = p++;
+    while (buf[p] === SP || buf[p] === HTAB) p++;
+    const v0 = p;
+    while (VALUE[buf[p]!] === 1) p++;
+    if (buf[p] !== CR || buf[p + 1] !== LF)
+      return buf[p] === LF
+        ? new HeadError(400, 'bare LF in header line')
+        : buf[p] === CR
+          ? new HeadError(400, 'bare CR in header value')
+          : new HeadError(400, 'control character in header value');
+    let v1 = p;
+    while (v1 > v0 && (buf[v1 - 1] === SP || buf[v1 - 1] === HTAB)) v1--;
+    p += 2;
+    if (++count > maxHeaders) return new HeadError(431, 'too many header fields');
+    const name = buf.toString('latin1', n0, n1);
+    const value = buf.toString('latin1', v0, v1);
+    const lower = lowerName(name);
+    out.names.push(name);
+    out.lower.push(lower);
+    out.values.push(value);
+    if (!framing) continue;
+    switch (lower) {
+      case 'content-length': {
+        if (out.contentLength !== -1) return new HeadError(400, 'repeated Content-Length');
+        if (value.length === 0 || value.length > 15 || !/^\d+$/.test(value))
+          return new HeadError(400, 'invalid Content-Length');
+        out.contentLength = Number(value);
+        break;
+      }
+      case 'transfer-encoding':
+        if (out.chunked) return new HeadError(400, 'repeated Transfer-Encoding');
+        if (value.toLowerCase() !== 'chunked')
+          return isRequest
+            ? new HeadError(400, `Transfer-Encoding "${value.slice(0, 40)}" is not accepted (only "chunked")`)
+            : new HeadError(400, 'response Transfer-Encoding other than "chunked"');
+        out.chunked = true;
+        break;
+      case 'connection':
+        for (const tok of value.split(',')) {
+          const t = tok.trim().toLowerCase();
+          if (t.length > 0) out.connection.push(t);
+        }
+        break;
+      case 'upgrade':
+        out.upgrade = value;
+        break;
+      case 'expect':
+        if (isRequest) {
+          if (value.toLowerCase() !== '100-continue') return new HeadError(417, 'unsupported Expect');
+          (out as RequestHead).expectContinue = true;
+        }
+        break;
+    }
+  }
+  return undefined;
+}
+
+// Most names arrive in a handful of spellings; cache their lower-case forms (bounded).
+const lowerCache = new Map<string, string>();
+function lowerName(name: string): string {
+  let l = lowerCache.get(name);
+  if (l === undefined) {
+    l = name.toLowerCase();
+    if (lowerCache.size < 1024) lowerCache.set(name, l);
+  }
+  return l;
+}
+
+function validHost(v: string): boolean {
+  if (v.length === 0 || v.length > 255) return false;
+  for (let i = 0; i < v.length; i++) if (HOST[v.charCodeAt(i)] !== 1) return false;
+  return true;
+}
+
+/**
+ * The head is not complete: refuse early what is already too big or cannot become valid. Only
+ * bytes from scanFrom on are new, so a head trickled in byte by byte is scanned once, not again
+ * on every arrival.
+ */
+function incomplete(
+  buf: Buffer,
+  start: number,
+  scanFrom: number,
+  end: number,
+  maxHeadSize: number,
+): HeadError | undefined {
+  if (end - start > maxHeadSize) return new HeadError(431, 'head too large');
+  for (let i = Math.max(start, scanFrom - 1); i < end; i++) {
+    const c = buf[i]!;
+    if (c === LF && (i === start || buf[i - 1] !== CR)) return new HeadError(400, 'bare LF');
+    if (c === CR && i + 1 < end && buf[i + 1] !== LF) return new HeadError(400, 'bare CR');
+    if (c === 0) return new HeadError(400, 'NUL byte in head');
+  }
+  return undefined;
+}

@@ -1,0 +1,894 @@
+// One client connection speaking HTTP/1.1: reads heads with the strict parser, routes, and moves
+// bodies between the client and a pooled upstream connection as raw slices (no re-chunking, no
+// copies), with backpressure both ways. One exchange at a time; pipelined requests wait in the
+// buffer until the previous response is complete. All per-exchange state lives in fields that
+// are reset, not in new objects or closures.
+
+import { randomUUID } from 'node:crypto';
+import type net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { ErrorCode } from '../../lib/errors.js';
+import type { AccessLog } from '../access-log.js';
+import type { HeadersConfig, LimitsConfig, TimeoutsConfig } from '../config.js';
+import { normalizeTarget } from '../path.js';
+import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
+import type { ListenerStats, RouteStats } from '../stats.js';
+import { observe } from '../stats.js';
+import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } from '../upstream/h1-pool.js';
+import type { Endpoint } from '../upstream/endpoints.js';
+import type { Upstream } from '../upstream/upstream.js';
+import { ChunkedReader } from './chunked.js';
+import {
+  HeadError,
+  parseRequestHead,
+  parseResponseHead,
+  type RequestHead,
+  type ResponseHead,
+} from './head-parser.js';
+import { serializeLocal, serializeRequest, serializeResponse } from './serialize.js';
+
+/** What every connection of one listener shares; built once per config. */
+export interface Http1Context {
+  listener: string;
+  secure: boolean;
+  routes: CompiledRoute[];
+  routeStats: RouteStats[];
+  noRouteStats: RouteStats;
+  upstreams: Map<string, Upstream>;
+  limits: LimitsConfig;
+  timeouts: TimeoutsConfig;
+  headers: HeadersConfig;
+  readinessGate: boolean;
+  appHealthy: () => boolean;
+  draining: boolean;
+  stats: ListenerStats;
+  accessLog: AccessLog | undefined;
+  /** Hands a connection that opened with the HTTP/2 preface to the HTTP/2 server; undefined disables h2c. */
+  h2c: ((socket: net.Socket, head: Buffer) => void) | undefined;
+  /** Proxies an exchange to an HTTP/2 upstream (undefined: answered 502). */
+  connections: Set<ServerConnection>;
+}
+
+const ST_HEAD = 0;
+const ST_CONNECTING = 1;
+const ST_EXCHANGE = 2;
+const ST_TUNNEL = 3;
+const ST_CLOSED = 4;
+
+const B_NONE = 0;
+const B_LENGTH = 1;
+const B_CHUNKED = 2;
+const B_CLOSE = 3;
+
+const P_UPSTREAM = 1; // waiting for an upstream connection
+const P_BACKPRESSURE = 2; // the upstream socket's buffer is full
+const P_PIPELINED = 4; // a whole request is buffered behind the current one
+
+const D_NONE = 0;
+const D_IDLE = 1;
+const D_HEAD = 2;
+const D_RESPONSE = 3;
+
+const RESPONSE_LIMITS = { maxHeadSize: 64 * 1024, maxHeaders: 500 };
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
+/** Pipelined bytes held while a response is pending; more pauses reading, which bounds memory. */
+const MAX_BUFFERED = 256 * 1024;
+
+export class ServerConnection implements ConnectionOwner, PoolUser {
+  readonly socket: net.Socket;
+  #c: Http1Context;
+  #remote: string;
+  #clientIp: string;
+  #state = ST_HEAD;
+  #pending: Buffer | undefined;
+  #paused = 0;
+  #deadline = 0;
+  #deadlineKind = D_NONE;
+  #requestDeadline = 0;
+  #requests = 0;
+  #clientEnded = false;
+
+  // --- the current exchange --------------------------------------------------------------------
+  #req: RequestHead | undefined;
+  #route: CompiledRoute | undefined;
+  #routeStats: RouteStats | undefined;
+  #upstream: Upstream | undefined;
+  #up: UpstreamConnection | undefined;
+  #upHead = '';
+  #path = '';
+  #requestId = '';
+  #addRequestId = '';
+  #closeAfter = false;
+  #reqKind = B_NONE;
+  #reqLeft = 0;
+  #reqChunks: ChunkedReader | undefined;
+  #reqDone = false;
+  #res: ResponseHead | undefined;
+  #resBuf: Buffer | undefined;
+  #resKind = B_NONE;
+  #resLeft = 0;
+  #resChunks: ChunkedReader | undefined;
+  #dechunk = false;
+  #t0 = 0;
+  #tUp = 0;
+  #upTime = -1;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #status = 0;
+  #flags = '';
+  #error: ErrorCode | undefined;
+  #retried = false;
+  #upEndpoint: Endpoint | undefined;
+  #upReused = false;
+
+  constructor(socket: net.Socket, ctx: Http1Context) {
+    this.socket = socket;
+    this.#c = ctx;
+    this.#clientIp = normalizeIp(socket.remoteAddress ?? '');
+    this.#remote = `${this.#clientIp}:${socket.remotePort ?? 0}`;
+    socket.setNoDelay(true);
+    socket.on('data', (b: Buffer) => this.#onData(b));
+    socket.on('drain', () => this.#onClientDrain());
+    socket.on('end', () => this.#onClientEnd());
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.#onClientClose());
+    ctx.connections.add(this);
+    ctx.stats.connections.value++;
+    this.#setDeadline(D_IDLE, ctx.timeouts.idle);
+  }
+
+  /** Switches to a new context (config reload); the current exchange finishes on the old routes. */
+  setContext(ctx: Http1Context): void {
+    this.#c.connections.delete(this);
+    this.#c.stats.connections.value--;
+    this.#c = ctx;
+    ctx.connections.add(this);
+    ctx.stats.connections.value++;
+  }
+
+  /** Drain: close now if idle, else after the current response (which says Connection: close). */
+  drain(): void {
+    if (this.#state === ST_HEAD && this.#pending === undefined) this.#close();
+    else this.#closeAfter = true;
+  }
+
+  /** Checks deadlines; called by the listener's ticker. */
+  tick(now: number): void {
+    if (this.#deadlineKind !== D_NONE && now >= this.#deadline) {
+      const kind = this.#deadlineKind;
+      this.#deadlineKind = D_NONE;
+      if (kind === D_IDLE) this.#close();
+      else if (kind === D_HEAD)
+        this.#reject(408, 'request head not received in time', 'PILLION_ERR_PROXY_BAD_REQUEST');
+      else if (kind === D_RESPONSE) this.#upstreamTimeout();
+    }
+    if (this.#requestDeadline !== 0 && now >= this.#requestDeadline) {
+      this.#requestDeadline = 0;
+      if (this.#state === ST_CONNECTING || this.#state === ST_EXCHANGE) {
+        if (this.#res === undefined) {
+          if (this.#reqDone) this.#upstreamTimeout();
+          else this.#reject(408, 'request not received in time', 'PILLION_ERR_PROXY_BAD_REQUEST');
+        } else {
+          this.#flags = 'UT';
+          this.#abort();
+        }
+      }
+    }
+  }
+
+  // --- client side -------------------------------------------------------------------------------
+
+  #onData(chunk: Buffer): void {
+    switch (this.#state) {
+      case ST_HEAD:
+        if (this.#pending === undefined) {
+          this.#readHead(chunk, 0);
+        } else {
+          const scanFrom = this.#pending.length;
+          const buf = Buffer.concat([this.#pending, chunk]);
+          this.#pending = undefined;
+          this.#readHead(buf, scanFrom);
+        }
+        return;
+      case ST_CONNECTING:
+        this.#hold(chunk);
+        return;
+      case ST_EXCHANGE:
+        if (!this.#reqDone) this.#forwardBody(chunk, 0);
+        else this.#hold(chunk);
+        return;
+      case ST_TUNNEL:
+        this.#bytesIn += chunk.length;
+        if (this.#up && !this.#up.socket.write(chunk)) this.#pause(P_BACKPRESSURE);
+        return;
+    }
+  }
+
+  /** Keeps bytes that arrived ahead of their turn; pauses reading when too many are held. */
+  #hold(chunk: Buffer): void {
+    this.#pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk]);
+    if (this.#pending.length > MAX_BUFFERED || this.#state === ST_EXCHANGE) this.#pause(P_PIPELINED);
+  }
+
+  #readHead(buf: Buffer, scanFrom: number): void {
+    if (this.#requests === 0 && this.#c.h2c !== undefined && startsWithPreface(buf)) {
+      if (buf.length < PREFACE.length) {
+        this.#pending = buf;
+        return;
+      }
+      this.#handOffH2(buf);
+      return;
+    }
+    if (this.#deadlineKind !== D_HEAD) {
+      this.#t0 = performance.now();
+      this.#setDeadline(D_HEAD, this.#c.timeouts.requestHead);
+    }
+    const r = parseRequestHead(buf, 0, buf.length, this.#c.limits, scanFrom);
+    if (r === undefined) {
+      this.#pending = buf;
+      return;
+    }
+    if (r instanceof HeadError) {
+      this.#bytesIn = buf.length;
+      this.#reject(r.status, r.reason, 'PILLION_ERR_PROXY_BAD_REQUEST');
+      return;
+    }
+    this.#startExchange(r, buf);
+  }
+
+  #startExchange(req: RequestHead, buf: Buffer): void {
+    const c = this.#c;
+    this.#requests++;
+    this.#req = req;
+    this.#bytesIn = req.size;
+    this.#deadlineKind = D_NONE;
+    c.stats.active.value++;
+    if (c.timeouts.request > 0) this.#requestDeadline = Date.now() + c.timeouts.request;
+    if (!req.keepAlive || c.draining || this.#clientEnded) this.#closeAfter = true;
+    const rest = req.size < buf.length ? buf.subarray(req.size) : undefined;
+    this.#pending = rest;
+
+    // Request id: the client's, else a new one.
+    const idAt = req.lower.indexOf('x-request-id');
+    if (idAt !== -1) this.#requestId = req.values[idAt]!;
+    else if (c.headers.requestId) this.#requestId = this.#addRequestId = randomUUID();
+
+    if (req.chunked) {
+      this.#reqKind = B_CHUNKED;
+      this.#reqChunks = new ChunkedReader(c.limits.maxHeadSize);
+    } else if (req.contentLength > 0) {
+      this.#reqKind = B_LENGTH;
+      this.#reqLeft = req.contentLength;
+    } else {
+      this.#reqKind = B_NONE;
+    }
+    this.#reqDone = this.#reqKind === B_NONE;
+
+    const norm = normalizeTarget(req.target);
+    if (norm === undefined) {
+      this.#reject(400, 'malformed percent-encoding in path', 'PILLION_ERR_PROXY_BAD_REQUEST');
+      return;
+    }
+    const route = matchRoute(c.routes, req.method, norm.path, hostOnly(req.host), req.lower, req.values);
+    if (route === undefined) {
+      this.#routeStats = c.noRouteStats;
+      this.#local(404, 'no route matches this request\n', 'NR');
+      return;
+    }
+    this.#route = route;
+    this.#routeStats = c.routeStats[route.index];
+    if (route.direct !== undefined) {
+      this.#local(route.direct.status, route.direct.body, '', route.direct.contentType);
+      return;
+    }
+    if (c.limits.maxBodySize > 0 && req.contentLength > c.limits.maxBodySize) {
+      this.#local(413, 'request body too large\n', 'LR');
+      return;
+    }
+    const upstream = c.upstreams.get(route.upstream!)!;
+    if (route.upstream === 'app' && c.readinessGate && !c.appHealthy()) {
+      this.#local(503, 'the app is not ready yet\n', 'UH', 'text/plain; charset=utf-8', 'retry-after: 1\r\n');
+      return;
+    }
+    if (upstream.protocol === 'h2') {
+      this.#local(502, 'this upstream speaks HTTP/2 only; connect with HTTP/2\n', 'UPE');
+      return;
+    }
+    this.#upstream = upstream;
+    this.#path = rewritePath(route, norm.path) + norm.query;
+    const upgrade = req.upgrade !== '' && req.connection.includes('upgrade');
+    this.#upHead = serializeRequest(req, route, this.#path, {
+      clientIp: this.#clientIp,
+      proto: c.secure ? 'https' : 'http',
+      trustForwarded: c.headers.trustForwarded,
+      addRequestId: this.#addRequestId,
+      upgrade,
+    });
+    this.#state = ST_CONNECTING;
+    this.#pause(P_UPSTREAM);
+    upstream.pool.acquire(this);
+  }
+
+  #onClientDrain(): void {
+    if (this.#up !== undefined && this.#up.socket.isPaused()) this.#up.socket.resume();
+  }
+
+  #onClientEnd(): void {
+    this.#clientEnded = true;
+    if (this.#state === ST_HEAD && this.#pending === undefined) this.#close();
+    else if (this.#state === ST_TUNNEL) this.#up?.socket.end();
+    else this.#closeAfter = true;
+  }
+
+  #onClientClose(): void {
+    const wasActive =
+      this.#state === ST_CONNECTING || this.#state === ST_EXCHANGE || this.#state === ST_TUNNEL;
+    const state = this.#state;
+    this.#state = ST_CLOSED;
+    this.#deadlineKind = D_NONE;
+    this.#requestDeadline = 0;
+    this.#c.connections.delete(this);
+    this.#c.stats.connections.value--;
+    if (state === ST_CONNECTING) this.#upstream?.pool.cancel(this);
+    if (this.#up !== undefined) {
+      const up = this.#up;
+      this.#up = undefined;
+      up.owner = undefined;
+      up.socket.destroy();
+    }
+    if (wasActive) {
+      if (this.#flags === '' && state !== ST_TUNNEL) this.#flags = 'DC';
+      this.#record();
+    }
+  }
+
+  // --- request body ------------------------------------------------------------------------------
+
+  #forwardBody(buf: Buffer, start: number): void {
+    const end = buf.length;
+    let used: number;
+    let done: boolean;
+    if (this.#reqKind === B_LENGTH) {
+      const n = Math.min(this.#reqLeft, end - start);
+      used = start + n;
+      this.#reqLeft -= n;
+      done = this.#reqLeft === 0;
+    } else {
+      const chunks = this.#reqChunks!;
+      used = chunks.feed(buf, start, end);
+      if (used === -1) {
+        this.#badBody(chunks.error!);
+        return;
+      }
+      done = chunks.done;
+    }
+    const n = used - start;
+    this.#bytesIn += n;
+    const max = this.#c.limits.maxBodySize;
+    if (max > 0 && this.#reqKind === B_CHUNKED && this.#reqChunks!.payloadBytes > max) {
+      this.#badBody('request body too large', 413);
+      return;
+    }
+    if (n > 0 && !this.#up!.socket.write(start === 0 && used === end ? buf : buf.subarray(start, used)))
+      this.#pause(P_BACKPRESSURE);
+    if (done) {
+      this.#reqDone = true;
+      if (used < end) this.#hold(buf.subarray(used));
+      if (this.#res === undefined) this.#setDeadline(D_RESPONSE, this.#c.timeouts.upstreamResponse);
+    }
+  }
+
+  /** The request body broke its framing after the head went upstream: the exchange cannot go on. */
+  #badBody(reason: string, status: 400 | 413 = 400): void {
+    if (this.#up !== undefined) {
+      const up = this.#up;
+      this.#up = undefined;
+      up.owner = undefined;
+      up.socket.destroy();
+    }
+    this.#closeAfter = true;
+    if (this.#res === undefined) this.#reject(status, reason, 'PILLION_ERR_PROXY_BAD_REQUEST');
+    else {
+      this.#flags = 'LR';
+      this.#error = 'PILLION_ERR_PROXY_BAD_REQUEST';
+      this.#abort();
+    }
+  }
+
+  // --- upstream side -----------------------------------------------------------------------------
+
+  onUpstreamConnection(conn: UpstreamConnection): void {
+    if (this.#state !== ST_CONNECTING) {
+      this.#upstream?.pool.release(conn, true);
+      return;
+    }
+    this.#up = conn;
+    this.#upEndpoint = conn.endpoint;
+    this.#upReused = conn.uses > 0;
+    conn.owner = this;
+    this.#state = ST_EXCHANGE;
+    this.#tUp = performance.now();
+    const s = conn.socket;
+    s.cork();
+    s.write(this.#upHead, 'latin1');
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (pending !== undefined) {
+      if (this.#reqDone) this.#hold(pending);
+      else this.#forwardBody(pending, 0);
+    }
+    s.uncork();
+    if (this.#state !== ST_EXCHANGE) return;
+    if (this.#reqDone) this.#setDeadline(D_RESPONSE, this.#c.timeouts.upstreamResponse);
+    this.#unpause(P_UPSTREAM);
+  }
+
+  onUpstreamConnectError(kind: ConnectFailure, err: Error | undefined, ep: Endpoint | undefined): void {
+    if (this.#state !== ST_CONNECTING) return;
+    this.#upEndpoint = ep;
+    const name = this.#upstream!.name;
+    this.#error = 'PILLION_ERR_PROXY_UPSTREAM_CONNECT';
+    switch (kind) {
+      case 'timeout':
+        this.#c.stats.upstreamError(name, 'connect_timeout');
+        this.#local(504, 'upstream connect timeout\n', 'UF');
+        break;
+      case 'refused':
+        this.#c.stats.upstreamError(name, 'connect_refused');
+        this.#local(502, `upstream connect error: ${err?.message ?? 'refused'}\n`, 'UF');
+        break;
+      case 'no-endpoint':
+        this.#c.stats.upstreamError(name, 'no_endpoint');
+        this.#local(503, 'no upstream endpoint is available\n', 'UH');
+        break;
+      case 'overflow':
+        this.#c.stats.upstreamError(name, 'overflow');
+        this.#local(503, 'too many requests waiting for an upstream connection\n', 'UO');
+        break;
+    }
+  }
+
+  onUpstreamDrain(): void {
+    this.#unpause(P_BACKPRESSURE);
+  }
+
+  onUpstreamData(chunk: Buffer): void {
+    if (this.#state === ST_TUNNEL) {
+      this.#bytesOut += chunk.length;
+      if (!this.socket.write(chunk)) this.#up!.socket.pause();
+      return;
+    }
+    if (this.#state !== ST_EXCHANGE) return;
+    const s = this.socket;
+    s.cork();
+    if (this.#res === undefined) this.#readResponseHead(chunk);
+    else this.#forwardResponse(chunk, 0);
+    s.uncork();
+  }
+
+  #readResponseHead(chunk: Buffer): void {
+    let buf = chunk;
+    let scanFrom = 0;
+    if (this.#resBuf !== undefined) {
+      scanFrom = this.#resBuf.length;
+      buf = Buffer.concat([this.#resBuf, chunk]);
+      this.#resBuf = undefined;
+    }
+    let start = 0;
+    for (;;) {
+      const r = parseResponseHead(buf, start, buf.length, RESPONSE_LIMITS, Math.max(start, scanFrom));
+      if (r === undefined) {
+        this.#resBuf = start === 0 ? buf : buf.subarray(start);
+        return;
+      }
+      if (r instanceof HeadError) {
+        this.#upstreamProtocolError(`upstream sent an invalid response head: ${r.reason}`);
+        return;
+      }
+      start += r.size;
+      if (r.status === 101) {
+        if (this.#req!.upgrade === '' || !this.#req!.connection.includes('upgrade')) {
+          this.#upstreamProtocolError('upstream switched protocols without an upgrade request');
+          return;
+        }
+        this.#startTunnel(r, buf, start);
+        return;
+      }
+      if (r.status < 200) {
+        // Interim responses (100 Continue, 103 Early Hints) go to an HTTP/1.1 client as they are.
+        if (this.#req!.minor === 1) {
+          const h = serializeResponse(r, undefined, {
+            chunked: false,
+            close: false,
+            keepAlive10: false,
+            requestId: '',
+            upgrade: false,
+          });
+          this.#bytesOut += h.length;
+          this.socket.write(h, 'latin1');
+        }
+        continue;
+      }
+      this.#onResponseHead(r);
+      if (this.#state === ST_EXCHANGE && start < buf.length) this.#forwardResponse(buf, start);
+      return;
+    }
+  }
+
+  #onResponseHead(res: ResponseHead): void {
+    const req = this.#req!;
+    this.#res = res;
+    this.#status = res.status;
+    this.#upTime = performance.now() - this.#tUp;
+    if (this.#deadlineKind === D_RESPONSE) this.#deadlineKind = D_NONE;
+    const noBody = req.method === 'HEAD' || res.status === 204 || res.status === 304;
+    if (noBody) this.#resKind = B_NONE;
+    else if (res.chunked) {
+      this.#resKind = B_CHUNKED;
+      this.#dechunk = req.minor === 0;
+      this.#resChunks = new ChunkedReader(64 * 1024, this.#dechunk ? this.#writePayload : undefined);
+    } else if (res.contentLength !== -1) {
+      this.#resKind = res.contentLength > 0 ? B_LENGTH : B_NONE;
+      this.#resLeft = res.contentLength;
+    } else this.#resKind = B_CLOSE;
+    // The connection cannot carry another request when the response has no length (it ends at
+    // close), when an HTTP/1.0 client gets a de-chunked body, or when the request is still arriving.
+    if (this.#resKind === B_CLOSE || this.#dechunk || !this.#reqDone) this.#closeAfter = true;
+    const h = serializeResponse(res, this.#route, {
+      chunked: this.#resKind === B_CHUNKED && !this.#dechunk,
+      close: this.#closeAfter,
+      keepAlive10: req.minor === 0,
+      requestId: this.#c.headers.requestId ? this.#requestId : '',
+      upgrade: false,
+    });
+    this.#bytesOut += h.length;
+    this.socket.write(h, 'latin1');
+    if (this.#resKind === B_NONE) this.#responseDone(true);
+  }
+
+  #writePayload = (buf: Buffer, start: number, end: number): void => {
+    if (end > start) this.socket.write(buf.subarray(start, end));
+  };
+
+  #forwardResponse(buf: Buffer, start: number): void {
+    const end = buf.length;
+    let used: number;
+    let done = false;
+    switch (this.#resKind) {
+      case B_LENGTH: {
+        const n = Math.min(this.#resLeft, end - start);
+        used = start + n;
+        this.#resLeft -= n;
+        done = this.#resLeft === 0;
+        break;
+      }
+      case B_CHUNKED: {
+        used = this.#resChunks!.feed(buf, start, end);
+        if (used === -1) {
+          this.#upstreamProtocolError(`upstream sent invalid chunked framing: ${this.#resChunks!.error}`);
+          return;
+        }
+        done = this.#resChunks!.done;
+        break;
+      }
+      default:
+        used = end;
+    }
+    this.#bytesOut += used - start;
+    if (used > start && !this.#dechunk) {
+      if (!this.socket.write(start === 0 && used === end ? buf : buf.subarray(start, used)))
+        this.#up?.socket.pause();
+    }
+    if (done) this.#responseDone(used === end);
+  }
+
+  #responseDone(clean: boolean): void {
+    const up = this.#up;
+    this.#up = undefined;
+    if (up !== undefined) {
+      this.#upstream!.pool.release(up, clean && this.#res!.keepAlive && this.#reqDone);
+    }
+    // A response complete before its request body: the rest of the body cannot be told from a
+    // next request, so the connection closes after this response.
+    if (!this.#reqDone) this.#closeAfter = true;
+    this.#finish();
+  }
+
+  onUpstreamClose(_err: Error | undefined): void {
+    this.#up = undefined;
+    if (this.#state === ST_TUNNEL) {
+      this.socket.end();
+      return;
+    }
+    if (this.#state !== ST_EXCHANGE) return;
+    if (this.#res === undefined) {
+      // A reused keep-alive connection the upstream closed just as the request went out: send the
+      // request again on a fresh connection, once, if nothing of a body was lost.
+      if (this.#upReused && !this.#retried && this.#reqKind === B_NONE && this.#resBuf === undefined) {
+        this.#retried = true;
+        this.#state = ST_CONNECTING;
+        this.#upstream!.pool.acquire(this);
+        return;
+      }
+      this.#c.stats.upstreamError(this.#upstream!.name, 'reset');
+      this.#error = 'PILLION_ERR_PROXY_UPSTREAM_PROTOCOL';
+      this.#local(502, 'upstream closed the connection before responding\n', 'UC');
+      return;
+    }
+    if (this.#resKind === B_CLOSE) {
+      this.#responseDone(false);
+      return;
+    }
+    this.#c.stats.upstreamError(this.#upstream!.name, 'reset');
+    this.#flags = 'UC';
+    this.#error = 'PILLION_ERR_PROXY_UPSTREAM_PROTOCOL';
+    this.#abort();
+  }
+
+  #upstreamProtocolError(reason: string): void {
+    this.#c.stats.upstreamError(this.#upstream!.name, 'protocol');
+    this.#error = 'PILLION_ERR_PROXY_UPSTREAM_PROTOCOL';
+    const up = this.#up;
+    this.#up = undefined;
+    if (up !== undefined) {
+      up.owner = undefined;
+      up.socket.destroy();
+    }
+    if (this.#res === undefined) this.#local(502, `${reason}\n`, 'UPE');
+    else {
+      this.#flags = 'UPE';
+      this.#abort();
+    }
+  }
+
+  #upstreamTimeout(): void {
+    if (this.#upstream) this.#c.stats.upstreamError(this.#upstream.name, 'response_timeout');
+    this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
+    const up = this.#up;
+    this.#up = undefined;
+    if (up !== undefined) {
+      up.owner = undefined;
+      up.socket.destroy();
+    }
+    if (this.#state === ST_CONNECTING) this.#upstream?.pool.cancel(this);
+    if (!this.#reqDone) this.#closeAfter = true;
+    this.#state = ST_EXCHANGE;
+    this.#local(504, 'upstream response timeout\n', 'UT');
+  }
+
+  #startTunnel(res: ResponseHead, buf: Buffer, start: number): void {
+    this.#res = res;
+    this.#status = 101;
+    this.#upTime = performance.now() - this.#tUp;
+    this.#deadlineKind = D_NONE;
+    this.#requestDeadline = 0;
+    this.#state = ST_TUNNEL;
+    const h = serializeResponse(res, this.#route, {
+      chunked: false,
+      close: false,
+      keepAlive10: false,
+      requestId: '',
+      upgrade: true,
+    });
+    this.#bytesOut += h.length;
+    this.socket.write(h, 'latin1');
+    if (start < buf.length) this.socket.write(buf.subarray(start));
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (pending !== undefined) this.#up!.socket.write(pending);
+    this.#paused = 0;
+    this.socket.resume();
+  }
+
+  // --- ending an exchange --------------------------------------------------------------------------
+
+  /** A response the proxy writes itself; the exchange ends with it. */
+  #local(
+    status: number,
+    body: Buffer | string,
+    flags: string,
+    contentType = 'text/plain; charset=utf-8',
+    extra = '',
+  ): void {
+    if (this.#state === ST_CLOSED) return;
+    this.#status = status;
+    if (flags !== '') this.#flags = flags;
+    // Body bytes the client has not sent yet cannot be told from the next request: close after.
+    if (!this.#reqDone) this.#closeAfter = true;
+    const head = serializeLocal(status, body, contentType, {
+      close: this.#closeAfter,
+      requestId: this.#c.headers.requestId ? this.#requestId : '',
+      extra,
+      route: this.#route,
+    });
+    const s = this.socket;
+    s.cork();
+    s.write(head, 'latin1');
+    const bodyLen = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+    if (this.#req?.method !== 'HEAD' && bodyLen > 0) s.write(body);
+    s.uncork();
+    this.#bytesOut += head.length + (this.#req?.method !== 'HEAD' ? bodyLen : 0);
+    if (this.#up !== undefined) {
+      const up = this.#up;
+      this.#up = undefined;
+      up.owner = undefined;
+      up.socket.destroy();
+    }
+    this.#finish();
+  }
+
+  /** A bad request: answered with status, connection closed (the stream position is unknown). */
+  #reject(status: number, reason: string, code: ErrorCode): void {
+    this.#closeAfter = true;
+    this.#reqDone = false;
+    this.#error = code;
+    if (this.#req === undefined) this.#c.stats.active.value++; // #finish counts it down
+    this.#routeStats ??= this.#c.noRouteStats;
+    this.#state = ST_EXCHANGE;
+    this.#local(status, `${reason}\n`, 'LR');
+  }
+
+  /** The exchange ended badly mid-response: close both sides (the client sees a truncated body). */
+  #abort(): void {
+    const up = this.#up;
+    this.#up = undefined;
+    if (up !== undefined) {
+      up.owner = undefined;
+      up.socket.destroy();
+    }
+    this.#record();
+    this.#resetExchange();
+    this.#state = ST_CLOSED;
+    this.socket.destroy();
+  }
+
+  #finish(): void {
+    this.#record();
+    const close = this.#closeAfter;
+    this.#resetExchange();
+    if (close) {
+      this.#close();
+      return;
+    }
+    this.#state = ST_HEAD;
+    this.#setDeadline(D_IDLE, this.#c.timeouts.idle);
+    this.#paused = 0;
+    const pending = this.#pending;
+    if (pending !== undefined) {
+      this.#pending = undefined;
+      // Serve the next pipelined request on a later turn, so a long pipeline cannot grow the stack.
+      setImmediate(() => {
+        if (this.#state === ST_HEAD) this.#readHead(pending, 0);
+        if (this.#paused === 0 && this.#state !== ST_CLOSED) this.socket.resume();
+      });
+      return;
+    }
+    this.socket.resume();
+  }
+
+  #record(): void {
+    const c = this.#c;
+    if (this.#req === undefined && this.#status === 0) return;
+    c.stats.active.value--;
+    const now = performance.now();
+    const seconds = (now - this.#t0) / 1000;
+    const rs = this.#routeStats ?? c.noRouteStats;
+    const method = this.#req?.method ?? '-';
+    rs.count(method, this.#status);
+    observe(rs.duration, c.stats.stats.duration.bounds, seconds);
+    c.stats.bytesIn.value += this.#bytesIn;
+    c.stats.bytesOut.value += this.#bytesOut;
+    const log = c.accessLog;
+    if (log !== undefined) {
+      const req = this.#req;
+      const xff = req ? req.lower.indexOf('x-forwarded-for') : -1;
+      const ua = req ? req.lower.indexOf('user-agent') : -1;
+      log.write({
+        start_time: Date.now() - (now - this.#t0),
+        method,
+        path: req ? req.target : '-',
+        protocol: req ? (req.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0') : '-',
+        response_code: this.#status,
+        response_flags: this.#flags === '' ? '-' : this.#flags,
+        bytes_received: this.#bytesIn,
+        bytes_sent: this.#bytesOut,
+        duration: now - this.#t0,
+        upstream_service_time: this.#upTime >= 0 ? this.#upTime : null,
+        upstream_host: this.#upEndpoint?.key ?? null,
+        x_forwarded_for: xff !== -1 ? req!.values[xff]! : null,
+        user_agent: ua !== -1 ? req!.values[ua]! : null,
+        request_id: this.#requestId === '' ? null : this.#requestId,
+        authority: req && req.host !== '' ? req.host : null,
+        downstream_remote_address: this.#remote,
+        listener: c.listener,
+        route: this.#route?.name ?? null,
+        ...(this.#error !== undefined ? { error: this.#error } : {}),
+      });
+    }
+  }
+
+  #resetExchange(): void {
+    this.#req = undefined;
+    this.#route = undefined;
+    this.#routeStats = undefined;
+    this.#upstream = undefined;
+    this.#upHead = '';
+    this.#path = '';
+    this.#requestId = '';
+    this.#addRequestId = '';
+    this.#reqKind = B_NONE;
+    this.#reqLeft = 0;
+    this.#reqChunks = undefined;
+    this.#reqDone = false;
+    this.#res = undefined;
+    this.#resBuf = undefined;
+    this.#resKind = B_NONE;
+    this.#resLeft = 0;
+    this.#resChunks = undefined;
+    this.#dechunk = false;
+    this.#upTime = -1;
+    this.#bytesIn = 0;
+    this.#bytesOut = 0;
+    this.#status = 0;
+    this.#flags = '';
+    this.#error = undefined;
+    this.#retried = false;
+    this.#upEndpoint = undefined;
+    this.#requestDeadline = 0;
+    this.#deadlineKind = D_NONE;
+  }
+
+  #close(): void {
+    if (this.#state === ST_CLOSED) return;
+    this.#state = ST_CLOSED;
+    this.#deadlineKind = D_NONE;
+    this.socket.end();
+    // A client that never reads could hold the socket open; bound the wait for its FIN.
+    setTimeout(() => this.socket.destroy(), 5000).unref();
+  }
+
+  #setDeadline(kind: number, ms: number): void {
+    if (ms <= 0) {
+      this.#deadlineKind = D_NONE;
+      return;
+    }
+    this.#deadlineKind = kind;
+    this.#deadline = Date.now() + ms;
+  }
+
+  #pause(reason: number): void {
+    if (this.#paused === 0) this.socket.pause();
+    this.#paused |= reason;
+  }
+
+  #unpause(reason: number): void {
+    if ((this.#paused & reason) === 0) return;
+    this.#paused &= ~reason;
+    if (this.#paused === 0) this.socket.resume();
+  }
+
+  #handOffH2(buf: Buffer): void {
+    this.#state = ST_CLOSED;
+    this.#deadlineKind = D_NONE;
+    this.#c.connections.delete(this);
+    this.#c.stats.connections.value--;
+    const s = this.socket;
+    s.removeAllListeners('data');
+    s.removeAllListeners('drain');
+    s.removeAllListeners('end');
+    s.removeAllListeners('error');
+    s.removeAllListeners('close');
+    s.pause();
+    this.#c.h2c!(s, buf);
+  }
+}
+
+function startsWithPreface(buf: Buffer): boolean {
+  const n = Math.min(buf.length, PREFACE.length);
+  for (let i = 0; i < n; i++) if (buf[i] !== PREFACE[i]) return false;
+  return true;
+}
+
+function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}

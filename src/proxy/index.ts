@@ -1,0 +1,6 @@
+// The proxy capability's public surface: the inbound and outbound roles and their schemas.
+
+export { type InboundConfig, inboundSchema, type OutboundConfig, outboundSchema } from './config.js';
+export { inboundModule } from './inbound.js';
+export { outboundModule } from './outbound.js';
+export { ProxyModule } from './proxy-module.js';

@@ -1,0 +1,151 @@
+// One listening socket of the proxy: plain or TLS, HTTP (HTTP/1.1 and HTTP/2) or TCP. It owns its
+// connections, so it can switch them to a new config on reload and drain them on shutdown.
+
+import net from 'node:net';
+import type tls from 'node:tls';
+import type { Logger } from 'pino';
+import { formatAddress } from '../lib/address.js';
+import { PillionError } from '../lib/errors.js';
+import type { ListenerConfig } from './config.js';
+import type { H2Handler } from './http2/index.js';
+import { type Http1Context, ServerConnection } from './http1/server-connection.js';
+import { type TcpContext, forwardTcp } from './tcp-forwarder.js';
+import { CertStore } from './tls/index.js';
+
+export interface ListenerParts {
+  http: Http1Context | undefined;
+  tcp: TcpContext | undefined;
+  h2: H2Handler | undefined;
+}
+
+export class ProxyListener {
+  readonly name: string;
+  readonly config: ListenerConfig;
+  #server: net.Server | undefined;
+  #parts: ListenerParts;
+  #certs: CertStore | undefined;
+  #logger: Logger;
+  #maxConnections: number;
+
+  constructor(
+    name: string,
+    config: ListenerConfig,
+    parts: ListenerParts,
+    opts: { logger: Logger; maxConnections: number },
+  ) {
+    this.name = name;
+    this.config = config;
+    this.#parts = parts;
+    this.#logger = opts.logger;
+    this.#maxConnections = opts.maxConnections;
+  }
+
+  get address(): net.AddressInfo | undefined {
+    const a = this.#server?.address();
+    return a && typeof a === 'object' ? a : undefined;
+  }
+
+  get parts(): ListenerParts {
+    return this.#parts;
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.config;
+    if (cfg.tls) {
+      const alpn = cfg.mode === 'tcp' ? [] : cfg.http2 ? ['h2', 'http/1.1'] : ['http/1.1'];
+      this.#certs = await CertStore.load(
+        {
+          certificates: cfg.tls.certificates,
+          minVersion: cfg.tls.minVersion,
+          clientCertificate: cfg.tls.clientCertificate,
+          alpn,
+        },
+        { logger: this.#logger },
+      );
+      const { createServer } = await import('node:tls');
+      const server = createServer({ ...this.#certs.serverOptions(), allowHalfOpen: true, noDelay: true });
+      server.on('secureConnection', (s: tls.TLSSocket) => this.#accept(s, s.alpnProtocol === 'h2'));
+      // Handshake failures (wrong SNI, bad client certificate, scanners) are the client's problem.
+      server.on('tlsClientError', (err) =>
+        this.#logger.debug({ listener: this.name, err: err.message }, 'TLS handshake failed'),
+      );
+      this.#certs.watch(server);
+      this.#server = server;
+    } else {
+      this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#accept(s, false));
+    }
+    this.#server.maxConnections = this.#maxConnections;
+    const server = this.#server;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        reject(
+          new PillionError(
+            'PILLION_ERR_PROXY_LISTEN',
+            `listener ${this.name} cannot listen on ${formatAddress(cfg.address)}: ${err.code ?? err.message}`,
+            { cause: err },
+          ),
+        );
+      };
+      server.once('error', onError);
+      server.listen(
+        { host: cfg.address.host === '' ? undefined : cfg.address.host, port: cfg.address.port },
+        () => {
+          server.off('error', onError);
+          server.on('error', (err) =>
+            this.#logger.error({ listener: this.name, err: err.message }, 'listener error'),
+          );
+          resolve();
+        },
+      );
+    });
+  }
+
+  /** Applies reloaded routes, upstreams and limits; open connections use them for their next request. */
+  setParts(parts: ListenerParts): void {
+    const old = this.#parts;
+    this.#parts = parts;
+    if (old.http && parts.http) for (const c of [...old.http.connections]) c.setContext(parts.http);
+    if (parts.h2 && old.h2 && parts.h2 !== old.h2) old.h2.drain();
+  }
+
+  /** Stops accepting, asks every connection to finish its exchange and close. */
+  drain(): void {
+    this.#server?.close();
+    const p = this.#parts;
+    if (p.http) {
+      p.http.draining = true;
+      for (const c of [...p.http.connections]) c.drain();
+    }
+    p.h2?.drain();
+    if (p.tcp) for (const s of p.tcp.sockets) s.end();
+  }
+
+  /** Open client connections, of every protocol. */
+  get openConnections(): number {
+    const p = this.#parts;
+    return (p.http?.connections.size ?? 0) + (p.h2?.sessions ?? 0) + (p.tcp?.sockets.size ?? 0);
+  }
+
+  /** Closes everything now. */
+  close(): void {
+    this.#server?.close();
+    this.#certs?.close();
+    const p = this.#parts;
+    if (p.http) for (const c of [...p.http.connections]) c.socket.destroy();
+    p.h2?.close();
+    if (p.tcp) for (const s of [...p.tcp.sockets]) s.destroy();
+  }
+
+  tick(now: number): void {
+    const http = this.#parts.http;
+    if (http) for (const c of http.connections) c.tick(now);
+  }
+
+  #accept(socket: net.Socket, h2: boolean): void {
+    const p = this.#parts;
+    if (p.tcp) forwardTcp(socket, p.tcp);
+    else if (h2 && p.h2) p.h2.accept(socket);
+    else if (p.http) new ServerConnection(socket, p.http);
+    else socket.destroy();
+  }
+}

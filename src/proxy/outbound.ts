@@ -1,0 +1,55 @@
+// The outbound role (the ambassador): the app calls http://127.0.0.1:15001/<upstream>/path, or
+// sends `Host: <upstream>`, and the request goes to that upstream's endpoints with the Host
+// rewritten to the service's own name.
+
+import type { ModuleDefinition } from '../runtime/module.js';
+import type { OutboundConfig, RouteConfig } from './config.js';
+import { ProxyModule, type ProxySettings } from './proxy-module.js';
+import { type CompiledRoute, compileRoute } from './router.js';
+import { Upstream } from './upstream/upstream.js';
+
+const EMPTY_EDITS = { add: {}, remove: [] };
+
+export function outboundSettings(c: OutboundConfig): ProxySettings {
+  const routes: CompiledRoute[] = [];
+  for (const [name, up] of Object.entries(c.upstreams)) {
+    const host = Upstream.hostHeaderFor(up.endpoints[0]!, up.tls !== undefined);
+    const byHost: RouteConfig = {
+      name: `${name}-host`,
+      match: { host: name, headers: [] },
+      upstream: name,
+      requestHeaders: EMPTY_EDITS,
+      responseHeaders: EMPTY_EDITS,
+    };
+    const byPath: RouteConfig = {
+      name,
+      match: { prefix: `/${name}`, headers: [] },
+      upstream: name,
+      rewritePrefix: '/',
+      requestHeaders: EMPTY_EDITS,
+      responseHeaders: EMPTY_EDITS,
+    };
+    routes.push(compileRoute(byHost, routes.length, host), compileRoute(byPath, routes.length + 1, host));
+  }
+  return {
+    section: 'outbound',
+    listeners: [{ name: 'outbound', address: c.listener.address, mode: 'http', http2: c.listener.http2 }],
+    routes,
+    upstreams: c.upstreams,
+    rewriteHost: true,
+    timeouts: c.timeouts,
+    limits: c.limits,
+    http2: c.http2,
+    headers: c.headers,
+    accessLog: c.accessLog,
+    readinessGate: false,
+  };
+}
+
+export function outboundModule(): ModuleDefinition<OutboundConfig> {
+  return {
+    name: 'outbound',
+    section: (config) => config.outbound,
+    create: (section, ctx) => new ProxyModule(section, outboundSettings, ctx),
+  };
+}

@@ -1,0 +1,248 @@
+// The proxy as a runtime module: builds listeners, routes and upstream pools from settings,
+// swaps routes and upstreams in place on reload (listeners changing needs a restart), and drains
+// connections on shutdown. The inbound and outbound roles are this module with different
+// settings (see inbound.ts and outbound.ts).
+
+import type { Logger } from 'pino';
+import type { Clock } from '../lib/clock.js';
+import type { Registry } from '../metrics/index.js';
+import type { HealthSignal } from '../runtime/health-signal.js';
+import type { Module, Readiness, ReloadResult } from '../runtime/module.js';
+import { AccessLog } from './access-log.js';
+import type {
+  AccessLogConfig,
+  HeadersConfig,
+  Http2Config,
+  LimitsConfig,
+  ListenerConfig,
+  TimeoutsConfig,
+  UpstreamConfig,
+} from './config.js';
+import type { Http1Context } from './http1/server-connection.js';
+import { type ListenerParts, ProxyListener } from './listener.js';
+import type { CompiledRoute } from './router.js';
+import { ListenerStats, ProxyStats } from './stats.js';
+import type { TcpContext } from './tcp-forwarder.js';
+import { Upstream } from './upstream/upstream.js';
+
+/** Everything the proxy needs, in the form both roles produce. */
+export interface ProxySettings {
+  section: 'inbound' | 'outbound';
+  listeners: (ListenerConfig & { name: string })[];
+  routes: CompiledRoute[];
+  upstreams: Record<string, UpstreamConfig>;
+  /** Upstreams whose Host header is rewritten to their own name (outbound). */
+  rewriteHost: boolean;
+  timeouts: TimeoutsConfig;
+  limits: LimitsConfig;
+  http2: Http2Config;
+  headers: HeadersConfig;
+  accessLog: AccessLogConfig | undefined;
+  readinessGate: boolean;
+}
+
+export interface ProxyDeps {
+  logger: Logger;
+  metrics: Registry;
+  clock: Clock;
+  appHealth: HealthSignal;
+}
+
+interface Built {
+  upstreams: Map<string, Upstream>;
+  parts: ListenerParts[];
+}
+
+export class ProxyModule<S> implements Module<S> {
+  #toSettings: (section: S) => ProxySettings;
+  #settings: ProxySettings;
+  #deps: ProxyDeps;
+  #stats: ProxyStats;
+  #listeners: ProxyListener[] = [];
+  #built: Built | undefined;
+  #accessLog: AccessLog | undefined;
+  #accessLogKey = '';
+  #ticker: NodeJS.Timeout | undefined;
+  #ready = false;
+
+  constructor(section: S, toSettings: (section: S) => ProxySettings, deps: ProxyDeps) {
+    this.#toSettings = toSettings;
+    this.#settings = toSettings(section);
+    this.#deps = deps;
+    this.#stats = new ProxyStats(deps.metrics, this.#settings.section);
+  }
+
+  /** Bound addresses, by listener name (port 0 resolves here). */
+  addresses(): Map<string, { address: string; port: number }> {
+    const out = new Map<string, { address: string; port: number }>();
+    for (const l of this.#listeners) {
+      const a = l.address;
+      if (a) out.set(l.name, { address: a.address, port: a.port });
+    }
+    return out;
+  }
+
+  async start(): Promise<void> {
+    const built = await this.#build(this.#settings);
+    this.#built = built;
+    const s = this.#settings;
+    try {
+      for (let i = 0; i < s.listeners.length; i++) {
+        const cfg = s.listeners[i]!;
+        const l = new ProxyListener(cfg.name, cfg, built.parts[i]!, {
+          logger: this.#deps.logger,
+          maxConnections: s.limits.maxConnections,
+        });
+        await l.start();
+        this.#listeners.push(l);
+        const a = l.address;
+        this.#deps.logger.info(
+          {
+            section: s.section,
+            listener: cfg.name,
+            address: a ? `${a.address}:${a.port}` : undefined,
+            tls: cfg.tls !== undefined,
+            mode: cfg.mode,
+          },
+          'proxy listening',
+        );
+      }
+    } catch (err) {
+      for (const l of this.#listeners) l.close();
+      this.#listeners = [];
+      this.#dispose(built);
+      throw err;
+    }
+    this.#startTicker();
+    this.#ready = true;
+  }
+
+  async reload(section: S): Promise<ReloadResult> {
+    const next = this.#toSettings(section);
+    if (listenersKey(next) !== listenersKey(this.#settings)) return 'restart-needed';
+    const built = await this.#build(next);
+    const old = this.#built;
+    this.#settings = next;
+    this.#built = built;
+    this.#listeners.forEach((l, i) => l.setParts(built.parts[i]!));
+    if (old) this.#dispose(old);
+    this.#startTicker();
+    return 'applied';
+  }
+
+  async drain(deadline: number): Promise<void> {
+    this.#ready = false;
+    for (const l of this.#listeners) l.drain();
+    const clock = this.#deps.clock;
+    while (clock.now() < deadline && this.#listeners.some((l) => l.openConnections > 0)) {
+      await new Promise<void>((resolve) => clock.setTimeout(resolve, 25));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#ready = false;
+    if (this.#ticker) clearInterval(this.#ticker);
+    for (const l of this.#listeners) l.close();
+    this.#listeners = [];
+    if (this.#built) this.#dispose(this.#built);
+    this.#built = undefined;
+    await this.#accessLog?.close();
+    this.#accessLog = undefined;
+  }
+
+  readiness(): Readiness {
+    return this.#ready
+      ? { ready: true }
+      : { ready: false, reason: `${this.#settings.section} proxy not listening` };
+  }
+
+  async #build(s: ProxySettings): Promise<Built> {
+    const logger = this.#deps.logger;
+    const upstreams = new Map<string, Upstream>();
+    for (const [name, cfg] of Object.entries(s.upstreams)) {
+      upstreams.set(
+        name,
+        new Upstream(name, cfg, { logger, timeouts: s.timeouts, rewriteHost: s.rewriteHost }),
+      );
+    }
+    await Promise.all([...upstreams.values()].map((u) => u.start()));
+    const logKey = JSON.stringify(s.accessLog ?? null);
+    if (logKey !== this.#accessLogKey) {
+      const old = this.#accessLog;
+      this.#accessLog = s.accessLog
+        ? AccessLog.open(s.accessLog, {
+            onError: (err) =>
+              logger.warn({ section: s.section, err: err.message }, 'access log write failed'),
+          })
+        : undefined;
+      this.#accessLogKey = logKey;
+      void old?.close();
+    }
+    const health = this.#deps.appHealth;
+    const parts = s.listeners.map((l): ListenerParts => {
+      const stats = new ListenerStats(this.#stats, l.name);
+      if (l.mode === 'tcp') {
+        const tcp: TcpContext = {
+          listener: l.name,
+          upstream: upstreams.get(l.upstream ?? 'app')!,
+          connectTimeoutMs: s.timeouts.upstreamConnect,
+          idleTimeoutMs: s.timeouts.idle,
+          stats,
+          logger,
+          sockets: new Set(),
+        };
+        return { http: undefined, tcp, h2: undefined };
+      }
+      const http: Http1Context = {
+        listener: l.name,
+        secure: l.tls !== undefined,
+        routes: s.routes,
+        routeStats: s.routes.map((r) => stats.route(r.name)),
+        noRouteStats: stats.route('-'),
+        upstreams,
+        limits: s.limits,
+        timeouts: s.timeouts,
+        headers: s.headers,
+        readinessGate: s.readinessGate,
+        appHealthy: () => health.healthy,
+        draining: false,
+        stats,
+        accessLog: this.#accessLog,
+        h2c: undefined,
+        connections: new Set(),
+      };
+      const h2 = l.http2 ? this.#h2For(http, s) : undefined;
+      if (h2 && !l.tls) http.h2c = (socket, head) => h2.accept(socket, head);
+      return { http, tcp: undefined, h2 };
+    });
+    return { upstreams, parts };
+  }
+
+  #h2For(_http: Http1Context, _s: ProxySettings): ListenerParts['h2'] {
+    return undefined;
+  }
+
+  #dispose(built: Built): void {
+    for (const u of built.upstreams.values()) u.close();
+  }
+
+  #startTicker(): void {
+    if (this.#ticker) clearInterval(this.#ticker);
+    const t = this.#settings.timeouts;
+    const shortest = Math.min(
+      ...[t.requestHead, t.idle, t.request, t.upstreamResponse].filter((ms) => ms > 0),
+    );
+    // Deadlines are checked at a quarter of the shortest timeout (10 ms..250 ms): coarse enough to
+    // cost nothing per request, fine enough that a timeout fires close to when it is due.
+    const every = Math.max(10, Math.min(250, Math.floor(shortest / 4)));
+    this.#ticker = setInterval(() => {
+      const now = Date.now();
+      for (const l of this.#listeners) l.tick(now);
+    }, every);
+    this.#ticker.unref();
+  }
+}
+
+function listenersKey(s: ProxySettings): string {
+  return JSON.stringify(s.listeners) + JSON.stringify(s.http2) + s.limits.maxConnections;
+}

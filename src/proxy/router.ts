@@ -1,0 +1,171 @@
+// Routes compiled once at config load: each request is matched by a plain loop over prepared
+// conditions (no closures or allocations per request). The first route that matches wins.
+
+import type { RouteConfig } from './config.js';
+
+export interface HeaderCondition {
+  lower: string;
+  exact: string | undefined;
+  re: RegExp | undefined;
+  present: boolean;
+}
+
+export interface DirectResponse {
+  status: number;
+  body: Buffer;
+  contentType: string;
+}
+
+export interface CompiledRoute {
+  name: string;
+  index: number;
+  /** 0 any path, 1 prefix, 2 exact, 3 regex. */
+  pathKind: 0 | 1 | 2 | 3;
+  pathValue: string;
+  pathRe: RegExp | undefined;
+  methods: Set<string> | undefined;
+  /** Exact host, lower-case; or a wildcard's suffix (".example.com") when hostWildcard. */
+  host: string | undefined;
+  hostWildcard: boolean;
+  headers: HeaderCondition[];
+  /** `app` or an upstream name; undefined with a direct response. */
+  upstream: string | undefined;
+  rewritePrefix: string | undefined;
+  direct: DirectResponse | undefined;
+  /** Pre-serialized "name: value\r\n" lines added to the request, and names removed or replaced (lower-case). */
+  requestAdd: string;
+  requestDrop: Set<string>;
+  responseAdd: string;
+  responseDrop: Set<string>;
+  /** Rewrite Host to this (outbound: the service's name), or undefined to keep the client's. */
+  hostRewrite: string | undefined;
+}
+
+export function compileRoutes(routes: RouteConfig[]): CompiledRoute[] {
+  return routes.map((r, index) => compileRoute(r, index));
+}
+
+export function compileRoute(r: RouteConfig, index: number, hostRewrite?: string): CompiledRoute {
+  const m = r.match;
+  const pathKind = m.prefix !== undefined ? 1 : m.exact !== undefined ? 2 : m.regex !== undefined ? 3 : 0;
+  let host = m.host?.toLowerCase();
+  let hostWildcard = false;
+  if (host?.startsWith('*.')) {
+    host = host.slice(1);
+    hostWildcard = true;
+  }
+  return {
+    name: r.name ?? `route-${index}`,
+    index,
+    pathKind,
+    pathValue: m.prefix ?? m.exact ?? '',
+    pathRe: m.regex !== undefined ? new RegExp(`^(?:${m.regex})$`) : undefined,
+    methods: m.methods ? new Set(m.methods.map((x) => x.toUpperCase())) : undefined,
+    host,
+    hostWildcard,
+    headers: m.headers.map((h) => ({
+      lower: h.name.toLowerCase(),
+      exact: h.exact,
+      re: h.regex !== undefined ? new RegExp(h.regex) : undefined,
+      present: h.present ?? true,
+    })),
+    upstream: r.directResponse ? undefined : (r.upstream ?? 'app'),
+    rewritePrefix: r.rewritePrefix,
+    direct: r.directResponse
+      ? {
+          status: r.directResponse.status,
+          body: Buffer.from(r.directResponse.body),
+          contentType: r.directResponse.contentType,
+        }
+      : undefined,
+    requestAdd: serializeHeaders(r.requestHeaders.add),
+    requestDrop: dropSet(r.requestHeaders),
+    responseAdd: serializeHeaders(r.responseHeaders.add),
+    responseDrop: dropSet(r.responseHeaders),
+    hostRewrite,
+  };
+}
+
+function serializeHeaders(add: Record<string, string>): string {
+  let s = '';
+  for (const [k, v] of Object.entries(add)) s += `${k}: ${v}\r\n`;
+  return s;
+}
+
+function dropSet(edits: { add: Record<string, string>; remove: string[] }): Set<string> {
+  return new Set([...edits.remove, ...Object.keys(edits.add)].map((n) => n.toLowerCase()));
+}
+
+/** Host without port, lower-case; handles [v6]:port. */
+export function hostOnly(host: string): string {
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return host.slice(0, end + 1).toLowerCase();
+  }
+  const colon = host.indexOf(':');
+  return (colon === -1 ? host : host.slice(0, colon)).toLowerCase();
+}
+
+/**
+ * The first route that matches, or undefined. `host` is the Host header without port, lower-case;
+ * `lower`/`values` are the request's header names (lower-case) and values.
+ */
+export function matchRoute(
+  routes: CompiledRoute[],
+  method: string,
+  path: string,
+  host: string,
+  lower: string[],
+  values: string[],
+): CompiledRoute | undefined {
+  outer: for (let i = 0; i < routes.length; i++) {
+    const r = routes[i]!;
+    switch (r.pathKind) {
+      case 1: {
+        const pre = r.pathValue;
+        if (
+          !path.startsWith(pre) ||
+          (path.length !== pre.length && !pre.endsWith('/') && path.charCodeAt(pre.length) !== 0x2f)
+        )
+          continue;
+        break;
+      }
+      case 2:
+        if (path !== r.pathValue) continue;
+        break;
+      case 3:
+        if (!r.pathRe!.test(path)) continue;
+        break;
+    }
+    if (r.methods && !r.methods.has(method)) continue;
+    if (r.host !== undefined) {
+      if (r.hostWildcard) {
+        if (!host.endsWith(r.host) || host.indexOf('.') !== host.length - r.host.length) continue;
+      } else if (host !== r.host) continue;
+    }
+    for (let h = 0; h < r.headers.length; h++) {
+      const c = r.headers[h]!;
+      const at = lower.indexOf(c.lower);
+      if (at === -1) {
+        if (c.present || c.exact !== undefined || c.re !== undefined) continue outer;
+        continue;
+      }
+      if (c.exact === undefined && c.re === undefined && !c.present) continue outer;
+      const v = values[at]!;
+      if (c.exact !== undefined && v !== c.exact) continue outer;
+      if (c.re !== undefined && !c.re.test(v)) continue outer;
+    }
+    return r;
+  }
+  return undefined;
+}
+
+/** The path to forward: the matched prefix replaced by rewritePrefix, if the route says so. */
+export function rewritePath(r: CompiledRoute, path: string): string {
+  if (r.rewritePrefix === undefined) return path;
+  const rest = path.slice(r.pathValue.length);
+  if (r.rewritePrefix.endsWith('/') && rest.startsWith('/')) return r.rewritePrefix + rest.slice(1);
+  if (!r.rewritePrefix.endsWith('/') && rest !== '' && !rest.startsWith('/'))
+    return `${r.rewritePrefix}/${rest}`;
+  return r.rewritePrefix + rest;
+}

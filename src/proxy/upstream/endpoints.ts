@@ -1,0 +1,135 @@
+// The endpoints of one upstream: static addresses, and DNS names resolved in the background and
+// re-resolved when their records expire, so a service that moves is followed without a restart.
+// Picking is round-robin over every resolved address.
+
+import { promises as dns } from 'node:dns';
+import { isIP } from 'node:net';
+import type { Logger } from 'pino';
+import type { Address } from '../../lib/address.js';
+
+export interface Endpoint {
+  /** IP to connect to. */
+  ip: string;
+  port: number;
+  /** The configured host (DNS name or IP), for Host rewriting and TLS server names. */
+  host: string;
+  /** "ip:port", also the pool key. */
+  key: string;
+}
+
+interface Target {
+  host: string;
+  port: number;
+  resolved: Endpoint[];
+}
+
+const MIN_REFRESH_MS = 1000;
+
+export class Endpoints {
+  #targets: Target[];
+  #all: Endpoint[] = [];
+  #next = 0;
+  #refreshMs: number;
+  #logger: Logger;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #resolve: (host: string) => Promise<{ address: string; ttl: number }[]>;
+
+  constructor(
+    addresses: Address[],
+    opts: {
+      refreshMs: number;
+      logger: Logger;
+      resolve?: (host: string) => Promise<{ address: string; ttl: number }[]>;
+    },
+  ) {
+    this.#refreshMs = opts.refreshMs;
+    this.#logger = opts.logger;
+    this.#resolve = opts.resolve ?? resolveHost;
+    this.#targets = addresses.map((a) => {
+      const host = a.host === '' ? '127.0.0.1' : a.host;
+      const ip = isIP(host) ? host : undefined;
+      return {
+        host,
+        port: a.port,
+        resolved: ip ? [{ ip, port: a.port, host, key: `${ip}:${a.port}` }] : [],
+      };
+    });
+    this.#rebuild();
+  }
+
+  /** Resolves every DNS name once; the upstream is usable when this settles. */
+  async start(): Promise<void> {
+    await this.#refresh();
+  }
+
+  /** The next endpoint, round-robin; undefined when nothing resolved. */
+  pick(): Endpoint | undefined {
+    const all = this.#all;
+    if (all.length === 0) return undefined;
+    if (this.#next >= all.length) this.#next = 0;
+    return all[this.#next++];
+  }
+
+  get size(): number {
+    return this.#all.length;
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+  }
+
+  async #refresh(): Promise<void> {
+    let minTtl = Number.POSITIVE_INFINITY;
+    let hasNames = false;
+    await Promise.all(
+      this.#targets.map(async (t) => {
+        if (isIP(t.host)) return;
+        hasNames = true;
+        try {
+          const records = await this.#resolve(t.host);
+          if (records.length === 0) throw new Error('no addresses');
+          t.resolved = records.map((r) => ({
+            ip: r.address,
+            port: t.port,
+            host: t.host,
+            key: `${r.address}:${t.port}`,
+          }));
+          for (const r of records) if (r.ttl > 0) minTtl = Math.min(minTtl, r.ttl * 1000);
+        } catch (err) {
+          // Keep the last good addresses: a DNS outage should not take a working upstream down.
+          this.#logger.warn(
+            { code: 'PILLION_ERR_PROXY_UPSTREAM_CONNECT', host: t.host, err: (err as Error).message },
+            'upstream DNS name did not resolve; keeping the last known addresses',
+          );
+        }
+      }),
+    );
+    this.#rebuild();
+    if (hasNames && !this.#closed) {
+      const wait = Math.max(MIN_REFRESH_MS, Math.min(this.#refreshMs, minTtl));
+      this.#timer = setTimeout(() => void this.#refresh(), wait);
+      this.#timer.unref();
+    }
+  }
+
+  #rebuild(): void {
+    this.#all = this.#targets.flatMap((t) => t.resolved);
+  }
+}
+
+/** A/AAAA with TTLs; names only the system resolver knows (/etc/hosts, "localhost") fall back to lookup. */
+async function resolveHost(host: string): Promise<{ address: string; ttl: number }[]> {
+  const [v4, v6] = await Promise.allSettled([
+    dns.resolve4(host, { ttl: true }),
+    dns.resolve6(host, { ttl: true }),
+  ]);
+  const out = [
+    ...(v4.status === 'fulfilled' ? v4.value : []),
+    ...(v6.status === 'fulfilled' ? v6.value : []),
+  ];
+  if (out.length > 0) return out;
+  const looked = await dns.lookup(host, { all: true });
+  return looked.map((l) => ({ address: l.address, ttl: 0 }));
+}
