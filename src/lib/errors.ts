@@ -194,23 +194,28 @@ export const ERROR_CATALOGUE = {
     fix: 'Define the upstream under `upstreams:` of the same section, or use `app`.',
   },
   PILLION_ERR_PROXY_BAD_REQUEST: {
-    description: 'A client sent a request that HTTP/1.1 (RFC 9112) does not allow or that could be read two ways; it was answered 400 and not forwarded.',
+    description:
+      'A client sent a request that HTTP/1.1 (RFC 9112) does not allow or that could be read two ways; it was answered 400 and not forwarded.',
     fix: "Fix the client. The access log's `error` field says which rule the request broke.",
   },
   PILLION_ERR_PROXY_UPSTREAM_CONNECT: {
-    description: 'The upstream refused the connection, could not be resolved, or did not accept it within the connect timeout; the client got 502 or 504.',
+    description:
+      'The upstream refused the connection, could not be resolved, or did not accept it within the connect timeout; the client got 502 or 504.',
     fix: 'Check that the upstream is listening at the configured address, and its DNS name.',
   },
   PILLION_ERR_PROXY_UPSTREAM_TIMEOUT: {
-    description: 'The upstream accepted the request but did not answer within the response timeout; the client got 504.',
+    description:
+      'The upstream accepted the request but did not answer within the response timeout; the client got 504.',
     fix: 'Raise `timeouts.upstreamResponse`, or find out why the upstream is slow.',
   },
   PILLION_ERR_PROXY_UPSTREAM_PROTOCOL: {
-    description: 'The upstream sent a response that is not valid HTTP, or closed the connection before a whole response; the client got 502.',
+    description:
+      'The upstream sent a response that is not valid HTTP, or closed the connection before a whole response; the client got 502.',
     fix: 'Check that the upstream speaks the protocol configured for it (`protocol: http1` or `h2`) and does not crash mid-response.',
   },
   PILLION_ERR_TLS_FILE: {
-    description: 'A certificate, key or CA file could not be read or parsed, or a key does not match its certificate.',
+    description:
+      'A certificate, key or CA file could not be read or parsed, or a key does not match its certificate.',
     fix: 'Check the paths and that the files are PEM; on a reload the previous certificate stays in use until the files are fixed.',
   },
 
