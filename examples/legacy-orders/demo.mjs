@@ -13,7 +13,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const cli = join(here, '..', '..', 'dist', 'cli', 'main.js');
 const stateDir = process.env.PILLION_STATE_DIR ?? mkdtempSync(join(tmpdir(), 'pillion-demo-'));
 
-for (const port of [8080, 15000]) {
+for (const port of [8080, 8443, 15000]) {
   if (!(await isFree(port))) {
     console.error(`port ${port} on 127.0.0.1 is in use; stop whatever holds it and run npm start again`);
     process.exit(1);
@@ -30,12 +30,17 @@ if (process.getuid?.() !== 0) {
 console.log(`
   pillion pod up examples/legacy-orders/pod.yaml
     prepare-config  init container: renders the app's config.json into a shared volume
-    pillion         native sidecar: admin API on 127.0.0.1:15000, watches the app's health
+    make-cert       init container: a throwaway certificate for localhost
+    pillion         native sidecar: HTTPS on 127.0.0.1:8443 in front of the app, request ids,
+                    access log; admin API on 127.0.0.1:15000, watches the app's health
     orders          the legacy app, unchanged: plain HTTP on 127.0.0.1:8080
 
   Try, from another terminal (add --state-dir ${stateDir} to pod commands):
     curl -i localhost:15000/readyz           503 until the app answers its health check, then 200
     curl -d '{"item":"book","amount":20}' localhost:8080/orders     the app itself (10% discount from its rendered config)
+    curl -ki -d '{"item":"book","amount":20}' https://localhost:8443/orders
+                                             the same app over HTTPS: x-request-id, HSTS, an access log line
+    curl -ki https://localhost:8443/internal/metrics                 404: the sidecar keeps internals private
     curl localhost:15000/metrics             Prometheus metrics of the sidecar
     pillion pod status legacy-orders         containers, readiness, restarts (npx pillion ... from the repo)
     pillion pod logs legacy-orders pillion   the sidecar's logs, from the CRI log files
