@@ -235,9 +235,21 @@ function cpuSeconds(rootPid) {
 
 // Machine-wide CPU use, to tell how much of a run's time went to processes outside the benchmark
 // (a build on the same host, say) and to the hypervisor (steal).
+// Per core it counts interrupt time too: whether a core was saturated, whatever it was doing.
 function systemSeconds() {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return { busy: (f[0] + f[1] + f[2]) / clockTicks, steal: (f[7] ?? 0) / clockTicks };
+  const out = { busy: 0, steal: 0, cores: {} };
+  for (const line of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d*)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const f = m[2].split(/\s+/).map(Number);
+    if (m[1] === '') {
+      out.busy = (f[0] + f[1] + f[2]) / clockTicks;
+      out.steal = (f[7] ?? 0) / clockTicks;
+    } else {
+      out.cores[m[1]] = (f[0] + f[1] + f[2] + f[5] + f[6]) / clockTicks;
+    }
+  }
+  return out;
 }
 
 // What the benchmark itself uses: this process, its reaped children (wrk), the backend and the peer.
@@ -323,7 +335,7 @@ function installReflectMetadata() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Peers. Each start function returns { pid, base } (base: the URL without a path) or throws
+// Peers. Each start function returns { child, base } (base: the URL without a path) or throws
 // PeerStartError; `tlsFiles` is set for the TLS listener, null for plain HTTP.
 
 function nginxCommon(dir) {
@@ -479,10 +491,10 @@ async function servePeer(kind, { listen, upstream, cert, key }) {
   }
 }
 
-/**
- * Pillion's inbound proxy in front of the backend. This is the one place that knows pillion's
- * config: adjust `pillionConfig` as the inbound schema settles.
- */
+// ---------------------------------------------------------------------------------------------
+// Pillion. The one place that knows pillion's config: adjust `pillionConfig` as the inbound schema
+// settles. Ready means the admin server's /readyz answers 200 (it waits for the app's health check).
+
 function pillionConfig({ adminPort, port, backendPort, tlsFiles }) {
   const tlsLine = tlsFiles
     ? `\n      tls: { certificates: [ { cert: ${JSON.stringify(tlsFiles.cert)}, key: ${JSON.stringify(tlsFiles.key)} } ] }`
@@ -568,6 +580,7 @@ function parseWrk(out) {
   const p50 = /^\s+50%\s+(\S+)/m.exec(out);
   const p99 = /^\s+99%\s+(\S+)/m.exec(out);
   const total = /^\s*(\d+) requests in ([\d.]+\w+),/m.exec(out);
+  const stats = /^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)/m.exec(out);
   if (!rps || !p50 || !p99 || !total) return null;
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
@@ -582,6 +595,8 @@ function parseWrk(out) {
     rps: Number(rps[1]),
     p50Us: parseTimeUs(p50[1]),
     p99Us: parseTimeUs(p99[1]),
+    meanUs: parseTimeUs(stats?.[1]),
+    maxUs: parseTimeUs(stats?.[3]),
     requests: Number(total[1]),
     seconds: parseTimeUs(total[2]) / 1e6,
     errors,
@@ -612,6 +627,7 @@ async function measure(peer, scenario, connections, opts) {
   const before = snapshot(pids);
   const result = await runWrk(url, { connections, seconds: opts.duration, core: opts.loadCore });
   const after = snapshot(pids);
+  result.connections = connections;
   if (pids.peer) {
     const cpu = after.peer - before.peer;
     result.cpuSeconds = cpu;
@@ -621,6 +637,9 @@ async function measure(peer, scenario, connections, opts) {
   // Shares of one core over the run; a few percent is the kernel's own work.
   result.otherCpu = Math.max(0, after.busy - before.busy - (after.ours - before.ours)) / result.seconds;
   result.steal = (after.steal - before.steal) / result.seconds;
+  const coreBusy = (core) => (after.cores[core] - before.cores[core]) / result.seconds;
+  result.loadCoreBusy = coreBusy(opts.loadCore);
+  result.proxyCoreBusy = coreBusy(opts.proxyCore);
   if (peer.child && !isRunning(peer.child)) {
     result.crashed = `exited during the run: ${tail(peer.child.stderrText, 400)}`;
   }
@@ -916,8 +935,13 @@ function buildReport(opts, results, resources, tlsNegotiated) {
     const other = Math.max(...runs.map((r) => r.otherCpu));
     const steal = Math.max(...runs.map((r) => r.steal));
     const pct = (n) => `${(n * 100).toFixed(0)}%`;
+    const load = runs.filter((r) => r.connections === CONNECTIONS).map((r) => r.loadCoreBusy);
     const warn = other > NOISY_SHARE || steal > NOISY_SHARE ? '⚠ noisy host, rerun: ' : '';
-    return `${warn}other processes used up to ${pct(other)} of a core during these runs; steal up to ${pct(steal)}.`;
+    const loadText =
+      load.length > 0
+        ? `wrk+backend core ${opts.loadCore} busy ${pct(Math.min(...load))}–${pct(Math.max(...load))} at ${CONNECTIONS} connections; `
+        : '';
+    return `${warn}${loadText}other processes used up to ${pct(other)} of a core; steal up to ${pct(steal)}.`;
   };
 
   for (const s of opts.scenarios) {
@@ -943,6 +967,9 @@ function buildReport(opts, results, resources, tlsNegotiated) {
         .filter((p) => tlsNegotiated[p])
         .map((p) => `${label(p)} ${tlsNegotiated[p]}`);
       if (negotiated.length > 0) lines.push(`Negotiated: ${negotiated.join('; ')}.`, '');
+      if (opts.peers.includes('direct')) {
+        lines.push(`direct: the backend terminates TLS itself, on core ${opts.loadCore} beside wrk.`, '');
+      }
     }
     if (s.name === '12B') {
       const direct = results[s.name].direct?.c1 ?? null;
@@ -963,8 +990,9 @@ function buildReport(opts, results, resources, tlsNegotiated) {
     }
   }
 
-  // CPU per 10k requests and how busy the proxy's core was: a proxy below ~95% busy was not the
-  // bottleneck (wrk and the backend on the other core were), so its req/s understates it.
+  // CPU per 10k requests and how busy the proxy's core was: a proxy well below 100% was not what
+  // limited its run (the other core, wake-up latency or other processes were), so its req/s
+  // understates what it can do; CPU per request is the steadier comparison.
   const procPeers = opts.peers.filter((p) => p !== 'direct');
   if (procPeers.length > 0) {
     lines.push(
@@ -988,7 +1016,8 @@ function buildReport(opts, results, resources, tlsNegotiated) {
     });
     lines.push(table(header, rows), '');
     lines.push(
-      'RSS sums the process tree (nginx: master and worker); the TLS scenario runs in its own process.',
+      'A proxy core well below 100% busy means something else limited that run; compare CPU per request. ' +
+        'RSS sums the process tree (nginx: master and worker); the TLS scenario runs in its own process.',
       '',
     );
   }

@@ -9,19 +9,17 @@
 # :80 would otherwise compete with the benchmark for CPU and ports).
 set -euo pipefail
 
-# Binary -> Debian package. Add a line to support a new peer.
+# Binary -> Debian package. Add a line to support a new peer (e.g. [syslog-ng]=syslog-ng-core), and
+# add its name to DAEMONS below if its package starts a system service.
 declare -A PACKAGE_OF=(
   [nginx]=nginx-light
   [haproxy]=haproxy
   [wrk]=wrk
-  [clickhouse-server]=clickhouse-server
-  [syslog-ng]=syslog-ng-core
-  [etcd]=etcd-server
   [openssl]=openssl
   [taskset]=util-linux
 )
 
-# Daemons a package may start on install; stopped afterwards if they are running.
+# Daemons a package may start on install; any system instance is stopped afterwards.
 DAEMONS=(nginx haproxy)
 
 die() {

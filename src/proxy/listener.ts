@@ -105,6 +105,9 @@ export class ProxyListener {
     const old = this.#parts;
     this.#parts = parts;
     if (old.http && parts.http) for (const c of [...old.http.connections]) c.setContext(parts.http);
+    // Pairs keep their old context (and upstream) until they close; sharing the set keeps them
+    // counted and reachable by drain and close.
+    if (old.tcp && parts.tcp) parts.tcp.sockets = old.tcp.sockets;
     if (parts.h2 && old.h2 && parts.h2 !== old.h2) old.h2.drain();
   }
 

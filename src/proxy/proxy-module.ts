@@ -19,6 +19,7 @@ import type {
   UpstreamConfig,
 } from './config.js';
 import type { Http1Context } from './http1/server-connection.js';
+import { createH2Handler } from './http2/index.js';
 import { type ListenerParts, ProxyListener } from './listener.js';
 import type { CompiledRoute } from './router.js';
 import { ListenerStats, ProxyStats } from './stats.js';
@@ -218,8 +219,8 @@ export class ProxyModule<S> implements Module<S> {
     return { upstreams, parts };
   }
 
-  #h2For(_http: Http1Context, _s: ProxySettings): ListenerParts['h2'] {
-    return undefined;
+  #h2For(http: Http1Context, s: ProxySettings): ListenerParts['h2'] {
+    return createH2Handler(http, s.http2, this.#deps.logger);
   }
 
   #dispose(built: Built): void {

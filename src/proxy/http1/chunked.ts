@@ -1,7 +1,8 @@
 // A streaming, strict reader of chunked transfer coding (RFC 9112 §7.1). The proxy forwards the
 // bytes unchanged; this only finds where the message ends and refuses framing that two parsers
-// could read differently (oversized sizes, loose whitespace, bare CR/LF, long extensions). When a
-// payload sink is given, the data bytes are also handed over without framing (de-chunking).
+// could read differently (oversized sizes, loose whitespace, bare CR/LF, long or malformed
+// extensions, framing fields in trailers). When a payload sink is given, the data bytes are also
+// handed over without framing (de-chunking).
 
 import { TOKEN } from './head-parser.js';
 
@@ -26,11 +27,24 @@ const MAX_SIZE_DIGITS = 12;
 /** Extensions of one chunk (CVE-2024-22019 used unbounded ones to exhaust memory and CPU). */
 const MAX_EXT_BYTES = 256;
 
-/** Chunk-extension bytes: token characters, '=', '"' and the quoted-string characters (no controls). */
-const EXT = new Uint8Array(256);
-for (let c = 0x21; c < 0x7f; c++) EXT[c] = 1;
-EXT[0x20] = 1;
-EXT[0x09] = 1;
+// chunk-ext = *( ";" token [ "=" ( token / quoted-string ) ] ), read byte by byte. The BWS that
+// RFC 9112 §7.1.1 tolerates around ";" and "=" is refused, as llhttp does: no sender needs it and
+// whitespace is where parsers start to disagree. obs-text inside quoted strings is refused too.
+const X_NAME0 = 0; // after ';': the first byte of a name
+const X_NAME = 1; // in a name: more of it, '=', ';' or CR
+const X_VALUE0 = 2; // after '=': a token or a quoted string starts
+const X_TOKEN = 3; // in a token value: more of it, ';' or CR
+const X_QUOTED = 4; // in a quoted string
+const X_ESCAPE = 5; // after a backslash in a quoted string
+const X_QUOTED_END = 6; // after the closing quote: ';' or CR
+
+const DQUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const EQUALS = 0x3d;
+const COLON = 0x3a;
+
+/** Framing fields have no place in trailers (RFC 9110 §6.5.1); some recipients merge trailers into the head. */
+const FORBIDDEN_TRAILERS = ['content-length', 'transfer-encoding'].map((n) => Buffer.from(n, 'latin1'));
 
 export type PayloadSink = (buf: Buffer, start: number, end: number) => void;
 
@@ -45,10 +59,13 @@ export class ChunkedReader {
   #remaining = 0;
   #digits = 0;
   #ext = 0;
-  #extSawToken = false;
+  #extState = X_NAME0;
   #maxTrailer: number;
   #sink: PayloadSink | undefined;
   #trailerLineStart = true;
+  /** Length of the trailer name read so far, and which forbidden names it still matches (bits). */
+  #nameLen = 0;
+  #nameMatch = 0;
 
   constructor(maxTrailerBytes: number, sink?: PayloadSink) {
     this.#maxTrailer = maxTrailerBytes;
@@ -82,7 +99,7 @@ export class ChunkedReader {
           } else if (c === SEMI) {
             this.state = S_EXT;
             this.#ext = 0;
-            this.#extSawToken = false;
+            this.#extState = X_NAME0;
             p++;
           } else {
             return this.#fail('malformed chunk size');
@@ -90,15 +107,11 @@ export class ChunkedReader {
           break;
         }
         case S_EXT: {
-          const c = buf[p]!;
-          if (c === CR) {
-            if (!this.#extSawToken) return this.#fail('empty chunk extension');
-            this.state = S_SIZE_LF;
-          } else {
-            if (EXT[c] !== 1) return this.#fail('invalid character in chunk extension');
-            if (++this.#ext > MAX_EXT_BYTES) return this.#fail('chunk extension too long');
-            if (TOKEN[c] === 1) this.#extSawToken = true;
-          }
+          const next = extStep(this.#extState, buf[p]!);
+          if (next === X_FAIL) return this.#fail('malformed chunk extension');
+          if (next === X_END) this.state = S_SIZE_LF;
+          else if (++this.#ext > MAX_EXT_BYTES) return this.#fail('chunk extension too long');
+          else this.#extState = next;
           p++;
           break;
         }
@@ -142,6 +155,8 @@ export class ChunkedReader {
             if (TOKEN[buf[p]!] !== 1) return this.#fail('malformed trailer field');
             this.state = S_TRAILER;
             this.#trailerLineStart = true;
+            this.#nameLen = 0;
+            this.#nameMatch = (1 << FORBIDDEN_TRAILERS.length) - 1;
           }
           break;
         }
@@ -150,8 +165,11 @@ export class ChunkedReader {
           const c = buf[p]!;
           if (++this.trailerBytes > this.#maxTrailer) return this.#fail('trailers too large');
           if (this.#trailerLineStart) {
-            if (c === 58) this.#trailerLineStart = false;
-            else if (TOKEN[c] !== 1) return this.#fail('malformed trailer field name');
+            if (c === COLON) {
+              if (this.#forbiddenTrailer()) return this.#fail('framing field in trailers');
+              this.#trailerLineStart = false;
+            } else if (TOKEN[c] !== 1) return this.#fail('malformed trailer field name');
+            else this.#matchName(c);
           } else if (c === CR) {
             this.state = S_TRAILER_LF;
           } else if (c !== 0x09 && (c < 0x20 || c === 0x7f)) {
@@ -176,9 +194,50 @@ export class ChunkedReader {
     return p;
   }
 
+  #matchName(c: number): void {
+    const lower = c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
+    const i = this.#nameLen++;
+    for (let k = 0; k < FORBIDDEN_TRAILERS.length; k++)
+      if (FORBIDDEN_TRAILERS[k]![i] !== lower) this.#nameMatch &= ~(1 << k);
+  }
+
+  #forbiddenTrailer(): boolean {
+    for (let k = 0; k < FORBIDDEN_TRAILERS.length; k++)
+      if ((this.#nameMatch & (1 << k)) !== 0 && FORBIDDEN_TRAILERS[k]!.length === this.#nameLen) return true;
+    return false;
+  }
+
   #fail(reason: string): number {
     this.error = reason;
     return -1;
+  }
+}
+
+const X_END = -1;
+const X_FAIL = -2;
+
+/** The extension state after byte c: X_END at the CR that ends the line, X_FAIL on a grammar error. */
+function extStep(state: number, c: number): number {
+  switch (state) {
+    case X_NAME0:
+      return TOKEN[c] === 1 ? X_NAME : X_FAIL;
+    case X_NAME:
+      if (TOKEN[c] === 1) return X_NAME;
+      return c === EQUALS ? X_VALUE0 : c === SEMI ? X_NAME0 : c === CR ? X_END : X_FAIL;
+    case X_VALUE0:
+      return TOKEN[c] === 1 ? X_TOKEN : c === DQUOTE ? X_QUOTED : X_FAIL;
+    case X_TOKEN:
+      if (TOKEN[c] === 1) return X_TOKEN;
+      return c === SEMI ? X_NAME0 : c === CR ? X_END : X_FAIL;
+    case X_QUOTED:
+      // qdtext: HTAB, SP, VCHAR except '"' and '\'.
+      if (c === DQUOTE) return X_QUOTED_END;
+      if (c === BACKSLASH) return X_ESCAPE;
+      return c === 0x09 || (c >= 0x20 && c < 0x7f) ? X_QUOTED : X_FAIL;
+    case X_ESCAPE:
+      return c === 0x09 || (c >= 0x20 && c < 0x7f) ? X_QUOTED : X_FAIL;
+    default: // X_QUOTED_END
+      return c === SEMI ? X_NAME0 : c === CR ? X_END : X_FAIL;
   }
 }
 

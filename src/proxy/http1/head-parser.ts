@@ -74,12 +74,25 @@ export const TOKEN = table(
 const VALUE = table((c) => c === HTAB || (c >= 0x20 && c !== 0x7f));
 /** Request-target bytes: visible ASCII except '#' (no fragments) and '\' (read as '/' by some servers). */
 const TARGET = table((c) => c > 0x20 && c < 0x7f && c !== 0x23 && c !== 0x5c);
-const HOST = table(
+/**
+ * reg-name bytes of a Host (RFC 3986 §3.2.2): unreserved and sub-delims. pct-encoded is left out on
+ * purpose: routing compares hosts as written, so "adm%69n.example" must not pass for another name.
+ */
+const REG_NAME = table(
   (c) =>
     (c >= 0x30 && c <= 0x39) ||
     (c >= 0x41 && c <= 0x5a) ||
     (c >= 0x61 && c <= 0x7a) ||
-    "-._~!$&'()*+,;=%:[]".includes(String.fromCharCode(c)),
+    "-._~!$&'()*+,;=".includes(String.fromCharCode(c)),
+);
+/** Inside the brackets of an IP literal: IPv6 (and IPv4-mapped) addresses. */
+const IP_LITERAL = table(
+  (c) =>
+    (c >= 0x30 && c <= 0x39) ||
+    (c >= 0x41 && c <= 0x46) ||
+    (c >= 0x61 && c <= 0x66) ||
+    c === 0x3a ||
+    c === 0x2e,
 );
 
 const KNOWN_METHODS = new Set(METHODS.filter((m) => m !== 'CONNECT'));
@@ -88,6 +101,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 /**
  * Parses a request head from buf[start, end). Returns the head, a HeadError, or undefined when
  * more bytes are needed (after checking that what has arrived is not already malformed).
+ * scanFrom: where the bytes new since the last call begin, when that call, on the same head,
+ * returned undefined; the bytes before it are not searched again.
  */
 export function parseRequestHead(
   buf: Buffer,
@@ -99,30 +114,22 @@ export function parseRequestHead(
   let p = start;
   // A client may send a stray CRLF after a body (RFC 9112 §2.2); skip a few.
   for (let i = 0; i < 4 && p + 1 < end && buf[p] === CR && buf[p + 1] === LF; i++) p += 2;
-  const headEnd = buf.indexOf(CRLFCRLF, p);
-  if (headEnd === -1 || headEnd + 4 > end) return incomplete(buf, p, scanFrom, end, limits.maxHeadSize);
+  const headEnd = findHeadEnd(buf, p, scanFrom, end);
+  if (headEnd === -1) return incomplete(buf, p, scanFrom, end, limits.maxHeadSize);
   const last = headEnd + 2; // index of the final CRLF
   if (last + 2 - p > limits.maxHeadSize) return new HeadError(431, 'request head too large');
 
-  // request-line = method SP request-target SP HTTP-version CRLF
+  // request-line = method SP request-target SP HTTP-version CRLF. The whole line is checked for
+  // syntax first (400), then for what is not offered: the version (505), the method (501).
   const m0 = p;
   while (p < last && TOKEN[buf[p]!] === 1) p++;
   if (p === m0 || buf[p] !== SP) return new HeadError(400, 'malformed method');
-  const method = buf.toString('latin1', m0, p);
-  if (!KNOWN_METHODS.has(method))
-    return method === 'CONNECT'
-      ? new HeadError(400, 'CONNECT (authority-form) is not proxied')
-      : new HeadError(400, `unknown method ${method.slice(0, 20)}`);
+  const m1 = p;
   const t0 = ++p;
   while (p < last && TARGET[buf[p]!] === 1) p++;
   if (p === t0 || buf[p] !== SP) return new HeadError(400, 'malformed request target');
-  if (buf[t0] !== 0x2f)
-    return new HeadError(
-      400,
-      'only origin-form targets ("/path") are accepted, not absolute or authority form',
-    );
-  const target = buf.toString('latin1', t0, p);
-  p++;
+  const t1 = p++;
+  // HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive, then CRLF with nothing in between.
   if (
     p + 10 > last + 2 ||
     buf[p] !== 0x48 ||
@@ -130,17 +137,33 @@ export function parseRequestHead(
     buf[p + 2] !== 0x54 ||
     buf[p + 3] !== 0x50 ||
     buf[p + 4] !== 0x2f ||
-    buf[p + 5] !== 0x31 ||
-    buf[p + 6] !== 0x2e
+    !isDigit(buf[p + 5]!) ||
+    buf[p + 6] !== 0x2e ||
+    !isDigit(buf[p + 7]!)
   )
     return new HeadError(400, 'malformed HTTP version');
-  const minorByte = buf[p + 7]!;
-  if (minorByte !== 0x31 && minorByte !== 0x30)
-    return minorByte >= 0x30 && minorByte <= 0x39
-      ? new HeadError(505, 'HTTP version not supported')
-      : new HeadError(400, 'malformed HTTP version');
   if (buf[p + 8] !== CR || buf[p + 9] !== LF) return new HeadError(400, 'request line must end with CRLF');
+  const minorByte = buf[p + 7]!;
+  // Only 1.0 and 1.1. A higher 1.x could be read as 1.1 (RFC 9110 §2.5), but llhttp refuses it,
+  // and a version two hops could disagree on is not worth forwarding.
+  if (buf[p + 5] !== 0x31 || (minorByte !== 0x31 && minorByte !== 0x30))
+    return new HeadError(505, 'HTTP version not supported');
   p += 10;
+  const method = buf.toString('latin1', m0, m1);
+  // A well-formed method the proxy does not implement is 501 (RFC 9110 §9.1); methods are
+  // case-sensitive, so "get" is one of those. CONNECT would need a tunnel, which is not offered.
+  if (!KNOWN_METHODS.has(method))
+    return method === 'CONNECT'
+      ? new HeadError(501, 'CONNECT (authority-form) is not proxied')
+      : new HeadError(501, `unknown method ${method.slice(0, 20)}`);
+  // Origin form only: absolute form ("http://x/") would make the Host header and the target two
+  // competing authorities, and "*" has no path to route on.
+  if (buf[t0] !== 0x2f)
+    return new HeadError(
+      400,
+      'only origin-form targets ("/path") are accepted, not absolute or authority form',
+    );
+  const target = buf.toString('latin1', t0, t1);
 
   const head = {
     method,
@@ -188,8 +211,8 @@ export function parseResponseHead(
   limits: HeadLimits,
   scanFrom = start,
 ): ResponseHead | HeadError | undefined {
-  const headEnd = buf.indexOf(CRLFCRLF, start);
-  if (headEnd === -1 || headEnd + 4 > end) return incomplete(buf, start, scanFrom, end, limits.maxHeadSize);
+  const headEnd = findHeadEnd(buf, start, scanFrom, end);
+  if (headEnd === -1) return incomplete(buf, start, scanFrom, end, limits.maxHeadSize);
   const last = headEnd + 2;
   if (last + 2 - start > limits.maxHeadSize) return new HeadError(431, 'response head too large');
   let p = start;
@@ -292,10 +315,13 @@ export function parseFields(
     if (!framing) continue;
     switch (lower) {
       case 'content-length': {
+        // One field, one value of 1 to 15 digits (beyond is no real body and near 2^53): no
+        // lists ("1,1"), no signs, no repeats even with equal values (RFC 9112 §6.3 lets a
+        // recipient reject them, and a repeat is how two hops come to disagree).
         if (out.contentLength !== -1) return new HeadError(400, 'repeated Content-Length');
-        if (value.length === 0 || value.length > 15 || !/^\d+$/.test(value))
-          return new HeadError(400, 'invalid Content-Length');
-        out.contentLength = Number(value);
+        const n = digitsValue(buf, v0, v1);
+        if (n < 0) return new HeadError(400, 'invalid Content-Length');
+        out.contentLength = n;
         break;
       }
       case 'transfer-encoding':
@@ -337,9 +363,54 @@ function lowerName(name: string): string {
   return l;
 }
 
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** The value of 1 to 15 decimal digits in buf[a, b), or -1. */
+function digitsValue(buf: Buffer, a: number, b: number): number {
+  if (b <= a || b - a > 15) return -1;
+  let n = 0;
+  for (let i = a; i < b; i++) {
+    const c = buf[i]!;
+    if (c < 0x30 || c > 0x39) return -1;
+    n = n * 10 + (c - 0x30);
+  }
+  return n;
+}
+
+/**
+ * Index of the CRLFCRLF that ends a head starting at p, or -1 when it is not within buf[p, end).
+ * Bytes before scanFrom were searched on an earlier call, so the search resumes 3 bytes before it
+ * (a terminator may straddle the old end); a head trickled in byte by byte is scanned once.
+ */
+function findHeadEnd(buf: Buffer, p: number, scanFrom: number, end: number): number {
+  const from = Math.max(p, scanFrom - 3);
+  if (end - from < 4) return -1;
+  return (end === buf.length ? buf : buf.subarray(0, end)).indexOf(CRLFCRLF, from);
+}
+
+/**
+ * Host = uri-host [ ":" port ] (RFC 9110 §7.2): a reg-name or IPv4 address, or an IP literal in
+ * brackets, then at most one ":" and up to 5 digits. Anything looser ("a:b:c", "a:80x") is a
+ * host that the proxy and the app could each read their own way.
+ */
 function validHost(v: string): boolean {
-  if (v.length === 0 || v.length > 255) return false;
-  for (let i = 0; i < v.length; i++) if (HOST[v.charCodeAt(i)] !== 1) return false;
+  const n = v.length;
+  if (n === 0 || n > 255) return false;
+  let i = 0;
+  if (v.charCodeAt(0) === 0x5b) {
+    i = 1;
+    while (i < n && IP_LITERAL[v.charCodeAt(i)] === 1) i++;
+    if (i === 1 || v.charCodeAt(i) !== 0x5d) return false;
+    i++;
+  } else {
+    while (i < n && REG_NAME[v.charCodeAt(i)] === 1) i++;
+    if (i === 0) return false;
+  }
+  if (i === n) return true;
+  if (v.charCodeAt(i) !== COLON || n - i - 1 > 5) return false;
+  for (let k = i + 1; k < n; k++) if (!isDigit(v.charCodeAt(k))) return false;
   return true;
 }
 

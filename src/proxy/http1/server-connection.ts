@@ -547,7 +547,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   }
 
   #writePayload = (buf: Buffer, start: number, end: number): void => {
-    if (end > start) this.socket.write(buf.subarray(start, end));
+    if (end > start && !this.socket.write(buf.subarray(start, end))) this.#up?.socket.pause();
   };
 
   #forwardResponse(buf: Buffer, start: number): void {

@@ -76,6 +76,8 @@ export class H1Pool {
   #opts: PoolOptions;
   #state = new Map<string, EndpointState>();
   #waiting: PoolUser[] = [];
+  /** Connects in progress, by the user they are for. */
+  #connecting = new Map<PoolUser, { user: PoolUser | undefined }>();
   #sweep: NodeJS.Timeout;
   #closed = false;
 
@@ -115,10 +117,17 @@ export class H1Pool {
     this.#waiting.push(user);
   }
 
-  /** Stops waiting for a connection (the client went away). */
+  /** Stops waiting for a connection (the client went away, or its request timed out). */
   cancel(user: PoolUser): void {
     const i = this.#waiting.indexOf(user);
     if (i !== -1) this.#waiting.splice(i, 1);
+    // A connect it started goes on for the pool, but must not call the user back: by then the
+    // user may be waiting for a connection for its next request, which that outcome is not for.
+    const pending = this.#connecting.get(user);
+    if (pending !== undefined) {
+      pending.user = undefined;
+      this.#connecting.delete(user);
+    }
   }
 
   /** Returns a connection after a complete exchange; reusable=false closes it. */
@@ -129,6 +138,9 @@ export class H1Pool {
       conn.socket.destroy();
       return;
     }
+    // The last owner may have paused reading for its client's backpressure; a paused idle socket
+    // would neither see the upstream close it nor deliver the next owner's response.
+    if (conn.socket.isPaused()) conn.socket.resume();
     const next = this.#waiting.shift();
     if (next) {
       conn.uses++;
@@ -187,6 +199,8 @@ export class H1Pool {
       : net.connect({ host: ep.ip, port: ep.port });
     socket.setNoDelay(true);
     let settled = false;
+    const pending = { user: user as PoolUser | undefined };
+    this.#connecting.set(user, pending);
     const timer = setTimeout(() => fail('timeout', undefined), this.#opts.connectTimeoutMs);
     timer.unref();
     const fail = (kind: ConnectFailure, err: Error | undefined) => {
@@ -195,7 +209,10 @@ export class H1Pool {
       clearTimeout(timer);
       socket.destroy();
       st.active--;
-      user.onUpstreamConnectError(kind, err, ep);
+      if (pending.user !== undefined) {
+        if (this.#connecting.get(user) === pending) this.#connecting.delete(user);
+        pending.user.onUpstreamConnectError(kind, err, ep);
+      }
       const next = this.#waiting.shift();
       if (next) this.acquire(next);
     };
@@ -206,7 +223,10 @@ export class H1Pool {
       clearTimeout(timer);
       socket.removeAllListeners('error');
       const conn = new UpstreamConnection(socket, ep, this);
-      user.onUpstreamConnection(conn);
+      if (pending.user !== undefined) {
+        if (this.#connecting.get(user) === pending) this.#connecting.delete(user);
+        pending.user.onUpstreamConnection(conn);
+      } else this.release(conn, true);
     });
   }
 

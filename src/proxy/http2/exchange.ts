@@ -1,0 +1,580 @@
+// One HTTP/2 stream from a client: its checks, routing and gates (as the HTTP/1.1 engine applies
+// them), the responses the proxy writes itself, deadlines, and the stats and access log record.
+// Forwarding is left to an upstream leg (HTTP/1.1 or HTTP/2) that drives the stream through the
+// small set of methods below.
+
+import { randomUUID } from 'node:crypto';
+import http2, {
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import type { ErrorCode } from '../../lib/errors.js';
+import type { Http1Context } from '../http1/server-connection.js';
+import { normalizeTarget } from '../path.js';
+import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
+import { observe, type RouteStats } from '../stats.js';
+import type { Endpoint } from '../upstream/endpoints.js';
+import type { ConnectFailure } from '../upstream/h1-pool.js';
+import type { Upstream } from '../upstream/upstream.js';
+import type { ClientSessions } from './client-sessions.js';
+import { KNOWN_METHODS, responseAddPairs, validHost, validPath, validValue } from './headers.js';
+import { resetStream } from './reset-stream.js';
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } = http2.constants;
+
+/** The upstream side of an exchange. */
+export interface UpstreamLeg {
+  /** Gets a connection or stream and sends the request head. */
+  start(): void;
+  /** A piece of the request body. */
+  clientData(chunk: Buffer): void;
+  /** The request body is complete; its trailers, if any, are in `clientTrailers`. */
+  clientEnd(): void;
+  /** The client stream can take more response data. */
+  clientDrain(): void;
+  /** Stops now: the client went away, a deadline passed, or the proxy answered itself. */
+  abort(): void;
+}
+
+/** What the exchanges of one handler share. */
+export interface Shared {
+  readonly c: Http1Context;
+  readonly upstreamSessions: ClientSessions;
+  readonly active: Set<Exchange>;
+  readonly maxHeaderListSize: number;
+  makeLeg(x: Exchange, upstream: Upstream): UpstreamLeg;
+}
+
+/** The client session an exchange belongs to. */
+export interface Peer {
+  readonly clientIp: string;
+  readonly remote: string;
+  readonly closing: boolean;
+  /** Called when the client reset a stream before its response was complete (Rapid Reset). */
+  clientReset(): void;
+}
+
+export class Exchange {
+  readonly stream: ServerHttp2Stream;
+  readonly c: Http1Context;
+  #shared: Shared;
+  #peer: Peer;
+  #leg: UpstreamLeg | undefined;
+
+  // --- the request -----------------------------------------------------------------------------
+  method = '-';
+  /** :path as the client sent it. */
+  target = '';
+  authority = '';
+  /** The path to forward: normalized, rewritten, with the query. */
+  path = '';
+  /** Regular fields, in order: lower-case names and their values (a `host` is added if absent). */
+  lower: string[] = [];
+  values: string[] = [];
+  contentLength = -1;
+  requestId = '';
+  /** A generated request id to add upstream, or ''. */
+  addRequestId = '';
+  route: CompiledRoute | undefined;
+  upstream: Upstream | undefined;
+  clientTrailers: IncomingHttpHeaders | undefined;
+  /** The request body is complete (or there is none). */
+  reqDone = false;
+  /** The request had no body at all (END_STREAM on its HEADERS). */
+  noBody = false;
+
+  // --- progress --------------------------------------------------------------------------------
+  #routeStats: RouteStats | undefined;
+  #reading = false;
+  #trailersExpected = false;
+  #trailers: OutgoingHttpHeaders | undefined;
+  #resEnded = false;
+  #localReset = false;
+  #closed = false;
+  #responseDeadline = 0;
+  #requestDeadline = 0;
+
+  // --- accounting ------------------------------------------------------------------------------
+  #t0 = performance.now();
+  tUp = 0;
+  upTime = -1;
+  bytesIn = 0;
+  bytesOut = 0;
+  status = 0;
+  flags = '';
+  error: ErrorCode | undefined;
+  endpoint: Endpoint | undefined;
+
+  constructor(stream: ServerHttp2Stream, shared: Shared, peer: Peer) {
+    this.stream = stream;
+    this.c = shared.c;
+    this.#shared = shared;
+    this.#peer = peer;
+    stream.on('close', this.#onClose);
+    // Errors end in 'close', where they are accounted for.
+    stream.on('error', noop);
+    stream.on('drain', this.#onDrain);
+    stream.on('wantTrailers', this.#onWantTrailers);
+  }
+
+  get responseStarted(): boolean {
+    return this.stream.headersSent;
+  }
+
+  get clientIp(): string {
+    return this.#peer.clientIp;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Checks, routes and gates the request, then answers it or hands it to an upstream leg. */
+  start(rawHeaders: readonly string[]): void {
+    const c = this.c;
+    c.stats.active.value++;
+    this.#shared.active.add(this);
+    if (c.timeouts.request > 0) this.#requestDeadline = Date.now() + c.timeouts.request;
+    this.reqDone = this.noBody = this.stream.endAfterHeaders;
+
+    let method = '';
+    let host = '';
+    let hosts = 0;
+    let bad = '';
+    // RFC 7541 §4.1 sizes. Node applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client has
+    // acknowledged it, so a request sent before that is measured here.
+    let listSize = 0;
+    for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i]!;
+      const value = rawHeaders[i + 1]!;
+      listSize += name.length + value.length + 32;
+      if (name.charCodeAt(0) === 0x3a) {
+        if (name === ':method') method = value;
+        else if (name === ':path') this.target = value;
+        else if (name === ':authority') this.authority = value;
+        continue;
+      }
+      if (!validValue(value)) bad = 'control character in a header value';
+      switch (name) {
+        case 'host':
+          hosts++;
+          host = value;
+          break;
+        case 'content-length':
+          if (
+            !/^\d{1,15}$/.test(value) ||
+            (this.contentLength !== -1 && this.contentLength !== Number(value))
+          )
+            bad = 'invalid Content-Length';
+          this.contentLength = Number(value);
+          break;
+        case 'x-request-id':
+          if (this.requestId === '') this.requestId = value;
+          break;
+      }
+      this.lower.push(name);
+      this.values.push(value);
+    }
+    if (method !== '') this.method = method;
+    if (listSize > this.#shared.maxHeaderListSize) {
+      this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
+      this.#routeStats = c.noRouteStats;
+      this.local(431, 'request header list too large\n', 'LR');
+      return;
+    }
+    if (bad !== '') return this.#reject(bad);
+    if (method === 'CONNECT') return this.#reject('CONNECT is not proxied');
+    if (!KNOWN_METHODS.has(method)) return this.#reject(`unknown method ${method.slice(0, 20)}`);
+    if (!validPath(this.target))
+      return this.#reject('only origin-form paths ("/path") are accepted, without "#" or "\\"');
+    if (hosts > 1) return this.#reject('repeated Host header');
+    if (this.authority === '') this.authority = host;
+    else if (hosts === 1 && host !== this.authority) return this.#reject('Host differs from :authority');
+    if (this.authority === '') return this.#reject('missing :authority');
+    if (!validHost(this.authority)) return this.#reject('invalid :authority');
+    if (hosts === 0) {
+      this.lower.push('host');
+      this.values.push(this.authority);
+    }
+    if (this.requestId === '' && c.headers.requestId) this.requestId = this.addRequestId = randomUUID();
+
+    const norm = normalizeTarget(this.target);
+    if (norm === undefined) return this.#reject('malformed percent-encoding in path');
+    const route = matchRoute(
+      c.routes,
+      this.method,
+      norm.path,
+      hostOnly(this.authority),
+      this.lower,
+      this.values,
+    );
+    if (route === undefined) {
+      this.#routeStats = c.noRouteStats;
+      this.local(404, 'no route matches this request\n', 'NR');
+      return;
+    }
+    this.route = route;
+    this.#routeStats = c.routeStats[route.index];
+    if (route.direct !== undefined) {
+      this.local(route.direct.status, route.direct.body, '', route.direct.contentType);
+      return;
+    }
+    const max = c.limits.maxBodySize;
+    if (max > 0 && this.contentLength > max) {
+      this.local(413, 'request body too large\n', 'LR');
+      return;
+    }
+    const upstream = c.upstreams.get(route.upstream!)!;
+    if (route.upstream === 'app' && c.readinessGate && !c.appHealthy()) {
+      this.local(503, 'the app is not ready yet\n', 'UH', undefined, 'retry-after', '1');
+      return;
+    }
+    this.upstream = upstream;
+    this.path = rewritePath(route, norm.path) + norm.query;
+    this.#leg = this.#shared.makeLeg(this, upstream);
+    this.#leg.start();
+  }
+
+  /** Checks deadlines; called by the handler's ticker. */
+  tick(now: number): void {
+    if (this.#responseDeadline !== 0 && now >= this.#responseDeadline) {
+      this.#responseDeadline = 0;
+      this.upstreamTimeout();
+    }
+    if (this.#requestDeadline !== 0 && now >= this.#requestDeadline) {
+      this.#requestDeadline = 0;
+      if (this.#closed || this.#resEnded) return;
+      if (this.responseStarted) {
+        this.resetClient(NGHTTP2_CANCEL, 'UT');
+      } else if (this.reqDone) {
+        this.upstreamTimeout();
+      } else {
+        this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
+        this.local(408, 'request not received in time\n', 'LR');
+      }
+    }
+  }
+
+  // --- for the upstream legs ---------------------------------------------------------------------
+
+  /** Starts passing the request body to the leg (it is held, flow-controlled, until then). */
+  readBody(): void {
+    if (this.#reading || this.reqDone) return;
+    this.#reading = true;
+    const s = this.stream;
+    s.on('data', this.#onData);
+    s.on('end', this.#onEnd);
+    s.on('trailers', this.#onTrailers);
+  }
+
+  pauseClient(): void {
+    this.stream.pause();
+  }
+
+  resumeClient(): void {
+    // Only once the body is being read: resuming earlier would discard it.
+    if (this.#reading && !this.#closed) this.stream.resume();
+  }
+
+  /** The request is with the upstream: its response head is now due. */
+  armResponseDeadline(): void {
+    const ms = this.c.timeouts.upstreamResponse;
+    if (ms > 0 && !this.responseStarted && !this.#closed) this.#responseDeadline = Date.now() + ms;
+  }
+
+  /** An interim (1xx) response. */
+  interim(headers: OutgoingHttpHeaders): void {
+    if (this.#closed || this.responseStarted) return;
+    try {
+      this.stream.additionalHeaders(headers);
+    } catch {
+      // A client that went away; the close event accounts for it.
+    }
+  }
+
+  /**
+   * Sends the response head (completing it with the request id and the route's edits). Returns
+   * false when the head could not be sent: the leg then treats the response as invalid.
+   */
+  respond(headers: OutgoingHttpHeaders, endStream: boolean, trailers: boolean): boolean {
+    if (this.#closed) return false;
+    const c = this.c;
+    if (c.headers.requestId && this.requestId !== '' && headers['x-request-id'] === undefined)
+      headers['x-request-id'] = this.requestId;
+    if (this.route !== undefined) {
+      const add = responseAddPairs(this.route);
+      for (let i = 0; i < add.length; i++) headers[add[i]![0]] = add[i]![1];
+    }
+    this.upTime = performance.now() - this.tUp;
+    if (!this.#respondRaw(headers, endStream, trailers && !endStream)) return false;
+    this.status = Number(headers[':status']);
+    return true;
+  }
+
+  /** A piece of the response body; false when the client's window is full (wait for clientDrain). */
+  write(chunk: Buffer): boolean {
+    if (this.#closed) return true;
+    this.bytesOut += chunk.length;
+    return this.stream.write(chunk);
+  }
+
+  /** The response is complete; trailers go in a trailing HEADERS frame when the head said so. */
+  endResponse(trailers: OutgoingHttpHeaders | undefined): void {
+    if (this.#closed || this.#resEnded) return;
+    this.#resEnded = true;
+    this.#requestDeadline = 0;
+    if (this.#trailersExpected) {
+      this.#trailers = trailers;
+      this.stream.end();
+    } else {
+      this.stream.end();
+      this.#stopUpload();
+    }
+  }
+
+  /** Closes the client stream with an HTTP/2 error code (a response already begun cannot be replaced). */
+  resetClient(code: number, flags: string, error?: ErrorCode): void {
+    if (this.#closed) return;
+    const leg = this.#leg;
+    this.#leg = undefined;
+    leg?.abort();
+    if (flags !== '' && this.flags === '') this.flags = flags;
+    if (error !== undefined) this.error ??= error;
+    this.#localReset = true;
+    this.#responseDeadline = 0;
+    this.#requestDeadline = 0;
+    resetStream(this.stream, code);
+  }
+
+  /** The leg could not reach the upstream. */
+  connectFailed(kind: ConnectFailure, err: Error | undefined, ep: Endpoint | undefined): void {
+    if (ep !== undefined) this.endpoint = ep;
+    const name = this.upstream!.name;
+    const stats = this.c.stats;
+    this.error = 'PILLION_ERR_PROXY_UPSTREAM_CONNECT';
+    switch (kind) {
+      case 'timeout':
+        stats.upstreamError(name, 'connect_timeout');
+        this.local(504, 'upstream connect timeout\n', 'UF');
+        break;
+      case 'refused':
+        stats.upstreamError(name, 'connect_refused');
+        this.local(502, `upstream connect error: ${err?.message ?? 'refused'}\n`, 'UF');
+        break;
+      case 'no-endpoint':
+        stats.upstreamError(name, 'no_endpoint');
+        this.local(503, 'no upstream endpoint is available\n', 'UH');
+        break;
+      case 'overflow':
+        stats.upstreamError(name, 'overflow');
+        this.local(503, 'too many requests waiting for an upstream connection\n', 'UO');
+        break;
+    }
+  }
+
+  /** The upstream broke the protocol (or reset) before or during the response. */
+  upstreamFailed(
+    kind: 'protocol' | 'reset',
+    reason: string,
+    flags: string,
+    code = NGHTTP2_INTERNAL_ERROR,
+  ): void {
+    if (this.#closed || this.#resEnded) return;
+    this.c.stats.upstreamError(this.upstream!.name, kind);
+    this.error = 'PILLION_ERR_PROXY_UPSTREAM_PROTOCOL';
+    if (this.responseStarted) this.resetClient(code, flags);
+    else this.local(502, `${reason}\n`, flags);
+  }
+
+  upstreamTimeout(): void {
+    if (this.#closed || this.#resEnded) return;
+    if (this.upstream !== undefined) this.c.stats.upstreamError(this.upstream.name, 'response_timeout');
+    this.error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
+    this.local(504, 'upstream response timeout\n', 'UT');
+  }
+
+  /** A response the proxy writes itself; the exchange ends with it. */
+  local(
+    status: number,
+    body: Buffer | string,
+    flags: string,
+    contentType = 'text/plain; charset=utf-8',
+    extraName?: string,
+    extraValue?: string,
+  ): void {
+    if (this.#closed || this.#resEnded) return;
+    const leg = this.#leg;
+    this.#leg = undefined;
+    leg?.abort();
+    this.#responseDeadline = 0;
+    if (flags !== '') this.flags = flags;
+    if (this.responseStarted) {
+      this.resetClient(NGHTTP2_INTERNAL_ERROR, flags);
+      return;
+    }
+    const len = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+    const h: OutgoingHttpHeaders = { ':status': status, 'content-type': contentType, 'content-length': len };
+    if (this.c.headers.requestId && this.requestId !== '') h['x-request-id'] = this.requestId;
+    if (extraName !== undefined) h[extraName] = extraValue;
+    if (this.route !== undefined) {
+      const add = responseAddPairs(this.route);
+      for (let i = 0; i < add.length; i++) h[add[i]![0]] = add[i]![1];
+    }
+    const empty = this.method === 'HEAD' || len === 0;
+    if (!this.#respondRaw(h, empty, false)) return;
+    this.status = status;
+    if (empty) return;
+    this.bytesOut += len;
+    this.#resEnded = true;
+    this.stream.end(body);
+    this.#stopUpload();
+  }
+
+  // --- client stream events ------------------------------------------------------------------------
+
+  #reject(reason: string): void {
+    this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
+    this.#routeStats = this.c.noRouteStats;
+    this.local(400, `${reason}\n`, 'LR');
+  }
+
+  #respondRaw(h: OutgoingHttpHeaders, endStream: boolean, trailers: boolean): boolean {
+    try {
+      this.stream.respond(h, { endStream, waitForTrailers: trailers });
+    } catch {
+      return false;
+    }
+    this.#responseDeadline = 0;
+    this.#trailersExpected = trailers;
+    if (endStream) {
+      this.#resEnded = true;
+      this.#requestDeadline = 0;
+      this.#stopUpload();
+    }
+    return true;
+  }
+
+  /**
+   * The response is complete while the request body is still arriving: ask the client to stop
+   * sending without error (RFC 9113 §8.1). Node sends the RST_STREAM after the response's last
+   * frame. A body never read is dealt with by node itself.
+   */
+  #stopUpload(): void {
+    if (this.#reading && !this.reqDone && !this.#closed) {
+      this.#localReset = true;
+      this.stream.close(NGHTTP2_NO_ERROR);
+    }
+  }
+
+  #onData = (chunk: Buffer): void => {
+    const leg = this.#leg;
+    if (leg === undefined || this.#resEnded) return; // discarded: the exchange is over
+    this.bytesIn += chunk.length;
+    if (this.contentLength !== -1 && this.bytesIn > this.contentLength) {
+      this.#badBody('request body longer than its Content-Length', 400);
+      return;
+    }
+    const max = this.c.limits.maxBodySize;
+    if (max > 0 && this.bytesIn > max) {
+      this.#badBody('request body too large', 413);
+      return;
+    }
+    leg.clientData(chunk);
+  };
+
+  #onEnd = (): void => {
+    this.reqDone = true;
+    if (this.#leg === undefined || this.#resEnded) return;
+    if (this.contentLength !== -1 && this.bytesIn !== this.contentLength) {
+      this.#badBody('request body shorter than its Content-Length', 400);
+      return;
+    }
+    this.#leg.clientEnd();
+  };
+
+  #onTrailers = (trailers: IncomingHttpHeaders): void => {
+    this.clientTrailers = trailers;
+  };
+
+  #badBody(reason: string, status: 400 | 413): void {
+    this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
+    if (this.responseStarted) this.resetClient(http2.constants.NGHTTP2_PROTOCOL_ERROR, 'LR');
+    else this.local(status, `${reason}\n`, 'LR');
+  }
+
+  #onDrain = (): void => {
+    this.#leg?.clientDrain();
+  };
+
+  #onWantTrailers = (): void => {
+    const t = this.#trailers;
+    this.#trailers = undefined;
+    try {
+      this.stream.sendTrailers(t ?? {});
+    } catch {
+      this.#localReset = true;
+      resetStream(this.stream, NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    this.#stopUpload();
+  };
+
+  #onClose = (): void => {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#shared.active.delete(this);
+    this.#responseDeadline = 0;
+    this.#requestDeadline = 0;
+    if (!this.#resEnded && !this.#localReset) {
+      // The client reset the stream, or its connection went, before the response was complete.
+      if (!this.#peer.closing) {
+        this.#peer.clientReset();
+        if (this.flags === '') this.flags = 'DR';
+      } else if (this.flags === '') this.flags = 'DC';
+    }
+    const leg = this.#leg;
+    this.#leg = undefined;
+    leg?.abort();
+    this.#record();
+  };
+
+  #record(): void {
+    const c = this.c;
+    c.stats.active.value--;
+    const now = performance.now();
+    const rs = this.#routeStats ?? c.noRouteStats;
+    rs.count(this.method, this.status);
+    observe(rs.duration, c.stats.stats.duration.bounds, (now - this.#t0) / 1000);
+    c.stats.bytesIn.value += this.bytesIn;
+    c.stats.bytesOut.value += this.bytesOut;
+    const log = c.accessLog;
+    if (log === undefined) return;
+    const xff = this.lower.indexOf('x-forwarded-for');
+    const ua = this.lower.indexOf('user-agent');
+    log.write({
+      start_time: Date.now() - (now - this.#t0),
+      method: this.method,
+      path: this.target === '' ? '-' : this.target,
+      protocol: 'HTTP/2',
+      response_code: this.status,
+      response_flags: this.flags === '' ? '-' : this.flags,
+      bytes_received: this.bytesIn,
+      bytes_sent: this.bytesOut,
+      duration: now - this.#t0,
+      upstream_service_time: this.upTime >= 0 ? this.upTime : null,
+      upstream_host: this.endpoint?.key ?? null,
+      x_forwarded_for: xff !== -1 ? this.values[xff]! : null,
+      user_agent: ua !== -1 ? this.values[ua]! : null,
+      request_id: this.requestId === '' ? null : this.requestId,
+      authority: this.authority === '' ? null : this.authority,
+      downstream_remote_address: this.#peer.remote,
+      listener: c.listener,
+      route: this.route?.name ?? null,
+      ...(this.error !== undefined ? { error: this.error } : {}),
+    });
+  }
+}
+
+function noop(): void {}
