@@ -26,6 +26,8 @@ export class ProxyListener {
   #certs: CertStore | undefined;
   #logger: Logger;
   #maxConnections: number;
+  /** HTTP/2 handlers replaced by a reload, kept until their last session closes. */
+  #retiredH2 = new Set<H2Handler>();
 
   constructor(
     name: string,
@@ -108,7 +110,13 @@ export class ProxyListener {
     // Pairs keep their old context (and upstream) until they close; sharing the set keeps them
     // counted and reachable by drain and close.
     if (old.tcp && parts.tcp) parts.tcp.sockets = old.tcp.sockets;
-    if (parts.h2 && old.h2 && parts.h2 !== old.h2) old.h2.drain();
+    // Sessions stay with the handler that accepted them; GOAWAY moves their clients to new
+    // connections, which the new handler takes. Until the old sessions end they still count.
+    if (old.h2 && old.h2 !== parts.h2) {
+      old.h2.drain();
+      if (old.h2.sessions > 0) this.#retiredH2.add(old.h2);
+    }
+    this.#pruneRetired();
   }
 
   /** Stops accepting, asks every connection to finish its exchange and close. */
@@ -120,13 +128,17 @@ export class ProxyListener {
       for (const c of [...p.http.connections]) c.drain();
     }
     p.h2?.drain();
+    for (const h of this.#retiredH2) h.drain();
     if (p.tcp) for (const s of p.tcp.sockets) s.end();
   }
 
   /** Open client connections, of every protocol. */
   get openConnections(): number {
     const p = this.#parts;
-    return (p.http?.connections.size ?? 0) + (p.h2?.sessions ?? 0) + (p.tcp?.sockets.size ?? 0);
+    this.#pruneRetired();
+    let retired = 0;
+    for (const h of this.#retiredH2) retired += h.sessions;
+    return (p.http?.connections.size ?? 0) + (p.h2?.sessions ?? 0) + retired + (p.tcp?.sockets.size ?? 0);
   }
 
   /** Closes everything now. */
@@ -136,12 +148,19 @@ export class ProxyListener {
     const p = this.#parts;
     if (p.http) for (const c of [...p.http.connections]) c.socket.destroy();
     p.h2?.close();
+    for (const h of this.#retiredH2) h.close();
+    this.#retiredH2.clear();
     if (p.tcp) for (const s of [...p.tcp.sockets]) s.destroy();
   }
 
   tick(now: number): void {
     const http = this.#parts.http;
     if (http) for (const c of http.connections) c.tick(now);
+  }
+
+  /** Forgets replaced HTTP/2 handlers whose sessions have all closed. */
+  #pruneRetired(): void {
+    for (const h of this.#retiredH2) if (h.sessions === 0) this.#retiredH2.delete(h);
   }
 
   #accept(socket: net.Socket, h2: boolean): void {

@@ -12,6 +12,8 @@ import {
   get,
   inboundSection,
   listen,
+  metricValue,
+  outboundSection,
   RawClient,
   rawRequest,
   startBackend,
@@ -209,6 +211,88 @@ describe('reload', () => {
     } finally {
       await p.stop();
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  test('reload bug: a request waiting for a pooled connection hung when its upstream was replaced', async () => {
+    const held: (() => void)[] = [];
+    const svc = await startBackend((req, res) => {
+      if (req.url === '/held') held.push(() => res.end('late'));
+      else res.end('quick');
+    });
+    const raw = (maxIdle: number) => ({
+      upstreams: { svc: { endpoints: [`127.0.0.1:${svc.port}`], pool: { maxConnections: 1, maxIdle } } },
+    });
+    const p = await startOutbound(raw(64));
+    try {
+      const first = await RawClient.connect(p.port());
+      first.write(get('/svc/held'));
+      await waitFor(() => held.length === 1, { what: 'the first request to hold the only connection' });
+      const waiting = await RawClient.connect(p.port());
+      waiting.timeoutMs = 3000;
+      waiting.write(get('/svc/waiting'));
+      await waitFor(async () => (await metricValue(p.metrics, 'pillion_proxy_active_requests', {})) === 2, {
+        what: 'the second request to wait for a connection',
+      });
+      assert.equal(await p.module.reload(outboundSection(raw(8))), 'applied');
+      // Answered at once, not when the connection it waited for comes back (here: never).
+      const res = await waiting.readResponse();
+      assert.equal(res.status, 503);
+      assert.equal(held.length, 1);
+      waiting.destroy();
+      // The request in flight completes on the replaced upstream; the next one uses the new one.
+      held[0]!();
+      assert.equal((await first.readResponse()).body.toString(), 'late');
+      first.write(get('/svc/after'));
+      assert.equal((await first.readResponse()).body.toString(), 'quick');
+      assert.equal(svc.connections, 2);
+      first.destroy();
+    } finally {
+      await p.stop();
+      await svc.close();
+    }
+  });
+
+  test('reload bug: unchanged upstreams lost their warm connections; only changed ones are replaced', async () => {
+    const keep = await echoBackend();
+    const change = await echoBackend();
+    const raw = (maxIdle: number) => ({
+      upstreams: {
+        keep: { endpoints: [`127.0.0.1:${keep.port}`] },
+        change: { endpoints: [`127.0.0.1:${change.port}`], pool: { maxIdle } },
+      },
+    });
+    const open = (b: typeof keep) =>
+      new Promise<number>((resolve, reject) =>
+        b.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+      );
+    const p = await startOutbound(raw(64));
+    try {
+      const c = await RawClient.connect(p.port());
+      const call = async (path: string) => {
+        c.write(get(path));
+        const res = await c.readResponse();
+        assert.equal(res.status, 200);
+        assert.equal(echoOf(res.body).url, path.slice(path.indexOf('/', 1)));
+      };
+      await call('/keep/1');
+      await call('/change/1');
+      // The same settings again: nothing is replaced.
+      assert.equal(await p.module.reload(outboundSection(raw(64))), 'applied');
+      await call('/keep/2');
+      await call('/change/2');
+      assert.deepEqual([keep.connections, change.connections], [1, 1]);
+      // One upstream changed: its idle connection is closed and a new pool connects; the other
+      // upstream keeps its connection.
+      assert.equal(await p.module.reload(outboundSection(raw(32))), 'applied');
+      await waitFor(async () => (await open(change)) === 0, { what: 'the replaced pool to close' });
+      await call('/keep/3');
+      await call('/change/3');
+      assert.deepEqual([keep.connections, change.connections], [1, 2]);
+      c.destroy();
+    } finally {
+      await p.stop();
+      await Promise.all([keep.close(), change.close()]);
     }
   });
 

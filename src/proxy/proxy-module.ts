@@ -51,6 +51,8 @@ export interface ProxyDeps {
 
 interface Built {
   upstreams: Map<string, Upstream>;
+  /** Upstream.settingsKey of each upstream, to tell on reload which ones can be kept. */
+  keys: Map<string, string>;
   parts: ListenerParts[];
 }
 
@@ -126,7 +128,7 @@ export class ProxyModule<S> implements Module<S> {
     this.#settings = next;
     this.#built = built;
     this.#listeners.forEach((l, i) => l.setParts(built.parts[i]!));
-    if (old) this.#dispose(old);
+    if (old) this.#dispose(old, built);
     this.#startTicker();
     return 'applied';
   }
@@ -160,13 +162,28 @@ export class ProxyModule<S> implements Module<S> {
   async #build(s: ProxySettings): Promise<Built> {
     const logger = this.#deps.logger;
     const upstreams = new Map<string, Upstream>();
-    for (const [name, cfg] of Object.entries(s.upstreams)) {
-      upstreams.set(
-        name,
-        new Upstream(name, cfg, { logger, timeouts: s.timeouts, rewriteHost: s.rewriteHost }),
-      );
+    const keys = new Map<string, string>();
+    // An upstream whose settings did not change is kept as it is, with its warm connections and
+    // sessions; only new and changed ones are made (and started).
+    const prev = this.#built;
+    const made: Upstream[] = [];
+    try {
+      for (const [name, cfg] of Object.entries(s.upstreams)) {
+        const opts = { logger, timeouts: s.timeouts, rewriteHost: s.rewriteHost };
+        const key = Upstream.settingsKey(cfg, opts);
+        let u = prev?.keys.get(name) === key ? prev.upstreams.get(name) : undefined;
+        if (u === undefined) {
+          u = new Upstream(name, cfg, opts);
+          made.push(u);
+        }
+        upstreams.set(name, u);
+        keys.set(name, key);
+      }
+      await Promise.all(made.map((u) => u.start()));
+    } catch (err) {
+      for (const u of made) u.close();
+      throw err;
     }
-    await Promise.all([...upstreams.values()].map((u) => u.start()));
     const logKey = JSON.stringify(s.accessLog ?? null);
     if (logKey !== this.#accessLogKey) {
       const old = this.#accessLog;
@@ -216,15 +233,16 @@ export class ProxyModule<S> implements Module<S> {
       if (h2 && !l.tls) http.h2c = (socket, head) => h2.accept(socket, head);
       return { http, tcp: undefined, h2 };
     });
-    return { upstreams, parts };
+    return { upstreams, keys, parts };
   }
 
   #h2For(http: Http1Context, s: ProxySettings): ListenerParts['h2'] {
     return createH2Handler(http, s.http2, this.#deps.logger);
   }
 
-  #dispose(built: Built): void {
-    for (const u of built.upstreams.values()) u.close();
+  /** Closes the upstreams of a build, but those the next build kept. */
+  #dispose(built: Built, next?: Built): void {
+    for (const [name, u] of built.upstreams) if (next?.upstreams.get(name) !== u) u.close();
   }
 
   #startTicker(): void {

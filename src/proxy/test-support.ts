@@ -49,11 +49,16 @@ export async function startOutbound(
   raw: Record<string, unknown>,
   opts: Omit<StartOptions, 'app'> = {},
 ): Promise<StartedProxy<OutboundConfig>> {
-  const section = outboundSchema.parse({ listener: { address: '127.0.0.1:0' }, ...raw });
+  const section = outboundSection(raw);
   const metrics = opts.metrics ?? createMetricsRegistry();
   const health = opts.health ?? new HealthSignal(true);
   const module = new ProxyModule(section, outboundSettings, deps(metrics, health));
   return started(module, metrics, health);
+}
+
+/** The parsed section startOutbound uses; for reload(). */
+export function outboundSection(raw: Record<string, unknown>): OutboundConfig {
+  return outboundSchema.parse({ listener: { address: '127.0.0.1:0' }, ...raw });
 }
 
 /** The parsed section startInbound uses; for reload(). */

@@ -1,7 +1,10 @@
 // The process's own logs: JSON lines for machines, or pretty lines when a person is watching.
 
+import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+
+// pino-pretty and what it pulls in cost several MB of memory; load it only when a person reads the logs.
+const require = createRequire(import.meta.url);
 
 export type { Logger };
 export type LogFormat = 'auto' | 'json' | 'pretty';
@@ -16,6 +19,7 @@ export function createLogger(opts: {
   const isTTY = opts.isTTY ?? (fd === 1 ? process.stdout : process.stderr).isTTY === true;
   const base = { level: opts.level, base: { service: 'pillion' } };
   if (opts.format === 'pretty' || (opts.format === 'auto' && isTTY)) {
+    const pretty = require('pino-pretty') as typeof import('pino-pretty');
     return pino(
       base,
       pretty({

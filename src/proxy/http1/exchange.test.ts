@@ -324,6 +324,32 @@ describe('routes', () => {
     assert.deepEqual(await where(h('wild.test')), ['app', '/x']);
   });
 
+  test('Connection: host bug: the Host routing used is the Host the upstream gets, not localhost', async () => {
+    for (const conn of ['host', 'Host', 'keep-alive, HOST', 'x-a,host , x-b']) {
+      const res = await send(`GET /x HTTP/1.1\r\nHost: api.example.com\r\nConnection: ${conn}\r\n\r\n`);
+      assert.equal(res.status, 200, res.body.toString());
+      const e = echoOf(res.body);
+      assert.ok(isFrom(other, e), `routed by Host with Connection: ${conn}`);
+      assert.equal(e.headers.host, 'api.example.com', `Connection: ${conn}`);
+    }
+    // Framing stays the proxy's own: a body is forwarded with its length whatever Connection names.
+    const body = 'hello';
+    const res = await send(
+      `POST /x HTTP/1.1\r\nHost: api.example.com\r\nConnection: content-length, transfer-encoding, host\r\n` +
+        `Content-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    const e = echoOf(res.body);
+    assert.equal(e.headers.host, 'api.example.com');
+    assert.equal(e.headers['content-length'], String(body.length));
+    assert.equal(e.bytes, body.length);
+    // Nor can Connection strip the request id the proxy logs and echoes.
+    const idRes = await send(
+      'GET /x HTTP/1.1\r\nHost: api.example.com\r\nX-Request-Id: abc-1\r\nConnection: x-request-id\r\n\r\n',
+    );
+    assert.equal(echoOf(idRes.body).headers['x-request-id'], 'abc-1');
+    assert.equal(idRes.headers['x-request-id'], 'abc-1');
+  });
+
   test('header conditions: exact value, and absence', async () => {
     assert.deepEqual(await where(get('/h', { 'X-Canary': '1' })), ['other', '/h']);
     assert.deepEqual(await where(get('/h', { 'X-Canary': '2' })), ['app', '/h']);

@@ -1,6 +1,6 @@
 // Serializes the heads the proxy writes: the request to the upstream and the response to the
-// client. Hop-by-hop headers (RFC 9110 §7.6.1, and every header the Connection field names) are
-// dropped; framing headers are written by the proxy itself, never copied.
+// client. Hop-by-hop headers (RFC 9110 §7.6.1, and every header the Connection field names but
+// Host) are dropped; framing headers are written by the proxy itself, never copied.
 
 import type { CompiledRoute } from '../router.js';
 import type { RequestHead, ResponseHead } from './head-parser.js';
@@ -53,11 +53,12 @@ export function serializeRequest(
       }
       continue;
     }
-    if (conn.length > 0 && isNamedByConnection(conn, l)) continue;
     if (l === 'host') {
+      // Never dropped through Connection: routing used this Host, so the upstream must see it too.
       if (route.hostRewrite !== undefined) continue;
       hasHost = true;
-    }
+    } else if (conn.length > 0 && l !== 'x-request-id' && isNamedByConnection(conn, l)) continue;
+    // (X-Request-Id is not droppable either: the proxy logs and echoes the id the client sent.)
     h += `${req.names[i]}: ${req.values[i]}\r\n`;
   }
   if (route.hostRewrite !== undefined) h += `host: ${route.hostRewrite}\r\n`;

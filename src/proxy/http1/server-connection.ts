@@ -70,6 +70,8 @@ const D_HEAD = 2;
 const D_RESPONSE = 3;
 
 const RESPONSE_LIMITS = { maxHeadSize: 64 * 1024, maxHeaders: 500 };
+/** Bodies up to this size that arrive with their head are copied into the head's write. */
+const MERGE_LIMIT = 16 * 1024;
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
 /** Pipelined bytes held while a response is pending; more pauses reading, which bounds memory. */
 const MAX_BUFFERED = 256 * 1024;
@@ -120,6 +122,9 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #retried = false;
   #upEndpoint: Endpoint | undefined;
   #upReused = false;
+  /** Bytes moved since the last tick; the tick turns it into #ioAt (no clock read per chunk). */
+  #io = false;
+  #ioAt = 0;
 
   constructor(socket: net.Socket, ctx: Http1Context) {
     this.socket = socket;
@@ -154,6 +159,23 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   /** Checks deadlines; called by the listener's ticker. */
   tick(now: number): void {
+    // Stream idle: while body bytes are expected in either direction, none moving for the idle
+    // timeout ends the exchange (a stalled client or upstream would otherwise hold both sockets).
+    if (this.#state === ST_EXCHANGE && (this.#res !== undefined || !this.#reqDone)) {
+      if (this.#io) {
+        this.#io = false;
+        this.#ioAt = now;
+      } else if (this.#c.timeouts.idle > 0 && now - this.#ioAt >= this.#c.timeouts.idle) {
+        if (this.#res === undefined)
+          this.#reject(408, 'request body stalled', 'PILLION_ERR_PROXY_BAD_REQUEST');
+        else {
+          this.#flags = 'SI';
+          this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
+          this.#abort();
+        }
+        return;
+      }
+    }
     if (this.#deadlineKind !== D_NONE && now >= this.#deadline) {
       const kind = this.#deadlineKind;
       this.#deadlineKind = D_NONE;
@@ -179,6 +201,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   // --- client side -------------------------------------------------------------------------------
 
   #onData(chunk: Buffer): void {
+    this.#io = true;
     switch (this.#state) {
       case ST_HEAD:
         if (this.#pending === undefined) {
@@ -240,6 +263,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     const c = this.#c;
     this.#requests++;
     this.#req = req;
+    this.#io = true;
     this.#bytesIn = req.size;
     this.#deadlineKind = D_NONE;
     c.stats.active.value++;
@@ -305,8 +329,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       upgrade,
     });
     this.#state = ST_CONNECTING;
-    this.#pause(P_UPSTREAM);
     upstream.pool.acquire(this);
+    // An idle pooled connection is handed over synchronously; only a connect in progress needs
+    // the client's reading held (pausing and resuming a socket costs a tick per request).
+    if (this.#state === ST_CONNECTING) this.#pause(P_UPSTREAM);
   }
 
   #onClientDrain(): void {
@@ -315,9 +341,23 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   #onClientEnd(): void {
     this.#clientEnded = true;
-    if (this.#state === ST_HEAD && this.#pending === undefined) this.#close();
-    else if (this.#state === ST_TUNNEL) this.#up?.socket.end();
-    else this.#closeAfter = true;
+    switch (this.#state) {
+      case ST_HEAD:
+        if (this.#pending === undefined) this.#close();
+        else this.#reject(400, 'the connection ended inside a request head', 'PILLION_ERR_PROXY_BAD_REQUEST');
+        return;
+      case ST_TUNNEL:
+        this.#up?.socket.end();
+        return;
+      case ST_EXCHANGE:
+        // A body that can no longer complete: without this the exchange would wait forever.
+        if (!this.#reqDone && this.#pending === undefined)
+          this.#badBody('the connection ended inside the request body');
+        else this.#closeAfter = true;
+        return;
+      default:
+        this.#closeAfter = true;
+    }
   }
 
   #onClientClose(): void {
@@ -375,6 +415,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#reqDone = true;
       if (used < end) this.#hold(buf.subarray(used));
       if (this.#res === undefined) this.#setDeadline(D_RESPONSE, this.#c.timeouts.upstreamResponse);
+    } else if (this.#clientEnded) {
+      this.#badBody('the connection ended inside the request body');
     }
   }
 
@@ -409,15 +451,18 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#state = ST_EXCHANGE;
     this.#tUp = performance.now();
     const s = conn.socket;
-    s.cork();
-    s.write(this.#upHead, 'latin1');
     const pending = this.#pending;
     this.#pending = undefined;
-    if (pending !== undefined) {
-      if (this.#reqDone) this.#hold(pending);
-      else this.#forwardBody(pending, 0);
+    if (pending === undefined || this.#reqDone) {
+      s.write(this.#upHead, 'latin1');
+      if (pending !== undefined) this.#hold(pending);
+    } else {
+      // Head and the body bytes that came with it leave in one writev.
+      s.cork();
+      s.write(this.#upHead, 'latin1');
+      this.#forwardBody(pending, 0);
+      s.uncork();
     }
-    s.uncork();
     if (this.#state !== ST_EXCHANGE) return;
     if (this.#reqDone) this.#setDeadline(D_RESPONSE, this.#c.timeouts.upstreamResponse);
     this.#unpause(P_UPSTREAM);
@@ -453,17 +498,15 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   }
 
   onUpstreamData(chunk: Buffer): void {
+    this.#io = true;
     if (this.#state === ST_TUNNEL) {
       this.#bytesOut += chunk.length;
       if (!this.socket.write(chunk)) this.#up!.socket.pause();
       return;
     }
     if (this.#state !== ST_EXCHANGE) return;
-    const s = this.socket;
-    s.cork();
     if (this.#res === undefined) this.#readResponseHead(chunk);
     else this.#forwardResponse(chunk, 0);
-    s.uncork();
   }
 
   #readResponseHead(chunk: Buffer): void {
@@ -509,13 +552,13 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         }
         continue;
       }
-      this.#onResponseHead(r);
-      if (this.#state === ST_EXCHANGE && start < buf.length) this.#forwardResponse(buf, start);
+      this.#sendResponseHead(r, buf, start);
       return;
     }
   }
 
-  #onResponseHead(res: ResponseHead): void {
+  /** Writes the response head, with as much of the body as came with it in the same write. */
+  #sendResponseHead(res: ResponseHead, buf: Buffer, start: number): void {
     const req = this.#req!;
     this.#res = res;
     this.#status = res.status;
@@ -542,8 +585,31 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       upgrade: false,
     });
     this.#bytesOut += h.length;
-    this.socket.write(h, 'latin1');
-    if (this.#resKind === B_NONE) this.#responseDone(true);
+    const avail = buf.length - start;
+    if (this.#resKind === B_NONE) {
+      this.socket.write(h, 'latin1');
+      // Bytes after a bodiless response are not ours to forward: the connection is not reused.
+      this.#responseDone(avail === 0);
+      return;
+    }
+    if (this.#resKind === B_LENGTH && avail > 0 && avail <= MERGE_LIMIT) {
+      // The common small response: head and body leave in one write (no cork, no writev).
+      const n = Math.min(avail, this.#resLeft);
+      const hl = h.length;
+      const out = Buffer.allocUnsafe(hl + n);
+      out.write(h, 0, hl, 'latin1');
+      buf.copy(out, hl, start, start + n);
+      this.#resLeft -= n;
+      this.#bytesOut += n;
+      if (!this.socket.write(out)) this.#up?.socket.pause();
+      if (this.#resLeft === 0) this.#responseDone(start + n === buf.length);
+      return;
+    }
+    const s = this.socket;
+    s.cork();
+    s.write(h, 'latin1');
+    if (avail > 0) this.#forwardResponse(buf, start);
+    s.uncork();
   }
 
   #writePayload = (buf: Buffer, start: number, end: number): void => {

@@ -152,6 +152,43 @@ describe('timeouts', () => {
     c.destroy();
   });
 
+  test('idle: a request body that stalls mid-way gets 408 (stream idle), not an endless wait', async () => {
+    const c = await RawClient.connect(proxy.port());
+    c.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf!');
+    const res = await c.readResponse();
+    assert.equal(res.status, 408);
+    assert.equal(await c.waitClosed(), true);
+  });
+
+  test('idle: a response body that stalls mid-way is cut off (stream idle)', async () => {
+    const c = await RawClient.connect(proxy.port());
+    c.write(get('/stall-body'));
+    const all = (await c.readAll()).toString('latin1');
+    assert.match(all, /^HTTP\/1\.1 200 /);
+    assert.ok(all.endsWith('only a part'), all);
+  });
+
+  test('a client that half-closes inside a request body gets 400 at once', async () => {
+    const c = await RawClient.connect(proxy.port());
+    c.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf!');
+    await new Promise((r) => setTimeout(r, 20)); // let the head go upstream first
+    const t0 = Date.now();
+    c.end();
+    const res = await c.readResponse();
+    assert.equal(res.status, 400);
+    assert.ok(Date.now() - t0 < 150, `answered after ${Date.now() - t0} ms, not at once`);
+  });
+
+  test('a client that half-closes inside a request head gets 400 at once', async () => {
+    const c = await RawClient.connect(proxy.port());
+    c.write('GET /x HTTP/1.1\r\nHost: x\r\n');
+    const t0 = Date.now();
+    c.end();
+    const res = await c.readResponse();
+    assert.equal(res.status, 400);
+    assert.ok(Date.now() - t0 < 150, `answered after ${Date.now() - t0} ms, not at once`);
+  });
+
   test('request: a body that does not arrive in time gets 408', async () => {
     const p = await startInbound({ listeners: LISTEN, timeouts: { request: '250ms' } }, { app: app.port });
     try {

@@ -60,9 +60,12 @@ export class ClientSessions {
     return s;
   }
 
-  /** Closes every session: gracefully (open streams finish) or at once. */
+  /**
+   * Closes every session, for good: gracefully (open streams finish) or at once. Sessions belong
+   * to their upstream, so they outlive a reload that keeps it and close with it when it goes.
+   */
   closeAll(graceful: boolean): void {
-    if (!graceful) this.#closed = true;
+    this.#closed = true;
     for (const s of [...this.#byKey.values()]) {
       if (graceful) s.session.close();
       else s.session.destroy();

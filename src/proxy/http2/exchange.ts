@@ -18,7 +18,6 @@ import { observe, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure } from '../upstream/h1-pool.js';
 import type { Upstream } from '../upstream/upstream.js';
-import type { ClientSessions } from './client-sessions.js';
 import { KNOWN_METHODS, responseAddPairs, validHost, validPath, validValue } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
@@ -41,7 +40,6 @@ export interface UpstreamLeg {
 /** What the exchanges of one handler share. */
 export interface Shared {
   readonly c: Http1Context;
-  readonly upstreamSessions: ClientSessions;
   readonly active: Set<Exchange>;
   readonly maxHeaderListSize: number;
   makeLeg(x: Exchange, upstream: Upstream): UpstreamLeg;

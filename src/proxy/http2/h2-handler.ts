@@ -9,7 +9,6 @@ import type { Logger } from 'pino';
 import type { Http2Config } from '../config.js';
 import type { Http1Context } from '../http1/server-connection.js';
 import type { Upstream } from '../upstream/upstream.js';
-import { ClientSessions } from './client-sessions.js';
 import { Exchange, type Peer, type Shared, type UpstreamLeg } from './exchange.js';
 import { H1Leg } from './h1-leg.js';
 import { H2Leg } from './h2-leg.js';
@@ -68,7 +67,6 @@ class ClientSession implements Peer {
 
 class Http2Handler implements H2Handler, Shared {
   readonly c: Http1Context;
-  readonly upstreamSessions: ClientSessions;
   readonly active = new Set<Exchange>();
   readonly maxResetsPerSecond: number;
   readonly maxHeaderListSize: number;
@@ -85,11 +83,6 @@ class Http2Handler implements H2Handler, Shared {
     this.#logger = logger;
     this.maxResetsPerSecond = cfg.maxResetsPerSecond;
     this.maxHeaderListSize = cfg.maxHeaderListSize;
-    this.upstreamSessions = new ClientSessions({
-      connectTimeoutMs: http.timeouts.upstreamConnect,
-      idleTimeoutMs: http.timeouts.idle,
-      logger,
-    });
     this.#server = http2.createServer({
       settings: {
         maxConcurrentStreams: cfg.maxConcurrentStreams,
@@ -134,21 +127,17 @@ class Http2Handler implements H2Handler, Shared {
     // close() sends GOAWAY (NO_ERROR): the client opens no new streams, open ones finish, and
     // the session ends when the last one does.
     for (const s of this.#sessions.keys()) s.close();
-    if (this.#sessions.size === 0) this.upstreamSessions.closeAll(true);
   }
 
   close(): void {
     this.#closed = true;
     this.#draining = true;
     for (const s of [...this.#sessions.keys()]) s.destroy();
-    this.upstreamSessions.closeAll(false);
     this.#stopTicker();
   }
 
   makeLeg(x: Exchange, upstream: Upstream): UpstreamLeg {
-    return upstream.protocol === 'h2'
-      ? new H2Leg(x, upstream, this.upstreamSessions)
-      : new H1Leg(x, upstream);
+    return upstream.protocol === 'h2' ? new H2Leg(x, upstream) : new H1Leg(x, upstream);
   }
 
   /** A client resets streams faster than allowed: GOAWAY (ENHANCE_YOUR_CALM) and disconnect. */
@@ -179,10 +168,7 @@ class Http2Handler implements H2Handler, Shared {
     session.on('close', () => {
       if (!this.#sessions.delete(session)) return;
       c.stats.connections.value--;
-      if (this.#sessions.size === 0) {
-        this.#stopTicker();
-        if (this.#draining) this.upstreamSessions.closeAll(!this.#closed);
-      }
+      if (this.#sessions.size === 0) this.#stopTicker();
     });
     session.setLocalWindowSize(CONNECTION_WINDOW);
     session.setTimeout(c.timeouts.idle, () => {

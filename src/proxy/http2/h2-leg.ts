@@ -11,7 +11,7 @@ import http2, {
 } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { Upstream } from '../upstream/upstream.js';
-import type { ClientSessions, UpstreamSession } from './client-sessions.js';
+import type { UpstreamSession } from './client-sessions.js';
 import type { Exchange, UpstreamLeg } from './exchange.js';
 import { CONNECTION_SPECIFIC, FORWARDED, requestAddPairs } from './headers.js';
 import { resetStream } from './reset-stream.js';
@@ -21,7 +21,6 @@ const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_E
 export class H2Leg implements UpstreamLeg {
   #x: Exchange;
   #upstream: Upstream;
-  #sessions: ClientSessions;
   #us: UpstreamSession | undefined;
   #req: ClientHttp2Stream | undefined;
   #trailers: OutgoingHttpHeaders | undefined;
@@ -31,22 +30,23 @@ export class H2Leg implements UpstreamLeg {
   #done = false;
   #error: Error | undefined;
 
-  constructor(x: Exchange, upstream: Upstream, sessions: ClientSessions) {
+  constructor(x: Exchange, upstream: Upstream) {
     this.#x = x;
     this.#upstream = upstream;
-    this.#sessions = sessions;
   }
 
   start(): void {
     const x = this.#x;
-    const ep = this.#upstream.endpoints.pick();
+    const upstream = this.#upstream;
+    // A closed upstream (replaced or removed by a reload) answers as its HTTP/1.1 pool does.
+    const ep = upstream.closed ? undefined : upstream.endpoints.pick();
     if (ep === undefined) {
       this.#done = true;
       x.connectFailed('no-endpoint', undefined, undefined);
       return;
     }
     x.endpoint = ep;
-    const us = this.#sessions.get(this.#upstream, ep);
+    const us = upstream.sessions!.get(upstream, ep);
     let req: ClientHttp2Stream;
     try {
       req = us.session.request(this.#headers(), { endStream: x.noBody, waitForTrailers: !x.noBody });

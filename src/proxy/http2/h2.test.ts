@@ -905,6 +905,149 @@ describe('session lifecycle', () => {
   });
 });
 
+describe('reload', () => {
+  /** One listener; /up goes to the upstream `up` (when there is one), the rest to the app. */
+  function reloadSection(
+    upstreams: Record<string, unknown>,
+    extra: Record<string, unknown> = {},
+  ): InboundSection {
+    const up = 'up' in upstreams ? [{ name: 'up', match: { prefix: '/up' }, upstream: 'up' }] : [];
+    return {
+      inbound: inboundSchema.parse({
+        listeners: [{ name: 'plain', address: '127.0.0.1:0' }],
+        routes: [...up, { name: 'app' }],
+        upstreams,
+        ...extra,
+      }),
+      app: appSchema.parse({ host: '127.0.0.1', port: appPort }),
+    };
+  }
+
+  async function startModule(sec: InboundSection) {
+    const d = deps(new HealthSignal(true));
+    const m = new ProxyModule(sec, inboundSettings, d);
+    await m.start();
+    cleanups.push(() => m.stop());
+    return { m, metrics: d.metrics, port: m.addresses().get('plain')!.port };
+  }
+
+  /** Fails instead of hanging when the promise does not settle in time. */
+  async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+    });
+    try {
+      return await Promise.race([p, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  test('reload bug: HTTP/2 upstream sessions were dropped by every reload; kept if unchanged, closed if changed', async () => {
+    const up = http2.createServer();
+    const sessions = new Set<http2.ServerHttp2Session>();
+    let made = 0;
+    let closed = 0;
+    up.on('session', (ss) => {
+      made++;
+      sessions.add(ss);
+      ss.on('close', () => closed++);
+    });
+    up.on('stream', (stream) => {
+      stream.on('error', () => {});
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+    });
+    up.listen(0, '127.0.0.1');
+    await once(up, 'listening');
+    const upPort = (up.address() as net.AddressInfo).port;
+    cleanups.push(() => {
+      for (const ss of sessions) ss.destroy();
+      up.close();
+    });
+    const ups = (maxIdle: number) => ({
+      up: { endpoints: [`127.0.0.1:${upPort}`], protocol: 'h2', pool: { maxIdle } },
+    });
+    const { m, port } = await startModule(reloadSection(ups(64)));
+    const ask = async () => {
+      // A new client connection each time: a reload sends GOAWAY to the ones open.
+      const c = connectPlain(port);
+      const r = await h2(c, { ':path': '/up/x' });
+      c.close();
+      assert.equal(r.headers[':status'], 200);
+      assert.equal(r.body.toString(), 'ok');
+    };
+    await ask();
+    assert.equal(made, 1);
+    assert.equal(await m.reload(reloadSection(ups(64))), 'applied');
+    await ask();
+    assert.equal(made, 1, 'the unchanged upstream kept its session');
+    assert.equal(await m.reload(reloadSection(ups(32))), 'applied');
+    await waitFor(() => closed === 1, { what: 'the replaced upstream session to close' });
+    await ask();
+    assert.equal(made, 2);
+  });
+
+  test('reload bug: a stream waiting for a pooled HTTP/1.1 connection hung when its upstream was replaced', async () => {
+    const held: (() => void)[] = [];
+    const b = http.createServer((req, res) => {
+      if (req.url === '/up/held') held.push(() => res.end('late'));
+      else res.end('quick');
+    });
+    b.listen(0, '127.0.0.1');
+    await once(b, 'listening');
+    const bPort = (b.address() as net.AddressInfo).port;
+    cleanups.push(() => {
+      b.closeAllConnections();
+      b.close();
+    });
+    const ups = (maxIdle: number) => ({
+      up: { endpoints: [`127.0.0.1:${bPort}`], pool: { maxConnections: 1, maxIdle } },
+    });
+    const { m, metrics, port } = await startModule(reloadSection(ups(64)));
+    const c = connectPlain(port);
+    const first = h2(c, { ':path': '/up/held' });
+    await waitFor(() => held.length === 1, { what: 'the first stream to hold the only connection' });
+    const second = h2(c, { ':path': '/up/waiting' });
+    await waitFor(async () => (await gauge(metrics, 'pillion_proxy_active_requests', 'plain')) === 2, {
+      what: 'the second stream to wait for a connection',
+    });
+    assert.equal(await m.reload(reloadSection(ups(32))), 'applied');
+    const r = await within(second, 3000, 'the waiting stream to be answered');
+    assert.equal(r.headers[':status'], 503);
+    held[0]!();
+    const r1 = await first;
+    assert.equal(r1.headers[':status'], 200);
+    assert.equal(r1.body.toString(), 'late');
+  });
+
+  test('reload bug: sessions of a replaced HTTP/2 handler were forgotten by drain and stop', async () => {
+    // No response timeout: the stream to /slow stays open until the proxy ends it.
+    const { m, metrics, port } = await startModule(
+      reloadSection({}, { timeouts: { upstreamResponse: '0s' } }),
+    );
+    const c = connectPlain(port);
+    const goaway = once(c, 'goaway');
+    const req = c.request({ ':path': '/slow' });
+    req.on('error', () => {});
+    await waitFor(async () => (await gauge(metrics, 'pillion_proxy_active_requests', 'plain')) === 1, {
+      what: 'the stream to reach the app',
+    });
+    assert.equal(await m.reload(reloadSection({}, { timeouts: { upstreamResponse: '0s' } })), 'applied');
+    await goaway;
+    assert.equal(c.destroyed, false);
+    // The old session is still open, so drain waits for it until the deadline.
+    const t0 = Date.now();
+    await m.drain(Date.now() + 300);
+    const took = Date.now() - t0;
+    assert.ok(took >= 250, `drain returned after ${took} ms with a session open`);
+    const closed = once(c, 'close');
+    await m.stop();
+    await within(closed, 3000, "stop to close the replaced handler's session");
+  });
+});
+
 describe('TrailerChunkedReader', () => {
   test('finds the trailers however the body is split', () => {
     const wire = Buffer.from('5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\nx-one: 1\r\nx-two:  two \r\n\r\n');

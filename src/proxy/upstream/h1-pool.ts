@@ -93,7 +93,7 @@ export class H1Pool {
   }
 
   acquire(user: PoolUser): void {
-    const ep = this.endpoints.pick();
+    const ep = this.#closed ? undefined : this.endpoints.pick();
     if (!ep) {
       user.onUpstreamConnectError('no-endpoint', undefined, undefined);
       return;
@@ -168,11 +168,21 @@ export class H1Pool {
     if (next) this.acquire(next);
   }
 
+  /**
+   * Lets the pool go (its upstream was replaced or removed by a reload, or the proxy stops).
+   * Requests waiting for a connection are answered now, as no endpoint is left: nothing else would
+   * call them back before the exchanges holding the connections end, which may be never. So is
+   * every later acquire. Connects in progress finish for their users; connections in use are
+   * closed when they are released.
+   */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#sweep);
     for (const st of this.#state.values()) for (const c of st.idle.splice(0)) c.socket.destroy();
     this.endpoints.close();
+    for (const user of this.#waiting.splice(0))
+      user.onUpstreamConnectError('no-endpoint', undefined, undefined);
   }
 
   #stateOf(key: string): EndpointState {
