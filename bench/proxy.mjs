@@ -520,7 +520,8 @@ async function startPillion({ tmp, core, backend, tlsFiles }) {
   const port = await freePort();
   const file = path.join(tmp, `pillion-${tlsFiles ? 'tls' : 'plain'}.yaml`);
   fs.writeFileSync(file, pillionConfig({ adminPort, port, backendPort: backend.port, tlsFiles }));
-  const child = startProcess('pillion', process.execPath, [main, 'run', '-c', file], { core });
+  // Run as users do, through the bin, so its V8 flags (in the shebang) apply.
+  const child = startProcess('pillion', main, ['run', '-c', file], { core });
   try {
     await waitFor200(`http://127.0.0.1:${adminPort}/readyz`, child);
   } catch (err) {

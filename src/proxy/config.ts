@@ -232,7 +232,9 @@ const timeoutsSchema = z
       .describe('Time to receive the whole request head; 408 after.'),
     idle: duration({ min: '1ms', max: '1h' })
       .prefault('60s')
-      .describe('A keep-alive connection with no request in progress is closed after this.'),
+      .describe(
+        'A keep-alive connection with no request in progress is closed after this; and while a body is expected, no bytes moving either way for this long ends the exchange.',
+      ),
     request: duration({ max: '24h' })
       .prefault('0s')
       .describe(
