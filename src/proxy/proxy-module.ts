@@ -215,6 +215,7 @@ export class ProxyModule<S> implements Module<S> {
         listener: l.name,
         secure: l.tls !== undefined,
         routes: s.routes,
+        routesUseHost: s.routes.some((r) => r.host !== undefined),
         routeStats: s.routes.map((r) => stats.route(r.name)),
         noRouteStats: stats.route('-'),
         upstreams,

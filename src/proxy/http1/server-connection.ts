@@ -32,6 +32,8 @@ export interface Http1Context {
   listener: string;
   secure: boolean;
   routes: CompiledRoute[];
+  /** Whether any route matches on Host (else the Host is not lower-cased for routing). */
+  routesUseHost: boolean;
   routeStats: RouteStats[];
   noRouteStats: RouteStats;
   upstreams: Map<string, Upstream>;
@@ -293,7 +295,9 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#reject(400, 'malformed percent-encoding in path', 'PILLION_ERR_PROXY_BAD_REQUEST');
       return;
     }
-    const route = matchRoute(c.routes, req.method, norm.path, hostOnly(req.host), req.lower, req.values);
+    // Lower-casing the Host costs an allocation per request; only host conditions need it.
+    const host = c.routesUseHost ? hostOnly(req.host) : '';
+    const route = matchRoute(c.routes, req.method, norm.path, host, req.lower, req.values);
     if (route === undefined) {
       this.#routeStats = c.noRouteStats;
       this.#local(404, 'no route matches this request\n', 'NR');
