@@ -31,6 +31,12 @@ const BLOCK = Buffer.alloc(256 * 1024, 'x');
 // A collection before each sample, so the samples count live buffers rather than garbage not yet
 // collected (a minor one: the socket buffers die young, and a full one per sample is too slow).
 setFlagsFromString('--expose-gc');
+/**
+ * Far below the 100 MB that crosses, so a proxy that held a body would fail; with room above the
+ * 20-45 MB measured, since socket buffers promoted before a minor collection are counted until a
+ * full one, and a busy machine (tests run two at a time) promotes more of them.
+ */
+const GROWTH_BOUND = 64 * 1024 * 1024;
 const gc = runInNewContext('gc') as (opts?: { type: 'minor' | 'major' }) => void;
 
 /** Samples memory while fn runs; returns the largest growth over the baseline, in bytes. */
@@ -128,7 +134,7 @@ describe('100 MB bodies with bounded memory', () => {
       });
       assert.equal(res?.status, 200);
       assert.equal(res?.text, String(TOTAL));
-      assert.ok(growth.arrayBuffers < 40 * MB, `arrayBuffers grew by ${growth.arrayBuffers}`);
+      assert.ok(growth.arrayBuffers < GROWTH_BOUND, `arrayBuffers grew by ${growth.arrayBuffers}`);
       assert.ok(growth.rss < 80 * MB, `rss grew by ${growth.rss}`);
     });
 
@@ -140,7 +146,7 @@ describe('100 MB bodies with bounded memory', () => {
       assert.equal(res?.status, 200);
       assert.equal(res?.bytes, TOTAL);
       assert.equal(res?.headers['transfer-encoding'], chunked ? 'chunked' : undefined);
-      assert.ok(growth.arrayBuffers < 40 * MB, `arrayBuffers grew by ${growth.arrayBuffers}`);
+      assert.ok(growth.arrayBuffers < GROWTH_BOUND, `arrayBuffers grew by ${growth.arrayBuffers}`);
       assert.ok(growth.rss < 80 * MB, `rss grew by ${growth.rss}`);
     });
   }
@@ -162,7 +168,7 @@ describe('100 MB bodies with bounded memory', () => {
     });
     socket.destroy();
     assert.ok(received > TOTAL && received < TOTAL + 1000, `received ${received}`);
-    assert.ok(growth.arrayBuffers < 40 * MB, `arrayBuffers grew by ${growth.arrayBuffers}`);
+    assert.ok(growth.arrayBuffers < GROWTH_BOUND, `arrayBuffers grew by ${growth.arrayBuffers}`);
   });
 
   test('a slow reader: the pooled upstream connection is usable after the response', async () => {
