@@ -18,13 +18,8 @@ import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } fr
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { ChunkedReader } from './chunked.js';
-import {
-  HeadError,
-  parseRequestHead,
-  parseResponseHead,
-  type RequestHead,
-  type ResponseHead,
-} from './head-parser.js';
+import { HeadError, parseRequestHead, type RequestHead, type ResponseHead } from './head-parser.js';
+import { ResponseHeadReader } from './response-head-reader.js';
 import { serializeLocal, serializeRequest, serializeResponse } from './serialize.js';
 
 /** What every connection of one listener shares; built once per config. */
@@ -71,7 +66,6 @@ const D_IDLE = 1;
 const D_HEAD = 2;
 const D_RESPONSE = 3;
 
-const RESPONSE_LIMITS = { maxHeadSize: 64 * 1024, maxHeaders: 500 };
 /** Bodies up to this size that arrive with their head are copied into the head's write. */
 const MERGE_LIMIT = 16 * 1024;
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
@@ -108,7 +102,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #reqChunks: ChunkedReader | undefined;
   #reqDone = false;
   #res: ResponseHead | undefined;
-  #resBuf: Buffer | undefined;
+  #resReader = new ResponseHeadReader();
   #resKind = B_NONE;
   #resLeft = 0;
   #resChunks: ChunkedReader | undefined;
@@ -514,25 +508,17 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   }
 
   #readResponseHead(chunk: Buffer): void {
-    let buf = chunk;
-    let scanFrom = 0;
-    if (this.#resBuf !== undefined) {
-      scanFrom = this.#resBuf.length;
-      buf = Buffer.concat([this.#resBuf, chunk]);
-      this.#resBuf = undefined;
-    }
-    let start = 0;
+    const reader = this.#resReader;
+    reader.feed(chunk);
     for (;;) {
-      const r = parseResponseHead(buf, start, buf.length, RESPONSE_LIMITS, Math.max(start, scanFrom));
-      if (r === undefined) {
-        this.#resBuf = start === 0 ? buf : buf.subarray(start);
-        return;
-      }
+      const r = reader.next();
+      if (r === undefined) return;
       if (r instanceof HeadError) {
         this.#upstreamProtocolError(`upstream sent an invalid response head: ${r.reason}`);
         return;
       }
-      start += r.size;
+      const buf = reader.buffer;
+      const start = reader.offset;
       if (r.status === 101) {
         if (this.#req!.upgrade === '' || !this.#req!.connection.includes('upgrade')) {
           this.#upstreamProtocolError('upstream switched protocols without an upgrade request');
@@ -674,7 +660,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     if (this.#res === undefined) {
       // A reused keep-alive connection the upstream closed just as the request went out: send the
       // request again on a fresh connection, once, if nothing of a body was lost.
-      if (this.#upReused && !this.#retried && this.#reqKind === B_NONE && this.#resBuf === undefined) {
+      if (this.#upReused && !this.#retried && this.#reqKind === B_NONE && !this.#resReader.holding) {
         this.#retried = true;
         this.#state = ST_CONNECTING;
         this.#upstream!.pool.acquire(this);
@@ -891,7 +877,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#reqChunks = undefined;
     this.#reqDone = false;
     this.#res = undefined;
-    this.#resBuf = undefined;
+    this.#resReader.reset();
     this.#resKind = B_NONE;
     this.#resLeft = 0;
     this.#resChunks = undefined;

@@ -6,7 +6,8 @@
 
 import type { OutgoingHttpHeaders } from 'node:http2';
 import { performance } from 'node:perf_hooks';
-import { HeadError, parseResponseHead, type ResponseHead } from '../http1/head-parser.js';
+import { HeadError, type ResponseHead } from '../http1/head-parser.js';
+import { ResponseHeadReader } from '../http1/response-head-reader.js';
 import { HOP_BY_HOP } from '../http1/serialize.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } from '../upstream/h1-pool.js';
@@ -15,7 +16,6 @@ import type { Exchange, UpstreamLeg } from './exchange.js';
 import { addHeader, FORWARDED, requestAddPairs, trailerAllowed } from './headers.js';
 import { TrailerChunkedReader } from './trailer-reader.js';
 
-const RESPONSE_LIMITS = { maxHeadSize: 64 * 1024, maxHeaders: 500 };
 const MAX_TRAILER_BYTES = 64 * 1024;
 
 const S_CONNECTING = 0;
@@ -39,7 +39,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
   #chunkedRequest = false;
   #retried = false;
   #reused = false;
-  #resBuf: Buffer | undefined;
+  #resReader = new ResponseHeadReader();
   #res: ResponseHead | undefined;
   #resKind = B_NONE;
   #resLeft = 0;
@@ -135,7 +135,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     if (this.#res === undefined) {
       // A reused keep-alive connection the upstream closed just as the request went out: send the
       // request again on a fresh connection, once, when no body could have been lost.
-      if (this.#reused && !this.#retried && x.noBody && this.#resBuf === undefined) {
+      if (this.#reused && !this.#retried && x.noBody && !this.#resReader.holding) {
         this.#retried = true;
         this.#state = S_CONNECTING;
         this.#upstream.pool.acquire(this);
@@ -166,25 +166,17 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
   }
 
   #readHead(chunk: Buffer): void {
-    let buf = chunk;
-    let scanFrom = 0;
-    if (this.#resBuf !== undefined) {
-      scanFrom = this.#resBuf.length;
-      buf = Buffer.concat([this.#resBuf, chunk]);
-      this.#resBuf = undefined;
-    }
-    let start = 0;
+    const reader = this.#resReader;
+    reader.feed(chunk);
     for (;;) {
-      const r = parseResponseHead(buf, start, buf.length, RESPONSE_LIMITS, Math.max(start, scanFrom));
-      if (r === undefined) {
-        this.#resBuf = start === 0 ? buf : buf.subarray(start);
-        return;
-      }
+      const r = reader.next();
+      if (r === undefined) return;
       if (r instanceof HeadError) {
         this.#protocolError(`upstream sent an invalid response head: ${r.reason}`);
         return;
       }
-      start += r.size;
+      const buf = reader.buffer;
+      const start = reader.offset;
       if (r.status === 101) {
         this.#protocolError('upstream switched protocols, which HTTP/2 cannot carry');
         return;
