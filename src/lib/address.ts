@@ -50,6 +50,11 @@ export function formatAddress(addr: Address): string {
 }
 
 /** True for 127.0.0.0/8, ::1 and localhost: addresses no other host can reach. */
+/** A peer address as people write it: "::ffff:10.0.0.1" (IPv4 on a dual-stack socket) is 10.0.0.1. */
+export function unmapIPv4(ip: string): string {
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}
+
 export function isLoopback(host: string): boolean {
   if (host === 'localhost' || host === '::1') return true;
   if (isIP(host) === 4) return host.startsWith('127.');

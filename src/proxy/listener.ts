@@ -47,10 +47,6 @@ export class ProxyListener {
     return a && typeof a === 'object' ? a : undefined;
   }
 
-  get parts(): ListenerParts {
-    return this.#parts;
-  }
-
   async start(): Promise<void> {
     const cfg = this.config;
     if (cfg.tls) {

@@ -37,6 +37,9 @@ export interface CompiledRoute {
   requestDrop: Set<string>;
   responseAdd: string;
   responseDrop: Set<string>;
+  /** The same additions as [lower-case name, value] pairs, for HTTP/2. */
+  requestAddPairs: [string, string][];
+  responseAddPairs: [string, string][];
   /** Rewrite Host to this (outbound: the service's name), or undefined to keep the client's. */
   hostRewrite: string | undefined;
 }
@@ -82,6 +85,8 @@ export function compileRoute(r: RouteConfig, index: number, hostRewrite?: string
     requestDrop: dropSet(r.requestHeaders),
     responseAdd: serializeHeaders(r.responseHeaders.add),
     responseDrop: dropSet(r.responseHeaders),
+    requestAddPairs: headerPairs(r.requestHeaders.add),
+    responseAddPairs: headerPairs(r.responseHeaders.add),
     hostRewrite,
   };
 }
@@ -90,6 +95,10 @@ function serializeHeaders(add: Record<string, string>): string {
   let s = '';
   for (const [k, v] of Object.entries(add)) s += `${k}: ${v}\r\n`;
   return s;
+}
+
+function headerPairs(add: Record<string, string>): [string, string][] {
+  return Object.entries(add).map(([k, v]) => [k.toLowerCase(), v]);
 }
 
 function dropSet(edits: { add: Record<string, string>; remove: string[] }): Set<string> {

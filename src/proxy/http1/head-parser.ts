@@ -95,7 +95,8 @@ const IP_LITERAL = table(
     c === 0x2e,
 );
 
-const KNOWN_METHODS = new Set(METHODS.filter((m) => m !== 'CONNECT'));
+/** Methods proxied (llhttp's list without CONNECT); HTTP/2 requests are held to the same. */
+export const KNOWN_METHODS = new Set(METHODS.filter((m) => m !== 'CONNECT'));
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 /**
@@ -395,7 +396,7 @@ function findHeadEnd(buf: Buffer, p: number, scanFrom: number, end: number): num
  * brackets, then at most one ":" and up to 5 digits. Anything looser ("a:b:c", "a:80x") is a
  * host that the proxy and the app could each read their own way.
  */
-function validHost(v: string): boolean {
+export function validHost(v: string): boolean {
   const n = v.length;
   if (n === 0 || n > 255) return false;
   let i = 0;
@@ -411,6 +412,19 @@ function validHost(v: string): boolean {
   if (i === n) return true;
   if (v.charCodeAt(i) !== COLON || n - i - 1 > 5) return false;
   for (let k = i + 1; k < n; k++) if (!isDigit(v.charCodeAt(k))) return false;
+  return true;
+}
+
+/** An origin-form target ("/...") of the bytes a request line may carry; for HTTP/2's :path. */
+export function validTarget(t: string): boolean {
+  if (t.length === 0 || t.charCodeAt(0) !== 0x2f) return false;
+  for (let i = 0; i < t.length; i++) if (TARGET[t.charCodeAt(i)] !== 1) return false;
+  return true;
+}
+
+/** A field value as a head may carry it (no controls but HTAB; obs-text allowed); for HTTP/2. */
+export function validFieldValue(v: string): boolean {
+  for (let i = 0; i < v.length; i++) if (VALUE[v.charCodeAt(i)] !== 1) return false;
   return true;
 }
 

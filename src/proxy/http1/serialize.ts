@@ -16,7 +16,7 @@ export const HOP_BY_HOP = new Set([
   'content-length',
 ]);
 
-const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+export const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
 export interface ForwardContext {
   clientIp: string;

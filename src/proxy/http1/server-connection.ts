@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { unmapIPv4 } from '../../lib/address.js';
 import type { ErrorCode } from '../../lib/errors.js';
 import type { AccessLog } from '../access-log.js';
 import type { HeadersConfig, LimitsConfig, TimeoutsConfig } from '../config.js';
@@ -42,7 +43,7 @@ export interface Http1Context {
   accessLog: AccessLog | undefined;
   /** Hands a connection that opened with the HTTP/2 preface to the HTTP/2 server; undefined disables h2c. */
   h2c: ((socket: net.Socket, head: Buffer) => void) | undefined;
-  /** Proxies an exchange to an HTTP/2 upstream (undefined: answered 502). */
+  /** Open connections, for drain, reload and the deadline ticker. */
   connections: Set<ServerConnection>;
 }
 
@@ -125,7 +126,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   constructor(socket: net.Socket, ctx: Http1Context) {
     this.socket = socket;
     this.#c = ctx;
-    this.#clientIp = normalizeIp(socket.remoteAddress ?? '');
+    this.#clientIp = unmapIPv4(socket.remoteAddress ?? '');
     this.#remote = `${this.#clientIp}:${socket.remotePort ?? 0}`;
     socket.setNoDelay(true);
     socket.on('data', (b: Buffer) => this.#onData(b));
@@ -943,8 +944,4 @@ function startsWithPreface(buf: Buffer): boolean {
   const n = Math.min(buf.length, PREFACE.length);
   for (let i = 0; i < n; i++) if (buf[i] !== PREFACE[i]) return false;
   return true;
-}
-
-function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
 }

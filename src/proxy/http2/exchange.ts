@@ -18,7 +18,7 @@ import { observe, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure } from '../upstream/h1-pool.js';
 import type { Upstream } from '../upstream/upstream.js';
-import { KNOWN_METHODS, responseAddPairs, validHost, validPath, validValue } from './headers.js';
+import { KNOWN_METHODS, validHost, validPath, validValue } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } = http2.constants;
@@ -302,7 +302,7 @@ export class Exchange {
     if (c.headers.requestId && this.requestId !== '' && headers['x-request-id'] === undefined)
       headers['x-request-id'] = this.requestId;
     if (this.route !== undefined) {
-      const add = responseAddPairs(this.route);
+      const add = this.route.responseAddPairs;
       for (let i = 0; i < add.length; i++) headers[add[i]![0]] = add[i]![1];
     }
     this.upTime = performance.now() - this.tUp;
@@ -417,7 +417,7 @@ export class Exchange {
     if (this.c.headers.requestId && this.requestId !== '') h['x-request-id'] = this.requestId;
     if (extraName !== undefined) h[extraName] = extraValue;
     if (this.route !== undefined) {
-      const add = responseAddPairs(this.route);
+      const add = this.route.responseAddPairs;
       for (let i = 0; i < add.length; i++) h[add[i]![0]] = add[i]![1];
     }
     const empty = this.method === 'HEAD' || len === 0;

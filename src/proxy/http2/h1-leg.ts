@@ -13,7 +13,7 @@ import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } from '../upstream/h1-pool.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { Exchange, UpstreamLeg } from './exchange.js';
-import { addHeader, FORWARDED, requestAddPairs, trailerAllowed } from './headers.js';
+import { addHeader, FORWARDED, trailerAllowed } from './headers.js';
 import { TrailerChunkedReader } from './trailer-reader.js';
 
 const MAX_TRAILER_BYTES = 64 * 1024;
@@ -330,7 +330,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     }
     // The route's additions come last, as the HTTP/1.1 engine writes them (they replace, since
     // their names were dropped above).
-    const add = requestAddPairs(route);
+    const add = route.requestAddPairs;
     for (let i = 0; i < add.length; i++) h += `${add[i]![0]}: ${add[i]![1]}\r\n`;
     return `${h}\r\n`;
   }

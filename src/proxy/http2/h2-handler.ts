@@ -6,6 +6,7 @@
 import http2, { type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import { unmapIPv4 } from '../../lib/address.js';
 import type { Http2Config } from '../config.js';
 import type { Http1Context } from '../http1/server-connection.js';
 import type { Upstream } from '../upstream/upstream.js';
@@ -46,7 +47,7 @@ class ClientSession implements Peer {
     this.#handler = handler;
     this.session = session;
     const sock = session.socket;
-    this.clientIp = normalizeIp(sock.remoteAddress ?? '');
+    this.clientIp = unmapIPv4(sock.remoteAddress ?? '');
     this.remote = `${this.clientIp}:${sock.remotePort ?? 0}`;
   }
 
@@ -210,8 +211,4 @@ class Http2Handler implements H2Handler, Shared {
     if (this.#ticker !== undefined) clearInterval(this.#ticker);
     this.#ticker = undefined;
   }
-}
-
-function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
 }

@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import type { Upstream } from '../upstream/upstream.js';
 import type { UpstreamSession } from './client-sessions.js';
 import type { Exchange, UpstreamLeg } from './exchange.js';
-import { CONNECTION_SPECIFIC, FORWARDED, requestAddPairs } from './headers.js';
+import { CONNECTION_SPECIFIC, FORWARDED } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -220,7 +220,7 @@ export class H2Leg implements UpstreamLeg {
     h['x-forwarded-proto'] = xfp || (c.secure ? 'https' : 'http');
     h['x-forwarded-host'] = xfh || x.authority;
     if (x.addRequestId !== '') h['x-request-id'] = x.addRequestId;
-    const add = requestAddPairs(route);
+    const add = route.requestAddPairs;
     for (let i = 0; i < add.length; i++) h[add[i]![0]] = add[i]![1];
     return h;
   }

@@ -566,6 +566,11 @@ describe('HTTP/2 to an HTTP/1.1 app', () => {
     assert.equal(direct.body.toString(), 'direct\n');
     const bad = await h2(s, { ':path': '/a/%zz' });
     assert.equal(bad.headers[':status'], 400);
+    // :authority is held to the HTTP/1.1 Host grammar (a looser HTTP/2 check let these through).
+    for (const authority of ['host:evil', 'a:b:c', '[::1']) {
+      const badHost = await h2(s, { ':path': '/hello', ':authority': authority });
+      assert.equal(badHost.headers[':status'], 400, authority);
+    }
 
     health.set(false, 'starting');
     try {
