@@ -230,15 +230,11 @@ export class ProxyModule<S> implements Module<S> {
         h2c: undefined,
         connections: new Set(),
       };
-      const h2 = l.http2 ? this.#h2For(http, s) : undefined;
+      const h2 = l.http2 ? createH2Handler(http, s.http2, logger) : undefined;
       if (h2 && !l.tls) http.h2c = (socket, head) => h2.accept(socket, head);
       return { http, tcp: undefined, h2 };
     });
     return { upstreams, keys, parts };
-  }
-
-  #h2For(http: Http1Context, s: ProxySettings): ListenerParts['h2'] {
-    return createH2Handler(http, s.http2, this.#deps.logger);
   }
 
   /** Closes the upstreams of a build, but those the next build kept. */
