@@ -3,6 +3,7 @@
 
 import { z } from 'zod';
 import { addPillionIssue, address, duration, httpPath, size } from '../config/index.js';
+import { didYouMean } from '../lib/did-you-mean.js';
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -411,15 +412,18 @@ function checkUpstreamNames(
   appAllowed: boolean,
 ): void {
   const known = (name: string) => (appAllowed && name === 'app') || Object.hasOwn(s.upstreams, name);
-  const hint = () =>
-    `defined: ${[...(appAllowed ? ['app'] : []), ...Object.keys(s.upstreams)].join(', ') || 'none'}`;
+  const names = [...(appAllowed ? ['app'] : []), ...Object.keys(s.upstreams)];
+  const hint = (name: string) => {
+    const near = didYouMean(name, names);
+    return `${near ? `did you mean "${near}"? ` : ''}defined: ${names.join(', ') || 'none'}`;
+  };
   s.routes?.forEach((r, i) => {
     if (r.upstream !== undefined && !known(r.upstream))
       addPillionIssue(
         ctx,
         'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
         `route ${i} names upstream "${r.upstream}"`,
-        hint(),
+        hint(r.upstream),
         ['routes', i, 'upstream'],
       );
   });
@@ -429,7 +433,7 @@ function checkUpstreamNames(
         ctx,
         'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
         `listener ${i} names upstream "${l.upstream}"`,
-        hint(),
+        hint(l.upstream),
         ['listeners', i, 'upstream'],
       );
   });

@@ -1,0 +1,80 @@
+// The inbound and outbound sections' own checks: each mistake is one positioned error with a hint.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { formatIssue } from '../config/index.js';
+import { parsePillionConfig } from '../runtime/config-schema.js';
+
+function errors(text: string): string[] {
+  const r = parsePillionConfig(text, 'p.yaml', {});
+  assert.ok(!r.ok, 'expected the config to be refused');
+  return r.issues.map(formatIssue);
+}
+
+test('a route naming an upstream that is not defined: its line, and the near name', () => {
+  const text = [
+    'app: { port: 8080 }',
+    'inbound:',
+    '  listeners: [{ address: "127.0.0.1:8443" }]',
+    '  routes:',
+    '    - upstream: paymnts',
+    '  upstreams:',
+    '    payments: { endpoints: ["localhost:9000"] }',
+    '',
+  ].join('\n');
+  assert.deepEqual(errors(text), [
+    'p.yaml:5:17 PILLION_ERR_PROXY_UNKNOWN_UPSTREAM inbound.routes[0].upstream: route 0 names upstream "paymnts" (did you mean "payments"? defined: app, payments)',
+  ]);
+});
+
+test('routes to the app need an app section; a tcp listener too', () => {
+  const text = [
+    'inbound:',
+    '  listeners:',
+    '    - { address: "127.0.0.1:8443" }',
+    '    - { address: "127.0.0.1:5433", mode: tcp }',
+    '',
+  ].join('\n');
+  const out = errors(text);
+  assert.equal(out.length, 2);
+  assert.match(
+    out[0]!,
+    /PILLION_ERR_PROXY_UNKNOWN_UPSTREAM .*route 0 goes to the app, but there is no app section/,
+  );
+  assert.match(out[1]!, /PILLION_ERR_PROXY_UNKNOWN_UPSTREAM .*tcp listener 1 forwards to the app/);
+});
+
+test('rewritePrefix without a prefix match, and upstream on an HTTP listener, are refused where they are', () => {
+  const text = [
+    'app: { port: 8080 }',
+    'inbound:',
+    '  listeners: [{ address: "127.0.0.1:8443", upstream: app }]',
+    '  routes:',
+    '    - { match: { exact: /a }, rewritePrefix: /b }',
+    '',
+  ].join('\n');
+  const out = errors(text);
+  assert.ok(
+    out.some((e) =>
+      /^p\.yaml:3:\d+ .*inbound\.listeners\[0\]\.upstream: upstream on a listener is for mode: tcp/.test(e),
+    ),
+    out.join('\n'),
+  );
+  assert.ok(
+    out.some((e) =>
+      /^p\.yaml:5:\d+ .*inbound\.routes\[0\]\.rewritePrefix: rewritePrefix needs match\.prefix/.test(e),
+    ),
+    out.join('\n'),
+  );
+});
+
+test('the outbound listener defaults to 127.0.0.1:15001; an unknown section key gets a suggestion', () => {
+  const ok = parsePillionConfig(
+    'outbound:\n  upstreams:\n    svc: { endpoints: ["10.0.0.1:80"] }\n',
+    'p.yaml',
+    {},
+  );
+  assert.ok(ok.ok);
+  assert.deepEqual(ok.config.outbound?.listener.address, { host: '127.0.0.1', port: 15001 });
+  assert.match(errors('outbound:\n  upstream: {}\n')[0]!, /unknown key \(did you mean "upstreams"\?\)/);
+});
