@@ -2,3 +2,12 @@
 
 export type { Counter, Gauge, Histogram } from 'prom-client';
 export { counter, createMetricsRegistry, gauge, histogram, Registry } from './registry.js';
+export {
+  CounterFamily,
+  family,
+  GaugeFamily,
+  HistogramFamily,
+  type HistogramSeries,
+  observe,
+  type Series,
+} from './families.js';
