@@ -4,7 +4,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'docs/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'docs/**', '.build-*/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

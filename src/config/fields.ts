@@ -156,6 +156,21 @@ export function httpPath() {
   });
 }
 
+/** A JavaScript regular expression, checked to compile. */
+export function regex() {
+  return z.string().superRefine((v, ctx) => {
+    try {
+      new RegExp(v);
+    } catch (err) {
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `not a valid regular expression: ${(err as Error).message}`,
+      );
+    }
+  });
+}
+
 export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';

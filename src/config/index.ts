@@ -3,7 +3,17 @@
 
 export { renderConfigDocs } from './docs.js';
 export { effectiveView, isSecretKey, REDACTED } from './effective.js';
-export { addPillionIssue, address, describeValue, duration, httpPath, port, secret, size } from './fields.js';
+export {
+  addPillionIssue,
+  address,
+  describeValue,
+  duration,
+  httpPath,
+  port,
+  regex,
+  secret,
+  size,
+} from './fields.js';
 export type { Env } from './interpolate.js';
 export { type ConfigIssue, formatIssue } from './issue.js';
 export { type JsonSchema, toJsonSchema } from './json-schema.js';

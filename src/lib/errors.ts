@@ -219,6 +219,36 @@ export const ERROR_CATALOGUE = {
     fix: 'Check the paths and that the files are PEM; on a reload the previous certificate stays in use until the files are fixed.',
   },
 
+  // --- logs: the log role -----------------------------------------------------------------------
+  PILLION_ERR_LOGS_UNKNOWN_SOURCE: {
+    description: 'A transform or sink names a source that is not defined under `logs.sources`.',
+    fix: 'Use the name of a defined source, or remove `sources:` to take events from every source.',
+  },
+  PILLION_ERR_LOGS_DATA_DIR: {
+    description:
+      "The log role's data directory (checkpoints, disk buffers, dead letters) cannot be created or written.",
+    fix: 'Set `logs.dataDir` to a writable directory, or fix its permissions.',
+  },
+  PILLION_ERR_LOGS_LISTEN: {
+    description: 'An http or syslog source cannot listen on its address.',
+    fix: 'Free the port or choose another address.',
+  },
+  PILLION_ERR_LOGS_CHECKPOINT: {
+    description:
+      'The checkpoint file is unreadable or corrupt; it is set aside and files are read by `startAt`.',
+    fix: 'Nothing is needed; the old file is kept beside the new one (`.corrupt`) for inspection.',
+  },
+  PILLION_ERR_LOGS_BUFFER_CORRUPT: {
+    description:
+      "A record in a sink's disk buffer failed its checksum (a torn write or a damaged disk); it is skipped and counted.",
+    fix: 'Check the disk; the rest of the buffer is still delivered.',
+  },
+  PILLION_ERR_LOGS_DELIVERY: {
+    description:
+      'A sink could not deliver a batch; retryable failures are retried with back-off, others are dead-lettered.',
+    fix: 'Check that the destination is up and accepts the events; dead letters are in `<dataDir>/dead-letter/<sink>.ndjson`.',
+  },
+
   // --- app health -------------------------------------------------------------------------------
   PILLION_ERR_APP_UNHEALTHY: {
     description: "The app's health check is failing; the reason names the probe result.",

@@ -2,7 +2,7 @@
 // limits, TLS and the access log. Both sections share the pieces; only their defaults differ.
 
 import { z } from 'zod';
-import { addPillionIssue, address, duration, httpPath, size } from '../config/index.js';
+import { addPillionIssue, address, duration, httpPath, regex, size } from '../config/index.js';
 import { didYouMean } from '../lib/did-you-mean.js';
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -29,20 +29,6 @@ function headerValue() {
         'PILLION_ERR_CONFIG_BAD_VALUE',
         'header values are printable ASCII without leading or trailing spaces',
       );
-  });
-}
-
-function regex() {
-  return z.string().superRefine((v, ctx) => {
-    try {
-      new RegExp(v);
-    } catch (err) {
-      addPillionIssue(
-        ctx,
-        'PILLION_ERR_CONFIG_BAD_VALUE',
-        `not a valid regular expression: ${(err as Error).message}`,
-      );
-    }
   });
 }
 

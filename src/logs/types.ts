@@ -1,0 +1,139 @@
+// The contracts between the log role's stages: a source reads and frames records and hands chunks
+// of events to the pipeline; transforms edit events in place; each sink batches, delivers and
+// acknowledges. Checkpoints move only on acknowledgement (DESIGN.md, "log stage").
+
+import type { Logger } from 'pino';
+import type { Clock } from '../lib/clock.js';
+import type { Series } from '../metrics/index.js';
+
+/** One log event: the parsed record's fields. A record that could not be parsed is `{ message, parse_error }`. */
+export type LogEvent = Record<string, unknown>;
+
+/** The standard field names the stages agree on. */
+export const FIELD = {
+  /** The raw text of a record that was not parsed into fields (or had no parser). */
+  message: 'message',
+  /** Set (to the parser's reason) when a record failed to parse and was kept raw. */
+  parseError: 'parse_error',
+  /** Set to true when a record was longer than the source's maxLineBytes and was cut. */
+  truncated: 'truncated',
+  /** Set to true when a record held bytes that are not UTF-8 (replaced by U+FFFD). */
+  invalidUtf8: 'invalid_utf8',
+  /** CRI and stdin: which stream a container line came from. */
+  stream: 'stream',
+  /** CRI: the container runtime's timestamp of the line. */
+  time: 'time',
+} as const;
+
+/**
+ * A run of events from one source. For a checkpointed source (tail) all events come from one
+ * stream (one file) and each ends at or before endOffset; events are handed over in stream order.
+ */
+export interface Chunk {
+  source: string;
+  events: LogEvent[];
+  /** Bytes the source read to make these events; buffers and metrics count these. */
+  bytes: number;
+  /** Checkpointed sources: the stream key (tail: a file's identity). */
+  stream?: string;
+  /** Checkpointed sources: the stream position just after the last event of this chunk. */
+  endOffset?: number;
+  /**
+   * Called exactly once, when every sink that received the events has acknowledged them (delivered,
+   * written to its disk buffer, or dead-lettered), or a filter dropped them all. The HTTP source
+   * answers its client from here.
+   */
+  onAck?: () => void;
+}
+
+/** What a source is given by the pipeline. */
+export interface SourceContext {
+  readonly name: string;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly stats: SourceStats;
+  /** The data directory of the log role (checkpoints live under it). */
+  readonly dataDir: string;
+  /**
+   * Hands a chunk to the pipeline, which owns it from now on. Returns false when a sink's buffer
+   * is full: the source must stop reading (tail stops, HTTP answers 503, UDP counts drops) until
+   * `capacity()` resolves. The chunk passed is always accepted, even when false is returned.
+   */
+  emit(chunk: Chunk): boolean;
+  /** Resolves when every buffer has room again (at once if it has now). */
+  capacity(): Promise<void>;
+  /** Whether every buffer has room now (for sources that refuse instead of waiting: http, udp). */
+  hasCapacity(): boolean;
+  /** Checkpoints: only checkpointed sources (tail) use them. */
+  readonly checkpoints: SourceCheckpoints;
+}
+
+/** The per-source counters a source increments (plain numbers, see metrics/families.ts). */
+export interface SourceStats {
+  /** Events handed to the pipeline. */
+  events: Series;
+  /** Bytes read. */
+  bytes: Series;
+  /** Records kept raw because their parser failed. */
+  parseErrors: Series;
+  /** Records cut at maxLineBytes. */
+  truncated: Series;
+  /** Records lost before entering the pipeline (UDP syslog while buffers are full). */
+  dropped: Series;
+  /** Per file: bytes not yet read (tail). Keyed by path; the source deletes a file's series when it lets the file go. */
+  lag(path: string): Series;
+  forgetLag(path: string): void;
+}
+
+/** Identity of a tailed file, stored with its checkpoint so a reused inode is not mistaken for it. */
+export interface FileIdentity {
+  path: string;
+  dev: number;
+  ino: number;
+  /** Hash (hex) of the first fingerprintLength bytes of the file. */
+  fingerprint: string;
+  fingerprintLength: number;
+}
+
+/** What a checkpointed source sees of the checkpoint store. */
+export interface SourceCheckpoints {
+  /** Every stream checkpointed for this source, with the offset to resume from (the least any sink has acknowledged). */
+  list(): { stream: string; identity: FileIdentity; offset: number }[];
+  /**
+   * The offsets at which chunks must be cut when resuming a stream: each sink's acknowledged
+   * offset above the resume offset. A chunk must not straddle one of them, so a sink that is
+   * ahead of the others skips exactly the events it already has.
+   */
+  cutPoints(stream: string): number[];
+  /** Records (or updates) a stream's identity; call before emitting its first chunk. */
+  register(stream: string, identity: FileIdentity): void;
+  /** The stream is gone (file deleted or rotated away and drained); drop it once every sink has acknowledged offset. */
+  release(stream: string, finalOffset: number): void;
+}
+
+/** A source component: reads records and emits chunks until stopped. */
+export interface LogSource {
+  start(): Promise<void>;
+  /** Stops reading, flushes what it holds (a pending multiline event) and releases its files and sockets. */
+  stop(): Promise<void>;
+}
+
+/** What became of one delivery attempt of a batch. */
+export type SendOutcome =
+  | { kind: 'ok' }
+  /** Nothing was stored; `retry` says whether the same batch may succeed later (network errors, 429, 5xx). */
+  | { kind: 'failed'; retry: boolean; reason: string; status?: number }
+  /** Some events were stored (Elasticsearch `errors: true`): retry these, dead-letter those. */
+  | { kind: 'partial'; retry: LogEvent[]; reject: { event: LogEvent; reason: string }[] };
+
+/** A sink's protocol: encodes a batch and delivers it once. Batching, retries, buffering and acks are the runner's. */
+export interface SinkDriver {
+  send(events: LogEvent[], signal: AbortSignal): Promise<SendOutcome>;
+  close(): Promise<void>;
+}
+
+/** The clock and randomness sink runners and back-off use (injected for tests). */
+export interface Timing {
+  clock: Clock;
+  random: () => number;
+}
