@@ -3,6 +3,7 @@
 # Debian packages, only when a binary is missing, and never leaves a system service running.
 #
 #   scripts/install-peers.sh nginx haproxy wrk
+#   scripts/install-peers.sh clickhouse-server syslog-ng   (npm test runs this for the log role's tests)
 #
 # Idempotent: with every binary present it installs nothing and touches no package index. It also
 # stops any daemon the packages started on their default ports (a distribution nginx or haproxy on
@@ -17,10 +18,12 @@ declare -A PACKAGE_OF=(
   [wrk]=wrk
   [openssl]=openssl
   [taskset]=util-linux
+  [clickhouse-server]=clickhouse-server
+  [syslog-ng]=syslog-ng-core
 )
 
 # Daemons a package may start on install; any system instance is stopped afterwards.
-DAEMONS=(nginx haproxy)
+DAEMONS=(nginx haproxy clickhouse-server)
 
 die() {
   echo "install-peers: $*" >&2

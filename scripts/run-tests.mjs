@@ -21,6 +21,17 @@ if (files.length === 0) {
   console.error('no test files found under dist/ (did the build run?)');
   process.exit(1);
 }
+// The log role's tests run against a real ClickHouse and syslog-ng; install them from Debian's
+// packages when missing (nothing is installed when both are present).
+if (files.some((f) => f.includes(`${join('dist', 'logs')}`))) {
+  const peers = spawnSync('bash', [join('scripts', 'install-peers.sh'), 'clickhouse-server', 'syslog-ng'], {
+    stdio: 'inherit',
+  });
+  if (peers.status !== 0) {
+    console.error('scripts/install-peers.sh could not provide clickhouse-server and syslog-ng (see above)');
+    process.exit(1);
+  }
+}
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=120000', ...files], {
   stdio: 'inherit',
 });

@@ -165,7 +165,7 @@ export function regex() {
       addPillionIssue(
         ctx,
         'PILLION_ERR_CONFIG_BAD_VALUE',
-        `not a valid regular expression: ${(err as Error).message}`,
+        `not a valid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}`,
       );
     }
   });

@@ -23,7 +23,7 @@ const schema = z.strictObject({
   routes: z.array(z.strictObject({ path: z.string(), to: z.string() })).default([]),
 });
 
-const opts = (env: Record<string, string> = {}) => ({ schema, env, reservedSections: ['logs'] });
+const opts = (env: Record<string, string> = {}) => ({ schema, env, reservedSections: ['sync'] });
 
 function issuesOf(text: string, env: Record<string, string> = {}) {
   const r = parseConfigText(text, 'pillion.yaml', opts(env));
@@ -61,8 +61,8 @@ test('unknown key: position of the key, with did-you-mean', () => {
 });
 
 test('a reserved role section is refused as such, not as a typo', () => {
-  assert.deepEqual(issuesOf('logs:\n  sources: []\n'), [
-    'pillion.yaml:1:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION logs: the logs role is not part of this build of Pillion (remove the section, or upgrade Pillion)',
+  assert.deepEqual(issuesOf('sync:\n  files: []\n'), [
+    'pillion.yaml:1:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION sync: the sync role is not part of this build of Pillion (remove the section, or upgrade Pillion)',
   ]);
 });
 

@@ -221,7 +221,8 @@ export const ERROR_CATALOGUE = {
 
   // --- logs: the log role -----------------------------------------------------------------------
   PILLION_ERR_LOGS_UNKNOWN_SOURCE: {
-    description: 'A transform or sink names a source that is not defined under `logs.sources`.',
+    description:
+      'A transform or sink names a source that is not defined under `logs.sources`, or a source feeds no sink.',
     fix: 'Use the name of a defined source, or remove `sources:` to take events from every source.',
   },
   PILLION_ERR_LOGS_DATA_DIR: {

@@ -558,6 +558,17 @@ export const logsSchema = z
       });
     c.transforms.forEach((t, i) => check(t.sources, ['transforms', i, 'sources']));
     for (const [name, s] of Object.entries(c.sinks)) check(s.sources, ['sinks', name, 'sources']);
+    for (const name of sources) {
+      const fed = Object.values(c.sinks).some((s) => s.sources === undefined || s.sources.includes(name));
+      if (!fed && Object.keys(c.sinks).length > 0)
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_LOGS_UNKNOWN_SOURCE',
+          `source "${name}" feeds no sink: its events would go nowhere`,
+          "add it to a sink's `sources:`, or remove the source",
+          ['sources', name],
+        );
+    }
     const stdin = Object.values(c.sources).filter((s) => s.type === 'stdin').length;
     if (stdin > 1)
       addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'only one source can read stdin', undefined, [

@@ -22,6 +22,13 @@ interface MetricValue {
   metricName?: string;
 }
 
+function seriesKey(labels: Record<string, string>): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join('\u0001');
+}
+
 abstract class Family<S> {
   readonly name: string;
   readonly help: string;
@@ -39,16 +46,18 @@ abstract class Family<S> {
 
   /** The series for these labels (created once; keep the result). */
   with(labels: Record<string, string>): S {
-    const key = Object.keys(labels)
-      .sort()
-      .map((k) => `${k}=${labels[k]}`)
-      .join('\u0001');
+    const key = seriesKey(labels);
     let s = this.series.get(key);
     if (!s) {
       s = this.make(labels);
       this.series.set(key, s);
     }
     return s;
+  }
+
+  /** Drops a series (a file let go, a component removed), so /metrics stops showing it. */
+  remove(labels: Record<string, string>): void {
+    this.series.delete(seriesKey(labels));
   }
 
   reset(): void {}

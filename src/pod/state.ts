@@ -6,7 +6,6 @@
 //   <state>/pods/<ns>_<name>_<uid>/<container>/<restart>.log   container logs, kubelet CRI format
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomicSync } from '../lib/atomic-write.js';
 
@@ -61,12 +60,7 @@ export interface PodStatus {
   warnings: string[];
 }
 
-/** $PILLION_STATE_DIR, else $XDG_STATE_HOME/pillion, else ~/.local/state/pillion. */
-export function defaultStateDir(env: Readonly<Record<string, string | undefined>>): string {
-  if (env.PILLION_STATE_DIR) return env.PILLION_STATE_DIR;
-  const base = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
-  return join(base, 'pillion');
-}
+export { defaultStateDir } from '../lib/state-dir.js';
 
 export class PodDirs {
   readonly id: string;

@@ -23,7 +23,14 @@ test('the JSON Schema describes every section and every field', () => {
   const s = pillionJsonSchema();
   assert.equal(s.type, 'object');
   assert.equal(s.additionalProperties, false);
-  assert.deepEqual(Object.keys(s.properties ?? {}), ['runtime', 'admin', 'app', 'inbound', 'outbound']);
+  assert.deepEqual(Object.keys(s.properties ?? {}), [
+    'runtime',
+    'admin',
+    'app',
+    'inbound',
+    'outbound',
+    'logs',
+  ]);
   const walk = (node: Record<string, any>, path: string) => {
     for (const [k, v] of Object.entries<Record<string, any>>(node.properties ?? {})) {
       assert.ok(v.description, `${path}.${k} has no description`);

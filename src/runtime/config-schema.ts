@@ -2,6 +2,7 @@
 
 import { z } from 'zod';
 import { adminSchema } from '../admin/index.js';
+import { logsSchema } from '../logs/index.js';
 import { inboundSchema, outboundSchema } from '../proxy/index.js';
 import {
   addPillionIssue,
@@ -16,7 +17,7 @@ import {
 import { appSchema, runtimeSchema } from './config.js';
 
 /** Roles named in the design that later capabilities add; until then their sections are refused clearly. */
-export const RESERVED_SECTIONS = ['logs', 'metrics', 'sync'] as const;
+export const RESERVED_SECTIONS = ['metrics', 'sync'] as const;
 
 export const pillionSchema = z
   .strictObject({
@@ -25,6 +26,7 @@ export const pillionSchema = z
     app: appSchema.optional(),
     inbound: inboundSchema.optional(),
     outbound: outboundSchema.optional(),
+    logs: logsSchema.optional(),
   })
   .superRefine((c, ctx) => {
     // The inbound proxy's `app` upstream is the app section's address.

@@ -35,6 +35,8 @@ export interface ModuleContext {
   clock: Clock;
   /** Whether the app is healthy (always healthy when no app section is configured). */
   appHealth: HealthSignal;
+  /** The process environment (downward API values, state directories); only the CLI reads process.env. */
+  env: Readonly<Record<string, string | undefined>>;
 }
 
 export interface ModuleDefinition<S = unknown> {

@@ -318,6 +318,7 @@ export class Runtime {
       metrics: this.#metrics,
       clock: this.#clock,
       appHealth: this.#appHealth,
+      env: this.#opts.env,
     };
     const module = def.create(section, ctx);
     try {

@@ -1,0 +1,303 @@
+// Helpers shared by the benchmarks in bench/: child processes that die with the script, readiness
+// polls, /proc readings (CPU time and memory of a process tree) and Markdown output.
+//
+// Importing this module installs exit and signal handlers that kill every process started with
+// startProcess (its whole process group) and then run the cleanups registered with onExit.
+
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export const START_DEADLINE_MS = 10_000;
+
+// ---------------------------------------------------------------------------------------------
+// Processes: every child is started in its own process group (nginx and its worker die together)
+// and killed when the script exits for any reason.
+
+const live = new Set();
+const exitCleanups = [];
+
+/** Runs fn when the process exits (after every child is killed); for temp dirs. */
+export function onExit(fn) {
+  exitCleanups.push(fn);
+}
+
+process.on('exit', () => {
+  for (const child of live) killGroup(child, 'SIGKILL');
+  for (const fn of exitCleanups) {
+    try {
+      fn();
+    } catch {
+      // Best effort: the process is exiting.
+    }
+  }
+});
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+]) {
+  process.on(signal, () => {
+    process.stderr.write(`\n${signal}: stopping peers\n`);
+    process.exit(code);
+  });
+}
+
+export class PeerStartError extends Error {}
+
+export function startProcess(name, cmd, args, { core, cwd = ROOT } = {}) {
+  const argv = core === undefined ? [cmd, ...args] : ['taskset', '-c', String(core), cmd, ...args];
+  const child = spawn(argv[0], argv.slice(1), { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.label = name;
+  child.stdoutText = '';
+  child.stderrText = '';
+  child.stdout.on('data', (chunk) => {
+    child.stdoutText = (child.stdoutText + chunk).slice(-16_384);
+  });
+  child.stderr.on('data', (chunk) => {
+    child.stderrText = (child.stderrText + chunk).slice(-16_384);
+  });
+  live.add(child);
+  child.exited = new Promise((resolve) => {
+    const done = (code, signal) => {
+      live.delete(child);
+      resolve({ code, signal });
+    };
+    child.once('exit', done);
+    child.once('error', (err) => {
+      child.stderrText += `${err.message}\n`;
+      done(null, null);
+    });
+  });
+  return child;
+}
+
+export function isRunning(child) {
+  return child.exitCode === null && child.signalCode === null && live.has(child);
+}
+
+export function killGroup(child, signal) {
+  if (!child.pid) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+export async function stopProcess(child) {
+  if (isRunning(child)) {
+    killGroup(child, 'SIGTERM');
+    const timedOut = await Promise.race([child.exited.then(() => false), sleep(3000).then(() => true)]);
+    if (timedOut) killGroup(child, 'SIGKILL');
+    await child.exited;
+  }
+  // Stragglers in the group (an nginx worker whose master died first).
+  killGroup(child, 'SIGKILL');
+}
+
+export function tail(text, max = 1200) {
+  const t = text.trim();
+  return t.length > max ? `…${t.slice(-max)}` : t;
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function get(url, timeoutMs = 1000) {
+  return new Promise((resolve, reject) => {
+    const mod = url.startsWith('https:') ? https : http;
+    const req = mod.get(url, { agent: false, rejectUnauthorized: false, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
+// Polls url until it answers 200, the process exits, or the deadline passes.
+export async function waitFor200(url, child, deadlineMs = START_DEADLINE_MS) {
+  const deadline = Date.now() + deadlineMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (child && !isRunning(child)) {
+      const { code, signal } = await child.exited;
+      const output = tail(child.stderrText) || tail(child.stdoutText) || '(no output)';
+      throw new PeerStartError(`exited (${signal ?? `code ${code}`}) before ${url} answered: ${output}`);
+    }
+    try {
+      const res = await get(url, 500);
+      if (res.status === 200) return;
+      last = `status ${res.status}`;
+    } catch (err) {
+      last = err.code ?? err.message;
+    }
+    await sleep(50);
+  }
+  const output = child ? tail(child.stderrText) : '';
+  throw new PeerStartError(
+    `${url} did not answer 200 within ${deadlineMs} ms (last: ${last})${output ? `: ${output}` : ''}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc readings: CPU time and RSS of a process and all its descendants (nginx's worker, for one).
+
+// Ticks per second of /proc's CPU times; initClockTicks() reads the real value (getconf CLK_TCK).
+export let clockTicks = 100;
+
+export function initClockTicks() {
+  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  return clockTicks;
+}
+
+export function procTree(rootPid) {
+  const children = new Map();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (!stat) continue;
+    if (!children.has(stat.ppid)) children.set(stat.ppid, []);
+    children.get(stat.ppid).push(Number(entry));
+  }
+  const pids = [];
+  const queue = [rootPid];
+  while (queue.length > 0) {
+    const pid = queue.shift();
+    pids.push(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return pids;
+}
+
+export function readStat(pid) {
+  let text;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // The command name may contain spaces and parentheses; the fields after the last ')' are fixed.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return {
+    ppid: Number(rest[1]),
+    ticks: Number(rest[11]) + Number(rest[12]),
+    // Children that have exited and been waited for: wrk, once its run is over.
+    reapedTicks: Number(rest[13]) + Number(rest[14]),
+  };
+}
+
+export function cpuSeconds(rootPid) {
+  let ticks = 0;
+  for (const pid of procTree(rootPid)) ticks += readStat(pid)?.ticks ?? 0;
+  return ticks / clockTicks;
+}
+
+// Machine-wide CPU use, to tell how much of a run's time went to processes outside the benchmark
+// (a build on the same host, say) and to the hypervisor (steal).
+// Per core it counts interrupt time too: whether a core was saturated, whatever it was doing.
+export function systemSeconds() {
+  const out = { busy: 0, steal: 0, cores: {} };
+  for (const line of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d*)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const f = m[2].split(/\s+/).map(Number);
+    if (m[1] === '') {
+      out.busy = (f[0] + f[1] + f[2]) / clockTicks;
+      out.steal = (f[7] ?? 0) / clockTicks;
+    } else {
+      out.cores[m[1]] = (f[0] + f[1] + f[2] + f[5] + f[6]) / clockTicks;
+    }
+  }
+  return out;
+}
+
+// A field of /proc/<pid>/status in MB (VmRSS, VmHWM), or null when the process is gone.
+export function statusMb(pid, field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    // Exited between listing and reading.
+    return null;
+  }
+}
+
+export function rssMb(rootPid) {
+  let mb = 0;
+  for (const pid of procTree(rootPid)) mb += statusMb(pid, 'VmRSS') ?? 0;
+  return mb;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+export const fmtInt = (n) => Math.round(n).toLocaleString('en-US');
+export const fmtRatio = (n) => (n == null || !Number.isFinite(n) ? '—' : `${n.toFixed(2)}×`);
+
+export function table(header, rows) {
+  const lines = [
+    `| ${header.join(' | ')} |`,
+    `|${header.map((_, i) => (i === 0 ? '---' : '--:')).join('|')}|`,
+  ];
+  for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
+  return lines.join('\n');
+}
+
+// Text fit for one Markdown table cell.
+export function clean(text) {
+  return text.replace(/\s+/g, ' ').replace(/\|/g, '\\|');
+}
+
+// The first line a command prints (its version, say), or why it could not run.
+export function firstLine(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.error) return `not found (${r.error.code})`;
+  return `${r.stdout}${r.stderr}`.split('\n').find((l) => l.trim()) ?? '?';
+}
+
+// What every benchmark report starts with; each adds the versions of its own peers.
+export function machineBasics() {
+  const cpuModel = os.cpus()[0]?.model ?? '?';
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    nproc: execFileSync('nproc', { encoding: 'utf8' }).trim(),
+    cpu: cpuModel,
+    kernel: `${os.type()} ${os.release()}`,
+    loadavg: os
+      .loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' '),
+  };
+}
+
+// Runs scripts/install-peers.sh for the given binaries (output to stderr); throws when it fails.
+export function installPeers(...binaries) {
+  const install = spawnSync('bash', [path.join(ROOT, 'scripts', 'install-peers.sh'), ...binaries], {
+    stdio: ['ignore', 2, 2],
+  });
+  if (install.status !== 0) throw new Error('scripts/install-peers.sh failed; see above');
+}

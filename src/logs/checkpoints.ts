@@ -1,0 +1,368 @@
+// Where checkpointed sources resume: per stream (a tailed file), its identity and the offset each
+// sink has acknowledged, kept in one JSON file that is replaced atomically on every change.
+
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+  type PathLike,
+} from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { systemClock, type Clock, type TimerHandle } from '../lib/clock.js';
+import { PillionError } from '../lib/errors.js';
+import type { FileIdentity, SourceCheckpoints } from './types.js';
+
+/** The most often the file is fsynced; changes in between are written (renamed) without it. */
+const SYNC_INTERVAL_MS = 1000;
+const VERSION = 1;
+
+interface StreamEntry {
+  source: string;
+  identity: FileIdentity;
+  /** Sink name → offset acknowledged (everything before it was delivered). */
+  sinks: Record<string, number>;
+  /** Set once the stream is gone: the entry is dropped when every sink has reached it. */
+  released?: number;
+}
+
+/** One stream as stored (a copy), for inspection. */
+export interface CheckpointEntry {
+  stream: string;
+  source: string;
+  identity: FileIdentity;
+  sinks: Record<string, number>;
+  released?: number;
+}
+
+/*
+ * Durability. Every change is written to a temporary file and renamed over checkpoints.json at the
+ * end of the event-loop turn that made it (many acknowledgements become one write), but fsynced at
+ * most once a second and on flush(). That is safe against kill -9 and OOM kills: a write() is in
+ * the kernel's page cache when it returns, and the page cache belongs to the kernel, not to the
+ * process, so the next process reads the renamed file whole. Only a crash of the machine can lose
+ * unsynced writes, and then the file is at most about a second old: checkpoints only move forward
+ * on acknowledgement, so an old one means lines sent again (at least once), never lines skipped.
+ * A file left torn by such a crash fails to parse and is set aside (see open()).
+ */
+export class CheckpointStore {
+  #file: string;
+  #logger: Logger;
+  #clock: Clock;
+  #streams = new Map<string, StreamEntry>();
+  #sourceSinks = new Map<string, readonly string[]>();
+  #scheduled = false;
+  /** Changes not yet written to the file. */
+  #dirty = false;
+  /** Written (renamed into place) but not yet fsynced. */
+  #unsynced = false;
+  #lastSync = -Infinity;
+  #syncTimer: TimerHandle | undefined;
+  #writeFailed = false;
+  #closed = false;
+
+  private constructor(file: string, logger: Logger, clock: Clock) {
+    this.#file = file;
+    this.#logger = logger;
+    this.#clock = clock;
+  }
+
+  /**
+   * Loads the store. A missing file is an empty store; an unreadable or corrupt one is renamed to
+   * `<file>.corrupt`, logged with PILLION_ERR_LOGS_CHECKPOINT, and the store starts empty.
+   * Throws PILLION_ERR_LOGS_DATA_DIR when the directory cannot be created.
+   */
+  static open(file: string, logger: Logger, clock: Clock = systemClock): CheckpointStore {
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+    } catch (err) {
+      throw new PillionError(
+        'PILLION_ERR_LOGS_DATA_DIR',
+        `cannot create the checkpoint directory ${dirname(file)}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const store = new CheckpointStore(file, logger, clock);
+    let text: string | undefined;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') store.#setAside(err as Error);
+    }
+    if (text !== undefined) {
+      try {
+        store.#load(JSON.parse(text));
+      } catch (err) {
+        store.#streams.clear();
+        store.#setAside(err as Error);
+      }
+    }
+    return store;
+  }
+
+  /** What one source sees of the store; `sinks` are the sinks that take the source's events. */
+  forSource(source: string, sinks: readonly string[]): SourceCheckpoints {
+    this.#sourceSinks.set(source, [...sinks]);
+    // Sinks may have changed since the streams were released: drop those now complete.
+    for (const [stream, e] of this.#streams) if (e.source === source) this.#maybeRemove(stream, e);
+    const list = sinks.slice();
+    return {
+      list: () => {
+        const out: { stream: string; identity: FileIdentity; offset: number }[] = [];
+        for (const [stream, e] of this.#streams) {
+          if (e.source === source)
+            out.push({ stream, identity: { ...e.identity }, offset: resumeOffset(e, list) });
+        }
+        return out;
+      },
+      cutPoints: (stream) => {
+        const e = this.#streams.get(stream);
+        if (!e || e.source !== source) return [];
+        const from = resumeOffset(e, list);
+        const cuts = new Set<number>();
+        for (const s of list) {
+          const o = e.sinks[s];
+          if (o !== undefined && o > from) cuts.add(o);
+        }
+        return [...cuts].sort((a, b) => a - b);
+      },
+      register: (stream, identity) => {
+        const e = this.#streams.get(stream);
+        if (e) {
+          if (!sameIdentity(e.identity, identity)) {
+            e.identity = { ...identity };
+            this.#changed();
+          }
+          return;
+        }
+        // Every sink starts at 0: a sink without an entry would otherwise count as caught up
+        // with the others, and a crash before its first acknowledgement would skip its lines.
+        const offsets: Record<string, number> = {};
+        for (const s of list) offsets[s] = 0;
+        this.#streams.set(stream, { source, identity: { ...identity }, sinks: offsets });
+        this.#changed();
+      },
+      release: (stream, finalOffset) => {
+        const e = this.#streams.get(stream);
+        if (!e || e.source !== source) return;
+        e.released = finalOffset;
+        this.#maybeRemove(stream, e);
+        this.#changed();
+      },
+    };
+  }
+
+  /** `sink` has everything of `stream` before `offset`. Never moves a checkpoint backwards. */
+  advance(stream: string, sink: string, offset: number): void {
+    const e = this.#streams.get(stream);
+    if (e === undefined) return;
+    const cur = e.sinks[sink];
+    if (cur !== undefined && cur >= offset) return;
+    e.sinks[sink] = offset;
+    if (e.released !== undefined) this.#maybeRemove(stream, e);
+    this.#changed();
+  }
+
+  /**
+   * The offset `sink` has acknowledged for `stream` (undefined when it has none): on resume a
+   * chunk ending at or before it is already there.
+   */
+  acknowledged(stream: string, sink: string): number | undefined {
+    return this.#streams.get(stream)?.sinks[sink];
+  }
+
+  /** A copy of every stream stored. */
+  entries(): CheckpointEntry[] {
+    const out: CheckpointEntry[] = [];
+    for (const [stream, e] of this.#streams) {
+      const c: CheckpointEntry = {
+        stream,
+        source: e.source,
+        identity: { ...e.identity },
+        sinks: { ...e.sinks },
+      };
+      if (e.released !== undefined) c.released = e.released;
+      out.push(c);
+    }
+    return out;
+  }
+
+  /** Writes the file now, fsynced. */
+  flush(): void {
+    if (this.#dirty || this.#unsynced) this.#write(true);
+  }
+
+  /** Flushes and stops the timers; later changes are not written. */
+  close(): void {
+    if (this.#closed) return;
+    this.flush();
+    this.#closed = true;
+    this.#syncTimer?.cancel();
+    this.#syncTimer = undefined;
+  }
+
+  #maybeRemove(stream: string, e: StreamEntry): void {
+    if (e.released === undefined) return;
+    const sinks = this.#sourceSinks.get(e.source) ?? Object.keys(e.sinks);
+    if (resumeOffset(e, sinks) >= e.released) {
+      this.#streams.delete(stream);
+      this.#changed();
+    }
+  }
+
+  #changed(): void {
+    this.#dirty = true;
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (this.#dirty && !this.#closed) this.#write(this.#clock.now() - this.#lastSync >= SYNC_INTERVAL_MS);
+    });
+  }
+
+  #write(sync: boolean): void {
+    const streams: Record<string, StreamEntry> = {};
+    for (const [k, e] of this.#streams) streams[k] = e;
+    const data = Buffer.from(JSON.stringify({ version: VERSION, streams }));
+    const tmp = `${this.#file}.tmp`;
+    try {
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        writeSync(fd, data);
+        if (sync) fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, this.#file);
+      if (sync) fsyncDir(dirname(this.#file));
+    } catch (err) {
+      // Kept dirty: the next change or the sync timer tries again. Logged once per outage.
+      if (!this.#writeFailed)
+        this.#logger.error(
+          { err, code: 'PILLION_ERR_LOGS_DATA_DIR', file: this.#file },
+          'cannot write the checkpoint file',
+        );
+      this.#writeFailed = true;
+      this.#dirty = true;
+      this.#armSync();
+      return;
+    }
+    this.#writeFailed = false;
+    this.#dirty = false;
+    if (sync) {
+      this.#unsynced = false;
+      this.#lastSync = this.#clock.now();
+      this.#syncTimer?.cancel();
+      this.#syncTimer = undefined;
+    } else {
+      this.#unsynced = true;
+      this.#armSync();
+    }
+  }
+
+  #armSync(): void {
+    if (this.#syncTimer !== undefined || this.#closed) return;
+    const wait = Math.max(0, this.#lastSync + SYNC_INTERVAL_MS - this.#clock.now());
+    this.#syncTimer = this.#clock.setTimeout(() => {
+      this.#syncTimer = undefined;
+      if (!this.#closed && (this.#dirty || this.#unsynced)) this.#write(true);
+    }, wait);
+  }
+
+  #setAside(cause: Error): void {
+    const aside = `${this.#file}.corrupt`;
+    try {
+      renameSync(this.#file, aside);
+    } catch {
+      // Nothing to set aside (unreadable and unrenamable): the next write replaces it.
+    }
+    const err = new PillionError(
+      'PILLION_ERR_LOGS_CHECKPOINT',
+      `the checkpoint file ${this.#file} is unreadable or corrupt (${cause.message}); it was moved to ${aside} and files are read from their startAt position`,
+      { cause },
+    );
+    this.#logger.error({ err, code: err.code }, err.message);
+  }
+
+  #load(doc: unknown): void {
+    if (!isObject(doc) || doc.version !== VERSION || !isObject(doc.streams))
+      throw new Error(`not a version ${VERSION} checkpoint file`);
+    for (const [stream, raw] of Object.entries(doc.streams)) {
+      if (
+        !isObject(raw) ||
+        typeof raw.source !== 'string' ||
+        !isIdentity(raw.identity) ||
+        !isObject(raw.sinks)
+      )
+        throw new Error(`stream ${JSON.stringify(stream)} is malformed`);
+      const sinks: Record<string, number> = {};
+      for (const [s, o] of Object.entries(raw.sinks)) {
+        if (!isOffset(o)) throw new Error(`stream ${JSON.stringify(stream)} has a bad offset for ${s}`);
+        sinks[s] = o;
+      }
+      const e: StreamEntry = { source: raw.source, identity: raw.identity, sinks };
+      if (raw.released !== undefined) {
+        if (!isOffset(raw.released))
+          throw new Error(`stream ${JSON.stringify(stream)} has a bad released offset`);
+        e.released = raw.released;
+      }
+      this.#streams.set(stream, e);
+    }
+  }
+}
+
+/** The least offset any of `sinks` acknowledged; a sink without one counts as the least of the others. */
+function resumeOffset(e: StreamEntry, sinks: readonly string[]): number {
+  let least = Infinity;
+  for (const s of sinks) {
+    const o = e.sinks[s];
+    if (o !== undefined && o < least) least = o;
+  }
+  return least === Infinity ? 0 : least;
+}
+
+function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
+  return (
+    a.path === b.path &&
+    a.dev === b.dev &&
+    a.ino === b.ino &&
+    a.fingerprint === b.fingerprint &&
+    a.fingerprintLength === b.fingerprintLength
+  );
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isOffset(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function isIdentity(v: unknown): v is FileIdentity {
+  return (
+    isObject(v) &&
+    typeof v.path === 'string' &&
+    typeof v.dev === 'number' &&
+    typeof v.ino === 'number' &&
+    typeof v.fingerprint === 'string' &&
+    isOffset(v.fingerprintLength)
+  );
+}
+
+// A rename is durable only once its directory is; best effort where directories cannot be opened.
+function fsyncDir(dir: PathLike): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Some filesystems refuse fsync on a directory; the file itself is already synced.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}

@@ -1,0 +1,26 @@
+// The record parsers' public surface: one compiled function per source turns a record's text into
+// an event. A parser never throws and never drops: a failure keeps the text as `message`.
+
+import type { Series } from '../../metrics/index.js';
+import type { ParserConfig } from '../config.js';
+import type { LogEvent } from '../types.js';
+import { parseJson } from './json.js';
+import { parseLogfmt } from './logfmt.js';
+import { regexParser } from './regex.js';
+
+/**
+ * Compiles a source's parser once. `none` keeps the text as `message`; `json`, `logfmt` and `regex`
+ * turn it into fields, and on failure return `{ message: text, parse_error: reason }` and add one
+ * to `parseErrors.value`.
+ */
+export function compileParser(config: ParserConfig, parseErrors: Series): (text: string) => LogEvent {
+  if (typeof config === 'object') return regexParser(config.pattern, parseErrors);
+  switch (config) {
+    case 'json':
+      return (text) => parseJson(text, parseErrors);
+    case 'logfmt':
+      return (text) => parseLogfmt(text, parseErrors);
+    case 'none':
+      return (text) => ({ message: text });
+  }
+}

@@ -1,0 +1,339 @@
+// What the HTTP sink drivers share: one keep-alive undici Pool per sink origin, request bodies
+// (NDJSON or a JSON array, gzip), and turning a reply or a network error into a SendOutcome.
+
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+import { Pool } from 'undici';
+import { type Clock, systemClock } from '../../lib/clock.js';
+import { PillionError } from '../../lib/errors.js';
+import type { LogEvent, SendOutcome } from '../types.js';
+
+const gzipAsync = promisify(gzip);
+
+/** Injected into every HTTP driver; the attempt timeout runs on this clock. */
+export interface DriverDeps {
+  clock?: Clock;
+}
+
+export type FailedOutcome = Extract<SendOutcome, { kind: 'failed' }>;
+
+/** A response that arrived (any status); what a driver classifies. */
+export interface Reply {
+  kind: 'reply';
+  status: number;
+  /** The body as text, cut at the read limit (see `truncated`); secrets already redacted. */
+  body: string;
+  truncated: boolean;
+  /** The Retry-After header when it is well formed (seconds or an HTTP date). */
+  retryAfter: string | undefined;
+}
+
+/** A sink URL split into what the pool and the requests need; credentials never stay in it. */
+export interface SinkUrl {
+  origin: string;
+  /** The URL's path as written ('/' at least). */
+  pathname: string;
+  /** The URL's path without a trailing slash ('' for the root). */
+  basePath: string;
+  /** The URL's query without '?' ('' when none); kept on every request. */
+  baseQuery: string;
+  user: string | undefined;
+  password: string | undefined;
+}
+
+export function splitUrl(raw: string): SinkUrl {
+  const url = new URL(raw);
+  const basePath = url.pathname.replace(/\/+$/, '');
+  return {
+    origin: url.origin,
+    pathname: url.pathname === '' ? '/' : url.pathname,
+    basePath,
+    baseQuery: url.search.slice(1),
+    user: url.username === '' ? undefined : decodeURIComponent(url.username),
+    password: url.password === '' ? undefined : decodeURIComponent(url.password),
+  };
+}
+
+export function basicAuth(user: string, password: string | undefined): string {
+  return `Basic ${Buffer.from(`${user}:${password ?? ''}`).toString('base64')}`;
+}
+
+export interface DeliveryOptions {
+  url: SinkUrl;
+  method?: 'POST' | 'PUT';
+  contentType: string;
+  compression: 'gzip' | 'none';
+  /** One attempt fails after this long; the runner may abort sooner through its signal. */
+  timeoutMs: number;
+  /** Fixed request headers (auth, tenant, user headers); every value is treated as a secret. */
+  headers?: Record<string, string>;
+  /** Other values that must never appear in a reason (passwords, keys). */
+  secrets?: (string | undefined)[];
+  /** At most this many connections to the origin. */
+  connections?: number;
+  clock?: Clock;
+}
+
+/** Error replies are read this far for the reason; the rest is drained so the connection is reused. */
+const ERROR_BODY_LIMIT = 8 * 1024;
+/** A reply longer than this is not drained: the connection is dropped instead. */
+const DRAIN_LIMIT = 1024 * 1024;
+/** Reasons carry at most this much of a reply's text. */
+const DETAIL_CHARS = 500;
+const REDACTED = '[REDACTED]';
+/** Headers a sink config must not set: undici and the driver own them. */
+const RESERVED_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'content-encoding',
+  'expect',
+]);
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const RETRY_AFTER = /^[\w ,:+-]{1,64}$/;
+
+/** Sends bodies to one origin over a keep-alive pool and reports what happened, never throwing. */
+export class HttpDelivery {
+  readonly url: SinkUrl;
+  #pool: Pool;
+  #method: 'POST' | 'PUT';
+  #headers: Record<string, string>;
+  #gzip: boolean;
+  #timeoutMs: number;
+  #clock: Clock;
+  #secrets: string[];
+
+  constructor(opts: DeliveryOptions) {
+    this.url = opts.url;
+    this.#method = opts.method ?? 'POST';
+    this.#gzip = opts.compression === 'gzip';
+    this.#timeoutMs = opts.timeoutMs;
+    this.#clock = opts.clock ?? systemClock;
+    const headers: Record<string, string> = { 'content-type': opts.contentType };
+    const secrets: string[] = [];
+    for (const [name, value] of Object.entries(opts.headers ?? {})) {
+      const lower = name.toLowerCase();
+      // The message names the header, never its value: values are secrets.
+      if (!TOKEN.test(name) || RESERVED_HEADERS.has(lower))
+        throw new PillionError('PILLION_ERR_CONFIG_BAD_VALUE', `header "${name}" cannot be set on a sink`);
+      if (/[\0\r\n]/.test(value))
+        throw new PillionError(
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          `the value of header "${name}" holds a line break or NUL`,
+        );
+      headers[lower] = value;
+      secrets.push(value, value.trim());
+      // "Basic dXNlcjpwYXNz" and "Bearer x" are secrets as a whole and in their credential part.
+      const space = value.indexOf(' ');
+      if (space > 0) secrets.push(value.slice(space + 1).trim());
+      if (/^basic /i.test(value)) {
+        const decoded = Buffer.from(value.slice(6).trim(), 'base64').toString('utf8');
+        const password = decoded.slice(decoded.indexOf(':') + 1);
+        if (decoded.includes(':') && password !== '') secrets.push(decoded, password);
+      }
+    }
+    if (this.#gzip) headers['content-encoding'] = 'gzip';
+    this.#headers = headers;
+    for (const s of opts.secrets ?? []) if (s !== undefined) secrets.push(s);
+    if (opts.url.password !== undefined) secrets.push(opts.url.password);
+    // Longest first, so a secret that contains another is replaced whole.
+    this.#secrets = [...new Set(secrets.filter((s) => s.length > 0))].sort((a, b) => b.length - a.length);
+    this.#pool = new Pool(opts.url.origin, {
+      connections: opts.connections ?? 4,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: Math.min(opts.timeoutMs, 30_000) },
+    });
+  }
+
+  /** The request path for `path` under the URL's path ('' is the URL's path itself), keeping its query. */
+  path(path: string, query = ''): string {
+    const q = [this.url.baseQuery, query].filter((s) => s !== '').join('&');
+    const p = path === '' ? this.url.pathname : `${this.url.basePath}${path}`;
+    return `${p}${q === '' ? '' : `?${q}`}`;
+  }
+
+  /**
+   * Sends one body and returns the reply, or a retryable failure for network errors, timeouts
+   * and aborts. A 2xx body is read up to `okBodyLimit` bytes (0: discarded); error bodies are
+   * read a little for the reason.
+   */
+  async send(
+    path: string,
+    payload: string,
+    signal: AbortSignal,
+    okBodyLimit = 0,
+  ): Promise<Reply | FailedOutcome> {
+    if (signal.aborted) return failed(true, 'aborted before sending');
+    const ac = new AbortController();
+    let timedOut = false;
+    const timer = this.#clock.setTimeout(() => {
+      timedOut = true;
+      ac.abort();
+    }, this.#timeoutMs);
+    const onAbort = () => ac.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const body = this.#gzip ? await gzipAsync(payload) : payload;
+      if (ac.signal.aborted) throw new Error('aborted');
+      const res = await this.#pool.request({
+        path,
+        method: this.#method,
+        headers: this.#headers,
+        body,
+        signal: ac.signal,
+      });
+      const status = res.statusCode;
+      const limit = status >= 200 && status < 300 ? okBodyLimit : ERROR_BODY_LIMIT;
+      const text = await readBody(res.body, limit);
+      const ra = res.headers['retry-after'];
+      const retryAfter = typeof ra === 'string' && RETRY_AFTER.test(ra) ? ra : undefined;
+      return {
+        kind: 'reply',
+        status,
+        body: this.redact(text.text),
+        truncated: text.truncated,
+        retryAfter,
+      };
+    } catch (err) {
+      if (timedOut) return failed(true, `timed out after ${this.#timeoutMs} ms`);
+      if (signal.aborted) return failed(true, 'aborted');
+      return failed(true, `network error: ${this.redact(describeError(err))}`);
+    } finally {
+      timer.cancel();
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The generic classification: 408, 429 and 5xx are retried, other statuses are permanent. */
+  classify(reply: Reply, detail = detailOf(reply.body)): FailedOutcome {
+    return classifyStatus(reply.status, detail, reply.retryAfter);
+  }
+
+  /** Replaces every configured secret in a text (reasons, error messages). */
+  redact(text: string): string {
+    for (const s of this.#secrets) if (text.includes(s)) text = text.split(s).join(REDACTED);
+    return text;
+  }
+
+  async close(): Promise<void> {
+    // The runner has settled its sends before closing; anything still in flight is abandoned.
+    await this.#pool.destroy();
+  }
+}
+
+function failed(retry: boolean, reason: string, status?: number): FailedOutcome {
+  return status === undefined ? { kind: 'failed', retry, reason } : { kind: 'failed', retry, reason, status };
+}
+
+/** 2xx is not a failure and is not passed here; 408, 429 and 5xx are worth retrying, the rest is not. */
+export function classifyStatus(status: number, detail: string, retryAfter?: string): FailedOutcome {
+  const retry = status === 408 || status === 429 || status >= 500;
+  let reason = `HTTP ${status}`;
+  if (retryAfter !== undefined) reason += ` (Retry-After: ${retryAfter})`;
+  if (detail !== '') reason += `: ${detail}`;
+  return failed(retry, reason, status);
+}
+
+/** A reply body made fit for a reason: one line, bounded. */
+export function detailOf(body: string): string {
+  // eslint-disable-next-line no-control-regex
+  const oneLine = body.replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
+  return oneLine.length > DETAIL_CHARS ? `${oneLine.slice(0, DETAIL_CHARS)}…` : oneLine;
+}
+
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  let message = err.message;
+  // Happy-eyeballs connects report an AggregateError with an empty message.
+  if (message === '' && err instanceof AggregateError && err.errors[0] instanceof Error)
+    message = err.errors[0].message;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && !message.includes(code)) message = `${code}: ${message}`;
+  return message === '' ? err.name : message;
+}
+
+async function readBody(
+  body: AsyncIterable<Buffer> & { dump(opts?: { limit: number }): Promise<void> },
+  limit: number,
+): Promise<{ text: string; truncated: boolean }> {
+  if (limit <= 0) {
+    await body.dump({ limit: DRAIN_LIMIT });
+    return { text: '', truncated: false };
+  }
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  let seen = 0;
+  for await (const chunk of body) {
+    seen += chunk.length;
+    if (kept < limit) {
+      const take = Math.min(chunk.length, limit - kept);
+      chunks.push(take === chunk.length ? chunk : chunk.subarray(0, take));
+      kept += take;
+    }
+    // Past the drain limit the connection is not worth saving: leaving the loop destroys it.
+    if (seen > Math.max(limit, DRAIN_LIMIT)) break;
+  }
+  return { text: Buffer.concat(chunks).toString('utf8'), truncated: seen > kept };
+}
+
+/** A batch encoded as text: the events that made it into the body, and those JSON could not encode. */
+export interface EncodedBatch {
+  body: string;
+  /** The events in the body, in body order (the input array itself when none were left out). */
+  sent: LogEvent[];
+  unencodable: { event: LogEvent; reason: string }[];
+}
+
+/** One JSON document per line, each after `prefix` (Elasticsearch's action line), newline-terminated. */
+export function encodeNdjson(events: LogEvent[], prefix = ''): EncodedBatch {
+  return encode(events, prefix, '\n', '', '\n');
+}
+
+/** A JSON array of the events. */
+export function encodeJsonArray(events: LogEvent[]): EncodedBatch {
+  return encode(events, '', ',', '[', ']');
+}
+
+function encode(events: LogEvent[], prefix: string, sep: string, open: string, close: string): EncodedBatch {
+  let body = open;
+  let sent = events;
+  let n = 0;
+  const unencodable: EncodedBatch['unencodable'] = [];
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i]!;
+    const line = stringify(event);
+    if (line === undefined) {
+      if (sent === events) sent = events.slice(0, i);
+      unencodable.push({ event, reason: 'the event cannot be encoded as JSON (a BigInt or a cycle)' });
+      continue;
+    }
+    if (sent !== events) sent.push(event);
+    if (n++ > 0) body += sep;
+    body += prefix;
+    body += line;
+  }
+  // An NDJSON body of no lines is empty, not a lone newline.
+  if (n > 0 || open !== '') body += close;
+  return { body, sent, unencodable };
+}
+
+/** JSON text of an event, or undefined when JSON cannot encode it. */
+export function stringify(event: LogEvent): string | undefined {
+  try {
+    return JSON.stringify(event) as string | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Adds the events left out of the body to an outcome: dead letters once the rest is stored. */
+export function withUnencodable(outcome: SendOutcome, unencodable: EncodedBatch['unencodable']): SendOutcome {
+  if (unencodable.length === 0 || outcome.kind === 'failed') return outcome;
+  if (outcome.kind === 'ok') return { kind: 'partial', retry: [], reject: unencodable };
+  return { kind: 'partial', retry: outcome.retry, reject: outcome.reject.concat(unencodable) };
+}

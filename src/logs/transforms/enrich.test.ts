@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { FakeClock } from '../../lib/clock.js';
+import { PillionError } from '../../lib/errors.js';
+import type { LogEvent } from '../types.js';
+import { compileEnrich } from './enrich.js';
+import type { TransformDeps } from './index.js';
+
+function deps(over: Partial<TransformDeps> = {}): TransformDeps {
+  return {
+    hostname: 'node-a',
+    env: {},
+    clock: new FakeClock(1_700_000_000_000),
+    readFile: () => {
+      throw new Error('no file expected');
+    },
+    ...over,
+  };
+}
+
+describe('enrich transform', () => {
+  test('static fields and the host name are set on every event, replacing same-named fields', () => {
+    const chain = compileEnrich(
+      { type: 'enrich', fields: { env: 'prod', app: 'web' }, hostname: 'host' },
+      deps(),
+    );
+    const events: LogEvent[] = [{ message: 'a', env: 'dev' }, { n: 1 }];
+    assert.equal(chain(events), events);
+    assert.deepEqual(events, [
+      { message: 'a', env: 'prod', app: 'web', host: 'node-a' },
+      { n: 1, env: 'prod', app: 'web', host: 'node-a' },
+    ]);
+  });
+
+  test('collectedAt is the clock time of the chain call, as RFC 3339', async () => {
+    const clock = new FakeClock(1_700_000_000_000);
+    const chain = compileEnrich({ type: 'enrich', fields: {}, collectedAt: 'collected_at' }, deps({ clock }));
+    const first = chain([{}, {}]);
+    assert.deepEqual(first, [
+      { collected_at: '2023-11-14T22:13:20.000Z' },
+      { collected_at: '2023-11-14T22:13:20.000Z' },
+    ]);
+    await clock.advance(1_234);
+    assert.deepEqual(chain([{}]), [{ collected_at: '2023-11-14T22:13:21.234Z' }]);
+  });
+
+  test('kubernetes: pod, namespace and node from the environment, labels read once from the file', () => {
+    let reads = 0;
+    const file = [
+      'app="web"',
+      'app.kubernetes.io/name="orders"',
+      'quoted="say \\"hi\\"\\n\\ttab"',
+      'unicode="caf\\u00e9 \\U0001F600"',
+      'bytes="\\xc3\\xa9\\303\\251"',
+      'plain="naïve"',
+      '',
+      'not a label line',
+      'raw=unquoted',
+      'broken="bad \\q escape"',
+    ].join('\n');
+    const chain = compileEnrich(
+      { type: 'enrich', fields: {}, kubernetes: { field: 'kubernetes', labelsFile: '/etc/podinfo/labels' } },
+      deps({
+        env: { POD_NAME: 'orders-7d9', POD_NAMESPACE: 'shop', NODE_NAME: 'node-3' },
+        readFile: (p) => {
+          assert.equal(p, '/etc/podinfo/labels');
+          reads++;
+          return file;
+        },
+      }),
+    );
+    const events = chain([{ message: 'x' }, { message: 'y' }]);
+    chain([{}]);
+    assert.equal(reads, 1);
+    assert.deepEqual(events[0], {
+      message: 'x',
+      kubernetes: {
+        pod: 'orders-7d9',
+        namespace: 'shop',
+        node: 'node-3',
+        labels: {
+          app: 'web',
+          'app.kubernetes.io/name': 'orders',
+          quoted: 'say "hi"\n\ttab',
+          unicode: 'café 😀',
+          bytes: 'éé',
+          plain: 'naïve',
+          raw: 'unquoted',
+          broken: '"bad \\q escape"',
+        },
+      },
+    });
+    // Each event gets its own object, so editing one (redact) cannot change another.
+    assert.notEqual(events[0]!.kubernetes, events[1]!.kubernetes);
+    assert.deepEqual(events[0]!.kubernetes, events[1]!.kubernetes);
+  });
+
+  test('kubernetes: missing variables are left out, no labels without a file, a custom field', () => {
+    const chain = compileEnrich(
+      { type: 'enrich', fields: {}, kubernetes: { field: 'k8s' } },
+      deps({ env: { POD_NAME: 'p' } }),
+    );
+    assert.deepEqual(chain([{}]), [{ k8s: { pod: 'p' } }]);
+  });
+
+  test('an unreadable labels file fails the compile with a config error naming the path', () => {
+    assert.throws(
+      () =>
+        compileEnrich(
+          { type: 'enrich', fields: {}, kubernetes: { field: 'kubernetes', labelsFile: '/nope/labels' } },
+          deps({
+            readFile: () => {
+              throw new Error('ENOENT');
+            },
+          }),
+        ),
+      (err: unknown) =>
+        err instanceof PillionError &&
+        err.code === 'PILLION_ERR_CONFIG_BAD_VALUE' &&
+        /\/nope\/labels/.test(err.message),
+    );
+  });
+
+  test('a dotted or __proto__ field name is a literal top-level key', () => {
+    const chain = compileEnrich(
+      {
+        type: 'enrich',
+        fields: Object.fromEntries([
+          ['a.b', '1'],
+          ['__proto__', '2'],
+        ]),
+      },
+      deps(),
+    );
+    const [event] = chain([{}]);
+    assert.equal(Object.getPrototypeOf(event), Object.prototype);
+    assert.deepEqual(Object.entries(event!), [
+      ['a.b', '1'],
+      ['__proto__', '2'],
+    ]);
+  });
+});
