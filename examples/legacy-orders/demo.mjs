@@ -33,7 +33,8 @@ console.log(`
     make-cert       init container: a throwaway certificate for localhost
     pillion         native sidecar: HTTPS on 127.0.0.1:8443 in front of the app, request ids,
                     access log; admin API on 127.0.0.1:15000, watches the app's health
-    orders          the legacy app, unchanged: plain HTTP on 127.0.0.1:8080
+                    ships the app's log file, parsed, enriched and redacted, as JSON lines
+    orders          the legacy app, unchanged: plain HTTP on 127.0.0.1:8080, text logs
 
   Try, from another terminal (add --state-dir ${stateDir} to pod commands):
     curl -i localhost:15000/readyz           503 until the app answers its health check, then 200
@@ -42,6 +43,9 @@ console.log(`
                                              the same app over HTTPS: x-request-id, HSTS, an access log line
     curl -ki https://localhost:8443/internal/metrics                 404: the sidecar keeps internals private
     curl localhost:15000/metrics             Prometheus metrics of the sidecar
+    curl -d 'call ann@example.com' localhost:8080/orders            a bad order: the app logs the payload...
+    tail -f /tmp/pillion-demo/logs/orders.ndjson                     ...and the sidecar ships it with the e-mail redacted,
+                                             with level, timestamp, host, pod and namespace as fields
     pillion pod status legacy-orders         containers, readiness, restarts (npx pillion ... from the repo)
     pillion pod logs legacy-orders pillion   the sidecar's logs, from the CRI log files
   Ctrl-C stops the pod in order: the app's preStop, the app, then the sidecar.
