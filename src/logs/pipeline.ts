@@ -184,27 +184,22 @@ export class Pipeline {
       this.#stats.filtered.with({ source: entry.name }).value += before - events.length;
 
     // Every sink gets the chunk, even one whose events were all filtered out: its runner then
-    // acknowledges it in order, so no sink's checkpoint passes a chunk it still holds.
-    let targets = 0;
-    const item: SinkItem = { chunk, events, bytes: chunk.bytes };
-    for (const s of entry.sinks) {
-      if (chunk.stream !== undefined && chunk.endOffset !== undefined) {
-        const has = this.#store.acknowledged(chunk.stream, s.name);
-        if (has !== undefined && has >= chunk.endOffset) continue; // resumed: this sink already has it
-      }
-      targets++;
+    // acknowledges it in order, so no sink's checkpoint passes a chunk it still holds. Only a sink
+    // that already acknowledged the chunk's stream past its end (a resume) is skipped.
+    let targets = entry.sinks;
+    if (chunk.stream !== undefined && chunk.endOffset !== undefined) {
+      const stream = chunk.stream;
+      const end = chunk.endOffset;
+      targets = targets.filter((s) => (this.#store.acknowledged(stream, s.name) ?? -1) < end);
     }
-    if (targets === 0) {
+    if (targets.length === 0) {
       chunk.onAck?.();
       return true;
     }
-    pendingAcks.set(chunk, targets);
+    pendingAcks.set(chunk, targets.length);
+    const item: SinkItem = { chunk, events, bytes: chunk.bytes };
     let room = true;
-    for (const s of entry.sinks) {
-      if (chunk.stream !== undefined && chunk.endOffset !== undefined) {
-        const has = this.#store.acknowledged(chunk.stream, s.name);
-        if (has !== undefined && has >= chunk.endOffset) continue;
-      }
+    for (const s of targets) {
       s.runner.push(item);
       if (s.runner.full) room = false;
     }
