@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { addPillionIssue, address, duration, regex, secret, size } from '../config/index.js';
 import { didYouMean } from '../lib/did-you-mean.js';
+import { FACILITY_NAMES } from './parsers/syslog.js';
 
 const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 
@@ -92,16 +93,14 @@ const tailSource = z
       .enum(['beginning', 'end'])
       .default('beginning')
       .describe(
-        'Where to start reading a file seen for the first time (files with a checkpoint resume from it).',
+        'Where to start reading the files found at start-up that have no checkpoint; files that appear later are read from their beginning, and files with a checkpoint resume from it.',
       ),
     globInterval: duration({ min: '10ms' })
       .default(1000)
       .describe('How often the patterns are matched again to find new and rotated files.'),
     pollInterval: duration({ min: '1ms' })
       .default(250)
-      .describe(
-        'How often open files are checked for growth, truncation and rotation when no change is signalled.',
-      ),
+      .describe('How often open files are checked for growth, truncation and rotation.'),
     pathField: fieldName.optional().describe("A field to receive each event's file path (none by default)."),
     ...lineFields,
   })
@@ -349,7 +348,19 @@ const sinkCommon = {
 };
 
 const compression = z.enum(['gzip', 'none']).default('gzip').describe('Request body compression.');
-const url = z.url({ protocol: /^https?$/ }).describe('Base URL (http or https).');
+const url = z
+  .url({ protocol: /^https?$/ })
+  .superRefine((v, ctx) => {
+    // The URL is shown in /config and in logs; credentials belong in the secret fields.
+    if (/^[a-z]+:\/\/[^/]*@/i.test(v))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'the URL holds credentials (user:password@), which would show in /config and logs',
+        'put them in `user` and `password` (or `headers`), which are kept secret',
+      );
+  })
+  .describe('Base URL (http or https), without credentials.');
 
 const clickhouseSink = z
   .strictObject({
@@ -394,6 +405,8 @@ const lokiSink = z
       .default({})
       .describe('Stream labels: a label name → `{{field}}` (the value of an event field) or a fixed text.'),
     tenant: z.string().optional().describe('Sent as X-Scope-OrgID.'),
+    user: z.string().optional().describe('Basic-auth user (Loki behind an authenticating gateway).'),
+    password: secret().optional().describe('Basic-auth password.'),
     compression,
   })
   .describe('Grafana Loki push API (JSON); events are grouped into streams by their labels.');
@@ -433,31 +446,7 @@ const syslogSink = z
       })
       .optional()
       .describe('Connect with TLS (RFC 5425).'),
-    facility: z
-      .enum([
-        'kern',
-        'user',
-        'mail',
-        'daemon',
-        'auth',
-        'syslog',
-        'lpr',
-        'news',
-        'uucp',
-        'cron',
-        'authpriv',
-        'ftp',
-        'local0',
-        'local1',
-        'local2',
-        'local3',
-        'local4',
-        'local5',
-        'local6',
-        'local7',
-      ])
-      .default('user')
-      .describe('Facility of every message.'),
+    facility: z.enum(FACILITY_NAMES).default('user').describe('Facility of every message.'),
     appName: z
       .string()
       .default('pillion')

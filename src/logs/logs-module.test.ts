@@ -19,6 +19,7 @@ import { parsePillionConfig } from '../runtime/config-schema.js';
 import { HealthSignal } from '../runtime/health-signal.js';
 import type { LogsConfig } from './config.js';
 import { LogsModule } from './logs-module.js';
+import { freePort } from './test-support/ports.js';
 
 let dir: string;
 before(() => {
@@ -87,13 +88,6 @@ function counter() {
         server.close(() => resolve());
       }),
   };
-}
-
-async function freePort(): Promise<number> {
-  const c = counter();
-  const port = await c.listen();
-  await c.close();
-  return port;
 }
 
 function lines(from: number, to: number, pad = ''): string {
@@ -336,6 +330,21 @@ logs:
       [
         'pillion.yaml:6:46 PILLION_ERR_LOGS_UNKNOWN_SOURCE logs.transforms[0].sources[0]: no source named "ap" (did you mean "app"? defined: app)',
         'pillion.yaml:8:41 PILLION_ERR_LOGS_UNKNOWN_SOURCE logs.sinks.out.sources[1]: no source named "nginx" (defined: app)',
+      ],
+    );
+  });
+
+  test('credentials in a sink URL are refused, pointing at the secret fields', () => {
+    assert.deepEqual(
+      issues(`
+logs:
+  sources:
+    app: { type: stdin }
+  sinks:
+    ch: { type: clickhouse, url: "http://bob:hunter2@127.0.0.1:8123", table: logs }
+`),
+      [
+        'pillion.yaml:6:34 PILLION_ERR_CONFIG_BAD_VALUE logs.sinks.ch.url: the URL holds credentials (user:password@), which would show in /config and logs (put them in `user` and `password` (or `headers`), which are kept secret)',
       ],
     );
   });

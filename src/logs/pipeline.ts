@@ -174,6 +174,7 @@ export class Pipeline {
       capacity: () => this.#capacity(entry),
       hasCapacity: () => !entry.sinks.some((s) => s.runner.full),
       checkpoints: this.#store.forSource(entry.name, sinkNames),
+      maxChunkEvents: Math.min(...sinkNames.map((n) => this.#cfg.sinks[n]!.batch.maxEvents)),
     };
   }
 

@@ -66,6 +66,12 @@ export interface SourceContext {
   hasCapacity(): boolean;
   /** Checkpoints: only checkpointed sources (tail) use them. */
   readonly checkpoints: SourceCheckpoints;
+  /**
+   * The most events a checkpointed chunk may hold: the smallest batch of the sinks that take the
+   * source. A sink acknowledges a chunk only when all of it is delivered, so a chunk larger than
+   * a batch would be sent again in part after a crash; one that fits a batch never is.
+   */
+  readonly maxChunkEvents: number;
 }
 
 /** The per-source counters a source increments (plain numbers, see metrics/families.ts). */

@@ -16,19 +16,13 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { utf8Boundary } from '../lib/utf8.js';
 
 export type Stream = 'stdout' | 'stderr';
 export const MAX_RECORD = 16 * 1024;
 /** How much of one endless line is kept for the terminal copy (the file keeps it all). */
 const MAX_EARLY = 1024 * 1024;
 const NEWLINE = Buffer.from('\n');
-
-/** The largest cut at or below max that does not split a UTF-8 character. */
-function charBoundary(buf: Buffer, max: number): number {
-  let n = max;
-  while (n > max - 4 && n > 0 && ((buf[n] ?? 0) & 0xc0) === 0x80) n--;
-  return n > 0 ? n : max;
-}
 
 export interface CriLogOptions {
   maxBytes: number;
@@ -67,7 +61,7 @@ export class CriLogWriter {
     }
     // A long line with no newline yet: emit its full-size pieces as partials now, keep the rest.
     while (data.length >= MAX_RECORD) {
-      const n = charBoundary(data, MAX_RECORD);
+      const n = utf8Boundary(data, MAX_RECORD);
       const piece = data.subarray(0, n);
       out.push(this.#record(stream, 'P', piece));
       if (this.#opts.onLine && this.#early[stream].length < MAX_EARLY)
@@ -94,7 +88,7 @@ export class CriLogWriter {
   #records(stream: Stream, line: Buffer, out: Buffer[]): void {
     let rest = line;
     while (rest.length > MAX_RECORD) {
-      const n = charBoundary(rest, MAX_RECORD);
+      const n = utf8Boundary(rest, MAX_RECORD);
       out.push(this.#record(stream, 'P', rest.subarray(0, n)));
       rest = rest.subarray(n);
     }

@@ -19,6 +19,7 @@ import {
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../lib/clock.js';
+import { encodeEvent } from '../sinks/encode.js';
 import type { LogEvent } from '../types.js';
 import { crc32 } from './crc32.js';
 
@@ -542,29 +543,7 @@ function encodeEvents(events: readonly LogEvent[]): string {
   } catch {
     // A BigInt or a cycle in some event: encode that one as well as JSON allows rather than lose all.
     const parts: string[] = [];
-    for (const e of events) parts.push(stringifyLoosely(e));
+    for (const e of events) parts.push(encodeEvent(e));
     return `[${parts.join(',')}]`;
-  }
-}
-
-function stringifyLoosely(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? 'null';
-  } catch {
-    const seen = new WeakSet<object>();
-    try {
-      return (
-        JSON.stringify(value, (_k, v: unknown) => {
-          if (typeof v === 'bigint') return v.toString();
-          if (typeof v === 'object' && v !== null) {
-            if (seen.has(v)) return '[Circular]';
-            seen.add(v);
-          }
-          return v;
-        }) ?? 'null'
-      );
-    } catch (err) {
-      return JSON.stringify({ message: String(value), parse_error: `not serializable: ${String(err)}` });
-    }
   }
 }

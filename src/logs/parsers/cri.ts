@@ -1,6 +1,11 @@
 // Decodes the kubelet/containerd CRI log format (`<time> <stream> <P|F> <text>`, one record per
 // line) and joins the P(artial) records of a stream up to its F(ull) record (see src/pod/cri-log.ts).
 
+import { cutToBytes, utf8Boundary } from '../../lib/utf8.js';
+
+// The framing stages (line-framer, multiline) take the cuts from here, with the record flags.
+export { cutToBytes, utf8Boundary };
+
 /** Bits a record carries through the framing stages, turned into event fields at the end. */
 export const RECORD_FLAG = {
   /** The record was cut at a byte limit. */
@@ -161,20 +166,4 @@ function looksLikeTime(text: string): boolean {
   return (
     c >= 48 && c <= 57 && text.charCodeAt(4) === 45 && text.charCodeAt(7) === 45 && text.charCodeAt(10) === 84
   );
-}
-
-/** The longest prefix of text that is at most maxBytes of UTF-8 and does not split a character. */
-export function cutToBytes(text: string, maxBytes: number): string {
-  if (maxBytes <= 0) return '';
-  const buf = Buffer.from(text, 'utf8');
-  if (buf.length <= maxBytes) return text;
-  return buf.toString('utf8', 0, utf8Boundary(buf, maxBytes));
-}
-
-/** The largest cut at or below max (max < buf.length) that does not split a UTF-8 character. */
-export function utf8Boundary(buf: Buffer, max: number): number {
-  let n = max;
-  // Step back over continuation bytes (10xxxxxx) to the first byte of the character at max.
-  while (n > 0 && n > max - 4 && ((buf[n] ?? 0) & 0xc0) === 0x80) n--;
-  return n > max - 4 ? n : max;
 }

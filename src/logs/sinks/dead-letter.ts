@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../../lib/clock.js';
 import type { LogEvent } from '../types.js';
+import { encodeEvent } from './encode.js';
 
 export const DEAD_LETTER_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -43,7 +44,7 @@ export class DeadLetterFile {
   write(events: readonly LogEvent[], reason: string): boolean {
     const head = `${this.#prefix}${JSON.stringify(reason)},"time":"${this.#time()}","event":`;
     const lines: string[] = [];
-    for (const e of events) lines.push(`${head}${stringifyLoosely(e)}}\n`);
+    for (const e of events) lines.push(`${head}${encodeEvent(e)}}\n`);
     return this.#append(lines);
   }
 
@@ -53,7 +54,7 @@ export class DeadLetterFile {
     const lines: string[] = [];
     for (const r of rejects)
       lines.push(
-        `${this.#prefix}${JSON.stringify(r.reason)},"time":"${time}","event":${stringifyLoosely(r.event)}}\n`,
+        `${this.#prefix}${JSON.stringify(r.reason)},"time":"${time}","event":${encodeEvent(r.event)}}\n`,
       );
     return this.#append(lines);
   }
@@ -115,28 +116,5 @@ export class DeadLetterFile {
     this.#fd = -1;
     renameSync(this.path, `${this.path}.1`);
     this.#open();
-  }
-}
-
-function stringifyLoosely(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? 'null';
-  } catch {
-    // A BigInt or a cycle: keep what JSON can say rather than lose the event.
-    const seen = new WeakSet<object>();
-    try {
-      return (
-        JSON.stringify(value, (_k, v: unknown) => {
-          if (typeof v === 'bigint') return v.toString();
-          if (typeof v === 'object' && v !== null) {
-            if (seen.has(v)) return '[Circular]';
-            seen.add(v);
-          }
-          return v;
-        }) ?? 'null'
-      );
-    } catch (err) {
-      return JSON.stringify({ message: String(value), parse_error: `not serializable: ${String(err)}` });
-    }
   }
 }

@@ -7,6 +7,7 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises
 import { dirname } from 'node:path';
 import type { FileSinkConfig } from '../config.js';
 import type { LogEvent, SendOutcome, SinkDriver } from '../types.js';
+import { encodeEvent } from './encode.js';
 
 export function createFileDriver(cfg: FileSinkConfig): SinkDriver {
   return new FileDriver(cfg);
@@ -45,7 +46,7 @@ class FileDriver implements SinkDriver {
     if (events.length === 0) return { kind: 'ok' };
     if (signal.aborted) return { kind: 'failed', retry: true, reason: 'aborted before writing' };
     const lines = new Array<string>(events.length);
-    for (let i = 0; i < events.length; i++) lines[i] = JSON.stringify(events[i]);
+    for (let i = 0; i < events.length; i++) lines[i] = encodeEvent(events[i]);
     const buf = Buffer.from(lines.join('\n') + '\n');
     let step = 'open';
     try {

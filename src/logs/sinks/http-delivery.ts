@@ -7,6 +7,7 @@ import { Pool } from 'undici';
 import { type Clock, systemClock } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import type { LogEvent, SendOutcome } from '../types.js';
+import { encodeEventStrict } from './encode.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -306,7 +307,7 @@ function encode(events: LogEvent[], prefix: string, sep: string, open: string, c
   const unencodable: EncodedBatch['unencodable'] = [];
   for (let i = 0; i < events.length; i++) {
     const event = events[i]!;
-    const line = stringify(event);
+    const line = encodeEventStrict(event);
     if (line === undefined) {
       if (sent === events) sent = events.slice(0, i);
       unencodable.push({ event, reason: 'the event cannot be encoded as JSON (a BigInt or a cycle)' });
@@ -322,14 +323,8 @@ function encode(events: LogEvent[], prefix: string, sep: string, open: string, c
   return { body, sent, unencodable };
 }
 
-/** JSON text of an event, or undefined when JSON cannot encode it. */
-export function stringify(event: LogEvent): string | undefined {
-  try {
-    return JSON.stringify(event) as string | undefined;
-  } catch {
-    return undefined;
-  }
-}
+/** JSON text of an event, or undefined when JSON cannot encode it (the event is dead-lettered). */
+export { encodeEventStrict as stringify };
 
 /** Adds the events left out of the body to an outcome: dead letters once the rest is stored. */
 export function withUnencodable(outcome: SendOutcome, unencodable: EncodedBatch['unencodable']): SendOutcome {

@@ -150,8 +150,9 @@ class LokiDriver implements SinkDriver {
   constructor(cfg: LokiSinkConfig, deps: DriverDeps) {
     const url = splitUrl(cfg.url);
     const headers: Record<string, string> = {};
-    // Loki behind a gateway is commonly protected by basic auth given in the URL.
-    if (url.user !== undefined) headers.authorization = basicAuth(url.user, url.password);
+    // Loki behind a gateway is commonly protected by basic auth.
+    const user = cfg.user ?? url.user;
+    if (user !== undefined) headers.authorization = basicAuth(user, cfg.password ?? url.password);
     if (cfg.tenant !== undefined) headers['x-scope-orgid'] = cfg.tenant;
     this.#clock = deps.clock ?? systemClock;
     this.#http = new HttpDelivery({
@@ -160,6 +161,7 @@ class LokiDriver implements SinkDriver {
       compression: cfg.compression,
       timeoutMs: cfg.retry.timeout,
       headers,
+      secrets: [cfg.password],
       clock: this.#clock,
     });
     this.#path = this.#http.path('/loki/api/v1/push');

@@ -113,20 +113,41 @@ function range(from: number, to: number): number[] {
 }
 
 describe('SinkRunner batching', () => {
-  test('sends a batch when it holds maxEvents, splitting items', async () => {
+  test('sends a batch when it holds maxEvents, ending it at an item boundary after the first item', async () => {
     const h = harness({ batch: { maxEvents: 5 } });
     await h.runner.start();
     const items = [item(2, 20, 0), item(2), item(2), item(2), item(2)];
     for (const it of items) h.runner.push(it);
     await h.clock.advance(0);
+    // A third item of 2 does not fit in a batch of 5 after 4: it starts the next batch, so a
+    // batch never ends inside an item it did not start with.
     assert.deepEqual(
       h.driver.calls.map((c) => c.events.length),
-      [5, 5],
+      [4, 4],
+    );
+    await h.clock.advance(1000);
+    assert.deepEqual(
+      h.driver.calls.map((c) => c.events.length),
+      [4, 4, 2],
     );
     assert.deepEqual(h.driver.sent, range(0, 10));
     assert.deepEqual(h.acked, items);
     assert.equal(h.stats.events.value, 10);
     assert.equal(h.stats.bytes.value, 100);
+    await h.runner.stop();
+  });
+
+  test('an item larger than a batch is split, as the first item of each batch', async () => {
+    const h = harness({ batch: { maxEvents: 3 } });
+    await h.runner.start();
+    const items = [item(7, 70, 0)];
+    h.runner.push(items[0]!);
+    await h.clock.advance(1000);
+    assert.deepEqual(
+      h.driver.calls.map((c) => c.events.length),
+      [3, 3, 1],
+    );
+    assert.deepEqual(h.acked, items);
     await h.runner.stop();
   });
 
@@ -405,16 +426,18 @@ describe('SinkRunner acknowledgements and buffers', () => {
     for (const it of items) h.runner.push(it);
     await h.clock.advance(0);
     assert.equal(answers.length, 1, 'one batch in flight at a time');
-    answers.shift()!({ kind: 'ok' }); // events 0,1 | 2
+    answers.shift()!({ kind: 'ok' }); // events 0,1 (the next item does not fit after them)
     await h.clock.advance(0);
     assert.deepEqual(h.acked, [items[0]]);
-    answers.shift()!({ kind: 'ok' }); // 3,4,5
+    answers.shift()!({ kind: 'ok' }); // 2,3,4: the first item of its batch may be split
     await h.clock.advance(0);
-    assert.deepEqual(h.acked, [items[0]], 'the split item still has an event to go');
-    answers.shift()!({ kind: 'ok' }); // 6 | 7 | 8
+    assert.deepEqual(h.acked, [items[0]], 'the split item still has events to go');
+    answers.shift()!({ kind: 'ok' }); // 5,6 | (empty) | 7
     await h.clock.advance(0);
     assert.deepEqual(h.acked, items.slice(0, 4), 'an empty item follows the one before it');
-    answers.shift()!({ kind: 'ok' }); // 9,10,11
+    answers.shift()!({ kind: 'ok' }); // 8,9,10
+    await h.clock.advance(1000);
+    answers.shift()!({ kind: 'ok' }); // 11, sent at maxAge
     await h.clock.advance(0);
     assert.deepEqual(h.acked, items);
     assert.deepEqual(h.driver.sent, range(0, 12));

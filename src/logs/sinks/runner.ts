@@ -349,6 +349,9 @@ export class SinkRunner {
         continue;
       }
       const per = e.item.bytes / n;
+      // Only the first item of a batch may be split: an item is acknowledged when all of it is
+      // delivered, so a batch that ends inside an item would be sent again in part after a crash.
+      if (count > 0 && (n - this.#ei > maxEvents - count || per * (n - this.#ei) > maxBytes - bytes)) break;
       let take = Math.min(n - this.#ei, maxEvents - count);
       if (per > 0) {
         const fit = Math.floor((maxBytes - bytes) / per + 1e-9);
@@ -437,8 +440,18 @@ export class SinkRunner {
       }
       if (outcome.kind === 'failed') {
         this.#stats.failures.value++;
-        if (!outcome.retry) {
-          this.#deadLetter().write(events, outcome.reason);
+        if (!outcome.retry && !this.#deadLetter().write(events, outcome.reason)) {
+          // The dead-letter file cannot be written (a full or read-only disk): keep the batch and
+          // try again after a back-off rather than acknowledge events that went nowhere.
+          this.#stats.retries.value++;
+          this.#failingSince ??= this.#timing.clock.now();
+          this.#failed(
+            `${outcome.reason}; and the dead-letter file cannot be written`,
+            outcome.status,
+            n,
+            'retrying',
+          );
+        } else if (!outcome.retry) {
           this.#stats.deadLettered.value += n;
           this.#failed(outcome.reason, outcome.status, n, 'dead-lettered');
           // The destination answered, so the sink is not down: a later retry-able failure starts a new run.
@@ -451,14 +464,16 @@ export class SinkRunner {
       } else {
         const retry = outcome.retry;
         const reject = outcome.reject;
+        let keep = retry;
         if (reject.length > 0) {
-          this.#deadLetter().writeEach(reject);
-          this.#stats.deadLettered.value += reject.length;
+          if (this.#deadLetter().writeEach(reject)) this.#stats.deadLettered.value += reject.length;
+          // Not written to the dead-letter file: they go round again with the retried ones.
+          else keep = retry.concat(reject.map((r) => r.event));
         }
         const stored = Math.max(0, n - retry.length - reject.length);
         this.#stats.events.value += stored;
         this.#stats.bytes.value += (bytes * stored) / n;
-        if (retry.length === 0) {
+        if (keep.length === 0) {
           if (reject.length > 0)
             this.#failed(reject[0]!.reason, undefined, reject.length, 'dead-lettered (partial)');
           this.#succeeded();
@@ -467,9 +482,9 @@ export class SinkRunner {
         this.#stats.failures.value++;
         this.#stats.retries.value++;
         this.#failingSince ??= this.#timing.clock.now();
-        this.#failed(`${retry.length} of ${n} events were not stored`, undefined, retry.length, 'retrying');
-        bytes = (bytes * retry.length) / n;
-        events = retry;
+        this.#failed(`${keep.length} of ${n} events were not stored`, undefined, keep.length, 'retrying');
+        bytes = (bytes * keep.length) / n;
+        events = keep;
       }
       await this.#backoff(attempt++);
       if (this.#stopped) return false;

@@ -2,6 +2,7 @@
 // stream); a batch is acknowledged once the stream has taken it, so a slow reader slows the sink.
 
 import type { LogEvent, SendOutcome, SinkDriver } from '../types.js';
+import { encodeEvent } from './encode.js';
 
 export function createStdoutDriver(out: NodeJS.WritableStream = process.stdout): SinkDriver {
   return new StdoutDriver(out);
@@ -25,7 +26,7 @@ class StdoutDriver implements SinkDriver {
     if (events.length === 0) return Promise.resolve({ kind: 'ok' });
     if (this.#error) return Promise.resolve(failed(this.#error));
     const lines = new Array<string>(events.length);
-    for (let i = 0; i < events.length; i++) lines[i] = JSON.stringify(events[i]);
+    for (let i = 0; i < events.length; i++) lines[i] = encodeEvent(events[i]);
     const text = lines.join('\n') + '\n';
     return new Promise((resolve) => {
       try {

@@ -16,6 +16,7 @@ import { type Clock, systemClock } from '../../lib/clock.js';
 import type { SyslogSinkConfig } from '../config.js';
 import { FACILITY_NAMES } from '../parsers/syslog.js';
 import type { LogEvent, SendOutcome, SinkDriver } from '../types.js';
+import { encodeEvent } from './encode.js';
 
 export interface SyslogDriverOptions {
   /** Supplies TIMESTAMP for events without an RFC 3339 `timestamp` or `time`. */
@@ -131,7 +132,7 @@ class SyslogDriver implements SinkDriver {
     for (let i = 0; i < events.length; i++) {
       const ev = events[i]!;
       const app = this.#app ?? headerField(textOf(ev[this.#appField!]), 48);
-      const msg = this.#messageField === undefined ? JSON.stringify(ev) : textOf(ev[this.#messageField]);
+      const msg = this.#messageField === undefined ? encodeEvent(ev) : textOf(ev[this.#messageField]);
       const line = `<${fac8 + severityOf(ev[this.#severityField])}>1 ${stampOf(ev, nowStamp)}${this.#hostPart}${app} - - - ${msg}`;
       frames[i] = `${Buffer.byteLength(line)} ${line}`;
     }
@@ -262,7 +263,7 @@ function stampOf(ev: LogEvent, now: string): string {
 function textOf(v: unknown): string {
   if (typeof v === 'string') return v;
   if (v === undefined || v === null) return '';
-  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return typeof v === 'object' ? encodeEvent(v) : String(v);
 }
 
 /** A header field as RFC 5424 allows it: printable ASCII, at most max characters, "-" when empty. */

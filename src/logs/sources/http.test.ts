@@ -3,46 +3,13 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { pino } from 'pino';
 import { request } from 'undici';
-import { systemClock } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import { waitFor } from '../../lib/wait-for.js';
-import type { Series } from '../../metrics/index.js';
 import type { HttpSourceConfig } from '../config.js';
-import type { Chunk, LogEvent, SourceContext, SourceStats } from '../types.js';
+import { fakeContext } from '../test-support/source-context.js';
+import type { SourceContext } from '../types.js';
 import { createHttpSource, type HttpSource } from './http.js';
-
-/** A SourceContext that collects chunks; tests set whether buffers have room and call onAck. */
-function fakeContext() {
-  const series = (): Series => ({ labels: {}, value: 0 });
-  const stats: SourceStats = {
-    events: series(),
-    bytes: series(),
-    parseErrors: series(),
-    truncated: series(),
-    dropped: series(),
-    lag: () => series(),
-    forgetLag: () => {},
-  };
-  const chunks: Chunk[] = [];
-  const state = { room: true };
-  const ctx: SourceContext = {
-    name: 'app',
-    logger: pino({ level: 'silent' }),
-    clock: systemClock,
-    stats,
-    dataDir: '/nonexistent',
-    emit(chunk) {
-      chunks.push(chunk);
-      return state.room;
-    },
-    capacity: () => Promise.resolve(),
-    hasCapacity: () => state.room,
-    checkpoints: { list: () => [], cutPoints: () => [], register: () => {}, release: () => {} },
-  };
-  return { ctx, stats, chunks, state, events: (): LogEvent[] => chunks.flatMap((c) => c.events) };
-}
 
 const sources: HttpSource[] = [];
 after(async () => {
@@ -174,13 +141,13 @@ describe('http source: bodies', () => {
 describe('http source: flow control', () => {
   test('503 with Retry-After while buffers are full; nothing is read or emitted', async () => {
     const s = await started();
-    s.state.room = false;
+    s.setRoom(false);
     const r = await post(`${s.url}/logs`, '{"a":1}');
     assert.equal(r.status, 503);
     assert.equal(r.headers['retry-after'], '1');
     assert.match(String(r.json.error), /full/);
     assert.equal(s.chunks.length, 0);
-    s.state.room = true;
+    s.setRoom(true);
     assert.equal((await post(`${s.url}/logs`, '{"a":1}')).status, 202);
   });
 

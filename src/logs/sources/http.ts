@@ -10,6 +10,9 @@ import { PillionError } from '../../lib/errors.js';
 import type { HttpSourceConfig } from '../config.js';
 import type { LogEvent, LogSource, SourceContext } from '../types.js';
 
+/** Concurrent client connections; more are refused by the kernel's backlog, not buffered. */
+const MAX_CONNECTIONS = 64;
+
 export interface HttpSource extends LogSource {
   /** The address bound (the real port when the config said 0); valid after start(). */
   address(): Address;
@@ -56,6 +59,8 @@ class HttpSourceImpl implements HttpSource {
     server.requestTimeout = 60_000;
     server.headersTimeout = 20_000;
     server.keepAliveTimeout = 5_000;
+    // Each connection can hold a body of up to maxBodyBytes in memory; cap how many can.
+    server.maxConnections = MAX_CONNECTIONS;
     const { listen } = this.#cfg;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -172,7 +177,7 @@ class HttpSourceImpl implements HttpSource {
     const rejected = stats.parseErrors.value - errorsBefore;
     if (rejected > 0) this.#ctx.logger.debug({ rejected }, 'http source: records kept raw with parse_error');
     if (!this.#cfg.acknowledgements) {
-      this.#ctx.emit({ source: this.#ctx.name, events, bytes: wireBytes });
+      this.#ctx.emit({ source: this.#ctx.name, events, bytes: body.length });
       reply(res, 202, { accepted });
       return;
     }
@@ -183,7 +188,8 @@ class HttpSourceImpl implements HttpSource {
     this.#ctx.emit({
       source: this.#ctx.name,
       events,
-      bytes: wireBytes,
+      // Buffers are charged what the events hold (the decompressed body), not the wire bytes.
+      bytes: body.length,
       onAck: () => {
         this.#waiting.delete(waiting);
         if (!res.headersSent && !res.destroyed) reply(res, 200, { accepted });

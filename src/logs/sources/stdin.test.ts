@@ -45,6 +45,7 @@ function context(clock = new FakeClock()): {
       return full ? new Promise((r) => (release = r)) : Promise.resolve();
     },
     hasCapacity: () => !full,
+    maxChunkEvents: 10_000,
     checkpoints: {
       list: () => [],
       cutPoints: () => [],

@@ -2,59 +2,16 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
-import { pino } from 'pino';
-import { systemClock } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import { waitFor } from '../../lib/wait-for.js';
-import type { Series } from '../../metrics/index.js';
 import type { SyslogSourceConfig } from '../config.js';
-import type { Chunk, LogEvent, SourceContext, SourceStats } from '../types.js';
-import { createSyslogSource, type SyslogSource } from './syslog.js';
-
-/** A SourceContext that collects chunks; tests set whether buffers have room. */
-function fakeContext() {
-  const series = (): Series => ({ labels: {}, value: 0 });
-  const stats: SourceStats = {
-    events: series(),
-    bytes: series(),
-    parseErrors: series(),
-    truncated: series(),
-    dropped: series(),
-    lag: () => series(),
-    forgetLag: () => {},
-  };
-  const chunks: Chunk[] = [];
-  const state = { room: true, waiters: [] as (() => void)[] };
-  const ctx: SourceContext = {
-    name: 'sl',
-    logger: pino({ level: 'silent' }),
-    clock: systemClock,
-    stats,
-    dataDir: '/nonexistent',
-    emit(chunk) {
-      chunks.push(chunk);
-      return state.room;
-    },
-    capacity: () => (state.room ? Promise.resolve() : new Promise<void>((r) => state.waiters.push(r))),
-    hasCapacity: () => state.room,
-    checkpoints: {
-      list: () => [],
-      cutPoints: () => [],
-      register: () => {},
-      release: () => {},
-    },
-  };
-  return {
-    ctx,
-    stats,
-    chunks,
-    events: (): LogEvent[] => chunks.flatMap((c) => c.events),
-    setRoom(room: boolean) {
-      state.room = room;
-      if (room) for (const w of state.waiters.splice(0)) w();
-    },
-  };
-}
+import { fakeContext } from '../test-support/source-context.js';
+import {
+  createSyslogSource,
+  type SyslogSource,
+  type SyslogSourceOptions,
+  TCP_IDLE_TIMEOUT_MS,
+} from './syslog.js';
 
 function config(protocol: 'udp' | 'tcp', maxMessageBytes = 64 * 1024): SyslogSourceConfig {
   return { type: 'syslog', listen: { host: '127.0.0.1', port: 0 }, protocol, maxMessageBytes };
@@ -65,9 +22,9 @@ after(async () => {
   for (const s of sources) await s.stop();
 });
 
-async function started(protocol: 'udp' | 'tcp', maxMessageBytes?: number) {
-  const f = fakeContext();
-  const source = createSyslogSource(config(protocol, maxMessageBytes), f.ctx);
+async function started(protocol: 'udp' | 'tcp', maxMessageBytes?: number, opts?: SyslogSourceOptions) {
+  const f = fakeContext('sl');
+  const source = createSyslogSource(config(protocol, maxMessageBytes), f.ctx, opts);
   sources.push(source);
   await source.start();
   return { ...f, source, port: source.address().port };
@@ -241,7 +198,7 @@ describe('syslog source over TCP', () => {
   });
 
   test('stop() keeps a partial line and closes the sockets', async () => {
-    const f = fakeContext();
+    const f = fakeContext('sl');
     const source = createSyslogSource(config('tcp'), f.ctx);
     await source.start();
     const c = await connect(source.address().port);
@@ -256,11 +213,41 @@ describe('syslog source over TCP', () => {
       ['held'],
     );
   });
+
+  test('a connection idle for the idle timeout is closed, keeping its partial line', async () => {
+    assert.equal(TCP_IDLE_TIMEOUT_MS, 5 * 60_000);
+    const s = await started('tcp', undefined, { tcpIdleTimeoutMs: 100 });
+    const c = await connect(s.port);
+    const closed = new Promise((r) => c.on('close', r));
+    c.write(`${M3164}\n<13>held`);
+    await closed;
+    await waitFor(() => s.events().length === 2, { what: 'both messages' });
+    assert.deepEqual(
+      s.events().map((e) => e.message),
+      ['hello 3164', 'held'],
+    );
+  });
+
+  test('a connection paused because the pipeline is full is not idle; once resumed, it can be', async () => {
+    const s = await started('tcp', undefined, { tcpIdleTimeoutMs: 50 });
+    const c = await connect(s.port);
+    let isClosed = false;
+    const closed = new Promise((r) => c.on('close', r)).then(() => (isClosed = true));
+    s.setRoom(false);
+    c.write(frame(M5424));
+    await waitFor(() => s.events().length === 1);
+    // An absence cannot be awaited: several idle timeouts pass while paused.
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(isClosed, false);
+    s.setRoom(true);
+    await closed;
+    assert.equal(s.events().length, 1);
+  });
 });
 
 test('a port in use fails with PILLION_ERR_LOGS_LISTEN naming the address', async () => {
   const s = await started('tcp');
-  const f = fakeContext();
+  const f = fakeContext('sl');
   const clash = createSyslogSource({ ...config('tcp'), listen: { host: '127.0.0.1', port: s.port } }, f.ctx);
   await assert.rejects(clash.start(), (err: unknown) => {
     assert.ok(err instanceof PillionError);

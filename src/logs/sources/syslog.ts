@@ -7,6 +7,7 @@ import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { type Address, formatAddress, unmapIPv4 } from '../../lib/address.js';
 import { PillionError } from '../../lib/errors.js';
+import { utf8Boundary } from '../../lib/utf8.js';
 import type { SyslogSourceConfig } from '../config.js';
 import { parseSyslog } from '../parsers/syslog.js';
 import type { LogEvent, LogSource, SourceContext } from '../types.js';
@@ -17,19 +18,34 @@ const MAX_CHUNK_EVENTS = 4096;
 const MAX_CONNECTIONS = 1024;
 /** An octet count has at most this many digits (up to 9,999,999,999 bytes, all but maxMessageBytes skipped). */
 const MAX_COUNT_DIGITS = 10;
+/**
+ * A TCP connection that sends nothing for this long is closed, so peers that vanished without a
+ * FIN (a crashed host, a dropped NAT entry) do not hold one of the MAX_CONNECTIONS for ever.
+ */
+export const TCP_IDLE_TIMEOUT_MS = 5 * 60_000;
 
 export interface SyslogSource extends LogSource {
   /** The address bound (the real port when the config said 0); valid after start(). */
   address(): Address;
 }
 
-export function createSyslogSource(cfg: SyslogSourceConfig, ctx: SourceContext): SyslogSource {
-  return new SyslogSourceImpl(cfg, ctx);
+export interface SyslogSourceOptions {
+  /** Closes a TCP connection idle this long (TCP_IDLE_TIMEOUT_MS by default); 0 never does. */
+  tcpIdleTimeoutMs?: number;
+}
+
+export function createSyslogSource(
+  cfg: SyslogSourceConfig,
+  ctx: SourceContext,
+  opts: SyslogSourceOptions = {},
+): SyslogSource {
+  return new SyslogSourceImpl(cfg, ctx, opts.tcpIdleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS);
 }
 
 class SyslogSourceImpl implements SyslogSource {
   readonly #cfg: SyslogSourceConfig;
   readonly #ctx: SourceContext;
+  readonly #idleMs: number;
   #udp: dgram.Socket | undefined;
   #server: net.Server | undefined;
   readonly #conns = new Set<Connection>();
@@ -44,9 +60,10 @@ class SyslogSourceImpl implements SyslogSource {
     this.flush();
   };
 
-  constructor(cfg: SyslogSourceConfig, ctx: SourceContext) {
+  constructor(cfg: SyslogSourceConfig, ctx: SourceContext, idleMs: number) {
     this.#cfg = cfg;
     this.#ctx = ctx;
+    this.#idleMs = idleMs;
   }
 
   address(): Address {
@@ -192,7 +209,8 @@ class SyslogSourceImpl implements SyslogSource {
     }
     const max = this.#cfg.maxMessageBytes;
     const truncated = buf.length > max;
-    const body = truncated ? cutUtf8(buf.subarray(0, max)) : buf;
+    // Cut as TCP cuts (it keeps no byte past the limit): a sequence the limit split is left out.
+    const body = truncated ? buf.subarray(0, utf8Boundary(buf.subarray(0, max), max)) : buf;
     this.message(body.toString('utf8'), buf.length, truncated, !isUtf8(body), unmapIPv4(from));
   }
 
@@ -223,7 +241,9 @@ class SyslogSourceImpl implements SyslogSource {
     const peer = socket.remoteAddress === undefined ? undefined : unmapIPv4(socket.remoteAddress);
     const conn: Connection = { socket, framer: new TcpFramer(this, this.#cfg.maxMessageBytes, peer) };
     this.#conns.add(conn);
+    // A paused connection is not idle: its peer may be waiting on us. The timer runs while reading.
     if (this.#paused) socket.pause();
+    else socket.setTimeout(this.#idleMs);
     socket.on('data', (data: Buffer) => {
       this.#ctx.stats.bytes.value += data.length;
       if (!conn.framer.push(data)) {
@@ -233,6 +253,12 @@ class SyslogSourceImpl implements SyslogSource {
       }
     });
     socket.on('end', () => conn.framer.end());
+    socket.on('timeout', () => {
+      this.#ctx.logger.debug({ peer }, 'syslog tcp: connection idle; closing it');
+      // As when the peer hangs up: what was read (a last line without newline) is kept.
+      conn.framer.end();
+      socket.destroy();
+    });
     socket.on('error', (err) => this.#ctx.logger.debug({ err, peer }, 'syslog tcp connection error'));
     socket.on('close', () => this.#conns.delete(conn));
   }
@@ -240,7 +266,10 @@ class SyslogSourceImpl implements SyslogSource {
   #pauseTcp(): void {
     if (this.#paused || this.#stopped) return;
     this.#paused = true;
-    for (const c of this.#conns) c.socket.pause();
+    for (const c of this.#conns) {
+      c.socket.pause();
+      c.socket.setTimeout(0);
+    }
     this.#ctx.capacity().then(
       () => this.#resumeTcp(),
       () => this.#resumeTcp(),
@@ -250,7 +279,10 @@ class SyslogSourceImpl implements SyslogSource {
   #resumeTcp(): void {
     this.#paused = false;
     if (this.#stopped) return;
-    for (const c of this.#conns) c.socket.resume();
+    for (const c of this.#conns) {
+      c.socket.setTimeout(this.#idleMs);
+      c.socket.resume();
+    }
   }
 }
 
@@ -419,19 +451,10 @@ class TcpFramer {
   #take(truncated: boolean): Buffer {
     const parts = this.#parts;
     let buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.#kept);
-    if (truncated) buf = cutUtf8(buf);
+    // Without the UTF-8 sequence the limit split (it would decode as U+FFFD).
+    if (truncated) buf = buf.subarray(0, utf8Boundary(buf, buf.length));
     this.#parts = [];
     this.#kept = 0;
     return buf;
   }
-}
-
-/** buf cut at maxMessageBytes, without the UTF-8 sequence the cut split (it would decode as U+FFFD). */
-function cutUtf8(buf: Buffer): Buffer {
-  let i = buf.length - 1;
-  while (i >= 0 && i > buf.length - 4 && (buf[i]! & 0xc0) === 0x80) i--;
-  if (i < 0) return buf;
-  const lead = buf[i]!;
-  const size = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
-  return buf.length - i < size ? buf.subarray(0, i) : buf;
 }

@@ -47,6 +47,7 @@ class FakePipeline {
   /** emit returns false while this is set; capacity() waits for release(). */
   full = false;
   capacityCalls = 0;
+  maxChunkEvents = 10_000;
   #release: (() => void) | undefined;
 
   constructor(
@@ -55,6 +56,8 @@ class FakePipeline {
   ) {
     const name = opts.name ?? 'files';
     const sinks = opts.sinks ?? ['sink'];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- read by the context's getter
+    const pipeline = this;
     this.ackSinks = () => sinks;
     const s = (): Series => ({ labels: {}, value: 0 });
     this.stats = {
@@ -95,6 +98,9 @@ class FakePipeline {
       },
       hasCapacity: () => !this.full,
       checkpoints: store.forSource(name, sinks),
+      get maxChunkEvents(): number {
+        return pipeline.maxChunkEvents;
+      },
     };
   }
 
@@ -543,6 +549,7 @@ describe('tail source', () => {
     const clock = new FakeClock();
     const p = new FakePipeline(store, { clock });
     p.full = true;
+    p.maxChunkEvents = 1_000_000; // one read, one chunk
     const src = tail(tailConfig(dir), p);
     await src.start();
     await waitFor(() => p.capacityCalls === 1, { what: 'the source waiting for capacity' });
@@ -554,6 +561,19 @@ describe('tail source', () => {
     p.release();
     await waitFor(() => p.messages().length === 100_000, { what: 'the rest' });
     assertExactlyOnce(p, 100_000);
+  });
+
+  test('no chunk holds more than maxChunkEvents (a sink batch), so a crash repeats at most a batch', async () => {
+    const { dir, store } = fresh();
+    writeFileSync(join(dir, 'app.log'), numbered(0, 50_000));
+    const p = new FakePipeline(store);
+    p.maxChunkEvents = 1000;
+    const src = tail(tailConfig(dir), p);
+    await src.start();
+    await waitFor(() => p.messages().length === 50_000, { what: 'every line' });
+    assertExactlyOnce(p, 50_000);
+    assert.ok(p.chunks.every((c) => c.events.length <= 1000));
+    assert.ok(p.chunks.length >= 50, `${p.chunks.length} chunks`);
   });
 
   test('a corrupt checkpoint file: files are read from startAt', async () => {

@@ -225,7 +225,7 @@ class TailSource implements LogSource {
       total += n;
       this.#ctx.stats.bytes.value += n;
       f.lastActive = this.#ctx.clock.now();
-      f.framer.push(this.#buf.subarray(0, n));
+      this.#pushCapped(f, this.#buf.subarray(0, n));
       if (f.framer.position > f.size) f.size = f.framer.position;
       f.lag.value = f.size - f.framer.position;
       if (cut !== undefined && f.framer.position === cut) {
@@ -309,6 +309,33 @@ class TailSource implements LogSource {
       await closeAsync(f.fd);
     } catch {
       // Already closed.
+    }
+  }
+
+  /**
+   * Pushes a read into the framer, handing over a chunk whenever it holds maxChunkEvents, so no
+   * chunk is larger than a sink's batch (see SourceContext.maxChunkEvents). A record never spans
+   * more newlines than it has events, so cutting by newlines keeps chunks within the cap.
+   */
+  #pushCapped(f: TailedFile, data: Buffer): void {
+    const cap = this.#ctx.maxChunkEvents;
+    let from = 0;
+    while (from < data.length) {
+      let room = cap - f.framer.readyCount;
+      let end = from;
+      while (room > 0) {
+        const nl = data.indexOf(10, end);
+        if (nl < 0) {
+          end = data.length;
+          break;
+        }
+        end = nl + 1;
+        room--;
+      }
+      if (end === from) end = data.length;
+      f.framer.push(data.subarray(from, end));
+      from = end;
+      if (f.framer.readyCount >= cap) this.#emit(f);
     }
   }
 

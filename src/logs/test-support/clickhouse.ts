@@ -13,10 +13,10 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'undici';
+import { freePort } from './ports.js';
 
 export const CLICKHOUSE_BINARY = '/usr/sbin/clickhouse-server';
 
@@ -53,17 +53,6 @@ export async function startClickhouse(): Promise<StartedClickhouse> {
     }
   }
   throw lastError;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function configXml(dir: string, httpPort: number, tcpPort: number): string {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { waitFor } from '../../lib/wait-for.js';
+import { freePort } from './ports.js';
 
 const BINARY = '/usr/sbin/syslog-ng';
 
@@ -123,17 +124,6 @@ log { source(s_in); destination(d_file); flags(flow-control); };
 
 function q(s: string): string {
   return JSON.stringify(s);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function accepts(port: number): Promise<boolean> {

@@ -1,0 +1,55 @@
+// The one JSON encoder of events for sinks, dead letters and the disk buffer: plain JSON.stringify
+// on the hot path, and only when that throws (a BigInt, a cycle) a lenient second pass.
+
+/**
+ * JSON text of an event that never throws: a BigInt is written as its decimal string, an object
+ * met a second time (a cycle, or one object under two keys) as "[Circular]", and what even that cannot encode (a throwing toJSON or
+ * getter) as `{"message": String(value), "parse_error": ...}`. A sink that let JSON.stringify
+ * throw would fail the batch on every retry and never get past it.
+ */
+export function encodeEvent(event: unknown): string {
+  try {
+    return JSON.stringify(event) ?? 'null';
+  } catch {
+    return encodeLoosely(event);
+  }
+}
+
+/**
+ * JSON text of an event, or undefined when JSON cannot encode it: for sinks that hand such an
+ * event to the dead letters rather than send an altered copy.
+ */
+export function encodeEventStrict(event: unknown): string | undefined {
+  try {
+    return JSON.stringify(event) as string | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function encodeLoosely(value: unknown): string {
+  const seen = new WeakSet<object>();
+  try {
+    return (
+      JSON.stringify(value, (_k, v: unknown) => {
+        if (typeof v === 'bigint') return v.toString();
+        if (typeof v === 'object' && v !== null) {
+          if (seen.has(v)) return '[Circular]';
+          seen.add(v);
+        }
+        return v;
+      }) ?? 'null'
+    );
+  } catch (err) {
+    return JSON.stringify({ message: text(value), parse_error: `not serializable: ${text(err)}` });
+  }
+}
+
+/** String(v), which itself throws for an object without a prototype or with a throwing toString. */
+function text(v: unknown): string {
+  try {
+    return String(v);
+  } catch {
+    return '[unprintable]';
+  }
+}

@@ -1,0 +1,16 @@
+// A free loopback TCP port for a peer server a test starts (clickhouse-server, syslog-ng), which
+// must be told its port in a config file rather than binding port 0 itself.
+
+import net from 'node:net';
+
+/** A port that was free on 127.0.0.1 a moment ago (another process may take it before use). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
