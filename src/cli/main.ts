@@ -1,8 +1,9 @@
-#!/usr/bin/env -S node --single-threaded-gc --max-semi-space-size=2
+#!/usr/bin/env -S node --single-threaded-gc
 // The `pillion` command. Each subcommand lives in its own file.
-// The V8 flags suit a sidecar: a 2 MB young generation keeps resident memory about 20 MB lower
-// under load, and collecting on the main thread spares a wake-up of helper threads per
-// collection, which costs a proxy more than it saves (see README, Performance).
+// The V8 flag suits a sidecar: collecting on the main thread spares a wake-up of helper threads
+// per collection, which costs a proxy more than it saves. The young generation keeps its default
+// size: a small one promotes the log role's in-flight events and costs it more memory, not less
+// (see README, Performance).
 
 import { Command, Option } from 'commander';
 import { LOG_LEVELS } from '../runtime/index.js';
