@@ -1,19 +1,11 @@
 // Where checkpointed sources resume: per stream (a tailed file), its identity and the offset each
 // sink has acknowledged, kept in one JSON file that is replaced atomically on every change.
 
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-  type PathLike,
-} from 'node:fs';
+import { mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type TimerHandle } from '../lib/clock.js';
+import { writeFileAtomicSync } from '../lib/atomic-write.js';
 import { PillionError } from '../lib/errors.js';
 import type { FileIdentity, SourceCheckpoints } from './types.js';
 
@@ -228,17 +220,8 @@ export class CheckpointStore {
     const streams: Record<string, StreamEntry> = {};
     for (const [k, e] of this.#streams) streams[k] = e;
     const data = Buffer.from(JSON.stringify({ version: VERSION, streams }));
-    const tmp = `${this.#file}.tmp`;
     try {
-      const fd = openSync(tmp, 'w', 0o600);
-      try {
-        writeSync(fd, data);
-        if (sync) fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, this.#file);
-      if (sync) fsyncDir(dirname(this.#file));
+      writeFileAtomicSync(this.#file, data, { mode: 0o600, sync });
     } catch (err) {
       // Kept dirty: the next change or the sync timer tries again. Logged once per outage.
       if (!this.#writeFailed)
@@ -355,14 +338,3 @@ function isIdentity(v: unknown): v is FileIdentity {
 }
 
 // A rename is durable only once its directory is; best effort where directories cannot be opened.
-function fsyncDir(dir: PathLike): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, 'r');
-    fsyncSync(fd);
-  } catch {
-    // Some filesystems refuse fsync on a directory; the file itself is already synced.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}

@@ -10,14 +10,13 @@ import {
   readdirSync,
   readFileSync,
   readSync,
-  renameSync,
   statSync,
   unlinkSync,
-  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { writeFileAtomicSync } from '../../lib/atomic-write.js';
 import type { Clock, TimerHandle } from '../../lib/clock.js';
 import { encodeEvent } from '../sinks/encode.js';
 import type { LogEvent } from '../types.js';
@@ -487,9 +486,7 @@ export class DiskBuffer {
   #writeAck(): void {
     // No fsync: a process crash keeps the page cache; after a power cut an older ack only means
     // some events are delivered twice, which at-least-once allows.
-    const tmp = join(this.#dir, 'ack.tmp');
-    writeFileSync(tmp, JSON.stringify(this.#ack), { mode: 0o640 });
-    renameSync(tmp, join(this.#dir, 'ack'));
+    writeFileAtomicSync(join(this.#dir, 'ack'), JSON.stringify(this.#ack), { mode: 0o640, sync: false });
   }
 
   #unlink(id: number): void {
