@@ -147,10 +147,12 @@ describe('CheckpointStore', () => {
     assert.equal(clock.pending, 0, 'the first write was synced');
     store.advance('app:1', 'a', 5);
     await turn();
-    assert.equal(JSON.parse(readFileSync(f, 'utf8')).streams['app:1'].sinks.a, 5);
-    assert.equal(clock.pending, 1, 'written without fsync; a sync is due within the second');
+    assert.equal(JSON.parse(readFileSync(f, 'utf8')).streams['app:1'].sinks.a, 0, 'the file waits');
+    assert.match(readFileSync(`${f}.journal`, 'utf8'), /"a":5/, 'the journal has it');
+    assert.equal(clock.pending, 1, 'a sync is due within the second');
     await clock.advance(1000);
     assert.equal(clock.pending, 0);
+    assert.equal(JSON.parse(readFileSync(f, 'utf8')).streams['app:1'].sinks.a, 5);
     store.advance('app:1', 'a', 6);
     store.flush();
     assert.equal(JSON.parse(readFileSync(f, 'utf8')).streams['app:1'].sinks.a, 6);
@@ -158,6 +160,69 @@ describe('CheckpointStore', () => {
     store.advance('app:1', 'a', 7);
     await turn();
     assert.equal(JSON.parse(readFileSync(f, 'utf8')).streams['app:1'].sinks.a, 6, 'closed: not written');
+  });
+
+  test('between syncs the journal holds the newest state: a process killed then resumes from it', async () => {
+    const clock = new FakeClock();
+    const f = file();
+    const store = CheckpointStore.open(f, silent, clock);
+    const cp = store.forSource('app', ['a']);
+    cp.register('app:1', identity(1));
+    await turn();
+    for (let i = 1; i <= 3; i++) {
+      store.advance('app:1', 'a', i * 100);
+      await turn();
+    }
+    // Not closed (kill -9): the next process reads the journal, which is newer than the file.
+    const again = CheckpointStore.open(f, silent, clock);
+    assert.equal(again.forSource('app', ['a']).list()[0]!.offset, 300);
+    again.flush();
+    assert.equal(JSON.parse(readFileSync(f, 'utf8')).streams['app:1'].sinks.a, 300, 'flush writes the file');
+    again.close();
+    // A journal older than the file (written before the last sync) is ignored.
+    store.advance('app:1', 'a', 400);
+    await clock.advance(1000);
+    const third = CheckpointStore.open(f, silent, clock);
+    assert.equal(third.forSource('app', ['a']).list()[0]!.offset, 400);
+    third.close();
+    store.close();
+  });
+
+  test('a torn or foreign journal is ignored with a warning and the file is used', async () => {
+    const f = file();
+    const store = CheckpointStore.open(f, silent, new FakeClock());
+    const cp = store.forSource('app', ['a']);
+    cp.register('app:1', identity(1));
+    await turn();
+    store.advance('app:1', 'a', 100);
+    await turn();
+    const good = readFileSync(`${f}.journal`);
+    for (const bad of [
+      good.subarray(0, good.length - 5), // cut short
+      Buffer.from(good.toString('latin1').replace('"a":100', '"a":900'), 'latin1'), // checksum fails
+      Buffer.from('garbage\n{}'),
+    ]) {
+      writeFileSync(`${f}.journal`, bad);
+      const warnings: string[] = [];
+      const logger = pino(
+        new Writable({
+          write(chunk, _enc, cb) {
+            warnings.push((JSON.parse(String(chunk)) as { msg: string }).msg);
+            cb();
+          },
+        }),
+      );
+      const again = CheckpointStore.open(f, logger);
+      assert.equal(again.forSource('app', ['a']).list()[0]!.offset, 0, 'the file, not the journal');
+      assert.match(warnings.join('\n'), /journal is torn/);
+      again.close();
+    }
+    // Bytes after the record (a longer earlier record) do not matter.
+    writeFileSync(`${f}.journal`, Buffer.concat([good, Buffer.from('x'.repeat(500))]));
+    const last = CheckpointStore.open(f, silent);
+    assert.equal(last.forSource('app', ['a']).list()[0]!.offset, 100);
+    last.close();
+    store.close();
   });
 
   test('a corrupt file is set aside as .corrupt, logged with its code, and the store starts empty', () => {

@@ -292,22 +292,39 @@ export type TransformConfig = z.output<typeof transformSchema>;
 
 // --- sinks ----------------------------------------------------------------------------------
 
-const batchSchema = z
-  .strictObject({
-    maxEvents: z
-      .number()
-      .int()
-      .min(1)
-      .max(1_000_000)
-      .default(10_000)
-      .describe('A batch is sent when it holds this many events,'),
-    maxBytes: size({ min: '1KiB', max: '1GiB' })
-      .default(4 * 1024 * 1024)
-      .describe('or this many bytes,'),
-    maxAge: duration({ min: '1ms' }).default(1000).describe('or its oldest event has waited this long.'),
-  })
-  .prefault({})
-  .describe('When a batch is complete.');
+/**
+ * When a batch is complete. Network sinks wait up to a second to fill a batch (one request per
+ * second, not per line, is what ClickHouse and Elasticsearch want); local sinks (file, stdout,
+ * syslog) write whatever is there as soon as the previous write is done, so their batches grow
+ * only while a write is in flight.
+ */
+function batchSchema(maxAge: number) {
+  return z
+    .strictObject({
+      maxEvents: z
+        .number()
+        .int()
+        .min(1)
+        .max(1_000_000)
+        .default(10_000)
+        .describe('A batch is sent when it holds this many events,'),
+      maxBytes: size({ min: '1KiB', max: '1GiB' })
+        .default(4 * 1024 * 1024)
+        .describe('or this many bytes,'),
+      maxAge: duration()
+        .default(maxAge)
+        .describe(
+          'or its oldest event has waited this long (0: at once, batching only what arrives while a send is in flight).',
+        ),
+    })
+    .prefault({})
+    .describe('When a batch is complete.');
+}
+
+/** Sinks that send over the network wait this long to fill a batch. */
+const NETWORK_MAX_AGE = 1000;
+/** Sinks that write locally (file, stdout) or stream (syslog) send at once. */
+const STREAM_MAX_AGE = 0;
 
 const retrySchema = z
   .strictObject({
@@ -342,7 +359,7 @@ const sinkCommon = {
     .array(componentName())
     .optional()
     .describe('Take events only from these sources (all when omitted).'),
-  batch: batchSchema,
+  batch: batchSchema(NETWORK_MAX_AGE),
   retry: retrySchema,
   buffer: bufferSchema,
 };
@@ -433,6 +450,7 @@ const syslogSink = z
   .strictObject({
     type: z.literal('syslog'),
     ...sinkCommon,
+    batch: batchSchema(STREAM_MAX_AGE),
     address: address().describe('host:port of the syslog server (TCP).'),
     tls: z
       .strictObject({
@@ -464,6 +482,7 @@ const fileSink = z
   .strictObject({
     type: z.literal('file'),
     ...sinkCommon,
+    batch: batchSchema(STREAM_MAX_AGE),
     path: z.string().min(1).describe('File to append JSON lines to.'),
     maxBytes: size({ min: '1KiB' })
       .default(100 * 1024 * 1024)
@@ -476,6 +495,7 @@ const stdoutSink = z
   .strictObject({
     type: z.literal('stdout'),
     ...sinkCommon,
+    batch: batchSchema(STREAM_MAX_AGE),
   })
   .describe("Writes one JSON object per line to the process's standard output.");
 
@@ -496,7 +516,7 @@ export type LokiSinkConfig = z.output<typeof lokiSink>;
 export type HttpSinkConfig = z.output<typeof httpSink>;
 export type SyslogSinkConfig = z.output<typeof syslogSink>;
 export type FileSinkConfig = z.output<typeof fileSink>;
-export type BatchConfig = z.output<typeof batchSchema>;
+export type BatchConfig = z.output<ReturnType<typeof batchSchema>>;
 export type RetryConfig = z.output<typeof retrySchema>;
 export type BufferConfig = z.output<typeof bufferSchema>;
 
