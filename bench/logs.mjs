@@ -311,7 +311,7 @@ async function startPillion(variant, { dir, inDir, opts }) {
   } else {
     outFile = path.join(dir, 'received.ndjson');
     helper = await startReceiver(outFile);
-    sink = `{ type: http, url: "http://127.0.0.1:${helper.port}/ingest", compression: none }`;
+    sink = `{ type: http, url: "http://127.0.0.1:${helper.port}/ingest", compression: none, batch: { maxAge: 100ms } }`;
   }
   const file = path.join(dir, 'pillion.yaml');
   fs.writeFileSync(file, pillionConfig({ adminPort, inDir, dataDir: path.join(dir, 'pillion-data'), sink }));

@@ -228,6 +228,52 @@ logs:
   }
 });
 
+test('a slow but healthy sink: the tail reads about one batch ahead of it, not a buffer full', async () => {
+  const d = join(dir, 'slow');
+  mkdirSync(join(d, 'in'), { recursive: true });
+  let held: (() => void)[] = [];
+  let holding = true;
+  let received = 0;
+  const server = http.createServer((req, res) => {
+    req.on('data', (c: Buffer) => {
+      for (let i = c.indexOf(10); i !== -1; i = c.indexOf(10, i + 1)) received++;
+    });
+    req.on('end', () => (holding ? held.push(() => res.end('ok')) : res.end('ok')));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const cfg = logsConfig(`
+logs:
+  dataDir: ${d}/data
+  sources:
+    app: { type: tail, include: ["${d}/in/*.log"], parser: json, pollInterval: 10ms, globInterval: 20ms }
+  sinks:
+    slow: { type: http, url: "http://127.0.0.1:${port}/", compression: none, batch: { maxEvents: 500, maxAge: 10ms } }
+`);
+  const total = 20_000;
+  writeFileSync(join(d, 'in', 'app.log'), lines(0, total));
+  const { module, metrics, started } = startModule(cfg);
+  await started;
+  try {
+    await waitFor(() => held.length === 1, { what: 'the first batch to be in flight' });
+    await waitFor(async () => (await metric(metrics, 'pillion_logs_file_lag_bytes', { source: 'app' })) > 0, {
+      what: 'the tail to pause',
+    });
+    const buffered = await metric(metrics, 'pillion_logs_buffer_bytes', { sink: 'slow' });
+    // A batch in flight, a batch waiting, and at most the one read (256 KiB) that completed it.
+    assert.ok(buffered <= 2 * 500 * 40 + 256 * 1024, `buffer holds ${buffered} bytes of a 64 MiB bound`);
+    holding = false;
+    for (const r of held) r();
+    held = [];
+    await waitFor(() => received >= total, { timeoutMs: 20_000, what: 'every line' });
+    assert.equal(received, total);
+  } finally {
+    await module.stop();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
+
 test('the disk buffer carries acknowledged events across a restart', async () => {
   const d = join(dir, 'disk');
   mkdirSync(join(d, 'in'), { recursive: true });

@@ -51,6 +51,13 @@ interface SourceEntry {
   source: LogSource;
   chain: TransformChain | undefined;
   sinks: SinkEntry[];
+  /**
+   * Whether the source reads ahead into the sinks' buffers. Tail does not: its file keeps the
+   * lines, so it waits while a sink already has a whole batch waiting (see SinkRunner.backlogged).
+   * Sources that cannot pause without holding up their senders (stdin, http, syslog) fill the
+   * buffer.
+   */
+  readAhead: boolean;
 }
 
 /** Acknowledgements still owed for a chunk, by the sinks it went to. */
@@ -110,7 +117,13 @@ export class Pipeline {
         const only = cfg.sinks[s.name]!.sources;
         return only === undefined || only.includes(name);
       });
-      const entry: SourceEntry = { name, source: undefined as never, chain: chains.get(name), sinks };
+      const entry: SourceEntry = {
+        name,
+        source: undefined as never,
+        chain: chains.get(name),
+        sinks,
+        readAhead: sc.type !== 'tail',
+      };
       entry.source = this.#source(name, sc, this.#context(entry));
       this.#sources.push(entry);
     }
@@ -202,7 +215,7 @@ export class Pipeline {
     let room = true;
     for (const s of targets) {
       s.runner.push(item);
-      if (s.runner.full) room = false;
+      if (s.runner.full || (!entry.readAhead && s.runner.backlogged)) room = false;
     }
     return room;
   }
@@ -221,10 +234,11 @@ export class Pipeline {
   }
 
   async #capacity(entry: SourceEntry): Promise<void> {
+    const readAhead = entry.readAhead;
     for (;;) {
-      const full = entry.sinks.find((s) => s.runner.full);
-      if (!full) return;
-      await full.runner.whenNotFull();
+      const busy = entry.sinks.find((s) => s.runner.full || (!readAhead && s.runner.backlogged));
+      if (!busy) return;
+      await busy.runner.whenNotFull({ readAhead });
     }
   }
 

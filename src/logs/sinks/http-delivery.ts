@@ -3,7 +3,7 @@
 
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { type Clock, systemClock } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import type { LogEvent, SendOutcome } from '../types.js';
@@ -98,10 +98,18 @@ const RESERVED_HEADERS = new Set([
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const RETRY_AFTER = /^[\w ,:+-]{1,64}$/;
 
+/**
+ * undici, loaded on the first send: with its HTTP parser (WebAssembly) it adds ~16 MB to the
+ * process, which configurations without a network sink should not pay.
+ */
+let undici: Promise<typeof import('undici')> | undefined;
+
 /** Sends bodies to one origin over a keep-alive pool and reports what happened, never throwing. */
 export class HttpDelivery {
   readonly url: SinkUrl;
-  #pool: Pool;
+  #pool: Pool | undefined;
+  #poolOptions: Pool.Options;
+  #closed = false;
   #method: 'POST' | 'PUT';
   #headers: Record<string, string>;
   #gzip: boolean;
@@ -144,11 +152,20 @@ export class HttpDelivery {
     if (opts.url.password !== undefined) secrets.push(opts.url.password);
     // Longest first, so a secret that contains another is replaced whole.
     this.#secrets = [...new Set(secrets.filter((s) => s.length > 0))].sort((a, b) => b.length - a.length);
-    this.#pool = new Pool(opts.url.origin, {
+    this.#poolOptions = {
       connections: opts.connections ?? 4,
       keepAliveTimeout: 30_000,
       connect: { timeout: Math.min(opts.timeoutMs, 30_000) },
-    });
+    };
+  }
+
+  async #getPool(): Promise<Pool> {
+    if (this.#pool) return this.#pool;
+    undici ??= import('undici');
+    const { Pool } = await undici;
+    if (this.#closed) throw new Error('the sink is closed');
+    this.#pool ??= new Pool(this.url.origin, this.#poolOptions);
+    return this.#pool;
   }
 
   /** The request path for `path` under the URL's path ('' is the URL's path itself), keeping its query. */
@@ -165,7 +182,7 @@ export class HttpDelivery {
    */
   async send(
     path: string,
-    payload: string,
+    payload: string | Buffer,
     signal: AbortSignal,
     okBodyLimit = 0,
   ): Promise<Reply | FailedOutcome> {
@@ -181,7 +198,9 @@ export class HttpDelivery {
     try {
       const body = this.#gzip ? await gzipAsync(payload) : payload;
       if (ac.signal.aborted) throw new Error('aborted');
-      const res = await this.#pool.request({
+      const pool = await this.#getPool();
+      if (ac.signal.aborted) throw new Error('aborted');
+      const res = await pool.request({
         path,
         method: this.#method,
         headers: this.#headers,
@@ -223,7 +242,8 @@ export class HttpDelivery {
 
   async close(): Promise<void> {
     // The runner has settled its sends before closing; anything still in flight is abandoned.
-    await this.#pool.destroy();
+    this.#closed = true;
+    await this.#pool?.destroy();
   }
 }
 
@@ -282,9 +302,13 @@ async function readBody(
   return { text: Buffer.concat(chunks).toString('utf8'), truncated: seen > kept };
 }
 
-/** A batch encoded as text: the events that made it into the body, and those JSON could not encode. */
+/**
+ * A batch encoded: the events that made it into the body, and those JSON could not encode. The
+ * body is bytes, not a string: it lives as long as the request, and a string of a megabyte that
+ * outlives a young-generation collection is promoted and stays in the heap until a full one.
+ */
 export interface EncodedBatch {
-  body: string;
+  body: Buffer;
   /** The events in the body, in body order (the input array itself when none were left out). */
   sent: LogEvent[];
   unencodable: { event: LogEvent; reason: string }[];
@@ -301,7 +325,7 @@ export function encodeJsonArray(events: LogEvent[]): EncodedBatch {
 }
 
 function encode(events: LogEvent[], prefix: string, sep: string, open: string, close: string): EncodedBatch {
-  let body = open;
+  const parts = new Array<string>(events.length);
   let sent = events;
   let n = 0;
   const unencodable: EncodedBatch['unencodable'] = [];
@@ -314,13 +338,12 @@ function encode(events: LogEvent[], prefix: string, sep: string, open: string, c
       continue;
     }
     if (sent !== events) sent.push(event);
-    if (n++ > 0) body += sep;
-    body += prefix;
-    body += line;
+    parts[n++] = prefix === '' ? line : prefix + line;
   }
+  parts.length = n;
   // An NDJSON body of no lines is empty, not a lone newline.
-  if (n > 0 || open !== '') body += close;
-  return { body, sent, unencodable };
+  if (n === 0) return { body: Buffer.from(open === '' ? '' : open + close), sent, unencodable };
+  return { body: Buffer.from(open + parts.join(sep) + close), sent, unencodable };
 }
 
 /** JSON text of an event, or undefined when JSON cannot encode it (the event is dead-lettered). */

@@ -484,6 +484,45 @@ describe('SinkRunner acknowledgements and buffers', () => {
     await h.runner.stop();
   });
 
+  test('backlogged: a whole batch waiting behind the one in flight holds back a source that does not read ahead', async () => {
+    const h = harness({ batch: { maxEvents: 4, maxAge: 1000 } });
+    const releases: (() => void)[] = [];
+    h.driver.fallback = () => new Promise((r) => releases.push(() => r({ kind: 'ok' })));
+    await h.runner.start();
+    h.runner.push(item(4));
+    await h.clock.advance(0);
+    assert.equal(h.driver.calls.length, 1, 'the first batch is in flight');
+    h.runner.push(item(2));
+    assert.equal(h.runner.backlogged, false, 'half a batch waits');
+    h.runner.push(item(2));
+    assert.equal(h.runner.backlogged, true, 'a whole batch waits');
+    assert.equal(h.runner.full, false);
+    let lazy = false;
+    let eager = false;
+    void h.runner.whenNotFull({ readAhead: false }).then(() => (lazy = true));
+    void h.runner.whenNotFull().then(() => (eager = true));
+    await h.clock.advance(0);
+    assert.equal(eager, true, 'a source that reads ahead only waits for a full buffer');
+    assert.equal(lazy, false);
+    releases.shift()!();
+    await h.clock.advance(0);
+    assert.equal(h.driver.calls.length, 2, 'the waiting batch went out');
+    assert.equal(lazy, true, 'and the source may read again');
+
+    // A failing sink fills its buffer instead, so its source's other sinks keep going.
+    h.driver.fallback = down;
+    releases.shift()!();
+    h.runner.push(item(4));
+    h.runner.push(item(4));
+    await h.clock.advance(0);
+    assert.ok(h.runner.failingSince !== undefined);
+    assert.equal(h.runner.backlogged, false);
+    h.driver.fallback = ok;
+    await h.clock.advance(5000);
+    assert.equal(h.acked.length, 5);
+    await h.runner.stop();
+  });
+
   test('disk: items are acknowledged once written, and delivered after a restart', async () => {
     const dataDir = join(root, 'disk-restart');
     const a = harness({ buffer: { type: 'disk', maxBytes: 1_000_000 }, dataDir });

@@ -121,7 +121,7 @@ export class SinkRunner {
   #inflight: AbortController | undefined;
   #backoffTimer: TimerHandle | undefined;
   #backoffDone: (() => void) | undefined;
-  #notFull: (() => void)[] = [];
+  #waiting: { readAhead: boolean; resolve: () => void }[] = [];
   #drained: (() => void)[] = [];
   #deadLetters: DeadLetterFile | undefined;
 
@@ -200,10 +200,32 @@ export class SinkRunner {
     return this.#memBytes >= this.#maxBytes;
   }
 
-  /** Resolves when the buffer has room (at once if it has now, or once the runner is stopped). */
-  whenNotFull(): Promise<void> {
-    if (!this.full || this.#stopped) return Promise.resolve();
-    return new Promise((resolve) => this.#notFull.push(resolve));
+  /**
+   * Memory mode, while the sink delivers: a whole batch already waits behind the one in flight.
+   * A source that can pause at no cost (tail: the file keeps its lines) stops reading then rather
+   * than fill the buffer. Its events are then delivered soon after they are parsed, and die young
+   * in the heap instead of being promoted while they wait. While the sink fails, the buffer fills
+   * as usual, so the other sinks of the source keep going until it is full.
+   */
+  get backlogged(): boolean {
+    return (
+      !this.#diskMode &&
+      this.#failingSince === undefined &&
+      (this.#pendingEvents >= this.#batch.maxEvents || this.#pendingBytes >= this.#batch.maxBytes)
+    );
+  }
+
+  /**
+   * Resolves when the buffer has room (at once if it has now, or once the runner is stopped); with
+   * `readAhead: false`, also only once the sink is not `backlogged`.
+   */
+  whenNotFull(opts: { readAhead: boolean } = { readAhead: true }): Promise<void> {
+    if (this.#stopped || !this.#blocks(opts.readAhead)) return Promise.resolve();
+    return new Promise((resolve) => this.#waiting.push({ readAhead: opts.readAhead, resolve }));
+  }
+
+  #blocks(readAhead: boolean): boolean {
+    return this.full || (!readAhead && this.backlogged);
   }
 
   /** Memory: bytes of the items pushed and not yet acknowledged. Disk: bytes on disk plus those waiting for room. */
@@ -250,7 +272,7 @@ export class SinkRunner {
     this.#flushAcks();
     this.#disk?.close();
     this.#deadLetters?.close();
-    for (const r of this.#notFull.splice(0)) r();
+    for (const w of this.#waiting.splice(0)) w.resolve();
     for (const r of this.#drained.splice(0)) r();
   }
 
@@ -397,6 +419,7 @@ export class SinkRunner {
     } else {
       this.#pendingSince = this.#queue[this.#qi]!.at;
     }
+    this.#roomMaybe();
     return { events, bytes, entries, counts, end: undefined };
   }
 
@@ -643,7 +666,12 @@ export class SinkRunner {
   }
 
   #roomMaybe(): void {
-    if (this.#notFull.length > 0 && !this.full) for (const r of this.#notFull.splice(0)) r();
+    if (this.#waiting.length === 0) return;
+    const still = this.#waiting.filter((w) => this.#blocks(w.readAhead));
+    if (still.length === this.#waiting.length) return;
+    const go = this.#waiting.filter((w) => !this.#blocks(w.readAhead));
+    this.#waiting = still;
+    for (const w of go) w.resolve();
   }
 
   #gauge(): void {
@@ -703,6 +731,8 @@ export class SinkRunner {
 
   /** Logs a failure: the first at once, then at most one line a minute (the others are counted). */
   #failed(reason: string, status: number | undefined, events: number, action: string): void {
+    // A sink that started failing no longer holds its sources back at one batch.
+    this.#roomMaybe();
     const now = this.#timing.clock.now();
     if (this.#lastLogAt !== undefined && now - this.#lastLogAt < LOG_INTERVAL_MS) {
       this.#suppressed++;
@@ -729,6 +759,7 @@ export class SinkRunner {
     const since = this.#failingSince;
     if (since === undefined) return;
     this.#failingSince = undefined;
+    this.#roomMaybe();
     if (this.#loggedThisRun)
       this.#log.info(
         { failedForMs: this.#timing.clock.now() - since, suppressed: this.#suppressed },
