@@ -27,7 +27,7 @@ import { createStdinSource } from './sources/stdin.js';
 import { createSyslogSource } from './sources/syslog.js';
 import { createTailSource } from './sources/tail.js';
 import { LogStats } from './stats.js';
-import { compileTransforms, type TransformChain } from './transforms/index.js';
+import { appendsOnly, compileTransforms, type TransformChain } from './transforms/index.js';
 import type { Chunk, LogSource, SinkDriver, SourceContext, Timing } from './types.js';
 
 export interface PipelineOptions {
@@ -245,7 +245,15 @@ export class Pipeline {
   #source(name: string, sc: SourceConfig, ctx: SourceContext): LogSource {
     switch (sc.type) {
       case 'tail':
-        return createTailSource(sc, ctx, compileParser(sc.parser, ctx.stats.parseErrors));
+        return createTailSource(
+          sc,
+          ctx,
+          compileParser(sc.parser, ctx.stats.parseErrors, {
+            // The framer adds fields of its own to CRI records and with pathField.
+            keepRaw:
+              sc.format === 'lines' && sc.pathField === undefined && appendsOnly(this.#cfg.transforms, name),
+          }),
+        );
       case 'stdin':
         return createStdinSource(sc, ctx, compileParser(sc.parser, ctx.stats.parseErrors), this.#opts.stdin);
       case 'http':

@@ -9,6 +9,33 @@ import type { Series } from '../metrics/index.js';
 /** One log event: the parsed record's fields. A record that could not be parsed is `{ message, parse_error }`. */
 export type LogEvent = Record<string, unknown>;
 
+/**
+ * An event parsed from one JSON line may carry its text under this key (a symbol: JSON.stringify,
+ * Object.keys and for-in do not see it), without the closing brace, plus the fields `enrich`
+ * appended since: `text + '}'` is then exactly the JSON the event would be encoded as, up to
+ * whitespace, key order and number spelling kept as the app wrote them. Sinks use it instead of
+ * encoding the event again. Only the parser sets it, only for sources whose transforms append
+ * fields or drop events (see transforms/appendsOnly), and whatever changes an event otherwise must
+ * clear it (`dropRaw`).
+ */
+export const RAW: unique symbol = Symbol('pillion.raw');
+
+type WithRaw = { [RAW]?: string | undefined };
+
+/** The event's raw JSON text without its closing brace, when it still matches the event. */
+export function rawOf(event: LogEvent): string | undefined {
+  return (event as WithRaw)[RAW];
+}
+
+export function setRaw(event: LogEvent, open: string | undefined): void {
+  (event as WithRaw)[RAW] = open;
+}
+
+/** The event was changed in a way its raw text does not follow: sinks encode it anew. */
+export function dropRaw(event: LogEvent): void {
+  if ((event as WithRaw)[RAW] !== undefined) (event as WithRaw)[RAW] = undefined;
+}
+
 /** The standard field names the stages agree on. */
 export const FIELD = {
   /** The raw text of a record that was not parsed into fields (or had no parser). */

@@ -13,11 +13,18 @@ import { regexParser } from './regex.js';
  * turn it into fields, and on failure return `{ message: text, parse_error: reason }` and add one
  * to `parseErrors.value`.
  */
-export function compileParser(config: ParserConfig, parseErrors: Series): (text: string) => LogEvent {
+export function compileParser(
+  config: ParserConfig,
+  parseErrors: Series,
+  opts: { keepRaw?: boolean } = {},
+): (text: string) => LogEvent {
   if (typeof config === 'object') return regexParser(config.pattern, parseErrors);
   switch (config) {
-    case 'json':
-      return (text) => parseJson(text, parseErrors);
+    case 'json': {
+      // `json` keeps each event's text when asked (see RAW in types.ts); the others make new text anyway.
+      const keepRaw = opts.keepRaw === true;
+      return (text) => parseJson(text, parseErrors, keepRaw);
+    }
     case 'logfmt':
       return (text) => parseLogfmt(text, parseErrors);
     case 'none':

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { parseJson } from './json.js';
+import { encodeEvent } from '../sinks/encode.js';
+import { rawOf } from '../types.js';
+import { memberCount, parseJson } from './json.js';
 
 const counter = () => ({ labels: {}, value: 0 });
 
@@ -66,6 +68,45 @@ describe('json parser', () => {
         assert.deepEqual(parseJson(JSON.stringify(obj), counter()), JSON.parse(JSON.stringify(obj)));
       }),
       { numRuns: 300 },
+    );
+  });
+
+  test('keepRaw: an object of one line with distinct keys keeps its text, which sinks then send as written', () => {
+    const errors = counter();
+    const ev = parseJson(' {"a":1.50, "b":"x,}\\"", "big":12345678901234567890} ', errors, true);
+    assert.equal(rawOf(ev), '{"a":1.50, "b":"x,}\\"", "big":12345678901234567890');
+    assert.equal(
+      encodeEvent(ev),
+      '{"a":1.50, "b":"x,}\\"", "big":12345678901234567890}',
+      'as the app wrote it',
+    );
+    assert.deepEqual(Object.keys(ev), ['a', 'b', 'big'], 'invisible as a field');
+    assert.equal(rawOf(parseJson('{"a":1}', errors)), undefined, 'only when asked');
+    // Duplicate keys: JSON.parse keeps the last; the text would send both, so it is not kept.
+    const dup = parseJson('{"a":1,"b":2,"a":3}', errors, true);
+    assert.equal(rawOf(dup), undefined);
+    assert.equal(encodeEvent(dup), '{"a":3,"b":2}');
+    assert.equal(rawOf(parseJson('{"a":\n1}', errors, true)), undefined, 'a multiline record');
+    assert.equal(rawOf(parseJson('{"a":\r1}', errors, true)), undefined);
+    assert.equal(rawOf(parseJson('{}', errors, true)), undefined);
+    assert.equal(rawOf(parseJson('{"a":', errors, true)), undefined, 'a failure is never raw');
+    assert.equal(errors.value, 1);
+  });
+
+  test('memberCount counts top-level members whatever the strings and nesting hold (property)', () => {
+    const key = fc.string({ unit: fc.constantFrom('a', ',', '"', '\\', '{', '}', '[', ']', ':', 'é', ' ') });
+    fc.assert(
+      fc.property(fc.dictionary(key, fc.jsonValue(), { maxKeys: 8 }), fc.boolean(), (obj, dup) => {
+        const keys = Object.keys(obj).length;
+        let text = JSON.stringify(obj);
+        if (dup && keys > 0) text = `{${JSON.stringify(Object.keys(obj)[0])}:0,${text.slice(1)}`;
+        const members = dup && keys > 0 ? keys + 1 : keys;
+        assert.equal(memberCount(text, 0, text.length - 1), members);
+        const ev = parseJson(text, counter(), true);
+        assert.equal(rawOf(ev) !== undefined, keys > 0 && !dup, 'kept exactly when the keys are distinct');
+        assert.deepEqual(JSON.parse(encodeEvent(ev)), JSON.parse(JSON.stringify(ev)));
+      }),
+      { numRuns: 500 },
     );
   });
 });

@@ -2,10 +2,14 @@
 // with `parse_error` set. It runs once per line at full ingest rate, so it rejects cheaply first.
 
 import type { Series } from '../../metrics/index.js';
-import type { LogEvent } from '../types.js';
+import { type LogEvent, setRaw } from '../types.js';
 
-/** Parses one record; never throws. A failure is counted on parseErrors and kept as `{ message, parse_error }`. */
-export function parseJson(text: string, parseErrors: Series): LogEvent {
+/**
+ * Parses one record; never throws. A failure is counted on parseErrors and kept as
+ * `{ message, parse_error }`. With `keepRaw`, an object of one line whose keys are all distinct
+ * keeps its text (see RAW in types.ts).
+ */
+export function parseJson(text: string, parseErrors: Series, keepRaw = false): LogEvent {
   // A thrown SyntaxError costs far more than a parse, so look at both ends before trying: an object
   // starts with `{` and ends with `}` once JSON's own whitespace is skipped.
   const len = text.length;
@@ -16,12 +20,49 @@ export function parseJson(text: string, parseErrors: Series): LogEvent {
   while (end > start && isJsonSpace(text.charCodeAt(end))) end--;
   if (text.charCodeAt(start) !== 0x7b /* { */ || text.charCodeAt(end) !== 0x7d /* } */)
     return failed(text, 'not a JSON object', parseErrors);
+  let event: LogEvent;
   try {
     // Text that starts with `{` and parses is an object, never an array, null or a scalar.
-    return JSON.parse(text) as LogEvent;
+    event = JSON.parse(text) as LogEvent;
   } catch {
     return failed(text, 'invalid JSON', parseErrors);
   }
+  if (keepRaw && text.indexOf('\n') === -1 && text.indexOf('\r') === -1) {
+    // JSON.parse keeps the last of duplicate keys; the text would carry both, which ClickHouse
+    // and Elasticsearch refuse. So the text is kept only when it has as many members as the object.
+    let keys = 0;
+    for (const _ in event) keys++;
+    if (keys > 0 && memberCount(text, start, end) === keys) setRaw(event, text.slice(start, end));
+  }
+  return event;
+}
+
+/**
+ * The number of members of the valid JSON object text[start..end] (`{` at start, `}` at end): its
+ * top-level commas plus one. Strings are skipped with indexOf, so the cost is per token, not per
+ * character of text.
+ */
+export function memberCount(text: string, start: number, end: number): number {
+  let depth = 0;
+  let commas = 0;
+  let any = false;
+  for (let i = start + 1; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      any = true;
+      for (;;) {
+        const q = text.indexOf('"', i + 1);
+        if (q === -1 || q >= end) return -1;
+        let b = q - 1;
+        while (text.charCodeAt(b) === 0x5c /* \ */) b--;
+        i = q;
+        if ((q - 1 - b) % 2 === 0) break;
+      }
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) depth++;
+    else if (c === 0x7d /* } */ || c === 0x5d /* ] */) depth--;
+    else if (c === 0x2c /* , */ && depth === 0) commas++;
+  }
+  return any ? commas + 1 : 0;
 }
 
 function isJsonSpace(c: number): boolean {

@@ -1,5 +1,8 @@
-// The one JSON encoder of events for sinks, dead letters and the disk buffer: plain JSON.stringify
-// on the hot path, and only when that throws (a BigInt, a cycle) a lenient second pass.
+// The one JSON encoder of events for sinks, dead letters and the disk buffer: an event's own JSON
+// text when it still has it (see RAW in types.ts), else plain JSON.stringify, and only when that
+// throws (a BigInt, a cycle) a lenient second pass.
+
+import { type LogEvent, rawOf } from '../types.js';
 
 /**
  * JSON text of an event that never throws: a BigInt is written as its decimal string, an object
@@ -8,6 +11,8 @@
  * throw would fail the batch on every retry and never get past it.
  */
 export function encodeEvent(event: unknown): string {
+  const raw = rawText(event);
+  if (raw !== undefined) return raw;
   try {
     return JSON.stringify(event) ?? 'null';
   } catch {
@@ -20,11 +25,19 @@ export function encodeEvent(event: unknown): string {
  * event to the dead letters rather than send an altered copy.
  */
 export function encodeEventStrict(event: unknown): string | undefined {
+  const raw = rawText(event);
+  if (raw !== undefined) return raw;
   try {
     return JSON.stringify(event) as string | undefined;
   } catch {
     return undefined;
   }
+}
+
+function rawText(event: unknown): string | undefined {
+  if (typeof event !== 'object' || event === null) return undefined;
+  const open = rawOf(event as LogEvent);
+  return open === undefined ? undefined : `${open}}`;
 }
 
 function encodeLoosely(value: unknown): string {

@@ -4,7 +4,9 @@ import fc from 'fast-check';
 import { FakeClock } from '../../lib/clock.js';
 import type { Series } from '../../metrics/index.js';
 import type { MultilineConfig } from '../config.js';
-import type { LogEvent } from '../types.js';
+import { parseJson } from '../parsers/json.js';
+import { encodeEvent } from '../sinks/encode.js';
+import { type LogEvent, rawOf } from '../types.js';
 import { LineFramer, type LineFramerOptions } from './line-framer.js';
 
 const asMessage = (text: string): LogEvent => ({ message: text });
@@ -122,6 +124,19 @@ describe('LineFramer', () => {
       { message: 'fine é' },
       { message: 'held \uFFFD', invalid_utf8: true },
     ]);
+  });
+
+  test("fields the framer adds (invalid_utf8, truncated, pathField) drop an event's raw JSON text", () => {
+    const parse = (t: string) => parseJson(t, series(), true);
+    const f = framer({ parse });
+    f.push(Buffer.concat([Buffer.from('{"a":"ok"}\n{"a":"'), Buffer.from([0xff]), Buffer.from('"}\n')]));
+    const [ok, bad] = f.take();
+    assert.equal(encodeEvent(ok!), '{"a":"ok"}');
+    assert.equal(rawOf(bad!), undefined);
+    assert.equal(encodeEvent(bad!), '{"a":"\uFFFD","invalid_utf8":true}');
+    const g = framer({ parse, pathField: 'file', path: '/var/log/x.log' });
+    g.push(Buffer.from('{"a":1}\n'));
+    assert.equal(encodeEvent(g.take()[0]!), '{"a":1,"file":"/var/log/x.log"}');
   });
 
   test('a line over maxLineBytes is cut on a character boundary and flagged; the next is intact', () => {

@@ -8,7 +8,7 @@ import type { Series } from '../../metrics/index.js';
 import type { MultilineConfig } from '../config.js';
 import { CriDecoder, NOT_CRI_REASON, RECORD_FLAG, utf8Boundary } from '../parsers/cri.js';
 import { MultilineJoiner } from '../parsers/multiline.js';
-import { FIELD, type LogEvent } from '../types.js';
+import { dropRaw, FIELD, type LogEvent } from '../types.js';
 
 export interface LineFramerOptions {
   format: 'lines' | 'cri';
@@ -308,6 +308,8 @@ export class LineFramer {
     if (time !== undefined && ev[FIELD.time] === undefined) ev[FIELD.time] = time;
     if (stream !== undefined && ev[FIELD.stream] === undefined) ev[FIELD.stream] = stream;
     if (this.#pathField !== undefined) ev[this.#pathField] = this.#path;
+    if (flags !== 0 || time !== undefined || stream !== undefined || this.#pathField !== undefined)
+      dropRaw(ev);
     this.#ready.push(ev);
     if (end > this.#doneEnd) this.#doneEnd = end;
   }

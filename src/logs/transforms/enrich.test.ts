@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FakeClock } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
-import type { LogEvent } from '../types.js';
+import fc from 'fast-check';
+import { parseJson } from '../parsers/json.js';
+import { encodeEvent } from '../sinks/encode.js';
+import { type LogEvent, rawOf } from '../types.js';
 import { compileEnrich } from './enrich.js';
 import type { TransformDeps } from './index.js';
 
@@ -138,5 +141,46 @@ describe('enrich transform', () => {
       ['a.b', '1'],
       ['__proto__', '2'],
     ]);
+  });
+
+  test("an event's raw JSON text gets the fields appended, exactly as JSON.stringify would end the object", () => {
+    const chain = compileEnrich(
+      {
+        type: 'enrich',
+        fields: { env: 'prod', 'a"b': 'x\ny' },
+        hostname: 'host',
+        kubernetes: { field: 'kubernetes' },
+        collectedAt: 'collected_at',
+      },
+      deps({ env: { POD_NAME: 'web-1', POD_NAMESPACE: 'shop' } }),
+    );
+    const errors = { labels: {}, value: 0 };
+    const fresh = parseJson('{"msg":"hi","n":1}', errors, true);
+    const clash = parseJson('{"msg":"hi","host":"app-set"}', errors, true);
+    chain([fresh, clash]);
+    assert.equal(encodeEvent(fresh), JSON.stringify({ ...fresh }), 'byte for byte');
+    assert.ok(rawOf(fresh) !== undefined, 'still raw');
+    // A field that is already there is replaced in its place: the text is dropped.
+    assert.equal(rawOf(clash), undefined);
+    assert.equal(encodeEvent(clash), JSON.stringify({ ...clash }));
+    assert.equal(JSON.parse(encodeEvent(clash)).host, 'node-a');
+  });
+
+  test('raw text and encoding agree for any object and any enrich (property)', () => {
+    const name = fc.string({ minLength: 1, maxLength: 4 }).map((s) => `k${s}`);
+    fc.assert(
+      fc.property(
+        fc.dictionary(name, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 }),
+        fc.dictionary(name, fc.string(), { maxKeys: 3 }),
+        fc.option(name, { nil: undefined }),
+        (obj, fields, hostname) => {
+          const ev = parseJson(JSON.stringify(obj), { labels: {}, value: 0 }, true);
+          compileEnrich({ type: 'enrich', fields, hostname }, deps())([ev]);
+          // Keys that do not look like array indexes keep their order, so the text is stringify's own.
+          assert.equal(encodeEvent(ev), JSON.stringify({ ...ev }));
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

@@ -3,7 +3,7 @@
 
 import { PillionError } from '../../lib/errors.js';
 import type { TransformConfig } from '../config.js';
-import type { LogEvent } from '../types.js';
+import { type LogEvent, rawOf, setRaw } from '../types.js';
 import { setField } from './field.js';
 import type { TransformChain, TransformDeps } from './index.js';
 
@@ -15,6 +15,21 @@ interface PodMetadata {
   node: string | undefined;
   labelNames: string[] | undefined;
   labelValues: string[];
+}
+
+/** The field names an enrich sets, in order. */
+function fieldNames(config: EnrichConfig): string[] {
+  const names = Object.keys(config.fields);
+  if (config.hostname !== undefined) names.push(config.hostname);
+  if (config.kubernetes) names.push(config.kubernetes.field);
+  if (config.collectedAt !== undefined) names.push(config.collectedAt);
+  return names;
+}
+
+/** Whether the enrich can extend an event's raw JSON text: it sets no name twice. */
+export function enrichAppends(config: EnrichConfig): boolean {
+  const names = fieldNames(config);
+  return new Set(names).size === names.length;
 }
 
 export function compileEnrich(config: EnrichConfig, deps: TransformDeps): TransformChain {
@@ -32,11 +47,26 @@ export function compileEnrich(config: EnrichConfig, deps: TransformDeps): Transf
   const pod = config.kubernetes ? podMetadata(config.kubernetes.labelsFile, deps) : undefined;
   const collectedAt = config.collectedAt;
   const clock = deps.clock;
+  // An event that still has its raw JSON text gets the fields appended to it, as JSON.stringify
+  // would write them at the end of the object; unless one of them is already there, since
+  // stringify would then write it in its old place.
+  const appends = enrichAppends(config);
+  const allNames = fieldNames(config);
+  let fixed = '';
+  for (let j = 0; j < names.length; j++) fixed += `,${JSON.stringify(names[j])}:${JSON.stringify(values[j])}`;
+  if (pod !== undefined) fixed += `,${JSON.stringify(podField)}:${JSON.stringify(podObject(pod))}`;
 
   return (events) => {
     const at = collectedAt === undefined ? '' : new Date(clock.now()).toISOString();
+    const suffix = collectedAt === undefined ? fixed : `${fixed},${JSON.stringify(collectedAt)}:"${at}"`;
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!;
+      const raw = rawOf(event);
+      if (raw !== undefined) {
+        let clash = !appends;
+        for (let j = 0; j < allNames.length && !clash; j++) clash = Object.hasOwn(event, allNames[j]!);
+        setRaw(event, clash ? undefined : raw + suffix);
+      }
       for (let j = 0; j < names.length; j++) setField(event, names[j]!, values[j]);
       // A fresh object per event: later stages (redact) edit nested values in place.
       if (pod !== undefined) setField(event, podField!, podObject(pod));

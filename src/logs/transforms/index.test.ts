@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { FakeClock } from '../../lib/clock.js';
 import type { TransformConfig } from '../config.js';
 import type { LogEvent } from '../types.js';
-import { compileTransforms, type TransformDeps } from './index.js';
+import { appendsOnly, compileTransforms, type TransformDeps } from './index.js';
 
 function deps(reads: string[] = []): TransformDeps {
   return {
@@ -99,5 +99,28 @@ describe('compileTransforms', () => {
         },
       ],
     );
+  });
+
+  test("appendsOnly: only enrich (setting each name once) and filter keep a source's raw JSON text", () => {
+    const enrich = { type: 'enrich', fields: { env: 'prod' }, hostname: 'host' } as const;
+    const filter = { type: 'filter', action: 'drop', field: 'level', equals: ['debug'] } as const;
+    assert.equal(appendsOnly([], 'app'), true);
+    assert.equal(appendsOnly([enrich, filter] as TransformConfig[], 'app'), true);
+    for (const other of [
+      { type: 'rename', fields: { a: 'b' } },
+      { type: 'remove', fields: ['a'] },
+      { type: 'keep', fields: ['a'] },
+      { type: 'redact', patterns: ['email'] },
+      { type: 'timestamp', field: 'time' },
+    ]) {
+      assert.equal(appendsOnly([enrich, other] as TransformConfig[], 'app'), false, other.type);
+      assert.equal(
+        appendsOnly([{ ...other, sources: ['audit'] }] as TransformConfig[], 'app'),
+        true,
+        'not its source',
+      );
+    }
+    const twice = { type: 'enrich', fields: { host: 'x' }, hostname: 'host' };
+    assert.equal(appendsOnly([twice] as TransformConfig[], 'app'), false, 'a name set twice');
   });
 });

@@ -4,7 +4,7 @@
 import type { Clock } from '../../lib/clock.js';
 import type { TransformConfig } from '../config.js';
 import type { LogEvent } from '../types.js';
-import { compileEnrich } from './enrich.js';
+import { compileEnrich, enrichAppends } from './enrich.js';
 import { compileFilter } from './filter.js';
 import { compileKeep } from './keep.js';
 import { compileRedact } from './redact.js';
@@ -48,6 +48,31 @@ export function compileTransforms(
     chains.set(source, chainOf(steps));
   }
   return chains;
+}
+
+/**
+ * Whether every transform that applies to `source` only appends fields (enrich, which keeps an
+ * event's raw JSON text in step) or drops events (filter): then the source's JSON parser keeps each
+ * event's text and sinks send it instead of encoding the event again (see RAW in types.ts).
+ */
+export function appendsOnly(configs: TransformConfig[], source: string): boolean {
+  for (const c of configs) {
+    if (c.sources !== undefined && !c.sources.includes(source)) continue;
+    switch (c.type) {
+      case 'enrich':
+        if (!enrichAppends(c)) return false;
+        break;
+      case 'filter':
+        break;
+      case 'rename':
+      case 'remove':
+      case 'keep':
+      case 'redact':
+      case 'timestamp':
+        return false;
+    }
+  }
+  return true;
 }
 
 function compileOne(config: TransformConfig, deps: TransformDeps): TransformChain {
