@@ -19,7 +19,10 @@ const fstatAsync = promisify(fstat);
 const openAsync = promisify(open);
 const closeAsync = promisify(close);
 
-/** One read's size; the buffer is shared by every file (the loop reads one file at a time). */
+/**
+ * One read's size. Two buffers are shared by every file (the loop reads one file at a time): the
+ * next read fills one while the last one's lines are parsed from the other.
+ */
 const READ_BYTES = 256 * 1024;
 /** Reads of one file before the loop moves on to the next, so a busy file does not starve others. */
 const READS_PER_TURN = 16;
@@ -54,6 +57,19 @@ interface TailedFile {
   lagPath: string | undefined;
 }
 
+interface ReadPlan {
+  at: number;
+  want: number;
+  /** The cut point that ends this read, if one does. */
+  cut: number | undefined;
+}
+
+interface Fetched {
+  n: number;
+  /** The file's first bytes were unchanged after the read. */
+  same: boolean;
+}
+
 interface Resumable {
   stream: string;
   identity: FileIdentity;
@@ -79,7 +95,7 @@ class TailSource implements LogSource {
   #rotateWait: number;
 
   #files = new Map<string, TailedFile>();
-  #buf = Buffer.allocUnsafe(READ_BYTES);
+  #bufs = [Buffer.allocUnsafe(READ_BYTES), Buffer.allocUnsafe(READ_BYTES)];
   #headBuf = Buffer.allocUnsafe(FINGERPRINT_BYTES);
   #resumable = new Map<string, Resumable[]>();
   #initial = true;
@@ -199,48 +215,75 @@ class TailSource implements LogSource {
 
   async #readSome(f: TailedFile): Promise<number> {
     let total = 0;
-    for (let i = 0; i < READS_PER_TURN && !this.#blocked && !this.#stopped; i++) {
-      let want = READ_BYTES;
-      const cut = f.cuts[0];
-      if (cut !== undefined) {
-        if (cut <= f.framer.position) {
-          f.cuts.shift();
-          i--;
-          continue;
+    let plan = this.#plan(f, f.framer.position);
+    let k = 0;
+    let pending: Promise<Fetched> | undefined = this.#fetch(f, this.#bufs[k]!, plan);
+    try {
+      for (let i = 0; ; i++) {
+        const r: Fetched = await pending!;
+        pending = undefined;
+        if (r.n === 0 || this.#stopped) {
+          f.atEnd = r.n === 0;
+          break;
         }
-        want = Math.min(want, cut - f.framer.position);
-      }
-      const at = f.framer.position;
-      const n = (await readAsync(f.fd, this.#buf, 0, want, at)).bytesRead;
-      if (n === 0 || this.#stopped) {
-        f.atEnd = n === 0;
-        break;
-      }
-      // Checked after the read: if the first bytes are unchanged now, the file had not been
-      // truncated when the read happened, so what was read is the old content's continuation.
-      if (!(await this.#sameHead(f))) {
-        await this.#truncated(f);
-        return total + 1;
-      }
-      total += n;
-      this.#ctx.stats.bytes.value += n;
-      f.lastActive = this.#ctx.clock.now();
-      this.#pushCapped(f, this.#buf.subarray(0, n));
-      if (f.framer.position > f.size) f.size = f.framer.position;
-      f.lag.value = f.size - f.framer.position;
-      if (cut !== undefined && f.framer.position === cut) {
+        if (!r.same) {
+          await this.#truncated(f);
+          return total + 1;
+        }
+        // Start the next read before parsing this one, so the two overlap; it is dropped unread if
+        // the source is blocked meanwhile (its bytes are read again later).
+        const full = r.n === plan.want;
+        const next = full && i + 1 < READS_PER_TURN ? this.#plan(f, plan.at + r.n) : undefined;
+        const data = this.#bufs[k]!.subarray(0, r.n);
+        if (next) {
+          k ^= 1;
+          pending = this.#fetch(f, this.#bufs[k]!, next);
+        }
+        total += r.n;
+        this.#ctx.stats.bytes.value += r.n;
+        f.lastActive = this.#ctx.clock.now();
+        this.#pushCapped(f, data);
+        if (f.framer.position > f.size) f.size = f.framer.position;
+        f.lag.value = f.size - f.framer.position;
         // A sink acknowledged up to here: end a chunk exactly here so it can skip what it has.
-        f.framer.flushGroup();
-        f.cuts.shift();
+        if (plan.cut !== undefined && f.framer.position === plan.cut) f.framer.flushGroup();
+        while (f.cuts.length > 0 && f.cuts[0]! <= f.framer.position) f.cuts.shift();
+        this.#emit(f);
+        if (!full) {
+          f.atEnd = true;
+          break;
+        }
+        f.atEnd = false;
+        if (!next || this.#blocked || this.#stopped) break;
+        plan = next;
       }
-      this.#emit(f);
-      if (n < want) {
-        f.atEnd = true;
-        break;
-      }
-      f.atEnd = false;
+    } finally {
+      // A read still in flight writes into a shared buffer: let it finish before anyone reuses it.
+      if (pending) await pending.catch(() => undefined);
     }
     return total;
+  }
+
+  /** Where the next read starts and how much it takes: up to READ_BYTES, ending at the next cut point. */
+  #plan(f: TailedFile, at: number): ReadPlan {
+    let cut: number | undefined;
+    for (const c of f.cuts) {
+      if (c > at) {
+        cut = c;
+        break;
+      }
+    }
+    return { at, want: cut === undefined ? READ_BYTES : Math.min(READ_BYTES, cut - at), cut };
+  }
+
+  /**
+   * Reads, then checks the file's first bytes: if they are unchanged after the read, the file had
+   * not been truncated when the read happened, so what was read is the old content's continuation.
+   */
+  async #fetch(f: TailedFile, buf: Buffer, plan: ReadPlan): Promise<Fetched> {
+    const n = (await readAsync(f.fd, buf, 0, plan.want, plan.at)).bytesRead;
+    if (n === 0) return { n, same: true };
+    return { n, same: await this.#sameHead(f) };
   }
 
   /** The file's first bytes still match what was read at first; grows the fingerprint meanwhile. */
