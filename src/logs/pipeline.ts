@@ -185,7 +185,7 @@ export class Pipeline {
       dataDir: this.#opts.dataDir,
       emit: (chunk) => this.#emit(entry, chunk),
       capacity: () => this.#capacity(entry),
-      hasCapacity: () => !entry.sinks.some((s) => s.runner.full),
+      hasCapacity: () => !entry.sinks.some((s) => s.runner.holdsBack(true)),
       checkpoints: this.#store.forSource(entry.name, sinkNames),
       maxChunkEvents: Math.min(...sinkNames.map((n) => this.#cfg.sinks[n]!.batch.maxEvents)),
     };
@@ -215,7 +215,7 @@ export class Pipeline {
     let room = true;
     for (const s of targets) {
       s.runner.push(item);
-      if (s.runner.full || (!entry.readAhead && s.runner.backlogged)) room = false;
+      if (s.runner.holdsBack(entry.readAhead)) room = false;
     }
     return room;
   }
@@ -236,7 +236,7 @@ export class Pipeline {
   async #capacity(entry: SourceEntry): Promise<void> {
     const readAhead = entry.readAhead;
     for (;;) {
-      const busy = entry.sinks.find((s) => s.runner.full || (!readAhead && s.runner.backlogged));
+      const busy = entry.sinks.find((s) => s.runner.holdsBack(readAhead));
       if (!busy) return;
       await busy.runner.whenNotFull({ readAhead });
     }

@@ -65,6 +65,12 @@ interface Entry {
   at: number;
 }
 
+/** A source waiting for room (see whenNotFull). */
+interface Waiter {
+  readAhead: boolean;
+  resolve: () => void;
+}
+
 interface Batch {
   events: LogEvent[];
   bytes: number;
@@ -121,7 +127,7 @@ export class SinkRunner {
   #inflight: AbortController | undefined;
   #backoffTimer: TimerHandle | undefined;
   #backoffDone: (() => void) | undefined;
-  #waiting: { readAhead: boolean; resolve: () => void }[] = [];
+  #waiting: Waiter[] = [];
   #drained: (() => void)[] = [];
   #deadLetters: DeadLetterFile | undefined;
 
@@ -220,11 +226,12 @@ export class SinkRunner {
    * `readAhead: false`, also only once the sink is not `backlogged`.
    */
   whenNotFull(opts: { readAhead: boolean } = { readAhead: true }): Promise<void> {
-    if (this.#stopped || !this.#blocks(opts.readAhead)) return Promise.resolve();
+    if (this.#stopped || !this.holdsBack(opts.readAhead)) return Promise.resolve();
     return new Promise((resolve) => this.#waiting.push({ readAhead: opts.readAhead, resolve }));
   }
 
-  #blocks(readAhead: boolean): boolean {
+  /** Whether a source should stop reading: the buffer is full, or (readAhead false) the sink is backlogged. */
+  holdsBack(readAhead: boolean): boolean {
     return this.full || (!readAhead && this.backlogged);
   }
 
@@ -667,9 +674,9 @@ export class SinkRunner {
 
   #roomMaybe(): void {
     if (this.#waiting.length === 0) return;
-    const still = this.#waiting.filter((w) => this.#blocks(w.readAhead));
-    if (still.length === this.#waiting.length) return;
-    const go = this.#waiting.filter((w) => !this.#blocks(w.readAhead));
+    const still: Waiter[] = [];
+    const go: Waiter[] = [];
+    for (const w of this.#waiting) (this.holdsBack(w.readAhead) ? still : go).push(w);
     this.#waiting = still;
     for (const w of go) w.resolve();
   }
