@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { FakeClock } from '../../lib/clock.js';
@@ -102,7 +103,7 @@ describe('classification', () => {
     await d.close();
   });
 
-  test('headers that undici or the driver own, or values with line breaks, are refused without the value', () => {
+  test('headers that the HTTP client or the driver own, or values with line breaks, are refused without the value', () => {
     const url = splitUrl('http://127.0.0.1:1/');
     const make = (headers: Record<string, string>) =>
       new HttpDelivery({ url, contentType: 'x', compression: 'none', timeoutMs: 1000, headers });
@@ -180,7 +181,7 @@ describe('HttpDelivery over a socket', () => {
     for (const secret of ['t0ken-abc', 'pa55word', 'other-secret'])
       assert.ok(!outcome.reason.includes(secret));
     assert.equal(d.classify(second).retry, false);
-    // undici may spread requests over two connections, but a connection per request means bodies were not drained.
+    // Requests may spread over two connections, but a connection per request means bodies were not drained.
     const ports = new Set(rx.requests.slice(before).map((r) => r.remotePort));
     assert.ok(ports.size <= 2, `${ports.size} connections for 4 requests`);
     await d.close();
@@ -216,6 +217,75 @@ describe('HttpDelivery over a socket', () => {
       reason: 'aborted before sending',
     });
     await d.close();
+  });
+
+  /** A raw server that answers a connection's first request (keep-alive) and resets it at the second. */
+  async function oneRequestPerConnection(resetAtFirst = false) {
+    let connections = 0;
+    let answered = 0;
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      connections++;
+      sockets.add(socket);
+      let requests = 0;
+      socket.on('data', (data) => {
+        if (!data.includes('\r\n\r\n')) return; // the bodies are a byte; the head is all that matters
+        requests++;
+        if (resetAtFirst || requests > 1) return void socket.resetAndDestroy();
+        answered++;
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    return {
+      url: `http://127.0.0.1:${port}/`,
+      get connections() {
+        return connections;
+      },
+      get answered() {
+        return answered;
+      },
+      close: () => {
+        for (const s of sockets) s.destroy();
+        return new Promise<void>((resolve) => server.close(() => resolve()));
+      },
+    };
+  }
+
+  test('a pooled connection the server closed as it was reused is retried once on a new one', async () => {
+    const srv = await oneRequestPerConnection();
+    const d = new HttpDelivery({
+      url: splitUrl(srv.url),
+      contentType: 'x',
+      compression: 'none',
+      timeoutMs: 5000,
+    });
+    assert.equal((await d.send('/', 'a', never)).kind, 'reply');
+    const second = await d.send('/', 'b', never);
+    assert.equal(second.kind, 'reply');
+    if (second.kind === 'reply') assert.equal(second.status, 200);
+    assert.equal(srv.connections, 2);
+    assert.equal(srv.answered, 2);
+    await d.close();
+    await srv.close();
+  });
+
+  test('a reset on a new connection is a network error, not retried by the client', async () => {
+    const srv = await oneRequestPerConnection(true);
+    const d = new HttpDelivery({
+      url: splitUrl(srv.url),
+      contentType: 'x',
+      compression: 'none',
+      timeoutMs: 5000,
+    });
+    const outcome = await d.send('/', 'a', never);
+    assert.equal(outcome.kind, 'failed');
+    if (outcome.kind === 'failed') assert.match(outcome.reason, /^network error: .*ECONNRESET/);
+    assert.equal(srv.connections, 1);
+    await d.close();
+    await srv.close();
   });
 
   test('a refused connection is a retryable network error', async () => {

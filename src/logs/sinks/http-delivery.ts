@@ -1,9 +1,11 @@
-// What the HTTP sink drivers share: one keep-alive undici Pool per sink origin, request bodies
-// (NDJSON or a JSON array, gzip), and turning a reply or a network error into a SendOutcome.
+// What the HTTP sink drivers share: one keep-alive connection pool (a node:http Agent) per sink,
+// request bodies (NDJSON or a JSON array, gzip), and turning a reply or a network error into a
+// SendOutcome.
 
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import type { Pool } from 'undici';
 import { type Clock, systemClock } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import type { LogEvent, SendOutcome } from '../types.js';
@@ -82,7 +84,7 @@ const DRAIN_LIMIT = 1024 * 1024;
 /** Reasons carry at most this much of a reply's text. */
 const DETAIL_CHARS = 500;
 const REDACTED = '[REDACTED]';
-/** Headers a sink config must not set: undici and the driver own them. */
+/** Headers a sink config must not set: the HTTP client and the driver own them. */
 const RESERVED_HEADERS = new Set([
   'host',
   'content-length',
@@ -98,17 +100,23 @@ const RESERVED_HEADERS = new Set([
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const RETRY_AFTER = /^[\w ,:+-]{1,64}$/;
 
-/**
- * undici, loaded on the first send: with its HTTP parser (WebAssembly) it adds ~16 MB to the
- * process, which configurations without a network sink should not pay.
- */
-let undici: Promise<typeof import('undici')> | undefined;
+/** An idle pooled connection is closed after this long (sooner when the server's Keep-Alive says so). */
+const IDLE_TIMEOUT_MS = 30_000;
+/** Connection errors that mean a pooled connection was closed by the server just as it was reused. */
+const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE']);
 
-/** Sends bodies to one origin over a keep-alive pool and reports what happened, never throwing. */
+/**
+ * Sends bodies to one origin over keep-alive connections and reports what happened, never throwing.
+ *
+ * The client is Node's own (node:http with a keep-alive Agent): a sink sends one batch at a time,
+ * which needs no more, and undici with its WebAssembly HTTP parser added ~15 MB to the process.
+ */
 export class HttpDelivery {
   readonly url: SinkUrl;
-  #pool: Pool | undefined;
-  #poolOptions: Pool.Options;
+  #agent: http.Agent;
+  #request: typeof http.request;
+  #host: string;
+  #port: number;
   #closed = false;
   #method: 'POST' | 'PUT';
   #headers: Record<string, string>;
@@ -152,20 +160,52 @@ export class HttpDelivery {
     if (opts.url.password !== undefined) secrets.push(opts.url.password);
     // Longest first, so a secret that contains another is replaced whole.
     this.#secrets = [...new Set(secrets.filter((s) => s.length > 0))].sort((a, b) => b.length - a.length);
-    this.#poolOptions = {
-      connections: opts.connections ?? 4,
-      keepAliveTimeout: 30_000,
-      connect: { timeout: Math.min(opts.timeoutMs, 30_000) },
+    const origin = new URL(opts.url.origin);
+    const secure = origin.protocol === 'https:';
+    const agentOptions: http.AgentOptions = {
+      keepAlive: true,
+      maxSockets: opts.connections ?? 4,
+      maxFreeSockets: opts.connections ?? 4,
+      // Also what makes the Agent honour a server's "Keep-Alive: timeout=N" (closing a second early).
+      timeout: IDLE_TIMEOUT_MS,
+      scheduling: 'lifo',
     };
+    this.#agent = secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    this.#request = secure ? https.request : http.request;
+    this.#host = origin.hostname.replace(/^\[(.*)\]$/, '$1');
+    this.#port = origin.port === '' ? (secure ? 443 : 80) : Number(origin.port);
   }
 
-  async #getPool(): Promise<Pool> {
-    if (this.#pool) return this.#pool;
-    undici ??= import('undici');
-    const { Pool } = await undici;
-    if (this.#closed) throw new Error('the sink is closed');
-    this.#pool ??= new Pool(this.url.origin, this.#poolOptions);
-    return this.#pool;
+  /**
+   * One request; its promise settles with the response head. A pooled connection that the server
+   * closed just as it was reused (a reset before any reply) is retried once on a new connection,
+   * as a keep-alive race and not a failure of the sink.
+   */
+  #exchange(path: string, body: string | Buffer, signal: AbortSignal): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const attempt = (retried: boolean) => {
+        if (this.#closed) return reject(new Error('the sink is closed'));
+        const req = this.#request(
+          {
+            agent: this.#agent,
+            host: this.#host,
+            port: this.#port,
+            method: this.#method,
+            path,
+            headers: { ...this.#headers, 'content-length': Buffer.byteLength(body) },
+            signal,
+          },
+          resolve,
+        );
+        req.on('error', (err: NodeJS.ErrnoException) => {
+          if (!retried && req.reusedSocket && !signal.aborted && STALE_CONNECTION.has(err.code ?? ''))
+            attempt(true);
+          else reject(err);
+        });
+        req.end(body);
+      };
+      attempt(false);
+    });
   }
 
   /** The request path for `path` under the URL's path ('' is the URL's path itself), keeping its query. */
@@ -198,18 +238,10 @@ export class HttpDelivery {
     try {
       const body = this.#gzip ? await gzipAsync(payload) : payload;
       if (ac.signal.aborted) throw new Error('aborted');
-      const pool = await this.#getPool();
-      if (ac.signal.aborted) throw new Error('aborted');
-      const res = await pool.request({
-        path,
-        method: this.#method,
-        headers: this.#headers,
-        body,
-        signal: ac.signal,
-      });
-      const status = res.statusCode;
+      const res = await this.#exchange(path, body, ac.signal);
+      const status = res.statusCode ?? 0;
       const limit = status >= 200 && status < 300 ? okBodyLimit : ERROR_BODY_LIMIT;
-      const text = await readBody(res.body, limit);
+      const text = await readBody(res, limit);
       const ra = res.headers['retry-after'];
       const retryAfter = typeof ra === 'string' && RETRY_AFTER.test(ra) ? ra : undefined;
       return {
@@ -243,7 +275,7 @@ export class HttpDelivery {
   async close(): Promise<void> {
     // The runner has settled its sends before closing; anything still in flight is abandoned.
     this.#closed = true;
-    await this.#pool?.destroy();
+    this.#agent.destroy();
   }
 }
 
@@ -278,25 +310,21 @@ function describeError(err: unknown): string {
   return message === '' ? err.name : message;
 }
 
-async function readBody(
-  body: AsyncIterable<Buffer> & { dump(opts?: { limit: number }): Promise<void> },
-  limit: number,
-): Promise<{ text: string; truncated: boolean }> {
-  if (limit <= 0) {
-    await body.dump({ limit: DRAIN_LIMIT });
-    return { text: '', truncated: false };
-  }
+/**
+ * Reads a reply's body up to `limit` bytes (0: none) and drains the rest, so the connection is
+ * reused; past the drain limit the connection is not worth saving and leaving the loop destroys it.
+ */
+async function readBody(body: IncomingMessage, limit: number): Promise<{ text: string; truncated: boolean }> {
   const chunks: Buffer[] = [];
   let kept = 0;
   let seen = 0;
-  for await (const chunk of body) {
+  for await (const chunk of body as AsyncIterable<Buffer>) {
     seen += chunk.length;
     if (kept < limit) {
       const take = Math.min(chunk.length, limit - kept);
       chunks.push(take === chunk.length ? chunk : chunk.subarray(0, take));
       kept += take;
     }
-    // Past the drain limit the connection is not worth saving: leaving the loop destroys it.
     if (seen > Math.max(limit, DRAIN_LIMIT)) break;
   }
   return { text: Buffer.concat(chunks).toString('utf8'), truncated: seen > kept };
