@@ -484,7 +484,7 @@ describe('SinkRunner acknowledgements and buffers', () => {
     await h.runner.stop();
   });
 
-  test('backlogged: a whole batch waiting behind the one in flight holds back a source that does not read ahead', async () => {
+  test('backlogged: two whole batches waiting behind the one in flight hold back a source that does not read ahead', async () => {
     const h = harness({ batch: { maxEvents: 4, maxAge: 1000 } });
     const releases: (() => void)[] = [];
     h.driver.fallback = () => new Promise((r) => releases.push(() => r({ kind: 'ok' })));
@@ -492,10 +492,12 @@ describe('SinkRunner acknowledgements and buffers', () => {
     h.runner.push(item(4));
     await h.clock.advance(0);
     assert.equal(h.driver.calls.length, 1, 'the first batch is in flight');
-    h.runner.push(item(2));
-    assert.equal(h.runner.backlogged, false, 'half a batch waits');
-    h.runner.push(item(2));
-    assert.equal(h.runner.backlogged, true, 'a whole batch waits');
+    h.runner.push(item(4));
+    assert.equal(h.runner.backlogged, false, 'one batch waits');
+    h.runner.push(item(3));
+    assert.equal(h.runner.backlogged, false, 'one and three quarters wait');
+    h.runner.push(item(1));
+    assert.equal(h.runner.backlogged, true, 'two whole batches wait');
     assert.equal(h.runner.full, false);
     let lazy = false;
     let eager = false;
@@ -506,7 +508,7 @@ describe('SinkRunner acknowledgements and buffers', () => {
     assert.equal(lazy, false);
     releases.shift()!();
     await h.clock.advance(0);
-    assert.equal(h.driver.calls.length, 2, 'the waiting batch went out');
+    assert.equal(h.driver.calls.length, 2, 'a waiting batch went out');
     assert.equal(lazy, true, 'and the source may read again');
 
     // A failing sink fills its buffer instead, so its source's other sinks keep going.
@@ -519,7 +521,7 @@ describe('SinkRunner acknowledgements and buffers', () => {
     assert.equal(h.runner.backlogged, false);
     h.driver.fallback = ok;
     await h.clock.advance(5000);
-    assert.equal(h.acked.length, 5);
+    assert.equal(h.acked.length, 6);
     await h.runner.stop();
   });
 

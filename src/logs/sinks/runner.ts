@@ -207,7 +207,8 @@ export class SinkRunner {
   }
 
   /**
-   * Memory mode, while the sink delivers: a whole batch already waits behind the one in flight.
+   * Memory mode, while the sink delivers: two whole batches already wait behind the one in flight
+   * (one is enough to keep the sink busy; the second covers the time the source takes to resume).
    * A source that can pause at no cost (tail: the file keeps its lines) stops reading then rather
    * than fill the buffer. Its events are then delivered soon after they are parsed, and die young
    * in the heap instead of being promoted while they wait. While the sink fails, the buffer fills
@@ -217,7 +218,7 @@ export class SinkRunner {
     return (
       !this.#diskMode &&
       this.#failingSince === undefined &&
-      (this.#pendingEvents >= this.#batch.maxEvents || this.#pendingBytes >= this.#batch.maxBytes)
+      (this.#pendingEvents >= 2 * this.#batch.maxEvents || this.#pendingBytes >= 2 * this.#batch.maxBytes)
     );
   }
 
