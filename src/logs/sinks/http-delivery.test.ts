@@ -219,8 +219,12 @@ describe('HttpDelivery over a socket', () => {
     await d.close();
   });
 
-  /** A raw server that answers a connection's first request (keep-alive) and resets it at the second. */
-  async function oneRequestPerConnection(resetAtFirst = false) {
+  /**
+   * A raw server that answers a connection's first request (keep-alive) and resets it at the
+   * second, before any reply or (midBody) after the reply's head and part of its body.
+   */
+  async function oneRequestPerConnection(opts: { resetAtFirst?: boolean; midBody?: boolean } = {}) {
+    let requestsSeen = 0;
     let connections = 0;
     let answered = 0;
     const sockets = new Set<Socket>();
@@ -231,7 +235,14 @@ describe('HttpDelivery over a socket', () => {
       socket.on('data', (data) => {
         if (!data.includes('\r\n\r\n')) return; // the bodies are a byte; the head is all that matters
         requests++;
-        if (resetAtFirst || requests > 1) return void socket.resetAndDestroy();
+        requestsSeen++;
+        if (opts.resetAtFirst || requests > 1) {
+          if (!opts.midBody) return void socket.resetAndDestroy();
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart', () =>
+            setTimeout(() => socket.resetAndDestroy(), 20),
+          );
+          return;
+        }
         answered++;
         socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
       });
@@ -246,6 +257,9 @@ describe('HttpDelivery over a socket', () => {
       },
       get answered() {
         return answered;
+      },
+      get requests() {
+        return requestsSeen;
       },
       close: () => {
         for (const s of sockets) s.destroy();
@@ -272,8 +286,26 @@ describe('HttpDelivery over a socket', () => {
     await srv.close();
   });
 
+  test('a reused connection reset after the reply began is a failure, never a second request', async () => {
+    const srv = await oneRequestPerConnection({ midBody: true });
+    const d = new HttpDelivery({
+      url: splitUrl(srv.url),
+      contentType: 'x',
+      compression: 'none',
+      timeoutMs: 5000,
+    });
+    assert.equal((await d.send('/', 'a', never)).kind, 'reply');
+    const second = await d.send('/', 'b', never, 1000);
+    assert.equal(second.kind, 'failed');
+    if (second.kind === 'failed') assert.equal(second.retry, true);
+    assert.equal(srv.requests, 2, 'the batch was not sent again by the client');
+    assert.equal(srv.connections, 1);
+    await d.close();
+    await srv.close();
+  });
+
   test('a reset on a new connection is a network error, not retried by the client', async () => {
-    const srv = await oneRequestPerConnection(true);
+    const srv = await oneRequestPerConnection({ resetAtFirst: true });
     const d = new HttpDelivery({
       url: splitUrl(srv.url),
       contentType: 'x',

@@ -185,6 +185,7 @@ export class HttpDelivery {
     return new Promise((resolve, reject) => {
       const attempt = (retried: boolean) => {
         if (this.#closed) return reject(new Error('the sink is closed'));
+        let replied = false;
         const req = this.#request(
           {
             agent: this.#agent,
@@ -195,11 +196,14 @@ export class HttpDelivery {
             headers: { ...this.#headers, 'content-length': Buffer.byteLength(body) },
             signal,
           },
-          resolve,
+          (res) => {
+            replied = true;
+            resolve(res);
+          },
         );
         req.on('error', (err: NodeJS.ErrnoException) => {
-          if (!retried && req.reusedSocket && !signal.aborted && STALE_CONNECTION.has(err.code ?? ''))
-            attempt(true);
+          const stale = req.reusedSocket && !replied && STALE_CONNECTION.has(err.code ?? '');
+          if (stale && !retried && !signal.aborted) attempt(true);
           else reject(err);
         });
         req.end(body);
