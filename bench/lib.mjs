@@ -204,15 +204,27 @@ export function readStat(pid) {
   return {
     ppid: Number(rest[1]),
     ticks: Number(rest[11]) + Number(rest[12]),
+    userTicks: Number(rest[11]),
     // Children that have exited and been waited for: wrk, once its run is over.
     reapedTicks: Number(rest[13]) + Number(rest[14]),
   };
 }
 
 export function cpuSeconds(rootPid) {
+  return cpuTimes(rootPid).total;
+}
+
+// CPU time of a process tree: in total and in user mode (the rest is the kernel's work for it:
+// system calls, and on loopback the receiving side of what it sends).
+export function cpuTimes(rootPid) {
   let ticks = 0;
-  for (const pid of procTree(rootPid)) ticks += readStat(pid)?.ticks ?? 0;
-  return ticks / clockTicks;
+  let userTicks = 0;
+  for (const pid of procTree(rootPid)) {
+    const stat = readStat(pid);
+    ticks += stat?.ticks ?? 0;
+    userTicks += stat?.userTicks ?? 0;
+  }
+  return { total: ticks / clockTicks, user: userTicks / clockTicks };
 }
 
 // Machine-wide CPU use, to tell how much of a run's time went to processes outside the benchmark

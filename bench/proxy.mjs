@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Inbound proxy benchmark: pillion against nginx, haproxy, http-proxy and @fastify/http-proxy, all in
-// front of the same nginx backend, each proxy pinned to its own core and loaded by wrk.
+// Inbound proxy benchmark: pillion against nginx, haproxy, http-proxy and @fastify/http-proxy (and a
+// plain Node TCP pipe as the floor of Node's socket layer), all in front of the same nginx backend,
+// each proxy pinned to its own core and loaded by wrk.
 //
 //   npm run bench:proxy -- [--duration 5] [--only pillion,nginx] [--scenarios 12B,TLS] [--json out.json]
 //
@@ -12,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +26,7 @@ import {
   clean,
   clockTicks,
   cpuSeconds,
+  cpuTimes,
   firstLine,
   fmtInt,
   fmtRatio,
@@ -59,9 +62,12 @@ const SCENARIOS = [
     title: 'GET /, 12-byte body over HTTPS (TLS at the proxy)',
   },
 ];
-const PEERS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'fastify', 'pillion'];
+const PEERS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'fastify', 'node-pipe', 'pillion'];
 const PEER_ALIASES = { '@fastify/http-proxy': 'fastify', httpproxy: 'http-proxy' };
-const PEER_LABELS = { fastify: '@fastify/http-proxy' };
+const PEER_LABELS = { fastify: '@fastify/http-proxy', 'node-pipe': 'Node TCP pipe (no HTTP)' };
+// The proxies written for a JS runtime. node-pipe is not one: it moves bytes between a client
+// connection and a backend connection of its own without reading HTTP, the floor of what a Node
+// process pays for its sockets.
 const JS_PEERS = ['http-proxy', 'fastify'];
 
 const CONNECTIONS = 32;
@@ -89,10 +95,10 @@ onExit(() => {
 function snapshot(pids) {
   const self = readStat(process.pid);
   let ours = (self.ticks + self.reapedTicks) / clockTicks;
-  const peer = pids.peer ? cpuSeconds(pids.peer) : null;
-  ours += peer ?? 0;
+  const times = pids.peer ? cpuTimes(pids.peer) : null;
+  ours += times?.total ?? 0;
   if (pids.backend) ours += cpuSeconds(pids.backend);
-  return { ...systemSeconds(), ours, peer };
+  return { ...systemSeconds(), ours, peer: times?.total ?? null, peerUser: times?.user ?? null };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -277,7 +283,7 @@ backend app
   return { child, base: `${tlsFiles ? 'https' : 'http'}://127.0.0.1:${port}` };
 }
 
-// http-proxy and @fastify/http-proxy run in a child node process: this same file with --serve.
+// http-proxy, @fastify/http-proxy and the TCP pipe run in a child node process: this same file with --serve.
 async function startNodePeer(kind, { core, backend, tlsFiles }) {
   const port = await freePort();
   const args = [SELF, '--serve', kind, '--listen', String(port), '--upstream', String(backend.port)];
@@ -306,6 +312,19 @@ async function servePeer(kind, { listen, upstream, cert, key }) {
     const app = Fastify({ logger: false, ...(tlsOptions ? { https: tlsOptions } : {}) });
     await app.register(proxy, { upstream: `http://127.0.0.1:${upstream}` });
     await app.listen({ port: Number(listen), host: '127.0.0.1' });
+  } else if (kind === 'node-pipe') {
+    const pipe = (client) => {
+      client.setNoDelay(true);
+      const up = net.connect({ port: Number(upstream), host: '127.0.0.1', noDelay: true });
+      client.on('data', (b) => up.write(b));
+      up.on('data', (b) => client.write(b));
+      client.on('close', () => up.destroy());
+      up.on('close', () => client.destroy());
+      client.on('error', () => {});
+      up.on('error', () => {});
+    };
+    const server = tlsOptions ? tls.createServer(tlsOptions, pipe) : net.createServer(pipe);
+    await new Promise((resolve) => server.listen(Number(listen), '127.0.0.1', resolve));
   } else {
     throw new Error(`unknown peer ${kind}`);
   }
@@ -361,6 +380,7 @@ async function startPeer(name, ctx) {
     haproxy: startHaproxy,
     'http-proxy': (c) => startNodePeer('http-proxy', c),
     fastify: (c) => startNodePeer('fastify', c),
+    'node-pipe': (c) => startNodePeer('node-pipe', c),
     pillion: startPillion,
   }[name];
   const peer = await start(ctx);
@@ -454,6 +474,7 @@ async function measure(peer, scenario, connections, opts) {
     result.cpuSeconds = cpu;
     result.cpuPer10k = result.requests > 0 ? (cpu / result.requests) * 10_000 : null;
     result.coreBusy = cpu / result.seconds;
+    result.userShare = cpu > 0 ? (after.peerUser - before.peerUser) / cpu : null;
   }
   // Shares of one core over the run; a few percent is the kernel's own work.
   result.otherCpu = Math.max(0, after.busy - before.busy - (after.ours - before.ours)) / result.seconds;
@@ -786,7 +807,9 @@ function buildReport(opts, results, resources, tlsNegotiated) {
     const rows = procPeers.map((peer) => {
       const cells = opts.scenarios.map((s) => {
         const r = c32(s.name, peer);
-        return r?.cpuPer10k != null ? `${r.cpuPer10k.toFixed(3)} s (${(r.coreBusy * 100).toFixed(0)}%)` : '—';
+        if (r?.cpuPer10k == null) return '—';
+        const user = r.userShare != null ? `, ${(r.userShare * 100).toFixed(0)}% user` : '';
+        return `${r.cpuPer10k.toFixed(3)} s (${(r.coreBusy * 100).toFixed(0)}%${user})`;
       });
       const rss = resources[peer]?.rssMb ?? {};
       const rssText = [

@@ -386,3 +386,70 @@ test('property: an accepted head holds no control bytes, and only token names', 
     { numRuns: 2000 },
   );
 });
+
+test('names and values seen before are reused only when every byte matches', () => {
+  // "Aa" and "BB" hash alike; so do "AaAa", "AaBB" and "BBBB". Each must come back as sent.
+  const first = ok('GET / HTTP/1.1\r\nHost: a\r\nAa: AaAa\r\nX-Long: ' + 'v'.repeat(300) + '\r\n\r\n');
+  const second = ok('GET / HTTP/1.1\r\nHost: a\r\nBB: BBBB\r\nx-long: ' + 'w'.repeat(300) + '\r\n\r\n');
+  const third = ok('GET / HTTP/1.1\r\nHost: a\r\nAa: AaBB\r\nX-LONG: v\r\n\r\n');
+  assert.deepEqual(
+    [first.names, first.lower, first.values.slice(0, 2)],
+    [
+      ['Host', 'Aa', 'X-Long'],
+      ['host', 'aa', 'x-long'],
+      ['a', 'AaAa'],
+    ],
+  );
+  assert.equal(first.values[2], 'v'.repeat(300));
+  assert.deepEqual(
+    [second.names, second.lower, second.values.slice(0, 2)],
+    [
+      ['Host', 'BB', 'x-long'],
+      ['host', 'bb', 'x-long'],
+      ['a', 'BBBB'],
+    ],
+  );
+  assert.equal(second.values[2], 'w'.repeat(300));
+  assert.deepEqual(
+    [third.names, third.lower, third.values],
+    [
+      ['Host', 'Aa', 'X-LONG'],
+      ['host', 'aa', 'x-long'],
+      ['a', 'AaBB', 'v'],
+    ],
+  );
+});
+
+test('repeated parsing of random field lines gives back exactly the bytes sent', () => {
+  const token = fc.stringMatching(/^[A-Za-z][A-Za-z0-9-]{0,11}$/);
+  const value = fc.stringMatching(/^[!-~]([ -~]{0,20}[!-~])?$/);
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.constantFrom('Aa', 'BB', 'aA', 'X-A'), value), { maxLength: 4 }),
+      fc.array(fc.tuple(token, value), { maxLength: 6 }),
+      (colliding, fields) => {
+        const all = [...colliding, ...fields].filter(
+          ([n]) => !/^(host|content-length|transfer-encoding|connection|upgrade|expect)$/i.test(n),
+        );
+        const text =
+          'GET / HTTP/1.1\r\nHost: a\r\n' + all.map(([n, v]) => `${n}: ${v}\r\n`).join('') + '\r\n';
+        for (let round = 0; round < 2; round++) {
+          const head = ok(text);
+          assert.deepEqual(
+            head.names.slice(1),
+            all.map(([n]) => n),
+          );
+          assert.deepEqual(
+            head.lower.slice(1),
+            all.map(([n]) => n.toLowerCase()),
+          );
+          assert.deepEqual(
+            head.values.slice(1),
+            all.map(([, v]) => v),
+          );
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});

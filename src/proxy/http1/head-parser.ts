@@ -1,5 +1,5 @@
 // A strict HTTP/1.1 head parser (RFC 9112) for the proxy's data path. It works on bytes, allocates
-// only the strings it returns, and refuses everything two parsers could read differently: bare CR
+// only the strings it returns (names and short values seen before are reused), and refuses everything two parsers could read differently: bare CR
 // or LF, obs-fold, whitespace before a colon, control bytes, conflicting or repeated framing
 // headers. A refused head is never forwarded; the caller answers with the status given here.
 
@@ -284,7 +284,8 @@ export function parseFields(
   let count = 0;
   while (p < last) {
     const n0 = p;
-    while (TOKEN[buf[p]!] === 1) p++;
+    let h = 0;
+    for (let c = buf[p]!; TOKEN[c] === 1; c = buf[++p]!) h = (Math.imul(h, 31) + c) | 0;
     if (p === n0)
       return buf[p] === SP || buf[p] === HTAB
         ? new HeadError(400, 'obs-fold or whitespace before a header name')
@@ -296,7 +297,8 @@ export function parseFields(
     const n1 = p++;
     while (buf[p] === SP || buf[p] === HTAB) p++;
     const v0 = p;
-    while (VALUE[buf[p]!] === 1) p++;
+    let hv = 0;
+    for (let c = buf[p]!; VALUE[c] === 1; c = buf[++p]!) hv = (Math.imul(hv, 31) + c) | 0;
     if (buf[p] !== CR || buf[p + 1] !== LF)
       return buf[p] === LF
         ? new HeadError(400, 'bare LF in header line')
@@ -307,9 +309,9 @@ export function parseFields(
     while (v1 > v0 && (buf[v1 - 1] === SP || buf[v1 - 1] === HTAB)) v1--;
     p += 2;
     if (++count > maxHeaders) return new HeadError(431, 'too many header fields');
-    const name = buf.toString('latin1', n0, n1);
-    const value = buf.toString('latin1', v0, v1);
-    const lower = lowerName(name);
+    const name = seenNames.get(buf, n0, n1, h);
+    const lower = seenNames.lower(name);
+    const value = seenValues.get(buf, v0, v1, hv);
     out.names.push(name);
     out.lower.push(lower);
     out.values.push(value);
@@ -353,16 +355,53 @@ export function parseFields(
   return undefined;
 }
 
-// Most names arrive in a handful of spellings; cache their lower-case forms (bounded).
-const lowerCache = new Map<string, string>();
-function lowerName(name: string): string {
-  let l = lowerCache.get(name);
-  if (l === undefined) {
-    l = name.toLowerCase();
-    if (lowerCache.size < 1024) lowerCache.set(name, l);
+/**
+ * Strings seen before, in a direct-mapped table by a hash of their bytes: the same names and
+ * many of the same values arrive on every request, and a string found here costs a byte
+ * comparison instead of a new string. A slot holds the last string that hashed to it, so the
+ * table never grows; strings longer than `maxLength` are not kept.
+ */
+class SeenStrings {
+  readonly #text: (string | undefined)[];
+  readonly #lower: (string | undefined)[];
+  readonly #mask: number;
+  readonly #maxLength: number;
+  #slot = 0;
+
+  constructor(slots: number, maxLength: number) {
+    this.#text = new Array<string | undefined>(slots).fill(undefined);
+    this.#lower = new Array<string | undefined>(slots).fill(undefined);
+    this.#mask = slots - 1;
+    this.#maxLength = maxLength;
   }
-  return l;
+
+  /** buf[a, b) as latin1, where h is a hash of bytes starting at a. */
+  get(buf: Buffer, a: number, b: number, h: number): string {
+    const n = b - a;
+    if (n > this.#maxLength) return buf.toString('latin1', a, b);
+    const slot = (h ^ (h >>> 11) ^ n) & this.#mask;
+    this.#slot = slot;
+    const hit = this.#text[slot];
+    if (hit !== undefined && hit.length === n) {
+      let i = 0;
+      while (i < n && hit.charCodeAt(i) === buf[a + i]) i++;
+      if (i === n) return hit;
+    }
+    const text = buf.toString('latin1', a, b);
+    this.#text[slot] = text;
+    this.#lower[slot] = undefined;
+    return text;
+  }
+
+  /** The lower-case form of `text`, which get() has just returned. */
+  lower(text: string): string {
+    if (this.#text[this.#slot] !== text) return text.toLowerCase();
+    return (this.#lower[this.#slot] ??= text.toLowerCase());
+  }
 }
+
+const seenNames = new SeenStrings(512, 64);
+const seenValues = new SeenStrings(1024, 128);
 
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
