@@ -219,6 +219,9 @@ describe('HttpDelivery over a socket', () => {
     await d.close();
   });
 
+  const plainDelivery = (url: string) =>
+    new HttpDelivery({ url: splitUrl(url), contentType: 'x', compression: 'none', timeoutMs: 5000 });
+
   /**
    * A raw server that answers a connection's first request (keep-alive) and resets it at the
    * second, before any reply or (midBody) after the reply's head and part of its body.
@@ -270,12 +273,7 @@ describe('HttpDelivery over a socket', () => {
 
   test('a pooled connection the server closed as it was reused is retried once on a new one', async () => {
     const srv = await oneRequestPerConnection();
-    const d = new HttpDelivery({
-      url: splitUrl(srv.url),
-      contentType: 'x',
-      compression: 'none',
-      timeoutMs: 5000,
-    });
+    const d = plainDelivery(srv.url);
     assert.equal((await d.send('/', 'a', never)).kind, 'reply');
     const second = await d.send('/', 'b', never);
     assert.equal(second.kind, 'reply');
@@ -288,12 +286,7 @@ describe('HttpDelivery over a socket', () => {
 
   test('a reused connection reset after the reply began is a failure, never a second request', async () => {
     const srv = await oneRequestPerConnection({ midBody: true });
-    const d = new HttpDelivery({
-      url: splitUrl(srv.url),
-      contentType: 'x',
-      compression: 'none',
-      timeoutMs: 5000,
-    });
+    const d = plainDelivery(srv.url);
     assert.equal((await d.send('/', 'a', never)).kind, 'reply');
     const second = await d.send('/', 'b', never, 1000);
     assert.equal(second.kind, 'failed');
@@ -306,12 +299,7 @@ describe('HttpDelivery over a socket', () => {
 
   test('a reset on a new connection is a network error, not retried by the client', async () => {
     const srv = await oneRequestPerConnection({ resetAtFirst: true });
-    const d = new HttpDelivery({
-      url: splitUrl(srv.url),
-      contentType: 'x',
-      compression: 'none',
-      timeoutMs: 5000,
-    });
+    const d = plainDelivery(srv.url);
     const outcome = await d.send('/', 'a', never);
     assert.equal(outcome.kind, 'failed');
     if (outcome.kind === 'failed') assert.match(outcome.reason, /^network error: .*ECONNRESET/);
