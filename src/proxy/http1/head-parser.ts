@@ -1,7 +1,8 @@
 // A strict HTTP/1.1 head parser (RFC 9112) for the proxy's data path. It works on bytes, allocates
-// only the strings it returns (names and short values seen before are reused), and refuses everything two parsers could read differently: bare CR
-// or LF, obs-fold, whitespace before a colon, control bytes, conflicting or repeated framing
-// headers. A refused head is never forwarded; the caller answers with the status given here.
+// only the strings it returns (names and short values seen before are reused), and refuses
+// everything two parsers could read differently: bare CR or LF, obs-fold, whitespace before a
+// colon, control bytes, conflicting or repeated framing headers. A refused head is never
+// forwarded; the caller answers with the status given here.
 
 import { METHODS } from 'node:http';
 
