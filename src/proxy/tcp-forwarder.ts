@@ -3,9 +3,9 @@
 // TLS in front of a legacy app that does not speak HTTP.
 
 import net from 'node:net';
-import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { ListenerStats } from './stats.js';
+import { connectEndpoint } from './upstream/endpoints.js';
 import type { Upstream } from './upstream/upstream.js';
 
 export interface TcpContext {
@@ -34,16 +34,7 @@ export function forwardTcp(client: net.Socket, ctx: TcpContext): void {
   }
   client.pause();
   const t = ctx.upstream.tls;
-  const up = t
-    ? tls.connect({
-        host: ep.ip,
-        port: ep.port,
-        servername: t.serverName ?? (net.isIP(ep.host) ? undefined : ep.host),
-        ca: t.ca,
-        rejectUnauthorized: !t.insecureSkipVerify,
-      })
-    : net.connect({ host: ep.ip, port: ep.port });
-  up.setNoDelay(true);
+  const up = connectEndpoint(ep, t);
   client.setNoDelay(true);
   let connected = false;
   const timer = setTimeout(() => {

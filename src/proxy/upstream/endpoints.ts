@@ -3,7 +3,8 @@
 // Picking is round-robin over every resolved address.
 
 import { promises as dns } from 'node:dns';
-import { isIP } from 'node:net';
+import net, { isIP } from 'node:net';
+import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Address } from '../../lib/address.js';
 
@@ -15,6 +16,30 @@ export interface Endpoint {
   host: string;
   /** "ip:port", also the pool key. */
   key: string;
+}
+
+/** How connections to an upstream are secured; absent, they are plain TCP. */
+export interface EndpointTls {
+  /** SNI and the name the certificate must carry; by default the endpoint's host unless it is an IP. */
+  serverName?: string;
+  ca?: string | Buffer;
+  insecureSkipVerify: boolean;
+}
+
+/** Opens a connection to an endpoint (over TLS when `t` is set, offering `alpn`), with Nagle off. */
+export function connectEndpoint(ep: Endpoint, t: EndpointTls | undefined, alpn?: string[]): net.Socket {
+  const socket = t
+    ? tls.connect({
+        host: ep.ip,
+        port: ep.port,
+        servername: t.serverName ?? (isIP(ep.host) ? undefined : ep.host),
+        ca: t.ca,
+        rejectUnauthorized: !t.insecureSkipVerify,
+        ALPNProtocols: alpn,
+      })
+    : net.connect({ host: ep.ip, port: ep.port });
+  socket.setNoDelay(true);
+  return socket;
 }
 
 interface Target {

@@ -4,8 +4,7 @@
 // endpoint, idle connections kept, and requests waiting for a connection.
 
 import net from 'node:net';
-import tls from 'node:tls';
-import type { Endpoint, Endpoints } from './endpoints.js';
+import { connectEndpoint, type Endpoint, type EndpointTls, type Endpoints } from './endpoints.js';
 
 /** The exchange using a connection; gets its socket's events while it holds it. */
 export interface ConnectionOwner {
@@ -28,7 +27,7 @@ export interface PoolOptions {
   idleTimeoutMs: number;
   maxPending: number;
   connectTimeoutMs: number;
-  tls?: { serverName?: string; ca?: string | Buffer; insecureSkipVerify: boolean; alpn?: string[] };
+  tls?: EndpointTls & { alpn?: string[] };
 }
 
 export class UpstreamConnection {
@@ -197,17 +196,7 @@ export class H1Pool {
   #connect(ep: Endpoint, st: EndpointState, user: PoolUser): void {
     st.active++;
     const t = this.#opts.tls;
-    const socket = t
-      ? tls.connect({
-          host: ep.ip,
-          port: ep.port,
-          servername: t.serverName ?? (net.isIP(ep.host) ? undefined : ep.host),
-          ca: t.ca,
-          rejectUnauthorized: !t.insecureSkipVerify,
-          ALPNProtocols: t.alpn ?? ['http/1.1'],
-        })
-      : net.connect({ host: ep.ip, port: ep.port });
-    socket.setNoDelay(true);
+    const socket = connectEndpoint(ep, t, t?.alpn ?? ['http/1.1']);
     let settled = false;
     const pending = { user: user as PoolUser | undefined };
     this.#connecting.set(user, pending);
