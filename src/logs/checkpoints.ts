@@ -9,7 +9,7 @@ import { systemClock, type Clock, type TimerHandle } from '../lib/clock.js';
 import { writeFileAtomicSync } from '../lib/atomic-write.js';
 import { PillionError } from '../lib/errors.js';
 import { crc32 } from './buffer/crc32.js';
-import type { FileIdentity, SourceCheckpoints } from './types.js';
+import type { FileIdentity, ReadMark, ResumePoint, SourceCheckpoints } from './types.js';
 
 /** The most often the file is replaced and fsynced; changes in between go to the journal. */
 const SYNC_INTERVAL_MS = 1000;
@@ -24,6 +24,9 @@ interface StreamEntry {
   sinks: Record<string, number>;
   /** Set once the stream is gone: the entry is dropped when every sink has reached it. */
   released?: number;
+  /** The file's size when last seen, and a mark of the bytes before where it was read up to. */
+  size?: number;
+  mark?: ReadMark;
 }
 
 /** One stream as stored (a copy), for inspection. */
@@ -33,6 +36,8 @@ export interface CheckpointEntry {
   identity: FileIdentity;
   sinks: Record<string, number>;
   released?: number;
+  size?: number;
+  mark?: ReadMark;
 }
 
 /*
@@ -70,6 +75,8 @@ export class CheckpointStore {
   #syncTimer: TimerHandle | undefined;
   #writeFailed = false;
   #closed = false;
+  /** When the state loaded at open was written (wall-clock ms), if it says. */
+  #previousRunAt: number | undefined;
 
   private constructor(file: string, logger: Logger, clock: Clock) {
     this.#file = file;
@@ -101,9 +108,12 @@ export class CheckpointStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') store.#setAside(err as Error);
     }
     let fileSeq = -1;
+    let fileWrittenAt: number | undefined;
     if (text !== undefined) {
       try {
-        fileSeq = store.#load(JSON.parse(text));
+        const doc: unknown = JSON.parse(text);
+        fileSeq = store.#load(doc);
+        fileWrittenAt = writtenAtOf(doc);
       } catch (err) {
         store.#streams.clear();
         store.#setAside(err as Error);
@@ -115,6 +125,7 @@ export class CheckpointStore {
       store.#streams.clear();
       try {
         store.#load(journal.doc);
+        fileWrittenAt = writtenAtOf(journal.doc);
         // Not yet in the file: the first write goes there.
         store.#unsynced = true;
       } catch (err) {
@@ -126,7 +137,13 @@ export class CheckpointStore {
       }
     }
     store.#seq = Math.max(store.#seq, fileSeq, journal?.seq ?? -1);
+    store.#previousRunAt = fileWrittenAt;
     return store;
+  }
+
+  /** Wall-clock time at which the state loaded at open was written (undefined when none, or too old a file to say). */
+  get previousRunAt(): number | undefined {
+    return this.#previousRunAt;
   }
 
   /** The journal's state, or undefined when there is none or it is torn (logged). */
@@ -176,14 +193,26 @@ export class CheckpointStore {
     // Sinks may have changed since the streams were released: drop those now complete.
     for (const [stream, e] of this.#streams) if (e.source === source) this.#maybeRemove(stream, e);
     const list = sinks.slice();
+    const previousRunAt = this.#previousRunAt;
     return {
+      previousRunAt,
       list: () => {
-        const out: { stream: string; identity: FileIdentity; offset: number }[] = [];
+        const out: ResumePoint[] = [];
         for (const [stream, e] of this.#streams) {
-          if (e.source === source)
-            out.push({ stream, identity: { ...e.identity }, offset: resumeOffset(e, list) });
+          if (e.source !== source) continue;
+          const p: ResumePoint = { stream, identity: { ...e.identity }, offset: resumeOffset(e, list) };
+          if (e.size !== undefined) p.size = e.size;
+          if (e.mark !== undefined) p.mark = { ...e.mark };
+          out.push(p);
         }
         return out;
+      },
+      progress: (stream, size, mark) => {
+        const e = this.#streams.get(stream);
+        if (!e || e.source !== source) return;
+        // No write of its own: this changes with every read, and rides on the next acknowledgement.
+        e.size = size;
+        e.mark = mark;
       },
       cutPoints: (stream) => {
         const e = this.#streams.get(stream);
@@ -252,6 +281,8 @@ export class CheckpointStore {
         sinks: { ...e.sinks },
       };
       if (e.released !== undefined) c.released = e.released;
+      if (e.size !== undefined) c.size = e.size;
+      if (e.mark !== undefined) c.mark = { ...e.mark };
       out.push(c);
     }
     return out;
@@ -295,7 +326,8 @@ export class CheckpointStore {
     const streams: Record<string, StreamEntry> = {};
     for (const [k, e] of this.#streams) streams[k] = e;
     const seq = ++this.#seq;
-    const data = Buffer.from(JSON.stringify({ version: VERSION, seq, streams }));
+    // writtenAt is wall-clock time on purpose: the next run compares it with files' creation times.
+    const data = Buffer.from(JSON.stringify({ version: VERSION, seq, writtenAt: Date.now(), streams }));
     if (!sync && this.#writeJournal(seq, data)) {
       this.#dirty = false;
       this.#unsynced = true;
@@ -406,6 +438,10 @@ export class CheckpointStore {
           throw new Error(`stream ${JSON.stringify(stream)} has a bad released offset`);
         e.released = raw.released;
       }
+      // Size and mark only help: a malformed one is left out rather than failing the file.
+      if (isOffset(raw.size)) e.size = raw.size;
+      if (isMark(raw.mark))
+        e.mark = { offset: raw.mark.offset, length: raw.mark.length, fingerprint: raw.mark.fingerprint };
       this.#streams.set(stream, e);
     }
     return seq;
@@ -438,6 +474,14 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function isOffset(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function isMark(v: unknown): v is ReadMark {
+  return isObject(v) && isOffset(v.offset) && isOffset(v.length) && typeof v.fingerprint === 'string';
+}
+
+function writtenAtOf(doc: unknown): number | undefined {
+  return isObject(doc) && isOffset(doc.writtenAt) ? doc.writtenAt : undefined;
 }
 
 function isIdentity(v: unknown): v is FileIdentity {

@@ -25,7 +25,8 @@ import type { Series } from '../../metrics/index.js';
 import { CriLogWriter } from '../../pod/cri-log.js';
 import { CheckpointStore } from '../checkpoints.js';
 import type { TailSourceConfig } from '../config.js';
-import type { Chunk, LogEvent, LogSource, SourceContext, SourceStats } from '../types.js';
+import { fakeSourceStats } from '../test-support/source-context.js';
+import type { Chunk, LogEvent, LogSource, SourceContext } from '../types.js';
 import { createTailSource } from './tail.js';
 
 const silent = pino({ level: 'silent' });
@@ -36,7 +37,7 @@ const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 class FakePipeline {
   readonly chunks: Chunk[] = [];
   readonly lag = new Map<string, Series>();
-  readonly stats: SourceStats;
+  readonly stats: ReturnType<typeof fakeSourceStats>;
   readonly ctx: SourceContext;
   /** After a "kill": chunks are neither kept nor acknowledged. */
   dead = false;
@@ -60,12 +61,7 @@ class FakePipeline {
     const pipeline = this;
     this.ackSinks = () => sinks;
     const s = (): Series => ({ labels: {}, value: 0 });
-    this.stats = {
-      events: s(),
-      bytes: s(),
-      parseErrors: s(),
-      truncated: s(),
-      dropped: s(),
+    this.stats = fakeSourceStats({
       lag: (path) => {
         let l = this.lag.get(path);
         if (!l) this.lag.set(path, (l = s()));
@@ -74,7 +70,7 @@ class FakePipeline {
       forgetLag: (path) => {
         this.lag.delete(path);
       },
-    };
+    });
     this.ctx = {
       name,
       logger: silent,
@@ -122,6 +118,7 @@ function tailConfig(dir: string, over: Partial<TailSourceConfig> = {}): TailSour
     startAt: 'beginning',
     globInterval: 20,
     pollInterval: 10,
+    partialLineTimeout: 5000,
     format: 'lines',
     maxLineBytes: 1024 * 1024,
     parser: 'none',
