@@ -59,21 +59,22 @@ interface SourceEntry {
    * fill the buffer.
    */
   readAhead: boolean;
-  /** What a chunk's events take in memory: bytes read × perByte + events × perEvent (see COST). */
+  /** What a chunk's events take in memory: bytes read × perByte + events × perEvent (see EVENT_COST). */
   cost: { perByte: number; perEvent: number };
 }
 
 /**
  * The heap a chunk's events take, per byte read and per event, measured with V8's heap statistics
- * after a full collection (Node 20): a JSON line that keeps its text (RAW) holds that text and the
- * parsed values, about 2 × its bytes + 176; other events about their bytes + 100 (a `message`
- * string, or parsed fields, and the object); a syslog message splits into a dozen fields. Counting
- * this, not the bytes read, is what lets a memory buffer's maxBytes bound the memory it holds.
+ * after a full collection (Node 20; memory.test.ts keeps it honest): a JSON line that keeps its
+ * text (RAW) holds that text and the parsed values, about 2 × its bytes + 176; other events about
+ * their bytes + 100 (a `message` string, or parsed fields, and the object); a syslog message splits
+ * into a dozen fields, about its bytes + 350. Counting this, not the bytes read, is what lets a
+ * memory buffer's maxBytes bound the memory it holds.
  */
-const COST = {
+export const EVENT_COST = {
   raw: { perByte: 2, perEvent: 176 },
   parsed: { perByte: 1, perEvent: 112 },
-  syslog: { perByte: 1, perEvent: 256 },
+  syslog: { perByte: 1, perEvent: 352 },
 } as const;
 
 /** Acknowledgements still owed for a chunk, by the sinks it went to. */
@@ -145,7 +146,12 @@ export class Pipeline {
         chain: chains.get(name),
         sinks,
         readAhead: sc.type !== 'tail',
-        cost: sc.type === 'syslog' ? COST.syslog : this.#keepsRaw(name, sc) ? COST.raw : COST.parsed,
+        cost:
+          sc.type === 'syslog'
+            ? EVENT_COST.syslog
+            : this.#keepsRaw(name, sc)
+              ? EVENT_COST.raw
+              : EVENT_COST.parsed,
       };
       entry.source = this.#source(name, sc, this.#context(entry));
       this.#sources.push(entry);

@@ -84,6 +84,8 @@ interface TailedFile {
   /** The bytes just before framer.position, as read (the last markLen of MARK_BYTES): see ReadMark. */
   mark: Buffer;
   markLen: number;
+  /** A write event came (the directory watch): read again even if the last read found the end. */
+  poked: boolean;
 }
 
 interface ReadPlan {
@@ -164,7 +166,7 @@ class TailSource implements LogSource {
     this.#parse = parse;
     this.#include = config.include.map((p) => new Glob(p));
     this.#exclude = config.exclude.map((p) => new Glob(p));
-    this.#rotateWait = Math.max(config.globInterval, 4 * config.pollInterval);
+    this.#rotateWait = Math.max(Math.min(config.globInterval, 1000), 4 * config.pollInterval);
     this.#loss = new LossLog({
       source: ctx.name,
       series: (reason) => ctx.stats.lostBytes(reason),
@@ -272,7 +274,9 @@ class TailSource implements LogSource {
       }
       if (this.#stopped) return;
       if (this.#blocked) continue;
-      if (this.#rescanWanted || this.#ctx.clock.now() >= this.#nextGlob) await this.#rescan();
+      // A file found by the scan is read now, not after a poll's sleep.
+      if ((this.#rescanWanted || this.#ctx.clock.now() >= this.#nextGlob) && (await this.#rescan()))
+        progressed = true;
       if (!progressed && !this.#stopped) await this.#sleep(this.#config.pollInterval);
     }
   }
@@ -374,6 +378,7 @@ class TailSource implements LogSource {
   }
 
   async #readSome(f: TailedFile): Promise<number> {
+    f.poked = false;
     let total = 0;
     let plan = this.#plan(f, f.framer.position);
     let k = 0;
@@ -433,6 +438,8 @@ class TailSource implements LogSource {
       // A read still in flight writes into a shared buffer: let it finish before anyone reuses it.
       if (pending) await pending.catch(() => undefined);
     }
+    // A write event that came while reading may be for bytes the read just missed.
+    if (f.poked) f.atEnd = false;
     if (total > 0) this.#progress(f);
     return total;
   }
@@ -647,6 +654,7 @@ class TailSource implements LogSource {
       // A write: read it now rather than at the next poll. While paused nothing is read anyway.
       if (f === undefined || this.#blocked) return;
       f.atEnd = false;
+      f.poked = true;
       this.#wakeUp();
       return;
     }
@@ -678,15 +686,18 @@ class TailSource implements LogSource {
     this.#watcher.sync(dirs);
   }
 
-  async #rescan(): Promise<void> {
+  /** Matches the patterns again; true when it started following a file. */
+  async #rescan(): Promise<boolean> {
     this.#rescanWanted = false;
+    const before = this.#files.size;
+    let opened = false;
     this.#nextGlob = this.#ctx.clock.now() + this.#config.globInterval;
     const problems: WalkErrors = new Map();
     const paths = await globFiles(this.#include, this.#exclude, problems);
     // Device and inode → the paths that reach it now (several with hard links or symbolic links).
     const byKey = new Map<string, string[]>();
     for (const path of paths) {
-      if (this.#stopped) return;
+      if (this.#stopped) return false;
       try {
         const st = await stat(path);
         if (!st.isFile()) continue;
@@ -701,11 +712,14 @@ class TailSource implements LogSource {
     }
     const seen = new Set<string>();
     for (const [key, list] of byKey) {
-      if (this.#stopped) return;
+      if (this.#stopped) return false;
       const known = this.#files.get(key);
       if (known === undefined) {
         const f = await this.#openFile(list[0]!, false, { problems });
-        if (f) seen.add(f.key);
+        if (f) {
+          seen.add(f.key);
+          opened = true;
+        }
         continue;
       }
       seen.add(key);
@@ -730,6 +744,7 @@ class TailSource implements LogSource {
     await this.#recoverMissing(problems);
     this.#report(problems);
     this.#syncWatches();
+    return opened || this.#files.size > before;
   }
 
   /**
@@ -902,6 +917,7 @@ class TailSource implements LogSource {
       lagPath: orphan ? undefined : path,
       mark,
       markLen,
+      poked: false,
     };
     f.framer = new LineFramer({
       format: this.#config.format,
