@@ -1,6 +1,8 @@
 // Where checkpointed sources resume: per stream (a tailed file), its identity and the offset each
 // sink has acknowledged. Kept in a JSON file replaced atomically once a second, and between those
-// in a checksummed journal file overwritten in place on every change.
+// in a checksummed journal file overwritten in place on every change. Beside it, the files a
+// source let go of (released), remembered for a while, so that a file seen under a rotated name
+// is known to be one already read, or one never seen (see ReleasedFiles).
 
 import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -16,6 +18,25 @@ const SYNC_INTERVAL_MS = 1000;
 const VERSION = 1;
 /** The journal's first line: `<magic> <seq> <length> <crc32 hex>`, then `length` bytes of JSON. */
 const JOURNAL_MAGIC = 'pillion-checkpoints';
+/** Released files remembered per source; past it the oldest are forgotten and the horizon moves. */
+export const RELEASED_MAX = 1024;
+
+/** A file a source let go of, remembered so it is not taken for a new one (see horizon). */
+interface ReleasedFile {
+  dev: number;
+  ino: number;
+  birth: number;
+  fingerprint: string;
+  fingerprintLength: number;
+  /** When it was released (wall-clock ms), to forget the oldest first. */
+  at: number;
+}
+
+/** Per source: the horizon and the files released since (born after it). */
+interface ReleasedState {
+  horizon: number;
+  files: ReleasedFile[];
+}
 
 interface StreamEntry {
   source: string;
@@ -75,8 +96,8 @@ export class CheckpointStore {
   #syncTimer: TimerHandle | undefined;
   #writeFailed = false;
   #closed = false;
-  /** When the state loaded at open was written (wall-clock ms), if it says. */
-  #previousRunAt: number | undefined;
+  #released = new Map<string, ReleasedState>();
+  #releasedFailed = false;
 
   private constructor(file: string, logger: Logger, clock: Clock) {
     this.#file = file;
@@ -108,12 +129,9 @@ export class CheckpointStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') store.#setAside(err as Error);
     }
     let fileSeq = -1;
-    let fileWrittenAt: number | undefined;
     if (text !== undefined) {
       try {
-        const doc: unknown = JSON.parse(text);
-        fileSeq = store.#load(doc);
-        fileWrittenAt = writtenAtOf(doc);
+        fileSeq = store.#load(JSON.parse(text));
       } catch (err) {
         store.#streams.clear();
         store.#setAside(err as Error);
@@ -125,7 +143,6 @@ export class CheckpointStore {
       store.#streams.clear();
       try {
         store.#load(journal.doc);
-        fileWrittenAt = writtenAtOf(journal.doc);
         // Not yet in the file: the first write goes there.
         store.#unsynced = true;
       } catch (err) {
@@ -137,13 +154,8 @@ export class CheckpointStore {
       }
     }
     store.#seq = Math.max(store.#seq, fileSeq, journal?.seq ?? -1);
-    store.#previousRunAt = fileWrittenAt;
+    store.#loadReleased();
     return store;
-  }
-
-  /** Wall-clock time at which the state loaded at open was written (undefined when none, or too old a file to say). */
-  get previousRunAt(): number | undefined {
-    return this.#previousRunAt;
   }
 
   /** The journal's state, or undefined when there is none or it is torn (logged). */
@@ -193,9 +205,30 @@ export class CheckpointStore {
     // Sinks may have changed since the streams were released: drop those now complete.
     for (const [stream, e] of this.#streams) if (e.source === source) this.#maybeRemove(stream, e);
     const list = sinks.slice();
-    const previousRunAt = this.#previousRunAt;
+    let released = this.#released.get(source);
+    if (released === undefined) {
+      // The source's first run with this data directory: files born before now are not its concern.
+      released = { horizon: Date.now(), files: [] };
+      this.#released.set(source, released);
+      this.#writeReleased();
+    }
+    const state = released;
     return {
-      previousRunAt,
+      get horizon() {
+        return state.horizon;
+      },
+      knownFile: (dev, ino, birth) => {
+        for (const e of this.#streams.values())
+          if (e.source === source && e.identity.dev === dev && e.identity.ino === ino) return true;
+        for (const r of state.files) if (r.dev === dev && r.ino === ino && r.birth === birth) return true;
+        return false;
+      },
+      knownHeads: () => {
+        const out: { fingerprint: string; fingerprintLength: number }[] = [];
+        for (const e of this.#streams.values()) if (e.source === source) out.push(e.identity);
+        for (const r of state.files) out.push(r);
+        return out;
+      },
       list: () => {
         const out: ResumePoint[] = [];
         for (const [stream, e] of this.#streams) {
@@ -244,6 +277,8 @@ export class CheckpointStore {
       release: (stream, finalOffset) => {
         const e = this.#streams.get(stream);
         if (!e || e.source !== source) return;
+        // Remembered before the stream can go: a kill in between leaves both, never neither.
+        this.#remember(state, e.identity);
         e.released = finalOffset;
         this.#maybeRemove(stream, e);
         this.#changed();
@@ -326,8 +361,7 @@ export class CheckpointStore {
     const streams: Record<string, StreamEntry> = {};
     for (const [k, e] of this.#streams) streams[k] = e;
     const seq = ++this.#seq;
-    // writtenAt is wall-clock time on purpose: the next run compares it with files' creation times.
-    const data = Buffer.from(JSON.stringify({ version: VERSION, seq, writtenAt: Date.now(), streams }));
+    const data = Buffer.from(JSON.stringify({ version: VERSION, seq, streams }));
     if (!sync && this.#writeJournal(seq, data)) {
       this.#dirty = false;
       this.#unsynced = true;
@@ -398,6 +432,103 @@ export class CheckpointStore {
     }, wait);
   }
 
+  /**
+   * Remembers a released file: by identity (told apart from a new file under a rotated name) and by
+   * its first bytes (a copy of it is not a new file either, even of one older than the horizon).
+   * The oldest beyond RELEASED_MAX are forgotten, and the horizon moves past them.
+   */
+  #remember(state: ReleasedState, id: FileIdentity): void {
+    const birth = id.birth ?? 0;
+    if (
+      state.files.some(
+        (r) => r.dev === id.dev && r.ino === id.ino && r.birth === birth && r.fingerprint === id.fingerprint,
+      )
+    )
+      return;
+    state.files.push({
+      dev: id.dev,
+      ino: id.ino,
+      birth,
+      fingerprint: id.fingerprint,
+      fingerprintLength: id.fingerprintLength,
+      at: Date.now(),
+    });
+    if (state.files.length > RELEASED_MAX) {
+      const gone = state.files.splice(0, state.files.length - RELEASED_MAX);
+      for (const r of gone) if (r.birth > state.horizon) state.horizon = r.birth;
+    }
+    this.#writeReleased();
+  }
+
+  /**
+   * `<file>.released`: rewritten (no fsync) whenever a file is released, which is once per
+   * rotation, not per acknowledgement. A process crash loses nothing of it; a machine crash may,
+   * and then a released file born after the horizon may be read again (at least once).
+   */
+  #writeReleased(): void {
+    if (this.#closed) return;
+    const sources: Record<string, ReleasedState> = {};
+    for (const [k, v] of this.#released) sources[k] = v;
+    try {
+      writeFileAtomicSync(
+        `${this.#file}.released`,
+        Buffer.from(JSON.stringify({ version: VERSION, sources })),
+        {
+          mode: 0o600,
+          sync: false,
+        },
+      );
+      this.#releasedFailed = false;
+    } catch (err) {
+      if (!this.#releasedFailed)
+        this.#logger.error(
+          { err, code: 'PILLION_ERR_LOGS_DATA_DIR', file: `${this.#file}.released` },
+          'cannot write the list of released files; a restart may read some rotated files again',
+        );
+      this.#releasedFailed = true;
+    }
+  }
+
+  #loadReleased(): void {
+    const path = `${this.#file}.released`;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.#logger.warn(
+          { err, file: path },
+          'the list of released files is unreadable; starting a new one',
+        );
+      return;
+    }
+    if (!isObject(doc) || doc.version !== VERSION || !isObject(doc.sources)) return;
+    for (const [source, raw] of Object.entries(doc.sources)) {
+      if (!isObject(raw) || !isOffset(raw.horizon) || !Array.isArray(raw.files)) continue;
+      const files: ReleasedFile[] = [];
+      for (const f of raw.files as unknown[]) {
+        if (
+          isObject(f) &&
+          isOffset(f.dev) &&
+          isOffset(f.ino) &&
+          typeof f.birth === 'number' &&
+          typeof f.fingerprint === 'string' &&
+          isOffset(f.fingerprintLength) &&
+          typeof f.at === 'number'
+        )
+          files.push({
+            dev: f.dev,
+            ino: f.ino,
+            birth: f.birth,
+            fingerprint: f.fingerprint,
+            fingerprintLength: f.fingerprintLength,
+            at: f.at,
+          });
+      }
+      this.#released.set(source, { horizon: raw.horizon, files });
+    }
+  }
+
   #setAside(cause: Error): void {
     const aside = `${this.#file}.corrupt`;
     try {
@@ -460,6 +591,7 @@ function resumeOffset(e: StreamEntry, sinks: readonly string[]): number {
 
 function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
   return (
+    a.birth === b.birth &&
     a.path === b.path &&
     a.dev === b.dev &&
     a.ino === b.ino &&
@@ -480,13 +612,10 @@ function isMark(v: unknown): v is ReadMark {
   return isObject(v) && isOffset(v.offset) && isOffset(v.length) && typeof v.fingerprint === 'string';
 }
 
-function writtenAtOf(doc: unknown): number | undefined {
-  return isObject(doc) && isOffset(doc.writtenAt) ? doc.writtenAt : undefined;
-}
-
 function isIdentity(v: unknown): v is FileIdentity {
   return (
     isObject(v) &&
+    (v.birth === undefined || typeof v.birth === 'number') &&
     typeof v.path === 'string' &&
     typeof v.dev === 'number' &&
     typeof v.ino === 'number' &&

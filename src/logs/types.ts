@@ -138,6 +138,8 @@ export interface FileIdentity {
   /** Hash (hex) of the first fingerprintLength bytes of the file. */
   fingerprint: string;
   fingerprintLength: number;
+  /** When the file was created (wall-clock ms, from the file system), where it says. */
+  birth?: number | undefined;
 }
 
 /**
@@ -169,10 +171,16 @@ export interface SourceCheckpoints {
   /** Every stream checkpointed for this source, with the offset to resume from (the least any sink has acknowledged). */
   list(): ResumePoint[];
   /**
-   * Wall-clock time (ms since the epoch) at which the previous run last wrote the checkpoints;
-   * undefined when there were none. A file created after it was never seen by that run.
+   * Wall-clock time (ms): every file created after it that the source followed has a checkpoint
+   * or is remembered as released. A file created after it that is neither was never seen (made
+   * and rotated away while the source was stopped, or before it looked). Set at the source's first
+   * run; it moves forward only when released files are forgotten (RELEASED_MAX).
    */
-  readonly previousRunAt: number | undefined;
+  readonly horizon: number;
+  /** Whether the source followed this file: a checkpoint of its device and inode, or a released file of that creation time. */
+  knownFile(dev: number, ino: number, birth: number): boolean;
+  /** The first-bytes fingerprints of every file the source followed and remembers (a copy of one has the same). */
+  knownHeads(): { fingerprint: string; fingerprintLength: number }[];
   /**
    * The offsets at which chunks must be cut when resuming a stream: each sink's acknowledged
    * offset above the resume offset. A chunk must not straddle one of them, so a sink that is

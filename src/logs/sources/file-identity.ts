@@ -15,8 +15,17 @@ export function fingerprint(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex').slice(0, 32);
 }
 
-export function identityOf(path: string, dev: number, ino: number, head: Buffer): FileIdentity {
-  return { path, dev, ino, fingerprint: fingerprint(head), fingerprintLength: head.length };
+/** `birth`: the file's creation time (birthtimeMs); 0 or undefined where the file system does not say. */
+export function identityOf(
+  path: string,
+  dev: number,
+  ino: number,
+  head: Buffer,
+  birth?: number | undefined,
+): FileIdentity {
+  const id: FileIdentity = { path, dev, ino, fingerprint: fingerprint(head), fingerprintLength: head.length };
+  if (birth !== undefined && birth > 0) id.birth = birth;
+  return id;
 }
 
 export function markOf(offset: number, bytes: Buffer): ReadMark {

@@ -38,7 +38,9 @@ function context(clock = new FakeClock()): {
     hasCapacity: () => !full,
     maxChunkEvents: 10_000,
     checkpoints: {
-      previousRunAt: undefined,
+      horizon: 0,
+      knownFile: () => assert.fail('stdin has no checkpoints'),
+      knownHeads: () => assert.fail('stdin has no checkpoints'),
       list: () => [],
       cutPoints: () => [],
       register: () => assert.fail('stdin has no checkpoints'),

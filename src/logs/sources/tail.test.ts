@@ -868,6 +868,31 @@ describe('tail source', () => {
     await waitFor(() => store2.entries().length === 1, { what: 'the rotated files released' });
   });
 
+  test('regression: a file that takes the live name and is rotated away before the source looks is read whole', async () => {
+    const { dir, store } = fresh();
+    const path = join(dir, 'app.log');
+    writeFileSync(path, numbered(0, 100));
+    const p = new FakePipeline(store);
+    const src = tail(tailConfig(dir, { include: [path] }), p);
+    await src.start();
+    await waitFor(() => p.messages().length === 100, { what: 'the first file' });
+    // Two rotations in one go: the middle file is never at the live name when the source looks.
+    appendFileSync(path, numbered(100, 110));
+    renameSync(path, `${path}.1`);
+    writeFileSync(path, numbered(110, 150));
+    renameSync(path, `${path}.2`);
+    writeFileSync(path, numbered(150, 160));
+    await waitFor(() => p.messages().length >= 160, { what: 'every line' });
+    assertExactlyOnce(p, 160);
+    // Numbered rotation shifts the old files: a file already read, under a new rotated name, is not read again.
+    await waitFor(() => store.entries().length === 1, { what: 'the rotated files released' });
+    renameSync(`${path}.2`, `${path}.3`);
+    renameSync(`${path}.1`, `${path}.2`);
+    appendFileSync(path, numbered(160, 170));
+    await waitFor(() => p.messages().length >= 170, { what: 'the next lines' });
+    assertExactlyOnce(p, 170);
+  });
+
   test('regression: a new file is found through the directory watch, not at the next globInterval', async () => {
     const { dir, store } = fresh();
     const p = new FakePipeline(store);

@@ -48,11 +48,6 @@ export const GONE_AFTER_MS = 60_000;
 const BACKLOG_REASON_AFTER_MS = 1000;
 /** The most paths named in one readiness reason. */
 const REASON_PATHS = 3;
-/**
- * The kernel stamps a file's times from a clock a tick or so coarser than Date.now(): a file made
- * just after the previous run's last checkpoint write can carry a time a little before it.
- */
-const BIRTH_SLACK_MS = 10;
 
 interface TailedFile {
   key: string;
@@ -139,6 +134,8 @@ class TailSource implements LogSource {
   #resumable = new Map<string, Resumable[]>();
   /** When each unclaimed checkpoint was first looked for in vain, by stream. */
   #missingSince = new Map<string, number>();
+  /** Rotated files never followed, by identity, with their size when last looked at (see #adoptRotated). */
+  #candidates = new Map<string, number>();
   /** Paths the source cannot read now, with the error code; each is logged when it starts and ends. */
   #unreadable = new Map<string, string>();
   #initial = true;
@@ -189,8 +186,7 @@ class TailSource implements LogSource {
   }
 
   async #start(): Promise<void> {
-    const points = this.#ctx.checkpoints.list();
-    for (const e of points) {
+    for (const e of this.#ctx.checkpoints.list()) {
       const key = `${e.identity.dev}:${e.identity.ino}`;
       const list = this.#resumable.get(key) ?? [];
       list.push({ ...e, claimed: false });
@@ -199,7 +195,6 @@ class TailSource implements LogSource {
     // Watch first: a file renamed while the start-up scan runs raises an event, not a miss.
     this.#syncWatches();
     await this.#rescan();
-    await this.#recoverRotatedWhileStopped(points);
     this.#initial = false;
     if (this.#stopped) return;
     this.#loop = this.#run().catch((err: unknown) =>
@@ -271,6 +266,9 @@ class TailSource implements LogSource {
       for (let i = 0; i < files.length && !this.#blocked && !this.#stopped; i++) {
         const f = files[(first + i) % files.length]!;
         if (this.#files.get(f.key) === f && (await this.#service(f))) progressed = true;
+        // A file that appeared is looked at between two files, not after a whole turn.
+        if (this.#rescanWanted && !this.#blocked && !this.#stopped && (await this.#rescan()))
+          progressed = true;
       }
       if (this.#stopped) return;
       if (this.#blocked) continue;
@@ -431,7 +429,8 @@ class TailSource implements LogSource {
           break;
         }
         f.atEnd = false;
-        if (!next || this.#blocked || this.#stopped) break;
+        // A rescan is wanted (a file appeared or was renamed): go and look before it moves on.
+        if (!next || this.#blocked || this.#stopped || this.#rescanWanted) break;
         plan = next;
       }
     } finally {
@@ -475,7 +474,7 @@ class TailSource implements LogSource {
     if (n < known || this.#headBuf.compare(f.head, 0, known, 0, known) !== 0) return false;
     if (n > known) {
       f.head = Buffer.from(this.#headBuf.subarray(0, n));
-      f.identity = identityOf(f.path, f.dev, f.ino, f.head);
+      f.identity = identityOf(f.path, f.dev, f.ino, f.head, f.identity.birth);
       this.#ctx.checkpoints.register(f.stream, f.identity);
     }
     return true;
@@ -545,7 +544,7 @@ class TailSource implements LogSource {
     const head = await this.#readHead(f.fd);
     f.head = head;
     f.stream = this.#newStream(f.dev, f.ino);
-    f.identity = identityOf(f.path, f.dev, f.ino, head);
+    f.identity = identityOf(f.path, f.dev, f.ino, head, f.identity.birth);
     this.#ctx.checkpoints.register(f.stream, f.identity);
     f.framer.reset(0);
     f.chunkFrom = 0;
@@ -664,11 +663,21 @@ class TailSource implements LogSource {
       f !== undefined ||
       this.#matches(path) ||
       this.#resumable.size > 0 ||
-      this.#unreadable.size > 0
+      this.#unreadable.size > 0 ||
+      this.#isRotatedLive(dir, name!)
     ) {
       this.#rescanWanted = true;
       this.#wakeUp();
     }
+  }
+
+  /** `name` in `dir` is what rotation makes of a file the source follows there. */
+  #isRotatedLive(dir: string, name: string): boolean {
+    for (const f of this.#files.values())
+      if (!f.orphan && dirname(f.path) === dir && isRotatedName(f.path, name)) return true;
+    for (const g of this.#include)
+      if (g.isFixed && dirname(g.base) === dir && isRotatedName(g.base, name)) return true;
+    return false;
   }
 
   #matches(path: string): boolean {
@@ -742,9 +751,91 @@ class TailSource implements LogSource {
       }
     }
     await this.#recoverMissing(problems);
+    await this.#adoptRotated();
     this.#report(problems);
     this.#syncWatches();
     return opened || this.#files.size > before;
+  }
+
+  /** Made after the horizon and never followed: the source has not seen this file before. */
+  #new(st: Stats): boolean {
+    const birth = st.birthtimeMs;
+    return (
+      birth > 0 &&
+      birth > this.#ctx.checkpoints.horizon &&
+      !this.#ctx.checkpoints.knownFile(st.dev, st.ino, birth)
+    );
+  }
+
+  /** The live files' directories, each with the live names in it (the fixed patterns' too). */
+  #liveNames(): Map<string, string[]> {
+    const live = new Map<string, string[]>();
+    const add = (path: string): void => {
+      const dir = dirname(path);
+      const names = live.get(dir);
+      if (names === undefined) live.set(dir, [path]);
+      else if (!names.includes(path)) names.push(path);
+    };
+    for (const f of this.#files.values()) if (!f.orphan) add(f.path);
+    for (const g of this.#include) if (g.isFixed) add(g.base);
+    return live;
+  }
+
+  /**
+   * Files under a live file's rotated name (`app.log.1` beside `app.log`) that the source never
+   * followed and that were made after the horizon: they took the live name and were rotated away
+   * before the source saw them (it was stopped, or busy for longer than the file kept its name).
+   * They are read from their beginning, then let go. Compressed files, and copies of a followed
+   * file (copytruncate's: the same first bytes), are left alone. A file is taken only once two looks
+   * found it the same size: a copy still being written has not got its first bytes yet.
+   */
+  async #adoptRotated(): Promise<void> {
+    const candidates = new Map<string, number>();
+    for (const [dir, live] of this.#liveNames()) {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (this.#stopped) return;
+        const path = join(dir, name);
+        if (this.#byPath.has(path) || this.#matches(path) || !live.some((l) => isRotatedName(l, name)))
+          continue;
+        let st: Stats;
+        try {
+          st = await stat(path);
+        } catch {
+          continue;
+        }
+        if (!st.isFile() || this.#files.has(`${st.dev}:${st.ino}`) || !this.#new(st)) continue;
+        const id = `${st.dev}:${st.ino}:${st.birthtimeMs}`;
+        candidates.set(id, st.size);
+        if (this.#candidates.get(id) !== st.size) continue;
+        const head = await this.#headOf(path);
+        if (head === undefined || looksCompressed(head) || this.#isCopy(head)) continue;
+        this.#ctx.logger.info(
+          { path, source: this.#ctx.name },
+          'found a file that was made and rotated away before pillion saw it; reading it from its start',
+        );
+        await this.#openFile(path, true, { fresh: true });
+      }
+    }
+    this.#candidates = candidates;
+  }
+
+  /** The first bytes are those of a file the source followed: a copy of it (copytruncate). */
+  #isCopy(head: Buffer): boolean {
+    const byLength = new Map<number, string>();
+    for (const k of this.#ctx.checkpoints.knownHeads()) {
+      const len = k.fingerprintLength;
+      if (len === 0 || head.length < len) continue;
+      let fp = byLength.get(len);
+      if (fp === undefined) byLength.set(len, (fp = fingerprint(head.subarray(0, len))));
+      if (fp === k.fingerprint) return true;
+    }
+    return false;
   }
 
   /**
@@ -873,16 +964,12 @@ class TailSource implements LogSource {
     }
     if (stream === undefined) {
       stream = this.#newStream(st.dev, st.ino);
-      if (
-        this.#initial &&
-        this.#config.startAt === 'end' &&
-        !match &&
-        !opts.fresh &&
-        !this.#bornSinceLastRun(st)
-      )
+      // startAt applies to what was there before the source's first run; a file made since, that
+      // it never saw (it was stopped), is read from its beginning like any file that appears later.
+      if (this.#initial && this.#config.startAt === 'end' && !match && !opts.fresh && !this.#new(st))
         offset = st.size;
     }
-    const identity = identityOf(path, st.dev, st.ino, head);
+    const identity = identityOf(path, st.dev, st.ino, head, st.birthtimeMs);
     this.#ctx.checkpoints.register(stream, identity);
     const now = this.#ctx.clock.now();
     const mark = Buffer.allocUnsafe(MARK_BYTES);
@@ -970,12 +1057,6 @@ class TailSource implements LogSource {
       // Unreadable there: treat as changed.
     }
     return 'rewritten';
-  }
-
-  /** Made after the previous run last wrote its checkpoints: that run never saw it. */
-  #bornSinceLastRun(st: Stats): boolean {
-    const since = this.#ctx.checkpoints.previousRunAt;
-    return since !== undefined && st.birthtimeMs > 0 && st.birthtimeMs > since - BIRTH_SLACK_MS;
   }
 
   /** The newest checkpoint of this device and inode whose fingerprint matches the file's first bytes. */
@@ -1070,59 +1151,6 @@ class TailSource implements LogSource {
       `letting go of the checkpoint of a file that is gone: ${why} (pillion_logs_files_abandoned_total)`,
     );
     if (unread > 0) this.#loss.lost('gone', unread, { path: r.identity.path });
-  }
-
-  /**
-   * Files made while Pillion was not running, that took a followed file's name and were rotated
-   * away before it came back: no checkpoint names them and no pattern matches them, but their name
-   * is the live one's rotated (`app.log.3` beside `app.log`) and they were created after the
-   * previous run last wrote its checkpoints. They are read from their beginning, then let go.
-   * Compressed files and copies of a checkpointed file (copytruncate's) are left alone.
-   */
-  async #recoverRotatedWhileStopped(points: ResumePoint[]): Promise<void> {
-    const since = this.#ctx.checkpoints.previousRunAt;
-    if (since === undefined || this.#stopped) return;
-    const live = new Map<string, Set<string>>();
-    const addLive = (path: string): void => {
-      const dir = dirname(path);
-      const set = live.get(dir) ?? new Set<string>();
-      set.add(path);
-      live.set(dir, set);
-    };
-    for (const f of this.#files.values()) if (!f.orphan) addLive(f.path);
-    for (const p of points) if (this.#matches(p.identity.path)) addLive(p.identity.path);
-    const known = points.map((p) => p.identity);
-    for (const [dir, paths] of live) {
-      let names: string[];
-      try {
-        names = await readdir(dir);
-      } catch {
-        continue;
-      }
-      for (const name of names) {
-        if (this.#stopped) return;
-        const path = join(dir, name);
-        if (this.#byPath.has(path) || this.#matches(path)) continue;
-        if (![...paths].some((l) => isRotatedName(l, name))) continue;
-        let st: Stats;
-        try {
-          st = await stat(path);
-        } catch {
-          continue;
-        }
-        const key = `${st.dev}:${st.ino}`;
-        if (!st.isFile() || this.#files.has(key) || this.#resumable.has(key)) continue;
-        if (!(st.birthtimeMs > 0 && st.birthtimeMs > since - BIRTH_SLACK_MS)) continue;
-        const head = await this.#headOf(path);
-        if (head === undefined || looksCompressed(head)) continue;
-        if (known.some((id) => id.fingerprintLength > 0 && sameHead(id, head))) continue;
-        this.#ctx.logger.info(
-          { path, source: this.#ctx.name },
-          'a file was made and rotated away while pillion was not running; reading it from its start',
-        );
-        await this.#openFile(path, true, { fresh: true });
-      }
-    }
   }
 
   async #headOf(path: string): Promise<Buffer | undefined> {

@@ -65,7 +65,9 @@ export function fakeContext(name = 'app'): FakeContext {
     hasCapacity: () => room,
     maxChunkEvents: 10_000,
     checkpoints: {
-      previousRunAt: undefined,
+      horizon: 0,
+      knownFile: () => false,
+      knownHeads: () => [],
       list: () => [],
       cutPoints: () => [],
       register: () => {},
