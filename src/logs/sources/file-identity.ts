@@ -3,8 +3,12 @@
 // Also how a rotated file is recognised by its name (`app.log.1`, `app.log-20261205`).
 
 import { createHash } from 'node:crypto';
+import { read } from 'node:fs';
 import { basename } from 'node:path';
-import type { FileIdentity, ReadMark } from '../types.js';
+import { promisify } from 'node:util';
+import type { FileIdentity, ReadMark, ResumePoint } from '../types.js';
+
+const readAsync = promisify(read);
 
 /** The fingerprint covers this many first bytes of a file (fewer while the file is shorter). */
 export const FINGERPRINT_BYTES = 256;
@@ -36,6 +40,29 @@ export function markOf(offset: number, bytes: Buffer): ReadMark {
 export function sameHead(identity: FileIdentity, head: Buffer): boolean {
   const len = identity.fingerprintLength;
   return head.length >= len && fingerprint(head.subarray(0, len)) === identity.fingerprint;
+}
+
+/**
+ * Whether a checkpoint still describes the open file `fd` of `size` bytes: long enough, and the
+ * bytes its mark covers unchanged. `scratch` holds at least MARK_BYTES.
+ */
+export async function verifyResume(
+  fd: number,
+  size: number,
+  r: ResumePoint,
+  scratch: Buffer,
+): Promise<'ok' | 'truncated' | 'rewritten'> {
+  if (size < r.offset) return 'truncated';
+  const m = r.mark;
+  if (m === undefined || m.length === 0) return 'ok';
+  if (size < m.offset) return 'truncated';
+  try {
+    const n = (await readAsync(fd, scratch, 0, m.length, m.offset - m.length)).bytesRead;
+    if (n === m.length && fingerprint(scratch.subarray(0, n)) === m.fingerprint) return 'ok';
+  } catch {
+    // Unreadable there: taken as changed.
+  }
+  return 'rewritten';
 }
 
 /**

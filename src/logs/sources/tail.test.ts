@@ -29,7 +29,8 @@ import { CheckpointStore } from '../checkpoints.js';
 import type { TailSourceConfig } from '../config.js';
 import { fakeSourceStats } from '../test-support/source-context.js';
 import type { Chunk, LogEvent, LogSource, SourceContext } from '../types.js';
-import { createTailSource, GONE_AFTER_MS } from './tail.js';
+import { GONE_AFTER_MS } from './resumables.js';
+import { createTailSource } from './tail.js';
 
 const silent = pino({ level: 'silent' });
 

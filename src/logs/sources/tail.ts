@@ -15,7 +15,7 @@ import { DirWatcher } from '../../lib/dir-watcher.js';
 import type { Series } from '../../metrics/index.js';
 import type { TailSourceConfig } from '../config.js';
 import { LossLog } from '../loss.js';
-import type { FileIdentity, LogEvent, LogSource, ResumePoint, SourceContext } from '../types.js';
+import type { FileIdentity, LogEvent, LogSource, SourceContext } from '../types.js';
 import {
   FINGERPRINT_BYTES,
   fingerprint,
@@ -24,10 +24,12 @@ import {
   looksCompressed,
   MARK_BYTES,
   markOf,
-  sameHead,
+  verifyResume,
 } from './file-identity.js';
 import { Glob, globFiles, isAbsent, type WalkErrors } from './glob.js';
 import { LineFramer } from './line-framer.js';
+import { type Resumable, Resumables } from './resumables.js';
+import { UnreadablePaths } from './unreadable-paths.js';
 
 const readAsync = promisify(read);
 const fstatAsync = promisify(fstat);
@@ -42,12 +44,8 @@ const closeAsync = promisify(close);
 const READ_BYTES = 256 * 1024;
 /** Reads of one file before the loop moves on to the next, so a busy file does not starve others. */
 const READS_PER_TURN = 16;
-/** A checkpointed file not found for this long is let go, logged and counted as abandoned. */
-export const GONE_AFTER_MS = 60_000;
 /** A source paused this long shows its backlog in /readyz (shorter pauses are a sink's normal pace). */
 const BACKLOG_REASON_AFTER_MS = 1000;
-/** The most paths named in one readiness reason. */
-const REASON_PATHS = 3;
 
 interface TailedFile {
   key: string;
@@ -99,12 +97,6 @@ interface Fetched {
   same: boolean;
 }
 
-interface Resumable extends ResumePoint {
-  claimed: boolean;
-}
-
-type Verdict = 'ok' | 'truncated' | 'rewritten';
-
 export function createTailSource(
   config: TailSourceConfig,
   ctx: SourceContext,
@@ -130,14 +122,11 @@ class TailSource implements LogSource {
   #bufs = [Buffer.allocUnsafe(MARK_BYTES + READ_BYTES), Buffer.allocUnsafe(MARK_BYTES + READ_BYTES)];
   #headBuf = Buffer.allocUnsafe(FINGERPRINT_BYTES);
   #markBuf = Buffer.allocUnsafe(MARK_BYTES);
-  /** Checkpoints not claimed by an open file yet, by device and inode. */
-  #resumable = new Map<string, Resumable[]>();
-  /** When each unclaimed checkpoint was first looked for in vain, by stream. */
-  #missingSince = new Map<string, number>();
+  /** Checkpoints not claimed by an open file yet. */
+  #resumable: Resumables;
   /** Rotated files never followed, by identity, with their size when last looked at (see #adoptRotated). */
   #candidates = new Map<string, number>();
-  /** Paths the source cannot read now, with the error code; each is logged when it starts and ends. */
-  #unreadable = new Map<string, string>();
+  #unreadable: UnreadablePaths;
   #initial = true;
 
   #starting: Promise<void> | undefined;
@@ -170,6 +159,8 @@ class TailSource implements LogSource {
       logger: ctx.logger,
       clock: ctx.clock,
     });
+    this.#resumable = new Resumables(ctx, this.#loss);
+    this.#unreadable = new UnreadablePaths(ctx);
     this.#watcher = new DirWatcher({
       onEvent: (dir, name, kind) => this.#watched(dir, name, kind),
       onUnwatchable: (dir, err) =>
@@ -186,12 +177,7 @@ class TailSource implements LogSource {
   }
 
   async #start(): Promise<void> {
-    for (const e of this.#ctx.checkpoints.list()) {
-      const key = `${e.identity.dev}:${e.identity.ino}`;
-      const list = this.#resumable.get(key) ?? [];
-      list.push({ ...e, claimed: false });
-      this.#resumable.set(key, list);
-    }
+    this.#resumable.load(this.#ctx.checkpoints.list());
     // Watch first: a file renamed while the start-up scan runs raises an event, not a miss.
     this.#syncWatches();
     await this.#rescan();
@@ -244,11 +230,8 @@ class TailSource implements LogSource {
           `logs source "${name}" has ${formatBytes(bytes)} not read yet in ${files} file${files === 1 ? '' : 's'}, paused ${Math.round((now - this.#pausedSince) / 1000)}s for its sinks`,
         );
     }
-    if (this.#unreadable.size > 0) {
-      const list = [...this.#unreadable].slice(0, REASON_PATHS).map(([p, code]) => `${p} (${code})`);
-      const more = this.#unreadable.size - list.length;
-      out.push(`logs source "${name}" cannot read ${list.join(', ')}${more > 0 ? ` and ${more} more` : ''}`);
-    }
+    const unreadable = this.#unreadable.reason();
+    if (unreadable !== undefined) out.push(unreadable);
     return out;
   }
 
@@ -690,8 +673,7 @@ class TailSource implements LogSource {
     const dirs = new Set<string>();
     for (const g of this.#include) dirs.add(g.isFixed ? dirname(g.base) : g.base);
     for (const f of this.#files.values()) dirs.add(dirname(f.path));
-    for (const list of this.#resumable.values())
-      for (const r of list) if (!r.claimed) dirs.add(dirname(r.identity.path));
+    for (const dir of this.#resumable.byDir(dirname).keys()) dirs.add(dir);
     this.#watcher.sync(dirs);
   }
 
@@ -752,7 +734,7 @@ class TailSource implements LogSource {
     }
     await this.#recoverMissing(problems);
     await this.#adoptRotated();
-    this.#report(problems);
+    this.#unreadable.report(problems);
     this.#syncWatches();
     return opened || this.#files.size > before;
   }
@@ -887,27 +869,6 @@ class TailSource implements LogSource {
     this.#ctx.stats.forgetLag(path);
   }
 
-  /** Logs each path that became unreadable, or readable again, once; keeps the gauge. */
-  #report(problems: WalkErrors): void {
-    // Paths that cannot be read are excluded from what was matched; a file opened since is fine.
-    for (const [path, code] of problems) {
-      if (this.#unreadable.get(path) === code) continue;
-      this.#ctx.logger.warn(
-        { code: 'PILLION_ERR_LOGS_UNREADABLE', path, error: code, source: this.#ctx.name },
-        `logs source "${this.#ctx.name}" cannot read ${path} (${code}); what it holds is not followed until it can be read`,
-      );
-    }
-    for (const path of this.#unreadable.keys()) {
-      if (problems.has(path)) continue;
-      this.#ctx.logger.info(
-        { path, source: this.#ctx.name },
-        `logs source "${this.#ctx.name}" can read ${path} again`,
-      );
-    }
-    this.#unreadable = problems;
-    this.#ctx.stats.unreadablePaths.value = problems.size;
-  }
-
   /**
    * Starts following a file: resumes from its checkpoint when one matches its identity (and its
    * mark still holds), else reads from startAt (files present at start) or from the beginning
@@ -939,19 +900,14 @@ class TailSource implements LogSource {
       return undefined;
     }
     const head = await this.#readHead(fd);
-    const match = opts.resume ?? (opts.fresh ? undefined : this.#claim(key, head));
-    if (!opts.resume) {
-      // Checkpoints of this inode that its first bytes do not match: it holds another file now.
-      for (const r of this.#resumable.get(key) ?? [])
-        if (!r.claimed) this.#abandon(r, 'its inode now holds another file');
-      this.#resumable.delete(key);
-    }
+    const match = opts.resume ?? (opts.fresh ? undefined : this.#resumable.claim(key, head));
+    // Checkpoints of this inode that its first bytes do not match: it holds another file now.
+    if (!opts.resume) this.#resumable.dropInode(key);
     let stream: string | undefined;
     let offset = 0;
     let cuts: number[] = [];
     if (match) {
-      this.#missingSince.delete(match.stream);
-      const verdict = await this.#verifyResume(fd, st, match);
+      const verdict = await verifyResume(fd, st.size, match, this.#markBuf);
       if (verdict === 'ok') {
         stream = match.stream;
         offset = match.offset;
@@ -1044,39 +1000,6 @@ class TailSource implements LogSource {
     return f;
   }
 
-  /** Whether a checkpoint still describes the file: long enough, and its mark unchanged. */
-  async #verifyResume(fd: number, st: Stats, r: ResumePoint): Promise<Verdict> {
-    if (st.size < r.offset) return 'truncated';
-    const m = r.mark;
-    if (m === undefined || m.length === 0) return 'ok';
-    if (st.size < m.offset) return 'truncated';
-    try {
-      const n = (await readAsync(fd, this.#markBuf, 0, m.length, m.offset - m.length)).bytesRead;
-      if (n === m.length && fingerprint(this.#markBuf.subarray(0, n)) === m.fingerprint) return 'ok';
-    } catch {
-      // Unreadable there: treat as changed.
-    }
-    return 'rewritten';
-  }
-
-  /** The newest checkpoint of this device and inode whose fingerprint matches the file's first bytes. */
-  #claim(key: string, head: Buffer): Resumable | undefined {
-    const list = this.#resumable.get(key);
-    if (!list) return undefined;
-    let found: Resumable | undefined;
-    for (let i = list.length - 1; i >= 0; i--) {
-      const r = list[i]!;
-      if (!r.claimed && sameHead(r.identity, head)) {
-        found = r;
-        break;
-      }
-    }
-    if (!found) return undefined;
-    found.claimed = true;
-    if (list.every((r) => r.claimed)) this.#resumable.delete(key);
-    return found;
-  }
-
   /**
    * Checkpointed files no pattern matched: a file rotated away (or renamed while the scan ran) is
    * looked for beside its last known path, by device, inode and fingerprint, whatever its name, and
@@ -1085,17 +1008,7 @@ class TailSource implements LogSource {
    */
   async #recoverMissing(problems: WalkErrors): Promise<void> {
     if (this.#resumable.size === 0) return;
-    const byDir = new Map<string, Resumable[]>();
-    for (const list of this.#resumable.values()) {
-      for (const r of list) {
-        if (r.claimed) continue;
-        const dir = dirname(r.identity.path);
-        const l = byDir.get(dir) ?? [];
-        l.push(r);
-        byDir.set(dir, l);
-      }
-    }
-    for (const [dir, list] of byDir) {
+    for (const [dir, list] of this.#resumable.byDir(dirname)) {
       let names: string[] = [];
       try {
         names = await readdir(dir);
@@ -1116,41 +1029,13 @@ class TailSource implements LogSource {
         if (!st.isFile() || this.#files.has(key) || !this.#resumable.has(key)) continue;
         const head = await this.#headOf(path);
         if (head === undefined) continue;
-        const match = this.#claim(key, head);
+        const match = this.#resumable.claim(key, head);
         if (match) await this.#openFile(path, !this.#matches(path), { resume: match, problems });
-        else {
-          // That inode holds another file now (deleted, and the inode reused): those checkpoints are done.
-          for (const r of this.#resumable.get(key) ?? [])
-            if (!r.claimed) this.#abandon(r, 'its inode now holds another file');
-          this.#resumable.delete(key);
-        }
+        // That inode holds another file now (deleted, and the inode reused): those checkpoints are done.
+        else this.#resumable.dropInode(key);
       }
     }
-    const now = this.#ctx.clock.now();
-    for (const [key, list] of this.#resumable) {
-      for (const r of list) {
-        if (r.claimed) continue;
-        const since = this.#missingSince.get(r.stream);
-        if (since === undefined) this.#missingSince.set(r.stream, now);
-        else if (now - since >= GONE_AFTER_MS)
-          this.#abandon(r, `it was not found for ${GONE_AFTER_MS / 1000}s`);
-      }
-      if (list.every((r) => r.claimed)) this.#resumable.delete(key);
-    }
-  }
-
-  /** Lets a checkpoint go whose file is gone: logged, and counted with what it still held unread. */
-  #abandon(r: Resumable, why: string): void {
-    r.claimed = true;
-    this.#missingSince.delete(r.stream);
-    this.#ctx.checkpoints.release(r.stream, r.offset);
-    this.#ctx.stats.abandoned('gone').value++;
-    const unread = Math.max(0, (r.size ?? r.offset) - r.offset);
-    this.#ctx.logger.warn(
-      { path: r.identity.path, source: this.#ctx.name, unread },
-      `letting go of the checkpoint of a file that is gone: ${why} (pillion_logs_files_abandoned_total)`,
-    );
-    if (unread > 0) this.#loss.lost('gone', unread, { path: r.identity.path });
+    this.#resumable.sweep(this.#ctx.clock.now());
   }
 
   async #headOf(path: string): Promise<Buffer | undefined> {
