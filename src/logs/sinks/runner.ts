@@ -3,10 +3,8 @@
 // A run of failures is remembered in the data directory, so a restart during an outage does not
 // look healthy until the sink has failed for another unhealthyAfter.
 
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { writeFileAtomicSync } from '../../lib/atomic-write.js';
 import type { TimerHandle } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import type { Series } from '../../metrics/index.js';
@@ -14,6 +12,7 @@ import { type BufferPosition, DiskBuffer } from '../buffer/disk-buffer.js';
 import type { BatchConfig, BufferConfig, RetryConfig } from '../config.js';
 import type { Chunk, LogEvent, SendOutcome, SinkDriver, Timing } from '../types.js';
 import { DeadLetterFile } from './dead-letter.js';
+import { FailingSinceFile } from './failing-since.js';
 
 export interface SinkStats {
   events: Series;
@@ -83,12 +82,6 @@ interface Waiter {
   resolve: () => void;
 }
 
-/** `<dataDir>/health/<sink>.json`: the current run of failures, kept across restarts. */
-interface FailingState {
-  failingSince: number;
-  reason: string;
-}
-
 interface Batch {
   events: LogEvent[];
   bytes: number;
@@ -154,7 +147,7 @@ export class SinkRunner {
   /** A run of failures that was going on when the process last stopped (see failingSince). */
   #carriedSince: number | undefined;
   #lastFailure: string | undefined;
-  readonly #healthFile: string;
+  readonly #healthFile: FailingSinceFile;
   readonly #onHealthChange: (() => void) | undefined;
   #lastLogAt: number | undefined;
   #suppressed = 0;
@@ -173,14 +166,18 @@ export class SinkRunner {
     this.#stats = opts.stats;
     this.#onAck = opts.onAck;
     this.#onHealthChange = opts.onHealthChange;
-    this.#healthFile = join(opts.dataDir, 'health', `${opts.name}.json`);
+    this.#healthFile = new FailingSinceFile(opts.dataDir, opts.name, opts.logger);
   }
 
   /** Opens the disk buffer and starts delivering, beginning with what it holds from before a restart. */
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
-    this.#loadHealth();
+    const carried = this.#healthFile.load();
+    if (carried) {
+      this.#carriedSince = carried.failingSince;
+      this.#lastFailure = carried.reason;
+    }
     if (this.#diskMode) {
       const dir = join(this.#dataDir, 'buffers', this.#name);
       try {
@@ -776,41 +773,6 @@ export class SinkRunner {
 
   // --- failures -------------------------------------------------------------------------------
 
-  #loadHealth(): void {
-    let text: string;
-    try {
-      text = readFileSync(this.#healthFile, 'utf8');
-    } catch {
-      return; // none: the sink was not failing when the process stopped
-    }
-    try {
-      const st = JSON.parse(text) as Partial<FailingState>;
-      if (typeof st.failingSince === 'number' && Number.isFinite(st.failingSince)) {
-        this.#carriedSince = st.failingSince;
-        this.#lastFailure = typeof st.reason === 'string' ? st.reason : 'failing before the restart';
-      }
-    } catch {
-      // Torn by a crash: the run of failures starts again at the next failure.
-    }
-  }
-
-  /** Writes (or, with undefined, removes) the health file; only at the start and end of a run of failures. */
-  #saveHealth(st: FailingState | undefined): void {
-    try {
-      if (st === undefined) rmSync(this.#healthFile, { force: true });
-      else {
-        mkdirSync(join(this.#dataDir, 'health'), { recursive: true });
-        writeFileAtomicSync(this.#healthFile, Buffer.from(JSON.stringify(st)), { mode: 0o600, sync: false });
-      }
-    } catch (err) {
-      // Readiness after a restart may then be green for unhealthyAfter; delivery is not affected.
-      this.#log.warn(
-        { code: 'PILLION_ERR_LOGS_DATA_DIR', err, file: this.#healthFile },
-        'cannot record the sink failing in the data directory',
-      );
-    }
-  }
-
   #deadLetter(): DeadLetterFile {
     this.#deadLetters ??= new DeadLetterFile({
       dataDir: this.#dataDir,
@@ -853,21 +815,21 @@ export class SinkRunner {
     if (this.#failingSince !== undefined) return;
     this.#failingSince = this.#carriedSince ?? this.#timing.clock.now();
     this.#carriedSince = undefined;
-    this.#saveHealth({ failingSince: this.#failingSince, reason });
+    this.#healthFile.save({ failingSince: this.#failingSince, reason });
     this.#onHealthChange?.();
   }
 
   #succeeded(): void {
     if (this.#carriedSince !== undefined) {
       this.#carriedSince = undefined;
-      this.#saveHealth(undefined);
+      this.#healthFile.save(undefined);
       this.#onHealthChange?.();
     }
     const since = this.#failingSince;
     if (since === undefined) return;
     this.#failingSince = undefined;
     this.#lastFailure = undefined;
-    this.#saveHealth(undefined);
+    this.#healthFile.save(undefined);
     this.#onHealthChange?.();
     this.#roomMaybe();
     if (this.#loggedThisRun)
