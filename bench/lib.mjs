@@ -257,10 +257,143 @@ export function statusMb(pid, field) {
   }
 }
 
+// Peak of the summed VmRSS of a process tree, sampled; the tree is listed again every second.
+export function startRssSampler(rootPid, everyMs = 50) {
+  let pids = procTree(rootPid);
+  let peak = 0;
+  let listedAt = Date.now();
+  const sample = () => {
+    if (Date.now() - listedAt > 1000) {
+      pids = procTree(rootPid);
+      listedAt = Date.now();
+    }
+    let mb = 0;
+    for (const pid of pids) mb += statusMb(pid, 'VmRSS') ?? 0;
+    peak = Math.max(peak, mb);
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return {
+    /** The peak so far; resetPeak() starts a new phase (an outage, then its catch-up). */
+    peak: () => peak,
+    resetPeak() {
+      sample();
+      peak = 0;
+      sample();
+    },
+    stop() {
+      clearInterval(timer);
+      sample();
+      return peak;
+    },
+  };
+}
+
 export function rssMb(rootPid) {
   let mb = 0;
   for (const pid of procTree(rootPid)) mb += statusMb(pid, 'VmRSS') ?? 0;
   return mb;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output checks (logs): lines counted as they arrive, and the `seq` values of the final output.
+
+// Counts '\n' in a file that grows, reading only what is new since the last call.
+export class FileLineCounter {
+  #file;
+  #fd = null;
+  #offset = 0;
+  #buf = Buffer.allocUnsafe(8 * 1024 * 1024);
+  count = 0;
+
+  constructor(file) {
+    this.#file = file;
+  }
+
+  poll() {
+    if (this.#fd === null) {
+      try {
+        this.#fd = fs.openSync(this.#file, 'r');
+      } catch (err) {
+        if (err.code === 'ENOENT') return this.count;
+        throw err;
+      }
+    }
+    for (;;) {
+      const n = fs.readSync(this.#fd, this.#buf, 0, this.#buf.length, this.#offset);
+      if (n === 0) break;
+      this.#offset += n;
+      for (let i = this.#buf.indexOf(10, 0); i !== -1 && i < n; i = this.#buf.indexOf(10, i + 1))
+        this.count++;
+    }
+    return this.count;
+  }
+
+  close() {
+    if (this.#fd !== null) fs.closeSync(this.#fd);
+    this.#fd = null;
+  }
+}
+
+// Which of seq 1..n the output holds: distinct, duplicated, missing, and lines without one.
+export function checkSeqs(file, n) {
+  const seen = new Uint8Array(n + 1);
+  const out = { lines: 0, distinct: 0, duplicates: 0, missing: 0, withoutSeq: 0 };
+  const key = Buffer.from('"seq":');
+  let fd;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    out.missing = n;
+    return out;
+  }
+  const buf = Buffer.allocUnsafe(8 * 1024 * 1024);
+  let carry = 0;
+  for (;;) {
+    const got = fs.readSync(fd, buf, carry, buf.length - carry, null);
+    const len = carry + got;
+    const end = got === 0 ? len : buf.lastIndexOf(10, len - 1) + 1;
+    let lineStart = 0;
+    while (lineStart < end) {
+      let nl = buf.indexOf(10, lineStart);
+      if (nl === -1 || nl >= end) nl = end;
+      out.lines++;
+      const k = buf.indexOf(key, lineStart);
+      if (k === -1 || k >= nl) {
+        out.withoutSeq++;
+      } else {
+        let p = k + key.length;
+        if (buf[p] === 34) p++; // a quoted number
+        let v = 0;
+        while (p < nl && buf[p] >= 48 && buf[p] <= 57) v = v * 10 + buf[p++] - 48;
+        if (v < 1 || v > n) out.withoutSeq++;
+        else if (seen[v]) out.duplicates++;
+        else {
+          seen[v] = 1;
+          out.distinct++;
+        }
+      }
+      lineStart = nl + 1;
+    }
+    if (got === 0) break;
+    carry = len - end;
+    if (carry === buf.length) throw new Error(`${file}: a line longer than ${buf.length} bytes`);
+    buf.copy(buf, 0, end, len);
+  }
+  fs.closeSync(fd);
+  out.missing = n - out.distinct;
+  return out;
+}
+
+// Whether a Unix socket accepts a connection (syslog-ng's control socket: it is up).
+export function canConnect(socketPath) {
+  return new Promise((resolve) => {
+    const s = net.connect(socketPath, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

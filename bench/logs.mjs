@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // Log pipeline benchmark: pillion (tail → JSON → enrich → file sink, and → HTTP sink) against
 // syslog-ng (file source → json-parser → file destination with format-json) and a bare Node loop,
-// on the same generated file of JSON lines, in one run, checkpoints on.
+// on the same generated file of JSON lines, in one run, checkpoints on. Then the fault cases
+// (bench/logs-faults.mjs): rename rotation of a live-name-only file with kill -9 restarts, pillion
+// beside syslog-ng (lines lost and duplicated), and pillion's memory through a sink outage.
 //
 //   npm run bench:logs -- [--lines 1000000] [--runs 1] [--only syslog-ng,pillion-file,pillion-http,node-loop]
+//                         [--cases throughput,rotation,outage] [--kills 5] [--rotation-lines 200000]
+//                         [--rotation-rate 50000] [--rename-ms 400] [--kill-after-ms 500] [--outage-seconds 5]
 //                         [--timeout 120] [--json out.json] [--pillion dist/cli/main.js]
 //
 // Each contender is started watching an empty directory; once it is ready, a hard link of the
@@ -15,15 +19,18 @@
 
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { faultReport, runFaultCases } from './logs-faults.mjs';
 import {
+  FileLineCounter,
   PeerStartError,
   ROOT,
+  canConnect,
+  checkSeqs,
   clean,
   clockTicks,
   cpuSeconds,
@@ -37,10 +44,10 @@ import {
   isRunning,
   machineBasics,
   onExit,
-  procTree,
   readStat,
   sleep,
   startProcess,
+  startRssSampler,
   statusMb,
   stopProcess,
   systemSeconds,
@@ -55,16 +62,17 @@ const SELF = fileURLToPath(import.meta.url);
 class RunError extends Error {}
 
 const CONTENDERS = ['syslog-ng', 'pillion-file', 'pillion-http', 'node-loop'];
+const CASES = ['throughput', 'rotation', 'outage'];
 const SYSLOG_NG = '/usr/sbin/syslog-ng';
 const READY_DEADLINE_MS = 15_000;
 const POLL_MS = 20;
-const RSS_SAMPLE_MS = 50;
 // After the last expected line arrives, wait this long for more: duplicates show up here.
 const SETTLE_MS = 1000;
 const NOISY_SHARE = 0.1;
 
-// Targets from the issue, checked in the summary.
-const TARGETS = { linesPerSec: 350_000, vsSyslogNg: 2.5, rssMb: 150 };
+// Targets from the issues, checked in the summary: 2.5× syslog-ng was the first bar; 5× with the
+// file sink is what the log role reached (2026-11-21) and must keep.
+const TARGETS = { linesPerSec: 350_000, vsSyslogNg: 2.5, fileVsSyslogNg: 5, rssMb: 150 };
 
 let tmpRoot = null;
 onExit(() => {
@@ -113,96 +121,6 @@ function generateInput(file, n) {
   }
   fs.closeSync(fd);
   return bytes;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Output checks: lines counted as they arrive, and the `seq` values of the final output.
-
-// Counts '\n' in a file that grows, reading only what is new since the last call.
-class FileLineCounter {
-  #file;
-  #fd = null;
-  #offset = 0;
-  #buf = Buffer.allocUnsafe(8 * 1024 * 1024);
-  count = 0;
-
-  constructor(file) {
-    this.#file = file;
-  }
-
-  poll() {
-    if (this.#fd === null) {
-      try {
-        this.#fd = fs.openSync(this.#file, 'r');
-      } catch (err) {
-        if (err.code === 'ENOENT') return this.count;
-        throw err;
-      }
-    }
-    for (;;) {
-      const n = fs.readSync(this.#fd, this.#buf, 0, this.#buf.length, this.#offset);
-      if (n === 0) break;
-      this.#offset += n;
-      for (let i = this.#buf.indexOf(10, 0); i !== -1 && i < n; i = this.#buf.indexOf(10, i + 1))
-        this.count++;
-    }
-    return this.count;
-  }
-
-  close() {
-    if (this.#fd !== null) fs.closeSync(this.#fd);
-    this.#fd = null;
-  }
-}
-
-// Which of seq 1..n the output holds: distinct, duplicated, missing, and lines without one.
-function checkSeqs(file, n) {
-  const seen = new Uint8Array(n + 1);
-  const out = { lines: 0, distinct: 0, duplicates: 0, missing: 0, withoutSeq: 0 };
-  const key = Buffer.from('"seq":');
-  let fd;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch {
-    out.missing = n;
-    return out;
-  }
-  const buf = Buffer.allocUnsafe(8 * 1024 * 1024);
-  let carry = 0;
-  for (;;) {
-    const got = fs.readSync(fd, buf, carry, buf.length - carry, null);
-    const len = carry + got;
-    const end = got === 0 ? len : buf.lastIndexOf(10, len - 1) + 1;
-    let lineStart = 0;
-    while (lineStart < end) {
-      let nl = buf.indexOf(10, lineStart);
-      if (nl === -1 || nl >= end) nl = end;
-      out.lines++;
-      const k = buf.indexOf(key, lineStart);
-      if (k === -1 || k >= nl) {
-        out.withoutSeq++;
-      } else {
-        let p = k + key.length;
-        if (buf[p] === 34) p++; // a quoted number
-        let v = 0;
-        while (p < nl && buf[p] >= 48 && buf[p] <= 57) v = v * 10 + buf[p++] - 48;
-        if (v < 1 || v > n) out.withoutSeq++;
-        else if (seen[v]) out.duplicates++;
-        else {
-          seen[v] = 1;
-          out.distinct++;
-        }
-      }
-      lineStart = nl + 1;
-    }
-    if (got === 0) break;
-    carry = len - end;
-    if (carry === buf.length) throw new Error(`${file}: a line longer than ${buf.length} bytes`);
-    buf.copy(buf, 0, end, len);
-  }
-  fs.closeSync(fd);
-  out.missing = n - out.distinct;
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -268,16 +186,6 @@ log { source(s_in); parser(p_json); rewrite(r_enrich); destination(d_out); flags
   }
   const counter = new FileLineCounter(outFile);
   return { child, outFile, count: async () => counter.poll(), close: () => counter.close() };
-}
-
-function canConnect(socketPath) {
-  return new Promise((resolve) => {
-    const s = net.connect(socketPath, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
 }
 
 // The one place that knows pillion's logs config; adjust it as the schema settles.
@@ -389,13 +297,26 @@ const START = {
 // Helper processes: this same file with --serve.
 
 // The HTTP sink's peer: counts the '\n' bytes of every POSTed body (no parsing), keeps the bodies
-// for the check afterwards, answers 200; GET /count tells how many lines have arrived.
-async function serveReceiver({ listen, out }) {
+// for the check afterwards, answers 200; GET /count tells how many lines have arrived. For the
+// outage case it starts down (`--down`: 503 to every delivery) and is put up and down again with
+// GET /up and GET /down.
+async function serveReceiver({ listen, out, down: startDown }) {
   const fd = fs.openSync(out, 'w');
   let count = 0;
+  let down = startDown === true;
   const server = http.createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/count') {
       res.end(String(count));
+      return;
+    }
+    if (req.method === 'GET' && (req.url === '/up' || req.url === '/down')) {
+      down = req.url === '/down';
+      res.end('ok');
+      return;
+    }
+    if (down && (req.method === 'POST' || req.method === 'PUT')) {
+      req.resume();
+      res.writeHead(503, { 'content-type': 'text/plain' }).end('down for the benchmark\n');
       return;
     }
     if (req.method !== 'POST' && req.method !== 'PUT') {
@@ -450,31 +371,6 @@ async function serveNodeLoop({ in: inDir, out }) {
 
 // ---------------------------------------------------------------------------------------------
 // One measured run of one contender.
-
-// Peak of the summed VmRSS of a process tree, sampled; the tree is listed again every second.
-function startRssSampler(rootPid) {
-  let pids = procTree(rootPid);
-  let peak = 0;
-  let listedAt = Date.now();
-  const sample = () => {
-    if (Date.now() - listedAt > 1000) {
-      pids = procTree(rootPid);
-      listedAt = Date.now();
-    }
-    let mb = 0;
-    for (const pid of pids) mb += statusMb(pid, 'VmRSS') ?? 0;
-    peak = Math.max(peak, mb);
-  };
-  sample();
-  const timer = setInterval(sample, RSS_SAMPLE_MS);
-  return {
-    stop() {
-      clearInterval(timer);
-      sample();
-      return peak;
-    },
-  };
-}
 
 function selfCpu() {
   const s = readStat(process.pid);
@@ -599,6 +495,7 @@ function checkText(r) {
 }
 
 function buildReport(opts, results) {
+  if (results.length === 0) return { lines: [], targets: [], targetsAt: 0 };
   const lines = [];
   const ok = (name) => results.filter((r) => r.name === name && !r.failed);
   const medianOf = (name, key) => {
@@ -684,10 +581,10 @@ function buildReport(opts, results) {
         result: check(rate, rate >= TARGETS.linesPerSec),
       },
       {
-        target: `${name} ≥ ${TARGETS.vsSyslogNg}× syslog-ng's lines/s`,
+        target: `${name} ≥ ${name === 'pillion-file' ? TARGETS.fileVsSyslogNg : TARGETS.vsSyslogNg}× syslog-ng's lines/s`,
         value: vs,
         shown: fmtRatio(vs),
-        result: check(vs, vs >= TARGETS.vsSyslogNg),
+        result: check(vs, vs >= (name === 'pillion-file' ? TARGETS.fileVsSyslogNg : TARGETS.vsSyslogNg)),
       },
       {
         target: `${name} peak RSS ≤ ${TARGETS.rssMb} MB`,
@@ -703,17 +600,8 @@ function buildReport(opts, results) {
       },
     );
   }
-  if (targets.length > 0) {
-    lines.push('## Targets', '');
-    lines.push(
-      table(
-        ['target', 'measured', 'result'],
-        targets.map((t) => [t.target, t.shown, t.result]),
-      ),
-      '',
-    );
-  }
-  return { lines, targets };
+  // The caller prints every case's targets together, after the fault cases.
+  return { lines, targets, targetsAt: lines.length };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,12 +617,20 @@ function parseOptions(argv) {
       timeout: { type: 'string', default: '120' },
       json: { type: 'string' },
       pillion: { type: 'string', default: path.join(ROOT, 'dist', 'cli', 'main.js') },
+      cases: { type: 'string', default: CASES.join(',') },
+      kills: { type: 'string', default: '5' },
+      'rotation-lines': { type: 'string', default: '200000' },
+      'rotation-rate': { type: 'string', default: '50000' },
+      'rename-ms': { type: 'string', default: '400' },
+      'kill-after-ms': { type: 'string', default: '500' },
+      'outage-seconds': { type: 'string', default: '5' },
       help: { type: 'boolean', short: 'h' },
       // Internal: run a helper process (this file started as a child).
       serve: { type: 'string' },
       listen: { type: 'string' },
       in: { type: 'string' },
       out: { type: 'string' },
+      down: { type: 'boolean' },
     },
   });
   if (values.help || values.serve) return values;
@@ -749,24 +645,36 @@ function parseOptions(argv) {
     if (!CONTENDERS.includes(c))
       throw new Error(`--only: unknown contender ${c}; known: ${CONTENDERS.join(', ')}`);
   }
+  const cases = values.cases.split(',').map((c) => c.trim());
+  for (const c of cases) {
+    if (!CASES.includes(c)) throw new Error(`--cases: unknown case ${c}; known: ${CASES.join(', ')}`);
+  }
   return {
     ...values,
     lines: whole('lines', 1),
     runs: whole('runs', 1),
     timeout: whole('timeout', 1),
     pillion: path.resolve(values.pillion),
-    contenders: CONTENDERS.filter((c) => only.includes(c)),
+    contenders: cases.includes('throughput') ? CONTENDERS.filter((c) => only.includes(c)) : [],
+    cases,
+    kills: whole('kills', 0),
+    rotationLines: whole('rotation-lines', 1),
+    rotationRate: whole('rotation-rate', 1),
+    renameMs: whole('rename-ms', 1),
+    killAfterMs: whole('kill-after-ms', 0),
+    outageSeconds: whole('outage-seconds', 0),
   };
 }
 
 async function runBenchmark(opts) {
-  if (opts.contenders.includes('syslog-ng')) installPeers('syslog-ng');
+  if (opts.contenders.includes('syslog-ng') || opts.cases.includes('rotation')) installPeers('syslog-ng');
   initClockTicks();
   const machine = {
     ...machineBasics(),
-    syslogNg: opts.contenders.includes('syslog-ng')
-      ? firstLine(SYSLOG_NG, ['--version']).replace(/^syslog-ng 3 \((.*)\)$/, 'syslog-ng $1')
-      : null,
+    syslogNg:
+      opts.contenders.includes('syslog-ng') || opts.cases.includes('rotation')
+        ? firstLine(SYSLOG_NG, ['--version']).replace(/^syslog-ng 3 \((.*)\)$/, 'syslog-ng $1')
+        : null,
     pillion: `pillion ${JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version} (${firstLine('git', ['-C', ROOT, 'describe', '--always', '--dirty'])})`,
     clkTck: clockTicks,
   };
@@ -816,20 +724,51 @@ async function runBenchmark(opts) {
     }
   }
 
+  const faults = await runFaultCases({
+    opts,
+    root: tmpRoot,
+    inputFile,
+    logsScript: SELF,
+    progress: (text) => process.stderr.write(`${text}\n`),
+  });
+
   const report = buildReport(opts, results);
-  for (const line of report.lines) print(line);
+  const faultLines = faultReport(opts, faults);
+  const targets = [...report.targets, ...faultLines.targets];
+  for (const line of report.lines.slice(0, report.targetsAt)) print(line);
+  for (const line of faultLines.lines) print(line);
+  if (targets.length > 0) {
+    print('## Targets');
+    print();
+    print(
+      table(
+        ['target', 'measured', 'result'],
+        targets.map((t) => [t.target, t.shown, t.result]),
+      ),
+    );
+    print();
+  }
   if (opts.json) {
     const json = {
       machine,
-      options: { lines: opts.lines, runs: opts.runs, contenders: opts.contenders, inputBytes },
+      options: {
+        lines: opts.lines,
+        runs: opts.runs,
+        contenders: opts.contenders,
+        cases: opts.cases,
+        inputBytes,
+      },
       results,
-      targets: report.targets,
+      faults,
+      targets,
       markdown: out.join('\n'),
     };
     fs.writeFileSync(opts.json, `${JSON.stringify(json, null, 2)}\n`);
     process.stderr.write(`wrote ${opts.json}\n`);
   }
-  return results.some((r) => r.failed || !r.correct) ? 1 : 0;
+  const faultsFailed =
+    faults.rotation.some((r) => r.failed) || faults.outage.some((r) => r.failed || !r.exact);
+  return results.some((r) => r.failed || !r.correct) || faultsFailed ? 1 : 0;
 }
 
 async function main() {
@@ -837,6 +776,8 @@ async function main() {
   if (opts.help) {
     process.stdout.write(
       'usage: node bench/logs.mjs [--lines 1000000] [--runs 1] [--only syslog-ng,pillion-file,pillion-http,node-loop]\n' +
+        '                           [--cases throughput,rotation,outage] [--kills 5] [--rotation-lines 200000]\n' +
+        '                           [--rotation-rate 50000] [--rename-ms 400] [--kill-after-ms 500] [--outage-seconds 5]\n' +
         '                           [--timeout 120] [--json out.json] [--pillion dist/cli/main.js]\n',
     );
     return 0;

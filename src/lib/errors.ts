@@ -244,6 +244,16 @@ export const ERROR_CATALOGUE = {
       "A record in a sink's disk buffer failed its checksum (a torn write or a damaged disk); it is skipped and counted.",
     fix: 'Check the disk; the rest of the buffer is still delivered.',
   },
+  PILLION_ERR_LOGS_LOST: {
+    description:
+      'Input was lost for good and counted in `pillion_logs_bytes_lost_total` with its reason: a file truncated or rewritten before it was read, a file gone before its end, a line over `maxLineBytes`, UDP syslog while buffers were full.',
+    fix: 'See docs/logs.md, "What can still be lost": rotate by rename rather than copytruncate, use a disk buffer where a sink can be down for long, raise `maxLineBytes`.',
+  },
+  PILLION_ERR_LOGS_UNREADABLE: {
+    description:
+      'A tail source cannot read a directory or file its patterns name (permissions, I/O); it is shown in `/readyz` and `pillion_logs_unreadable_paths` until it can be read.',
+    fix: "Give pillion's user read access to the directory (and search access to its parents) and the files.",
+  },
   PILLION_ERR_LOGS_DELIVERY: {
     description:
       'A sink could not deliver a batch; retryable failures are retried with back-off, others are dead-lettered.',

@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { FakeClock } from '../lib/clock.js';
-import { CheckpointStore } from './checkpoints.js';
+import { CheckpointStore, RELEASED_MAX } from './checkpoints.js';
 import type { FileIdentity } from './types.js';
 
 const silent = pino({ level: 'silent' });
@@ -260,5 +260,41 @@ describe('CheckpointStore', () => {
       () => CheckpointStore.open(join(blocker, 'sub', 'checkpoints.json'), silent),
       (err: Error & { code?: string }) => err.code === 'PILLION_ERR_LOGS_DATA_DIR',
     );
+  });
+  test('released files are remembered across a reopen; past RELEASED_MAX the oldest are forgotten and the horizon moves past them', () => {
+    const f = file();
+    const store = CheckpointStore.open(f, silent);
+    const cp = store.forSource('app', ['sink']);
+    const horizon = cp.horizon;
+    assert.ok(horizon > 0 && horizon <= Date.now(), 'the first run sets the horizon to now');
+    const born = (i: number): FileIdentity => ({ ...identity(i), birth: horizon + i });
+    cp.register('app:1', born(1));
+    assert.ok(cp.knownFile(1, 1, horizon + 1), 'a checkpointed file is known');
+    cp.release('app:1', 0);
+    assert.equal(store.entries().length, 0, 'released and acknowledged: the checkpoint is gone');
+    assert.ok(cp.knownFile(1, 1, horizon + 1), 'but the file is remembered');
+    assert.ok(!cp.knownFile(1, 1, horizon + 2), 'a new file on the same inode is not');
+    store.close();
+
+    const again = CheckpointStore.open(f, silent);
+    const cp2 = again.forSource('app', ['sink']);
+    assert.equal(cp2.horizon, horizon);
+    assert.ok(cp2.knownFile(1, 1, horizon + 1));
+    assert.deepEqual(
+      cp2.knownHeads().map((h) => h.fingerprint),
+      ['f'.repeat(32)],
+    );
+    for (let i = 2; i <= RELEASED_MAX + 1; i++) {
+      cp2.register(`app:${i}`, born(i));
+      cp2.release(`app:${i}`, 0);
+    }
+    assert.equal(
+      cp2.horizon,
+      horizon + 1,
+      'the first one forgotten: files born up to it are no longer told apart',
+    );
+    assert.ok(!cp2.knownFile(1, 1, horizon + 1));
+    assert.ok(cp2.knownFile(1, 2, horizon + 2));
+    again.close();
   });
 });

@@ -1,6 +1,8 @@
 // Where checkpointed sources resume: per stream (a tailed file), its identity and the offset each
 // sink has acknowledged. Kept in a JSON file replaced atomically once a second, and between those
-// in a checksummed journal file overwritten in place on every change.
+// in a checksummed journal file overwritten in place on every change. Beside it, the files a
+// source let go of (released), remembered for a while, so that a file seen under a rotated name
+// is known to be one already read, or one never seen (see ReleasedFiles).
 
 import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -9,13 +11,32 @@ import { systemClock, type Clock, type TimerHandle } from '../lib/clock.js';
 import { writeFileAtomicSync } from '../lib/atomic-write.js';
 import { PillionError } from '../lib/errors.js';
 import { crc32 } from './buffer/crc32.js';
-import type { FileIdentity, SourceCheckpoints } from './types.js';
+import type { FileIdentity, ReadMark, ResumePoint, SourceCheckpoints } from './types.js';
 
 /** The most often the file is replaced and fsynced; changes in between go to the journal. */
 const SYNC_INTERVAL_MS = 1000;
 const VERSION = 1;
 /** The journal's first line: `<magic> <seq> <length> <crc32 hex>`, then `length` bytes of JSON. */
 const JOURNAL_MAGIC = 'pillion-checkpoints';
+/** Released files remembered per source; past it the oldest are forgotten and the horizon moves. */
+export const RELEASED_MAX = 1024;
+
+/** A file a source let go of, remembered so it is not taken for a new one (see horizon). */
+interface ReleasedFile {
+  dev: number;
+  ino: number;
+  birth: number;
+  fingerprint: string;
+  fingerprintLength: number;
+  /** When it was released (wall-clock ms), to forget the oldest first. */
+  at: number;
+}
+
+/** Per source: the horizon and the files released since (born after it). */
+interface ReleasedState {
+  horizon: number;
+  files: ReleasedFile[];
+}
 
 interface StreamEntry {
   source: string;
@@ -24,6 +45,9 @@ interface StreamEntry {
   sinks: Record<string, number>;
   /** Set once the stream is gone: the entry is dropped when every sink has reached it. */
   released?: number;
+  /** The file's size when last seen, and a mark of the bytes before where it was read up to. */
+  size?: number;
+  mark?: ReadMark;
 }
 
 /** One stream as stored (a copy), for inspection. */
@@ -33,6 +57,8 @@ export interface CheckpointEntry {
   identity: FileIdentity;
   sinks: Record<string, number>;
   released?: number;
+  size?: number;
+  mark?: ReadMark;
 }
 
 /*
@@ -70,6 +96,8 @@ export class CheckpointStore {
   #syncTimer: TimerHandle | undefined;
   #writeFailed = false;
   #closed = false;
+  #released = new Map<string, ReleasedState>();
+  #releasedFailed = false;
 
   private constructor(file: string, logger: Logger, clock: Clock) {
     this.#file = file;
@@ -126,6 +154,7 @@ export class CheckpointStore {
       }
     }
     store.#seq = Math.max(store.#seq, fileSeq, journal?.seq ?? -1);
+    store.#loadReleased();
     return store;
   }
 
@@ -176,14 +205,47 @@ export class CheckpointStore {
     // Sinks may have changed since the streams were released: drop those now complete.
     for (const [stream, e] of this.#streams) if (e.source === source) this.#maybeRemove(stream, e);
     const list = sinks.slice();
+    let released = this.#released.get(source);
+    if (released === undefined) {
+      // The source's first run with this data directory: files born before now are not its concern.
+      released = { horizon: Date.now(), files: [] };
+      this.#released.set(source, released);
+      this.#writeReleased();
+    }
+    const state = released;
     return {
+      get horizon() {
+        return state.horizon;
+      },
+      knownFile: (dev, ino, birth) => {
+        for (const e of this.#streams.values())
+          if (e.source === source && e.identity.dev === dev && e.identity.ino === ino) return true;
+        for (const r of state.files) if (r.dev === dev && r.ino === ino && r.birth === birth) return true;
+        return false;
+      },
+      knownHeads: () => {
+        const out: { fingerprint: string; fingerprintLength: number }[] = [];
+        for (const e of this.#streams.values()) if (e.source === source) out.push(e.identity);
+        for (const r of state.files) out.push(r);
+        return out;
+      },
       list: () => {
-        const out: { stream: string; identity: FileIdentity; offset: number }[] = [];
+        const out: ResumePoint[] = [];
         for (const [stream, e] of this.#streams) {
-          if (e.source === source)
-            out.push({ stream, identity: { ...e.identity }, offset: resumeOffset(e, list) });
+          if (e.source !== source) continue;
+          const p: ResumePoint = { stream, identity: { ...e.identity }, offset: resumeOffset(e, list) };
+          if (e.size !== undefined) p.size = e.size;
+          if (e.mark !== undefined) p.mark = { ...e.mark };
+          out.push(p);
         }
         return out;
+      },
+      progress: (stream, size, mark) => {
+        const e = this.#streams.get(stream);
+        if (!e || e.source !== source) return;
+        // No write of its own: this changes with every read, and rides on the next acknowledgement.
+        e.size = size;
+        e.mark = mark;
       },
       cutPoints: (stream) => {
         const e = this.#streams.get(stream);
@@ -215,6 +277,8 @@ export class CheckpointStore {
       release: (stream, finalOffset) => {
         const e = this.#streams.get(stream);
         if (!e || e.source !== source) return;
+        // Remembered before the stream can go: a kill in between leaves both, never neither.
+        this.#remember(state, e.identity);
         e.released = finalOffset;
         this.#maybeRemove(stream, e);
         this.#changed();
@@ -252,6 +316,8 @@ export class CheckpointStore {
         sinks: { ...e.sinks },
       };
       if (e.released !== undefined) c.released = e.released;
+      if (e.size !== undefined) c.size = e.size;
+      if (e.mark !== undefined) c.mark = { ...e.mark };
       out.push(c);
     }
     return out;
@@ -366,6 +432,103 @@ export class CheckpointStore {
     }, wait);
   }
 
+  /**
+   * Remembers a released file: by identity (told apart from a new file under a rotated name) and by
+   * its first bytes (a copy of it is not a new file either, even of one older than the horizon).
+   * The oldest beyond RELEASED_MAX are forgotten, and the horizon moves past them.
+   */
+  #remember(state: ReleasedState, id: FileIdentity): void {
+    const birth = id.birth ?? 0;
+    if (
+      state.files.some(
+        (r) => r.dev === id.dev && r.ino === id.ino && r.birth === birth && r.fingerprint === id.fingerprint,
+      )
+    )
+      return;
+    state.files.push({
+      dev: id.dev,
+      ino: id.ino,
+      birth,
+      fingerprint: id.fingerprint,
+      fingerprintLength: id.fingerprintLength,
+      at: Date.now(),
+    });
+    if (state.files.length > RELEASED_MAX) {
+      const gone = state.files.splice(0, state.files.length - RELEASED_MAX);
+      for (const r of gone) if (r.birth > state.horizon) state.horizon = r.birth;
+    }
+    this.#writeReleased();
+  }
+
+  /**
+   * `<file>.released`: rewritten (no fsync) whenever a file is released, which is once per
+   * rotation, not per acknowledgement. A process crash loses nothing of it; a machine crash may,
+   * and then a released file born after the horizon may be read again (at least once).
+   */
+  #writeReleased(): void {
+    if (this.#closed) return;
+    const sources: Record<string, ReleasedState> = {};
+    for (const [k, v] of this.#released) sources[k] = v;
+    try {
+      writeFileAtomicSync(
+        `${this.#file}.released`,
+        Buffer.from(JSON.stringify({ version: VERSION, sources })),
+        {
+          mode: 0o600,
+          sync: false,
+        },
+      );
+      this.#releasedFailed = false;
+    } catch (err) {
+      if (!this.#releasedFailed)
+        this.#logger.error(
+          { err, code: 'PILLION_ERR_LOGS_DATA_DIR', file: `${this.#file}.released` },
+          'cannot write the list of released files; a restart may read some rotated files again',
+        );
+      this.#releasedFailed = true;
+    }
+  }
+
+  #loadReleased(): void {
+    const path = `${this.#file}.released`;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.#logger.warn(
+          { err, file: path },
+          'the list of released files is unreadable; starting a new one',
+        );
+      return;
+    }
+    if (!isObject(doc) || doc.version !== VERSION || !isObject(doc.sources)) return;
+    for (const [source, raw] of Object.entries(doc.sources)) {
+      if (!isObject(raw) || !isOffset(raw.horizon) || !Array.isArray(raw.files)) continue;
+      const files: ReleasedFile[] = [];
+      for (const f of raw.files as unknown[]) {
+        if (
+          isObject(f) &&
+          isOffset(f.dev) &&
+          isOffset(f.ino) &&
+          typeof f.birth === 'number' &&
+          typeof f.fingerprint === 'string' &&
+          isOffset(f.fingerprintLength) &&
+          typeof f.at === 'number'
+        )
+          files.push({
+            dev: f.dev,
+            ino: f.ino,
+            birth: f.birth,
+            fingerprint: f.fingerprint,
+            fingerprintLength: f.fingerprintLength,
+            at: f.at,
+          });
+      }
+      this.#released.set(source, { horizon: raw.horizon, files });
+    }
+  }
+
   #setAside(cause: Error): void {
     const aside = `${this.#file}.corrupt`;
     try {
@@ -406,6 +569,10 @@ export class CheckpointStore {
           throw new Error(`stream ${JSON.stringify(stream)} has a bad released offset`);
         e.released = raw.released;
       }
+      // Size and mark only help: a malformed one is left out rather than failing the file.
+      if (isOffset(raw.size)) e.size = raw.size;
+      if (isMark(raw.mark))
+        e.mark = { offset: raw.mark.offset, length: raw.mark.length, fingerprint: raw.mark.fingerprint };
       this.#streams.set(stream, e);
     }
     return seq;
@@ -424,6 +591,7 @@ function resumeOffset(e: StreamEntry, sinks: readonly string[]): number {
 
 function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
   return (
+    a.birth === b.birth &&
     a.path === b.path &&
     a.dev === b.dev &&
     a.ino === b.ino &&
@@ -440,9 +608,14 @@ function isOffset(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
+function isMark(v: unknown): v is ReadMark {
+  return isObject(v) && isOffset(v.offset) && isOffset(v.length) && typeof v.fingerprint === 'string';
+}
+
 function isIdentity(v: unknown): v is FileIdentity {
   return (
     isObject(v) &&
+    (v.birth === undefined || typeof v.birth === 'number') &&
     typeof v.path === 'string' &&
     typeof v.dev === 'number' &&
     typeof v.ino === 'number' &&

@@ -97,10 +97,19 @@ const tailSource = z
       ),
     globInterval: duration({ min: '10ms' })
       .default(1000)
-      .describe('How often the patterns are matched again to find new and rotated files.'),
+      .describe(
+        'How often the patterns are matched again to find new and rotated files; their directories are also watched (inotify), so a new file is usually seen at once.',
+      ),
     pollInterval: duration({ min: '1ms' })
       .default(250)
-      .describe('How often open files are checked for growth, truncation and rotation.'),
+      .describe(
+        'How often open files are checked for growth, truncation and rotation (a write seen by the directory watch is read at once).',
+      ),
+    partialLineTimeout: duration({ min: '10ms' })
+      .default(5000)
+      .describe(
+        'A last line left without its newline this long is sent as it is, flagged `partial: true`; the rest of it, if it comes, is another event, flagged too. At a stop it is sent at once.',
+      ),
     pathField: fieldName.optional().describe("A field to receive each event's file path (none by default)."),
     ...lineFields,
   })

@@ -247,7 +247,14 @@ class TcpProxy {
   }
 }
 
-function config(d: string, url: string, table: string, disk: boolean, adminPort: number): string {
+function config(
+  d: string,
+  url: string,
+  table: string,
+  disk: boolean,
+  adminPort: number,
+  intervals = ', pollInterval: 10ms, globInterval: 20ms',
+): string {
   const path = join(d, 'pillion.yaml');
   writeFileSync(
     path,
@@ -257,7 +264,7 @@ admin:
 logs:
   dataDir: ${d}/data
   sources:
-    app: { type: tail, include: ["${d}/in/app.log"], parser: json, pollInterval: 10ms, globInterval: 20ms }
+    app: { type: tail, include: ["${d}/in/app.log"], parser: json${intervals} }
   sinks:
     ch:
       type: clickhouse
@@ -418,4 +425,109 @@ test('regression: a kill after part of one large read was delivered repeats only
   t.diagnostic(`partly delivered read: duplicates after the kill: ${dup}`);
   // The batch in flight never reached ClickHouse: nothing needs sending twice. Up to one batch is allowed.
   assert.ok(dup <= BATCH, `the kill repeated ${dup} events, more than one batch`);
+});
+
+/**
+ * The app of the rotation test, as a child process: numbered JSON lines at a steady rate, in a
+ * burst every 10 ms, and every `renameMs` its file renamed to `app.log.<n>` (the next burst makes
+ * a new one at the path, as logrotate's default does). Prints "done" when all are written.
+ */
+const ROTATING_WRITER = `
+  const fs = require('node:fs');
+  const [path, total, perSecond, renameMs] = process.argv.slice(1).map((v, i) => (i === 0 ? v : Number(v)));
+  const started = Date.now();
+  let written = 0;
+  let renames = 0;
+  let lastRename = started;
+  const tick = () => {
+    const due = Math.min(total, Math.floor(((Date.now() - started) * perSecond) / 1000));
+    let s = '';
+    for (; written < due; written++) s += '{"seq":' + written + ',"msg":"line ' + written + ' of the app"}\\n';
+    if (s) fs.appendFileSync(path, s);
+    if (Date.now() - lastRename >= renameMs && written < total) {
+      fs.renameSync(path, path + '.' + ++renames);
+      console.log('app.log.' + renames + ' ends before ' + written);
+      lastRename = Date.now();
+    }
+    if (written >= total) {
+      console.log('done ' + renames);
+      return;
+    }
+    setTimeout(tick, 10);
+  };
+  tick();
+`;
+
+test('regression: rename rotation of a live-name-only glob with repeated kill -9 restarts loses no line; each restart repeats at most one batch', async (t) => {
+  const d = join(dir, 'rotation');
+  mkdirSync(join(d, 'in'), { recursive: true });
+  const table = 'crash_rotation';
+  await createTable(table);
+  const total = 100_000;
+  const path = join(d, 'in', 'app.log');
+  // The defaults (poll 250 ms, glob 1 s): the file stays at its name for 300 ms, less than a glob.
+  const adminPort = await freePort();
+  const p = new Pillion(config(d, ch.url, table, false, adminPort, ''), join(d, 'pillion.out'));
+  p.start();
+  // The app starts once pillion runs: files rotated away before its first start are not its to know.
+  await waitFor(
+    async () => {
+      p.alive();
+      return (await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => undefined))?.status === 200;
+    },
+    { what: 'pillion ready', timeoutMs: WAIT_MS },
+  );
+  const writer = spawn(process.execPath, ['-e', ROTATING_WRITER, path, String(total), '20000', '300'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.add(writer);
+  let writerOut = '';
+  writer.stdout!.on('data', (b: Buffer) => (writerOut += b.toString()));
+  const restarts = 4;
+  let shipped = 0;
+  for (let k = 0; k < restarts; k++) {
+    // Killed while it ships: once it has delivered more since it (re)started.
+    const at = await waitFor(
+      async () => {
+        p.alive();
+        const c = await counts(table);
+        return c.count >= shipped + 2000 ? c : undefined;
+      },
+      { what: `shipping before kill ${k + 1}`, timeoutMs: 20_000 },
+    );
+    shipped = at.count;
+    await p.kill9();
+    p.start();
+  }
+  await exited(writer);
+  assert.equal(writer.exitCode, 0);
+  const final = await waitFor(
+    async () => {
+      p.alive();
+      const c = await counts(table);
+      return c.uniq === total ? c : undefined;
+    },
+    { what: 'every line', timeoutMs: 30_000 },
+  ).catch(async (err: Error) => {
+    // Which lines, so a failure says where to look (each file's range is in the writer's output).
+    const seqs = (await ch.query(`SELECT DISTINCT seq FROM ${table} ORDER BY seq FORMAT TabSeparated`))
+      .trim()
+      .split('\n')
+      .map(Number);
+    const gaps: string[] = [];
+    let next = 0;
+    for (const q of [...seqs, total]) {
+      if (q > next) gaps.push(`${next}-${q - 1}`);
+      next = q + 1;
+    }
+    throw new Error(`${err.message}; missing ${gaps.join(', ')}; ${writerOut.trim()}\n${p.output()}`);
+  });
+  assert.equal(await p.terminate(), 0);
+  const settled = await counts(table);
+  assert.equal(settled.uniq, total, 'nothing lost');
+  assert.deepEqual([settled.min, settled.max], [0, total - 1]);
+  assert.equal(settled.count, final.count, 'nothing arrived after the last line');
+  const dup = settled.count - settled.uniq;
+  t.diagnostic(`${writerOut.trim()} renames; ${restarts} kills; duplicates: ${dup}`);
+  assert.ok(dup <= restarts * BATCH, `${dup} events repeated, more than one batch per restart`);
 });

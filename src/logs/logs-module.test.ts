@@ -3,7 +3,16 @@
 // carries events across a restart, and a reload swaps the pipeline without losing a line.
 
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,7 +21,7 @@ import { gunzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { formatIssue } from '../config/index.js';
-import { systemClock } from '../lib/clock.js';
+import { type Clock, FakeClock, systemClock } from '../lib/clock.js';
 import { waitFor } from '../lib/wait-for.js';
 import { createMetricsRegistry, type Registry } from '../metrics/index.js';
 import { parsePillionConfig } from '../runtime/config-schema.js';
@@ -33,11 +42,15 @@ function logsConfig(yaml: string): LogsConfig {
   return r.config.logs!;
 }
 
-function startModule(cfg: LogsConfig, metrics: Registry = createMetricsRegistry()) {
+function startModule(
+  cfg: LogsConfig,
+  metrics: Registry = createMetricsRegistry(),
+  clock: Clock = systemClock,
+) {
   const m = new LogsModule(cfg, {
     logger: pino({ level: 'silent' }),
     metrics,
-    clock: systemClock,
+    clock,
     appHealth: new HealthSignal(true),
     env: {},
   });
@@ -175,9 +188,11 @@ logs:
     // The broken line, and the 5 MB line whose cut leaves it unterminated JSON.
     assert.equal(await metric(metrics, 'pillion_logs_parse_errors_total', { source: 'json' }), 2);
     assert.equal(await metric(metrics, 'pillion_logs_truncated_total', { source: 'json' }), 1);
-    assert.equal(
-      await metric(metrics, 'pillion_logs_events_total', { component: 'out', direction: 'out' }),
-      7,
+    // Counted once the write returned, which can be just after its lines show in the file.
+    await waitFor(
+      async () =>
+        (await metric(metrics, 'pillion_logs_events_total', { component: 'out', direction: 'out' })) === 7,
+      { what: 'the seven events counted out' },
     );
   } finally {
     await module.stop();
@@ -212,8 +227,9 @@ logs:
     const lag = await metric(metrics, 'pillion_logs_file_lag_bytes', { source: 'app' });
     assert.ok(lag > 0, 'the tail stopped reading: bytes remain unread');
     const buffered = await metric(metrics, 'pillion_logs_buffer_bytes', { sink: 'up' });
-    // The bound, plus at most the one read (256 KiB) that crossed it.
-    assert.ok(buffered <= 64 * 1024 + 256 * 1024, `buffer holds ${buffered} bytes`);
+    // The bound, plus at most the one chunk that crossed it: 500 events of ~40 bytes, each
+    // counted at what it holds in memory (2 × its bytes + 176 for a JSON line that keeps its text).
+    assert.ok(buffered <= 64 * 1024 + 500 * (2 * 40 + 176), `buffer holds ${buffered} bytes`);
     await waitFor(() => !module.readiness().ready, { what: 'readiness to drop' });
     assert.match(module.readiness().reason ?? '', /logs sink "up" has been failing/);
 
@@ -260,8 +276,9 @@ logs:
       what: 'the tail to pause',
     });
     const buffered = await metric(metrics, 'pillion_logs_buffer_bytes', { sink: 'slow' });
-    // A batch in flight, a batch waiting, and at most the one read (256 KiB) that completed it.
-    assert.ok(buffered <= 2 * 500 * 40 + 256 * 1024, `buffer holds ${buffered} bytes of a 64 MiB bound`);
+    // A batch in flight, two waiting, and at most the one chunk that completed them, each event
+    // counted at what it holds in memory (2 × its bytes + 176 for a JSON line that keeps its text).
+    assert.ok(buffered <= 4 * 500 * (2 * 40 + 176), `buffer holds ${buffered} bytes of a 64 MiB bound`);
     holding = false;
     for (const r of held) r();
     held = [];
@@ -353,6 +370,191 @@ logs:
     );
   } finally {
     await module.stop();
+  }
+});
+
+test('regression: with its only sink down, a tail holds a few batches in memory, not its buffer, and /readyz shows the backlog', async () => {
+  const d = join(dir, 'pace');
+  mkdirSync(join(d, 'in'), { recursive: true });
+  const port = await freePort();
+  const cfg = logsConfig(`
+logs:
+  dataDir: ${d}/data
+  sources:
+    app: { type: tail, include: ["${d}/in/*.log"], parser: json, pollInterval: 10ms, globInterval: 20ms }
+  sinks:
+    up:
+      type: http
+      url: http://127.0.0.1:${port}/
+      batch: { maxEvents: 500, maxAge: 10ms }
+      retry: { initialBackoff: 5ms, maxBackoff: 40ms, timeout: 1s }
+`);
+  const total = 20_000;
+  const file = join(d, 'in', 'app.log');
+  writeFileSync(file, lines(0, total));
+  const { module, metrics, started } = startModule(cfg);
+  await started;
+  const receiver = counter();
+  try {
+    await waitFor(async () => (await metric(metrics, 'pillion_logs_retries_total', { sink: 'up' })) > 3);
+    // Two batches waiting and the one that failed, each event counted at what it holds (~256 bytes).
+    const buffered = await metric(metrics, 'pillion_logs_buffer_bytes', { sink: 'up' });
+    assert.ok(buffered <= 4 * 500 * (2 * 40 + 176), `buffer holds ${buffered} bytes of a 64 MiB bound`);
+    const lag = await metric(metrics, 'pillion_logs_file_lag_bytes', { source: 'app', path: file });
+    assert.ok(lag > readFileSync(file).length / 2, `the file keeps the rest: ${lag} bytes not read`);
+    appendFileSync(file, lines(total, total + 1000));
+    await waitFor(
+      async () =>
+        (await metric(metrics, 'pillion_logs_file_lag_bytes', { source: 'app', path: file })) ===
+        lag + lines(total, total + 1000).length,
+      { what: 'the lag to follow the file while paused' },
+    );
+    await waitFor(
+      () => /logs source "app" has .* not read yet in 1 file/.test(module.readiness().reason ?? ''),
+      {
+        what: 'the backlog in the readiness reason',
+      },
+    );
+    await receiver.listen(port);
+    await waitFor(() => receiver.seqs.length >= total + 1000, { timeoutMs: 20_000, what: 'every line' });
+    assert.equal(new Set(receiver.seqs).size, total + 1000);
+  } finally {
+    await module.stop();
+    await receiver.close();
+  }
+});
+
+test('two sinks, one down: the failing one buffers (to its bound) so the other keeps going', async () => {
+  const d = join(dir, 'two');
+  mkdirSync(join(d, 'in'), { recursive: true });
+  const port = await freePort();
+  const out = join(d, 'out.ndjson');
+  const cfg = logsConfig(`
+logs:
+  dataDir: ${d}/data
+  sources:
+    app: { type: tail, include: ["${d}/in/*.log"], parser: json, pollInterval: 10ms, globInterval: 20ms }
+  sinks:
+    archive: { type: file, path: ${out}, batch: { maxEvents: 500 } }
+    up:
+      type: http
+      url: http://127.0.0.1:${port}/
+      batch: { maxEvents: 500, maxAge: 10ms }
+      retry: { initialBackoff: 5ms, maxBackoff: 40ms, timeout: 1s }
+`);
+  const total = 20_000;
+  writeFileSync(join(d, 'in', 'app.log'), lines(0, total));
+  const { module, metrics, started } = startModule(cfg);
+  await started;
+  const receiver = counter();
+  try {
+    await waitFor(() => ndjson(out).length === total, {
+      timeoutMs: 20_000,
+      what: 'every line in the file sink',
+    });
+    assert.ok((await metric(metrics, 'pillion_logs_buffer_bytes', { sink: 'up' })) > 0);
+    await receiver.listen(port);
+    await waitFor(() => receiver.seqs.length >= total, {
+      timeoutMs: 20_000,
+      what: 'every line delivered late',
+    });
+    assert.equal(new Set(receiver.seqs).size, total);
+  } finally {
+    await module.stop();
+    await receiver.close();
+  }
+});
+
+test('regression (issue 14): a file sink that cannot write says so in /readyz from its first failure', async () => {
+  const d = join(dir, 'cannot-write');
+  mkdirSync(join(d, 'in'), { recursive: true });
+  // Its directory cannot be made: a file is in the way (modes would not stop root).
+  writeFileSync(join(d, 'blocker'), '');
+  const cfg = logsConfig(`
+logs:
+  dataDir: ${d}/data
+  sources:
+    app: { type: tail, include: ["${d}/in/*.log"], parser: json, pollInterval: 10ms, globInterval: 20ms }
+  sinks:
+    archive: { type: file, path: ${d}/blocker/out.ndjson, retry: { initialBackoff: 5ms, maxBackoff: 40ms } }
+`);
+  writeFileSync(join(d, 'in', 'app.log'), lines(0, 10));
+  const { module, started } = startModule(cfg);
+  await started;
+  try {
+    const r = await waitFor(
+      () => {
+        const now = module.readiness();
+        return now.reason?.includes('archive') ? now : undefined;
+      },
+      { what: 'a reason naming the sink' },
+    );
+    assert.equal(r.ready, true, 'readiness itself waits for unhealthyAfter');
+    assert.match(
+      r.reason!,
+      /logs sink "archive" is failing .*file sink: cannot open .*blocker\/out\.ndjson: E[A-Z]+/,
+    );
+  } finally {
+    await module.stop();
+  }
+});
+
+test('regression (issue 14): an unreadable tail directory shows in /readyz and in pillion_logs_unreadable_paths', async () => {
+  const d = join(dir, 'unreadable');
+  mkdirSync(d, { recursive: true });
+  // A symbolic link loop cannot be read, not even by root.
+  symlinkSync('in', join(d, 'in'));
+  const cfg = logsConfig(`
+logs:
+  dataDir: ${d}/data
+  sources:
+    app: { type: tail, include: ["${d}/in/*.log"], pollInterval: 10ms, globInterval: 20ms }
+  sinks:
+    out: { type: file, path: ${d}/out.ndjson }
+`);
+  const { module, metrics, started } = startModule(cfg);
+  await started;
+  try {
+    await waitFor(
+      async () => (await metric(metrics, 'pillion_logs_unreadable_paths', { source: 'app' })) === 1,
+    );
+    const r = module.readiness();
+    assert.equal(r.ready, true);
+    assert.ok((r.reason ?? '').includes(`logs source "app" cannot read ${d}/in (ELOOP)`), r.reason);
+  } finally {
+    await module.stop();
+  }
+});
+
+test("regression: a restart during an outage carries the sink's failing-since, so /readyz does not read 200 for another unhealthyAfter", async () => {
+  const d = join(dir, 'carried');
+  mkdirSync(join(d, 'in'), { recursive: true });
+  const port = await freePort();
+  const cfg = logsConfig(`
+logs:
+  dataDir: ${d}/data
+  unhealthyAfter: 1m
+  sources:
+    app: { type: tail, include: ["${d}/in/*.log"], parser: json }
+  sinks:
+    up: { type: http, url: "http://127.0.0.1:${port}/", batch: { maxAge: 0s } }
+`);
+  writeFileSync(join(d, 'in', 'app.log'), lines(0, 100));
+  const clock = new FakeClock();
+  const first = startModule(cfg, createMetricsRegistry(), clock);
+  await first.started;
+  await waitFor(() => first.module.readiness().reason?.includes('is failing'), { what: 'the first failure' });
+  await first.module.stop();
+  assert.ok(existsSync(join(d, 'data', 'health', 'up.json')), 'the run of failures is in the data directory');
+  // Down for two minutes, and the sink still failing when it comes back.
+  await clock.advance(120_000);
+  const second = startModule(cfg, createMetricsRegistry(), clock);
+  await second.started;
+  try {
+    await waitFor(() => !second.module.readiness().ready, { what: 'not ready at once' });
+    assert.match(second.module.readiness().reason ?? '', /logs sink "up" has been failing for 120s/);
+  } finally {
+    await second.module.stop();
   }
 });
 

@@ -53,12 +53,29 @@ interface SourceEntry {
   sinks: SinkEntry[];
   /**
    * Whether the source reads ahead into the sinks' buffers. Tail does not: its file keeps the
-   * lines, so it waits while a sink already has a whole batch waiting (see SinkRunner.backlogged).
-   * Sources that cannot pause without holding up their senders (stdin, http, syslog) fill the
-   * buffer.
+   * lines, so it waits while a sink already has two whole batches waiting (see
+   * SinkRunner.backlogged), failing or not — unless another of its sinks delivers meanwhile (see
+   * #holdsBack). Sources that cannot pause without holding up their senders (stdin, http, syslog)
+   * fill the buffer.
    */
   readAhead: boolean;
+  /** What a chunk's events take in memory: bytes read × perByte + events × perEvent (see EVENT_COST). */
+  cost: { perByte: number; perEvent: number };
 }
+
+/**
+ * The heap a chunk's events take, per byte read and per event, measured with V8's heap statistics
+ * after a full collection (Node 20; memory.test.ts keeps it honest): a JSON line that keeps its
+ * text (RAW) holds that text and the parsed values, about 2 × its bytes + 176; other events about
+ * their bytes + 100 (a `message` string, or parsed fields, and the object); a syslog message splits
+ * into a dozen fields, about its bytes + 350. Counting this, not the bytes read, is what lets a
+ * memory buffer's maxBytes bound the memory it holds.
+ */
+export const EVENT_COST = {
+  raw: { perByte: 2, perEvent: 176 },
+  parsed: { perByte: 1, perEvent: 112 },
+  syslog: { perByte: 1, perEvent: 352 },
+} as const;
 
 /** Acknowledgements still owed for a chunk, by the sinks it went to. */
 const pendingAcks = new WeakMap<Chunk, number>();
@@ -72,6 +89,8 @@ export class Pipeline {
   readonly #sinks = new Map<string, SinkEntry>();
   readonly #sources: SourceEntry[] = [];
   #started = false;
+  /** Set once drain or stop begins: sources waiting for room stop waiting. */
+  #closing = false;
 
   constructor(cfg: LogsConfig, opts: PipelineOptions) {
     this.#cfg = cfg;
@@ -101,6 +120,10 @@ export class Pipeline {
         logger: this.#log.child({ sink: name }),
         stats: this.#stats.sink(name),
         onAck: (item) => this.#acked(name, item),
+        // How a tail source paces depends on whether its other sinks deliver: ask the waiters again.
+        onHealthChange: () => {
+          for (const s of this.#sinks.values()) s.runner.recheck();
+        },
       });
       this.#sinks.set(name, { name, runner });
     }
@@ -123,6 +146,12 @@ export class Pipeline {
         chain: chains.get(name),
         sinks,
         readAhead: sc.type !== 'tail',
+        cost:
+          sc.type === 'syslog'
+            ? EVENT_COST.syslog
+            : this.#keepsRaw(name, sc)
+              ? EVENT_COST.raw
+              : EVENT_COST.parsed,
       };
       entry.source = this.#source(name, sc, this.#context(entry));
       this.#sources.push(entry);
@@ -149,12 +178,14 @@ export class Pipeline {
   /** Stops the sources (flushing what they hold), then delivers what the sinks hold until deadline. */
   async drain(deadline: number): Promise<void> {
     if (!this.#started) return;
+    this.#closing = true;
     await Promise.allSettled(this.#sources.map((s) => s.source.stop()));
     await Promise.allSettled([...this.#sinks.values()].map((s) => s.runner.drain(deadline)));
     this.#store.flush();
   }
 
   async stop(): Promise<void> {
+    this.#closing = true;
     await Promise.allSettled(this.#sources.map((s) => s.source.stop()));
     await Promise.allSettled([...this.#sinks.values()].map((s) => s.runner.stop()));
     this.#store.flush();
@@ -162,17 +193,31 @@ export class Pipeline {
     this.#started = false;
   }
 
+  /**
+   * Not ready while a sink has been failing for unhealthyAfter. The reason says more than that,
+   * even while ready: a sink failing from its first failure (and why), a source's backlog while it
+   * is paused, paths a source cannot read.
+   */
   readiness(): Readiness {
     const now = this.#opts.timing.clock.now();
+    const down: string[] = [];
+    const notes: string[] = [];
     for (const s of this.#sinks.values()) {
       const since = s.runner.failingSince;
-      if (since !== undefined && now - since >= this.#cfg.unhealthyAfter)
-        return {
-          ready: false,
-          reason: `logs sink "${s.name}" has been failing for ${Math.round((now - since) / 1000)}s`,
-        };
+      if (since === undefined) continue;
+      const secs = Math.round((now - since) / 1000);
+      const why = s.runner.lastFailure ?? 'unknown';
+      if (now - since >= this.#cfg.unhealthyAfter)
+        down.push(`logs sink "${s.name}" has been failing for ${secs}s: ${why}`);
+      else
+        notes.push(
+          `logs sink "${s.name}" is failing (for ${secs}s; not ready once that reaches ${Math.round(this.#cfg.unhealthyAfter / 1000)}s): ${why}`,
+        );
     }
-    return { ready: true };
+    for (const s of this.#sources) if (s.source.health) notes.push(...s.source.health());
+    const reasons = [...down, ...notes];
+    if (reasons.length === 0) return { ready: true };
+    return { ready: down.length === 0, reason: reasons.join('; ') };
   }
 
   #context(entry: SourceEntry): SourceContext {
@@ -185,7 +230,7 @@ export class Pipeline {
       dataDir: this.#opts.dataDir,
       emit: (chunk) => this.#emit(entry, chunk),
       capacity: () => this.#capacity(entry),
-      hasCapacity: () => !entry.sinks.some((s) => s.runner.holdsBack(true)),
+      hasCapacity: () => !entry.sinks.some((s) => this.#holdsBack(entry, s)),
       checkpoints: this.#store.forSource(entry.name, sinkNames),
       maxChunkEvents: Math.min(...sinkNames.map((n) => this.#cfg.sinks[n]!.batch.maxEvents)),
     };
@@ -211,13 +256,30 @@ export class Pipeline {
       return true;
     }
     pendingAcks.set(chunk, targets.length);
-    const item: SinkItem = { chunk, events, bytes: chunk.bytes };
+    const cost = chunk.bytes * entry.cost.perByte + events.length * entry.cost.perEvent;
+    const item: SinkItem = { chunk, events, bytes: chunk.bytes, cost };
     let room = true;
     for (const s of targets) {
       s.runner.push(item);
-      if (s.runner.holdsBack(entry.readAhead)) room = false;
+      if (this.#holdsBack(entry, s)) room = false;
     }
     return room;
+  }
+
+  /**
+   * Whether a source must stop reading for a sink: its buffer is full; or, for a source that does
+   * not read ahead (tail), the sink has two batches waiting. That holds for a failing sink too —
+   * the file keeps the lines, and memory stays at a few batches through an outage — except while
+   * another sink of the source delivers: then the failing one's buffer fills (to its bound) so the
+   * other keeps going.
+   */
+  #holdsBack(entry: SourceEntry, s: SinkEntry): boolean {
+    const r = s.runner;
+    if (r.full) return true;
+    if (entry.readAhead || !r.backlogged) return false;
+    if (r.failingSince === undefined) return true;
+    for (const o of entry.sinks) if (o !== s && o.runner.failingSince === undefined) return false;
+    return true;
   }
 
   #acked(sink: string, item: SinkItem): void {
@@ -234,12 +296,23 @@ export class Pipeline {
   }
 
   async #capacity(entry: SourceEntry): Promise<void> {
-    const readAhead = entry.readAhead;
-    for (;;) {
-      const busy = entry.sinks.find((s) => s.runner.holdsBack(readAhead));
+    // A stopped runner answers at once, full or not: stop asking then, or this never yields.
+    while (!this.#closing) {
+      const busy = entry.sinks.find((s) => this.#holdsBack(entry, s));
       if (!busy) return;
-      await busy.runner.whenNotFull({ readAhead });
+      await busy.runner.whenNotFull(() => this.#holdsBack(entry, busy));
     }
+  }
+
+  /** A tail source parsing JSON whose transforms only append: its events keep their line's text. */
+  #keepsRaw(name: string, sc: SourceConfig): boolean {
+    return (
+      sc.type === 'tail' &&
+      sc.parser === 'json' &&
+      sc.format === 'lines' &&
+      sc.pathField === undefined &&
+      appendsOnly(this.#cfg.transforms, name)
+    );
   }
 
   #source(name: string, sc: SourceConfig, ctx: SourceContext): LogSource {
@@ -248,11 +321,8 @@ export class Pipeline {
         return createTailSource(
           sc,
           ctx,
-          compileParser(sc.parser, ctx.stats.parseErrors, {
-            // The framer adds fields of its own to CRI records and with pathField.
-            keepRaw:
-              sc.format === 'lines' && sc.pathField === undefined && appendsOnly(this.#cfg.transforms, name),
-          }),
+          // The framer adds fields of its own to CRI records and with pathField.
+          compileParser(sc.parser, ctx.stats.parseErrors, { keepRaw: this.#keepsRaw(name, sc) }),
         );
       case 'stdin':
         return createStdinSource(sc, ctx, compileParser(sc.parser, ctx.stats.parseErrors), this.#opts.stdin);

@@ -2,6 +2,7 @@
 // series up once when built and increment fields per chunk, never a labelled counter per event.
 
 import { CounterFamily, family, GaugeFamily, type Registry, type Series } from '../metrics/index.js';
+import type { AbandonReason, LossReason } from './loss.js';
 import type { SinkStats } from './sinks/runner.js';
 import type { SourceStats } from './types.js';
 
@@ -17,6 +18,9 @@ export class LogStats {
   readonly failures: CounterFamily;
   readonly bufferBytes: GaugeFamily;
   readonly lag: GaugeFamily;
+  readonly lost: CounterFamily;
+  readonly abandoned: CounterFamily;
+  readonly unreadable: GaugeFamily;
 
   constructor(registry: Registry) {
     this.events = family(
@@ -96,7 +100,31 @@ export class LogStats {
       () =>
         new GaugeFamily(
           'pillion_logs_file_lag_bytes',
-          'Bytes of a tailed file not read yet, by source and path.',
+          'Bytes of a tailed file not read yet, by source and path (kept up to date while the source is paused).',
+        ),
+    );
+    this.lost = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_logs_bytes_lost_total',
+          'Input bytes lost for good, by source and reason: truncated, rewritten, gone (deleted before it was read to its end), line_too_long, buffer_full (UDP).',
+        ),
+    );
+    this.abandoned = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_logs_files_abandoned_total',
+          'Checkpointed files let go before they were read to their end, by source and reason: gone (not found for a minute), unreadable.',
+        ),
+    );
+    this.unreadable = family(
+      registry,
+      () =>
+        new GaugeFamily(
+          'pillion_logs_unreadable_paths',
+          'Paths a tail source was given (directories or files) that it cannot read now, by source.',
         ),
     );
   }
@@ -105,12 +133,17 @@ export class LogStats {
     const l = { source: name };
     const lags = new Map<string, Series>();
     const lagFamily = this.lag;
+    const lostFamily = this.lost;
+    const abandonedFamily = this.abandoned;
     return {
       events: this.events.with({ component: name, direction: 'in' }),
       bytes: this.bytes.with({ component: name, direction: 'in' }),
       parseErrors: this.parseErrors.with(l),
       truncated: this.truncated.with(l),
       dropped: this.dropped.with(l),
+      unreadablePaths: this.unreadable.with(l),
+      lostBytes: (reason: LossReason): Series => lostFamily.with({ source: name, reason }),
+      abandoned: (reason: AbandonReason): Series => abandonedFamily.with({ source: name, reason }),
       lag(path: string): Series {
         let s = lags.get(path);
         if (!s) {

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.js';
 import type { Series } from '../metrics/index.js';
+import type { AbandonReason, LossReason } from './loss.js';
 
 /** One log event: the parsed record's fields. A record that could not be parsed is `{ message, parse_error }`. */
 export type LogEvent = Record<string, unknown>;
@@ -46,6 +47,11 @@ export const FIELD = {
   truncated: 'truncated',
   /** Set to true when a record held bytes that are not UTF-8 (replaced by U+FFFD). */
   invalidUtf8: 'invalid_utf8',
+  /**
+   * Set to true on a line handed over without its newline (its file stayed without one for
+   * partialLineTimeout, or the source stopped), and on the rest of that line when it comes.
+   */
+  partial: 'partial',
   /** CRI and stdin: which stream a container line came from. */
   stream: 'stream',
   /** CRI: the container runtime's timestamp of the line. */
@@ -113,6 +119,12 @@ export interface SourceStats {
   truncated: Series;
   /** Records lost before entering the pipeline (UDP syslog while buffers are full). */
   dropped: Series;
+  /** Bytes lost for good, by reason (report them through a LossLog, which also logs them). */
+  lostBytes(reason: LossReason): Series;
+  /** Checkpointed files let go before they were read to their end, by reason. */
+  abandoned(reason: AbandonReason): Series;
+  /** A gauge: paths the source was given that it cannot read now (tail). */
+  unreadablePaths: Series;
   /** Per file: bytes not yet read (tail). Keyed by path; the source deletes a file's series when it lets the file go. */
   lag(path: string): Series;
   forgetLag(path: string): void;
@@ -126,12 +138,49 @@ export interface FileIdentity {
   /** Hash (hex) of the first fingerprintLength bytes of the file. */
   fingerprint: string;
   fingerprintLength: number;
+  /** When the file was created (wall-clock ms, from the file system), where it says. */
+  birth?: number | undefined;
+}
+
+/**
+ * The bytes just before a read position, as they were read. A file rewritten in place (same first
+ * bytes, larger size) shows other bytes there, and must be read again from its start.
+ */
+export interface ReadMark {
+  /** The stream offset the marked bytes end at. */
+  offset: number;
+  /** How many bytes before offset are covered (fewer than MARK_BYTES near the start). */
+  length: number;
+  /** Hash (hex) of those bytes. */
+  fingerprint: string;
+}
+
+/** A checkpointed stream as a source finds it at start. */
+export interface ResumePoint {
+  stream: string;
+  identity: FileIdentity;
+  /** Where to resume: the least offset any sink has acknowledged. */
+  offset: number;
+  /** The file's size when last seen (undefined in checkpoints from before it was kept). */
+  size?: number | undefined;
+  mark?: ReadMark | undefined;
 }
 
 /** What a checkpointed source sees of the checkpoint store. */
 export interface SourceCheckpoints {
   /** Every stream checkpointed for this source, with the offset to resume from (the least any sink has acknowledged). */
-  list(): { stream: string; identity: FileIdentity; offset: number }[];
+  list(): ResumePoint[];
+  /**
+   * Wall-clock time (ms): every file created after it that the source followed has a checkpoint
+   * or is remembered as released. A file created after it that is neither was never seen (made
+   * and rotated away while the source was stopped, or before it looked). Set at the source's first
+   * run; it moves forward only when released files are forgotten (RELEASED_MAX).
+   */
+  readonly horizon: number;
+  /** Whether the source followed this file: a checkpoint of its device and inode, or a released file of that creation time. */
+  knownFile(dev: number, ino: number, birth: number): boolean;
+  /** The first-bytes fingerprints of every file the source followed and remembers (a copy of one has the same). */
+  knownHeads(): { fingerprint: string; fingerprintLength: number }[];
   /**
    * The offsets at which chunks must be cut when resuming a stream: each sink's acknowledged
    * offset above the resume offset. A chunk must not straddle one of them, so a sink that is
@@ -140,6 +189,11 @@ export interface SourceCheckpoints {
   cutPoints(stream: string): number[];
   /** Records (or updates) a stream's identity; call before emitting its first chunk. */
   register(stream: string, identity: FileIdentity): void;
+  /**
+   * How far the source has read a stream (a mark of the bytes before that point) and the file's
+   * size. Kept with the stream and written with the next change, never on its own.
+   */
+  progress(stream: string, size: number, mark: ReadMark): void;
   /** The stream is gone (file deleted or rotated away and drained); drop it once every sink has acknowledged offset. */
   release(stream: string, finalOffset: number): void;
 }
@@ -149,6 +203,8 @@ export interface LogSource {
   start(): Promise<void>;
   /** Stops reading, flushes what it holds (a pending multiline event) and releases its files and sockets. */
   stop(): Promise<void>;
+  /** What /readyz should say about the source now (a backlog, paths it cannot read); nothing when all is well. */
+  health?(): string[];
 }
 
 /** What became of one delivery attempt of a batch. */

@@ -12,7 +12,7 @@ export type ReloadResult = 'applied' | 'restart-needed';
 
 export interface Readiness {
   ready: boolean;
-  /** Why not ready, for /readyz. */
+  /** Why not ready, for /readyz; while ready, what is degraded but not (yet) failing readiness. */
   reason?: string;
 }
 

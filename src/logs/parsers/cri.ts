@@ -14,6 +14,8 @@ export const RECORD_FLAG = {
   invalidUtf8: 2,
   /** The line was not a CRI record; it is kept raw with `parse_error`. */
   notCri: 4,
+  /** The line was handed over without its newline, or is the rest of one that was. */
+  partial: 8,
 } as const;
 
 /** Why a line that is not a CRI record is kept raw (the event's `parse_error`). */

@@ -511,14 +511,22 @@ describe('SinkRunner acknowledgements and buffers', () => {
     assert.equal(h.driver.calls.length, 2, 'a waiting batch went out');
     assert.equal(lazy, true, 'and the source may read again');
 
-    // A failing sink fills its buffer instead, so its source's other sinks keep going.
+    // Failing or not, two batches waiting is backlogged; whether a source fills a failing sink's
+    // buffer anyway (so its other sinks keep going) is the pipeline's choice, asked through a predicate.
     h.driver.fallback = down;
     releases.shift()!();
     h.runner.push(item(4));
     h.runner.push(item(4));
     await h.clock.advance(0);
     assert.ok(h.runner.failingSince !== undefined);
-    assert.equal(h.runner.backlogged, false);
+    assert.equal(h.runner.backlogged, true);
+    let asked = false;
+    let fillAnyway = false;
+    void h.runner.whenNotFull(() => !fillAnyway && h.runner.backlogged).then(() => (asked = true));
+    fillAnyway = true;
+    h.runner.recheck();
+    await h.clock.advance(0);
+    assert.equal(asked, true, 'a waiter is asked again on recheck()');
     h.driver.fallback = ok;
     await h.clock.advance(5000);
     assert.equal(h.acked.length, 6);

@@ -1,5 +1,7 @@
 // What every sink shares: batching, one batch in flight, retries with back-off, dead letters, the
 // memory or disk buffer and its bound, and acknowledgements in push order. Drivers only send.
+// A run of failures is remembered in the data directory, so a restart during an outage does not
+// look healthy until the sink has failed for another unhealthyAfter.
 
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -10,6 +12,7 @@ import { type BufferPosition, DiskBuffer } from '../buffer/disk-buffer.js';
 import type { BatchConfig, BufferConfig, RetryConfig } from '../config.js';
 import type { Chunk, LogEvent, SendOutcome, SinkDriver, Timing } from '../types.js';
 import { DeadLetterFile } from './dead-letter.js';
+import { FailingSinceFile } from './failing-since.js';
 
 export interface SinkStats {
   events: Series;
@@ -24,7 +27,13 @@ export interface SinkStats {
 export interface SinkItem {
   chunk: Chunk;
   events: LogEvent[];
+  /** Bytes the source read for the events: batches and metrics count these. */
   bytes: number;
+  /**
+   * What the events take in memory (parsed strings and objects, estimated): the memory buffer's
+   * bound counts this, so that maxBytes bounds the heap it holds. `bytes` when absent.
+   */
+  cost?: number;
 }
 
 export interface SinkRunnerOptions {
@@ -43,6 +52,8 @@ export interface SinkRunnerOptions {
    * or — with a disk buffer — written to the disk buffer. Never called from within push().
    */
   onAck(item: SinkItem): void;
+  /** Called when the sink starts or stops failing (sources may then pace differently). */
+  onHealthChange?: () => void;
 }
 
 /** Between two failure lines while a sink keeps failing. */
@@ -65,9 +76,9 @@ interface Entry {
   at: number;
 }
 
-/** A source waiting for room (see whenNotFull). */
+/** A source waiting for room (see whenNotFull): it may go on once `holds` is false. */
 interface Waiter {
-  readAhead: boolean;
+  holds: () => boolean;
   resolve: () => void;
 }
 
@@ -100,6 +111,7 @@ export class SinkRunner {
   #head = 0;
   #qi = 0;
   #ei = 0;
+  /** The memory buffer's cost: what its items hold (see SinkItem.cost). */
   #memBytes = 0;
 
   // Disk mode.
@@ -132,6 +144,11 @@ export class SinkRunner {
   #deadLetters: DeadLetterFile | undefined;
 
   #failingSince: number | undefined;
+  /** A run of failures that was going on when the process last stopped (see failingSince). */
+  #carriedSince: number | undefined;
+  #lastFailure: string | undefined;
+  readonly #healthFile: FailingSinceFile;
+  readonly #onHealthChange: (() => void) | undefined;
   #lastLogAt: number | undefined;
   #suppressed = 0;
   #loggedThisRun = false;
@@ -148,12 +165,19 @@ export class SinkRunner {
     this.#log = opts.logger;
     this.#stats = opts.stats;
     this.#onAck = opts.onAck;
+    this.#onHealthChange = opts.onHealthChange;
+    this.#healthFile = new FailingSinceFile(opts.dataDir, opts.name, opts.logger);
   }
 
   /** Opens the disk buffer and starts delivering, beginning with what it holds from before a restart. */
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
+    const carried = this.#healthFile.load();
+    if (carried) {
+      this.#carriedSince = carried.failingSince;
+      this.#lastFailure = carried.reason;
+    }
     if (this.#diskMode) {
       const dir = join(this.#dataDir, 'buffers', this.#name);
       try {
@@ -183,14 +207,18 @@ export class SinkRunner {
       if (this.#overflow.length === 0 && this.#write(item)) this.#queueAck(item);
       else {
         this.#overflow.push(item);
-        this.#overflowBytes += item.bytes;
+        this.#overflowBytes += item.cost ?? item.bytes;
       }
       this.#gauge();
       return;
     }
     const n = item.events.length;
+    const wasEmpty = this.#head >= this.#queue.length;
     this.#queue.push({ item, done: 0, at: this.#timing.clock.now() });
-    this.#memBytes += item.bytes;
+    this.#memBytes += item.cost ?? item.bytes;
+    // A failure carried over from before a restart counts again now that there is something to send.
+    if (wasEmpty && this.#carriedSince !== undefined && this.#failingSince === undefined)
+      this.#onHealthChange?.();
     this.#gauge();
     if (n === 0) {
       // Nothing to send; it is acknowledged when the items before it are.
@@ -207,28 +235,35 @@ export class SinkRunner {
   }
 
   /**
-   * Memory mode, while the sink delivers: two whole batches already wait behind the one in flight
-   * (one is enough to keep the sink busy; the second covers the time the source takes to resume).
-   * A source that can pause at no cost (tail: the file keeps its lines) stops reading then rather
-   * than fill the buffer. Its events are then delivered soon after they are parsed, and die young
-   * in the heap instead of being promoted while they wait. While the sink fails, the buffer fills
-   * as usual, so the other sinks of the source keep going until it is full.
+   * Memory mode: two whole batches already wait behind the one in flight (one is enough to keep
+   * the sink busy; the second covers the time the source takes to resume). A source that can pause
+   * at no cost (tail: the file keeps its lines) stops reading then rather than fill the buffer. Its
+   * events are then delivered soon after they are parsed, and die young in the heap instead of
+   * being promoted while they wait. Whether a failing sink's buffer is filled anyway (so that the
+   * source's other sinks keep going) is the pipeline's choice.
    */
   get backlogged(): boolean {
     return (
       !this.#diskMode &&
-      this.#failingSince === undefined &&
       (this.#pendingEvents >= 2 * this.#batch.maxEvents || this.#pendingBytes >= 2 * this.#batch.maxBytes)
     );
   }
 
   /**
    * Resolves when the buffer has room (at once if it has now, or once the runner is stopped); with
-   * `readAhead: false`, also only once the sink is not `backlogged`.
+   * `readAhead: false`, also only once the sink is not `backlogged`; with a function, once it says
+   * the source need not hold back (asked again whenever the buffer or the sink's health changes,
+   * and on recheck()).
    */
-  whenNotFull(opts: { readAhead: boolean } = { readAhead: true }): Promise<void> {
-    if (this.#stopped || !this.holdsBack(opts.readAhead)) return Promise.resolve();
-    return new Promise((resolve) => this.#waiting.push({ readAhead: opts.readAhead, resolve }));
+  whenNotFull(opts: { readAhead: boolean } | (() => boolean) = { readAhead: true }): Promise<void> {
+    const holds = typeof opts === 'function' ? opts : () => this.holdsBack(opts.readAhead);
+    if (this.#stopped || !holds()) return Promise.resolve();
+    return new Promise((resolve) => this.#waiting.push({ holds, resolve }));
+  }
+
+  /** Asks the sources waiting for room again (another sink's health changed what they wait for). */
+  recheck(): void {
+    this.#roomMaybe();
   }
 
   /** Whether a source should stop reading: the buffer is full, or (readAhead false) the sink is backlogged. */
@@ -242,9 +277,20 @@ export class SinkRunner {
     return this.#memBytes;
   }
 
-  /** Clock time of the first failure of the current run of failures; undefined when the last attempt succeeded. */
+  /**
+   * Clock time of the first failure of the current run of failures; undefined when the last
+   * attempt succeeded. A run that was going on when the process last stopped counts from its first
+   * failure, once there is something to send again (a sink with nothing to send shows no failure).
+   */
   get failingSince(): number | undefined {
-    return this.#failingSince;
+    if (this.#failingSince !== undefined) return this.#failingSince;
+    if (this.#carriedSince !== undefined && !this.#empty()) return this.#carriedSince;
+    return undefined;
+  }
+
+  /** Why the last attempt failed, while failingSince is set. */
+  get lastFailure(): string | undefined {
+    return this.failingSince === undefined ? undefined : this.#lastFailure;
   }
 
   /** Sends the partial batch now and keeps delivering until nothing is left or the clock passes deadline. */
@@ -475,7 +521,7 @@ export class SinkRunner {
           // The dead-letter file cannot be written (a full or read-only disk): keep the batch and
           // try again after a back-off rather than acknowledge events that went nowhere.
           this.#stats.retries.value++;
-          this.#failingSince ??= this.#timing.clock.now();
+          this.#failing(`${outcome.reason}; and the dead-letter file cannot be written`);
           this.#failed(
             `${outcome.reason}; and the dead-letter file cannot be written`,
             outcome.status,
@@ -490,7 +536,7 @@ export class SinkRunner {
           return true;
         }
         this.#stats.retries.value++;
-        this.#failingSince ??= this.#timing.clock.now();
+        this.#failing(outcome.reason);
         this.#failed(outcome.reason, outcome.status, n, 'retrying');
       } else {
         const retry = outcome.retry;
@@ -512,7 +558,7 @@ export class SinkRunner {
         }
         this.#stats.failures.value++;
         this.#stats.retries.value++;
-        this.#failingSince ??= this.#timing.clock.now();
+        this.#failing(`${keep.length} of ${n} events were not stored`);
         this.#failed(`${keep.length} of ${n} events were not stored`, undefined, keep.length, 'retrying');
         bytes = (bytes * keep.length) / n;
         events = keep;
@@ -610,7 +656,7 @@ export class SinkRunner {
       if (e.done < e.item.events.length) break;
       this.#queue[this.#head] = undefined;
       this.#head++;
-      this.#memBytes -= e.item.bytes;
+      this.#memBytes -= e.item.cost ?? e.item.bytes;
       acked = true;
       this.#callAck(e.item);
     }
@@ -677,7 +723,7 @@ export class SinkRunner {
     if (this.#waiting.length === 0) return;
     const still: Waiter[] = [];
     const go: Waiter[] = [];
-    for (const w of this.#waiting) (this.holdsBack(w.readAhead) ? still : go).push(w);
+    for (const w of this.#waiting) (w.holds() ? still : go).push(w);
     this.#waiting = still;
     for (const w of go) w.resolve();
   }
@@ -717,7 +763,7 @@ export class SinkRunner {
   #flushOverflow(): void {
     let k = 0;
     while (k < this.#overflow.length && this.#write(this.#overflow[k]!)) {
-      this.#overflowBytes -= this.#overflow[k]!.bytes;
+      this.#overflowBytes -= this.#overflow[k]!.cost ?? this.#overflow[k]!.bytes;
       this.#queueAck(this.#overflow[k]!);
       k++;
     }
@@ -763,10 +809,28 @@ export class SinkRunner {
     if (this.#failingSince !== undefined) this.#loggedThisRun = true;
   }
 
+  /** A retry-able failure: starts (or continues) the run of failures, remembered in the data directory. */
+  #failing(reason: string): void {
+    this.#lastFailure = reason;
+    if (this.#failingSince !== undefined) return;
+    this.#failingSince = this.#carriedSince ?? this.#timing.clock.now();
+    this.#carriedSince = undefined;
+    this.#healthFile.save({ failingSince: this.#failingSince, reason });
+    this.#onHealthChange?.();
+  }
+
   #succeeded(): void {
+    if (this.#carriedSince !== undefined) {
+      this.#carriedSince = undefined;
+      this.#healthFile.save(undefined);
+      this.#onHealthChange?.();
+    }
     const since = this.#failingSince;
     if (since === undefined) return;
     this.#failingSince = undefined;
+    this.#lastFailure = undefined;
+    this.#healthFile.save(undefined);
+    this.#onHealthChange?.();
     this.#roomMaybe();
     if (this.#loggedThisRun)
       this.#log.info(

@@ -1,11 +1,13 @@
 // Turns a byte stream into events: splits lines, bounds and flags them, decodes CRI and joins
 // multiline groups, parses each record, and knows the stream offset up to which every byte has
-// become an event (a checkpoint may point there; nothing before it is still held).
+// become an event (a checkpoint may point there; nothing before it is still held). A line without
+// its newline can be handed over as it is (flagged `partial`), and the rest of it later too.
 
 import { isUtf8 } from 'node:buffer';
 import type { Clock } from '../../lib/clock.js';
 import type { Series } from '../../metrics/index.js';
 import type { MultilineConfig } from '../config.js';
+import type { LossSink } from '../loss.js';
 import { CriDecoder, NOT_CRI_REASON, RECORD_FLAG, utf8Boundary } from '../parsers/cri.js';
 import { MultilineJoiner } from '../parsers/multiline.js';
 import { dropRaw, FIELD, type LogEvent } from '../types.js';
@@ -23,11 +25,18 @@ export interface LineFramerOptions {
    * function counts its own failures).
    */
   stats?: { parseErrors: Series; truncated: Series } | undefined;
+  /** Told the bytes of each line past maxLineBytes, which are dropped. */
+  loss?: LossSink | undefined;
   /** A field that receives `path` on every event. */
   pathField?: string | undefined;
   path?: string | undefined;
   /** The stream offset of the first byte pushed (a resumed file starts at its checkpoint). */
   offset?: number | undefined;
+  /**
+   * The stream starts in the middle of a line whose first part was handed over as partial (a file
+   * resumed after a restart): the first record is flagged `partial` too.
+   */
+  continued?: boolean | undefined;
   /** Called when events became ready outside push() (a multiline group completed by its timeout). */
   onReady?: (() => void) | undefined;
 }
@@ -45,6 +54,7 @@ export class LineFramer {
   #pathField: string | undefined;
   #path: string | undefined;
   #onReady: (() => void) | undefined;
+  #loss: LossSink | undefined;
 
   #cri: CriDecoder | undefined;
   // One joiner per CRI stream, so a stack trace on stderr is not broken by lines on stdout.
@@ -62,6 +72,11 @@ export class LineFramer {
   #carryStart = 0;
   /** The current line passed maxLineBytes: its remaining bytes are dropped up to the newline. */
   #skipping = false;
+  /** Every byte of the carried line so far, dropped ones too, and the last of them (for a CR). */
+  #lineBytes = 0;
+  #lastByte = 0;
+  /** The first part of the current line was handed over as partial: its rest is flagged too. */
+  #continued: boolean;
 
   // Bound once here so the stages call each other without a closure per record.
   #toJoinerOrEmit = this.#afterCri.bind(this);
@@ -76,6 +91,8 @@ export class LineFramer {
     this.#pathField = opts.pathField;
     this.#path = opts.path;
     this.#onReady = opts.onReady;
+    this.#loss = opts.loss;
+    this.#continued = opts.continued === true;
     this.#position = opts.offset ?? 0;
     this.#doneEnd = this.#position;
     if (opts.format === 'cri') this.#cri = new CriDecoder(this.#toJoinerOrEmit, opts.maxLineBytes);
@@ -117,6 +134,11 @@ export class LineFramer {
   /** Memory held for the line still without its newline: never more than maxLineBytes + 1. */
   get heldBytes(): number {
     return this.#carry.length;
+  }
+
+  /** Bytes of a line still without its newline (held, or being skipped past maxLineBytes). */
+  get pendingBytes(): number {
+    return this.#lineBytes;
   }
 
   /** Events produced and not yet taken. */
@@ -167,8 +189,10 @@ export class LineFramer {
         if (e > pos && chunk[e - 1] === CR) e--;
         let flags = 0;
         if (e - pos > max) {
+          const full = e;
           e = pos + utf8Boundary(chunk.subarray(pos, e), max);
           flags = RECORD_FLAG.truncated;
+          this.#loss?.lost('line_too_long', full - e, { path: this.#path });
         }
         if (!allUtf8 && !isUtf8(chunk.subarray(pos, e))) flags |= RECORD_FLAG.invalidUtf8;
         this.#record(chunk.toString('utf8', pos, e), e - pos, flags, base + pos, base + nl + 1);
@@ -191,20 +215,34 @@ export class LineFramer {
 
   /**
    * The stream has ended (stdin closed, a rotated file drained, a truncated file's old content):
-   * the last line without a newline, partial CRI lines and the group being built become events.
-   * `cut`: the last line is known to go on beyond what was read (the file was truncated under
-   * it), so it is flagged `truncated`.
+   * the last line without a newline (flagged `partial`), partial CRI lines and the group being
+   * built become events. `cut`: the last line is known to go on beyond what was read (the file was
+   * truncated under it), so it is flagged `truncated` instead.
    */
   end(cut = false): void {
-    if (this.#carryLen > 0 || this.#skipping) this.#finishCarried(this.#position, cut);
+    if (this.#lineBytes > 0) this.#finishCarried(this.#position, cut, !cut);
     this.#cri?.flush(this.#position);
     this.flushGroup();
+  }
+
+  /**
+   * Hands over the line still without its newline as it is, flagged `partial` (its writer left it
+   * so for partialLineTimeout, or the source stops at the end of its file). Bytes that complete it
+   * later become another event, flagged `partial` as well. False when there is no such line.
+   */
+  flushPartial(): boolean {
+    if (this.#lineBytes === 0) return false;
+    this.#finishCarried(this.#position, false, true);
+    this.#continued = true;
+    return true;
   }
 
   /** Forgets everything held and continues at `offset` (a truncated file read again from 0). */
   reset(offset: number): void {
     this.#carryLen = 0;
     this.#skipping = false;
+    this.#lineBytes = 0;
+    this.#continued = false;
     this.#cri?.reset();
     this.#joiner?.reset();
     this.#joinerErr?.reset();
@@ -219,6 +257,10 @@ export class LineFramer {
   }
 
   #appendCarry(chunk: Buffer, from: number, to: number): void {
+    if (to > from) {
+      this.#lineBytes += to - from;
+      this.#lastByte = chunk[to - 1]!;
+    }
     if (this.#skipping) return;
     const cap = this.#maxLine + 1;
     const n = to - from;
@@ -241,16 +283,21 @@ export class LineFramer {
     this.#carryLen = want;
   }
 
-  #finishCarried(end: number, cut = false): void {
+  #finishCarried(end: number, cut = false, partial = false): void {
     let n = this.#carryLen;
     let flags = this.#skipping || cut ? RECORD_FLAG.truncated : 0;
+    // A line's length without the CR before its newline (a partial line keeps a CR it ends with).
+    const whole = !cut && !partial && this.#lastByte === CR ? this.#lineBytes - 1 : this.#lineBytes;
     if (!this.#skipping) {
-      if (!cut && n > 0 && this.#carry[n - 1] === CR) n--;
+      if (!cut && !partial && n > 0 && this.#carry[n - 1] === CR) n--;
       if (n > this.#maxLine) {
         n = utf8Boundary(this.#carry, this.#maxLine);
         flags = RECORD_FLAG.truncated;
       }
     }
+    if (whole > n && !cut) this.#loss?.lost('line_too_long', whole - n, { path: this.#path });
+    if (partial) flags |= RECORD_FLAG.partial;
+    this.#lineBytes = 0;
     const line = this.#carry.subarray(0, n);
     if (!isUtf8(line)) flags |= RECORD_FLAG.invalidUtf8;
     const text = line.toString('utf8');
@@ -262,6 +309,15 @@ export class LineFramer {
   }
 
   #record(text: string, bytes: number, flags: number, start: number, end: number): void {
+    if (this.#continued) {
+      // The rest of a line whose first part went out as partial; only its newline is no event.
+      this.#continued = false;
+      if (bytes === 0) {
+        if (end > this.#doneEnd) this.#doneEnd = end;
+        return;
+      }
+      flags |= RECORD_FLAG.partial;
+    }
     if (this.#cri) this.#cri.line(text, bytes, flags, start, end);
     else if (this.#joiner) this.#joiner.push(text, bytes, flags, start, end, undefined, undefined);
     else this.#emit(text, bytes, flags, start, end, undefined, undefined);
@@ -303,6 +359,7 @@ export class LineFramer {
         if (this.#truncated) this.#truncated.value++;
       }
       if ((flags & RECORD_FLAG.invalidUtf8) !== 0) ev[FIELD.invalidUtf8] = true;
+      if ((flags & RECORD_FLAG.partial) !== 0) ev[FIELD.partial] = true;
     }
     // The app's own `time`/`stream` fields (a JSON log line) win over the runtime's.
     if (time !== undefined && ev[FIELD.time] === undefined) ev[FIELD.time] = time;

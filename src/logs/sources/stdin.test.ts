@@ -4,8 +4,8 @@ import { describe, test } from 'node:test';
 import pino from 'pino';
 import { FakeClock } from '../../lib/clock.js';
 import { waitFor } from '../../lib/wait-for.js';
-import type { Series } from '../../metrics/index.js';
 import type { StdinSourceConfig } from '../config.js';
+import { fakeSourceStats } from '../test-support/source-context.js';
 import type { Chunk, LogEvent, SourceContext } from '../types.js';
 import { createStdinSource } from './stdin.js';
 
@@ -21,20 +21,11 @@ function context(clock = new FakeClock()): {
   let full = false;
   let calls = 0;
   let release: (() => void) | undefined;
-  const s = (): Series => ({ labels: {}, value: 0 });
   const ctx: SourceContext = {
     name: 'in',
     logger: pino({ level: 'silent' }),
     clock,
-    stats: {
-      events: s(),
-      bytes: s(),
-      parseErrors: s(),
-      truncated: s(),
-      dropped: s(),
-      lag: s,
-      forgetLag: () => {},
-    },
+    stats: fakeSourceStats(),
     dataDir: '/nonexistent',
     emit: (chunk) => {
       chunks.push(chunk);
@@ -47,9 +38,13 @@ function context(clock = new FakeClock()): {
     hasCapacity: () => !full,
     maxChunkEvents: 10_000,
     checkpoints: {
+      horizon: 0,
+      knownFile: () => assert.fail('stdin has no checkpoints'),
+      knownHeads: () => assert.fail('stdin has no checkpoints'),
       list: () => [],
       cutPoints: () => [],
       register: () => assert.fail('stdin has no checkpoints'),
+      progress: () => assert.fail('stdin has no checkpoints'),
       release: () => assert.fail('stdin has no checkpoints'),
     },
   };

@@ -2,6 +2,7 @@
 // but without checkpoints: what was read is handed on, and the stream is paused on backpressure.
 
 import type { StdinSourceConfig } from '../config.js';
+import { LossLog } from '../loss.js';
 import type { LogEvent, LogSource, SourceContext } from '../types.js';
 import { LineFramer } from './line-framer.js';
 
@@ -44,6 +45,13 @@ class StdinSource implements LogSource {
       parse,
       clock: ctx.clock,
       stats: ctx.stats,
+      loss: new LossLog({
+        source: ctx.name,
+        series: (reason) => ctx.stats.lostBytes(reason),
+        logger: ctx.logger,
+        clock: ctx.clock,
+      }),
+      path: 'stdin',
       onReady: () => this.#emit(),
     });
   }

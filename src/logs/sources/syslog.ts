@@ -9,6 +9,7 @@ import { type Address, formatAddress, unmapIPv4 } from '../../lib/address.js';
 import { PillionError } from '../../lib/errors.js';
 import { utf8Boundary } from '../../lib/utf8.js';
 import type { SyslogSourceConfig } from '../config.js';
+import { LossLog } from '../loss.js';
 import { parseSyslog } from '../parsers/syslog.js';
 import type { LogEvent, LogSource, SourceContext } from '../types.js';
 
@@ -55,6 +56,7 @@ class SyslogSourceImpl implements SyslogSource {
   #flushScheduled: NodeJS.Immediate | undefined;
   #paused = false;
   #stopped = false;
+  readonly #loss: LossLog;
   readonly #flush = () => {
     this.#flushScheduled = undefined;
     this.flush();
@@ -64,6 +66,12 @@ class SyslogSourceImpl implements SyslogSource {
     this.#cfg = cfg;
     this.#ctx = ctx;
     this.#idleMs = idleMs;
+    this.#loss = new LossLog({
+      source: ctx.name,
+      series: (reason) => ctx.stats.lostBytes(reason),
+      logger: ctx.logger,
+      clock: ctx.clock,
+    });
   }
 
   address(): Address {
@@ -122,6 +130,7 @@ class SyslogSourceImpl implements SyslogSource {
     if (truncated) {
       ev.truncated = true;
       this.#ctx.stats.truncated.value++;
+      this.#loss.lost('line_too_long', Math.max(0, bytes - Buffer.byteLength(text)), { peer });
     }
     if (invalidUtf8) ev.invalid_utf8 = true;
     if (peer !== undefined) ev.source_ip = peer;
@@ -205,6 +214,7 @@ class SyslogSourceImpl implements SyslogSource {
     if (!this.#ctx.hasCapacity()) {
       // UDP has no way to make the sender wait: count what is lost rather than buffer without bound.
       this.#ctx.stats.dropped.value++;
+      this.#loss.lost('buffer_full', buf.length, { peer: from });
       return;
     }
     const max = this.#cfg.maxMessageBytes;

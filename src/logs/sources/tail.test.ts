@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import {
   appendFileSync,
+  chmodSync,
   closeSync,
   copyFileSync,
   mkdirSync,
@@ -10,6 +11,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  symlinkSync,
   truncateSync,
   unlinkSync,
   writeFileSync,
@@ -18,17 +20,38 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { type Clock, FakeClock, systemClock } from '../../lib/clock.js';
 import { waitFor } from '../../lib/wait-for.js';
 import type { Series } from '../../metrics/index.js';
 import { CriLogWriter } from '../../pod/cri-log.js';
 import { CheckpointStore } from '../checkpoints.js';
 import type { TailSourceConfig } from '../config.js';
-import type { Chunk, LogEvent, LogSource, SourceContext, SourceStats } from '../types.js';
+import { fakeSourceStats } from '../test-support/source-context.js';
+import type { Chunk, LogEvent, LogSource, SourceContext } from '../types.js';
+import { GONE_AFTER_MS } from './resumables.js';
 import { createTailSource } from './tail.js';
 
 const silent = pino({ level: 'silent' });
+
+interface LogLine {
+  level: number;
+  msg: string;
+  code?: string;
+  reason?: string;
+  bytes?: number;
+  path?: string;
+}
+
+/** A logger whose lines a test can read. */
+function capture(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = pino(
+    { level: 'debug' },
+    { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) },
+  );
+  return { logger, lines };
+}
 const asMessage = (text: string): LogEvent => ({ message: text });
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -36,7 +59,7 @@ const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 class FakePipeline {
   readonly chunks: Chunk[] = [];
   readonly lag = new Map<string, Series>();
-  readonly stats: SourceStats;
+  readonly stats: ReturnType<typeof fakeSourceStats>;
   readonly ctx: SourceContext;
   /** After a "kill": chunks are neither kept nor acknowledged. */
   dead = false;
@@ -52,7 +75,7 @@ class FakePipeline {
 
   constructor(
     readonly store: CheckpointStore,
-    opts: { name?: string; sinks?: string[]; clock?: Clock } = {},
+    opts: { name?: string; sinks?: string[]; clock?: Clock; logger?: Logger } = {},
   ) {
     const name = opts.name ?? 'files';
     const sinks = opts.sinks ?? ['sink'];
@@ -60,12 +83,7 @@ class FakePipeline {
     const pipeline = this;
     this.ackSinks = () => sinks;
     const s = (): Series => ({ labels: {}, value: 0 });
-    this.stats = {
-      events: s(),
-      bytes: s(),
-      parseErrors: s(),
-      truncated: s(),
-      dropped: s(),
+    this.stats = fakeSourceStats({
       lag: (path) => {
         let l = this.lag.get(path);
         if (!l) this.lag.set(path, (l = s()));
@@ -74,10 +92,10 @@ class FakePipeline {
       forgetLag: (path) => {
         this.lag.delete(path);
       },
-    };
+    });
     this.ctx = {
       name,
-      logger: silent,
+      logger: opts.logger ?? silent,
       clock: opts.clock ?? systemClock,
       stats: this.stats,
       dataDir: '/nonexistent',
@@ -122,6 +140,7 @@ function tailConfig(dir: string, over: Partial<TailSourceConfig> = {}): TailSour
     startAt: 'beginning',
     globInterval: 20,
     pollInterval: 10,
+    partialLineTimeout: 5000,
     format: 'lines',
     maxLineBytes: 1024 * 1024,
     parser: 'none',
@@ -589,5 +608,352 @@ describe('tail source', () => {
     await waitFor(() => p.messages().length === 5, { what: 'five lines' });
     assertExactlyOnce(p, 5);
     assert.equal(statSync(`${cpFile}.corrupt`).isFile(), true);
+  });
+
+  // --- no silent loss (issue 13) -----------------------------------------------------------------
+
+  test('regression: a file renamed during start-up is read to its end before its checkpoint is released', async () => {
+    const { dir, store, cpFile } = fresh();
+    const path = join(dir, 'app.log');
+    writeFileSync(path, numbered(0, 100));
+    const p1 = new FakePipeline(store);
+    const src1 = tail(tailConfig(dir, { include: [path] }), p1);
+    await src1.start();
+    await waitFor(() => p1.messages().length === 100, { what: '100 lines' });
+    await src1.stop();
+    store.close();
+    appendFileSync(path, numbered(100, 150));
+    const ino = statSync(path).ino;
+    // The rotation lands while the next start-up scans: the file is not in its directory when the
+    // scan looks, and is there under its rotated name just after.
+    const parked = join(root, `parked-${n}`);
+    renameSync(path, parked);
+    writeFileSync(path, numbered(150, 160));
+    const store2 = CheckpointStore.open(cpFile, silent);
+    stores.push(store2);
+    const p2 = new FakePipeline(store2);
+    p2.chunks.push(...p1.chunks);
+    const src2 = tail(tailConfig(dir, { include: [path], globInterval: 3_600_000 }), p2);
+    await src2.start();
+    assert.ok(
+      store2.entries().some((e) => e.identity.ino === ino),
+      'the checkpoint of the file not found is kept',
+    );
+    renameSync(parked, join(dir, 'app.log.1'));
+    // Found through the directory watch (the next glob is an hour away), by inode and fingerprint.
+    await waitFor(() => p2.messages().length === 160, { what: 'every line, the renamed file drained' });
+    assertExactlyOnce(p2, 160);
+    await waitFor(() => !store2.entries().some((e) => e.identity.ino === ino), {
+      what: 'its checkpoint released once it was read to its end',
+    });
+  });
+
+  test('regression: a checkpointed file that stays gone is abandoned after a minute, logged and counted with what it held unread', async () => {
+    const { dir, store, cpFile } = fresh();
+    const path = join(dir, 'app.log');
+    writeFileSync(path, numbered(0, 5000));
+    const p1 = new FakePipeline(store);
+    p1.maxChunkEvents = 1000;
+    p1.killAfter = 2;
+    const src1 = tail(tailConfig(dir, { include: [path] }), p1);
+    await src1.start();
+    await waitFor(() => p1.dead, { what: 'the kill' });
+    await src1.stop();
+    await turn();
+    store.close();
+    const size = statSync(path).size;
+    const acked = p1.chunks[1]!.endOffset!;
+    unlinkSync(path);
+    const store2 = CheckpointStore.open(cpFile, silent);
+    stores.push(store2);
+    const clock = new FakeClock();
+    const log = capture();
+    const p2 = new FakePipeline(store2, { clock, logger: log.logger });
+    const src2 = tail(tailConfig(dir, { include: [path] }), p2);
+    await src2.start();
+    await clock.advance(GONE_AFTER_MS - 1000);
+    assert.equal(store2.entries().length, 1, 'kept while it may still turn up');
+    assert.equal(p2.stats.abandonedBy.get('gone')?.value ?? 0, 0);
+    await waitFor(
+      async () => {
+        await clock.advance(100);
+        return p2.stats.abandonedBy.get('gone')?.value === 1;
+      },
+      { what: 'the checkpoint abandoned' },
+    );
+    assert.equal(p2.stats.lost.get('gone')?.value, size - acked, 'the bytes it held unread');
+    assert.equal(store2.entries().length, 0);
+    assert.ok(log.lines.some((l) => l.level === 40 && /letting go of the checkpoint/.test(l.msg)));
+    assert.ok(log.lines.some((l) => l.code === 'PILLION_ERR_LOGS_LOST' && l.reason === 'gone'));
+  });
+
+  test('regression: a file rewritten in place with the same first 256 bytes and a larger size is read again from its start', async () => {
+    const { dir, store } = fresh();
+    const path = join(dir, 'app.log');
+    const banner = `${'#'.repeat(299)}\n`;
+    writeFileSync(path, banner + numbered(0, 1000));
+    const log = capture();
+    const p = new FakePipeline(store, { logger: log.logger });
+    const src = tail(tailConfig(dir), p);
+    await src.start();
+    await waitFor(() => p.messages().length === 1001, { what: 'the first content' });
+    // Rewritten over its old bytes (no truncation), longer than before.
+    const fd = openSync(path, 'r+');
+    writeSync(fd, banner + numbered(5000, 7000), 0);
+    closeSync(fd);
+    await waitFor(() => p.messages().at(-1) === 'line 6999', { what: 'the new content' });
+    const again = p.messages().slice(1001);
+    assert.equal(again[0], banner.trimEnd(), 'read again from its first line');
+    assert.deepEqual(again.slice(1), numbered(5000, 7000).trimEnd().split('\n'), 'every new line, whole');
+    assert.ok(!p.chunks.flatMap((c) => c.events).some((e) => e.truncated), 'no fragment of a line');
+    assert.ok(log.lines.some((l) => l.code === 'PILLION_ERR_LOGS_LOST' && l.reason === 'rewritten'));
+  });
+
+  test('regression: a file rewritten in place while stopped is read again from its start, not from its checkpoint', async () => {
+    const { dir, store, cpFile } = fresh();
+    const path = join(dir, 'app.log');
+    const banner = `${'#'.repeat(299)}\n`;
+    writeFileSync(path, banner + numbered(0, 1000));
+    const p1 = new FakePipeline(store);
+    const src1 = tail(tailConfig(dir), p1);
+    await src1.start();
+    await waitFor(() => p1.messages().length === 1001, { what: 'the first content' });
+    await src1.stop();
+    store.close();
+    const fd = openSync(path, 'r+');
+    writeSync(fd, banner + numbered(5000, 7000), 0);
+    closeSync(fd);
+    const store2 = CheckpointStore.open(cpFile, silent);
+    stores.push(store2);
+    const p2 = new FakePipeline(store2);
+    const src2 = tail(tailConfig(dir), p2);
+    await src2.start();
+    await waitFor(() => p2.messages().at(-1) === 'line 6999', { what: 'the new content' });
+    assert.deepEqual(p2.messages(), [banner.trimEnd(), ...numbered(5000, 7000).trimEnd().split('\n')]);
+  });
+
+  test('regression: copytruncate counts the bytes it skipped in pillion_logs_bytes_lost_total{reason="truncated"} and logs it', async () => {
+    const { dir, store } = fresh();
+    const path = join(dir, 'app.log');
+    writeFileSync(path, numbered(0, 1000));
+    const size = statSync(path).size;
+    const log = capture();
+    const p = new FakePipeline(store, { logger: log.logger });
+    p.maxChunkEvents = 100;
+    p.full = true; // the sink is behind: the tail stops after its first chunk
+    const src = tail(tailConfig(dir), p);
+    await src.start();
+    await waitFor(() => p.capacityCalls === 1, { what: 'the source paused' });
+    const read = p.chunks.at(-1)!.endOffset!;
+    assert.ok(read < size);
+    copyFileSync(path, join(dir, 'app.log.1'));
+    truncateSync(path, 0);
+    appendFileSync(path, numbered(5000, 5010));
+    // Seen while still paused: the file is checked every pollInterval even then.
+    await waitFor(() => p.stats.lost.get('truncated')?.value === size - read, {
+      what: 'the unread bytes counted',
+    });
+    assert.ok(
+      log.lines.some((l) => l.level === 40 && l.code === 'PILLION_ERR_LOGS_LOST' && l.reason === 'truncated'),
+    );
+    p.release();
+    await waitFor(() => p.messages().at(-1) === 'line 5009', { what: 'the new content' });
+    assert.deepEqual(p.messages().slice(-10), numbered(5000, 5010).trimEnd().split('\n'));
+  });
+
+  test('regression: a last line without a newline is sent after partialLineTimeout and at stop, flagged partial, never twice', async () => {
+    const { dir, store, cpFile } = fresh();
+    const path = join(dir, 'app.log');
+    writeFileSync(path, 'a\nb\npart');
+    const clock = new FakeClock();
+    const p = new FakePipeline(store, { clock });
+    const src = tail(tailConfig(dir, { partialLineTimeout: 5000 }), p);
+    await src.start();
+    await waitFor(() => p.messages().length === 2, { what: 'the whole lines' });
+    await clock.advance(4000);
+    assert.equal(p.messages().length, 2, 'not before the timeout');
+    await waitFor(
+      async () => {
+        await clock.advance(100);
+        return p.messages().length === 3;
+      },
+      { what: 'the partial line' },
+    );
+    const events = p.chunks.flatMap((c) => c.events);
+    assert.deepEqual(events[2], { message: 'part', partial: true });
+    assert.equal(p.chunks.at(-1)!.endOffset, statSync(path).size, 'its bytes are done');
+    // The rest of the line comes: it is another event, flagged too; the next line is whole.
+    appendFileSync(path, 'ial\nc\nlast');
+    await waitFor(
+      async () => {
+        await clock.advance(20);
+        return p.messages().length === 5;
+      },
+      { what: 'the rest and the next line' },
+    );
+    assert.deepEqual(p.chunks.flatMap((c) => c.events).slice(3), [
+      { message: 'ial', partial: true },
+      { message: 'c' },
+    ]);
+    await waitFor(() => p.stats.bytes.value === statSync(path).size, { what: '"last" read' });
+    await src.stop();
+    assert.deepEqual(
+      p.chunks.flatMap((c) => c.events).at(-1),
+      { message: 'last', partial: true },
+      'sent at stop',
+    );
+    store.close();
+    // A restart resumes after it: the part already sent is not sent again, and a newline alone
+    // that completes it is no event.
+    appendFileSync(path, '\nnext\n');
+    const store2 = CheckpointStore.open(cpFile, silent);
+    stores.push(store2);
+    const p2 = new FakePipeline(store2);
+    const src2 = tail(tailConfig(dir), p2);
+    await src2.start();
+    await waitFor(() => p2.messages().length === 1, { what: 'the next line' });
+    assert.deepEqual(
+      p2.chunks.flatMap((c) => c.events),
+      [{ message: 'next' }],
+    );
+  });
+
+  test('regression: pillion_logs_file_lag_bytes follows the file while the source is paused', async () => {
+    const { dir, store } = fresh();
+    const path = join(dir, 'app.log');
+    writeFileSync(path, numbered(0, 1000));
+    const p = new FakePipeline(store);
+    p.maxChunkEvents = 100;
+    p.full = true;
+    const src = tail(tailConfig(dir), p);
+    await src.start();
+    await waitFor(() => p.capacityCalls === 1, { what: 'the source paused' });
+    const read = p.chunks.at(-1)!.endOffset!;
+    appendFileSync(path, numbered(1000, 3000));
+    await waitFor(() => p.lag.get(path)?.value === statSync(path).size - read, {
+      what: 'the lag to include what was written while paused',
+    });
+    p.release();
+    await waitFor(() => p.messages().length === 3000, { what: 'every line' });
+    await waitFor(() => p.lag.get(path)?.value === 0, { what: 'lag 0' });
+  });
+
+  test('regression: files made and rotated away while stopped, under a live-name-only pattern, are read whole', async () => {
+    const { dir, store, cpFile } = fresh();
+    const path = join(dir, 'app.log');
+    writeFileSync(path, numbered(0, 100));
+    const p1 = new FakePipeline(store);
+    const src1 = tail(tailConfig(dir, { include: [path] }), p1);
+    await src1.start();
+    await waitFor(() => p1.messages().length === 100, { what: '100 lines' });
+    await src1.stop();
+    store.close();
+    // While stopped: the followed file gets more lines and is rotated; the file that takes its
+    // name is rotated too before the restart; a third is live. Also a compressed old rotation and
+    // a copy of the followed file (copytruncate's), which are not to be read.
+    appendFileSync(path, numbered(100, 120));
+    renameSync(path, `${path}.1`);
+    writeFileSync(path, numbered(120, 150));
+    renameSync(path, `${path}.2`);
+    writeFileSync(path, numbered(150, 160));
+    writeFileSync(`${path}.3.gz`, Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0]));
+    copyFileSync(`${path}.1`, `${path}.old`);
+    const store2 = CheckpointStore.open(cpFile, silent);
+    stores.push(store2);
+    const p2 = new FakePipeline(store2);
+    p2.chunks.push(...p1.chunks);
+    const src2 = tail(tailConfig(dir, { include: [path] }), p2);
+    await src2.start();
+    await waitFor(() => p2.messages().length >= 160, { what: 'every line' });
+    assertExactlyOnce(p2, 160);
+    await waitFor(() => store2.entries().length === 1, { what: 'the rotated files released' });
+  });
+
+  test('regression: a file that takes the live name and is rotated away before the source looks is read whole', async () => {
+    const { dir, store } = fresh();
+    const path = join(dir, 'app.log');
+    writeFileSync(path, numbered(0, 100));
+    const p = new FakePipeline(store);
+    const src = tail(tailConfig(dir, { include: [path] }), p);
+    await src.start();
+    await waitFor(() => p.messages().length === 100, { what: 'the first file' });
+    // Two rotations in one go: the middle file is never at the live name when the source looks.
+    appendFileSync(path, numbered(100, 110));
+    renameSync(path, `${path}.1`);
+    writeFileSync(path, numbered(110, 150));
+    renameSync(path, `${path}.2`);
+    writeFileSync(path, numbered(150, 160));
+    await waitFor(() => p.messages().length >= 160, { what: 'every line' });
+    assertExactlyOnce(p, 160);
+    // Numbered rotation shifts the old files: a file already read, under a new rotated name, is not read again.
+    await waitFor(() => store.entries().length === 1, { what: 'the rotated files released' });
+    renameSync(`${path}.2`, `${path}.3`);
+    renameSync(`${path}.1`, `${path}.2`);
+    appendFileSync(path, numbered(160, 170));
+    await waitFor(() => p.messages().length >= 170, { what: 'the next lines' });
+    assertExactlyOnce(p, 170);
+  });
+
+  test('regression: a new file is found through the directory watch, not at the next globInterval', async () => {
+    const { dir, store } = fresh();
+    const p = new FakePipeline(store);
+    const src = tail(tailConfig(dir, { globInterval: 3_600_000, pollInterval: 3_600_000 }), p);
+    await src.start();
+    writeFileSync(join(dir, 'new.log'), numbered(0, 10));
+    await waitFor(() => p.messages().length === 10, { what: 'the new file read' });
+    appendFileSync(join(dir, 'new.log'), numbered(10, 20));
+    await waitFor(() => p.messages().length === 20, { what: 'its next lines, read on the write event' });
+    assertExactlyOnce(p, 20);
+  });
+
+  test('regression: a line over maxLineBytes counts what was cut in pillion_logs_bytes_lost_total{reason="line_too_long"}', async () => {
+    const { dir, store } = fresh();
+    writeFileSync(join(dir, 'app.log'), `before\n${'x'.repeat(3000)}\n${'y'.repeat(5000)}\r\nafter\n`);
+    const p = new FakePipeline(store);
+    const src = tail(tailConfig(dir, { maxLineBytes: 1024 }), p);
+    await src.start();
+    await waitFor(() => p.messages().length === 4, { what: 'four events' });
+    assert.equal(p.stats.lost.get('line_too_long')?.value, 3000 - 1024 + (5000 - 1024));
+    assert.equal(p.stats.truncated.value, 2);
+  });
+
+  test('regression (issue 14): an unreadable directory is warned about once, counted and reported, and again once readable', async () => {
+    const { dir, store } = fresh();
+    const sub = join(dir, 'secret');
+    // Modes do not stop root, whom the tests may run as: a symbolic link loop cannot be read either.
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) symlinkSync('secret', sub);
+    else {
+      mkdirSync(sub);
+      writeFileSync(join(sub, 'app.log'), numbered(0, 10));
+      chmodSync(sub, 0o000);
+    }
+    const clock = new FakeClock();
+    const log = capture();
+    const p = new FakePipeline(store, { clock, logger: log.logger });
+    const src = tail(tailConfig(dir, { include: [join(sub, '*.log')] }), p);
+    const health = (): string[] => (src as LogSource & { health(): string[] }).health();
+    await src.start();
+    await waitFor(() => p.stats.unreadablePaths.value === 1, { what: 'the path counted' });
+    for (let i = 0; i < 10; i++) await clock.advance(25); // more scans: still one warning
+    const warned = log.lines.filter((l) => l.code === 'PILLION_ERR_LOGS_UNREADABLE');
+    assert.equal(warned.length, 1);
+    assert.equal(warned[0]!.path, sub);
+    assert.match(health().join('\n'), new RegExp(`cannot read ${sub} \\((ELOOP|EACCES)\\)`));
+    if (asRoot) {
+      unlinkSync(sub);
+      mkdirSync(sub);
+      writeFileSync(join(sub, 'app.log'), numbered(0, 10));
+    } else chmodSync(sub, 0o755);
+    await waitFor(
+      async () => {
+        await clock.advance(25);
+        return p.messages().length === 10;
+      },
+      { what: 'its files read once it can be' },
+    );
+    assert.equal(p.stats.unreadablePaths.value, 0);
+    assert.deepEqual(health(), []);
+    assert.ok(log.lines.some((l) => l.level === 30 && l.msg.includes(`can read ${sub} again`)));
   });
 });

@@ -17,17 +17,37 @@ export interface FakeContext {
   setRoom(room: boolean): void;
 }
 
-export function fakeContext(name = 'app'): FakeContext {
+/** Source counters on plain series; lost bytes and abandoned files by reason, in maps a test reads. */
+export function fakeSourceStats(
+  over: Partial<SourceStats> = {},
+): SourceStats & { lost: Map<string, Series>; abandonedBy: Map<string, Series> } {
   const series = (): Series => ({ labels: {}, value: 0 });
-  const stats: SourceStats = {
+  const lost = new Map<string, Series>();
+  const abandonedBy = new Map<string, Series>();
+  const byReason = (m: Map<string, Series>) => (reason: string) => {
+    let s = m.get(reason);
+    if (!s) m.set(reason, (s = series()));
+    return s;
+  };
+  return {
     events: series(),
     bytes: series(),
     parseErrors: series(),
     truncated: series(),
     dropped: series(),
+    unreadablePaths: series(),
+    lostBytes: byReason(lost),
+    abandoned: byReason(abandonedBy),
     lag: () => series(),
     forgetLag: () => {},
+    lost,
+    abandonedBy,
+    ...over,
   };
+}
+
+export function fakeContext(name = 'app'): FakeContext {
+  const stats = fakeSourceStats();
   const chunks: Chunk[] = [];
   let room = true;
   let waiters: (() => void)[] = [];
@@ -44,7 +64,16 @@ export function fakeContext(name = 'app'): FakeContext {
     capacity: () => (room ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
     hasCapacity: () => room,
     maxChunkEvents: 10_000,
-    checkpoints: { list: () => [], cutPoints: () => [], register: () => {}, release: () => {} },
+    checkpoints: {
+      horizon: 0,
+      knownFile: () => false,
+      knownHeads: () => [],
+      list: () => [],
+      cutPoints: () => [],
+      register: () => {},
+      progress: () => {},
+      release: () => {},
+    },
   };
   return {
     ctx,
