@@ -135,8 +135,30 @@ const quantity = z.union([z.string(), z.number()]).superRefine((q, ctx) => {
   if (!r.ok) addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', r.reason);
 });
 
+// IANA_SVC_NAME, as Kubernetes validates port names: at most 15 characters, lowercase letters,
+// digits and "-", at least one letter, no "--", no "-" at either end.
+const portName = () =>
+  z
+    .string()
+    .max(15)
+    .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, { message: 'must be lowercase letters, digits and "-"' })
+    .refine((n) => /[a-z]/.test(n), { message: 'must contain at least one letter' })
+    .refine((n) => !n.includes('--'), { message: 'may not contain "--"' });
+
+const containerPort = z.object({
+  name: portName().optional(),
+  containerPort: z.number().int().min(1).max(65535),
+  protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
+});
+
 export const containerSchema = z.object({
   name: dnsLabel(),
+  // Never pulled: the command runs on this host. Kept to show in describe, and validated as the
+  // API server does, so the manifest still applies to a cluster.
+  image: z.string().optional(),
+  imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  // Declared ports name the numbers probes and hooks may refer to (`port: http`).
+  ports: z.array(containerPort).default([]),
   command: z.array(noNul()).optional(),
   args: z.array(noNul()).default([]),
   workingDir: z.string().optional(),
@@ -241,6 +263,7 @@ const volumeSchema = z
   });
 
 export const podSpecSchema = z.object({
+  imagePullSecrets: z.array(z.object({ name: z.string().min(1) })).optional(),
   initContainers: z.array(containerSchema).default([]),
   containers: z.array(containerSchema).min(1),
   volumes: z.array(volumeSchema).default([]),
@@ -333,10 +356,8 @@ export type PodSpec = z.output<typeof podSpecSchema>;
  * says why each is ignored, so a manifest written for a cluster runs here unchanged.
  */
 export const IGNORED_FIELDS = new Map<string, string>([
-  ['image', 'pillion runs the command on this host, not an image'],
-  ['imagePullPolicy', 'there are no images to pull'],
-  ['imagePullSecrets', 'there are no images to pull'],
-  ['ports', 'processes share the host network; ports need no declaring'],
+  ['hostPort', 'processes share the host network: a containerPort is already the host port'],
+  ['hostIP', 'processes share the host network'],
   ['securityContext', 'processes run as the user that runs pillion'],
   ['serviceAccountName', 'there is no API server to authenticate to'],
   ['automountServiceAccountToken', 'there is no API server to authenticate to'],

@@ -172,7 +172,7 @@ test('fields that mean nothing here, and unknown ones, are warnings that name th
     - name: app
       image: nginx
       command: ["true"]
-      ports: [{ containerPort: 80 }]
+      ports: [{ containerPort: 80, hostPort: 80 }]
       livenesProbe: { tcpSocket: { port: 80 } }
 `) + '---\napiVersion: v1\nkind: Service\nmetadata: { name: web }\n',
     'pod.yaml',
@@ -180,8 +180,7 @@ test('fields that mean nothing here, and unknown ones, are warnings that name th
   assert.ok(r.ok);
   assert.deepEqual(r.warnings.map(formatIssue), [
     'pod.yaml:7:3 PILLION_ERR_POD_UNSUPPORTED_FIELD spec.nodeSelector: ignored: there is one node: this host',
-    'pod.yaml:10:7 PILLION_ERR_POD_UNSUPPORTED_FIELD spec.containers[0].image: ignored: pillion runs the command on this host, not an image',
-    'pod.yaml:12:7 PILLION_ERR_POD_UNSUPPORTED_FIELD spec.containers[0].ports: ignored: processes share the host network; ports need no declaring',
+    'pod.yaml:12:36 PILLION_ERR_POD_UNSUPPORTED_FIELD spec.containers[0].ports[0].hostPort: ignored: processes share the host network: a containerPort is already the host port',
     'pod.yaml:13:7 PILLION_ERR_CONFIG_UNKNOWN_KEY spec.containers[0].livenesProbe: unknown field, ignored (did you mean "livenessProbe"?)',
     'pod.yaml:16:7 PILLION_ERR_POD_UNSUPPORTED_KIND kind: Service documents are skipped (pillion pod runs Pod, Job and Deployment, with ConfigMap and Secret)',
   ]);

@@ -8,6 +8,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomicSync } from '../lib/atomic-write.js';
+import type { PodSpec } from './config.js';
 
 export type Phase = 'Pending' | 'Running' | 'Succeeded' | 'Failed';
 export type ContainerType = 'init' | 'sidecar' | 'main';
@@ -19,6 +20,28 @@ export interface TerminatedState {
   message?: string | undefined;
   startedAt?: string | undefined;
   finishedAt: string;
+}
+
+/** The last outcome of one kind of probe, and why it last failed (kubectl describe shows it). */
+export interface ProbeStatus {
+  /** Whether the last probe passed; undefined before the first one. */
+  ok?: boolean | undefined;
+  consecutiveFailures: number;
+  lastFailure?: { message: string; at: string } | undefined;
+}
+
+export type ProbeKind = 'startup' | 'liveness' | 'readiness';
+
+/** A pod event as `kubectl describe` lists it; repeats of the same event are counted, not copied. */
+export interface PodEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  /** The container it is about, when it is about one. */
+  container?: string | undefined;
+  message: string;
+  count: number;
+  firstTimestamp: string;
+  lastTimestamp: string;
 }
 
 export interface ContainerStatus {
@@ -36,6 +59,7 @@ export interface ContainerStatus {
   ready: boolean;
   started: boolean;
   restartCount: number;
+  probes?: Partial<Record<ProbeKind, ProbeStatus>> | undefined;
 }
 
 export interface PodStatus {
@@ -58,9 +82,21 @@ export interface PodStatus {
   conditions: { initialized: boolean; containersReady: boolean; ready: boolean };
   containers: ContainerStatus[];
   warnings: string[];
+  /** Newest last; bounded (see events.ts). */
+  events?: PodEvent[] | undefined;
 }
 
 export { defaultStateDir } from '../lib/state-dir.js';
+
+/** What `describe` needs of the manifest: never the ConfigMap and Secret data. */
+export interface PodSpecRecord {
+  kind: string;
+  name: string;
+  namespace: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  spec: PodSpec;
+}
 
 export class PodDirs {
   readonly id: string;
@@ -88,6 +124,28 @@ export class PodDirs {
 
   get supervisorLog(): string {
     return join(this.runDir, 'supervisor.log');
+  }
+
+  /** The pod as it was started (its spec is immutable), for `pillion pod describe`. */
+  get specFile(): string {
+    return join(this.runDir, 'spec.json');
+  }
+
+  writeSpec(pod: PodSpecRecord): void {
+    const { kind, name, namespace, labels, annotations, spec } = pod;
+    writeFileAtomicSync(
+      this.specFile,
+      `${JSON.stringify({ kind, name, namespace, labels, annotations, spec }, null, 2)}\n`,
+    );
+  }
+
+  /** The spec written at start, or undefined (a pod started by an older pillion has none). */
+  readSpec(): PodSpecRecord | undefined {
+    try {
+      return JSON.parse(readFileSync(this.specFile, 'utf8')) as PodSpecRecord;
+    } catch {
+      return undefined;
+    }
   }
 
   containerLogDir(container: string): string {
