@@ -122,6 +122,25 @@ test('a manifest with errors is refused with line:col before anything starts', (
   assert.match(pillion('pod', 'status', 'broken').stderr, /PILLION_ERR_POD_NOT_FOUND/);
 });
 
+test('regression: up refuses a misspelt field with a did-you-mean; --strict=false runs it with a warning', () => {
+  const file = manifest(
+    'typo',
+    'apiVersion: v1\nkind: Pod\nmetadata: { name: typo }\nspec:\n  restartPolicy: Never\n  containers:\n    - name: web\n      command: ["true"]\n      livenesProbe: { exec: { command: ["true"] } }\n',
+  );
+  const strict = pillion('pod', 'up', file);
+  assert.equal(strict.status, 1);
+  assert.match(
+    strict.stderr,
+    /typo\.yaml:9:7 PILLION_ERR_CONFIG_UNKNOWN_KEY spec\.containers\[0\]\.livenesProbe: unknown field \(did you mean "livenessProbe"\?\)/,
+  );
+  const lax = pillion('pod', 'up', file, '--strict=false');
+  assert.equal(lax.status, 0, lax.stderr);
+  assert.match(
+    lax.stderr,
+    /warning: .*livenesProbe: unknown field, ignored \(did you mean "livenessProbe"\?\)/,
+  );
+});
+
 test('regression: the runner stays up through a crash-loop back-off with no container process alive', async () => {
   const file = manifest(
     'crashy',

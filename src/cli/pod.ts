@@ -33,6 +33,7 @@ interface CommonOpts {
 
 interface UpOpts extends CommonOpts {
   detach?: boolean;
+  strict: string | boolean;
   quiet?: boolean;
   backoffBase: string;
   backoffCap: string;
@@ -60,6 +61,14 @@ export function podCommand(finish: (code: number) => void): Command {
       'start the pod; in the foreground, stream its logs and exit with its outcome (0 Succeeded, 1 Failed)',
     )
     .option('-d, --detach', 'run in the background and return once the pod has started')
+    .addOption(
+      new Option(
+        '--strict [bool]',
+        'misspelt fields are errors, as kubectl apply makes them; --strict=false makes them warnings',
+      )
+        .choices(['true', 'false'])
+        .default('true'),
+    )
     .addOption(stateOpt())
     .option('--backoff-base <duration>', 'first crash-loop back-off delay', '10s')
     .option('--backoff-cap <duration>', 'longest crash-loop back-off delay', '5m')
@@ -136,8 +145,9 @@ async function up(file: string, opts: UpOpts): Promise<number> {
     capMs: duration('--backoff-cap', opts.backoffCap),
     resetAfterMs: duration('--backoff-reset', opts.backoffReset),
   };
-  const loaded = await loadManifest(file, opts.uid ? { uid: opts.uid } : undefined);
+  const loaded = await loadManifest(file, { uid: opts.uid, strict: opts.strict !== 'false' });
   const color = process.stderr.isTTY === true && !process.env.NO_COLOR;
+  for (const n of loaded.notes) process.stderr.write(`note: ${n}\n`);
   for (const w of loaded.warnings) process.stderr.write(`warning: ${formatIssue(w)}\n`);
   if (!loaded.ok) {
     process.stderr.write(renderIssues(loaded.errors, undefined, color));
@@ -250,6 +260,7 @@ async function detach(file: string, manifest: PodManifest, dir: string, opts: Up
     opts.backoffReset,
     '--second-ms',
     opts.secondMs,
+    `--strict=${opts.strict === 'false' ? 'false' : 'true'}`,
     '--quiet',
   ];
   const child = spawn(process.execPath, args, {
