@@ -54,10 +54,21 @@ spec:
     timeoutMs: 15_000,
   });
   const status = pillion('pod', 'status', 'svc').stdout;
-  assert.match(status, /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NAMESPACE\n/);
-  assert.match(status, /\napp\s+main\s+Running\s+true\s+1\s+\S+\s+4\s+Error\n/, status);
+  assert.match(
+    status,
+    /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\nsvc\s+2\/2\s+Running\s+1 \(\d+s ago\)\s+\d+s\n/,
+    status,
+  );
+  assert.match(status, /\napp\s+main\s+Running\s+true\s+1 \(\d+s ago\)\s+\S+\s+4\s+Error\n/, status);
   assert.match(status, /\nside\s+sidecar\s+Running\s+true\s+0 /);
-  assert.match(pillion('pod', 'list').stdout, /default\s+svc\s+2\/2\s+Running\s+1 /);
+  assert.match(
+    pillion('pod', 'status', 'svc', '-o', 'wide').stdout,
+    /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NODE\s+KIND\s+FILE\nsvc\s+2\/2\s+Running\s+1 \(\d+s ago\)\s+\d+s\s+127\.0\.0\.1\s+\S+\s+Pod\s+\S+svc\.yaml\n/,
+  );
+  assert.match(pillion('pod', 'list').stdout, /default\s+svc\s+2\/2\s+Running\s+1 \(/);
+  const yaml = pillion('pod', 'status', 'svc', '-o', 'yaml').stdout;
+  assert.match(yaml, /^- name: svc\n/);
+  assert.match(yaml, /\n {2}runnerAlive: true\n/);
 
   const again = pillion('pod', 'up', file);
   assert.equal(again.status, 1);
@@ -230,5 +241,102 @@ test('regression: down never signals a pid that a finished pod once had (pids ar
     assert.equal(bystander.signalCode, null, 'the bystander was not signalled');
   } finally {
     bystander.kill();
+  }
+});
+
+test('status without a name prints one table of all pods, as kubectl get pods; -A adds their namespaces', () => {
+  const dir = join(root, 'table-state');
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [cli, ...args, '--state-dir', dir], { encoding: 'utf8' });
+  const job = (name: string, ns: string, cmd: string) =>
+    manifest(
+      name,
+      `apiVersion: batch/v1\nkind: Job\nmetadata: { name: ${name}, namespace: ${ns} }\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{ name: work, command: [sh, -c, "${cmd}"] }]\n`,
+    );
+  assert.equal(run('pod', 'up', job('done1', 'default', 'true')).status, 0);
+  assert.equal(run('pod', 'up', job('fail1', 'default', 'exit 3')).status, 1);
+  assert.equal(run('pod', 'up', job('other1', 'team', 'true')).status, 0);
+  const table = run('pod', 'status').stdout;
+  const lines = table.trimEnd().split('\n');
+  assert.match(lines[0]!, /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE$/);
+  assert.deepEqual(
+    lines
+      .slice(1)
+      .map((l) => l.split(/\s+/).slice(0, 4).join(' '))
+      .sort(),
+    ['done1 0/1 Completed 0', 'fail1 0/1 Error 0'],
+  );
+  const all = run('pod', 'status', '-A').stdout.trimEnd().split('\n');
+  assert.match(all[0]!, /^NAMESPACE\s+NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE$/);
+  assert.ok(
+    all.some((l) => /^team\s+other1\s+0\/1\s+Completed\s+0\s+\d+s$/.test(l)),
+    all.join('\n'),
+  );
+  assert.equal(run('pod', 'status', '-n', 'nothing-here').stdout, 'No pods in namespace nothing-here.\n');
+});
+
+test('regression: PILLION_ERR_POD_NOT_FOUND names the state directory it looked in and how to choose another; an empty PILLION_STATE_DIR is an error', () => {
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', HOME: join(root, 'home') };
+  delete env.PILLION_STATE_DIR;
+  delete env.XDG_STATE_HOME;
+  const run = (extra: Record<string, string>, ...args: string[]) =>
+    spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...env, ...extra } });
+  const dflt = run({}, 'pod', 'logs', 'nope');
+  assert.equal(dflt.status, 1);
+  assert.equal(
+    dflt.stderr,
+    `PILLION_ERR_POD_NOT_FOUND no pod "nope" in ${join(root, 'home', '.local', 'state', 'pillion')} (the default state directory): it has no pods; a pod started by another user or with another state directory is found with --state-dir DIR or PILLION_STATE_DIR=DIR\n`,
+  );
+  const file = manifest(
+    'found',
+    'apiVersion: v1\nkind: Pod\nmetadata: { name: findme }\nspec:\n  restartPolicy: Never\n  containers: [{ name: c, command: ["true"] }]\n',
+  );
+  const dir = join(root, 'found-state');
+  assert.equal(run({}, 'pod', 'up', file, '--state-dir', dir).status, 0);
+  assert.match(
+    run({ PILLION_STATE_DIR: dir }, 'pod', 'status', 'findm').stderr,
+    new RegExp(
+      `^PILLION_ERR_POD_NOT_FOUND no pod "findm" in ${dir} \\(from \\$PILLION_STATE_DIR\\): did you mean "findme"\\? `,
+    ),
+  );
+  assert.match(
+    run({}, 'pod', 'describe', 'other', '--state-dir', dir).stderr,
+    / \(given with --state-dir\): pods there: findme; /,
+  );
+  const empty = run({ PILLION_STATE_DIR: '' }, 'pod', 'status');
+  assert.equal(empty.status, 1);
+  assert.match(
+    empty.stderr,
+    /^PILLION_ERR_STATE_DIR_EMPTY PILLION_STATE_DIR is set but empty: that names no directory/,
+  );
+  assert.equal(empty.stdout, '');
+});
+
+test("describe shows containers with state, last state, exit code and restarts, and the pod's events", () => {
+  const file = manifest(
+    'desc',
+    `apiVersion: v1
+kind: Pod
+metadata: { name: desc }
+spec:
+  restartPolicy: OnFailure
+  containers:
+    - name: app
+      image: example/app:1
+      command: [sh, -c, "[ -f $DIR/desc-ran ] && exit 0; touch $DIR/desc-ran; exit 5"]
+`,
+  );
+  assert.equal(pillion('pod', 'up', file).status, 0);
+  const text = pillion('pod', 'describe', 'desc').stdout;
+  for (const line of [
+    /^Status: +Succeeded$/m,
+    /^ {4}Image: +example\/app:1 \(not pulled: the command runs on this host\)$/m,
+    /^ {4}State: +Terminated\n {6}Reason: +Completed\n {6}Exit Code: +0$/m,
+    /^ {4}Last State: +Terminated\n {6}Reason: +Error\n {6}Exit Code: +5$/m,
+    /^ {4}Restart Count: +1 \(\d+s ago\)$/m,
+    /^ {2}Normal +Started +\d+s \(x2 over \d+s\) +pillion \(app\) +Started container app$/m,
+    /^ {2}Normal +Completed +\d+s +pillion +Pod completed: every main container exited 0$/m,
+  ]) {
+    assert.match(text, line, text);
   }
 });

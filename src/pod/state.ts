@@ -8,6 +8,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomicSync } from '../lib/atomic-write.js';
+import { didYouMean } from '../lib/did-you-mean.js';
+import type { StateDirChoice } from '../lib/state-dir.js';
 import type { PodSpec } from './config.js';
 
 export type Phase = 'Pending' | 'Running' | 'Succeeded' | 'Failed';
@@ -86,7 +88,7 @@ export interface PodStatus {
   events?: PodEvent[] | undefined;
 }
 
-export { defaultStateDir } from '../lib/state-dir.js';
+export { chooseStateDir, defaultStateDir, type StateDirChoice } from '../lib/state-dir.js';
 
 /** What `describe` needs of the manifest: never the ConfigMap and Secret data. */
 export interface PodSpecRecord {
@@ -215,4 +217,32 @@ export function procStartTime(pid: number): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * PILLION_ERR_POD_NOT_FOUND's message: the state directory it looked in and where that came from,
+ * the pods that are there, and how to look somewhere else. The demo and `sudo` run pods in another
+ * user's default state directory, and "no such pod" alone sends people looking for a typo.
+ */
+export function podNotFound(name: string, namespace: string, where: StateDirChoice): string {
+  const from =
+    where.source === 'flag'
+      ? 'given with --state-dir'
+      : where.source === 'env'
+        ? 'from $PILLION_STATE_DIR'
+        : 'the default state directory';
+  const pods = findPods(where.dir);
+  const names = [
+    ...new Set(
+      pods.map((p) => (p.status.namespace === 'default' ? '' : `${p.status.namespace}/`) + p.status.name),
+    ),
+  ];
+  const guess = didYouMean(name, names);
+  const there = guess
+    ? `did you mean "${guess}"? `
+    : names.length
+      ? `pods there: ${names.join(', ')}; `
+      : 'it has no pods; ';
+  const ns = namespace === 'default' ? '' : ` in namespace "${namespace}"`;
+  return `PILLION_ERR_POD_NOT_FOUND no pod "${name}"${ns} in ${where.dir} (${from}): ${there}a pod started by another user or with another state directory is found with --state-dir DIR or PILLION_STATE_DIR=DIR`;
 }
