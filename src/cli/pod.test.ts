@@ -340,3 +340,29 @@ spec:
     assert.match(text, line, text);
   }
 });
+
+test('regression: the demo (npm start) keeps its pod in the default state directory and names it, with the exact commands', async () => {
+  const demo = (await import(new URL('../../examples/legacy-orders/demo.mjs', import.meta.url).href)) as {
+    demoPlan: (env: Record<string, string>) => { stateDir: string; args: string[]; banner: string };
+  };
+  const plan = demo.demoPlan({ HOME: '/home/ann' });
+  assert.equal(plan.stateDir, '/home/ann/.local/state/pillion');
+  assert.ok(!plan.args.includes('--state-dir'), 'the pod goes where every pod command looks by default');
+  assert.match(
+    plan.banner,
+    /The pod's state and container logs: \/home\/ann\/\.local\/state\/pillion \(the default state directory of this user\)/,
+  );
+  assert.match(plan.banner, /\n {4}npx pillion pod status legacy-orders +its containers/);
+  const sudo = demo.demoPlan({ HOME: '/root', SUDO_USER: 'ann' });
+  assert.match(sudo.banner, /\/root\/\.local\/state\/pillion \(the default state directory of root\)/);
+  assert.match(sudo.banner, /\n {4}sudo npx pillion pod describe legacy-orders /);
+  const env = demo.demoPlan({ HOME: '/h', PILLION_STATE_DIR: '/srv/pods' });
+  assert.match(
+    env.banner,
+    /\/srv\/pods \(from \$PILLION_STATE_DIR: the other terminal needs PILLION_STATE_DIR=\/srv\/pods too\)/,
+  );
+  assert.throws(
+    () => demo.demoPlan({ HOME: '/h', PILLION_STATE_DIR: '' }),
+    /PILLION_STATE_DIR is set but empty/,
+  );
+});
