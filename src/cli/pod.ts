@@ -64,7 +64,7 @@ export function podCommand(done: (code: number) => void): Command {
         done(1);
       });
   const pod = new Command('pod').description(
-    "run a Kubernetes Pod (or a Job's or Deployment's pod template) as local processes, with the kubelet's lifecycle",
+    "run a Kubernetes Pod (or the pod template of a Job, Deployment, ReplicaSet, StatefulSet or DaemonSet) as local processes, with the kubelet's lifecycle",
   );
   const stateOpt = () =>
     new Option(
@@ -74,7 +74,10 @@ export function podCommand(done: (code: number) => void): Command {
 
   pod
     .command('up')
-    .argument('<file>', 'multi-document YAML: one Pod, Job or Deployment, plus its ConfigMaps and Secrets')
+    .argument(
+      '<file>',
+      'multi-document YAML: one Pod (or workload with a pod template), plus its ConfigMaps and Secrets',
+    )
     .description(
       'start the pod; in the foreground, stream its logs and exit with its outcome (0 Succeeded, 1 Failed)',
     )

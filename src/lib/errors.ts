@@ -126,11 +126,11 @@ export const ERROR_CATALOGUE = {
     fix: 'Fix the listed errors; the same YAML must also be valid for Kubernetes.',
   },
   PILLION_ERR_POD_NO_WORKLOAD: {
-    description: 'The file holds no Pod, Job or Deployment to run.',
-    fix: 'Add a Pod (or a Job or Deployment, whose pod template is run once).',
+    description: 'The file holds no Pod, Job, Deployment, ReplicaSet, StatefulSet or DaemonSet to run.',
+    fix: 'Add a Pod (or a workload, whose pod template is run once).',
   },
   PILLION_ERR_POD_MULTIPLE_WORKLOADS: {
-    description: 'The file holds more than one Pod, Job or Deployment.',
+    description: 'The file holds more than one Pod or workload.',
     fix: 'Put one workload per file; ConfigMaps and Secrets may sit beside it.',
   },
   PILLION_ERR_POD_UNSUPPORTED_KIND: {
