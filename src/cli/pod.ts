@@ -28,7 +28,7 @@ import {
   podSummary,
   humanDuration,
   parseCriLine,
-  probeProblems,
+  podProblems,
   readCriLog,
   readPodRecord,
   Supervisor,
@@ -443,7 +443,7 @@ function podTable(pods: PodRecord[], now: number, o: { wide: boolean; namespace:
   return table(header, rows);
 }
 
-// One row per container, and below it what is wrong: probes that fail (and why), warnings.
+// One row per container, and below it what is wrong: a back-off, failing probes (and why), warnings.
 function containerTable(p: PodRecord, now: number): string {
   const rows = p.status.containers.map((c) => {
     const t = c.state === 'terminated' ? c.terminated : c.lastState;
@@ -459,9 +459,7 @@ function containerTable(p: PodRecord, now: number): string {
     ];
   });
   const body = table(['CONTAINER', 'TYPE', 'STATE', 'READY', 'RESTARTS', 'AGE', 'LAST EXIT', 'REASON'], rows);
-  const problems = probeProblems(p.status, now);
-  const waiting = p.status.containers.filter((c) => c.state === 'waiting' && c.message);
-  const notes = [...waiting.map((c) => `${c.name}: ${c.reason}: ${c.message}`), ...problems];
+  const notes = podProblems(p.status, now);
   const why = notes.length ? `\nMessages:\n${notes.map((n) => `  ${n}`).join('\n')}\n` : '';
   const warn = p.status.warnings.length
     ? `\nWarnings:\n${p.status.warnings.map((w) => `  ${w}`).join('\n')}\n`

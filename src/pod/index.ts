@@ -10,7 +10,7 @@ export {
   containerStateText,
   humanDuration,
   podSummary,
-  probeProblems,
+  podProblems,
   type PodSummary,
 } from './pod-view.js';
 export {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { describePod } from './describe.js';
-import { humanDuration, podSummary, probeProblems } from './pod-view.js';
+import { humanDuration, podSummary, podProblems } from './pod-view.js';
 import type { ContainerStatus, PodRecord, PodSpecRecord, PodStatus } from './state.js';
 
 // kubectl's STATUS, READY and RESTARTS for the states a pod of processes can be in, as printPod
@@ -78,7 +78,16 @@ test('STATUS as kubectl derives it: Running, Completed, Error, OOMKilled, CrashL
     '0/1 OOMKilled 0 5m',
     'a main container the kernel killed for memory',
   );
-  assert.equal(summary(pod([c('app', 'main', crashLoop(3, 12))])), '0/1 CrashLoopBackOff 3 (12s ago) 5m');
+  const looping = pod([
+    c('app', 'main', {
+      ...crashLoop(3, 12),
+      message: 'back-off 40s restarting failed container=app pod=web',
+    }),
+  ]);
+  assert.equal(summary(looping), '0/1 CrashLoopBackOff 3 (12s ago) 5m');
+  assert.deepEqual(podProblems(looping.status, NOW), [
+    'app: CrashLoopBackOff: back-off 40s restarting failed container=app pod=web',
+  ]);
   // A sidecar killed as a Job completed is no init failure.
   assert.equal(
     summary(
@@ -284,7 +293,7 @@ test('describe: state, last state, exit code and reason, restarts, probes with t
     assert.match(text, line, text);
   }
   assert.ok(!text.includes('hunter2'));
-  assert.deepEqual(probeProblems(p.status, NOW), [
+  assert.deepEqual(podProblems(p.status, NOW), [
     'app: Readiness probe failed: HTTP probe failed with statuscode: 503 (3s ago, 4 in a row)',
   ]);
 });

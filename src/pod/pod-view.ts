@@ -99,9 +99,15 @@ export function containerStateText(c: ContainerStatus): string {
   return c.reason ? `Waiting (${c.reason})` : 'Waiting';
 }
 
-/** Why the containers of a pod are unhappy, one line each: the probes that fail, and why. */
-export function probeProblems(s: PodStatus, now: number): string[] {
+/**
+ * Why the containers of a pod are unhappy, one line each: a container waiting for a reason (a
+ * back-off, a container that could not be created), and the probes that fail, with why.
+ */
+export function podProblems(s: PodStatus, now: number): string[] {
   const out: string[] = [];
+  for (const c of s.containers) {
+    if (c.state === 'waiting' && c.message) out.push(`${c.name}: ${c.reason}: ${c.message}`);
+  }
   for (const c of s.containers) {
     if (c.state !== 'running') continue;
     for (const [, p] of Object.entries(c.probes ?? {})) {
