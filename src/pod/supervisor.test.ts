@@ -455,3 +455,56 @@ test('the spec the pod was started with is kept beside its status, without Confi
   assert.equal(spec.spec.containers[0]!.image, 'busybox:1.36');
   assert.ok(!text.includes('hunter2'));
 });
+
+test('regression: resourceFieldRef reaches the container, in its env and in a downwardAPI volume file', async () => {
+  const h = startPod(`  restartPolicy: Never
+  volumes:
+    - name: info
+      downwardAPI:
+        items:
+          - { path: mem, resourceFieldRef: { containerName: app, resource: limits.memory, divisor: 1Mi } }
+          - { path: cpus, resourceFieldRef: { containerName: app, resource: requests.cpu } }
+  containers:
+    - name: app
+      command: [sh, -c, "echo $CPU_M $MEM_MI >> $EV; cat $MNT/info/mem >> $EV; echo >> $EV; cat $MNT/info/cpus >> $EV"]
+      resources: { limits: { cpu: 1500m, memory: 512Mi } }
+      volumeMounts: [{ name: info, mountPath: $MNT/info }]
+      env:
+        - { name: CPU_M, valueFrom: { resourceFieldRef: { resource: limits.cpu, divisor: 1m } } }
+        - { name: MEM_MI, valueFrom: { resourceFieldRef: { resource: limits.memory, divisor: 1Mi } } }
+`);
+  assert.equal((await h.run).phase, 'Succeeded', h.lines.join('\n'));
+  // requests.cpu is not set: it is its limit, 1.5 cores, which is 2 when rounded up to whole cores.
+  assert.deepEqual(h.events(), ['1500 512', '512', '2']);
+});
+
+test('a crash-looping sidecar leaves the pod Running while its own state is CrashLoopBackOff', async () => {
+  const clock = new FakeClock();
+  const h = startPod(
+    `  restartPolicy: Always
+  initContainers:
+    - name: proxy
+      restartPolicy: Always
+      command: [sh, -c, "echo proxy >> $EV; exit 1"]
+  containers:
+    - name: app
+      command: ${IDLE}
+`,
+    { clock, second: 1000, backoff: { baseMs: 10_000, capMs: 300_000, resetAfterMs: 600_000 } },
+  );
+  await waitFor(
+    () => {
+      const s = h.status();
+      return (
+        containerOf(s, 'proxy').reason === 'CrashLoopBackOff' && containerOf(s, 'app').state === 'running'
+      );
+    },
+    { what: 'the sidecar in back-off, the app running' },
+  );
+  const s = h.status();
+  assert.equal(s.phase, 'Running');
+  assert.equal(containerOf(s, 'proxy').state, 'waiting');
+  assert.equal(s.conditions.initialized, true);
+  await h.sup.terminate();
+  await h.run;
+});
