@@ -1,33 +1,32 @@
 #!/usr/bin/env node
 // `npm start`: runs examples/legacy-orders/pod.yaml with `pillion pod up` in the foreground: the
 // legacy orders app, an init container that renders its config, and a pillion native sidecar.
+// The pod lives in the default state directory, so `pillion pod status` and `pillion pod logs`
+// from another terminal find it without options; the banner names the directory anyway.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { chooseStateDir } from '../../dist/lib/state-dir.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const cli = join(here, '..', '..', 'dist', 'cli', 'main.js');
-const stateDir = process.env.PILLION_STATE_DIR ?? mkdtempSync(join(tmpdir(), 'pillion-demo-'));
 
-for (const port of [8080, 8443, 15000]) {
-  if (!(await isFree(port))) {
-    console.error(`port ${port} on 127.0.0.1 is in use; stop whatever holds it and run npm start again`);
-    process.exit(1);
-  }
-}
-if (process.getuid?.() !== 0) {
-  console.error(
-    'The demo pod mounts volumes into each container, which needs root (a private mount namespace).',
-  );
-  console.error('Run `sudo npm start`, or see the README for running pillion without volumes.');
-  process.exit(1);
-}
-
-console.log(`
+/**
+ * What the demo runs and what it tells the person who started it. Throws
+ * PILLION_ERR_STATE_DIR_EMPTY for an empty PILLION_STATE_DIR, as every pod command does.
+ */
+export function demoPlan(env) {
+  const { dir, source } = chooseStateDir(undefined, env);
+  // Under sudo, the other terminal needs sudo too: the pod's state belongs to root.
+  const sudo = env.SUDO_USER ? 'sudo ' : '';
+  const pod = (args) => `${sudo}npx pillion pod ${args}`;
+  const where =
+    source === 'env'
+      ? `${dir} (from $PILLION_STATE_DIR: the other terminal needs PILLION_STATE_DIR=${dir} too)`
+      : `${dir} (the default state directory of ${sudo ? 'root' : 'this user'})`;
+  const banner = `
   pillion pod up examples/legacy-orders/pod.yaml
     prepare-config  init container: renders the app's config.json into a shared volume
     make-cert       init container: a throwaway certificate for localhost
@@ -36,7 +35,9 @@ console.log(`
                     ships the app's log file, parsed, enriched and redacted, as JSON lines
     orders          the legacy app, unchanged: plain HTTP on 127.0.0.1:8080, text logs
 
-  Try, from another terminal (add --state-dir ${stateDir} to pod commands):
+  The pod's state and container logs: ${where}
+
+  Try, from another terminal in this directory:
     curl -i localhost:15000/readyz           503 until the app answers its health check, then 200
     curl -d '{"item":"book","amount":20}' localhost:8080/orders     the app itself (10% discount from its rendered config)
     curl -ki -d '{"item":"book","amount":20}' https://localhost:8443/orders
@@ -46,18 +47,44 @@ console.log(`
     curl -d 'call ann@example.com' localhost:8080/orders            a bad order: the app logs the payload...
     tail -f /tmp/pillion-demo/logs/orders.ndjson                     ...and the sidecar ships it with the e-mail redacted,
                                              with level, timestamp, host, pod and namespace as fields
-    pillion pod status legacy-orders         containers, readiness, restarts (npx pillion ... from the repo)
-    pillion pod logs legacy-orders pillion   the sidecar's logs, from the CRI log files
+    ${pod('status')}                     every pod: READY, STATUS, RESTARTS, AGE
+    ${pod('status legacy-orders')}       its containers, readiness, restarts
+    ${pod('describe legacy-orders')}     states, probes, mounts and events, as kubectl describe
+    ${pod('logs legacy-orders pillion')}   the sidecar's logs, from the CRI log files
   Ctrl-C stops the pod in order: the app's preStop, the app, then the sidecar.
-`);
+`;
+  return { stateDir: dir, args: [cli, 'pod', 'up', join(here, 'pod.yaml')], banner };
+}
 
-const child = spawn(process.execPath, [cli, 'pod', 'up', join(here, 'pod.yaml'), '--state-dir', stateDir], {
-  stdio: 'inherit',
-});
-// Ctrl-C reaches the child through the terminal's process group; a SIGTERM to this script is passed on.
-process.on('SIGINT', () => {});
-process.on('SIGTERM', () => child.kill('SIGTERM'));
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+async function main() {
+  let plan;
+  try {
+    plan = demoPlan(process.env);
+  } catch (err) {
+    console.error(`${err.code ?? ''} ${err.message}`.trim());
+    process.exit(1);
+  }
+  for (const port of [8080, 8443, 15000]) {
+    if (!(await isFree(port))) {
+      console.error(`port ${port} on 127.0.0.1 is in use; stop whatever holds it and run npm start again`);
+      process.exit(1);
+    }
+  }
+  if (process.getuid?.() !== 0) {
+    console.error(
+      'The demo pod mounts volumes into each container, which needs root (a private mount namespace).',
+    );
+    console.error('Run `sudo npm start`, or see the README for running pillion without volumes.');
+    process.exit(1);
+  }
+  console.log(plan.banner);
+  // No --state-dir: the pod goes where every pod command looks by default.
+  const child = spawn(process.execPath, plan.args, { stdio: 'inherit' });
+  // Ctrl-C reaches the child through the terminal's process group; a SIGTERM to this script is passed on.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => child.kill('SIGTERM'));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+}
 
 function isFree(port) {
   return new Promise((resolve) => {
@@ -66,3 +93,5 @@ function isFree(port) {
     s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

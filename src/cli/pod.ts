@@ -10,16 +10,25 @@ import { Command, Option } from 'commander';
 import { formatIssue } from '../config/index.js';
 import { systemClock } from '../lib/clock.js';
 import { parseDuration } from '../lib/duration.js';
+import { hostname } from 'node:os';
+import { stringify as toYaml } from 'yaml';
+import { PillionError } from '../lib/errors.js';
 import {
-  defaultStateDir,
+  chooseStateDir,
+  containerRestarts,
+  containerStateText,
+  describePod,
   findPods,
   isAlive,
   loadManifest,
   type PodManifest,
   PodDirs,
+  podNotFound,
   type PodRecord,
-  type PodStatus,
+  podSummary,
+  humanDuration,
   parseCriLine,
+  podProblems,
   readCriLog,
   readPodRecord,
   Supervisor,
@@ -33,6 +42,7 @@ interface CommonOpts {
 
 interface UpOpts extends CommonOpts {
   detach?: boolean;
+  strict: string | boolean;
   quiet?: boolean;
   backoffBase: string;
   backoffCap: string;
@@ -43,9 +53,18 @@ interface UpOpts extends CommonOpts {
 
 const COLORS = [36, 33, 35, 32, 34, 31, 96, 93, 95, 92];
 
-export function podCommand(finish: (code: number) => void): Command {
+export function podCommand(done: (code: number) => void): Command {
+  // A PillionError (an empty PILLION_STATE_DIR, say) is a message for a person, not a stack trace.
+  const finish = (command: () => number | Promise<number>) =>
+    void Promise.resolve()
+      .then(command)
+      .then(done, (err: unknown) => {
+        if (!(err instanceof PillionError)) throw err;
+        process.stderr.write(`${err.code} ${err.message}\n`);
+        done(1);
+      });
   const pod = new Command('pod').description(
-    "run a Kubernetes Pod (or a Job's or Deployment's pod template) as local processes, with the kubelet's lifecycle",
+    "run a Kubernetes Pod (or the pod template of a Job, Deployment, ReplicaSet, StatefulSet or DaemonSet) as local processes, with the kubelet's lifecycle",
   );
   const stateOpt = () =>
     new Option(
@@ -55,11 +74,22 @@ export function podCommand(finish: (code: number) => void): Command {
 
   pod
     .command('up')
-    .argument('<file>', 'multi-document YAML: one Pod, Job or Deployment, plus its ConfigMaps and Secrets')
+    .argument(
+      '<file>',
+      'multi-document YAML: one Pod (or workload with a pod template), plus its ConfigMaps and Secrets',
+    )
     .description(
       'start the pod; in the foreground, stream its logs and exit with its outcome (0 Succeeded, 1 Failed)',
     )
     .option('-d, --detach', 'run in the background and return once the pod has started')
+    .addOption(
+      new Option(
+        '--strict [bool]',
+        'misspelt fields are errors, as kubectl apply makes them; --strict=false makes them warnings',
+      )
+        .choices(['true', 'false'])
+        .default('true'),
+    )
     .addOption(stateOpt())
     .option('--backoff-base <duration>', 'first crash-loop back-off delay', '10s')
     .option('--backoff-cap <duration>', 'longest crash-loop back-off delay', '5m')
@@ -71,7 +101,7 @@ export function podCommand(finish: (code: number) => void): Command {
     )
     .addOption(new Option('--uid <uid>').hideHelp())
     .addOption(new Option('--quiet', 'do not mirror container output to stdout').hideHelp())
-    .action(async (file: string, opts: UpOpts) => finish(await up(resolve(file), opts)));
+    .action((file: string, opts: UpOpts) => finish(() => up(resolve(file), opts)));
 
   pod
     .command('down')
@@ -79,26 +109,41 @@ export function podCommand(finish: (code: number) => void): Command {
     .description('stop the pod in order (preStop, main containers, sidecars last) and remove its state')
     .addOption(stateOpt())
     .option('-n, --namespace <ns>', 'namespace', 'default')
-    .action(async (name: string, opts: CommonOpts & { namespace: string }) => finish(await down(name, opts)));
+    .action((name: string, opts: CommonOpts & { namespace: string }) => finish(() => down(name, opts)));
 
   pod
     .command('status')
-    .argument('[name]', 'pod name (all pods when omitted)')
-    .description('phase and containers: state, ready, restarts, age, last exit code and reason')
+    .argument('[name]', 'pod name (without one: a table of all pods, as kubectl get pods)')
+    .description(
+      "as kubectl get pod: READY, STATUS, RESTARTS, AGE; with a name, also each container's state, restarts, last exit code and reason, and failing probes",
+    )
     .addOption(stateOpt())
     .option('-n, --namespace <ns>', 'namespace', 'default')
+    .option('-A, --all-namespaces', 'pods of every namespace (without a name)')
     .addOption(
-      new Option('-o, --output <format>', 'wide (table) or json').choices(['wide', 'json']).default('wide'),
+      new Option('-o, --output <format>', 'wide (more columns), json or yaml').choices([
+        'wide',
+        'json',
+        'yaml',
+      ]),
     )
-    .action((name: string | undefined, opts: CommonOpts & { namespace: string; output: string }) =>
-      finish(status(name, opts)),
-    );
+    .action((name: string | undefined, opts: StatusOpts) => finish(() => status(name, opts)));
+
+  pod
+    .command('describe')
+    .argument('<name>', 'pod name')
+    .description(
+      'as kubectl describe pod: containers with state, last state, exit code and reason, restarts, probes and their last failure, mounts; conditions, volumes and events',
+    )
+    .addOption(stateOpt())
+    .option('-n, --namespace <ns>', 'namespace', 'default')
+    .action((name: string, opts: CommonOpts & { namespace: string }) => finish(() => describe(name, opts)));
 
   pod
     .command('list')
-    .description('every pod in the state directory')
+    .description('every pod in the state directory, of every namespace, with its kind and file')
     .addOption(stateOpt())
-    .action((opts: CommonOpts) => finish(list(opts)));
+    .action((opts: CommonOpts) => finish(() => list(opts)));
 
   pod
     .command('logs')
@@ -110,15 +155,20 @@ export function podCommand(finish: (code: number) => void): Command {
     .option('-f, --follow', 'keep printing as the container writes, until the pod ends')
     .option('-p, --previous', 'the previous run of the container (before its last restart)')
     .option('--timestamps', 'prefix each line with its time')
-    .action(async (name: string, container: string | undefined, opts: LogsOpts) =>
-      finish(await logs(name, container, opts)),
+    .action((name: string, container: string | undefined, opts: LogsOpts) =>
+      finish(() => logs(name, container, opts)),
     );
 
   return pod;
 }
 
 function stateDir(opts: CommonOpts): string {
-  return resolve(opts.stateDir ?? defaultStateDir(process.env));
+  return chooseStateDir(opts.stateDir, process.env).dir;
+}
+
+function notFound(name: string, opts: CommonOpts & { namespace: string }): number {
+  process.stderr.write(`${podNotFound(name, opts.namespace, chooseStateDir(opts.stateDir, process.env))}\n`);
+  return 1;
 }
 
 function duration(flag: string, text: string): number {
@@ -136,8 +186,9 @@ async function up(file: string, opts: UpOpts): Promise<number> {
     capMs: duration('--backoff-cap', opts.backoffCap),
     resetAfterMs: duration('--backoff-reset', opts.backoffReset),
   };
-  const loaded = await loadManifest(file, opts.uid ? { uid: opts.uid } : undefined);
+  const loaded = await loadManifest(file, { uid: opts.uid, strict: opts.strict !== 'false' });
   const color = process.stderr.isTTY === true && !process.env.NO_COLOR;
+  for (const n of loaded.notes) process.stderr.write(`note: ${n}\n`);
   for (const w of loaded.warnings) process.stderr.write(`warning: ${formatIssue(w)}\n`);
   if (!loaded.ok) {
     process.stderr.write(renderIssues(loaded.errors, undefined, color));
@@ -250,6 +301,7 @@ async function detach(file: string, manifest: PodManifest, dir: string, opts: Up
     opts.backoffReset,
     '--second-ms',
     opts.secondMs,
+    `--strict=${opts.strict === 'false' ? 'false' : 'true'}`,
     '--quiet',
   ];
   const child = spawn(process.execPath, args, {
@@ -286,10 +338,7 @@ async function detach(file: string, manifest: PodManifest, dir: string, opts: Up
 
 async function down(name: string, opts: CommonOpts & { namespace: string }): Promise<number> {
   const pods = findPods(stateDir(opts), name, opts.namespace);
-  if (pods.length === 0) {
-    process.stderr.write(`PILLION_ERR_POD_NOT_FOUND no pod "${name}" in ${stateDir(opts)}\n`);
-    return 1;
-  }
+  if (pods.length === 0) return notFound(name, opts);
   for (const p of pods) {
     if (p.alive) {
       process.kill(p.status.supervisorPid, 'SIGTERM');
@@ -315,65 +364,39 @@ async function down(name: string, opts: CommonOpts & { namespace: string }): Pro
   return 0;
 }
 
-// === status and list ============================================================================
+// === status, describe and list =================================================================
 
-function status(name: string | undefined, opts: CommonOpts & { namespace: string; output: string }): number {
-  const pods = name ? findPods(stateDir(opts), name, opts.namespace).slice(0, 1) : findPods(stateDir(opts));
-  if (name && pods.length === 0) {
-    process.stderr.write(`PILLION_ERR_POD_NOT_FOUND no pod "${name}" in ${stateDir(opts)}\n`);
-    return 1;
+interface StatusOpts extends CommonOpts {
+  namespace: string;
+  allNamespaces?: boolean;
+  output?: 'wide' | 'json' | 'yaml';
+}
+
+function status(name: string | undefined, opts: StatusOpts): number {
+  const dir = stateDir(opts);
+  const pods = name
+    ? findPods(dir, name, opts.namespace).slice(0, 1)
+    : findPods(dir).filter((p) => opts.allNamespaces || p.status.namespace === opts.namespace);
+  if (name && pods.length === 0) return notFound(name, opts);
+  if (opts.output === 'json' || opts.output === 'yaml') {
+    const out = pods.map((p) => ({ ...p.status, runnerAlive: p.alive }));
+    process.stdout.write(opts.output === 'json' ? `${JSON.stringify(out, null, 2)}\n` : toYaml(out));
+    return 0;
   }
-  if (opts.output === 'json') {
+  if (pods.length === 0) {
     process.stdout.write(
-      `${JSON.stringify(
-        pods.map((p) => ({ ...p.status, runnerAlive: p.alive })),
-        null,
-        2,
-      )}\n`,
+      opts.allNamespaces || opts.namespace !== 'default'
+        ? `No pods${opts.allNamespaces ? '' : ` in namespace ${opts.namespace}`}.\n`
+        : 'No pods.\n',
     );
     return 0;
   }
-  const blocks = pods.map((p) => renderPod(p));
-  process.stdout.write(blocks.length ? `${blocks.join('\n')}` : 'No pods.\n');
-  return 0;
-}
-
-export function renderPod(p: PodRecord, now = Date.now()): string {
-  const s = p.status;
-  const head = table(
-    ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE', 'IP', 'NAMESPACE'],
-    [
-      [
-        s.name,
-        readyCount(s),
-        podStatusText(p),
-        String(restarts(s)),
-        age(s.startTime, now),
-        '127.0.0.1',
-        s.namespace,
-      ],
-    ],
+  const now = Date.now();
+  process.stdout.write(
+    podTable(pods, now, { wide: opts.output === 'wide', namespace: !!opts.allNamespaces }),
   );
-  const rows = s.containers.map((c) => {
-    const t = c.state === 'terminated' ? c.terminated : c.lastState;
-    return [
-      c.name,
-      c.type,
-      c.state === 'running'
-        ? 'Running'
-        : c.state === 'terminated'
-          ? `Terminated (${c.terminated?.reason ?? ''})`
-          : `Waiting (${c.reason ?? ''})`,
-      c.type === 'init' ? '-' : String(c.ready),
-      String(c.restartCount),
-      c.state === 'running' && c.startedAt ? age(c.startedAt, now) : '-',
-      t ? String(t.exitCode) : '-',
-      t ? `${t.reason}${t.signal ? ` (${t.signal})` : ''}` : '-',
-    ];
-  });
-  const body = table(['CONTAINER', 'TYPE', 'STATE', 'READY', 'RESTARTS', 'AGE', 'LAST EXIT', 'REASON'], rows);
-  const warn = s.warnings.length ? `\nWarnings:\n${s.warnings.map((w) => `  ${w}`).join('\n')}\n` : '';
-  return `${head}\n${body}${warn}`;
+  if (name) process.stdout.write(containerTable(pods[0]!, now));
+  return 0;
 }
 
 function list(opts: CommonOpts): number {
@@ -382,59 +405,70 @@ function list(opts: CommonOpts): number {
     process.stdout.write('No pods.\n');
     return 0;
   }
-  const now = Date.now();
-  process.stdout.write(
-    table(
-      ['NAMESPACE', 'NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE', 'KIND', 'FILE'],
-      pods.map((p) => [
-        p.status.namespace,
-        p.status.name,
-        readyCount(p.status),
-        podStatusText(p),
-        String(restarts(p.status)),
-        age(p.status.startTime, now),
-        p.status.kind,
-        p.status.file,
-      ]),
-    ),
-  );
+  process.stdout.write(podTable(pods, Date.now(), { wide: true, namespace: true }));
   return 0;
 }
 
-function readyCount(s: PodStatus): string {
-  const counted = s.containers.filter((c) => c.type !== 'init');
-  return `${counted.filter((c) => c.ready).length}/${counted.length}`;
+function describe(name: string, opts: CommonOpts & { namespace: string }): number {
+  const [pod] = findPods(stateDir(opts), name, opts.namespace);
+  if (!pod) return notFound(name, opts);
+  process.stdout.write(describePod(pod, pod.dirs.readSpec(), { now: Date.now(), node: hostname() }));
+  return 0;
 }
 
-function restarts(s: PodStatus): number {
-  return s.containers.reduce((n, c) => n + c.restartCount, 0);
+// kubectl get pods: NAME READY STATUS RESTARTS AGE; -o wide adds where it runs and from what file.
+function podTable(pods: PodRecord[], now: number, o: { wide: boolean; namespace: boolean }): string {
+  const header = [
+    ...(o.namespace ? ['NAMESPACE'] : []),
+    'NAME',
+    'READY',
+    'STATUS',
+    'RESTARTS',
+    'AGE',
+    ...(o.wide ? ['IP', 'NODE', 'KIND', 'FILE'] : []),
+  ];
+  const node = hostname();
+  const rows = pods.map((p) => {
+    const v = podSummary(p, now);
+    return [
+      ...(o.namespace ? [p.status.namespace] : []),
+      p.status.name,
+      v.ready,
+      v.status,
+      v.restarts,
+      v.age,
+      ...(o.wide ? ['127.0.0.1', node, p.status.kind, p.status.file] : []),
+    ];
+  });
+  return table(header, rows);
 }
 
-// What kubectl's STATUS column says: the most telling container reason, else the phase.
-function podStatusText(p: PodRecord): string {
-  const s = p.status;
-  if (!p.alive && (s.phase === 'Running' || s.phase === 'Pending')) return 'Unknown (runner not running)';
-  if (s.terminating) return 'Terminating';
-  if (s.phase === 'Succeeded') return 'Completed';
-  if (s.phase === 'Failed') return s.reason === 'InitContainerFailed' ? 'Init:Error' : 'Error';
-  const waiting = s.containers.find((c) => c.state === 'waiting' && c.reason === 'CrashLoopBackOff');
-  if (waiting) return 'CrashLoopBackOff';
-  if (!s.conditions.initialized) {
-    const inits = s.containers.filter((c) => c.type !== 'main');
-    const done = inits.filter((c) => c.state === 'terminated' || c.started).length;
-    return `Init:${done}/${inits.length}`;
-  }
-  return s.phase;
+// One row per container, and below it what is wrong: a back-off, failing probes (and why), warnings.
+function containerTable(p: PodRecord, now: number): string {
+  const rows = p.status.containers.map((c) => {
+    const t = c.state === 'terminated' ? c.terminated : c.lastState;
+    return [
+      c.name,
+      c.type,
+      containerStateText(c),
+      c.type === 'init' ? '-' : String(c.ready),
+      containerRestarts(c, now),
+      c.state === 'running' && c.startedAt ? humanAge(c.startedAt, now) : '-',
+      t ? String(t.exitCode) : '-',
+      t ? `${t.reason}${t.signal ? ` (${t.signal})` : ''}` : '-',
+    ];
+  });
+  const body = table(['CONTAINER', 'TYPE', 'STATE', 'READY', 'RESTARTS', 'AGE', 'LAST EXIT', 'REASON'], rows);
+  const notes = podProblems(p.status, now);
+  const why = notes.length ? `\nMessages:\n${notes.map((n) => `  ${n}`).join('\n')}\n` : '';
+  const warn = p.status.warnings.length
+    ? `\nWarnings:\n${p.status.warnings.map((w) => `  ${w}`).join('\n')}\n`
+    : '';
+  return `\n${body}${why}${warn}`;
 }
 
-function age(since: string, now: number): string {
-  const sec = Math.max(0, Math.floor((now - Date.parse(since)) / 1000));
-  if (sec < 120) return `${sec}s`;
-  const min = Math.floor(sec / 60);
-  if (min < 60) return `${min}m`;
-  const h = Math.floor(min / 60);
-  if (h < 48) return `${h}h${min % 60 ? `${min % 60}m` : ''}`;
-  return `${Math.floor(h / 24)}d`;
+function humanAge(since: string, now: number): string {
+  return humanDuration(now - Date.parse(since));
 }
 
 function table(header: string[], rows: string[][]): string {
@@ -458,10 +492,7 @@ interface LogsOpts extends CommonOpts {
 
 async function logs(name: string, container: string | undefined, opts: LogsOpts): Promise<number> {
   const [pod] = findPods(stateDir(opts), name, opts.namespace);
-  if (!pod) {
-    process.stderr.write(`PILLION_ERR_POD_NOT_FOUND no pod "${name}" in ${stateDir(opts)}\n`);
-    return 1;
-  }
+  if (!pod) return notFound(name, opts);
   const mains = pod.status.containers.filter((c) => c.type === 'main');
   const chosen = container ?? mains[0]?.name;
   const c = pod.status.containers.find((x) => x.name === chosen);

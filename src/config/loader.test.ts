@@ -133,11 +133,13 @@ test('YAML syntax errors and duplicate keys carry their position', () => {
     tab[0]!,
     /^pillion\.yaml:2:1 PILLION_ERR_CONFIG_YAML_SYNTAX .*\(indent with spaces, not tabs\)$/,
   );
-  const unclosed = issuesOf('server:\n  name: "abc\n');
-  assert.equal(
-    unclosed[0],
-    'pillion.yaml:3:1 PILLION_ERR_CONFIG_YAML_SYNTAX (root): Missing closing "quote (the quote opened at line 2 is not closed)',
-  );
+  // Reported where the quote opens, not where the file ends; what it swallowed is not reported again.
+  assert.deepEqual(issuesOf('server:\n  name: "abc\n'), [
+    'pillion.yaml:2:9 PILLION_ERR_CONFIG_YAML_SYNTAX (root): this double quote is never closed (add the closing ")',
+  ]);
+  assert.deepEqual(issuesOf("server:\n  name: 'it''s\n  x: [a, b]\n  y: 1\n"), [
+    "pillion.yaml:2:9 PILLION_ERR_CONFIG_YAML_SYNTAX (root): this single quote is never closed (add the closing ')",
+  ]);
   assert.deepEqual(issuesOf('- a\n- b\n'), [
     'pillion.yaml:1:1 PILLION_ERR_CONFIG_WRONG_TYPE (root): the config must be a mapping of sections (admin:, app:, ...)',
   ]);

@@ -108,9 +108,10 @@ export interface ValidateOptions {
   notAMapping?: string;
   /**
    * For schemas that strip unknown keys (z.object): report each key the schema does not know as a
-   * warning. Keys named in `ignored` get that explanation and `ignoredCode`; others are unknown.
+   * warning. Keys named in `ignored` get that explanation and `ignoredCode`; others are unknown —
+   * errors when `strict` (as kubectl's strict field validation makes a misspelt field), else warnings.
    */
-  warnUnknown?: { ignored: ReadonlyMap<string, string>; ignoredCode: ErrorCode };
+  warnUnknown?: { ignored: ReadonlyMap<string, string>; ignoredCode: ErrorCode; strict?: boolean };
 }
 
 export type DocumentValidation<T> =
@@ -143,22 +144,26 @@ export function validateDocument<S extends z.ZodType>(
     return { ok: false, errors: [at([], 'PILLION_ERR_CONFIG_WRONG_TYPE', message)], warnings: [] };
   }
   const warnings: ConfigIssue[] = [];
+  const unknown: ConfigIssue[] = [];
   if (opts.warnUnknown) {
-    const { ignored, ignoredCode } = opts.warnUnknown;
+    const { ignored, ignoredCode, strict } = opts.warnUnknown;
     walkUnknown(schema, data, [], (path, key) => {
       const reason = ignored.get(key);
       if (reason) warnings.push(at([...path, key], ignoredCode, `ignored: ${reason}`, undefined, true));
       else {
         const guess = didYouMean(key, knownKeys(schema, path));
         const hint = guess ? `did you mean "${guess}"?` : undefined;
-        warnings.push(
-          at([...path, key], 'PILLION_ERR_CONFIG_UNKNOWN_KEY', 'unknown field, ignored', hint, true),
+        const message = strict ? 'unknown field' : 'unknown field, ignored';
+        (strict ? unknown : warnings).push(
+          at([...path, key], 'PILLION_ERR_CONFIG_UNKNOWN_KEY', message, hint, true),
         );
       }
     });
   }
   const parsed = schema.safeParse(data);
-  if (parsed.success) return { ok: true, value: parsed.data, raw: data as Record<string, unknown>, warnings };
+  if (parsed.success && unknown.length === 0)
+    return { ok: true, value: parsed.data, raw: data as Record<string, unknown>, warnings };
+  if (parsed.success) return { ok: false, errors: unknown, warnings };
   const errors = mapZodIssues(parsed.error.issues, {
     file,
     doc,
@@ -167,7 +172,7 @@ export function validateDocument<S extends z.ZodType>(
     schema,
     reservedSections: new Set(opts.reservedSections ?? []),
   });
-  return { ok: false, errors: dedupe(errors).sort(compareIssues), warnings };
+  return { ok: false, errors: dedupe([...unknown, ...errors]).sort(compareIssues), warnings };
 }
 
 /** Parses a multi-document YAML file; each document keeps positions in the whole text. */
@@ -217,22 +222,55 @@ function walkUnknown(
 }
 
 function yamlErrors(doc: Document, file: string, lc: LineCounter, text: string): ConfigIssue[] {
-  return doc.errors.map((e) => yamlIssue(e, file, lc, text));
+  // An unclosed quote swallows the rest of the file: what yaml finds wrong after it follows from it.
+  const unclosed = doc.errors.find((e) => isUnclosedQuote(e));
+  const errors = unclosed
+    ? doc.errors.filter((e) => e === unclosed || e.pos[0] < unclosed.pos[0])
+    : doc.errors;
+  return errors.map((e) => yamlIssue(e, file, lc, text));
+}
+
+function isUnclosedQuote(e: YAMLError): boolean {
+  return e.code === 'MISSING_CHAR' && /quote/.test(e.message);
 }
 
 function yamlIssue(e: YAMLError, file: string, lc: LineCounter, text: string): ConfigIssue {
-  const pos = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
+  let pos = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
   const code: ErrorCode =
     e.code === 'DUPLICATE_KEY' ? 'PILLION_ERR_CONFIG_DUPLICATE_KEY' : 'PILLION_ERR_CONFIG_YAML_SYNTAX';
   // yaml's messages end with a source excerpt after a colon and newline; keep the first line.
-  const message = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-  const hint =
-    e.code === 'TAB_AS_INDENT'
-      ? 'indent with spaces, not tabs'
-      : e.code === 'MISSING_CHAR' && /quote/.test(message)
-        ? `the quote opened at line ${lc.linePos(text.lastIndexOf(message.includes('"quote') ? '"' : "'", e.pos[0] - 1)).line} is not closed`
-        : undefined;
+  let message = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  let hint = e.code === 'TAB_AS_INDENT' ? 'indent with spaces, not tabs' : undefined;
+  if (isUnclosedQuote(e)) {
+    // yaml reports where the file ends; the mistake is where the quote opens.
+    const quote = message.includes('"quote') ? '"' : "'";
+    const opened = quoteOpening(text, e.pos[0], quote);
+    pos = lc.linePos(opened);
+    message = `this ${quote === '"' ? 'double' : 'single'} quote is never closed`;
+    hint = `add the closing ${quote}`;
+  }
   return { file, line: pos.line, col: pos.col, code, path: formatPath([]), message, hint };
+}
+
+/** Where the quoted scalar that runs to `end` opens: the last quote before it that is not escaped. */
+function quoteOpening(text: string, end: number, quote: '"' | "'"): number {
+  let i = text.lastIndexOf(quote, end - 1);
+  for (;;) {
+    if (i <= 0) return Math.max(i, 0);
+    if (quote === "'" && text[i - 1] === "'") {
+      i = text.lastIndexOf(quote, i - 2); // '' is an escaped quote inside single quotes
+      continue;
+    }
+    if (quote === '"') {
+      let slashes = 0;
+      while (text[i - 1 - slashes] === '\\') slashes++;
+      if (slashes % 2 === 1) {
+        i = text.lastIndexOf(quote, i - 1); // \" inside double quotes
+        continue;
+      }
+    }
+    return i;
+  }
 }
 
 function dedupe(issues: ConfigIssue[]): ConfigIssue[] {

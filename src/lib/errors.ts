@@ -126,11 +126,11 @@ export const ERROR_CATALOGUE = {
     fix: 'Fix the listed errors; the same YAML must also be valid for Kubernetes.',
   },
   PILLION_ERR_POD_NO_WORKLOAD: {
-    description: 'The file holds no Pod, Job or Deployment to run.',
-    fix: 'Add a Pod (or a Job or Deployment, whose pod template is run once).',
+    description: 'The file holds no Pod, Job, Deployment, ReplicaSet, StatefulSet or DaemonSet to run.',
+    fix: 'Add a Pod (or a workload, whose pod template is run once).',
   },
   PILLION_ERR_POD_MULTIPLE_WORKLOADS: {
-    description: 'The file holds more than one Pod, Job or Deployment.',
+    description: 'The file holds more than one Pod or workload.',
     fix: 'Put one workload per file; ConfigMaps and Secrets may sit beside it.',
   },
   PILLION_ERR_POD_UNSUPPORTED_KIND: {
@@ -157,14 +157,23 @@ export const ERROR_CATALOGUE = {
     description: 'A ConfigMap, Secret or key that env, envFrom or a volume refers to is not in the file.',
     fix: 'Add the ConfigMap or Secret document (or the key), or mark the reference optional: true.',
   },
+  PILLION_ERR_POD_UNSUPPORTED: {
+    description:
+      'A Kubernetes feature the pod runner does not support and that would change what runs (a persistent volume, a grpc probe, subPathExpr, ...).',
+    fix: 'Use what the message suggests instead; the supported fields are listed in docs/pod.md.',
+  },
+  PILLION_ERR_POD_UNKNOWN_PORT: {
+    description: "A probe or hook names a port (`port: http`) that the container's `ports` do not declare.",
+    fix: "Declare it under the container's ports (name and containerPort), or use the port number.",
+  },
   PILLION_ERR_POD_INIT_PROBE: {
     description:
       'A regular init container has probes or lifecycle hooks, which Kubernetes allows only on sidecars.',
     fix: 'Remove them, or make it a sidecar with restartPolicy: Always.',
   },
   PILLION_ERR_POD_NOT_FOUND: {
-    description: 'No pod of that name in the state directory.',
-    fix: 'See `pillion pod list`; pass --state-dir if the pod was started with one.',
+    description: 'No pod of that name in the state directory (the message names the directory it looked in).',
+    fix: 'See `pillion pod list`; a pod started by another user, or with --state-dir or $PILLION_STATE_DIR, is in another state directory: pass the same --state-dir.',
   },
   PILLION_ERR_POD_ALREADY_RUNNING: {
     description: 'A pod of that name is already running.',
@@ -182,6 +191,13 @@ export const ERROR_CATALOGUE = {
     description:
       'A container process could not be started (command not found, not executable, bad workingDir).',
     fix: 'Check the command and workingDir; the reason is in the container status.',
+  },
+
+  // --- state directory ---------------------------------------------------------------------------
+  PILLION_ERR_STATE_DIR_EMPTY: {
+    description:
+      'The state directory (pod runs, log checkpoints and buffers) is set but empty: $PILLION_STATE_DIR="" or --state-dir "", which would mean the current directory.',
+    fix: 'Unset PILLION_STATE_DIR to use the default ($XDG_STATE_HOME/pillion, else ~/.local/state/pillion), or give it a directory.',
   },
 
   // --- proxy: listeners, TLS, upstreams -----------------------------------------------------------

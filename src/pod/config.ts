@@ -1,11 +1,14 @@
-// Schemas of the Kubernetes objects `pillion pod` runs: Pod, Job and Deployment (whose pod template
-// is run once), ConfigMap and Secret. The subset of the Pod spec that means something for plain
-// processes on one host; fields outside it are warned about by name, never silently dropped.
-// Defaults are Kubernetes' own.
+// Schemas of the Kubernetes objects `pillion pod` runs: Pod, and Job, Deployment, ReplicaSet,
+// StatefulSet and DaemonSet (whose pod template is run once), with ConfigMap and Secret. The subset
+// of the Pod spec that means something for plain processes on one host, validated as the API server
+// validates it; Kubernetes fields outside it are warned about by name (IGNORED_FIELDS), Kubernetes
+// features that would change what runs and are not supported are errors that say so, and anything
+// else is a misspelt field. Defaults are Kubernetes' own.
 
 import { z } from 'zod';
 import { addPillionIssue } from '../config/index.js';
 import { parseQuantity } from './quantity.js';
+import { RESOURCE_FIELDS, validDivisor } from './resources.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const dnsLabel = () =>
@@ -19,6 +22,19 @@ const dnsSubdomain = () =>
 const noNul = () => z.string().refine((v) => !v.includes('\0'), { message: 'may not contain a NUL byte' });
 
 const intOrString = z.union([z.number().int().min(1).max(65535), z.string().min(1)]);
+
+const quantity = z.union([z.string(), z.number()]).superRefine((q, ctx) => {
+  const r = parseQuantity(q);
+  if (!r.ok) addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', r.reason);
+});
+
+/** A Kubernetes field this runner does not support, and that would change what runs: an error. */
+const unsupported = (what: string, instead?: string) =>
+  z
+    .unknown()
+    .superRefine((_v, ctx) =>
+      addPillionIssue(ctx, 'PILLION_ERR_POD_UNSUPPORTED', `${what} not supported here`, instead),
+    );
 
 const keyRef = z.object({
   name: z.string().min(1),
@@ -52,15 +68,55 @@ const fieldRef = z.object({
   }),
 });
 
+// A container's limit or request (downward API); `containerName` defaults to the container itself
+// in env and is required in a downwardAPI volume, as the API server requires.
+const resourceFieldRef = z
+  .object({
+    containerName: z.string().optional(),
+    resource: z.string().superRefine((r, ctx) => {
+      if ((RESOURCE_FIELDS as readonly string[]).includes(r)) return;
+      const known = /^(limits|requests)\.(ephemeral-storage|hugepages-.+)$/.test(r);
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        known ? `resource "${r}" is not supported here` : `resource "${r}" is not a container resource`,
+        `use one of ${RESOURCE_FIELDS.join(', ')}`,
+      );
+    }),
+    divisor: quantity.optional(),
+  })
+  .superRefine((f, ctx) => {
+    if (f.divisor === undefined || !(RESOURCE_FIELDS as readonly string[]).includes(f.resource)) return;
+    if (!validDivisor(f.resource, f.divisor)) {
+      const cpu = f.resource.endsWith('.cpu');
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `divisor ${JSON.stringify(f.divisor)} is not allowed for ${f.resource}`,
+        cpu
+          ? 'the cpu divisors are 1m and 1'
+          : 'the memory divisors are 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei',
+        ['divisor'],
+      );
+    }
+  });
+
+// Kubernetes' IsEnvVarName: letters, digits, "_", "-" and ".", not starting with a digit.
+const envVarName = () =>
+  z.string().regex(/^[-._a-zA-Z][-._a-zA-Z0-9]*$/, {
+    message: 'must be letters, digits, "_", "-" or "." and may not start with a digit',
+  });
+
 const envVar = z
   .object({
-    name: z.string().min(1),
+    name: envVarName(),
     value: z.string().optional(),
     valueFrom: z
       .object({
         configMapKeyRef: keyRef.optional(),
         secretKeyRef: keyRef.optional(),
         fieldRef: fieldRef.optional(),
+        resourceFieldRef: resourceFieldRef.optional(),
       })
       .optional(),
   })
@@ -69,7 +125,7 @@ const envVar = z
       addPillionIssue(
         ctx,
         'PILLION_ERR_CONFIG_BAD_VALUE',
-        'valueFrom needs exactly one of configMapKeyRef, secretKeyRef, fieldRef',
+        'valueFrom needs exactly one of configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef',
         undefined,
         ['valueFrom'],
       );
@@ -97,6 +153,10 @@ export const probeSchema = z
     exec: execAction.optional(),
     httpGet: httpGetAction.optional(),
     tcpSocket: tcpSocketAction.optional(),
+    grpc: unsupported(
+      'grpc probes are',
+      'use an exec probe running grpc_health_probe, or tcpSocket',
+    ).optional(),
     initialDelaySeconds: z.number().int().min(0).default(0),
     periodSeconds: z.number().int().min(1).default(10),
     timeoutSeconds: z.number().int().min(1).default(1),
@@ -106,7 +166,7 @@ export const probeSchema = z
   })
   .superRefine((p, ctx) => {
     const n = [p.exec, p.httpGet, p.tcpSocket].filter(Boolean).length;
-    if (n !== 1)
+    if (n !== 1 && p.grpc === undefined)
       addPillionIssue(
         ctx,
         'PILLION_ERR_CONFIG_BAD_VALUE',
@@ -130,13 +190,30 @@ const handlerSchema = z
     }
   });
 
-const quantity = z.union([z.string(), z.number()]).superRefine((q, ctx) => {
-  const r = parseQuantity(q);
-  if (!r.ok) addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', r.reason);
+// IANA_SVC_NAME, as Kubernetes validates port names: at most 15 characters, lowercase letters,
+// digits and "-", at least one letter, no "--", no "-" at either end.
+const portName = () =>
+  z
+    .string()
+    .max(15)
+    .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, { message: 'must be lowercase letters, digits and "-"' })
+    .refine((n) => /[a-z]/.test(n), { message: 'must contain at least one letter' })
+    .refine((n) => !n.includes('--'), { message: 'may not contain "--"' });
+
+const containerPort = z.object({
+  name: portName().optional(),
+  containerPort: z.number().int().min(1).max(65535),
+  protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
 });
 
 export const containerSchema = z.object({
   name: dnsLabel(),
+  // Never pulled: the command runs on this host. Kept to show in describe, and validated as the
+  // API server does, so the manifest still applies to a cluster.
+  image: z.string().optional(),
+  imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  // Declared ports name the numbers probes and hooks may refer to (`port: http`).
+  ports: z.array(containerPort).default([]),
   command: z.array(noNul()).optional(),
   args: z.array(noNul()).default([]),
   workingDir: z.string().optional(),
@@ -153,6 +230,7 @@ export const containerSchema = z.object({
             message: 'subPath must be a relative path without ".." (it may not leave its volume)',
           })
           .optional(),
+        subPathExpr: unsupported('subPathExpr is', 'use subPath').optional(),
         readOnly: z.boolean().default(false),
       }),
     )
@@ -162,6 +240,7 @@ export const containerSchema = z.object({
   livenessProbe: probeSchema.optional(),
   lifecycle: z.object({ postStart: handlerSchema.optional(), preStop: handlerSchema.optional() }).optional(),
   restartPolicy: z.literal('Always').optional(),
+  restartPolicyRules: unsupported('restartPolicyRules are', "use the pod's restartPolicy").optional(),
   resources: z
     .object({
       limits: z.object({ cpu: quantity.optional(), memory: quantity.optional() }).optional(),
@@ -175,6 +254,35 @@ const keyToPath = z.object({
   path: z.string().min(1),
   mode: z.number().int().min(0).max(0o777).optional(),
 });
+
+// Volume sources of Kubernetes a pod of processes cannot have (persistent, projected, cloud, ...).
+const UNSUPPORTED_VOLUMES = [
+  'persistentVolumeClaim',
+  'projected',
+  'ephemeral',
+  'csi',
+  'image',
+  'nfs',
+  'iscsi',
+  'fc',
+  'rbd',
+  'cephfs',
+  'glusterfs',
+  'gitRepo',
+  'flexVolume',
+  'azureDisk',
+  'azureFile',
+  'awsElasticBlockStore',
+  'gcePersistentDisk',
+  'cinder',
+  'vsphereVolume',
+  'portworxVolume',
+  'photonPersistentDisk',
+  'quobyte',
+  'scaleIO',
+  'storageos',
+  'flocker',
+];
 
 const volumeSchema = z
   .object({
@@ -218,17 +326,46 @@ const volumeSchema = z
     downwardAPI: z
       .object({
         items: z.array(
-          z.object({
-            path: z.string().min(1),
-            fieldRef,
-            mode: z.number().int().min(0).max(0o777).optional(),
-          }),
+          z
+            .object({
+              path: z.string().min(1),
+              fieldRef: fieldRef.optional(),
+              resourceFieldRef: resourceFieldRef.optional(),
+              mode: z.number().int().min(0).max(0o777).optional(),
+            })
+            .superRefine((i, ctx) => {
+              if ((i.fieldRef === undefined) === (i.resourceFieldRef === undefined)) {
+                addPillionIssue(
+                  ctx,
+                  'PILLION_ERR_CONFIG_BAD_VALUE',
+                  'an item needs exactly one of fieldRef, resourceFieldRef',
+                );
+              } else if (i.resourceFieldRef && !i.resourceFieldRef.containerName) {
+                addPillionIssue(
+                  ctx,
+                  'PILLION_ERR_CONFIG_MISSING_KEY',
+                  'a resourceFieldRef in a volume needs containerName',
+                  'name the container whose resources the file shows',
+                  ['resourceFieldRef'],
+                );
+              }
+            }),
         ),
         defaultMode: z.number().int().min(0).max(0o777).default(0o644),
       })
       .optional(),
+    ...Object.fromEntries(
+      UNSUPPORTED_VOLUMES.map((t) => [
+        t,
+        unsupported(
+          `${t} volumes are`,
+          'emptyDir, hostPath, configMap, secret and downwardAPI are',
+        ).optional(),
+      ]),
+    ),
   })
   .superRefine((v, ctx) => {
+    if (UNSUPPORTED_VOLUMES.some((t) => (v as Record<string, unknown>)[t] !== undefined)) return;
     const n = [v.emptyDir, v.hostPath, v.configMap, v.secret, v.downwardAPI].filter(Boolean).length;
     if (n !== 1) {
       addPillionIssue(
@@ -241,6 +378,12 @@ const volumeSchema = z
   });
 
 export const podSpecSchema = z.object({
+  imagePullSecrets: z.array(z.object({ name: z.string().min(1) })).optional(),
+  // The API server refuses them on create: they are added to a running pod by kubectl debug.
+  ephemeralContainers: unsupported(
+    'ephemeralContainers are',
+    'they cannot be set when a pod is created',
+  ).optional(),
   initContainers: z.array(containerSchema).default([]),
   containers: z.array(containerSchema).min(1),
   volumes: z.array(volumeSchema).default([]),
@@ -291,11 +434,37 @@ export const jobSchema = z.object({
   }),
 });
 
-export const deploymentSchema = z.object({
-  apiVersion: z.literal('apps/v1'),
-  kind: z.literal('Deployment'),
-  metadata: metadataSchema,
-  spec: z.object({ template: templateSchema }),
+// Deployments, ReplicaSets, StatefulSets and DaemonSets keep their pods running: the API server
+// accepts no restartPolicy but Always in their templates.
+const alwaysTemplate = (kind: string) =>
+  templateSchema.superRefine((t, ctx) => {
+    if (t.spec.restartPolicy !== 'Always') {
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `a ${kind}'s pod template must have restartPolicy Always`,
+        `the API server refuses "${t.spec.restartPolicy}" here; a Job runs a pod to completion`,
+        ['spec', 'restartPolicy'],
+      );
+    }
+  });
+
+const appsWorkload = <K extends string>(kind: K, extra: z.ZodRawShape = {}) =>
+  z.object({
+    apiVersion: z.literal('apps/v1'),
+    kind: z.literal(kind),
+    metadata: metadataSchema,
+    spec: z.object({ template: alwaysTemplate(kind), ...extra }),
+  });
+
+export const deploymentSchema = appsWorkload('Deployment');
+export const replicaSetSchema = appsWorkload('ReplicaSet');
+export const daemonSetSchema = appsWorkload('DaemonSet');
+export const statefulSetSchema = appsWorkload('StatefulSet', {
+  volumeClaimTemplates: unsupported(
+    'volumeClaimTemplates (persistent volumes) are',
+    'use an emptyDir or a hostPath volume of the same name',
+  ).optional(),
 });
 
 // Kubernetes allows these characters in ConfigMap and Secret keys; anything else (a "/" or "..")
@@ -333,10 +502,8 @@ export type PodSpec = z.output<typeof podSpecSchema>;
  * says why each is ignored, so a manifest written for a cluster runs here unchanged.
  */
 export const IGNORED_FIELDS = new Map<string, string>([
-  ['image', 'pillion runs the command on this host, not an image'],
-  ['imagePullPolicy', 'there are no images to pull'],
-  ['imagePullSecrets', 'there are no images to pull'],
-  ['ports', 'processes share the host network; ports need no declaring'],
+  ['hostPort', 'processes share the host network: a containerPort is already the host port'],
+  ['hostIP', 'processes share the host network'],
   ['securityContext', 'processes run as the user that runs pillion'],
   ['serviceAccountName', 'there is no API server to authenticate to'],
   ['automountServiceAccountToken', 'there is no API server to authenticate to'],
@@ -367,4 +534,61 @@ export const IGNORED_FIELDS = new Map<string, string>([
   ['uid', 'set by the runner'],
   ['generation', 'set by the runner'],
   ['immutable', 'not enforced'],
+  // Pod spec
+  ['serviceAccount', 'there is no API server to authenticate to'],
+  ['topologySpreadConstraints', 'there is one node: this host'],
+  ['priority', 'there is no scheduler'],
+  ['preemptionPolicy', 'there is no scheduler'],
+  ['schedulingGates', 'there is no scheduler'],
+  ['runtimeClassName', 'there is no container runtime: containers are processes'],
+  ['overhead', 'there is no container runtime: containers are processes'],
+  ['os', 'containers run on this host, whatever its OS'],
+  ['dnsConfig', 'processes use the host resolver'],
+  ['hostAliases', 'processes use the host resolver and /etc/hosts'],
+  ['hostname', 'processes see the host name; HOSTNAME is the pod name'],
+  ['subdomain', 'processes see the host name; HOSTNAME is the pod name'],
+  ['setHostnameAsFQDN', 'processes see the host name; HOSTNAME is the pod name'],
+  ['hostPID', 'processes always share the host PID namespace'],
+  ['hostIPC', 'processes always share the host IPC namespace'],
+  ['hostUsers', 'there is no user namespace'],
+  ['shareProcessNamespace', 'processes always see each other'],
+  ['enableServiceLinks', 'there are no Services to link'],
+  ['readinessGates', 'there is no controller to set their conditions'],
+  ['resourceClaims', 'there is no dynamic resource allocation'],
+  ['resources', 'pod-level resources are not enforced; set limits on each container'],
+  // Containers
+  ['stdinOnce', 'containers run without a terminal'],
+  ['resizePolicy', 'resources are fixed for the life of the pod'],
+  ['claims', 'there is no dynamic resource allocation'],
+  ['volumeDevices', 'there are no block-device volumes'],
+  ['mountPropagation', 'each container has its own private mounts'],
+  ['recursiveReadOnly', 'readOnly mounts are read-only; their submounts are the volumes mounted there'],
+  ['stopSignal', 'containers are stopped with SIGTERM, then SIGKILL'],
+  // Object metadata
+  ['generateName', 'the pod has its metadata.name'],
+  ['finalizers', 'there is no API server'],
+  ['ownerReferences', 'there is no API server'],
+  ['managedFields', 'set by the API server'],
+  ['selfLink', 'set by the API server'],
+  ['deletionTimestamp', 'set by the API server'],
+  ['deletionGracePeriodSeconds', 'set by the API server'],
+  // Workloads
+  ['minReadySeconds', 'the pod template is run once'],
+  ['revisionHistoryLimit', 'the pod template is run once'],
+  ['progressDeadlineSeconds', 'the pod template is run once'],
+  ['paused', 'the pod template is run once'],
+  ['updateStrategy', 'the pod template is run once'],
+  ['podManagementPolicy', 'the pod template is run once'],
+  ['serviceName', 'there are no Services'],
+  ['ordinals', 'the pod template is run once'],
+  ['persistentVolumeClaimRetentionPolicy', 'there are no persistent volumes'],
+  ['completionMode', 'the pod template is run once, with its restartPolicy'],
+  ['backoffLimitPerIndex', 'the pod template is run once, with its restartPolicy'],
+  ['maxFailedIndexes', 'the pod template is run once, with its restartPolicy'],
+  ['podFailurePolicy', 'the pod template is run once, with its restartPolicy'],
+  ['podReplacementPolicy', 'the pod template is run once, with its restartPolicy'],
+  ['successPolicy', 'the pod template is run once, with its restartPolicy'],
+  ['manualSelector', 'the pod template is run once'],
+  ['suspend', 'the pod template is run once, now'],
+  ['managedBy', 'there is no controller'],
 ]);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { availableParallelism, totalmem } from 'node:os';
 import { test } from 'node:test';
 import { containerEnv, expand, fieldValue } from './env.js';
 import { parseManifest } from './manifest.js';
@@ -79,4 +80,41 @@ test('$(VAR) expansion in command and args; $$ escapes; unknown references stay 
 
 test('the downward API formats label maps as key="value" lines', () => {
   assert.equal(fieldValue('metadata.labels', manifest()), 'app="web"\ntier="front"');
+});
+
+test('regression: resourceFieldRef resolves as the kubelet does: limit or request / divisor, rounded up; an unset limit is the node allocatable', () => {
+  const r = parseManifest(
+    `apiVersion: v1
+kind: Pod
+metadata: { name: web }
+spec:
+  containers:
+    - name: app
+      command: ["true"]
+      resources:
+        limits: { cpu: 500m, memory: 64Mi }
+      env:
+        - { name: CPU, valueFrom: { resourceFieldRef: { resource: limits.cpu } } }
+        - { name: CPU_M, valueFrom: { resourceFieldRef: { resource: limits.cpu, divisor: 1m } } }
+        - { name: MEM_MI, valueFrom: { resourceFieldRef: { resource: limits.memory, divisor: 1Mi } } }
+        - { name: REQ_CPU_M, valueFrom: { resourceFieldRef: { resource: requests.cpu, divisor: 1m } } }
+        - { name: SIDE_MEM, valueFrom: { resourceFieldRef: { containerName: side, resource: limits.memory } } }
+        - { name: SIDE_CPU, valueFrom: { resourceFieldRef: { containerName: side, resource: limits.cpu } } }
+        - { name: SIDE_REQ, valueFrom: { resourceFieldRef: { containerName: side, resource: requests.memory } } }
+    - name: side
+      command: ["true"]
+`,
+    'pod.yaml',
+  );
+  assert.ok(r.ok, r.ok ? '' : JSON.stringify(r.errors));
+  const node = { cpu: 8, memory: 16 * 1024 ** 3 };
+  const env = containerEnv(r.manifest.spec.containers[0]!, r.manifest, {}, node);
+  assert.deepEqual(
+    [env.CPU, env.CPU_M, env.MEM_MI, env.REQ_CPU_M, env.SIDE_MEM, env.SIDE_CPU, env.SIDE_REQ],
+    ['1', '500', '64', '500', String(16 * 1024 ** 3), '8', '0'],
+  );
+  // Without a node given: this host's CPU count and memory.
+  const host = containerEnv(r.manifest.spec.containers[0]!, r.manifest, {});
+  assert.equal(host.SIDE_CPU, String(availableParallelism()));
+  assert.equal(host.SIDE_MEM, String(totalmem()));
 });

@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import type { ContainerSpec } from './config.js';
 import type { PodManifest } from './manifest.js';
+import { type Allocatable, hostAllocatable, type ResourceFieldRef, resourceFieldValue } from './resources.js';
 
 export const POD_IP = '127.0.0.1';
 
@@ -26,6 +27,7 @@ export function containerEnv(
   c: ContainerSpec,
   pod: PodManifest,
   base: Record<string, string>,
+  node: Allocatable = hostAllocatable(),
 ): Record<string, string> {
   const env: Record<string, string> = { ...base };
   for (const from of c.envFrom) {
@@ -49,6 +51,7 @@ export function containerEnv(
         ?.get(e.valueFrom.secretKeyRef.key)
         ?.toString('utf8');
     else if (e.valueFrom?.fieldRef) value = fieldValue(e.valueFrom.fieldRef.fieldPath, pod);
+    else if (e.valueFrom?.resourceFieldRef) value = resourceValue(e.valueFrom.resourceFieldRef, pod, node, c);
     else value = expand(e.value ?? '', env);
     if (value !== undefined) env[e.name] = value; // an optional ref that is absent sets nothing
   }
@@ -61,6 +64,22 @@ export function expand(text: string, env: Readonly<Record<string, string>>): str
     if (match === '$$') return '$';
     return name !== undefined && env[name] !== undefined ? env[name]! : match;
   });
+}
+
+/**
+ * A resourceFieldRef's value: of the container it names, else of `self` (env); undefined when it
+ * names no container of the pod (the manifest check refuses that before anything runs).
+ */
+export function resourceValue(
+  ref: ResourceFieldRef,
+  pod: PodManifest,
+  node: Allocatable,
+  self?: ContainerSpec,
+): string | undefined {
+  const target = ref.containerName
+    ? [...pod.spec.initContainers, ...pod.spec.containers].find((x) => x.name === ref.containerName)
+    : self;
+  return target ? resourceFieldValue(ref, target, node) : undefined;
 }
 
 /** The value of a downward-API field path. */

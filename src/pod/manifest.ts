@@ -1,6 +1,8 @@
-// Reads a pod manifest: a multi-document YAML file with one Pod (or a Job or Deployment, whose
-// pod template is run once) and the ConfigMaps and Secrets it refers to. Every error carries
-// file:line:col; Kubernetes fields that mean nothing here are warnings that name them.
+// Reads a pod manifest: a multi-document YAML file with one Pod (or a Job, Deployment, ReplicaSet,
+// StatefulSet or DaemonSet, whose pod template is run once) and the ConfigMaps and Secrets it
+// refers to. Every error carries file:line:col. What the API server would refuse is an error here
+// too, and so is a misspelt field (kubectl's strict field validation; `strict: false` makes those
+// warnings); Kubernetes fields that mean nothing here are warnings that name them.
 
 import { randomUUID } from 'node:crypto';
 import type { Document } from 'yaml';
@@ -15,19 +17,26 @@ import {
   validateDocument,
 } from '../config/index.js';
 import type { ErrorCode } from '../lib/errors.js';
+import { didYouMean } from '../lib/did-you-mean.js';
 import {
   configMapSchema,
+  type ContainerSpec,
+  daemonSetSchema,
   deploymentSchema,
   IGNORED_FIELDS,
   jobSchema,
   type PodSpec,
   podSchema,
+  replicaSetSchema,
   secretSchema,
+  statefulSetSchema,
 } from './config.js';
+
+export type WorkloadKind = 'Pod' | 'Job' | 'Deployment' | 'ReplicaSet' | 'StatefulSet' | 'DaemonSet';
 
 export interface PodManifest {
   file: string;
-  kind: 'Pod' | 'Job' | 'Deployment';
+  kind: WorkloadKind;
   name: string;
   namespace: string;
   uid: string;
@@ -39,26 +48,51 @@ export interface PodManifest {
 }
 
 type WorkloadValue =
-  z.output<typeof podSchema> | z.output<typeof jobSchema> | z.output<typeof deploymentSchema>;
+  | z.output<typeof podSchema>
+  | z.output<typeof jobSchema>
+  | z.output<typeof deploymentSchema>
+  | z.output<typeof statefulSetSchema>;
 
+/**
+ * Warnings are about what the manifest asks for and will not get; notes say how the manifest is
+ * run here (an image is not pulled), once, whatever the number of containers they concern.
+ */
 export type ManifestResult =
-  | { ok: true; manifest: PodManifest; warnings: ConfigIssue[] }
-  | { ok: false; errors: ConfigIssue[]; warnings: ConfigIssue[] };
+  | { ok: true; manifest: PodManifest; warnings: ConfigIssue[]; notes: string[] }
+  | { ok: false; errors: ConfigIssue[]; warnings: ConfigIssue[]; notes: string[] };
 
-const WORKLOADS: Record<string, z.ZodType> = { Pod: podSchema, Job: jobSchema, Deployment: deploymentSchema };
-const ignoreOpts = {
-  warnUnknown: { ignored: IGNORED_FIELDS, ignoredCode: 'PILLION_ERR_POD_UNSUPPORTED_FIELD' as const },
+export interface ManifestOptions {
+  uid?: string | undefined;
+  /** Misspelt fields are errors (default), as kubectl apply's strict field validation makes them. */
+  strict?: boolean | undefined;
+}
+
+const WORKLOADS: Record<string, z.ZodType> = {
+  Pod: podSchema,
+  Job: jobSchema,
+  Deployment: deploymentSchema,
+  ReplicaSet: replicaSetSchema,
+  StatefulSet: statefulSetSchema,
+  DaemonSet: daemonSetSchema,
 };
+const KINDS = 'Pod, Job, Deployment, ReplicaSet, StatefulSet and DaemonSet, with ConfigMap and Secret';
 
-export async function loadManifest(file: string, opts?: { uid?: string }): Promise<ManifestResult> {
+export async function loadManifest(file: string, opts?: ManifestOptions): Promise<ManifestResult> {
   const text = await readText(file);
-  if (typeof text !== 'string') return { ok: false, errors: [text], warnings: [] };
+  if (typeof text !== 'string') return { ok: false, errors: [text], warnings: [], notes: [] };
   return parseManifest(text, file, opts);
 }
 
-export function parseManifest(text: string, file: string, opts?: { uid?: string }): ManifestResult {
+export function parseManifest(text: string, file: string, opts?: ManifestOptions): ManifestResult {
+  const validateOpts = {
+    warnUnknown: {
+      ignored: IGNORED_FIELDS,
+      ignoredCode: 'PILLION_ERR_POD_UNSUPPORTED_FIELD' as const,
+      strict: opts?.strict ?? true,
+    },
+  };
   const parsed = parseDocuments(text, file);
-  if (!parsed.ok) return { ok: false, errors: parsed.issues, warnings: [] };
+  if (!parsed.ok) return { ok: false, errors: parsed.issues, warnings: [], notes: [] };
   const { docs, lc } = parsed;
   const errors: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
@@ -80,13 +114,7 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
     const kind = doc.get('kind');
     if (typeof kind !== 'string') {
       errors.push(
-        issue(
-          doc,
-          ['kind'],
-          'PILLION_ERR_CONFIG_MISSING_KEY',
-          'every document needs a kind',
-          'Pod, Job, Deployment, ConfigMap or Secret',
-        ),
+        issue(doc, ['kind'], 'PILLION_ERR_CONFIG_MISSING_KEY', 'every document needs a kind', KINDS),
       );
       continue;
     }
@@ -100,12 +128,12 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
           ['kind'],
           'PILLION_ERR_POD_UNSUPPORTED_KIND',
           `${kind} documents are skipped`,
-          'pillion pod runs Pod, Job and Deployment, with ConfigMap and Secret',
+          `pillion pod runs ${KINDS}`,
         ),
       );
       continue;
     }
-    const v = validateDocument(doc, lc, file, schema, ignoreOpts);
+    const v = validateDocument(doc, lc, file, schema, validateOpts);
     warnings.push(...v.warnings);
     if (!v.ok) {
       errors.push(...v.errors);
@@ -145,20 +173,26 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
         col: 1,
         code: 'PILLION_ERR_POD_NO_WORKLOAD',
         path: '(root)',
-        message: 'no Pod, Job or Deployment in the file',
+        message: 'no Pod, Job, Deployment, ReplicaSet, StatefulSet or DaemonSet in the file',
       });
     }
-    return { ok: false, errors: errors.sort(compareIssues), warnings: warnings.sort(compareIssues) };
+    return {
+      ok: false,
+      errors: errors.sort(compareIssues),
+      warnings: warnings.sort(compareIssues),
+      notes: [],
+    };
   }
 
   const { doc, kind, value } = workload;
   const specPath: PathSegment[] = kind === 'Pod' ? ['spec'] : ['spec', 'template', 'spec'];
-  const spec: PodSpec = 'template' in value.spec ? value.spec.template.spec : value.spec;
+  const spec: PodSpec = 'template' in value.spec ? (value.spec.template.spec as PodSpec) : value.spec;
   const at = (path: PathSegment[], code: ErrorCode, message: string, hint?: string) =>
     errors.push(issue(doc, [...specPath, ...path], code, message, hint));
 
   // Rules Kubernetes' own validation applies, so a manifest that runs here also applies to a cluster.
   const names = new Set<string>();
+  const allNames = [...spec.initContainers, ...spec.containers].map((c) => c.name);
   const volumes = new Set(spec.volumes.map((v) => v.name));
   if (volumes.size !== spec.volumes.length) {
     at(['volumes'], 'PILLION_ERR_POD_DUPLICATE_NAME', 'two volumes share a name');
@@ -171,6 +205,18 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
       if (names.has(c.name))
         at([list, i, 'name'], 'PILLION_ERR_POD_DUPLICATE_NAME', `container name "${c.name}" is used twice`);
       names.add(c.name);
+      checkPorts(c, (path, code, message, hint) => at([list, i, ...path], code, message, hint));
+      checkResourceRefs(c, allNames, (path, message, hint) =>
+        at([list, i, ...path], 'PILLION_ERR_CONFIG_BAD_VALUE', message, hint),
+      );
+      if (c.readinessProbe?.terminationGracePeriodSeconds !== undefined) {
+        at(
+          [list, i, 'readinessProbe', 'terminationGracePeriodSeconds'],
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          'readinessProbe may not set terminationGracePeriodSeconds',
+          'a readiness failure never stops the container; set it on a liveness or startup probe',
+        );
+      }
       if (!c.command || c.command.length === 0) {
         at(
           [list, i],
@@ -252,6 +298,18 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
     });
   }
   spec.volumes.forEach((v, i) => {
+    v.downwardAPI?.items.forEach((item, j) => {
+      const name = item.resourceFieldRef?.containerName;
+      if (name !== undefined && !allNames.includes(name)) {
+        const guess = didYouMean(name, allNames);
+        at(
+          ['volumes', i, 'downwardAPI', 'items', j, 'resourceFieldRef', 'containerName'],
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          `no container named "${name}" in the pod`,
+          guess ? `did you mean "${guess}"?` : `containers: ${allNames.join(', ')}`,
+        );
+      }
+    });
     const ref = v.configMap
       ? {
           store: configMaps,
@@ -290,13 +348,15 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
     }
   });
 
+  const notes = imageNotes(spec);
   if (errors.length > 0)
-    return { ok: false, errors: errors.sort(compareIssues), warnings: warnings.sort(compareIssues) };
+    return { ok: false, errors: errors.sort(compareIssues), warnings: warnings.sort(compareIssues), notes };
   const meta = value.metadata;
   const template = 'template' in value.spec ? value.spec.template.metadata : { labels: {}, annotations: {} };
   return {
     ok: true,
     warnings: warnings.sort(compareIssues),
+    notes,
     manifest: {
       file,
       kind,
@@ -310,4 +370,72 @@ export function parseManifest(text: string, file: string, opts?: { uid?: string 
       secrets,
     },
   };
+}
+
+type At = (path: PathSegment[], code: ErrorCode, message: string, hint?: string) => void;
+
+// Port names are unique in a container (the API server's rule), and a probe or hook that names a
+// port must find it there: the kubelet would fail that probe forever.
+function checkPorts(c: ContainerSpec, at: At): void {
+  const seen = new Set<string>();
+  c.ports.forEach((p, j) => {
+    if (p.name === undefined) return;
+    if (seen.has(p.name))
+      at(['ports', j, 'name'], 'PILLION_ERR_POD_DUPLICATE_NAME', `port name "${p.name}" is used twice`);
+    seen.add(p.name);
+  });
+  const named = c.ports.flatMap((p) => (p.name ? [p.name] : []));
+  const refs: [PathSegment[], number | string | undefined][] = [];
+  for (const kind of ['startupProbe', 'livenessProbe', 'readinessProbe'] as const) {
+    const probe = c[kind];
+    refs.push(
+      [[kind, 'httpGet', 'port'], probe?.httpGet?.port],
+      [[kind, 'tcpSocket', 'port'], probe?.tcpSocket?.port],
+    );
+  }
+  for (const hook of ['postStart', 'preStop'] as const) {
+    refs.push([['lifecycle', hook, 'httpGet', 'port'], c.lifecycle?.[hook]?.httpGet?.port]);
+  }
+  for (const [path, port] of refs) {
+    if (typeof port !== 'string' || /^\d+$/.test(port) || named.includes(port)) continue;
+    const guess = didYouMean(port, named);
+    at(
+      path,
+      'PILLION_ERR_POD_UNKNOWN_PORT',
+      `no port named "${port}" in container "${c.name}"`,
+      guess
+        ? `did you mean "${guess}"?`
+        : named.length
+          ? `its ports: ${named.join(', ')}`
+          : `declare it: ports: [{ name: ${port}, containerPort: <number> }]`,
+    );
+  }
+}
+
+function checkResourceRefs(
+  c: ContainerSpec,
+  containers: string[],
+  at: (path: PathSegment[], message: string, hint?: string) => void,
+): void {
+  c.env.forEach((e, j) => {
+    const name = e.valueFrom?.resourceFieldRef?.containerName;
+    if (name === undefined || containers.includes(name)) return;
+    const guess = didYouMean(name, containers);
+    at(
+      ['env', j, 'valueFrom', 'resourceFieldRef', 'containerName'],
+      `no container named "${name}" in the pod`,
+      guess ? `did you mean "${guess}"?` : `containers: ${containers.join(', ')}`,
+    );
+  });
+}
+
+// Every container of a manifest written for a cluster names an image; saying once how that is
+// handled here is enough (a warning per container would only teach people to ignore warnings).
+function imageNotes(spec: PodSpec): string[] {
+  const all = [...spec.initContainers, ...spec.containers];
+  const images = all.filter((c) => c.image !== undefined).length;
+  if (images === 0 && !spec.imagePullSecrets) return [];
+  return [
+    `images are not pulled: each container runs its command on this host (${images} of ${all.length} container${all.length === 1 ? '' : 's'} name${images === 1 ? 's' : ''} an image, shown by pillion pod describe)`,
+  ];
 }

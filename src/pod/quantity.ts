@@ -1,5 +1,5 @@
 // Kubernetes resource quantities ("128Mi", "1Gi", "500M", "500m", "1.5"), as resources.limits
-// takes them.
+// and a resourceFieldRef's divisor take them.
 
 import type { ParseResult } from '../lib/duration.js';
 
@@ -10,10 +10,14 @@ const SUFFIX: Record<string, number> = {
   M: 1e6,
   G: 1e9,
   T: 1e12,
+  P: 1e15,
+  E: 1e18,
   Ki: 1024,
   Mi: 1024 ** 2,
   Gi: 1024 ** 3,
   Ti: 1024 ** 4,
+  Pi: 1024 ** 5,
+  Ei: 1024 ** 6,
 };
 
 export function parseQuantity(input: string | number): ParseResult<number> {
@@ -21,7 +25,7 @@ export function parseQuantity(input: string | number): ParseResult<number> {
     return Number.isFinite(input) && input >= 0
       ? { ok: true, value: input }
       : { ok: false, reason: `${input} is not a quantity` };
-  const m = /^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(input.trim());
+  const m = /^(\d+(?:\.\d+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/.exec(input.trim());
   if (!m)
     return {
       ok: false,

@@ -8,6 +8,9 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomicSync } from '../lib/atomic-write.js';
+import { didYouMean } from '../lib/did-you-mean.js';
+import type { StateDirChoice } from '../lib/state-dir.js';
+import type { PodSpec } from './config.js';
 
 export type Phase = 'Pending' | 'Running' | 'Succeeded' | 'Failed';
 export type ContainerType = 'init' | 'sidecar' | 'main';
@@ -19,6 +22,28 @@ export interface TerminatedState {
   message?: string | undefined;
   startedAt?: string | undefined;
   finishedAt: string;
+}
+
+/** The last outcome of one kind of probe, and why it last failed (kubectl describe shows it). */
+export interface ProbeStatus {
+  /** Whether the last probe passed; undefined before the first one. */
+  ok?: boolean | undefined;
+  consecutiveFailures: number;
+  lastFailure?: { message: string; at: string } | undefined;
+}
+
+export type ProbeKind = 'startup' | 'liveness' | 'readiness';
+
+/** A pod event as `kubectl describe` lists it; repeats of the same event are counted, not copied. */
+export interface PodEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  /** The container it is about, when it is about one. */
+  container?: string | undefined;
+  message: string;
+  count: number;
+  firstTimestamp: string;
+  lastTimestamp: string;
 }
 
 export interface ContainerStatus {
@@ -36,6 +61,7 @@ export interface ContainerStatus {
   ready: boolean;
   started: boolean;
   restartCount: number;
+  probes?: Partial<Record<ProbeKind, ProbeStatus>> | undefined;
 }
 
 export interface PodStatus {
@@ -58,9 +84,21 @@ export interface PodStatus {
   conditions: { initialized: boolean; containersReady: boolean; ready: boolean };
   containers: ContainerStatus[];
   warnings: string[];
+  /** Newest last; bounded (see events.ts). */
+  events?: PodEvent[] | undefined;
 }
 
-export { defaultStateDir } from '../lib/state-dir.js';
+export { chooseStateDir, defaultStateDir, type StateDirChoice } from '../lib/state-dir.js';
+
+/** What `describe` needs of the manifest: never the ConfigMap and Secret data. */
+export interface PodSpecRecord {
+  kind: string;
+  name: string;
+  namespace: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  spec: PodSpec;
+}
 
 export class PodDirs {
   readonly id: string;
@@ -88,6 +126,28 @@ export class PodDirs {
 
   get supervisorLog(): string {
     return join(this.runDir, 'supervisor.log');
+  }
+
+  /** The pod as it was started (its spec is immutable), for `pillion pod describe`. */
+  get specFile(): string {
+    return join(this.runDir, 'spec.json');
+  }
+
+  writeSpec(pod: PodSpecRecord): void {
+    const { kind, name, namespace, labels, annotations, spec } = pod;
+    writeFileAtomicSync(
+      this.specFile,
+      `${JSON.stringify({ kind, name, namespace, labels, annotations, spec }, null, 2)}\n`,
+    );
+  }
+
+  /** The spec written at start, or undefined (a pod started by an older pillion has none). */
+  readSpec(): PodSpecRecord | undefined {
+    try {
+      return JSON.parse(readFileSync(this.specFile, 'utf8')) as PodSpecRecord;
+    } catch {
+      return undefined;
+    }
   }
 
   containerLogDir(container: string): string {
@@ -157,4 +217,32 @@ export function procStartTime(pid: number): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * PILLION_ERR_POD_NOT_FOUND's message: the state directory it looked in and where that came from,
+ * the pods that are there, and how to look somewhere else. The demo and `sudo` run pods in another
+ * user's default state directory, and "no such pod" alone sends people looking for a typo.
+ */
+export function podNotFound(name: string, namespace: string, where: StateDirChoice): string {
+  const from =
+    where.source === 'flag'
+      ? 'given with --state-dir'
+      : where.source === 'env'
+        ? 'from $PILLION_STATE_DIR'
+        : 'the default state directory';
+  const pods = findPods(where.dir);
+  const names = [
+    ...new Set(
+      pods.map((p) => (p.status.namespace === 'default' ? '' : `${p.status.namespace}/`) + p.status.name),
+    ),
+  ];
+  const guess = didYouMean(name, names);
+  const there = guess
+    ? `did you mean "${guess}"? `
+    : names.length
+      ? `pods there: ${names.join(', ')}; `
+      : 'it has no pods; ';
+  const ns = namespace === 'default' ? '' : ` in namespace "${namespace}"`;
+  return `PILLION_ERR_POD_NOT_FOUND no pod "${name}"${ns} in ${where.dir} (${from}): ${there}a pod started by another user or with another state directory is found with --state-dir DIR or PILLION_STATE_DIR=DIR`;
 }

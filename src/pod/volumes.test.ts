@@ -3,7 +3,8 @@ import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { projectAtomically } from './volumes.js';
+import { parseManifest } from './manifest.js';
+import { projectAtomically, Volumes } from './volumes.js';
 
 const file = (path: string, text: string, mode = 0o644) => ({ path, data: Buffer.from(text), mode });
 
@@ -38,4 +39,31 @@ test('item paths may not escape the volume', () => {
   for (const bad of ['/etc/passwd', '../x', 'a/../../x', '..data']) {
     assert.throws(() => projectAtomically(dir, [file(bad, 'x')]), /must be relative/, bad);
   }
+});
+
+test('regression: a downwardAPI volume shows a container resource (resourceFieldRef) as a file', () => {
+  const r = parseManifest(
+    `apiVersion: v1
+kind: Pod
+metadata: { name: web }
+spec:
+  volumes:
+    - name: info
+      downwardAPI:
+        items:
+          - { path: mem_mi, resourceFieldRef: { containerName: app, resource: limits.memory, divisor: 1Mi } }
+          - { path: cpu, resourceFieldRef: { containerName: app, resource: limits.cpu } }
+  containers:
+    - name: app
+      command: ["true"]
+      resources: { limits: { memory: 256Mi } }
+`,
+    'pod.yaml',
+  );
+  assert.ok(r.ok);
+  const root = mkdtempSync(join(tmpdir(), 'pillion-vol-'));
+  const volumes = new Volumes(r.manifest, root, () => {}, { cpu: 4, memory: 1 });
+  volumes.prepare();
+  assert.equal(readFileSync(join(root, 'info', 'mem_mi'), 'utf8'), '256');
+  assert.equal(readFileSync(join(root, 'info', 'cpu'), 'utf8'), '4', 'no CPU limit: the node allocatable');
 });

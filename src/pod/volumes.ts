@@ -1,5 +1,5 @@
 // Pod volumes on the host: emptyDir (tmpfs for medium: Memory, as root), hostPath, and configMap,
-// secret and downwardAPI projected the way the kubelet's AtomicWriter does it: files go into a
+// secret and downwardAPI (fields and resources) projected the way the kubelet's AtomicWriter does it: files go into a
 // timestamped directory, `..data` is a symlink to it, and each top-level name is a symlink
 // through `..data`. An update writes a new directory and renames a new `..data` over the old one,
 // so a reader sees the old set of files or the new, never a mix.
@@ -22,9 +22,10 @@ import {
 import { dirname, join } from 'node:path';
 import { PillionError } from '../lib/errors.js';
 import type { VolumeSpec } from './config.js';
-import { fieldValue } from './env.js';
+import { fieldValue, resourceValue } from './env.js';
 import type { PodManifest } from './manifest.js';
 import { parseQuantity } from './quantity.js';
+import { type Allocatable, hostAllocatable } from './resources.js';
 
 export interface ProjectedFile {
   path: string;
@@ -37,11 +38,18 @@ export class Volumes {
   #root: string;
   #tmpfs: string[] = [];
   #warn: (message: string) => void;
+  #node: Allocatable;
 
-  constructor(pod: PodManifest, root: string, warn: (message: string) => void) {
+  constructor(
+    pod: PodManifest,
+    root: string,
+    warn: (message: string) => void,
+    node: Allocatable = hostAllocatable(),
+  ) {
     this.#pod = pod;
     this.#root = root;
     this.#warn = warn;
+    this.#node = node;
   }
 
   /** Creates every volume; throws a PillionError that names the volume when one cannot be made. */
@@ -124,7 +132,11 @@ export class Volumes {
     if (v.downwardAPI) {
       return v.downwardAPI.items.map((i) => ({
         path: i.path,
-        data: Buffer.from(fieldValue(i.fieldRef.fieldPath, this.#pod) ?? ''),
+        data: Buffer.from(
+          (i.fieldRef
+            ? fieldValue(i.fieldRef.fieldPath, this.#pod)
+            : resourceValue(i.resourceFieldRef!, this.#pod, this.#node)) ?? '',
+        ),
         mode: i.mode ?? v.downwardAPI!.defaultMode,
       }));
     }
