@@ -24,6 +24,7 @@ import { type ListenerParts, ProxyListener } from './listener.js';
 import type { CompiledRoute } from './router.js';
 import { ListenerStats, ProxyStats } from './stats.js';
 import type { TcpContext } from './tcp-forwarder.js';
+import type { PoolOccupancy } from './upstream/h1-pool.js';
 import { Upstream } from './upstream/upstream.js';
 
 /** Everything the proxy needs, in the form both roles produce. */
@@ -82,6 +83,13 @@ export class ProxyModule<S> implements Module<S> {
       const a = l.address;
       if (a) out.set(l.name, { address: a.address, port: a.port });
     }
+    return out;
+  }
+
+  /** The HTTP/1.1 pool of each upstream: connections open and idle, requests waiting. */
+  poolOccupancy(): Map<string, PoolOccupancy> {
+    const out = new Map<string, PoolOccupancy>();
+    for (const [name, u] of this.#built?.upstreams ?? []) out.set(name, u.pool.occupancy);
     return out;
   }
 
