@@ -78,3 +78,20 @@ test('the outbound listener defaults to 127.0.0.1:15001; an unknown section key 
   assert.deepEqual(ok.config.outbound?.listener.address, { host: '127.0.0.1', port: 15001 });
   assert.match(errors('outbound:\n  upstream: {}\n')[0]!, /unknown key \(did you mean "upstreams"\?\)/);
 });
+
+test('h2c is refused in upgradeProtocols: a tunnel would pass the routes', () => {
+  const text = [
+    'app: { port: 8080 }',
+    'inbound:',
+    '  listeners: [{ address: "127.0.0.1:8443" }]',
+    '  routes:',
+    '    - upgradeProtocols: [websocket, H2C]',
+    '',
+  ].join('\n');
+  const out = errors(text);
+  assert.equal(out.length, 1);
+  assert.match(
+    out[0]!,
+    /^p\.yaml:5:\d+ PILLION_ERR_CONFIG_BAD_VALUE inbound\.routes\[0\]\.upgradeProtocols\[1\]: h2c is never tunnelled/,
+  );
+});

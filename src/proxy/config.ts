@@ -188,6 +188,26 @@ const routeSchema = z
     rewritePrefix: httpPath().optional().describe('Replace the matched prefix with this before forwarding.'),
     requestHeaders: headerEdits.describe('Headers changed on the request before forwarding.'),
     responseHeaders: headerEdits.describe('Headers changed on the response.'),
+    upgradeProtocols: z
+      .array(
+        z
+          .string()
+          .regex(TOKEN)
+          .superRefine((v, ctx) => {
+            if (v.toLowerCase() === 'h2c')
+              addPillionIssue(
+                ctx,
+                'PILLION_ERR_CONFIG_BAD_VALUE',
+                'h2c is never tunnelled: inside the tunnel a client could reach paths the routes refuse',
+                'clients reach HTTP/2 upstreams with HTTP/2 itself (h2c with prior knowledge, or TLS)',
+              );
+          }),
+      )
+      .max(16)
+      .default(['websocket'])
+      .describe(
+        'Upgrade protocols (RFC 9110 §7.8) tunnelled to the upstream once it answers 101, case-insensitive. Others are removed from the Upgrade header and the request goes on as plain HTTP/1.1. h2c is never allowed.',
+      ),
     directResponse: z
       .strictObject({
         status: z.number().int().min(200).max(599).describe('Status code.'),

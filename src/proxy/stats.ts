@@ -54,6 +54,10 @@ export const REFUSAL_REASONS = [
   'h2_protocol_error',
   /** A client's HTTP/2 header block went past 4 × http2.maxHeaderListSize: connection closed. */
   'h2_header_block_too_large',
+  /** h2c removed from a request's Upgrade header (never tunnelled). */
+  'upgrade_h2c',
+  /** Another protocol the route does not allow removed from a request's Upgrade header. */
+  'upgrade_not_allowed',
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];

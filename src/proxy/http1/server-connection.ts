@@ -22,6 +22,7 @@ import { ChunkedReader } from './chunked.js';
 import { HeadError, parseRequestHead, type RequestHead, type ResponseHead } from './head-parser.js';
 import { ResponseHeadReader } from './response-head-reader.js';
 import { serializeLocal, serializeRequest, serializeResponse } from './serialize.js';
+import { allowedUpgrade, upgradeOffered } from './upgrade.js';
 
 /** What every connection of one listener shares; built once per config. */
 export interface Http1Context {
@@ -97,6 +98,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #path = '';
   #requestId = '';
   #addRequestId = '';
+  /** The Upgrade value forwarded ('' when the request was not an upgrade, or none was allowed). */
+  #upgrade = '';
   #closeAfter = false;
   #reqKind = B_NONE;
   #reqLeft = 0;
@@ -319,13 +322,17 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     this.#upstream = upstream;
     this.#path = rewritePath(route, norm.path) + norm.query;
-    const upgrade = req.upgrade !== '' && req.connection.includes('upgrade');
+    // Only the route's protocols are offered upstream; a request left with none is plain HTTP/1.1.
+    this.#upgrade =
+      req.upgrade !== '' && req.connection.includes('upgrade')
+        ? allowedUpgrade(req.upgrade, route.upgrades, c.stats)
+        : '';
     this.#upHead = serializeRequest(req, route, this.#path, {
       clientIp: this.#clientIp,
       proto: c.secure ? 'https' : 'http',
       trustForwarded: c.headers.trustForwarded,
       addRequestId: this.#addRequestId,
-      upgrade,
+      upgrade: this.#upgrade,
     });
     this.#state = ST_CONNECTING;
     upstream.pool.acquire(this);
@@ -521,8 +528,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       const buf = reader.buffer;
       const start = reader.offset;
       if (r.status === 101) {
-        if (this.#req!.upgrade === '' || !this.#req!.connection.includes('upgrade')) {
+        if (this.#upgrade === '') {
           this.#upstreamProtocolError('upstream switched protocols without an upgrade request');
+          return;
+        }
+        if (!upgradeOffered(this.#upgrade, r.upgrade)) {
+          this.#upstreamProtocolError('upstream switched to a protocol the request did not offer');
           return;
         }
         this.#startTunnel(r, buf, start);
@@ -873,6 +884,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#path = '';
     this.#requestId = '';
     this.#addRequestId = '';
+    this.#upgrade = '';
     this.#reqKind = B_NONE;
     this.#reqLeft = 0;
     this.#reqChunks = undefined;

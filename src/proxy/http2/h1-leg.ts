@@ -215,7 +215,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
         if (this.#resKind !== B_CHUNKED) h[l] = res.values[i]!;
         continue;
       }
-      if (HOP_BY_HOP.has(l) || l === 'http2-settings' || route.responseDrop.has(l)) continue;
+      if (HOP_BY_HOP.has(l) || route.responseDrop.has(l)) continue;
       if (conn.length > 0 && conn.includes(l)) continue;
       addHeader(h, l, res.values[i]!);
     }
@@ -299,7 +299,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     const lower = x.lower;
     for (let i = 0; i < lower.length; i++) {
       const l = lower[i]!;
-      if (HOP_BY_HOP.has(l) || l === 'host' || l === 'http2-settings' || route.requestDrop.has(l)) continue;
+      if (HOP_BY_HOP.has(l) || l === 'host' || route.requestDrop.has(l)) continue;
       const v = x.values[i]!;
       if (FORWARDED.has(l)) {
         if (c.headers.trustForwarded) {
@@ -364,7 +364,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     const h: OutgoingHttpHeaders = { ':status': r.status };
     for (let i = 0; i < r.lower.length; i++) {
       const l = r.lower[i]!;
-      if (!HOP_BY_HOP.has(l) && l !== 'http2-settings') addHeader(h, l, r.values[i]!);
+      if (!HOP_BY_HOP.has(l)) addHeader(h, l, r.values[i]!);
     }
     return h;
   }
