@@ -330,6 +330,16 @@ const headersSchema = z
   .prefault({})
   .describe('Headers the proxy adds: X-Forwarded-*, X-Request-Id.');
 
+/** Envoy's path_with_escaped_slashes_action; the default differs between inbound and outbound. */
+function escapedSlashesSchema(byDefault: 'reject' | 'keep') {
+  return z
+    .enum(['keep', 'reject', 'unescape-and-redirect', 'unescape-and-forward'])
+    .default(byDefault)
+    .describe(
+      'What to do with encoded slashes (%2F) and backslashes (%5C) in a path: keep them as data; reject the request (400); decode them to "/" and redirect the client there (307; gRPC gets 400); or decode them and forward. Decoded, they take part in dot-segment removal, so routing and the upstream read the same path.',
+    );
+}
+
 function listenerSchema(defaultHttp2: boolean) {
   return z
     .strictObject({
@@ -387,6 +397,8 @@ export const inboundSchema = z
       .boolean()
       .default(true)
       .describe('Until the app is healthy, answer 503 with Retry-After instead of forwarding.'),
+    // Reject: a path the proxy and the app could read two ways never reaches the app.
+    pathWithEscapedSlashes: escapedSlashesSchema('reject'),
     ...common,
   })
   .superRefine((s, ctx) => checkUpstreamNames(s, ctx, true))
@@ -401,6 +413,8 @@ export const outboundSchema = z
       })
       .prefault({})
       .describe('The listener the app sends its calls to (loopback).'),
+    // Keep: the app is the client here, and routing is by upstream name, not by path.
+    pathWithEscapedSlashes: escapedSlashesSchema('keep'),
     ...common,
   })
   .superRefine((s, ctx) => checkUpstreamNames(s, ctx, false))
@@ -455,4 +469,5 @@ export type LimitsConfig = z.output<typeof limitsSchema>;
 export type Http2Config = z.output<typeof http2Schema>;
 export type AccessLogConfig = z.output<typeof accessLogSchema>;
 export type HeadersConfig = z.output<typeof headersSchema>;
+export type EscapedSlashesAction = z.output<ReturnType<typeof escapedSlashesSchema>>;
 export type ListenerConfig = z.output<ReturnType<typeof listenerSchema>>;

@@ -46,6 +46,7 @@ export function outboundSettings(c: OutboundConfig): ProxySettings {
     http2: c.http2,
     headers: c.headers,
     accessLog: c.accessLog,
+    pathWithEscapedSlashes: c.pathWithEscapedSlashes,
     readinessGate: false,
   };
 }

@@ -11,6 +11,7 @@ import type { Module, Readiness, ReloadResult } from '../runtime/module.js';
 import { AccessLog } from './access-log.js';
 import type {
   AccessLogConfig,
+  EscapedSlashesAction,
   HeadersConfig,
   Http2Config,
   LimitsConfig,
@@ -21,6 +22,7 @@ import type {
 import type { Http1Context } from './http1/server-connection.js';
 import { createH2Handler } from './http2/index.js';
 import { type ListenerParts, ProxyListener } from './listener.js';
+import { ESCAPED_SLASHES_MODES } from './path.js';
 import type { CompiledRoute } from './router.js';
 import { ListenerStats, ProxyStats } from './stats.js';
 import type { TcpContext } from './tcp-forwarder.js';
@@ -41,6 +43,7 @@ export interface ProxySettings {
   headers: HeadersConfig;
   accessLog: AccessLogConfig | undefined;
   readinessGate: boolean;
+  pathWithEscapedSlashes: EscapedSlashesAction;
 }
 
 export interface ProxyDeps {
@@ -230,6 +233,7 @@ export class ProxyModule<S> implements Module<S> {
         limits: s.limits,
         timeouts: s.timeouts,
         headers: s.headers,
+        escapedSlashes: ESCAPED_SLASHES_MODES[s.pathWithEscapedSlashes],
         readinessGate: s.readinessGate,
         appHealthy: () => health.healthy,
         draining: false,

@@ -58,6 +58,12 @@ export const REFUSAL_REASONS = [
   'upgrade_h2c',
   /** Another protocol the route does not allow removed from a request's Upgrade header. */
   'upgrade_not_allowed',
+  /** An encoded slash or backslash in a path, with pathWithEscapedSlashes: reject (400). */
+  'escaped_slash',
+  /** The same with unescape-and-redirect: redirected (307) to the decoded path. */
+  'escaped_slash_redirect',
+  /** An encoded NUL (%00) in a path (400). */
+  'nul_in_path',
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];

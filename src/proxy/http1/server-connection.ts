@@ -11,7 +11,7 @@ import { unmapIPv4 } from '../../lib/address.js';
 import type { ErrorCode } from '../../lib/errors.js';
 import type { AccessLog } from '../access-log.js';
 import type { HeadersConfig, LimitsConfig, TimeoutsConfig } from '../config.js';
-import { normalizeTarget } from '../path.js';
+import { normalizeTarget, PathError } from '../path.js';
 import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
 import type { ListenerStats, RouteStats } from '../stats.js';
 import { observe } from '../stats.js';
@@ -37,6 +37,8 @@ export interface Http1Context {
   limits: LimitsConfig;
   timeouts: TimeoutsConfig;
   headers: HeadersConfig;
+  /** pathWithEscapedSlashes as one of the ESCAPED_SLASHES_* numbers of path.ts. */
+  escapedSlashes: number;
   readinessGate: boolean;
   appHealthy: () => boolean;
   draining: boolean;
@@ -288,9 +290,17 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     this.#reqDone = this.#reqKind === B_NONE;
 
-    const norm = normalizeTarget(req.target);
-    if (norm === undefined) {
-      this.#reject(400, 'malformed percent-encoding in path', 'PILLION_ERR_PROXY_BAD_REQUEST');
+    const norm = normalizeTarget(req.target, c.escapedSlashes);
+    if (norm instanceof PathError) {
+      if (norm.refusal !== undefined) c.stats.refused(norm.refusal);
+      this.#reject(400, norm.reason, 'PILLION_ERR_PROXY_BAD_REQUEST');
+      return;
+    }
+    if (norm.redirect) {
+      // pathWithEscapedSlashes: unescape-and-redirect. 307 keeps the method and the body.
+      c.stats.refused('escaped_slash_redirect');
+      this.#routeStats = c.noRouteStats;
+      this.#local(307, '', '', 'text/plain; charset=utf-8', `location: ${norm.path}${norm.query}\r\n`);
       return;
     }
     // Lower-casing the Host costs an allocation per request; only host conditions need it.

@@ -12,7 +12,7 @@ import http2, {
 import { performance } from 'node:perf_hooks';
 import type { ErrorCode } from '../../lib/errors.js';
 import type { Http1Context } from '../http1/server-connection.js';
-import { normalizeTarget } from '../path.js';
+import { normalizeTarget, PathError } from '../path.js';
 import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
 import { observe, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
@@ -222,8 +222,23 @@ export class Exchange {
     }
     if (this.requestId === '' && c.headers.requestId) this.requestId = this.addRequestId = randomUUID();
 
-    const norm = normalizeTarget(this.target);
-    if (norm === undefined) return this.#reject('malformed percent-encoding in path');
+    const norm = normalizeTarget(this.target, c.escapedSlashes);
+    if (norm instanceof PathError) {
+      if (norm.refusal !== undefined) c.stats.refused(norm.refusal);
+      return this.#reject(norm.reason);
+    }
+    if (norm.redirect) {
+      // gRPC clients do not follow redirects: they get 400 (INTERNAL), as from Envoy.
+      const ct = this.lower.indexOf('content-type');
+      if (ct !== -1 && this.values[ct]!.startsWith('application/grpc')) {
+        c.stats.refused('escaped_slash');
+        return this.#reject('an encoded slash (%2F or %5C) in the path');
+      }
+      c.stats.refused('escaped_slash_redirect');
+      this.#routeStats = c.noRouteStats;
+      this.local(307, '', '', undefined, 'location', norm.path + norm.query);
+      return;
+    }
     const route = matchRoute(
       c.routes,
       this.method,
