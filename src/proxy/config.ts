@@ -1,6 +1,7 @@
 // Schemas of the `inbound:` and `outbound:` sections: listeners, routes, upstreams, timeouts,
 // limits, TLS and the access log. Both sections share the pieces; only their defaults differ.
 
+import { createSecureContext, getCiphers } from 'node:tls';
 import { z } from 'zod';
 import { addPillionIssue, address, duration, httpPath, regex, size } from '../config/index.js';
 import { didYouMean } from '../lib/did-you-mean.js';
@@ -42,6 +43,42 @@ const headerEdits = z
   })
   .prefault({});
 
+/** OpenSSL's cipher names in this build, lower-case as tls.getCiphers() has them. */
+const KNOWN_CIPHERS = getCiphers();
+
+/** A cipher suite by its OpenSSL name (TLS 1.3 ones by their standard names). */
+function cipherName() {
+  return z.string().superRefine((v, ctx) => {
+    if (!KNOWN_CIPHERS.includes(v.toLowerCase())) {
+      const near = didYouMean(v.toLowerCase(), KNOWN_CIPHERS);
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `"${v}" is not a cipher suite this build's OpenSSL knows`,
+        near !== undefined
+          ? `did you mean "${near.toUpperCase()}"?`
+          : 'use OpenSSL names, e.g. ECDHE-RSA-AES128-GCM-SHA256 or TLS_AES_128_GCM_SHA256 (`openssl ciphers -v`)',
+      );
+    }
+  });
+}
+
+/** A key-exchange group OpenSSL accepts for ECDHE (X25519, prime256v1, secp384r1, ...). */
+function curveName() {
+  return z.string().superRefine((v, ctx) => {
+    try {
+      createSecureContext({ ecdhCurve: v });
+    } catch {
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `"${v}" is not a key-exchange group this build's OpenSSL knows`,
+        'e.g. X25519, prime256v1, secp384r1 (`openssl ecparam -list_curves`)',
+      );
+    }
+  });
+}
+
 const tlsSchema = z
   .strictObject({
     certificates: z
@@ -61,7 +98,34 @@ const tlsSchema = z
       .describe(
         'Certificates, chosen by the SNI name the client sends; the first is used when no name matches. Files that change on disk are picked up for new connections.',
       ),
-    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Oldest TLS version accepted.'),
+    profile: z
+      .enum(['modern', 'intermediate', 'old'])
+      .default('intermediate')
+      .describe(
+        "Mozilla's server-side TLS configuration. intermediate: TLS 1.2 with ECDHE and AES-GCM or ChaCha20 only, and TLS 1.3. modern: TLS 1.3 only. old: also TLS 1.0 and 1.1, CBC, static-RSA and 3DES suites, for very old clients. Renegotiation is refused in all three.",
+      ),
+    minVersion: z
+      .enum(['TLSv1.2', 'TLSv1.3'])
+      .optional()
+      .describe(
+        "Oldest TLS version accepted; default the profile's (modern TLSv1.3, intermediate TLSv1.2, old TLSv1).",
+      ),
+    ciphers: z
+      .array(cipherName())
+      .min(1)
+      .max(64)
+      .optional()
+      .describe(
+        "Cipher suites by OpenSSL name, in order of preference, TLS 1.3 ones (TLS_AES_128_GCM_SHA256...) included; replaces the profile's list. Without a TLS 1.3 name, TLS 1.3 keeps all its suites.",
+      ),
+    ecdhCurves: z
+      .array(curveName())
+      .min(1)
+      .max(16)
+      .optional()
+      .describe(
+        "Key-exchange groups, in order of preference; default the profile's: X25519, prime256v1, secp384r1.",
+      ),
     clientCertificate: z
       .strictObject({
         ca: z.string().min(1).describe('PEM bundle of the CAs that sign client certificates.'),
@@ -74,6 +138,16 @@ const tlsSchema = z
       })
       .optional()
       .describe('Verify client certificates (mutual TLS).'),
+  })
+  .superRefine((t, ctx) => {
+    if (t.profile === 'modern' && t.minVersion === 'TLSv1.2' && t.ciphers === undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'profile modern has no TLS 1.2 cipher suite, so minVersion TLSv1.2 would let no TLS 1.2 client in',
+        'use profile: intermediate, or list the TLS 1.2 suites in ciphers',
+        ['minVersion'],
+      );
   })
   .describe('Terminate TLS on this listener.');
 

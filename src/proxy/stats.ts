@@ -64,6 +64,8 @@ export const REFUSAL_REASONS = [
   'escaped_slash_redirect',
   /** An encoded NUL (%00) in a path (400). */
   'nul_in_path',
+  /** A TLS client started to renegotiate: its connection was closed. */
+  'tls_renegotiation',
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
