@@ -113,6 +113,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #resLeft = 0;
   #resChunks: ChunkedReader | undefined;
   #dechunk = false;
+  /** The response head, and payload de-chunked with it, until the chunks that came with it have all been read (see #sendResponseHead). */
+  #pendingHead = '';
+  #held: Buffer[] | undefined;
+  /** A 100 Continue went to the client. */
+  #continued = false;
   #t0 = 0;
   #tUp = 0;
   #upTime = -1;
@@ -550,8 +555,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         return;
       }
       if (r.status < 200) {
-        // Interim responses (100 Continue, 103 Early Hints) go to an HTTP/1.1 client as they are.
-        if (this.#req!.minor === 1) {
+        // Interim responses (100 Continue, 103 Early Hints) go to an HTTP/1.1 client as they are;
+        // a 100 once (the reader bounds how many come in all).
+        if (this.#req!.minor === 1 && !(r.status === 100 && this.#continued)) {
+          if (r.status === 100) this.#continued = true;
           const h = serializeResponse(r, undefined, {
             chunked: false,
             close: false,
@@ -596,8 +603,19 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       requestId: this.#c.headers.requestId ? this.#requestId : '',
       upgrade: false,
     });
-    this.#bytesOut += h.length;
     const avail = buf.length - start;
+    if (this.#resKind === B_CHUNKED && avail > 0) {
+      // The chunks that came with the head are read before the head goes out: an upstream whose
+      // framing is broken from its first bytes gets the client a 502, not a cut-off 200.
+      this.#pendingHead = h;
+      const s = this.socket;
+      s.cork();
+      this.#forwardResponse(buf, start);
+      this.#flushHead();
+      s.uncork();
+      return;
+    }
+    this.#bytesOut += h.length;
     if (this.#resKind === B_NONE) {
       this.socket.write(h, 'latin1');
       // Bytes after a bodiless response are not ours to forward: the connection is not reused.
@@ -625,8 +643,22 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   }
 
   #writePayload = (buf: Buffer, start: number, end: number): void => {
-    if (end > start && !this.socket.write(buf.subarray(start, end))) this.#up?.socket.pause();
+    if (end <= start) return;
+    if (this.#pendingHead !== '') (this.#held ??= []).push(buf.subarray(start, end));
+    else if (!this.socket.write(buf.subarray(start, end))) this.#up?.socket.pause();
   };
+
+  /** Writes the response head held back while the first chunks were read, and their payload. */
+  #flushHead(): void {
+    const h = this.#pendingHead;
+    if (h === '' || this.#state !== ST_EXCHANGE) return;
+    this.#pendingHead = '';
+    this.#bytesOut += h.length;
+    this.socket.write(h, 'latin1');
+    const held = this.#held;
+    this.#held = undefined;
+    if (held !== undefined) for (const b of held) if (!this.socket.write(b)) this.#up?.socket.pause();
+  }
 
   #forwardResponse(buf: Buffer, start: number): void {
     const end = buf.length;
@@ -647,6 +679,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
           return;
         }
         done = this.#resChunks!.done;
+        this.#flushHead();
         break;
       }
       default:
@@ -712,8 +745,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       up.owner = undefined;
       up.socket.destroy();
     }
-    if (this.#res === undefined) this.#local(502, `${reason}\n`, 'UPE');
-    else {
+    // Nothing of the response has reached the client yet: it can still be told so.
+    if (this.#res === undefined || this.#pendingHead !== '') {
+      this.#pendingHead = '';
+      this.#held = undefined;
+      this.#local(502, `${reason}\n`, 'UPE');
+    } else {
       this.#flags = 'UPE';
       this.#abort();
     }
@@ -905,6 +942,9 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#resLeft = 0;
     this.#resChunks = undefined;
     this.#dechunk = false;
+    this.#pendingHead = '';
+    this.#held = undefined;
+    this.#continued = false;
     this.#upTime = -1;
     this.#bytesIn = 0;
     this.#bytesOut = 0;
