@@ -50,7 +50,7 @@ export const REFUSAL_REASONS = [
   'h2_malformed_field',
   /** A request on an HTTP/2 connection whose header blocks could no longer be read (reset). */
   'h2_uncheckable',
-  /** A client broke HTTP/2 and nghttp2 sent GOAWAY with an error code: connection closed. */
+  /** An HTTP/2 connection ended with a GOAWAY carrying an error code (a protocol error, Rapid Reset...). */
   'h2_protocol_error',
   /** A client's HTTP/2 header block went past 4 × http2.maxHeaderListSize: connection closed. */
   'h2_header_block_too_large',

@@ -214,11 +214,13 @@ class Http2Handler implements H2Handler, Shared {
    * with them their upstream exchanges.
    */
   fault(cs: ClientSession, fault: GuardFault, code: number): void {
-    if (cs.session.destroyed) return;
     const stats = this.c.stats;
     if (fault === 'goaway') {
-      cs.protocolError = true;
+      // Counted even when the session is already gone: node ends some sessions itself (too many
+      // invalid frames), and Rapid Reset's GOAWAY is one of these too. The guard reports once.
       stats.refused('h2_protocol_error');
+      if (cs.session.destroyed) return;
+      cs.protocolError = true;
       this.#logger.debug(
         {
           code: 'PILLION_ERR_PROXY_HTTP2_PROTOCOL',
@@ -231,6 +233,7 @@ class Http2Handler implements H2Handler, Shared {
       cs.session.destroy();
       return;
     }
+    if (cs.session.destroyed) return;
     stats.refused(fault === 'header-block' ? 'h2_header_block_too_large' : 'h2_malformed_field');
     this.#logger.warn(
       { code: 'PILLION_ERR_PROXY_HTTP2_PROTOCOL', listener: this.c.listener, remote: cs.remote, fault },

@@ -297,7 +297,7 @@ describe('regression: a malformed HTTP/2 frame left the client socket in CLOSE-W
     });
   }
 
-  test('after every case, an HTTP/1.1 request through the two-connection pool is served, and drain ends at once', async () => {
+  test('after ten broken sessions at once, an HTTP/1.1 request through the two-connection pool is served', async () => {
     // Ten sessions broken at once, more than the pool has connections.
     const clients = await Promise.all(Array.from({ length: 10 }, () => rawH2(port)));
     for (const { sock } of clients) sock.write(frame(T_HEADERS, END_HEADERS, 1, post));
@@ -313,6 +313,27 @@ describe('regression: a malformed HTTP/2 frame left the client socket in CLOSE-W
       { what: 'every client connection to be gone' },
     );
     assert.equal(await backendConnections(), pool().open);
+  });
+
+  test('drain (SIGTERM) ends when the broken sessions are gone, not at its deadline', async () => {
+    const p = await startInbound({
+      listeners: [{ address: '127.0.0.1:0' }],
+      upstreams: { be: { endpoints: [`127.0.0.1:${backend.port}`] } },
+      routes: [{ upstream: 'be' }],
+    });
+    try {
+      const clients = await Promise.all(Array.from({ length: 3 }, () => rawH2(p.port())));
+      for (const { sock } of clients) sock.write(frame(T_HEADERS, END_HEADERS, 1, post));
+      await waitFor(() => held === 3, { what: 'three requests in flight upstream' });
+      for (const { sock } of clients) sock.write(frame(T_DATA, PADDED, 1, '\x09abc'));
+      // A deadline far off: had drain waited for it, the sessions would still be counted below.
+      await p.module.drain(Date.now() + 60_000);
+      assert.equal(await metricValue(p.metrics, 'pillion_proxy_active_connections', {}), 0);
+      for (const { sock } of clients) sock.destroy();
+      await waitFor(() => held === 0, { what: 'the upstream requests to be cancelled' });
+    } finally {
+      await p.stop();
+    }
   });
 
   test('a client that sends half a request and closes its side ends the session and frees the upstream connection', async () => {
