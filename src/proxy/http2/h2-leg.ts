@@ -59,7 +59,7 @@ export class H2Leg implements UpstreamLeg {
       x.connectFailed('refused', err as Error, ep);
       return;
     }
-    us.streams++;
+    us.streamOpened();
     this.#us = us;
     this.#req = req;
     x.tUp = performance.now();
@@ -174,7 +174,7 @@ export class H2Leg implements UpstreamLeg {
 
   #onClose = (): void => {
     const us = this.#us!;
-    us.streams--;
+    us.streamClosed();
     if (this.#done) return;
     this.#done = true;
     if (this.#ended) return;

@@ -594,3 +594,67 @@ describe('regression: HTTP/2 header fields with CR, LF, NUL, a space or a colon 
     }
   });
 });
+
+describe('regression: HTTP/2 upstream sessions the upstream closed stayed in memory until the idle timeout', () => {
+  test('an upstream that closes its session after every response leaves no client session behind; idle ones still close', async () => {
+    const upstream = http2.createServer();
+    let upstreamSessions = 0;
+    let upstreamClosed = 0;
+    upstream.on('session', (s) => {
+      upstreamSessions++;
+      s.on('close', () => upstreamClosed++);
+    });
+    upstream.on('stream', (stream, headers) => {
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+      // Like a server with a connection age limit: GOAWAY after each response.
+      if (headers[':path'] !== '/keep') stream.session?.close();
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const upstreamPort = (upstream.address() as net.AddressInfo).port;
+    const p = await startInbound({
+      listeners: [{ address: '127.0.0.1:0' }],
+      upstreams: { h2: { endpoints: [`127.0.0.1:${upstreamPort}`], protocol: 'h2' } },
+      routes: [{ upstream: 'h2' }],
+      timeouts: { idle: '300ms' },
+    });
+    try {
+      // A client session per phase: the proxy closes an idle one (timeouts.idle) while the heap
+      // is inspected.
+      const session = () => {
+        const client = http2.connect(`http://127.0.0.1:${p.port()}`);
+        client.on('error', () => {});
+        const get = (path: string) =>
+          new Promise<number>((resolve, reject) => {
+            const req = client.request({ ':path': path }, { endStream: true });
+            req.on('response', (h) => resolve(Number(h[':status'])));
+            req.on('error', reject);
+            req.resume();
+          });
+        return { client, get };
+      };
+      const warm = session();
+      assert.equal(await warm.get('/warm'), 200);
+      warm.client.destroy();
+      const before = await countObjects(['ClientHttp2Session']);
+      const load = session();
+      for (let i = 0; i < 300; i++) assert.equal(await load.get(`/n${i}`), 200);
+      load.client.destroy();
+      await waitFor(() => upstreamClosed === upstreamSessions, { what: 'the upstream sessions to close' });
+      // The proxy keeps none of the 300 sessions the upstream sent away.
+      const left = await countObjects(['ClientHttp2Session']);
+      assert.ok(left.get('ClientHttp2Session')! - before.get('ClientHttp2Session')! < 20, `${[...left]}`);
+      // A session left idle is closed after timeouts.idle, by the proxy's own sweep.
+      const opened = upstreamSessions;
+      const keep = session();
+      assert.equal(await keep.get('/keep'), 200);
+      await waitFor(() => upstreamSessions === opened + 1 && upstreamClosed === upstreamSessions, {
+        what: 'the idle upstream session to be closed',
+      });
+      keep.client.destroy();
+    } finally {
+      await p.stop();
+      upstream.close();
+    }
+  });
+});
