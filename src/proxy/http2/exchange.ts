@@ -145,21 +145,6 @@ export class Exchange {
     this.#shared.active.add(this);
     if (c.timeouts.request > 0) this.#requestDeadline = Date.now() + c.timeouts.request;
     this.reqDone = this.noBody = this.stream.endAfterHeaders;
-    const peer = this.#peer;
-    if (peer.uncheckable) {
-      // Its fields could have lost one that nghttp2 dropped: refused, and safe to retry elsewhere.
-      c.stats.refused('h2_uncheckable');
-      this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
-      this.#routeStats = c.noRouteStats;
-      this.resetClient(NGHTTP2_REFUSED_STREAM, 'LR');
-      return;
-    }
-    if (peer.malformed(this.stream.id ?? 0)) {
-      // RFC 9113 §8.2.1: malformed. nghttp2 left the field out; forwarding the rest would be
-      // forwarding a different request than the client sent.
-      c.stats.refused('h2_malformed_field');
-      return this.#reject('a header field name or value holds a character HTTP/2 does not allow');
-    }
 
     let method = '';
     let host = '';
@@ -200,6 +185,22 @@ export class Exchange {
       this.values.push(value);
     }
     if (method !== '') this.method = method;
+    const peer = this.#peer;
+    // (After the fields are read, so the access log has the method and path.)
+    if (peer.uncheckable) {
+      // Its fields could have lost one that nghttp2 dropped: refused, and safe to retry elsewhere.
+      c.stats.refused('h2_uncheckable');
+      this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
+      this.#routeStats = c.noRouteStats;
+      this.resetClient(NGHTTP2_REFUSED_STREAM, 'LR');
+      return;
+    }
+    if (peer.malformed(this.stream.id ?? 0)) {
+      // RFC 9113 §8.2.1: malformed. nghttp2 left the field out; forwarding the rest would be
+      // forwarding a different request than the client sent.
+      c.stats.refused('h2_malformed_field');
+      return this.#reject('a header field name or value holds a character HTTP/2 does not allow');
+    }
     if (listSize > this.#shared.maxHeaderListSize) {
       this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
       this.#routeStats = c.noRouteStats;
