@@ -211,7 +211,7 @@ export const ERROR_CATALOGUE = {
   },
   PILLION_ERR_PROXY_BAD_REQUEST: {
     description:
-      'A client sent a request that HTTP/1.1 (RFC 9112) does not allow or that could be read two ways; it was answered 400 and not forwarded.',
+      'A client sent a request that HTTP/1.1 (RFC 9112) or HTTP/2 (RFC 9113) does not allow or that could be read two ways; it was answered 400 (or its stream reset) and not forwarded.',
     fix: "Fix the client. The access log's `error` field says which rule the request broke.",
   },
   PILLION_ERR_PROXY_UPSTREAM_CONNECT: {
@@ -228,6 +228,11 @@ export const ERROR_CATALOGUE = {
     description:
       'The upstream sent a response that is not valid HTTP, or closed the connection before a whole response; the client got 502.',
     fix: 'Check that the upstream speaks the protocol configured for it (`protocol: http1` or `h2`) and does not crash mid-response.',
+  },
+  PILLION_ERR_PROXY_HTTP2_PROTOCOL: {
+    description:
+      'An HTTP/2 client broke the protocol (a malformed frame, a frame on a closed stream, an oversized header block): the proxy sent GOAWAY with the error code, closed the connection and cancelled its streams, upstream exchanges included.',
+    fix: 'Fix the client; h2spec or `nghttp -v` shows which frame it sends wrong.',
   },
   PILLION_ERR_TLS_FILE: {
     description:

@@ -68,16 +68,25 @@ export function tcpCheck(c: {
   signal?: AbortSignal | undefined;
 }): Promise<CheckOutcome> {
   return new Promise((resolve) => {
-    const socket = connect({ host: c.host, port: c.port, ...(c.signal ? { signal: c.signal } : {}) });
-    socket.setTimeout(c.timeoutMs, () => {
+    const signal = c.signal;
+    if (signal?.aborted) {
+      resolve({ kind: 'aborted' });
+      return;
+    }
+    // The signal is not handed to connect(): there its abort listener stays on the signal after
+    // the socket closes, and a prober's signal lives as long as the process, so every check would
+    // leave a listener (and its destroyed socket) behind. This one is removed when the check ends.
+    const socket = connect({ host: c.host, port: c.port });
+    const end = (outcome: CheckOutcome): void => {
+      signal?.removeEventListener('abort', onAbort);
       socket.destroy();
-      resolve({ kind: 'timeout' });
-    });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve({ kind: 'connected' });
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve(failure(err)));
+      resolve(outcome);
+    };
+    const onAbort = (): void => end({ kind: 'aborted' });
+    signal?.addEventListener('abort', onAbort, { once: true });
+    socket.setTimeout(c.timeoutMs, () => end({ kind: 'timeout' }));
+    socket.once('connect', () => end({ kind: 'connected' }));
+    socket.once('error', (err: NodeJS.ErrnoException) => end(failure(err)));
   });
 }
 

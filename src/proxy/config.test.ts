@@ -78,3 +78,55 @@ test('the outbound listener defaults to 127.0.0.1:15001; an unknown section key 
   assert.deepEqual(ok.config.outbound?.listener.address, { host: '127.0.0.1', port: 15001 });
   assert.match(errors('outbound:\n  upstream: {}\n')[0]!, /unknown key \(did you mean "upstreams"\?\)/);
 });
+
+test('h2c is refused in upgradeProtocols: a tunnel would pass the routes', () => {
+  const text = [
+    'app: { port: 8080 }',
+    'inbound:',
+    '  listeners: [{ address: "127.0.0.1:8443" }]',
+    '  routes:',
+    '    - upgradeProtocols: [websocket, H2C]',
+    '',
+  ].join('\n');
+  const out = errors(text);
+  assert.equal(out.length, 1);
+  assert.match(
+    out[0]!,
+    /^p\.yaml:5:\d+ PILLION_ERR_CONFIG_BAD_VALUE inbound\.routes\[0\]\.upgradeProtocols\[1\]: h2c is never tunnelled/,
+  );
+});
+
+test('tls: cipher and group names are checked against OpenSSL, with a hint; modern has no TLS 1.2 suite', () => {
+  const text = [
+    'app: { port: 8080 }',
+    'inbound:',
+    '  listeners:',
+    '    - address: "127.0.0.1:8443"',
+    '      tls:',
+    '        certificates: [{ cert: /c.pem, key: /k.pem }]',
+    '        profile: modern',
+    '        minVersion: TLSv1.2',
+    '        ciphers: [ECDHE-RSA-AES128-GCM-SHA265]',
+    '        ecdhCurves: [X25519, curve9]',
+    '    - address: "127.0.0.1:8444"',
+    '      tls:',
+    '        certificates: [{ cert: /c.pem, key: /k.pem }]',
+    '        profile: modern',
+    '        minVersion: TLSv1.2',
+    '',
+  ].join('\n');
+  const out = errors(text);
+  assert.equal(out.length, 3, out.join('\n'));
+  assert.match(
+    out[0]!,
+    /^p\.yaml:9:\d+ PILLION_ERR_CONFIG_BAD_VALUE .*ciphers\[0\]: "ECDHE-RSA-AES128-GCM-SHA265" is not a cipher suite .* \(did you mean "ECDHE-RSA-AES128-GCM-SHA256"\?\)/,
+  );
+  assert.match(
+    out[1]!,
+    /^p\.yaml:10:\d+ PILLION_ERR_CONFIG_BAD_VALUE .*ecdhCurves\[1\]: "curve9" is not a key-exchange group/,
+  );
+  assert.match(
+    out[2]!,
+    /^p\.yaml:\d+:\d+ PILLION_ERR_CONFIG_BAD_VALUE .*listeners\[1\]\.tls\.minVersion: profile modern has no TLS 1\.2 cipher suite/,
+  );
+});

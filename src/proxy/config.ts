@@ -1,6 +1,7 @@
 // Schemas of the `inbound:` and `outbound:` sections: listeners, routes, upstreams, timeouts,
 // limits, TLS and the access log. Both sections share the pieces; only their defaults differ.
 
+import { createSecureContext, getCiphers } from 'node:tls';
 import { z } from 'zod';
 import { addPillionIssue, address, duration, httpPath, regex, size } from '../config/index.js';
 import { didYouMean } from '../lib/did-you-mean.js';
@@ -42,6 +43,42 @@ const headerEdits = z
   })
   .prefault({});
 
+/** OpenSSL's cipher names in this build, lower-case as tls.getCiphers() has them. */
+const KNOWN_CIPHERS = getCiphers();
+
+/** A cipher suite by its OpenSSL name (TLS 1.3 ones by their standard names). */
+function cipherName() {
+  return z.string().superRefine((v, ctx) => {
+    if (!KNOWN_CIPHERS.includes(v.toLowerCase())) {
+      const near = didYouMean(v.toLowerCase(), KNOWN_CIPHERS);
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `"${v}" is not a cipher suite this build's OpenSSL knows`,
+        near !== undefined
+          ? `did you mean "${near.toUpperCase()}"?`
+          : 'use OpenSSL names, e.g. ECDHE-RSA-AES128-GCM-SHA256 or TLS_AES_128_GCM_SHA256 (`openssl ciphers -v`)',
+      );
+    }
+  });
+}
+
+/** A key-exchange group OpenSSL accepts for ECDHE (X25519, prime256v1, secp384r1, ...). */
+function curveName() {
+  return z.string().superRefine((v, ctx) => {
+    try {
+      createSecureContext({ ecdhCurve: v });
+    } catch {
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `"${v}" is not a key-exchange group this build's OpenSSL knows`,
+        'e.g. X25519, prime256v1, secp384r1 (`openssl ecparam -list_curves`)',
+      );
+    }
+  });
+}
+
 const tlsSchema = z
   .strictObject({
     certificates: z
@@ -61,7 +98,34 @@ const tlsSchema = z
       .describe(
         'Certificates, chosen by the SNI name the client sends; the first is used when no name matches. Files that change on disk are picked up for new connections.',
       ),
-    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Oldest TLS version accepted.'),
+    profile: z
+      .enum(['modern', 'intermediate', 'old'])
+      .default('intermediate')
+      .describe(
+        "Mozilla's server-side TLS configuration. intermediate: TLS 1.2 with ECDHE and AES-GCM or ChaCha20 only, and TLS 1.3. modern: TLS 1.3 only. old: also TLS 1.0 and 1.1, CBC, static-RSA and 3DES suites, for very old clients. Renegotiation is refused in all three.",
+      ),
+    minVersion: z
+      .enum(['TLSv1.2', 'TLSv1.3'])
+      .optional()
+      .describe(
+        "Oldest TLS version accepted; default the profile's (modern TLSv1.3, intermediate TLSv1.2, old TLSv1).",
+      ),
+    ciphers: z
+      .array(cipherName())
+      .min(1)
+      .max(64)
+      .optional()
+      .describe(
+        "Cipher suites by OpenSSL name, in order of preference, TLS 1.3 ones (TLS_AES_128_GCM_SHA256...) included; replaces the profile's list. Without a TLS 1.3 name, TLS 1.3 keeps all its suites.",
+      ),
+    ecdhCurves: z
+      .array(curveName())
+      .min(1)
+      .max(16)
+      .optional()
+      .describe(
+        "Key-exchange groups, in order of preference; default the profile's: X25519, prime256v1, secp384r1.",
+      ),
     clientCertificate: z
       .strictObject({
         ca: z.string().min(1).describe('PEM bundle of the CAs that sign client certificates.'),
@@ -74,6 +138,16 @@ const tlsSchema = z
       })
       .optional()
       .describe('Verify client certificates (mutual TLS).'),
+  })
+  .superRefine((t, ctx) => {
+    if (t.profile === 'modern' && t.minVersion === 'TLSv1.2' && t.ciphers === undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'profile modern has no TLS 1.2 cipher suite, so minVersion TLSv1.2 would let no TLS 1.2 client in',
+        'use profile: intermediate, or list the TLS 1.2 suites in ciphers',
+        ['minVersion'],
+      );
   })
   .describe('Terminate TLS on this listener.');
 
@@ -188,6 +262,26 @@ const routeSchema = z
     rewritePrefix: httpPath().optional().describe('Replace the matched prefix with this before forwarding.'),
     requestHeaders: headerEdits.describe('Headers changed on the request before forwarding.'),
     responseHeaders: headerEdits.describe('Headers changed on the response.'),
+    upgradeProtocols: z
+      .array(
+        z
+          .string()
+          .regex(TOKEN)
+          .superRefine((v, ctx) => {
+            if (v.toLowerCase() === 'h2c')
+              addPillionIssue(
+                ctx,
+                'PILLION_ERR_CONFIG_BAD_VALUE',
+                'h2c is never tunnelled: inside the tunnel a client could reach paths the routes refuse',
+                'clients reach HTTP/2 upstreams with HTTP/2 itself (h2c with prior knowledge, or TLS)',
+              );
+          }),
+      )
+      .max(16)
+      .default(['websocket'])
+      .describe(
+        'Upgrade protocols (RFC 9110 §7.8) tunnelled to the upstream once it answers 101, case-insensitive. Others are removed from the Upgrade header and the request goes on as plain HTTP/1.1. h2c is never allowed.',
+      ),
     directResponse: z
       .strictObject({
         status: z.number().int().min(200).max(599).describe('Status code.'),
@@ -310,6 +404,16 @@ const headersSchema = z
   .prefault({})
   .describe('Headers the proxy adds: X-Forwarded-*, X-Request-Id.');
 
+/** Envoy's path_with_escaped_slashes_action; the default differs between inbound and outbound. */
+function escapedSlashesSchema(byDefault: 'reject' | 'keep') {
+  return z
+    .enum(['keep', 'reject', 'unescape-and-redirect', 'unescape-and-forward'])
+    .default(byDefault)
+    .describe(
+      'What to do with encoded slashes (%2F) and backslashes (%5C) in a path: keep them as data; reject the request (400); decode them to "/" and redirect the client there (307; gRPC gets 400); or decode them and forward. Decoded, they take part in dot-segment removal, so routing and the upstream read the same path.',
+    );
+}
+
 function listenerSchema(defaultHttp2: boolean) {
   return z
     .strictObject({
@@ -367,6 +471,8 @@ export const inboundSchema = z
       .boolean()
       .default(true)
       .describe('Until the app is healthy, answer 503 with Retry-After instead of forwarding.'),
+    // Reject: a path the proxy and the app could read two ways never reaches the app.
+    pathWithEscapedSlashes: escapedSlashesSchema('reject'),
     ...common,
   })
   .superRefine((s, ctx) => checkUpstreamNames(s, ctx, true))
@@ -381,6 +487,8 @@ export const outboundSchema = z
       })
       .prefault({})
       .describe('The listener the app sends its calls to (loopback).'),
+    // Keep: the app is the client here, and routing is by upstream name, not by path.
+    pathWithEscapedSlashes: escapedSlashesSchema('keep'),
     ...common,
   })
   .superRefine((s, ctx) => checkUpstreamNames(s, ctx, false))
@@ -435,4 +543,5 @@ export type LimitsConfig = z.output<typeof limitsSchema>;
 export type Http2Config = z.output<typeof http2Schema>;
 export type AccessLogConfig = z.output<typeof accessLogSchema>;
 export type HeadersConfig = z.output<typeof headersSchema>;
+export type EscapedSlashesAction = z.output<ReturnType<typeof escapedSlashesSchema>>;
 export type ListenerConfig = z.output<ReturnType<typeof listenerSchema>>;

@@ -35,6 +35,7 @@ export function inboundSettings(s: InboundSection): ProxySettings {
     http2: c.http2,
     headers: c.headers,
     accessLog: c.accessLog,
+    pathWithEscapedSlashes: c.pathWithEscapedSlashes,
     readinessGate: c.readinessGate && s.app !== undefined,
   };
 }

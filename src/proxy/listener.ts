@@ -10,7 +10,7 @@ import type { ListenerConfig } from './config.js';
 import type { H2Handler } from './http2/index.js';
 import { type Http1Context, ServerConnection } from './http1/server-connection.js';
 import { type TcpContext, forwardTcp } from './tcp-forwarder.js';
-import { CertStore } from './tls/index.js';
+import { CertStore, tlsParameters } from './tls/index.js';
 
 export interface ListenerParts {
   http: Http1Context | undefined;
@@ -54,7 +54,7 @@ export class ProxyListener {
       this.#certs = await CertStore.load(
         {
           certificates: cfg.tls.certificates,
-          minVersion: cfg.tls.minVersion,
+          ...tlsParameters(cfg.tls),
           clientCertificate: cfg.tls.clientCertificate,
           alpn,
         },
@@ -62,7 +62,13 @@ export class ProxyListener {
       );
       const { createServer } = await import('node:tls');
       const server = createServer({ ...this.#certs.serverOptions(), allowHalfOpen: true, noDelay: true });
-      server.on('secureConnection', (s: tls.TLSSocket) => this.#accept(s, s.alpnProtocol === 'h2'));
+      server.on('secureConnection', (s: tls.TLSSocket) => {
+        // No renegotiation (TLS 1.2 and below; 1.3 has none): a client that starts a new
+        // handshake on this connection loses the connection (see #onTlsError).
+        s.disableRenegotiation();
+        s.on('error', (err: NodeJS.ErrnoException) => this.#onTlsError(s, err));
+        this.#accept(s, s.alpnProtocol === 'h2');
+      });
       // Handshake failures (wrong SNI, bad client certificate, scanners) are the client's problem.
       server.on('tlsClientError', (err) =>
         this.#logger.debug({ listener: this.name, err: err.message }, 'TLS handshake failed'),
@@ -152,6 +158,18 @@ export class ProxyListener {
   tick(now: number): void {
     const http = this.#parts.http;
     if (http) for (const c of http.connections) c.tick(now);
+  }
+
+  /**
+   * An error on a TLS connection after its handshake. A client asking to renegotiate is seen as
+   * its new handshake starts, and the connection closed before that handshake can go on: a
+   * renegotiation would cost the proxy a handshake at the client's will, and could change the
+   * client certificate under a connection already authorized.
+   */
+  #onTlsError(socket: tls.TLSSocket, err: NodeJS.ErrnoException): void {
+    if (err.code !== 'ERR_TLS_RENEGOTIATION_DISABLED') return;
+    socket.destroy();
+    (this.#parts.http?.stats ?? this.#parts.tcp?.stats)?.refused('tls_renegotiation');
   }
 
   /** Forgets replaced HTTP/2 handlers whose sessions have all closed. */

@@ -9,6 +9,8 @@ import { type CompiledRoute, compileRoute } from './router.js';
 import { Upstream } from './upstream/upstream.js';
 
 const EMPTY_EDITS = { add: {}, remove: [] };
+/** Outbound routes are made here, not configured: they tunnel what inbound routes do by default. */
+const UPGRADES = ['websocket'];
 
 export function outboundSettings(c: OutboundConfig): ProxySettings {
   const routes: CompiledRoute[] = [];
@@ -20,6 +22,7 @@ export function outboundSettings(c: OutboundConfig): ProxySettings {
       upstream: name,
       requestHeaders: EMPTY_EDITS,
       responseHeaders: EMPTY_EDITS,
+      upgradeProtocols: UPGRADES,
     };
     const byPath: RouteConfig = {
       name,
@@ -28,6 +31,7 @@ export function outboundSettings(c: OutboundConfig): ProxySettings {
       rewritePrefix: '/',
       requestHeaders: EMPTY_EDITS,
       responseHeaders: EMPTY_EDITS,
+      upgradeProtocols: UPGRADES,
     };
     routes.push(compileRoute(byHost, routes.length, host), compileRoute(byPath, routes.length + 1, host));
   }
@@ -42,6 +46,7 @@ export function outboundSettings(c: OutboundConfig): ProxySettings {
     http2: c.http2,
     headers: c.headers,
     accessLog: c.accessLog,
+    pathWithEscapedSlashes: c.pathWithEscapedSlashes,
     readinessGate: false,
   };
 }

@@ -1,9 +1,21 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { normalizeTarget } from './path.js';
+import {
+  ESCAPED_SLASHES_FORWARD,
+  ESCAPED_SLASHES_REDIRECT,
+  ESCAPED_SLASHES_REJECT,
+  type NormalizedTarget,
+  normalizeTarget,
+  PathError,
+} from './path.js';
 
-const path = (t: string) => normalizeTarget(t)?.path;
+function ok(t: string, mode?: number): NormalizedTarget {
+  const n = normalizeTarget(t, mode);
+  assert.ok(!(n instanceof PathError), `${t}: ${n instanceof PathError ? n.reason : ''}`);
+  return n;
+}
+const path = (t: string, mode?: number) => ok(t, mode).path;
 
 test('the ways to spell /admin all normalize to /admin', () => {
   for (const t of [
@@ -43,15 +55,60 @@ test('other reserved or non-ASCII escapes stay encoded, upper-cased', () => {
 });
 
 test('malformed percent-escapes make the target invalid', () => {
-  for (const t of ['/%', '/%4', '/%zz', '/a%g0', '/%%41', '/x/%2', '/%-1'])
-    assert.equal(normalizeTarget(t), undefined, t);
+  for (const t of ['/%', '/%4', '/%zz', '/a%g0', '/%%41', '/x/%2', '/%-1']) {
+    const n = normalizeTarget(t);
+    assert.ok(n instanceof PathError, t);
+    assert.equal(n.reason, 'malformed percent-encoding in path');
+  }
 });
 
 test('the query string is kept as it is', () => {
-  assert.deepEqual(normalizeTarget('/a/../b?x=/../%2e&y=%zz'), { path: '/b', query: '?x=/../%2e&y=%zz' });
-  assert.deepEqual(normalizeTarget('/a?'), { path: '/a', query: '?' });
-  assert.deepEqual(normalizeTarget('//a?b//c'), { path: '/a', query: '?b//c' });
-  assert.deepEqual(normalizeTarget('/plain?q'), { path: '/plain', query: '?q' });
+  const r = (path: string, query: string) => ({ path, query, redirect: false });
+  assert.deepEqual(normalizeTarget('/a/../b?x=/../%2e&y=%zz'), r('/b', '?x=/../%2e&y=%zz'));
+  assert.deepEqual(normalizeTarget('/a?'), r('/a', '?'));
+  assert.deepEqual(normalizeTarget('//a?b//c'), r('/a', '?b//c'));
+  assert.deepEqual(normalizeTarget('/plain?q'), r('/plain', '?q'));
+  assert.deepEqual(normalizeTarget('/a?x=%00&y=%2F', ESCAPED_SLASHES_REJECT), r('/a', '?x=%00&y=%2F'));
+});
+
+test('regression: /x/%2e%2e%2fadmin was forwarded as /x/..%2Fadmin, which a backend that decodes %2F first reads as /admin', () => {
+  // keep (the outbound default): the escape stays data, and the segment is not a dot segment.
+  assert.equal(path('/x/%2e%2e%2fadmin'), '/x/..%2Fadmin');
+  // reject (the inbound default): refused, counted as escaped_slash.
+  for (const t of ['/x/%2e%2e%2fadmin', '/a%2Fb', '/a%5cb', '/a%5Cb']) {
+    const n = normalizeTarget(t, ESCAPED_SLASHES_REJECT);
+    assert.ok(n instanceof PathError, t);
+    assert.equal(n.refusal, 'escaped_slash');
+  }
+  // unescape-and-forward: decoded before the dot segments go, so routing sees what the app reads.
+  assert.deepEqual(ok('/x/%2e%2e%2fadmin', ESCAPED_SLASHES_FORWARD), {
+    path: '/admin',
+    query: '',
+    redirect: false,
+  });
+  assert.equal(path('/a%5cb', ESCAPED_SLASHES_FORWARD), '/a/b', 'a backslash is read as a slash');
+  assert.equal(path('/a%2F%2Fb', ESCAPED_SLASHES_FORWARD), '/a/b', 'then merged');
+  // unescape-and-redirect: the same path, to redirect to; only when there was an escaped slash.
+  assert.deepEqual(ok('/x/%2e%2e%2fadmin?q=1', ESCAPED_SLASHES_REDIRECT), {
+    path: '/admin',
+    query: '?q=1',
+    redirect: true,
+  });
+  assert.deepEqual(ok('/x/../admin', ESCAPED_SLASHES_REDIRECT), {
+    path: '/admin',
+    query: '',
+    redirect: false,
+  });
+  assert.equal(ok('/a?x=%2F', ESCAPED_SLASHES_REDIRECT).redirect, false, 'the query does not count');
+});
+
+test('regression: an encoded NUL in the path was forwarded; it is refused in every mode', () => {
+  for (const mode of [undefined, ESCAPED_SLASHES_REJECT, ESCAPED_SLASHES_REDIRECT, ESCAPED_SLASHES_FORWARD])
+    for (const t of ['/a%00', '/%00/x', '/a/%00%2e%2e']) {
+      const n = normalizeTarget(t, mode);
+      assert.ok(n instanceof PathError, t);
+      assert.equal(n.refusal, 'nul_in_path');
+    }
 });
 
 test('trailing dot segments leave a trailing slash (RFC 3986 §5.2.4)', () => {
@@ -89,8 +146,7 @@ const target = fc.array(segment, { maxLength: 8 }).map((s) => `/${s.join('/')}`)
 test('property: normalizing is idempotent and leaves no dot segment, no // and no lower-case escape', () => {
   fc.assert(
     fc.property(target, (t) => {
-      const n = normalizeTarget(t);
-      assert.ok(n !== undefined, t);
+      const n = ok(t);
       assert.deepEqual(normalizeTarget(n.path), n, `not idempotent for ${t}`);
       assert.ok(n.path.startsWith('/'));
       assert.ok(!n.path.includes('//'), `${t} -> ${n.path}`);
@@ -140,7 +196,20 @@ test('property: the same path as a literal RFC 3986 §5.2.4 after decoding unres
     );
   fc.assert(
     fc.property(target, (t) => {
-      assert.equal(normalizeTarget(t)!.path, reference(t), t);
+      assert.equal(path(t), reference(t), t);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('property: unescape-and-forward is idempotent and leaves no encoded slash, dot segment or //', () => {
+  fc.assert(
+    fc.property(target, (t) => {
+      const n = ok(t, ESCAPED_SLASHES_FORWARD);
+      assert.deepEqual(normalizeTarget(n.path, ESCAPED_SLASHES_FORWARD), n, `not idempotent for ${t}`);
+      assert.ok(!/%(2F|5C)/i.test(n.path), `${t} -> ${n.path}`);
+      assert.ok(!n.path.includes('//'), `${t} -> ${n.path}`);
+      for (const seg of n.path.split('/')) assert.ok(seg !== '.' && seg !== '..', `${t} -> ${n.path}`);
     }),
     { numRuns: 2000 },
   );

@@ -11,6 +11,7 @@ import type { Module, Readiness, ReloadResult } from '../runtime/module.js';
 import { AccessLog } from './access-log.js';
 import type {
   AccessLogConfig,
+  EscapedSlashesAction,
   HeadersConfig,
   Http2Config,
   LimitsConfig,
@@ -21,9 +22,11 @@ import type {
 import type { Http1Context } from './http1/server-connection.js';
 import { createH2Handler } from './http2/index.js';
 import { type ListenerParts, ProxyListener } from './listener.js';
+import { ESCAPED_SLASHES_MODES } from './path.js';
 import type { CompiledRoute } from './router.js';
 import { ListenerStats, ProxyStats } from './stats.js';
 import type { TcpContext } from './tcp-forwarder.js';
+import type { PoolOccupancy } from './upstream/h1-pool.js';
 import { Upstream } from './upstream/upstream.js';
 
 /** Everything the proxy needs, in the form both roles produce. */
@@ -40,6 +43,7 @@ export interface ProxySettings {
   headers: HeadersConfig;
   accessLog: AccessLogConfig | undefined;
   readinessGate: boolean;
+  pathWithEscapedSlashes: EscapedSlashesAction;
 }
 
 export interface ProxyDeps {
@@ -82,6 +86,13 @@ export class ProxyModule<S> implements Module<S> {
       const a = l.address;
       if (a) out.set(l.name, { address: a.address, port: a.port });
     }
+    return out;
+  }
+
+  /** The HTTP/1.1 pool of each upstream: connections open and idle, requests waiting. */
+  poolOccupancy(): Map<string, PoolOccupancy> {
+    const out = new Map<string, PoolOccupancy>();
+    for (const [name, u] of this.#built?.upstreams ?? []) out.set(name, u.pool.occupancy);
     return out;
   }
 
@@ -222,6 +233,7 @@ export class ProxyModule<S> implements Module<S> {
         limits: s.limits,
         timeouts: s.timeouts,
         headers: s.headers,
+        escapedSlashes: ESCAPED_SLASHES_MODES[s.pathWithEscapedSlashes],
         readinessGate: s.readinessGate,
         appHealthy: () => health.healthy,
         draining: false,

@@ -42,6 +42,8 @@ export interface CompiledRoute {
   responseAddPairs: [string, string][];
   /** Rewrite Host to this (outbound: the service's name), or undefined to keep the client's. */
   hostRewrite: string | undefined;
+  /** Upgrade protocols that may be tunnelled, lower-case. */
+  upgrades: Set<string>;
 }
 
 export function compileRoutes(routes: RouteConfig[]): CompiledRoute[] {
@@ -88,6 +90,7 @@ export function compileRoute(r: RouteConfig, index: number, hostRewrite?: string
     requestAddPairs: headerPairs(r.requestHeaders.add),
     responseAddPairs: headerPairs(r.responseHeaders.add),
     hostRewrite,
+    upgrades: new Set(r.upgradeProtocols.map((p) => p.toLowerCase())),
   };
 }
 

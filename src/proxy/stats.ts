@@ -40,6 +40,34 @@ function methodIndex(method: string): number {
   }
 }
 const METHOD_NAMES = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'other'];
+
+/**
+ * Why the proxy refused a request, removed part of one, or ended a client connection, beyond the
+ * status counted in pillion_proxy_requests_total: the `reason` label of pillion_proxy_refusals_total.
+ */
+export const REFUSAL_REASONS = [
+  /** An HTTP/2 request or trailer with a field name or value HTTP does not allow (400, or reset). */
+  'h2_malformed_field',
+  /** A request on an HTTP/2 connection whose header blocks could no longer be read (reset). */
+  'h2_uncheckable',
+  /** An HTTP/2 connection ended with a GOAWAY carrying an error code (a protocol error, Rapid Reset...). */
+  'h2_protocol_error',
+  /** A client's HTTP/2 header block went past 4 × http2.maxHeaderListSize: connection closed. */
+  'h2_header_block_too_large',
+  /** h2c removed from a request's Upgrade header (never tunnelled). */
+  'upgrade_h2c',
+  /** Another protocol the route does not allow removed from a request's Upgrade header. */
+  'upgrade_not_allowed',
+  /** An encoded slash or backslash in a path, with pathWithEscapedSlashes: reject (400). */
+  'escaped_slash',
+  /** The same with unescape-and-redirect: redirected (307) to the decoded path. */
+  'escaped_slash_redirect',
+  /** An encoded NUL (%00) in a path (400). */
+  'nul_in_path',
+  /** A TLS client started to renegotiate: its connection was closed. */
+  'tls_renegotiation',
+] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 
 /** The series of one route on one listener, resolved at config load. */
@@ -77,6 +105,7 @@ export class ProxyStats {
   readonly connections: GaugeFamily;
   readonly activeRequests: GaugeFamily;
   readonly upstreamErrors: CounterFamily;
+  readonly refusals: CounterFamily;
 
   constructor(registry: Registry, section: string) {
     this.section = section;
@@ -121,6 +150,14 @@ export class ProxyStats {
           'Upstream failures by kind: connect_refused, connect_timeout, no_endpoint, overflow, response_timeout, reset, protocol.',
         ),
     );
+    this.refusals = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_proxy_refusals_total',
+          `Requests refused or cut down, and client connections ended, by listener and reason: ${REFUSAL_REASONS.join(', ')}.`,
+        ),
+    );
   }
 }
 
@@ -133,6 +170,8 @@ export class ListenerStats {
   readonly stats: ProxyStats;
   readonly listener: string;
   #routes = new Map<string, RouteStats>();
+  /** One series per reason, made up front so that every reason shows, at 0, from the start. */
+  #refusals: Series[];
 
   constructor(stats: ProxyStats, listener: string) {
     this.stats = stats;
@@ -142,6 +181,11 @@ export class ListenerStats {
     this.bytesOut = stats.bytes.with({ ...l, direction: 'out' });
     this.connections = stats.connections.with(l);
     this.active = stats.activeRequests.with(l);
+    this.#refusals = REFUSAL_REASONS.map((reason) => stats.refusals.with({ ...l, reason }));
+  }
+
+  refused(reason: RefusalReason): void {
+    this.#refusals[REFUSAL_REASONS.indexOf(reason)]!.value++;
   }
 
   route(name: string): RouteStats {

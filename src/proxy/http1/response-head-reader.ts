@@ -6,11 +6,19 @@ import { HeadError, parseResponseHead, type ResponseHead } from './head-parser.j
 
 const RESPONSE_LIMITS = { maxHeadSize: 64 * 1024, maxHeaders: 500 };
 
+/**
+ * Interim (1xx) responses taken before the final one. A server sends one 100 Continue and perhaps
+ * a 103 or two; one that keeps sending them would keep the proxy relaying them for good.
+ */
+export const MAX_INTERIM_RESPONSES = 8;
+const TOO_MANY_INTERIM = new HeadError(400, `more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`);
+
 export class ResponseHeadReader {
   #pending: Buffer | undefined;
   #buf: Buffer | undefined;
   #start = 0;
   #scanFrom = 0;
+  #interims = 0;
 
   /** Bytes of a head that is not complete yet are held (the keep-alive retry checks this). */
   get holding(): boolean {
@@ -52,7 +60,9 @@ export class ResponseHeadReader {
       if (this.#start < buf.length) this.#pending = this.#start === 0 ? buf : buf.subarray(this.#start);
       return undefined;
     }
-    if (!(r instanceof HeadError)) this.#start += r.size;
+    if (r instanceof HeadError) return r;
+    this.#start += r.size;
+    if (r.status < 200 && ++this.#interims > MAX_INTERIM_RESPONSES) return TOO_MANY_INTERIM;
     return r;
   }
 
@@ -60,5 +70,6 @@ export class ResponseHeadReader {
     this.#pending = undefined;
     this.#buf = undefined;
     this.#start = 0;
+    this.#interims = 0;
   }
 }

@@ -5,7 +5,10 @@
 import type { CompiledRoute } from '../router.js';
 import type { RequestHead, ResponseHead } from './head-parser.js';
 
-/** Dropped in both directions; the proxy writes its own framing and connection headers. */
+/**
+ * Dropped in both directions; the proxy writes its own framing and connection headers.
+ * HTTP2-Settings belongs to an h2c upgrade, which is never forwarded, named in Connection or not.
+ */
 export const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -13,6 +16,7 @@ export const HOP_BY_HOP = new Set([
   'te',
   'transfer-encoding',
   'upgrade',
+  'http2-settings',
   'content-length',
 ]);
 
@@ -24,8 +28,8 @@ export interface ForwardContext {
   trustForwarded: boolean;
   /** Generated request id to add, or '' when the client sent one (or ids are off). */
   addRequestId: string;
-  /** Forward Connection: upgrade and the Upgrade header. */
-  upgrade: boolean;
+  /** The Upgrade value to forward with Connection: upgrade (the protocols allowed), or ''. */
+  upgrade: string;
 }
 
 export function serializeRequest(
@@ -67,7 +71,7 @@ export function serializeRequest(
   h += `x-forwarded-proto: ${xfp || ctx.proto}\r\n`;
   if (xfh !== '' || req.host !== '') h += `x-forwarded-host: ${xfh || req.host}\r\n`;
   if (ctx.addRequestId !== '') h += `x-request-id: ${ctx.addRequestId}\r\n`;
-  if (ctx.upgrade) h += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
+  if (ctx.upgrade !== '') h += `connection: upgrade\r\nupgrade: ${ctx.upgrade}\r\n`;
   if (req.chunked) h += 'transfer-encoding: chunked\r\n';
   else if (req.contentLength !== -1) h += `content-length: ${req.contentLength}\r\n`;
   return `${h}${route.requestAdd}\r\n`;
@@ -149,6 +153,7 @@ export const REASONS: Record<number, string> = {
   301: 'Moved Permanently',
   302: 'Found',
   304: 'Not Modified',
+  307: 'Temporary Redirect',
   400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',

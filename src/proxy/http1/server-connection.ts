@@ -11,7 +11,7 @@ import { unmapIPv4 } from '../../lib/address.js';
 import type { ErrorCode } from '../../lib/errors.js';
 import type { AccessLog } from '../access-log.js';
 import type { HeadersConfig, LimitsConfig, TimeoutsConfig } from '../config.js';
-import { normalizeTarget } from '../path.js';
+import { normalizeTarget, PathError } from '../path.js';
 import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
 import type { ListenerStats, RouteStats } from '../stats.js';
 import { observe } from '../stats.js';
@@ -22,6 +22,7 @@ import { ChunkedReader } from './chunked.js';
 import { HeadError, parseRequestHead, type RequestHead, type ResponseHead } from './head-parser.js';
 import { ResponseHeadReader } from './response-head-reader.js';
 import { serializeLocal, serializeRequest, serializeResponse } from './serialize.js';
+import { allowedUpgrade, upgradeOffered } from './upgrade.js';
 
 /** What every connection of one listener shares; built once per config. */
 export interface Http1Context {
@@ -36,6 +37,8 @@ export interface Http1Context {
   limits: LimitsConfig;
   timeouts: TimeoutsConfig;
   headers: HeadersConfig;
+  /** pathWithEscapedSlashes as one of the ESCAPED_SLASHES_* numbers of path.ts. */
+  escapedSlashes: number;
   readinessGate: boolean;
   appHealthy: () => boolean;
   draining: boolean;
@@ -97,6 +100,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #path = '';
   #requestId = '';
   #addRequestId = '';
+  /** The Upgrade value forwarded ('' when the request was not an upgrade, or none was allowed). */
+  #upgrade = '';
   #closeAfter = false;
   #reqKind = B_NONE;
   #reqLeft = 0;
@@ -108,6 +113,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #resLeft = 0;
   #resChunks: ChunkedReader | undefined;
   #dechunk = false;
+  /** The response head, and payload de-chunked with it, until the chunks that came with it have all been read (see #sendResponseHead). */
+  #pendingHead = '';
+  #held: Buffer[] | undefined;
+  /** A 100 Continue went to the client. */
+  #continued = false;
   #t0 = 0;
   #tUp = 0;
   #upTime = -1;
@@ -285,9 +295,17 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     this.#reqDone = this.#reqKind === B_NONE;
 
-    const norm = normalizeTarget(req.target);
-    if (norm === undefined) {
-      this.#reject(400, 'malformed percent-encoding in path', 'PILLION_ERR_PROXY_BAD_REQUEST');
+    const norm = normalizeTarget(req.target, c.escapedSlashes);
+    if (norm instanceof PathError) {
+      if (norm.refusal !== undefined) c.stats.refused(norm.refusal);
+      this.#reject(400, norm.reason, 'PILLION_ERR_PROXY_BAD_REQUEST');
+      return;
+    }
+    if (norm.redirect) {
+      // pathWithEscapedSlashes: unescape-and-redirect. 307 keeps the method and the body.
+      c.stats.refused('escaped_slash_redirect');
+      this.#routeStats = c.noRouteStats;
+      this.#local(307, '', '', 'text/plain; charset=utf-8', `location: ${norm.path}${norm.query}\r\n`);
       return;
     }
     // Lower-casing the Host costs an allocation per request; only host conditions need it.
@@ -319,13 +337,17 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     this.#upstream = upstream;
     this.#path = rewritePath(route, norm.path) + norm.query;
-    const upgrade = req.upgrade !== '' && req.connection.includes('upgrade');
+    // Only the route's protocols are offered upstream; a request left with none is plain HTTP/1.1.
+    this.#upgrade =
+      req.upgrade !== '' && req.connection.includes('upgrade')
+        ? allowedUpgrade(req.upgrade, route.upgrades, c.stats)
+        : '';
     this.#upHead = serializeRequest(req, route, this.#path, {
       clientIp: this.#clientIp,
       proto: c.secure ? 'https' : 'http',
       trustForwarded: c.headers.trustForwarded,
       addRequestId: this.#addRequestId,
-      upgrade,
+      upgrade: this.#upgrade,
     });
     this.#state = ST_CONNECTING;
     upstream.pool.acquire(this);
@@ -521,16 +543,22 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       const buf = reader.buffer;
       const start = reader.offset;
       if (r.status === 101) {
-        if (this.#req!.upgrade === '' || !this.#req!.connection.includes('upgrade')) {
+        if (this.#upgrade === '') {
           this.#upstreamProtocolError('upstream switched protocols without an upgrade request');
+          return;
+        }
+        if (!upgradeOffered(this.#upgrade, r.upgrade)) {
+          this.#upstreamProtocolError('upstream switched to a protocol the request did not offer');
           return;
         }
         this.#startTunnel(r, buf, start);
         return;
       }
       if (r.status < 200) {
-        // Interim responses (100 Continue, 103 Early Hints) go to an HTTP/1.1 client as they are.
-        if (this.#req!.minor === 1) {
+        // Interim responses (100 Continue, 103 Early Hints) go to an HTTP/1.1 client as they are;
+        // a 100 once (the reader bounds how many come in all).
+        if (this.#req!.minor === 1 && !(r.status === 100 && this.#continued)) {
+          if (r.status === 100) this.#continued = true;
           const h = serializeResponse(r, undefined, {
             chunked: false,
             close: false,
@@ -575,8 +603,19 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       requestId: this.#c.headers.requestId ? this.#requestId : '',
       upgrade: false,
     });
-    this.#bytesOut += h.length;
     const avail = buf.length - start;
+    if (this.#resKind === B_CHUNKED && avail > 0) {
+      // The chunks that came with the head are read before the head goes out: an upstream whose
+      // framing is broken from its first bytes gets the client a 502, not a cut-off 200.
+      this.#pendingHead = h;
+      const s = this.socket;
+      s.cork();
+      this.#forwardResponse(buf, start);
+      this.#flushHead();
+      s.uncork();
+      return;
+    }
+    this.#bytesOut += h.length;
     if (this.#resKind === B_NONE) {
       this.socket.write(h, 'latin1');
       // Bytes after a bodiless response are not ours to forward: the connection is not reused.
@@ -604,8 +643,22 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   }
 
   #writePayload = (buf: Buffer, start: number, end: number): void => {
-    if (end > start && !this.socket.write(buf.subarray(start, end))) this.#up?.socket.pause();
+    if (end <= start) return;
+    if (this.#pendingHead !== '') (this.#held ??= []).push(buf.subarray(start, end));
+    else if (!this.socket.write(buf.subarray(start, end))) this.#up?.socket.pause();
   };
+
+  /** Writes the response head held back while the first chunks were read, and their payload. */
+  #flushHead(): void {
+    const h = this.#pendingHead;
+    if (h === '' || this.#state !== ST_EXCHANGE) return;
+    this.#pendingHead = '';
+    this.#bytesOut += h.length;
+    this.socket.write(h, 'latin1');
+    const held = this.#held;
+    this.#held = undefined;
+    if (held !== undefined) for (const b of held) if (!this.socket.write(b)) this.#up?.socket.pause();
+  }
 
   #forwardResponse(buf: Buffer, start: number): void {
     const end = buf.length;
@@ -626,6 +679,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
           return;
         }
         done = this.#resChunks!.done;
+        this.#flushHead();
         break;
       }
       default:
@@ -691,8 +745,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       up.owner = undefined;
       up.socket.destroy();
     }
-    if (this.#res === undefined) this.#local(502, `${reason}\n`, 'UPE');
-    else {
+    // Nothing of the response has reached the client yet: it can still be told so.
+    if (this.#res === undefined || this.#pendingHead !== '') {
+      this.#pendingHead = '';
+      this.#held = undefined;
+      this.#local(502, `${reason}\n`, 'UPE');
+    } else {
       this.#flags = 'UPE';
       this.#abort();
     }
@@ -873,6 +931,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#path = '';
     this.#requestId = '';
     this.#addRequestId = '';
+    this.#upgrade = '';
     this.#reqKind = B_NONE;
     this.#reqLeft = 0;
     this.#reqChunks = undefined;
@@ -883,6 +942,9 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#resLeft = 0;
     this.#resChunks = undefined;
     this.#dechunk = false;
+    this.#pendingHead = '';
+    this.#held = undefined;
+    this.#continued = false;
     this.#upTime = -1;
     this.#bytesIn = 0;
     this.#bytesOut = 0;

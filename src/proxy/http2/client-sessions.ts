@@ -17,8 +17,9 @@ export class UpstreamSession {
   /** Set when the session failed before it connected. */
   failure: SessionFailure | undefined;
   error: Error | undefined;
-  /** Streams open on it. */
+  /** Streams open on it, and when the last one closed (0 while one is open). */
   streams = 0;
+  idleSince = 0;
 
   constructor(session: ClientHttp2Session, endpoint: Endpoint) {
     this.session = session;
@@ -27,6 +28,15 @@ export class UpstreamSession {
 
   get usable(): boolean {
     return !this.session.closed && !this.session.destroyed && this.failure === undefined;
+  }
+
+  streamOpened(): void {
+    this.streams++;
+    this.idleSince = 0;
+  }
+
+  streamClosed(): void {
+    if (--this.streams === 0) this.idleSince = Date.now();
   }
 }
 
@@ -41,9 +51,16 @@ export class ClientSessions {
   #opts: SessionCacheOptions;
   #byKey = new Map<string, UpstreamSession>();
   #closed = false;
+  /**
+   * Closes sessions idle for idleTimeoutMs. Not node's session timeout: its timer is not cleared
+   * when a session is destroyed, and keeps every session an upstream closed in memory until it fires.
+   */
+  #sweep: NodeJS.Timeout;
 
   constructor(opts: SessionCacheOptions) {
     this.#opts = opts;
+    this.#sweep = setInterval(() => this.#closeIdle(), Math.min(1000, Math.max(10, opts.idleTimeoutMs / 2)));
+    this.#sweep.unref();
   }
 
   get size(): number {
@@ -66,6 +83,7 @@ export class ClientSessions {
    */
   closeAll(graceful: boolean): void {
     this.#closed = true;
+    clearInterval(this.#sweep);
     for (const s of [...this.#byKey.values()]) {
       if (graceful) s.session.close();
       else s.session.destroy();
@@ -119,15 +137,19 @@ export class ClientSessions {
       clearTimeout(timer);
       forget();
     });
-    session.setTimeout(this.#opts.idleTimeoutMs, () => {
-      if (s.streams === 0) {
-        forget();
-        session.close();
-      }
-    });
     // Cached sessions alone must not keep the process alive; the client sockets they serve do.
     session.unref();
     if (this.#closed) session.destroy();
     return s;
+  }
+
+  #closeIdle(): void {
+    const cutoff = Date.now() - this.#opts.idleTimeoutMs;
+    for (const [key, s] of this.#byKey) {
+      if (s.streams === 0 && s.idleSince !== 0 && s.idleSince <= cutoff) {
+        this.#byKey.delete(key);
+        s.session.close();
+      }
+    }
   }
 }

@@ -12,7 +12,7 @@ import http2, {
 import { performance } from 'node:perf_hooks';
 import type { ErrorCode } from '../../lib/errors.js';
 import type { Http1Context } from '../http1/server-connection.js';
-import { normalizeTarget } from '../path.js';
+import { normalizeTarget, PathError } from '../path.js';
 import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
 import { observe, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
@@ -21,7 +21,7 @@ import type { Upstream } from '../upstream/upstream.js';
 import { KNOWN_METHODS, validHost, validPath, validValue } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } = http2.constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 /** The upstream side of an exchange. */
 export interface UpstreamLeg {
@@ -50,6 +50,12 @@ export interface Peer {
   readonly clientIp: string;
   readonly remote: string;
   readonly closing: boolean;
+  /** nghttp2 ended the connection for a protocol error the client made. */
+  readonly protocolError: boolean;
+  /** The connection's header blocks can no longer be read, so no new request can be checked. */
+  readonly uncheckable: boolean;
+  /** Whether the stream's header block or trailers held a field nghttp2 dropped (asked once). */
+  malformed(stream: number): boolean;
   /** Called when the client reset a stream before its response was complete (Rapid Reset). */
   clientReset(): void;
 }
@@ -93,6 +99,9 @@ export class Exchange {
   #closed = false;
   #responseDeadline = 0;
   #requestDeadline = 0;
+  /** Bytes moved since the last tick; the tick turns it into #ioAt (no clock read per chunk). */
+  #io = false;
+  #ioAt = 0;
 
   // --- accounting ------------------------------------------------------------------------------
   #t0 = performance.now();
@@ -176,6 +185,22 @@ export class Exchange {
       this.values.push(value);
     }
     if (method !== '') this.method = method;
+    const peer = this.#peer;
+    // (After the fields are read, so the access log has the method and path.)
+    if (peer.uncheckable) {
+      // Its fields could have lost one that nghttp2 dropped: refused, and safe to retry elsewhere.
+      c.stats.refused('h2_uncheckable');
+      this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
+      this.#routeStats = c.noRouteStats;
+      this.resetClient(NGHTTP2_REFUSED_STREAM, 'LR');
+      return;
+    }
+    if (peer.malformed(this.stream.id ?? 0)) {
+      // RFC 9113 §8.2.1: malformed. nghttp2 left the field out; forwarding the rest would be
+      // forwarding a different request than the client sent.
+      c.stats.refused('h2_malformed_field');
+      return this.#reject('a header field name or value holds a character HTTP/2 does not allow');
+    }
     if (listSize > this.#shared.maxHeaderListSize) {
       this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
       this.#routeStats = c.noRouteStats;
@@ -198,8 +223,23 @@ export class Exchange {
     }
     if (this.requestId === '' && c.headers.requestId) this.requestId = this.addRequestId = randomUUID();
 
-    const norm = normalizeTarget(this.target);
-    if (norm === undefined) return this.#reject('malformed percent-encoding in path');
+    const norm = normalizeTarget(this.target, c.escapedSlashes);
+    if (norm instanceof PathError) {
+      if (norm.refusal !== undefined) c.stats.refused(norm.refusal);
+      return this.#reject(norm.reason);
+    }
+    if (norm.redirect) {
+      // gRPC clients do not follow redirects: they get 400 (INTERNAL), as from Envoy.
+      const ct = this.lower.indexOf('content-type');
+      if (ct !== -1 && this.values[ct]!.startsWith('application/grpc')) {
+        c.stats.refused('escaped_slash');
+        return this.#reject('an encoded slash (%2F or %5C) in the path');
+      }
+      c.stats.refused('escaped_slash_redirect');
+      this.#routeStats = c.noRouteStats;
+      this.local(307, '', '', undefined, 'location', norm.path + norm.query);
+      return;
+    }
     const route = matchRoute(
       c.routes,
       this.method,
@@ -237,6 +277,22 @@ export class Exchange {
 
   /** Checks deadlines; called by the handler's ticker. */
   tick(now: number): void {
+    // Stream idle, as on HTTP/1.1: while a body is moving in either direction, nothing moving for
+    // timeouts.idle ends the exchange, so a stalled client cannot hold an upstream connection.
+    if (!this.#closed && !this.#resEnded && (this.responseStarted || (this.#reading && !this.reqDone))) {
+      if (this.#io) {
+        this.#io = false;
+        this.#ioAt = now;
+      } else if (this.c.timeouts.idle > 0 && now - this.#ioAt >= this.c.timeouts.idle) {
+        if (this.responseStarted)
+          this.resetClient(NGHTTP2_CANCEL, 'SI', 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT');
+        else {
+          this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
+          this.local(408, 'request body stalled\n', 'LR');
+        }
+        return;
+      }
+    }
     if (this.#responseDeadline !== 0 && now >= this.#responseDeadline) {
       this.#responseDeadline = 0;
       this.upstreamTimeout();
@@ -261,6 +317,7 @@ export class Exchange {
   readBody(): void {
     if (this.#reading || this.reqDone) return;
     this.#reading = true;
+    this.#io = true;
     const s = this.stream;
     s.on('data', this.#onData);
     s.on('end', this.#onEnd);
@@ -306,6 +363,7 @@ export class Exchange {
       for (let i = 0; i < add.length; i++) headers[add[i]![0]] = add[i]![1];
     }
     this.upTime = performance.now() - this.tUp;
+    this.#io = true;
     if (!this.#respondRaw(headers, endStream, trailers && !endStream)) return false;
     this.status = Number(headers[':status']);
     return true;
@@ -315,6 +373,7 @@ export class Exchange {
   write(chunk: Buffer): boolean {
     if (this.#closed) return true;
     this.bytesOut += chunk.length;
+    this.#io = true;
     return this.stream.write(chunk);
   }
 
@@ -470,6 +529,7 @@ export class Exchange {
     const leg = this.#leg;
     if (leg === undefined || this.#resEnded) return; // discarded: the exchange is over
     this.bytesIn += chunk.length;
+    this.#io = true;
     if (this.contentLength !== -1 && this.bytesIn > this.contentLength) {
       this.#badBody('request body longer than its Content-Length', 400);
       return;
@@ -493,6 +553,11 @@ export class Exchange {
   };
 
   #onTrailers = (trailers: IncomingHttpHeaders): void => {
+    if (this.#peer.malformed(this.stream.id ?? 0)) {
+      this.c.stats.refused('h2_malformed_field');
+      this.#badBody('a trailer field name or value holds a character HTTP/2 does not allow', 400);
+      return;
+    }
     this.clientTrailers = trailers;
   };
 
@@ -525,12 +590,18 @@ export class Exchange {
     this.#shared.active.delete(this);
     this.#responseDeadline = 0;
     this.#requestDeadline = 0;
+    const peer = this.#peer;
+    // A mark left by trailers that came after the exchange ended.
+    peer.malformed(this.stream.id ?? 0);
     if (!this.#resEnded && !this.#localReset) {
       // The client reset the stream, or its connection went, before the response was complete.
-      if (!this.#peer.closing) {
-        this.#peer.clientReset();
+      if (!peer.closing) {
+        peer.clientReset();
         if (this.flags === '') this.flags = 'DR';
-      } else if (this.flags === '') this.flags = 'DC';
+      } else {
+        if (this.flags === '') this.flags = 'DC';
+        if (peer.protocolError) this.error ??= 'PILLION_ERR_PROXY_HTTP2_PROTOCOL';
+      }
     }
     const leg = this.#leg;
     this.#leg = undefined;

@@ -45,6 +45,11 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
   #resLeft = 0;
   #reader: TrailerChunkedReader | undefined;
   #blocked = false;
+  /** The response head, and the payload read with it, until the chunks that came with it have all been read. */
+  #pendingHead: OutgoingHttpHeaders | undefined;
+  #held: Buffer[] | undefined;
+  /** A 100 Continue went to the client. */
+  #continued = false;
 
   constructor(x: Exchange, upstream: Upstream) {
     this.#x = x;
@@ -156,6 +161,8 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
   abort(): void {
     const state = this.#state;
     this.#state = S_DONE;
+    this.#pendingHead = undefined;
+    this.#held = undefined;
     if (state === S_CONNECTING) this.#upstream.pool.cancel(this);
     const conn = this.#conn;
     this.#conn = undefined;
@@ -182,18 +189,21 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
         return;
       }
       if (r.status < 200) {
-        // 100 Continue matters only to a client that asked for it; 103 Early Hints pass.
-        if (r.status === 103 || (r.status === 100 && this.#x.lower.includes('expect')))
+        // 100 Continue matters only to a client that asked for it, once; 103 Early Hints pass.
+        // The reader bounds how many come in all.
+        if (r.status === 103 || (r.status === 100 && !this.#continued && this.#x.lower.includes('expect'))) {
+          if (r.status === 100) this.#continued = true;
           this.#x.interim(this.#interimHeaders(r));
+        }
         continue;
       }
-      this.#onHead(r);
+      this.#onHead(r, start < buf.length);
       if (this.#state === S_EXCHANGE && start < buf.length) this.#forward(buf, start);
       return;
     }
   }
 
-  #onHead(res: ResponseHead): void {
+  #onHead(res: ResponseHead, bodyFollows: boolean): void {
     const x = this.#x;
     this.#res = res;
     const noBody = x.method === 'HEAD' || res.status === 204 || res.status === 304;
@@ -215,9 +225,15 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
         if (this.#resKind !== B_CHUNKED) h[l] = res.values[i]!;
         continue;
       }
-      if (HOP_BY_HOP.has(l) || l === 'http2-settings' || route.responseDrop.has(l)) continue;
+      if (HOP_BY_HOP.has(l) || route.responseDrop.has(l)) continue;
       if (conn.length > 0 && conn.includes(l)) continue;
       addHeader(h, l, res.values[i]!);
+    }
+    if (this.#resKind === B_CHUNKED && bodyFollows) {
+      // The chunks that came with the head are read before the head goes out: an upstream whose
+      // framing is broken from its first bytes gets the client a 502, not a reset stream.
+      this.#pendingHead = h;
+      return;
     }
     if (!x.respond(h, this.#resKind === B_NONE, this.#resKind === B_CHUNKED)) {
       this.#protocolError('upstream response head cannot be sent over HTTP/2');
@@ -226,8 +242,25 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     if (this.#resKind === B_NONE) this.#done(true, undefined);
   }
 
+  /** Sends the head held back while the first chunks were read, and their payload; false when it could not be. */
+  #flushHead(): boolean {
+    const h = this.#pendingHead;
+    if (h === undefined) return true;
+    this.#pendingHead = undefined;
+    if (!this.#x.respond(h, false, true)) {
+      this.#protocolError('upstream response head cannot be sent over HTTP/2');
+      return false;
+    }
+    const held = this.#held;
+    this.#held = undefined;
+    if (held !== undefined) for (const b of held) if (!this.#x.write(b)) this.#blocked = true;
+    return true;
+  }
+
   #payload = (buf: Buffer, start: number, end: number): void => {
-    if (end > start && !this.#x.write(buf.subarray(start, end))) this.#blocked = true;
+    if (end <= start || this.#state !== S_EXCHANGE) return;
+    if (this.#pendingHead !== undefined) (this.#held ??= []).push(buf.subarray(start, end));
+    else if (!this.#x.write(buf.subarray(start, end))) this.#blocked = true;
   };
 
   #forward(buf: Buffer, start: number): void {
@@ -252,6 +285,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
           this.#protocolError(`upstream sent invalid chunked framing: ${reader.error}`);
           return;
         }
+        if (!this.#flushHead()) return;
         done = reader.done;
         break;
       }
@@ -299,7 +333,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     const lower = x.lower;
     for (let i = 0; i < lower.length; i++) {
       const l = lower[i]!;
-      if (HOP_BY_HOP.has(l) || l === 'host' || l === 'http2-settings' || route.requestDrop.has(l)) continue;
+      if (HOP_BY_HOP.has(l) || l === 'host' || route.requestDrop.has(l)) continue;
       const v = x.values[i]!;
       if (FORWARDED.has(l)) {
         if (c.headers.trustForwarded) {
@@ -364,7 +398,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     const h: OutgoingHttpHeaders = { ':status': r.status };
     for (let i = 0; i < r.lower.length; i++) {
       const l = r.lower[i]!;
-      if (!HOP_BY_HOP.has(l) && l !== 'http2-settings') addHeader(h, l, r.values[i]!);
+      if (!HOP_BY_HOP.has(l)) addHeader(h, l, r.values[i]!);
     }
     return h;
   }

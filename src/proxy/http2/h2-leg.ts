@@ -10,6 +10,7 @@ import http2, {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 import { performance } from 'node:perf_hooks';
+import { MAX_INTERIM_RESPONSES } from '../http1/response-head-reader.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { UpstreamSession } from './client-sessions.js';
 import type { Exchange, UpstreamLeg } from './exchange.js';
@@ -29,6 +30,9 @@ export class H2Leg implements UpstreamLeg {
   /** Nothing more to do: finished, failed or aborted. */
   #done = false;
   #error: Error | undefined;
+  /** Interim (1xx) responses seen, and whether a 100 Continue went to the client (once only). */
+  #interims = 0;
+  #continued = false;
 
   constructor(x: Exchange, upstream: Upstream) {
     this.#x = x;
@@ -55,7 +59,7 @@ export class H2Leg implements UpstreamLeg {
       x.connectFailed('refused', err as Error, ep);
       return;
     }
-    us.streams++;
+    us.streamOpened();
     this.#us = us;
     this.#req = req;
     x.tUp = performance.now();
@@ -119,7 +123,17 @@ export class H2Leg implements UpstreamLeg {
   #onInterim = (headers: IncomingHttpHeaders & IncomingHttpStatusHeader): void => {
     const status = headers[':status'] ?? 0;
     if (this.#done || status >= 200) return;
-    if (status === 103 || (status === 100 && this.#x.lower.includes('expect'))) {
+    if (++this.#interims > MAX_INTERIM_RESPONSES) {
+      this.abort();
+      this.#x.upstreamFailed(
+        'protocol',
+        `upstream sent more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`,
+        'UPE',
+      );
+      return;
+    }
+    if (status === 103 || (status === 100 && !this.#continued && this.#x.lower.includes('expect'))) {
+      if (status === 100) this.#continued = true;
       const h: OutgoingHttpHeaders = { ':status': status };
       copyFields(headers, h, undefined);
       this.#x.interim(h);
@@ -160,7 +174,7 @@ export class H2Leg implements UpstreamLeg {
 
   #onClose = (): void => {
     const us = this.#us!;
-    us.streams--;
+    us.streamClosed();
     if (this.#done) return;
     this.#done = true;
     if (this.#ended) return;

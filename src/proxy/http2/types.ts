@@ -1,10 +1,10 @@
 // The contract between a listener and its HTTP/2 side.
 
-import type { Duplex } from 'node:stream';
+import type net from 'node:net';
 
 export interface H2Handler {
-  /** Serves HTTP/2 on a connection; head holds bytes already read from it (the h2c preface). */
-  accept(socket: Duplex, head?: Buffer): void;
+  /** Serves HTTP/2 on a connection (TCP or TLS); head holds bytes already read from it (the h2c preface). */
+  accept(socket: net.Socket, head?: Buffer): void;
   /** Sends GOAWAY to every session; in-flight streams finish. */
   drain(): void;
   /** Destroys every session now. */

@@ -15,6 +15,7 @@ import {
 import type { Logger } from 'pino';
 import { type Clock, systemClock, type TimerHandle } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
+import type { TlsVersion } from './profiles.js';
 
 export interface TlsCertificateFiles {
   /** Path to the PEM certificate, optionally followed by its intermediates. */
@@ -28,7 +29,11 @@ export interface TlsCertificateFiles {
 export interface TlsListenerSettings {
   /** At least one; the first answers clients without SNI or with a name no certificate claims. */
   certificates: TlsCertificateFiles[];
-  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  minVersion: TlsVersion;
+  /** Cipher suites, key-exchange groups and options (a profile's: see profiles.ts); Node's defaults when absent. */
+  ciphers?: string;
+  ecdhCurve?: string;
+  honorCipherOrder?: boolean;
   /** Verify client certificates against the CA bundle at `ca`; `required` refuses clients without one. */
   clientCertificate?: { ca: string; required: boolean };
   /** ALPN protocols in order of preference; empty for plain TCP. */
@@ -380,6 +385,9 @@ function build(settings: TlsListenerSettings, files: Map<string, Buffer>, ticket
       cert,
       key,
       minVersion: settings.minVersion,
+      ciphers: settings.ciphers,
+      ecdhCurve: settings.ecdhCurve,
+      honorCipherOrder: settings.honorCipherOrder,
       // OpenSSL refuses to resume sessions that verified a client certificate without an id context.
       sessionIdContext: createHash('sha256').update(`pillion:${c.cert}`).digest('hex').slice(0, 32),
       ticketKeys,

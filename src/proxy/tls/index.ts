@@ -7,3 +7,4 @@ export {
   type TlsCertificateFiles,
   type TlsListenerSettings,
 } from './cert-store.js';
+export { type TlsParameters, type TlsProfileName, tlsParameters } from './profiles.js';

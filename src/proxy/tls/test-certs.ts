@@ -14,6 +14,13 @@ const ALG: webcrypto.EcKeyGenParams & webcrypto.EcdsaParams = {
   namedCurve: 'P-256',
   hash: 'SHA-256',
 };
+/** For leaves that need an RSA key: static-RSA and ECDHE-RSA suites are only offered with one. */
+const RSA: webcrypto.RsaHashedKeyGenParams = {
+  name: 'RSASSA-PKCS1-v1_5',
+  modulusLength: 2048,
+  publicExponent: new Uint8Array([1, 0, 1]),
+  hash: 'SHA-256',
+};
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
@@ -39,6 +46,8 @@ export interface LeafOptions {
   usage?: 'server' | 'client' | 'both';
   notBefore?: Date;
   notAfter?: Date;
+  /** The leaf's key: ECDSA P-256 (default) or RSA 2048, usable for key encipherment too. */
+  keyType?: 'ecdsa' | 'rsa';
 }
 
 export async function makeCa(opts: { commonName?: string; validDays?: number } = {}): Promise<TestCa> {
@@ -63,14 +72,18 @@ export async function makeCa(opts: { commonName?: string; validDays?: number } =
 /** A leaf signed by `ca`; its `cert` holds the leaf only (the CA is the trust anchor). */
 export async function makeLeaf(ca: TestCa, opts: LeafOptions = {}): Promise<TestPair> {
   const names = opts.names ?? [];
-  const keys = await generateKeys();
+  const rsa = opts.keyType === 'rsa';
+  const keys = rsa ? await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify']) : await generateKeys();
   const usage = opts.usage ?? 'server';
   const eku: string[] = [];
   if (usage !== 'client') eku.push(x509.ExtendedKeyUsage.serverAuth);
   if (usage !== 'server') eku.push(x509.ExtendedKeyUsage.clientAuth);
   const extensions: X509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.digitalSignature | (rsa ? x509.KeyUsageFlags.keyEncipherment : 0),
+      true,
+    ),
     new x509.ExtendedKeyUsageExtension(eku),
     await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),

@@ -21,6 +21,13 @@ export interface PoolUser {
   onUpstreamConnectError(kind: ConnectFailure, err: Error | undefined, endpoint: Endpoint | undefined): void;
 }
 
+/** What a pool holds: connections open or opening, the idle ones among them, requests waiting. */
+export interface PoolOccupancy {
+  open: number;
+  idle: number;
+  waiting: number;
+}
+
 export interface PoolOptions {
   maxConnections: number;
   maxIdle: number;
@@ -89,6 +96,16 @@ export class H1Pool {
 
   get waiting(): number {
     return this.#waiting.length;
+  }
+
+  get occupancy(): PoolOccupancy {
+    let open = 0;
+    let idle = 0;
+    for (const st of this.#state.values()) {
+      open += st.active;
+      idle += st.idle.length;
+    }
+    return { open, idle, waiting: this.#waiting.length };
   }
 
   acquire(user: PoolUser): void {
