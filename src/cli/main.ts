@@ -7,6 +7,7 @@
 
 import { Command, Option } from 'commander';
 import { LOG_LEVELS } from '../runtime/index.js';
+import { exitAfterFlush } from './exit.js';
 import { podCommand } from './pod.js';
 import { runCommand } from './run.js';
 import { schemaCommand } from './schema.js';
@@ -30,10 +31,8 @@ program
     new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
   )
   .action(async (opts) => {
-    const code = await runCommand(opts);
     // Exit even if something still holds the event loop: the runtime has drained and stopped.
-    process.exitCode = code;
-    setImmediate(() => process.exit(code));
+    await exitAfterFlush(await runCommand(opts));
   });
 
 program
@@ -50,11 +49,8 @@ program
 
 program.addCommand(podCommand(finish));
 
-// Exit once a command is done, whatever still holds the event loop (a pipe a stray process keeps
-// open, say). Writes to stdout and stderr are synchronous on Linux for files, pipes and terminals.
-function finish(code: number): void {
-  process.exitCode = code;
-  setImmediate(() => process.exit(code));
+function finish(code: number): Promise<never> {
+  return exitAfterFlush(code);
 }
 
 await program.parseAsync(process.argv);
