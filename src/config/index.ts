@@ -29,4 +29,5 @@ export {
   validateDocument,
 } from './loader.js';
 export { compareIssues } from './issue.js';
+export type { PlannedLookup } from './zod-issues.js';
 export { type IssueSite, issueAt, type PathSegment, type Position } from './positions.js';

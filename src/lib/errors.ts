@@ -27,8 +27,14 @@ export const ERROR_CATALOGUE = {
     fix: 'Use the suggested key, or see docs/config.md for the keys of that section.',
   },
   PILLION_ERR_CONFIG_UNSUPPORTED_SECTION: {
-    description: 'A role section that this build of Pillion does not provide yet.',
-    fix: 'Remove the section, or upgrade to a Pillion version that provides the role.',
+    description:
+      'A section of a role that is planned but not built yet (`metrics`, `sync`, `policies`); no version of Pillion has it so far.',
+    fix: 'Remove the section for now; the README lists what works today and what is coming.',
+  },
+  PILLION_ERR_CONFIG_NOT_BUILT_YET: {
+    description:
+      'A key of a feature that is planned but not built yet (JWT, authorization, rate limits, retries, route timeouts, circuit breaking, ...); no version of Pillion has it so far.',
+    fix: 'Remove the key for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_MISSING_KEY: {
     description: 'A required key is absent.',
@@ -77,6 +83,12 @@ export const ERROR_CATALOGUE = {
   PILLION_ERR_CONFIG_INVALID: {
     description: 'The config has one or more errors; each is reported with file:line:col and its own code.',
     fix: 'Fix the listed errors; `pillion validate -c FILE` checks a file without starting anything.',
+  },
+
+  // --- cli ------------------------------------------------------------------------------------
+  PILLION_ERR_CLI_NOT_BUILT_YET: {
+    description: 'A command that is planned but not built yet (`pillion inject`, `pillion ca`, ...).',
+    fix: 'See `pillion --help` for the commands that exist today.',
   },
 
   // --- runtime: the process, modules, reload and shutdown ------------------------------------

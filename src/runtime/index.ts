@@ -10,7 +10,6 @@ export {
   pillionConfigDocs,
   pillionJsonSchema,
   pillionSchema,
-  RESERVED_SECTIONS,
 } from './config-schema.js';
 export { ConfigWatcher } from './config-watcher.js';
 export { HealthSignal } from './health-signal.js';
