@@ -64,5 +64,5 @@ export async function runCommand(opts: RunOptions): Promise<number> {
   }
   await runtime.done;
   unhandle();
-  return 0;
+  return runtime.stoppedCleanly ? 0 : 1;
 }

@@ -108,6 +108,11 @@ export const ERROR_CATALOGUE = {
     description: 'A module had not finished draining when the drain deadline passed; it was stopped anyway.',
     fix: 'Raise runtime.drainTimeout if in-flight work regularly needs longer.',
   },
+  PILLION_ERR_RUNTIME_STOP_TIMEOUT: {
+    description:
+      'A module had not stopped within runtime.stopTimeout after the drain; the process exited anyway, with exit code 1.',
+    fix: 'The module named in the log was stuck (a file system that hangs, a peer that never answers); look at what it was writing to or waiting for.',
+  },
 
   // --- admin server ---------------------------------------------------------------------------
   PILLION_ERR_ADMIN_LISTEN: {
