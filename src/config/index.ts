@@ -23,6 +23,7 @@ export {
   type LoadResult,
   loadConfigFile,
   parseConfigText,
+  issuesInText,
   parseDocuments,
   readText,
   type ValidateOptions,

@@ -244,3 +244,17 @@ function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
     return true;
   });
 }
+
+/**
+ * Issues found by checking what a valid config names (files, directories), positioned at the key
+ * that names it in the config's text.
+ */
+export function issuesInText(
+  text: string,
+  file: string,
+  found: readonly { path: PathSegment[]; code: ErrorCode; message: string; hint?: string | undefined }[],
+): ConfigIssue[] {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, merge: true, prettyErrors: false });
+  return found.map((f) => issueAt({ file, doc, lc }, f.path, f.code, f.message, f.hint)).sort(compareIssues);
+}

@@ -230,6 +230,11 @@ export const ERROR_CATALOGUE = {
       'The upstream sent a response that is not valid HTTP, or closed the connection before a whole response; the client got 502.',
     fix: 'Check that the upstream speaks the protocol configured for it (`protocol: http1` or `h2`) and does not crash mid-response.',
   },
+  PILLION_ERR_PROXY_ACCESS_LOG: {
+    description:
+      'The access log file cannot be opened or written (its directory is missing and cannot be created, or is not writable).',
+    fix: 'Choose an `accessLog.path` in a writable directory, or `stdout`.',
+  },
   PILLION_ERR_TLS_FILE: {
     description:
       'A certificate, key or CA file could not be read or parsed, or a key does not match its certificate.',
