@@ -129,6 +129,8 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
     child.kill('SIGTERM');
   }
   assert.equal(await exited, 0, output);
+  // Health checks do not fill the app's log (or the shipped file) with a line a second.
+  assert.doesNotMatch(output, /orders +\| .*GET \/internal\/metrics/);
   assert.match(output, /orders {2}\| .*SIGTERM: closing/);
   assert.match(output, /pillion \| .*pillion stopped/);
 });

@@ -77,6 +77,7 @@ export class ProxyStats {
   readonly connections: GaugeFamily;
   readonly activeRequests: GaugeFamily;
   readonly upstreamErrors: CounterFamily;
+  readonly healthChecks: CounterFamily;
 
   constructor(registry: Registry, section: string) {
     this.section = section;
@@ -119,6 +120,14 @@ export class ProxyStats {
         new CounterFamily(
           'pillion_proxy_upstream_errors_total',
           'Upstream failures by kind: connect_refused, connect_timeout, no_endpoint, overflow, response_timeout, reset, protocol.',
+        ),
+    );
+    this.healthChecks = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_proxy_health_checks_total',
+          'Health-check requests (from probers) left out of the access log, by listener.',
         ),
     );
   }
