@@ -56,8 +56,9 @@ function launch(args: string[], env: Record<string, string> = {}) {
   child.stderr!.setEncoding('utf8').on('data', (c: string) => {
     stderr += c;
   });
+  // 'close', not 'exit': the last lines the process wrote may still be in the pipe at 'exit'.
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
+    child.on('close', (code, signal) => resolve({ code, signal })),
   );
   return { child, logs, exited, stderr: () => stderr };
 }
@@ -204,7 +205,7 @@ test('drain: a module still busy at drainTimeout is stopped and the process exit
   const timeout = p.logs.findIndex((l) => l.code === 'PILLION_ERR_RUNTIME_DRAIN_TIMEOUT');
   assert.ok(timeout >= 0);
   assert.deepEqual(p.logs[timeout]!.modules, ['stuck']);
-  assert.ok(p.logs.findIndex((l) => l.msg === 'stuck module stopping') > timeout);
+  assert.ok(p.logs.findIndex((l) => l.msg === 'stuck module stopping') > timeout, JSON.stringify(p.logs));
   assert.ok(p.logs.some((l) => l.msg === 'stuck module stopped'));
 });
 
