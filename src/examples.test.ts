@@ -96,7 +96,8 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
   try {
     await waitFor(
       async () => (await fetch(`http://127.0.0.1:${admin}/readyz`).catch(() => undefined))?.status === 200,
-      { what: `the sidecar ready once the app is healthy\n${output}` },
+      // Four processes start on what may be a busy machine: a generous bound, not a measure.
+      { what: `the sidecar ready once the app is healthy\n${output}`, timeoutMs: 60_000 },
     );
     const ca = readFileSync(join(demoDir, 'tls', 'ca.pem'), 'utf8');
 
@@ -119,7 +120,7 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
               .map((l) => JSON.parse(l) as Record<string, unknown>)
               .find((e) => String(e.msg).startsWith('bad order payload'))
           : undefined,
-      { what: 'the bad order shipped' },
+      { what: 'the bad order shipped', timeoutMs: 30_000 },
     );
     assert.equal(line.level, 'ERROR');
     assert.equal(line.service, 'orders');

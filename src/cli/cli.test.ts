@@ -66,7 +66,8 @@ function launch(args: string[], env: Record<string, string> = {}) {
 async function adminPort(logs: Record<string, any>[]): Promise<number> {
   const line = await waitFor(
     () => logs.find((l) => l.msg === 'admin server listening' || l.msg === 'fixture ready'),
-    { what: 'admin server' },
+    // Generous: starting Node on a busy two-core machine can take seconds. A bound, not a measure.
+    { what: 'admin server', timeoutMs: 30_000 },
   );
   return line.port ?? Number(String(line.admin).split(':').pop());
 }
@@ -244,7 +245,7 @@ test('regression: a file sink that cannot create its directory (under /proc) doe
   await waitFor(
     async () =>
       /^pillion_logs_buffer_bytes\{sink="f"\} [1-9]/m.test(await (await fetch(`${base}/metrics`)).text()),
-    { what: 'the line read and held by the sink' },
+    { what: 'the line read and held by the sink', timeoutMs: 30_000 },
   );
   p.child.kill('SIGTERM');
   const { code } = await p.exited;
@@ -364,7 +365,7 @@ test('regression: every JSON log line of the process carries each key once (logs
   const p = launch([cli, 'run', '-c', config, '--log-format', 'json']);
   const lines: string[] = [];
   p.child.stdout!.on('data', (c: Buffer) => lines.push(...c.toString('utf8').split('\n').filter(Boolean)));
-  await waitFor(() => p.logs.some((l) => l.msg === 'pillion started'), { what: 'start' });
+  await waitFor(() => p.logs.some((l) => l.msg === 'pillion started'), { what: 'start', timeoutMs: 30_000 });
   assert.ok(p.logs.some((l) => l.module === 'logs' && l.code === 'PILLION_ERR_LOGS_CHECKPOINT'));
   p.child.kill('SIGTERM');
   assert.equal((await p.exited).code, 0);
