@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,9 +18,11 @@ afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
 
+/** Writes a whole file at once (temp and rename), as a config change should be made. */
 function file(name: string, text: string): string {
   const p = join(dir, name);
-  writeFileSync(p, text);
+  writeFileSync(`${p}.tmp`, text);
+  renameSync(`${p}.tmp`, p);
   return p;
 }
 
@@ -166,7 +168,7 @@ test('pillion run: waits for the app, reloads on SIGHUP (a bad file keeps the ol
       what: 'ready once the app is healthy',
     });
 
-    writeFileSync(configFile, cfg('  bogus: true\n'));
+    file('run.yaml', cfg('  bogus: true\n'));
     p.child.kill('SIGHUP');
     await waitFor(
       async () => ((await (await fetch(`${base}/config`)).json()) as any).lastReload?.ok === false,
@@ -181,7 +183,7 @@ test('pillion run: waits for the app, reloads on SIGHUP (a bad file keeps the ol
     );
     assert.equal((await fetch(`${base}/readyz`)).status, 200, 'the old config keeps running');
 
-    writeFileSync(configFile, cfg().replace('/ok', '/missing'));
+    file('run.yaml', cfg().replace('/ok', '/missing'));
     p.child.kill('SIGHUP');
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, {
       what: 'new health path applied',

@@ -85,6 +85,10 @@ export class ConfigWatcher {
     } catch {
       return; // mid-rename or deleted: the next event or poll sees the new file
     }
+    // A file rewritten in place is empty between its truncation and its write; on a busy machine a
+    // check can land there, and an empty file is a valid config (all defaults: every module
+    // stopped). Wait for the write. Going back to the defaults on purpose takes SIGHUP or POST /reload.
+    if (text.trim() === '') return;
     const h = hash(text);
     if (this.#stopped || h === this.#lastHash) return;
     this.#lastHash = h;
