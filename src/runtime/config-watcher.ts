@@ -67,18 +67,19 @@ export class ConfigWatcher {
   #schedule(): void {
     if (this.#stopped) return;
     this.#debounce?.cancel();
-    this.#debounce = this.#clock.setTimeout(() => void this.#check(), this.#debounceMs);
+    this.#debounce = this.#clock.setTimeout(() => void this.check(), this.#debounceMs);
   }
 
   #schedulePoll(): void {
     this.#poll = this.#clock.setTimeout(() => {
-      void this.#check().finally(() => {
+      void this.check().finally(() => {
         if (!this.#stopped) this.#schedulePoll();
       });
     }, this.#pollMs);
   }
 
-  async #check(): Promise<void> {
+  /** Reads the file now and calls onChange if its content changed; events and the poll call it. */
+  async check(): Promise<void> {
     let text: string;
     try {
       text = await readFile(this.#file, 'utf8');
