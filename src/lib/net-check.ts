@@ -68,16 +68,28 @@ export function tcpCheck(c: {
   signal?: AbortSignal | undefined;
 }): Promise<CheckOutcome> {
   return new Promise((resolve) => {
-    const socket = connect({ host: c.host, port: c.port, ...(c.signal ? { signal: c.signal } : {}) });
+    if (c.signal?.aborted) return resolve({ kind: 'aborted' });
+    // The signal is watched here, not handed to net.connect: Node 20 leaves that listener on the
+    // signal after the socket closes, one more per check on a signal that lives as long as the module.
+    const socket = connect({ host: c.host, port: c.port });
+    const onAbort = () => {
+      socket.destroy();
+      done({ kind: 'aborted' });
+    };
+    const done = (outcome: CheckOutcome) => {
+      c.signal?.removeEventListener('abort', onAbort);
+      resolve(outcome);
+    };
+    c.signal?.addEventListener('abort', onAbort, { once: true });
     socket.setTimeout(c.timeoutMs, () => {
       socket.destroy();
-      resolve({ kind: 'timeout' });
+      done({ kind: 'timeout' });
     });
     socket.once('connect', () => {
       socket.destroy();
-      resolve({ kind: 'connected' });
+      done({ kind: 'connected' });
     });
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve(failure(err)));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(failure(err)));
   });
 }
 
