@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -278,102 +278,4 @@ test('POST /quitquitquit ends the process with exit 0', async () => {
   const port = await adminPort(p.logs);
   assert.equal((await fetch(`http://127.0.0.1:${port}/quitquitquit`, { method: 'POST' })).status, 200);
   assert.equal((await p.exited).code, 0);
-});
-
-test('a port already taken is one clear line, without a stack, in JSON and in pretty mode (exit 1)', async () => {
-  const holder = createServer();
-  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
-  const port = (holder.address() as AddressInfo).port;
-  try {
-    const admin = file('taken.yaml', `admin:\n  listen: 127.0.0.1:${port}\n`);
-    const proxy = file(
-      'taken-proxy.yaml',
-      `admin:\n  listen: 127.0.0.1:0\napp:\n  port: 1\ninbound:\n  listeners:\n    - address: 127.0.0.1:${port}\n`,
-    );
-    for (const [config, code] of [
-      [admin, 'PILLION_ERR_ADMIN_LISTEN'],
-      [proxy, 'PILLION_ERR_PROXY_LISTEN'],
-    ] as const) {
-      const json = pillion('run', '-c', config, '--log-format', 'json');
-      assert.equal(json.status, 1);
-      const lines = json.stdout.trim().split('\n');
-      const fatal = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 'fatal');
-      assert.equal(fatal.length, 1, json.stdout);
-      assert.equal(fatal[0].code, code);
-      assert.equal(fatal[0].err, undefined, 'no error object, so no stack');
-      assert.equal(json.stdout.match(/EADDRINUSE/g)?.length, 1, json.stdout);
-      assert.doesNotMatch(json.stdout, /stack| {4}at /);
-
-      const pretty = pillion('run', '-c', config, '--log-format', 'pretty');
-      assert.equal(pretty.status, 1);
-      const out = pretty.stdout.trim().split('\n');
-      const fatalLines = out.filter((l) => l.includes('FATAL'));
-      assert.equal(fatalLines.length, 1, pretty.stdout);
-      assert.equal(out.at(-1), fatalLines[0], 'nothing follows the one line');
-      assert.match(
-        fatalLines[0]!,
-        new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE .*${code}`),
-      );
-      assert.equal(pretty.stdout.match(/EADDRINUSE/g)?.length, 1, pretty.stdout);
-    }
-    // At debug level the stack is there for whoever asked.
-    const debug = pillion('run', '-c', admin, '--log-format', 'json', '--log-level', 'debug');
-    assert.match(debug.stdout, /"stack":/);
-  } finally {
-    holder.close();
-  }
-});
-
-/** Top-level keys of a JSON object in the order written, repeats included (JSON.parse keeps the last). */
-function topLevelKeys(line: string): string[] {
-  const keys: string[] = [];
-  let depth = 0;
-  let expectKey = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i];
-    if (ch === '"') {
-      let j = i + 1;
-      while (line[j] !== '"') j += line[j] === '\\' ? 2 : 1;
-      if (depth === 1 && expectKey) keys.push(JSON.parse(line.slice(i, j + 1)) as string);
-      expectKey = false;
-      i = j;
-    } else if (ch === '{' || ch === '[') {
-      depth++;
-      expectKey = ch === '{' && depth === 1;
-    } else if (ch === '}' || ch === ']') depth--;
-    else if (ch === ',' && depth === 1) expectKey = true;
-  }
-  return keys;
-}
-
-test('regression: every JSON log line of the process carries each key once (logs bound `module` twice)', async () => {
-  const work = mkdtempSync(join(dir, 'keys-'));
-  mkdirSync(join(work, 'data'));
-  // A corrupt checkpoint file makes the logs module log at start, through the logger it is given.
-  writeFileSync(join(work, 'data', 'checkpoints.json'), 'garbage\n');
-  const config = file(
-    'keys.yaml',
-    [
-      'admin:\n  listen: 127.0.0.1:0',
-      'app:\n  port: 1\n  health: { interval: 100ms }',
-      'inbound:\n  listeners:\n    - address: 127.0.0.1:0',
-      'outbound:\n  listener: { address: 127.0.0.1:0 }',
-      `logs:\n  dataDir: ${join(work, 'data')}`,
-      `  sources:\n    a: { type: tail, include: ["${join(work, '*.log')}"] }`,
-      `  sinks:\n    f: { type: file, path: ${join(work, 'out.ndjson')} }`,
-      '',
-    ].join('\n'),
-  );
-  const p = launch([cli, 'run', '-c', config, '--log-format', 'json']);
-  const lines: string[] = [];
-  p.child.stdout!.on('data', (c: Buffer) => lines.push(...c.toString('utf8').split('\n').filter(Boolean)));
-  await waitFor(() => p.logs.some((l) => l.msg === 'pillion started'), { what: 'start', timeoutMs: 30_000 });
-  assert.ok(p.logs.some((l) => l.module === 'logs' && l.code === 'PILLION_ERR_LOGS_CHECKPOINT'));
-  p.child.kill('SIGTERM');
-  assert.equal((await p.exited).code, 0);
-  assert.ok(lines.length >= 5);
-  for (const line of lines) {
-    const keys = topLevelKeys(line);
-    assert.deepEqual(keys, [...new Set(keys)], line);
-  }
 });

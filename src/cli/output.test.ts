@@ -64,19 +64,22 @@ async function throughLatePipes(args: string[]) {
   return { code: await exited, stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8') };
 }
 
+let refSeq = 0;
+
 /** The same command with its output going to files, which are written at once. */
-function reference(args: string[]) {
-  const outFile = join(dir, 'ref.out');
-  const errFile = join(dir, 'ref.err');
+async function reference(args: string[]) {
+  const outFile = join(dir, `ref-${refSeq}.out`);
+  const errFile = join(dir, `ref-${refSeq++}.err`);
   const out = openSync(outFile, 'w');
   const err = openSync(errFile, 'w');
-  const r = spawnSync(process.execPath, [cli, ...args], {
+  const child = spawn(process.execPath, [cli, ...args], {
     stdio: ['ignore', out, err],
     env: { ...process.env, NO_COLOR: '1' },
   });
   closeSync(out);
   closeSync(err);
-  return { code: r.status, stdout: readFileSync(outFile, 'utf8'), stderr: readFileSync(errFile, 'utf8') };
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  return { code, stdout: readFileSync(outFile, 'utf8'), stderr: readFileSync(errFile, 'utf8') };
 }
 
 // `big` names the stream that must outgrow a pipe's buffer, so the test can catch a cut.
@@ -91,9 +94,8 @@ const commands: { args: string[]; big?: 'stdout' | 'stderr' }[] = [
 
 for (const { args, big } of commands) {
   test(`regression: \`pillion ${args.join(' ').replace(dir, '<tmp>')}\` writes all its output to a pipe read late`, async () => {
-    const expected = reference(args);
+    const [expected, got] = await Promise.all([reference(args), throughLatePipes(args)]);
     if (big) assert.ok(expected[big].length > 65536, `${big} is larger than a pipe buffer`);
-    const got = await throughLatePipes(args);
     assert.equal(got.code, expected.code);
     assert.equal(got.stdout.length, expected.stdout.length, 'stdout was cut');
     assert.equal(got.stdout, expected.stdout);
