@@ -1,11 +1,18 @@
 #!/usr/bin/env node
-// Regenerates docs/config.md (from the config schema) and docs/errors.md (from the error
-// catalogue). Tests fail when the committed files differ from what this writes.
+// Regenerates what is generated from one source: docs/config.md (from the config schema),
+// docs/errors.md (from the error catalogue) and the demo pod's sidecar ConfigMap (from
+// examples/legacy-orders/pillion.yaml). Tests fail when the committed files differ.
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { renderErrorDocs } from '../dist/lib/errors.js';
 import { pillionConfigDocs } from '../dist/runtime/index.js';
+import { withSidecarConfig } from './demo-config.mjs';
 
 writeFileSync(new URL('../docs/config.md', import.meta.url), pillionConfigDocs());
 writeFileSync(new URL('../docs/errors.md', import.meta.url), renderErrorDocs());
-console.log('wrote docs/config.md and docs/errors.md');
+const pod = new URL('../examples/legacy-orders/pod.yaml', import.meta.url);
+const sidecar = new URL('../examples/legacy-orders/pillion.yaml', import.meta.url);
+writeFileSync(pod, withSidecarConfig(readFileSync(pod, 'utf8'), readFileSync(sidecar, 'utf8')));
+console.log(
+  'wrote docs/config.md, docs/errors.md and the orders-sidecar ConfigMap in examples/legacy-orders/pod.yaml',
+);

@@ -6,11 +6,13 @@
 
 import { appendFileSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { fileURLToPath } from 'node:url';
 
 const port = Number(process.env.PORT ?? 8080);
 const host = process.env.HOST ?? '127.0.0.1';
 const logFile = process.env.LOG_FILE ?? 'orders.log';
-const configFile = process.env.CONFIG_FILE ?? 'config.json';
+// Beside this script, so `node examples/legacy-orders/app.mjs` finds it from the repository root.
+const configFile = process.env.CONFIG_FILE ?? fileURLToPath(new URL('config.json', import.meta.url));
 const startupDelay = Number(process.env.STARTUP_DELAY_MS ?? 1500);
 
 let config = { currency: 'EUR', discountPercent: 0 };

@@ -74,7 +74,7 @@ async function main() {
     console.error(
       'The demo pod mounts volumes into each container, which needs root (a private mount namespace).',
     );
-    console.error('Run `sudo npm start`, or see the README for running pillion without volumes.');
+    console.error('Run `sudo npm start`, or `npm run demo:local` for the same pair without a pod.');
     process.exit(1);
   }
   console.log(plan.banner);

@@ -6,7 +6,9 @@
 // (see README, Performance).
 
 import { Command, Option } from 'commander';
+import { PLANNED_ROLES } from '../roles.js';
 import { LOG_LEVELS } from '../runtime/index.js';
+import { exitAfterFlush } from './exit.js';
 import { podCommand } from './pod.js';
 import { runCommand } from './run.js';
 import { schemaCommand } from './schema.js';
@@ -16,10 +18,14 @@ import { VERSION } from './version.js';
 const program = new Command()
   .name('pillion')
   .description(
-    'A sidecar runtime: one process and one YAML file for TLS, auth, rate limits, resilient outbound calls, logs, metrics and config sync.',
+    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP), a log shipper, and `pillion pod`, a local pod runner.',
   )
   .version(VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .addHelpText(
+    'after',
+    `\nPlanned, not built yet (their config keys and commands are refused as such until they land):\n${PLANNED_ROLES.map((r) => `  - ${r.what}`).join('\n')}\n`,
+  );
 
 program
   .command('run')
@@ -30,10 +36,8 @@ program
     new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
   )
   .action(async (opts) => {
-    const code = await runCommand(opts);
     // Exit even if something still holds the event loop: the runtime has drained and stopped.
-    process.exitCode = code;
-    setImmediate(() => process.exit(code));
+    await exitAfterFlush(await runCommand(opts));
   });
 
 program
@@ -50,11 +54,24 @@ program
 
 program.addCommand(podCommand(finish));
 
-// Exit once a command is done, whatever still holds the event loop (a pipe a stray process keeps
-// open, say). Writes to stdout and stderr are synchronous on Linux for files, pipes and terminals.
-function finish(code: number): void {
-  process.exitCode = code;
-  setImmediate(() => process.exit(code));
+// Commands of planned roles answer that they are coming, not "unknown command".
+for (const role of PLANNED_ROLES) {
+  for (const name of role.commands) {
+    program
+      .command(name, { hidden: true })
+      .argument('[args...]')
+      .allowUnknownOption()
+      .action(() => {
+        process.stderr.write(
+          `pillion ${name}: PILLION_ERR_CLI_NOT_BUILT_YET: planned but not built yet: ${role.what} (see pillion --help for what exists today)\n`,
+        );
+        return finish(1);
+      });
+  }
+}
+
+function finish(code: number): Promise<never> {
+  return exitAfterFlush(code);
 }
 
 await program.parseAsync(process.argv);

@@ -5,7 +5,9 @@ import type { LoadResult } from '../config/index.js';
 import {
   builtinModules,
   createLogger,
+  errorCode,
   handleSignals,
+  isOperationalError,
   type LogFormat,
   loadPillionConfig,
   type PillionConfig,
@@ -53,11 +55,14 @@ export async function runCommand(opts: RunOptions): Promise<number> {
   try {
     await runtime.start();
   } catch (err) {
-    logger.fatal({ err, code: (err as { code?: string }).code }, (err as Error).message);
+    // An operational error (a port in use) is one line; a bug, or debug level, gets the stack too.
+    const code = errorCode(err);
+    if (isOperationalError(err) && !logger.isLevelEnabled('debug')) logger.fatal({ code }, err.message);
+    else logger.fatal({ err, code }, `pillion could not start: ${(err as Error).message}`);
     unhandle();
     return 1;
   }
   await runtime.done;
   unhandle();
-  return 0;
+  return runtime.stoppedCleanly ? 0 : 1;
 }

@@ -1,21 +1,42 @@
-// `pillion validate -c FILE`: checks a config without starting anything. Exit 0 when valid,
-// 1 with every error (file:line:col CODE path: message) when not.
+// `pillion validate -c FILE`: checks a config as `run` would, without starting anything (like
+// `nginx -t`): the schema first, then what the config names: TLS files exist, parse and match
+// their keys, directories to be written are writable. Exit 0 when valid, 1 with every error
+// (file:line:col CODE path: message) when not.
 
-import { loadPillionConfig } from '../runtime/index.js';
+import { type ConfigIssue, issuesInText } from '../config/index.js';
+import type { PreflightIssue } from '../lib/preflight.js';
+import { logsPreflight } from '../logs/index.js';
+import { proxyPreflight } from '../proxy/index.js';
+import { loadPillionConfig, type PillionConfig } from '../runtime/index.js';
 import { renderIssues } from './print-issues.js';
 
 export async function validateCommand(opts: { config: string; format: 'text' | 'json' }): Promise<number> {
-  const result = await loadPillionConfig(opts.config, process.env);
+  const env = process.env;
+  const result = await loadPillionConfig(opts.config, env);
+  let issues: ConfigIssue[] = result.ok ? [] : result.issues;
+  if (result.ok) issues = issuesInText(result.text, opts.config, await preflight(result.config, env));
+  const valid = issues.length === 0;
   if (opts.format === 'json') {
-    process.stdout.write(
-      `${JSON.stringify(result.ok ? { valid: true, errors: [] } : { valid: false, errors: result.issues }, null, 2)}\n`,
-    );
-    return result.ok ? 0 : 1;
+    process.stdout.write(`${JSON.stringify({ valid, errors: issues }, null, 2)}\n`);
+    return valid ? 0 : 1;
   }
-  if (result.ok) {
+  if (valid) {
     process.stdout.write(`${opts.config}: valid\n`);
     return 0;
   }
-  process.stderr.write(renderIssues(result.issues, result.text, process.stderr.isTTY === true));
+  process.stderr.write(renderIssues(issues, result.text, process.stderr.isTTY === true));
   return 1;
+}
+
+/** What each role checks of the files and directories its section names. */
+async function preflight(
+  config: PillionConfig,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<PreflightIssue[]> {
+  const checks = await Promise.all([
+    config.inbound ? proxyPreflight('inbound', config.inbound) : [],
+    config.outbound ? proxyPreflight('outbound', config.outbound) : [],
+    config.logs ? logsPreflight(config.logs, env) : [],
+  ]);
+  return checks.flat();
 }

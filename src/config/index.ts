@@ -23,10 +23,12 @@ export {
   type LoadResult,
   loadConfigFile,
   parseConfigText,
+  issuesInText,
   parseDocuments,
   readText,
   type ValidateOptions,
   validateDocument,
 } from './loader.js';
 export { compareIssues } from './issue.js';
+export type { PlannedLookup } from './zod-issues.js';
 export { type IssueSite, issueAt, type PathSegment, type Position } from './positions.js';

@@ -23,7 +23,10 @@ const schema = z.strictObject({
   routes: z.array(z.strictObject({ path: z.string(), to: z.string() })).default([]),
 });
 
-const opts = (env: Record<string, string> = {}) => ({ schema, env, reservedSections: ['sync'] });
+// `sync` stands for a planned role's section, `server.retries` for a planned key inside a section.
+const planned = (path: readonly (string | number)[]) =>
+  path.join('.') === 'sync' ? 'config sync' : path.join('.') === 'server.retries' ? 'resilience' : undefined;
+const opts = (env: Record<string, string> = {}) => ({ schema, env, planned });
 
 function issuesOf(text: string, env: Record<string, string> = {}) {
   const r = parseConfigText(text, 'pillion.yaml', opts(env));
@@ -60,9 +63,11 @@ test('unknown key: position of the key, with did-you-mean', () => {
   ]);
 });
 
-test('a reserved role section is refused as such, not as a typo', () => {
-  assert.deepEqual(issuesOf('sync:\n  files: []\n'), [
-    'pillion.yaml:1:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION sync: the sync role is not part of this build of Pillion (remove the section, or upgrade Pillion)',
+test('a planned section or key is refused as not built yet, not as a typo, and never says "upgrade"', () => {
+  assert.deepEqual(issuesOf('sync:\n  files: []\nserver:\n  retries: 3\n  retrys: 3\n'), [
+    'pillion.yaml:1:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION sync: the sync section is planned but not built yet: config sync (remove it for now; the README says what works today and what is coming)',
+    'pillion.yaml:4:3 PILLION_ERR_CONFIG_NOT_BUILT_YET server.retries: "retries" is planned but not built yet: resilience (remove it for now; the README says what works today and what is coming)',
+    'pillion.yaml:5:3 PILLION_ERR_CONFIG_UNKNOWN_KEY server.retrys: unknown key (known keys: listen, timeout, maxBody, workers, mode, tls, name, enabled)',
   ]);
 });
 

@@ -11,13 +11,13 @@ import type { ErrorCode } from '../lib/errors.js';
 import { type Env, interpolate } from './interpolate.js';
 import { type ConfigIssue, compareIssues } from './issue.js';
 import { formatPath, issueAt, type PathSegment } from './positions.js';
-import { knownKeys, mapZodIssues } from './zod-issues.js';
+import { knownKeys, mapZodIssues, type PlannedLookup } from './zod-issues.js';
 
 export interface LoadOptions<S extends z.ZodType> {
   schema: S;
   env: Env;
-  /** Top-level keys kept for roles this build does not provide; reported as such, not as typos. */
-  reservedSections?: Iterable<string>;
+  /** Keys of features that are planned but not built yet; reported as such, not as typos. */
+  planned?: PlannedLookup | undefined;
 }
 
 export type LoadResult<T> =
@@ -41,7 +41,7 @@ export function parseConfigText<S extends z.ZodType>(
   if (syntax.length > 0) return { ok: false, issues: syntax, text };
   const envIssues = interpolate(doc, lc, opts.env, file, text);
   const v = validateDocument(doc, lc, file, opts.schema, {
-    reservedSections: opts.reservedSections,
+    planned: opts.planned,
     notAMapping: 'the config must be a mapping of sections (admin:, app:, ...)',
   });
   if (v.ok && envIssues.length === 0) return { ok: true, config: v.value, raw: v.raw, text };
@@ -103,7 +103,7 @@ export async function readText(file: string): Promise<string | ConfigIssue> {
 }
 
 export interface ValidateOptions {
-  reservedSections?: Iterable<string> | undefined;
+  planned?: PlannedLookup | undefined;
   /** The message when the document is not a mapping. */
   notAMapping?: string;
   /**
@@ -170,7 +170,7 @@ export function validateDocument<S extends z.ZodType>(
     lc,
     data,
     schema,
-    reservedSections: new Set(opts.reservedSections ?? []),
+    planned: opts.planned,
   });
   return { ok: false, errors: dedupe([...unknown, ...errors]).sort(compareIssues), warnings };
 }
@@ -281,4 +281,18 @@ function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
     seen.add(key);
     return true;
   });
+}
+
+/**
+ * Issues found by checking what a valid config names (files, directories), positioned at the key
+ * that names it in the config's text.
+ */
+export function issuesInText(
+  text: string,
+  file: string,
+  found: readonly { path: PathSegment[]; code: ErrorCode; message: string; hint?: string | undefined }[],
+): ConfigIssue[] {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, merge: true, prettyErrors: false });
+  return found.map((f) => issueAt({ file, doc, lc }, f.path, f.code, f.message, f.hint)).sort(compareIssues);
 }

@@ -16,9 +16,14 @@ export interface IssueContext {
   /** The data that was validated, to say what was found at a path. */
   data: unknown;
   schema: z.ZodType;
-  /** Top-level keys reserved for roles this build does not provide. */
-  reservedSections: ReadonlySet<string>;
+  planned?: PlannedLookup | undefined;
 }
+
+/**
+ * For a key the schema does not know: what planned feature it belongs to ("metrics (scrape ...)"),
+ * or undefined when it is simply unknown.
+ */
+export type PlannedLookup = (path: readonly PathSegment[]) => string | undefined;
 
 export function mapZodIssues(issues: readonly z.core.$ZodIssue[], ctx: IssueContext): ConfigIssue[] {
   const out: ConfigIssue[] = [];
@@ -48,14 +53,26 @@ function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContex
       const known = knownKeys(ctx.schema, path);
       for (const key of issue.keys) {
         const at = [...path, key];
-        if (path.length === 0 && ctx.reservedSections.has(key)) {
-          push(
-            'PILLION_ERR_CONFIG_UNSUPPORTED_SECTION',
-            `the ${key} role is not part of this build of Pillion`,
-            'remove the section, or upgrade Pillion',
-            at,
-            true,
-          );
+        const planned = ctx.planned?.(at);
+        if (planned !== undefined) {
+          // No version has it yet, so "upgrade" would send the user looking for nothing.
+          const hint = 'remove it for now; the README says what works today and what is coming';
+          if (path.length === 0)
+            push(
+              'PILLION_ERR_CONFIG_UNSUPPORTED_SECTION',
+              `the ${key} section is planned but not built yet: ${planned}`,
+              hint,
+              at,
+              true,
+            );
+          else
+            push(
+              'PILLION_ERR_CONFIG_NOT_BUILT_YET',
+              `"${key}" is planned but not built yet: ${planned}`,
+              hint,
+              at,
+              true,
+            );
           continue;
         }
         const guess = didYouMean(key, known);

@@ -27,8 +27,14 @@ export const ERROR_CATALOGUE = {
     fix: 'Use the suggested key, or see docs/config.md for the keys of that section.',
   },
   PILLION_ERR_CONFIG_UNSUPPORTED_SECTION: {
-    description: 'A role section that this build of Pillion does not provide yet.',
-    fix: 'Remove the section, or upgrade to a Pillion version that provides the role.',
+    description:
+      'A section of a role that is planned but not built yet (`metrics`, `sync`, `policies`); no version of Pillion has it so far.',
+    fix: 'Remove the section for now; the README lists what works today and what is coming.',
+  },
+  PILLION_ERR_CONFIG_NOT_BUILT_YET: {
+    description:
+      'A key of a feature that is planned but not built yet (JWT, authorization, rate limits, retries, route timeouts, circuit breaking, ...); no version of Pillion has it so far.',
+    fix: 'Remove the key for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_MISSING_KEY: {
     description: 'A required key is absent.',
@@ -79,6 +85,12 @@ export const ERROR_CATALOGUE = {
     fix: 'Fix the listed errors; `pillion validate -c FILE` checks a file without starting anything.',
   },
 
+  // --- cli ------------------------------------------------------------------------------------
+  PILLION_ERR_CLI_NOT_BUILT_YET: {
+    description: 'A command that is planned but not built yet (`pillion inject`, `pillion ca`, ...).',
+    fix: 'See `pillion --help` for the commands that exist today.',
+  },
+
   // --- runtime: the process, modules, reload and shutdown ------------------------------------
   PILLION_ERR_RUNTIME_MODULE_START: {
     description: 'A module failed to start (for example its port is in use).',
@@ -95,6 +107,11 @@ export const ERROR_CATALOGUE = {
   PILLION_ERR_RUNTIME_DRAIN_TIMEOUT: {
     description: 'A module had not finished draining when the drain deadline passed; it was stopped anyway.',
     fix: 'Raise runtime.drainTimeout if in-flight work regularly needs longer.',
+  },
+  PILLION_ERR_RUNTIME_STOP_TIMEOUT: {
+    description:
+      'A module had not stopped within runtime.stopTimeout after the drain; the process exited anyway, with exit code 1.',
+    fix: 'The module named in the log was stuck (a file system that hangs, a peer that never answers); look at what it was writing to or waiting for.',
   },
 
   // --- admin server ---------------------------------------------------------------------------
@@ -233,6 +250,11 @@ export const ERROR_CATALOGUE = {
     description:
       'An HTTP/2 client broke the protocol (a malformed frame, a frame on a closed stream, an oversized header block): the proxy sent GOAWAY with the error code, closed the connection and cancelled its streams, upstream exchanges included.',
     fix: 'Fix the client; h2spec or `nghttp -v` shows which frame it sends wrong.',
+  },
+  PILLION_ERR_PROXY_ACCESS_LOG: {
+    description:
+      'The access log file cannot be opened or written (its directory is missing and cannot be created, or is not writable).',
+    fix: 'Choose an `accessLog.path` in a writable directory, or `stdout`.',
   },
   PILLION_ERR_TLS_FILE: {
     description:

@@ -164,7 +164,9 @@ function exited(c: ChildProcess): Promise<void> {
 
 /**
  * Polls ClickHouse until `done` holds, feeding the writer meanwhile: a burst whenever it is less
- * than LEAD lines ahead of what arrived.
+ * than LEAD lines ahead of what arrived. Once `done` holds the writer is topped up again, so a kill
+ * that follows lands while there is still something to ship: a reader woken by inotify can catch
+ * up with LEAD lines between one count and the next.
  */
 async function pump(
   table: string,
@@ -176,9 +178,8 @@ async function pump(
     async () => {
       p.alive();
       const c = await counts(table);
-      if (opts.done(c)) return c;
       while (!w.done && w.written - c.uniq < LEAD) w.burst();
-      return undefined;
+      return opts.done(c) ? c : undefined;
     },
     { what: opts.what, timeoutMs: WAIT_MS, intervalMs: 5 },
   );

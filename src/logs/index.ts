@@ -2,3 +2,4 @@
 
 export { type LogsConfig, logsSchema } from './config.js';
 export { LogsModule, logsModule } from './logs-module.js';
+export { logsPreflight } from './preflight.js';

@@ -30,7 +30,8 @@ export class LogsModule implements Module<LogsConfig> {
     this.#cfg = cfg;
     this.#ctx = ctx;
     this.#opts = opts;
-    this.#log = ctx.logger.child({ module: 'logs' });
+    // The runtime's logger already carries `module: logs`; binding it again wrote the key twice.
+    this.#log = ctx.logger;
   }
 
   /** The data directory in use: `dataDir`, else `<state dir>/logs`. */

@@ -14,6 +14,25 @@ export interface AccessLogSettings {
   maxSize: number;
   /** Rotated files kept: path.1 … path.N. */
   maxFiles: number;
+  /** Log probers' requests too; by default they are only counted (onHealthCheck). */
+  healthChecks?: boolean;
+}
+
+/** User-Agents of probers: the kubelet (and pillion pod), cloud load balancers, Envoy, Consul, pillion's app check. */
+const PROBERS = [
+  'kube-probe/',
+  'ELB-HealthChecker/',
+  'GoogleHC/',
+  'Envoy/HC',
+  'Consul Health Check',
+  'pillion-health/',
+];
+
+/** Whether a request with this User-Agent is a health check, which the access log leaves out by default. */
+export function isHealthCheck(userAgent: string | null | undefined): boolean {
+  if (typeof userAgent !== 'string') return false;
+  for (let i = 0; i < PROBERS.length; i++) if (userAgent.startsWith(PROBERS[i]!)) return true;
+  return false;
 }
 
 /** One record per request, named as Envoy's default JSON access log names them. */
@@ -50,6 +69,8 @@ export interface AccessRecord {
 
 export interface AccessLogDeps {
   onError?: (err: Error) => void;
+  /** Told of each health check left out of the log, to count it. */
+  onHealthCheck?: (rec: AccessRecord) => void;
   /** Where 'stdout' lines go; process.stdout when absent. The stream is never ended by close(). */
   stream?: Writable;
   /** Paces the check for an externally rotated file and the retry after a failed write. */
@@ -127,10 +148,20 @@ export class AccessLog {
     this.#seal();
   };
 
-  private constructor(sink: Sink, clock: Clock, onError: (err: Error) => void) {
+  #skipHealthChecks: boolean;
+  #onHealthCheck: ((rec: AccessRecord) => void) | undefined;
+
+  private constructor(
+    sink: Sink,
+    clock: Clock,
+    onError: (err: Error) => void,
+    health: { skip: boolean; onHealthCheck: ((rec: AccessRecord) => void) | undefined },
+  ) {
     this.#sink = sink;
     this.#clock = clock;
     this.#onError = onError;
+    this.#skipHealthChecks = health.skip;
+    this.#onHealthCheck = health.onHealthCheck;
     this.#pumping = true;
     this.#pumpDone = this.#pump(true);
   }
@@ -143,7 +174,10 @@ export class AccessLog {
       settings.path === 'stdout'
         ? new StreamSink(deps.stream ?? process.stdout, deps.stream ? 'stream' : 'stdout')
         : new FileSink(settings.path, settings.maxSize, settings.maxFiles, clock);
-    const log = new AccessLog(sink, clock, onError);
+    const log = new AccessLog(sink, clock, onError, {
+      skip: settings.healthChecks !== true,
+      onHealthCheck: deps.onHealthCheck,
+    });
     if (sink instanceof StreamSink) sink.onBroken = (err) => log.#fail(err);
     return log;
   }
@@ -155,6 +189,10 @@ export class AccessLog {
 
   write(rec: AccessRecord): void {
     if (this.#closing) return;
+    if (this.#skipHealthChecks && isHealthCheck(rec.user_agent)) {
+      this.#onHealthCheck?.(rec);
+      return;
+    }
     if (this.#dropping) {
       if (this.#pending > RESUME_BELOW) {
         this.#dropped++;

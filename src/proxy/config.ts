@@ -385,6 +385,12 @@ const accessLogSchema = z
       .prefault('100MiB')
       .describe('A file is rotated when it reaches this size.'),
     maxFiles: z.number().int().min(1).max(100).default(5).describe('Rotated files kept (file.1 … file.N).'),
+    healthChecks: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Log health checks too. By default a request from a prober (User-Agent kube-probe/, ELB-HealthChecker/, GoogleHC/, Envoy/HC, Consul Health Check, pillion-health/) is left out and counted in pillion_proxy_health_checks_total instead, as Envoy’s health-check filter does.',
+      ),
   })
   .describe('One JSON line per request, with the fields of Envoy’s default access log.');
 

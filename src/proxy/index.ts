@@ -3,4 +3,5 @@
 export { type InboundConfig, inboundSchema, type OutboundConfig, outboundSchema } from './config.js';
 export { inboundModule } from './inbound.js';
 export { outboundModule } from './outbound.js';
+export { proxyPreflight } from './preflight.js';
 export { ProxyModule } from './proxy-module.js';

@@ -202,6 +202,8 @@ export class ProxyModule<S> implements Module<S> {
         ? AccessLog.open(s.accessLog, {
             onError: (err) =>
               logger.warn({ section: s.section, err: err.message }, 'access log write failed'),
+            onHealthCheck: (rec) =>
+              this.#stats.healthChecks.with({ section: s.section, listener: rec.listener }).value++,
           })
         : undefined;
       this.#accessLogKey = logKey;

@@ -106,6 +106,7 @@ export class ProxyStats {
   readonly activeRequests: GaugeFamily;
   readonly upstreamErrors: CounterFamily;
   readonly refusals: CounterFamily;
+  readonly healthChecks: CounterFamily;
 
   constructor(registry: Registry, section: string) {
     this.section = section;
@@ -156,6 +157,14 @@ export class ProxyStats {
         new CounterFamily(
           'pillion_proxy_refusals_total',
           `Requests refused or cut down, and client connections ended, by listener and reason: ${REFUSAL_REASONS.join(', ')}.`,
+        ),
+    );
+    this.healthChecks = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_proxy_health_checks_total',
+          'Health-check requests (from probers) left out of the access log, by listener.',
         ),
     );
   }

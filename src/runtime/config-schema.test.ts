@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { stringify } from 'yaml';
 import { formatIssue } from '../config/index.js';
+import { PLANNED_ROLES } from '../roles.js';
 import {
   loadPillionConfig,
   parsePillionConfig,
@@ -93,4 +95,97 @@ test('regression: probe intervals are bounded (Node turns delays over 24.8 days 
   const r = parsePillionConfig('app:\n  port: 8080\n  health:\n    interval: 600h\n', 'p.yaml', {});
   assert.ok(!r.ok);
   assert.equal(r.issues[0]!.code, 'PILLION_ERR_CONFIG_OUT_OF_RANGE');
+});
+
+// A config with one of everything a planned key can sit in: a listener, a route, an upstream on each side.
+function withPlannedKey(pattern: string): Record<string, unknown> {
+  const config: Record<string, any> = {
+    app: { port: 8080 },
+    inbound: {
+      listeners: [{ address: '127.0.0.1:8443' }],
+      routes: [{ name: 'r' }],
+      upstreams: { u: { endpoints: ['127.0.0.1:9000'] } },
+    },
+    outbound: { upstreams: { u: { endpoints: ['127.0.0.1:9000'] } } },
+  };
+  const path = pattern.replaceAll('[]', '.0').replaceAll('*', 'u').split('.');
+  let node = config;
+  for (const seg of path.slice(0, -1)) node = node[seg];
+  node[path.at(-1)!] = {};
+  return config;
+}
+
+test('every planned section and key is refused as not built yet at its line:col, never as unknown', () => {
+  const patterns = PLANNED_ROLES.flatMap((r) => [...r.sections, ...r.keys]);
+  assert.ok(patterns.length > 20);
+  for (const pattern of patterns) {
+    const text = stringify(withPlannedKey(pattern));
+    const r = parsePillionConfig(text, 'p.yaml', {});
+    assert.ok(!r.ok, `${pattern} was accepted: it is built now, so take it off the planned list`);
+    assert.equal(r.issues.length, 1, r.issues.map(formatIssue).join('\n'));
+    const [issue] = r.issues;
+    const section = !pattern.includes('.');
+    assert.equal(
+      issue!.code,
+      section ? 'PILLION_ERR_CONFIG_UNSUPPORTED_SECTION' : 'PILLION_ERR_CONFIG_NOT_BUILT_YET',
+    );
+    assert.equal(issue!.path, pattern.replaceAll('[]', '[0]').replaceAll('*', 'u'));
+    const key = pattern.split('.').at(-1)!;
+    const line =
+      text.split('\n').findIndex((l) => l.trimStart().replace(/^- /, '').startsWith(`${key}:`)) + 1;
+    assert.equal(issue!.line, line, `${pattern} at its own line`);
+    assert.doesNotMatch(formatIssue(issue!), /unknown key|upgrade/i);
+  }
+});
+
+test('the ones a newcomer tries first are among them', () => {
+  const yaml = [
+    'app: { port: 8080 }',
+    'inbound:',
+    '  listeners: [{ address: 127.0.0.1:8443 }]',
+    '  jwt: {}',
+    '  auth: {}',
+    '  authorization: {}',
+    '  rateLimit: {}',
+    '  routes:',
+    '    - retries: { attempts: 3 }',
+    '      timeout: 10s',
+    '  upstreams:',
+    '    u: { endpoints: [127.0.0.1:9000], circuitBreaker: {} }',
+    'metrics: {}',
+    'sync: {}',
+    '',
+  ].join('\n');
+  const r = parsePillionConfig(yaml, 'p.yaml', {});
+  assert.ok(!r.ok);
+  assert.deepEqual(
+    r.issues.map((i) => `${i.line}:${i.col} ${i.code} ${i.path}`),
+    [
+      '4:3 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.jwt',
+      '5:3 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.auth',
+      '6:3 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.authorization',
+      '7:3 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.rateLimit',
+      '9:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].retries',
+      '10:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].timeout',
+      '12:39 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.upstreams.u.circuitBreaker',
+      '13:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION metrics',
+      '14:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION sync',
+    ],
+  );
+});
+
+test('regression: a TCP-only inbound needs no app section and no routes (docs/proxy.md, TCP mode)', () => {
+  const tcp = [
+    'inbound:',
+    '  listeners:',
+    '    - { name: pg, address: ":5433", mode: tcp, upstream: postgres }',
+    '  upstreams:',
+    '    postgres: { endpoints: [127.0.0.1:5432] }',
+    '',
+  ].join('\n');
+  const r = parsePillionConfig(tcp, 'p.yaml', {});
+  assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
+  const http = parsePillionConfig(tcp.replace('mode: tcp, upstream: postgres', 'mode: http'), 'p.yaml', {});
+  assert.ok(!http.ok);
+  assert.equal(http.issues[0]!.code, 'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM');
 });

@@ -11,13 +11,15 @@ import {
   type LoadResult,
   loadConfigFile,
   parseConfigText,
+  type PlannedLookup,
   renderConfigDocs,
   toJsonSchema,
 } from '../config/index.js';
+import { plannedKey } from '../roles.js';
 import { appSchema, runtimeSchema } from './config.js';
 
-/** Roles named in the design that later capabilities add; until then their sections are refused clearly. */
-export const RESERVED_SECTIONS = ['metrics', 'sync'] as const;
+/** Sections and keys of roles that are planned but not built: refused as such, not as typos. */
+const planned: PlannedLookup = (path) => plannedKey(path)?.what;
 
 export const pillionSchema = z
   .strictObject({
@@ -31,16 +33,19 @@ export const pillionSchema = z
   .superRefine((c, ctx) => {
     // The inbound proxy's `app` upstream is the app section's address.
     if (!c.inbound || c.app) return;
-    c.inbound.routes.forEach((r, i) => {
-      if (r.upstream === 'app' || (r.upstream === undefined && r.directResponse === undefined))
-        addPillionIssue(
-          ctx,
-          'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
-          `route ${i} goes to the app, but there is no app section`,
-          'add `app: { port: ... }`, or name an upstream in the route',
-          ['inbound', 'routes', i, 'upstream'],
-        );
-    });
+    // Routes serve HTTP listeners only: a TCP-only inbound has no use for the default route.
+    const http = c.inbound.listeners.some((l) => l.mode === 'http');
+    if (http)
+      c.inbound.routes.forEach((r, i) => {
+        if (r.upstream === 'app' || (r.upstream === undefined && r.directResponse === undefined))
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
+            `route ${i} goes to the app, but there is no app section`,
+            'add `app: { port: ... }`, or name an upstream in the route (without routes, every request goes to the app)',
+            ['inbound', 'routes', i, 'upstream'],
+          );
+      });
     c.inbound.listeners.forEach((l, i) => {
       if (l.mode === 'tcp' && l.upstream === undefined)
         addPillionIssue(
@@ -57,11 +62,11 @@ export const pillionSchema = z
 export type PillionConfig = z.output<typeof pillionSchema>;
 
 export function loadPillionConfig(file: string, env: Env): Promise<LoadResult<PillionConfig>> {
-  return loadConfigFile(file, { schema: pillionSchema, env, reservedSections: RESERVED_SECTIONS });
+  return loadConfigFile(file, { schema: pillionSchema, env, planned });
 }
 
 export function parsePillionConfig(text: string, file: string, env: Env): LoadResult<PillionConfig> {
-  return parseConfigText(text, file, { schema: pillionSchema, env, reservedSections: RESERVED_SECTIONS });
+  return parseConfigText(text, file, { schema: pillionSchema, env, planned });
 }
 
 let cachedJsonSchema: JsonSchema | undefined;
@@ -86,8 +91,9 @@ sections are optional; a missing key takes its default.
   \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
 - **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
 
-The roles \`inbound\`, \`outbound\`, \`logs\`, \`metrics\` and \`sync\` are reserved: a build that does not provide a
-role refuses its section with \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` rather than ignoring it.
+Sections and keys of roles that are planned but not built yet (\`metrics\`, \`sync\`, \`policies\`; \`auth\`, \`jwt\`,
+\`authorization\`, \`rateLimit\`, route \`retries\` and \`timeout\`, an upstream's \`circuitBreaker\`, ...) are refused with
+\`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
 `;
 
 export function pillionConfigDocs(): string {

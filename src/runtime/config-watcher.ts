@@ -67,24 +67,29 @@ export class ConfigWatcher {
   #schedule(): void {
     if (this.#stopped) return;
     this.#debounce?.cancel();
-    this.#debounce = this.#clock.setTimeout(() => void this.#check(), this.#debounceMs);
+    this.#debounce = this.#clock.setTimeout(() => void this.check(), this.#debounceMs);
   }
 
   #schedulePoll(): void {
     this.#poll = this.#clock.setTimeout(() => {
-      void this.#check().finally(() => {
+      void this.check().finally(() => {
         if (!this.#stopped) this.#schedulePoll();
       });
     }, this.#pollMs);
   }
 
-  async #check(): Promise<void> {
+  /** Reads the file now and calls onChange if its content changed; events and the poll call it. */
+  async check(): Promise<void> {
     let text: string;
     try {
       text = await readFile(this.#file, 'utf8');
     } catch {
       return; // mid-rename or deleted: the next event or poll sees the new file
     }
+    // A file rewritten in place is empty between its truncation and its write; on a busy machine a
+    // check can land there, and an empty file is a valid config (all defaults: every module
+    // stopped). Wait for the write. Going back to the defaults on purpose takes SIGHUP or POST /reload.
+    if (text.trim() === '') return;
     const h = hash(text);
     if (this.#stopped || h === this.#lastHash) return;
     this.#lastHash = h;

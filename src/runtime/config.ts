@@ -13,6 +13,11 @@ export const runtimeSchema = z
       .describe(
         "On SIGTERM, SIGINT or POST /quitquitquit: how long modules may finish in-flight work before they are stopped. The default fits inside Kubernetes' 30 s grace period with time left for the app.",
       ),
+    stopTimeout: duration({ min: '10ms', max: '5m' })
+      .prefault('5s')
+      .describe(
+        'After the drain: how long modules may take to stop (close sockets, flush files) before the process exits anyway, with exit code 1.',
+      ),
     log: z
       .strictObject({
         level: z.enum(LOG_LEVELS).default('info').describe("Level of the process's own logs."),

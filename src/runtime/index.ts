@@ -10,11 +10,17 @@ export {
   pillionConfigDocs,
   pillionJsonSchema,
   pillionSchema,
-  RESERVED_SECTIONS,
 } from './config-schema.js';
 export { ConfigWatcher } from './config-watcher.js';
 export { HealthSignal } from './health-signal.js';
-export { createLogger, type LogFormat, type Logger } from './logger.js';
+export {
+  createLogger,
+  errorCode,
+  isOperationalError,
+  type LogFormat,
+  type Logger,
+  operationalErrorAsReason,
+} from './logger.js';
 export type { Module, ModuleContext, ModuleDefinition, Readiness, ReloadResult } from './module.js';
 export { builtinModules } from './modules.js';
 export { type LoadedConfig, type ReloadOutcome, Runtime, type RuntimeOptions } from './runtime.js';

@@ -22,6 +22,7 @@ class Recorder implements Module<AppConfig> {
   static log: string[] = [];
   static failStartOnPort: number | undefined;
   static drainForever = false;
+  static stopForever = false;
   static ready = true;
   #section: AppConfig;
   constructor(section: AppConfig) {
@@ -43,6 +44,7 @@ class Recorder implements Module<AppConfig> {
   }
   async stop() {
     Recorder.log.push(`stop ${this.#section.port}`);
+    if (Recorder.stopForever) await new Promise(() => {});
   }
   readiness() {
     return Recorder.ready ? { ready: true } : { ready: false, reason: 'not yet' };
@@ -73,6 +75,7 @@ async function startRuntime(
   Recorder.log = [];
   Recorder.failStartOnPort = undefined;
   Recorder.drainForever = false;
+  Recorder.stopForever = false;
   Recorder.ready = true;
   const rt = new Runtime({
     initial: { config: loaded.config, raw: loaded.raw, text: loaded.text },
@@ -298,6 +301,29 @@ test('shutdown stops readiness, drains until the deadline, then stops every modu
   await assert.rejects(fetch(`${base}/healthz`), 'the admin server is closed');
 });
 
+test('regression: a module that never finishes stopping does not keep the process up: done after drainTimeout + stopTimeout', async () => {
+  const clock = new FakeClock();
+  const file = join(configDir(), 'pillion.yaml');
+  writeFileSync(file, CONFIG(9014).replace('drainTimeout: 3s', 'drainTimeout: 3s\n  stopTimeout: 2s'));
+  const { rt, base } = await startRuntime(file, { clock, watch: false });
+  Recorder.drainForever = true;
+  Recorder.stopForever = true;
+  let finished = false;
+  const done = rt.shutdown('SIGTERM').then(() => {
+    finished = true;
+  });
+  await waitFor(() => Recorder.log.some((l) => l.startsWith('drain')), { what: 'drain to begin' });
+  await clock.advance(3000);
+  await waitFor(() => Recorder.log.includes('stop 9014'), { what: 'stop to begin' });
+  await clock.advance(1999);
+  assert.equal(finished, false, 'still waiting for the module within stopTimeout');
+  await clock.advance(1);
+  await done;
+  assert.equal(rt.stoppedCleanly, false);
+  assert.equal(rt.readiness().state, 'stopped');
+  await assert.rejects(fetch(`${base}/healthz`), 'the admin server is closed');
+});
+
 test('POST /quitquitquit answers, then shuts the process down gracefully', async () => {
   const file = join(configDir(), 'pillion.yaml');
   writeFileSync(file, CONFIG(9012));
@@ -307,6 +333,7 @@ test('POST /quitquitquit answers, then shuts the process down gracefully', async
   assert.equal(await res.text(), 'shutting down\n');
   await rt.done;
   assert.deepEqual(Recorder.log.slice(-2), [Recorder.log.at(-2), 'stop 9012']);
+  assert.equal(rt.stoppedCleanly, true);
 });
 
 test('changing admin.listen moves the admin server', async () => {

@@ -84,8 +84,14 @@ export class Runtime {
   #lastReloadOk;
   #lastReloadTime;
 
-  /** Resolves when the runtime has drained and stopped. */
+  /** Resolves when the runtime has drained and stopped, or given up waiting for a module to stop. */
   readonly done: Promise<void>;
+  #cleanStop = true;
+
+  /** After done: false when a module was still stopping at runtime.stopTimeout. */
+  get stoppedCleanly(): boolean {
+    return this.#cleanStop;
+  }
 
   constructor(opts: RuntimeOptions) {
     this.#opts = opts;
@@ -411,6 +417,17 @@ export class Runtime {
   }
 
   async #doShutdown(reason: string): Promise<void> {
+    // The clock's timers never hold the process; during shutdown something must, or a module stuck
+    // past the admin server's close would let the event loop run dry before the deadline is told.
+    const hold = setInterval(() => {}, 60_000);
+    try {
+      await this.#shutdownSteps(reason);
+    } finally {
+      clearInterval(hold);
+    }
+  }
+
+  async #shutdownSteps(reason: string): Promise<void> {
     this.#state = 'draining';
     this.#watcher?.stop();
     const drainTimeout = this.config.runtime.drainTimeout;
@@ -453,14 +470,42 @@ export class Runtime {
         );
       }
     }
-    await Promise.allSettled(
-      [...this.#modules.values()].map((r) =>
-        r.module.stop().catch((err) => this.#logger.warn({ err }, 'stop failed')),
-      ),
-    );
+    // Stopping is bounded too: a module stuck in a write to a hung file system must not keep the
+    // process up past what the orchestrator allows (it would SIGKILL it anyway, with less said).
+    const stopping = new Set<string>();
+    const stops = [...this.#modules.entries()].map(async ([name, r]) => {
+      stopping.add(name);
+      try {
+        await r.module.stop();
+      } catch (err) {
+        this.#logger.warn({ err, module: name }, 'stop failed');
+      } finally {
+        stopping.delete(name);
+      }
+    });
+    const adminStop = (async () => {
+      stopping.add('admin');
+      await Promise.allSettled([this.#admin?.stop(), ...this.#retiring]);
+      stopping.delete('admin');
+    })();
+    const stopTimeout = this.config.runtime.stopTimeout;
+    let stopTimer: { cancel(): void } | undefined;
+    const stopped = await Promise.race([
+      Promise.all([...stops, adminStop]).then(() => true),
+      new Promise<false>((resolve) => {
+        stopTimer = this.#clock.setTimeout(() => resolve(false), stopTimeout);
+      }),
+    ]);
+    stopTimer?.cancel();
     this.#modules.clear();
-    await Promise.all([this.#admin?.stop(), ...this.#retiring]);
     this.#state = 'stopped';
+    if (!stopped) {
+      this.#cleanStop = false;
+      this.#logger.error(
+        { code: 'PILLION_ERR_RUNTIME_STOP_TIMEOUT', modules: [...stopping], stopTimeout },
+        'still stopping after runtime.stopTimeout; exiting anyway',
+      );
+    }
     this.#logger.info({ reason }, 'pillion stopped');
     this.#resolveDone();
   }

@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+// `npm run demo:local`: the demo pod's pair without a pod (and without root): the legacy orders
+// app and `pillion run -c examples/legacy-orders/pillion.yaml`, the same file the pod's sidecar
+// loads from its ConfigMap, as two plain processes. What the pod's init containers and volumes do
+// is done here by hand: a throwaway certificate, and directories under $PILLION_DEMO_DIR
+// (default /tmp/pillion-demo) for the certificate, the app's log file, the sidecar's state and the
+// shipped log. Ctrl-C stops the app first, then the sidecar, as the pod does.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const cli = join(here, '..', '..', 'dist', 'cli', 'main.js');
+const demo = process.env.PILLION_DEMO_DIR || '/tmp/pillion-demo';
+const dirs = {
+  TLS_DIR: join(demo, 'tls'),
+  APP_LOG_DIR: join(demo, 'app-logs'),
+  LOGS_DATA_DIR: join(demo, 'state'),
+  SHIPPED_LOGS_DIR: join(demo, 'logs'),
+};
+for (const dir of Object.values(dirs)) mkdirSync(dir, { recursive: true });
+const appPort = process.env.APP_PORT ?? '8080';
+
+const cert = spawnSync(process.execPath, [join(here, 'make-cert.mjs'), dirs.TLS_DIR], { stdio: 'inherit' });
+if (cert.status !== 0) process.exit(1);
+
+const pillionEnv = { ...process.env, ...dirs, APP_PORT: appPort };
+const admin = `127.0.0.1:${process.env.ADMIN_PORT ?? '15000'}`;
+const https = `127.0.0.1:${process.env.HTTPS_PORT ?? '8443'}`;
+console.log(`
+  without a pod: the app and its sidecar from examples/legacy-orders/pillion.yaml
+    orders   node examples/legacy-orders/app.mjs: plain HTTP on 127.0.0.1:${appPort}, logs to ${dirs.APP_LOG_DIR}
+    pillion  pillion run -c examples/legacy-orders/pillion.yaml: HTTPS on ${https}, admin on ${admin},
+             ships the app's log to ${dirs.SHIPPED_LOGS_DIR}/orders.ndjson
+  Try: curl -i ${admin}/readyz    curl -ki https://${https.replace('127.0.0.1', 'localhost')}/orders
+  Edit examples/legacy-orders/pillion.yaml while this runs: the change is applied, a mistake reported.
+`);
+
+const sidecar = start(
+  'pillion',
+  [cli, 'run', '-c', join(here, 'pillion.yaml'), '--log-format', process.env.LOG_FORMAT ?? 'pretty'],
+  pillionEnv,
+);
+const app = start('orders', [join(here, 'app.mjs')], {
+  ...process.env,
+  PORT: appPort,
+  LOG_FILE: join(dirs.APP_LOG_DIR, 'orders.log'),
+});
+
+let stopping = false;
+const alive = (child) => child.exitCode === null && child.signalCode === null;
+function stop() {
+  if (stopping) return;
+  stopping = true;
+  // The app first, then the sidecar once the app is gone: the sidecar serves until the app has left.
+  if (alive(app)) app.kill('SIGTERM');
+  else if (alive(sidecar)) sidecar.kill('SIGTERM');
+}
+app.on('close', () => {
+  if (!stopping) stop();
+  else if (alive(sidecar)) sidecar.kill('SIGTERM');
+});
+sidecar.on('close', (code) => {
+  if (!alive(app)) return exit(code ?? 1);
+  stopping = true;
+  app.kill('SIGTERM');
+  app.on('close', () => exit(code ?? 1));
+});
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+
+// Once the last line written to a pipe is out.
+function exit(code) {
+  process.stdout.write('', () => process.exit(code));
+}
+
+function start(name, args, env) {
+  // Its own process group: Ctrl-C reaches this script only, which stops the two in order.
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream }).on('line', (line) => console.log(`${name.padEnd(7)} | ${line}`));
+  }
+  return child;
+}

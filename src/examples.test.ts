@@ -1,0 +1,137 @@
+// The demo without a pod is the same pair as the pod: examples/legacy-orders/pillion.yaml is what
+// the pod's ConfigMap carries, and `npm run demo:local` (local.mjs) runs the app and the sidecar
+// from it as plain processes, from the repository root, with the same HTTPS, headers, private
+// /internal and shipped, redacted log file.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { formatIssue } from './config/index.js';
+import { waitFor } from './lib/wait-for.js';
+import { parsePillionConfig } from './runtime/index.js';
+
+const root = new URL('../', import.meta.url).pathname;
+const example = join(root, 'examples/legacy-orders');
+
+test("the pod's sidecar ConfigMap is examples/legacy-orders/pillion.yaml, and it is valid with the pod's paths and without", () => {
+  const pod = parseAllDocuments(readFileSync(join(example, 'pod.yaml'), 'utf8')).map((d) => d.toJS());
+  const cm = pod.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'orders-sidecar');
+  const file = readFileSync(join(example, 'pillion.yaml'), 'utf8');
+  assert.equal(cm.data['pillion.yaml'], file, 'pod.yaml is stale: run `npm run docs`');
+  const podSpec = pod.find((d) => d.kind === 'Pod');
+  const sidecar = podSpec.spec.initContainers.find((c: { name: string }) => c.name === 'pillion');
+  const podEnv = Object.fromEntries(
+    sidecar.env.filter((e: { value?: string }) => e.value !== undefined).map((e: any) => [e.name, e.value]),
+  );
+  assert.equal(podEnv.TLS_DIR, '/etc/pillion-tls');
+  for (const env of [{}, podEnv]) {
+    const r = parsePillionConfig(file, 'pillion.yaml', env);
+    assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
+  }
+  const inPod = parsePillionConfig(file, 'pillion.yaml', podEnv);
+  assert.ok(inPod.ok);
+  assert.equal(inPod.config.logs?.dataDir, '/var/lib/pillion/logs');
+  assert.equal(inPod.config.inbound?.listeners[0]!.tls?.certificates[0]!.key, '/etc/pillion-tls/tls.key');
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function https(
+  port: number,
+  ca: string,
+  method: string,
+  path: string,
+  body?: string,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, method, path, ca, servername: 'localhost', headers: { host: 'localhost' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const demoDir = mkdtempSync(join(tmpdir(), 'pillion-demo-local-'));
+after(() => rmSync(demoDir, { recursive: true, force: true }));
+
+test('regression: without a pod, npm run demo:local runs the same pair from the repository root', async () => {
+  const [app, httpsPort, admin] = [await freePort(), await freePort(), await freePort()];
+  const child = spawn(process.execPath, [join(example, 'local.mjs')], {
+    cwd: root,
+    env: {
+      ...process.env,
+      PILLION_DEMO_DIR: demoDir,
+      APP_PORT: String(app),
+      HTTPS_PORT: String(httpsPort),
+      ADMIN_PORT: String(admin),
+      STARTUP_DELAY_MS: '0',
+      LOG_FORMAT: 'json',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => (output += c));
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (output += c));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    await waitFor(
+      async () => (await fetch(`http://127.0.0.1:${admin}/readyz`).catch(() => undefined))?.status === 200,
+      // Four processes start on what may be a busy machine: a generous bound, not a measure.
+      { what: `the sidecar ready once the app is healthy\n${output}`, timeoutMs: 60_000 },
+    );
+    const ca = readFileSync(join(demoDir, 'tls', 'ca.pem'), 'utf8');
+
+    const order = await https(httpsPort, ca, 'POST', '/orders', '{"item":"book","amount":20}');
+    assert.equal(order.status, 201, order.body);
+    // 10% off: the app found its config.json beside it, though it runs from the repository root.
+    assert.deepEqual(JSON.parse(order.body), { id: 1, item: 'book', amount: 18, currency: 'EUR' });
+    assert.ok(order.headers['x-request-id']);
+    assert.equal(order.headers['strict-transport-security'], 'max-age=31536000');
+    assert.equal((await https(httpsPort, ca, 'GET', '/internal/metrics')).status, 404);
+
+    assert.equal((await https(httpsPort, ca, 'POST', '/orders', 'call ann@example.com')).status, 400);
+    const shipped = join(demoDir, 'logs', 'orders.ndjson');
+    const line = await waitFor(
+      () =>
+        existsSync(shipped)
+          ? readFileSync(shipped, 'utf8')
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => JSON.parse(l) as Record<string, unknown>)
+              .find((e) => String(e.msg).startsWith('bad order payload'))
+          : undefined,
+      { what: 'the bad order shipped', timeoutMs: 30_000 },
+    );
+    assert.equal(line.level, 'ERROR');
+    assert.equal(line.service, 'orders');
+    assert.doesNotMatch(String(line.msg), /ann@example\.com/);
+    assert.ok(line.timestamp && line.host);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, output);
+  // Health checks do not fill the app's log (or the shipped file) with a line a second.
+  assert.doesNotMatch(output, /orders +\| .*GET \/internal\/metrics/);
+  assert.match(output, /orders {2}\| .*SIGTERM: closing/);
+  assert.match(output, /pillion \| .*pillion stopped/);
+});
