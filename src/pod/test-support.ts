@@ -57,9 +57,15 @@ export const trapTerm = (name: string, extra = '') =>
 export const containerOf = (s: PodStatus, name: string) => s.containers.find((c) => c.name === name)!;
 
 const roots: string[] = [];
+const supervisors: Supervisor[] = [];
 
-/** Removes every test directory made so far (call from `after`). */
+/**
+ * Kills whatever a pod of this file still runs (a test that failed half-way never terminated its
+ * pod, and its containers would outlive the test run), then removes every test directory made so
+ * far. Call from `after`.
+ */
 export function removeTestDirs(): void {
+  for (const sup of supervisors.splice(0)) sup.killAllNow();
   for (const r of roots.splice(0)) rmSync(r, { recursive: true, force: true });
 }
 
@@ -104,6 +110,7 @@ ${spec.replaceAll('$EV', ev).replaceAll('$DIR', dir).replaceAll('$MNT', join(dir
     backoff: opts.backoff ?? { baseMs: 50, capMs: 200, resetAfterMs: 60_000 },
     onLine: (c, _s, l) => lines.push(`${c}: ${l}`),
   });
+  supervisors.push(sup);
   return {
     sup,
     run: sup.run(),

@@ -109,9 +109,9 @@ describe('drain', () => {
       for (const c of busy) c.write(get('/slow'));
       await waitFor(() => held.length === 2, { what: 'requests to reach the backend' });
 
-      const t0 = Date.now();
       let drained = false;
-      const draining = p.module.drain(Date.now() + 10_000).then(() => (drained = true));
+      // A deadline no test run reaches: drain must end because the last request finished.
+      const draining = p.module.drain(Date.now() + 600_000).then(() => (drained = true));
       assert.equal(await idle.waitClosed(), true);
       await assert.rejects(RawClient.connect(port), /ECONNREFUSED/);
       assert.equal(p.module.readiness().ready, false);
@@ -126,7 +126,6 @@ describe('drain', () => {
         assert.equal(await c.waitClosed(), true);
       }
       await draining;
-      assert.ok(Date.now() - t0 < 5000, `drain took ${Date.now() - t0} ms`);
     } finally {
       await p.stop();
       await app.close();
@@ -143,7 +142,7 @@ describe('drain', () => {
       const t0 = Date.now();
       await p.module.drain(Date.now() + 200);
       const took = Date.now() - t0;
-      assert.ok(took >= 150 && took < 2000, `drain took ${took} ms`);
+      assert.ok(took >= 150, `drain returned after ${took} ms, before its deadline`);
       await p.stop();
       assert.equal(await c.waitClosed(), true);
     } finally {
@@ -329,9 +328,8 @@ describe('reload', () => {
       await new Promise((r) => s.once('data', r));
       assert.equal(await p.module.reload(inboundSection(raw('30s'), port)), 'applied');
       const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
-      const t0 = Date.now();
-      await p.module.drain(Date.now() + 3000);
-      assert.ok(Date.now() - t0 < 1000, `drain took ${Date.now() - t0} ms`);
+      // A deadline no test run reaches: drain must end because the idle tunnel was closed.
+      await p.module.drain(Date.now() + 600_000);
       await closed;
     } finally {
       await p.stop();

@@ -165,9 +165,8 @@ describe('plain TCP', () => {
       s.write('before drain');
       await waitFor(() => Buffer.concat(parts).toString() === 'before drain', { what: 'the echo' });
       const ended = new Promise<void>((resolve) => s.on('end', () => resolve()));
-      const t0 = Date.now();
-      await p.module.drain(Date.now() + 5000);
-      assert.ok(Date.now() - t0 < 2000);
+      // A deadline no test run reaches: drain must end because the client's connection ended.
+      await p.module.drain(Date.now() + 600_000);
       await ended;
       await assert.rejects(connect(port));
     } finally {

@@ -292,20 +292,22 @@ describe('LineFramer', () => {
     f.close();
   });
 
-  test('frames 400k short lines a second or faster (rough guard, not a benchmark)', () => {
+  // Speed is measured by `npm run bench:logs`, not here: a wall-clock bound fails on a busy machine.
+  test('frames every line of many pushed reads, none lost or repeated', () => {
     const f = framer();
     const lines: string[] = [];
     for (let i = 0; i < 2000; i++)
       lines.push(`2026-11-21T07:35:46.123Z level=info msg="request done" n=${i}`);
     const buf = Buffer.from(lines.join('\n') + '\n');
-    const started = process.hrtime.bigint();
     let n = 0;
+    let last = '';
     for (let round = 0; round < 100; round++) {
       f.push(buf);
-      n += f.take().length;
+      const got = f.take();
+      n += got.length;
+      last = String(got.at(-1)?.message);
     }
-    const secs = Number(process.hrtime.bigint() - started) / 1e9;
     assert.equal(n, 200_000);
-    assert.ok(n / secs > 400_000, `${Math.round(n / secs)} lines/s`);
+    assert.equal(last, lines[1999]);
   });
 });

