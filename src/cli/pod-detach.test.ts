@@ -1,35 +1,21 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { waitFor } from '../lib/wait-for.js';
 import { findPods } from '../pod/index.js';
+import { cli, podCli } from './pod-cli-harness.js';
 
-const cli = new URL('../../dist/cli/main.js', import.meta.url).pathname;
-const root = mkdtempSync(join(tmpdir(), 'pillion-podcli-'));
-const state = join(root, 'state');
+const { root, state, pillion, manifest, remove } = podCli();
 after(() => {
   spawnSync(process.execPath, [cli, 'pod', 'down', 'svc', '--state-dir', state]);
-  rmSync(root, { recursive: true, force: true });
+  remove();
 });
 
 // A detached pod driven from other processes, as from another terminal. A file of its own: each
 // CLI command is a Node process, and on a busy machine this one test takes a good part of the
 // runner's per-file limit.
-
-const pillion = (...args: string[]) =>
-  spawnSync(process.execPath, [cli, ...args, '--state-dir', state], {
-    encoding: 'utf8',
-    env: { ...process.env, NO_COLOR: '1' },
-  });
-
-function manifest(name: string, body: string): string {
-  const p = join(root, `${name}.yaml`);
-  writeFileSync(p, body.replaceAll('$DIR', root));
-  return p;
-}
 
 test('up --detach runs in the background; status, logs and down work from other processes', async () => {
   const file = manifest(

@@ -1,29 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { cli, podCli } from './pod-cli-harness.js';
 
 // `pillion pod status`, `describe` and the state directory through the real CLI. Each command is
 // a process of its own, as a person's would be; pods here are Jobs run in the foreground, so
 // nothing needs waiting for. (Running pods through the CLI: pod.test.ts.)
-const cli = new URL('../../dist/cli/main.js', import.meta.url).pathname;
-const root = mkdtempSync(join(tmpdir(), 'pillion-podcli-'));
-const state = join(root, 'state');
-after(() => rmSync(root, { recursive: true, force: true }));
-
-const pillion = (...args: string[]) =>
-  spawnSync(process.execPath, [cli, ...args, '--state-dir', state], {
-    encoding: 'utf8',
-    env: { ...process.env, NO_COLOR: '1' },
-  });
-
-function manifest(name: string, body: string): string {
-  const p = join(root, `${name}.yaml`);
-  writeFileSync(p, body.replaceAll('$DIR', root));
-  return p;
-}
+const { root, pillion, manifest, remove } = podCli();
+after(remove);
 
 test('a manifest with errors is refused with line:col before anything starts', () => {
   const file = manifest(

@@ -1,31 +1,17 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { waitFor } from '../lib/wait-for.js';
 import { findPods } from '../pod/index.js';
+import { cli, podCli } from './pod-cli-harness.js';
 
-const cli = new URL('../../dist/cli/main.js', import.meta.url).pathname;
-const root = mkdtempSync(join(tmpdir(), 'pillion-podcli-'));
-const state = join(root, 'state');
-after(() => rmSync(root, { recursive: true, force: true }));
+const { root, state, pillion, manifest, remove } = podCli();
+after(remove);
 
 // Pods run through the real CLI, in the foreground and detached: exit codes, signals, back-off,
 // pid reuse. (A detached pod driven from other processes: pod-detach.test.ts.)
-
-const pillion = (...args: string[]) =>
-  spawnSync(process.execPath, [cli, ...args, '--state-dir', state], {
-    encoding: 'utf8',
-    env: { ...process.env, NO_COLOR: '1' },
-  });
-
-function manifest(name: string, body: string): string {
-  const p = join(root, `${name}.yaml`);
-  writeFileSync(p, body.replaceAll('$DIR', root));
-  return p;
-}
 
 test('up in the foreground streams prefixed logs and exits with the outcome: 0 Succeeded, 1 Failed', () => {
   const ok = manifest(
