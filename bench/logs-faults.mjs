@@ -10,7 +10,6 @@ import { performance } from 'node:perf_hooks';
 import {
   FileLineCounter,
   PeerStartError,
-  canConnect,
   checkSeqs,
   fmtInt,
   freePort,
@@ -26,8 +25,8 @@ import {
   tail,
   waitFor200,
 } from './lib.mjs';
+import { startSyslogNg } from './syslog-ng.mjs';
 
-const SYSLOG_NG = '/usr/sbin/syslog-ng';
 const READY_DEADLINE_MS = 30_000;
 /** Once no new line arrived for this long after the writer finished, the output is final. */
 const QUIET_MS = 5000;
@@ -95,29 +94,7 @@ log { source(s_in); destination(d_out); flags(flow-control); };
     return {
       outFile,
       live,
-      start: async () => {
-        fs.rmSync(pidFile, { force: true });
-        const child = startProcess('syslog-ng', SYSLOG_NG, [
-          '-F',
-          '--no-caps',
-          '-f',
-          conf,
-          '-R',
-          persist,
-          '-p',
-          pidFile,
-          '--control',
-          ctl,
-        ]);
-        const deadline = Date.now() + READY_DEADLINE_MS;
-        for (;;) {
-          if (!isRunning(child)) throw new PeerStartError(`syslog-ng exited: ${tail(child.stderrText)}`);
-          if (fs.existsSync(pidFile) && (await canConnect(ctl))) return child;
-          if (Date.now() > deadline)
-            throw new PeerStartError(`syslog-ng not ready: ${tail(child.stderrText)}`);
-          await sleep(10);
-        }
-      },
+      start: () => startSyslogNg({ conf, persist, pidFile, ctl, deadlineMs: READY_DEADLINE_MS, pollMs: 10 }),
       batch: null,
     };
   }

@@ -29,7 +29,6 @@ import {
   FileLineCounter,
   PeerStartError,
   ROOT,
-  canConnect,
   checkSeqs,
   clean,
   clockTicks,
@@ -55,6 +54,7 @@ import {
   tail,
   waitFor200,
 } from './lib.mjs';
+import { SYSLOG_NG, startSyslogNg as startSyslogNgProcess } from './syslog-ng.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -63,7 +63,6 @@ class RunError extends Error {}
 
 const CONTENDERS = ['syslog-ng', 'pillion-file', 'pillion-http', 'node-loop'];
 const CASES = ['throughput', 'rotation', 'outage'];
-const SYSLOG_NG = '/usr/sbin/syslog-ng';
 const READY_DEADLINE_MS = 15_000;
 const POLL_MS = 20;
 // After the last expected line arrives, wait this long for more: duplicates show up here.
@@ -156,34 +155,15 @@ log { source(s_in); parser(p_json); rewrite(r_enrich); destination(d_out); flags
   const { code } = await check.exited;
   if (code !== 0) throw new PeerStartError(`config rejected: ${tail(check.stderrText || check.stdoutText)}`);
   const persist = path.join(dir, 'syslog-ng.persist');
-  const child = startProcess('syslog-ng', SYSLOG_NG, [
-    '-F',
-    '--no-caps',
-    '-f',
-    conf,
-    '-R',
-    persist,
-    '-p',
-    pidFile,
-    '--control',
-    ctl,
-  ]);
   // Ready: the pid file is written and the control socket accepts a connection.
-  const deadline = Date.now() + READY_DEADLINE_MS;
-  for (;;) {
-    if (!isRunning(child)) {
-      const r = await child.exited;
-      throw new PeerStartError(
-        `exited (${r.signal ?? `code ${r.code}`}): ${tail(child.stderrText) || '(no output)'}`,
-      );
-    }
-    if (fs.existsSync(pidFile) && (await canConnect(ctl))) break;
-    if (Date.now() > deadline) {
-      await stopProcess(child);
-      throw new PeerStartError(`not ready within ${READY_DEADLINE_MS} ms: ${tail(child.stderrText)}`);
-    }
-    await sleep(50);
-  }
+  const child = await startSyslogNgProcess({
+    conf,
+    persist,
+    pidFile,
+    ctl,
+    deadlineMs: READY_DEADLINE_MS,
+    pollMs: 50,
+  });
   const counter = new FileLineCounter(outFile);
   return { child, outFile, count: async () => counter.poll(), close: () => counter.close() };
 }
