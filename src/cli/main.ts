@@ -7,13 +7,13 @@
 
 import { Command, Option } from 'commander';
 import { PLANNED_ROLES } from '../roles.js';
-import { LOG_LEVELS } from '../runtime/index.js';
+// Not the runtime's index: that would load the runtime (and its dependencies) for every command.
+import { LOG_LEVELS } from '../runtime/log-levels.js';
 import { exitAfterFlush } from './exit.js';
-import { podCommand } from './pod.js';
-import { runCommand } from './run.js';
-import { schemaCommand } from './schema.js';
-import { validateCommand } from './validate.js';
 import { VERSION } from './version.js';
+
+const POD_DESCRIPTION =
+  "run a Kubernetes Pod (or the pod template of a Job, Deployment, ReplicaSet, StatefulSet or DaemonSet) as local processes, with the kubelet's lifecycle";
 
 const program = new Command()
   .name('pillion')
@@ -37,6 +37,7 @@ program
   )
   .action(async (opts) => {
     // Exit even if something still holds the event loop: the runtime has drained and stopped.
+    const { runCommand } = await import('./run.js');
     await exitAfterFlush(await runCommand(opts));
   });
 
@@ -45,14 +46,27 @@ program
   .description('check a config file; exit 0 when valid, 1 with every error (file:line:col) when not')
   .requiredOption('-c, --config <file>', 'config file')
   .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
-  .action(async (opts) => finish(await validateCommand(opts)));
+  .action(async (opts) => {
+    const { validateCommand } = await import('./validate.js');
+    return finish(await validateCommand(opts));
+  });
 
 program
   .command('schema')
   .description('print the JSON Schema of pillion.yaml (for editors: # yaml-language-server: $schema=...)')
-  .action(() => finish(schemaCommand()));
+  .action(async () => {
+    const { schemaCommand } = await import('./schema.js');
+    return finish(await schemaCommand());
+  });
 
-program.addCommand(podCommand(finish));
+// `pod` has subcommands of its own, defined with its code: that code is loaded only when the
+// command line names `pod` (help for the other commands lists it by its description).
+if (commandName(process.argv.slice(2)) === 'pod') {
+  const { podCommand } = await import('./pod.js');
+  program.addCommand(podCommand(finish).description(POD_DESCRIPTION));
+} else {
+  program.command('pod').description(POD_DESCRIPTION).argument('[args...]').allowUnknownOption();
+}
 
 // Commands of planned roles answer that they are coming, not "unknown command".
 for (const role of PLANNED_ROLES) {
@@ -68,6 +82,12 @@ for (const role of PLANNED_ROLES) {
         return finish(1);
       });
   }
+}
+
+/** The subcommand a command line names (`pillion help pod` names pod), skipping global options. */
+function commandName(args: readonly string[]): string | undefined {
+  const words = args.filter((a) => !a.startsWith('-'));
+  return words[0] === 'help' ? words[1] : words[0];
 }
 
 function finish(code: number): Promise<never> {
