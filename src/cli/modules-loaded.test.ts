@@ -1,6 +1,8 @@
 // Which code `pillion run` loads for a config: a role whose section is absent must cost nothing,
 // so neither its modules nor its dependencies may be loaded. A module loader hook (registered
 // with --import) records every ES module the process loads; packages are told by their entry.
+// Both ways of running it are checked: the modules tsc wrote (dist/cli/main.js), and the bundled
+// bin (dist/bin/pillion.js), whose chunks are named after the module a dynamic import() loads.
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -47,16 +49,27 @@ interface Loaded {
   files: string[];
   /** Packages of node_modules whose code was loaded. */
   packages: string[];
+  /** The chunks of the bundle, by the name of the module they hold (inbound for inbound-HASH.js). */
+  chunks: string[];
 }
 
+const BIN = join('bin', 'pillion.js');
+const MODULES = join('cli', 'main.js');
+
 /** Runs `pillion run -c config` until ready, stops it, and says what it loaded. */
-async function loadedBy(name: string, config: string, env: Record<string, string> = {}): Promise<Loaded> {
+async function loadedBy(
+  entry: string,
+  name: string,
+  config: string,
+  env: Record<string, string> = {},
+): Promise<Loaded> {
+  name = `${name}-${entry === BIN ? 'bin' : 'modules'}`;
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, config);
   const record = join(dir, `${name}.loaded`);
   const child = spawn(
     process.execPath,
-    ['--import', join(dir, 'record.mjs'), join(dist, 'cli', 'main.js'), 'run', '-c', file],
+    ['--import', join(dir, 'record.mjs'), join(dist, entry), 'run', '-c', file],
     { env: { ...process.env, ...env, PILLION_TEST_LOADED: record }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -91,7 +104,11 @@ async function loadedBy(name: string, config: string, env: Record<string, string
   const packages = [
     ...new Set(urls.flatMap((u) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u)?.[1] ?? [])),
   ].sort();
-  return { files, packages };
+  const chunks = files
+    .flatMap((f) => /^bin\/(.+)-[A-Z0-9]{8}\.js$/.exec(f)?.[1] ?? [])
+    .filter((c) => c !== 'chunk')
+    .sort();
+  return { files, packages, chunks };
 }
 
 function status(url: string): Promise<number> {
@@ -112,6 +129,9 @@ const testSupport = (l: Loaded) =>
 // admin server and the metrics registry. Never: other commands, the pod runner, test helpers.
 const BASE_FOLDERS = ['admin', 'cli', 'config', 'lib', 'metrics', 'roles.js', 'runtime'];
 const BASE_PACKAGES = ['commander', 'pino', 'yaml', 'zod'];
+// The bundle's chunks that hold one module a dynamic import() loads (the others hold code shared
+// by several, and are named chunk-HASH.js): a subcommand, a role's module, schema or checks.
+const BASE_CHUNKS = ['program', 'run'];
 
 function assertBase(l: Loaded) {
   for (const f of ['cli/pod.js', 'cli/validate.js', 'cli/schema.js'])
@@ -120,8 +140,35 @@ function assertBase(l: Loaded) {
   for (const p of ['pino-pretty', 'prom-client']) assert.ok(!l.packages.includes(p), `${p} is loaded`);
 }
 
+const MINIMAL = 'admin:\n  listen: 127.0.0.1:0\n';
+const inboundOnly = () =>
+  `admin:\n  listen: 127.0.0.1:0\napp:\n  port: ${appPort}\ninbound:\n  listeners:\n    - address: 127.0.0.1:0\n`;
+
+async function demo(entry: string): Promise<Loaded> {
+  const tls = join(dir, 'tls');
+  execFileSync(process.execPath, [join(root, 'examples', 'legacy-orders', 'make-cert.mjs'), tls], {
+    stdio: 'ignore',
+  });
+  const d = mkdtempSync(join(dir, 'demo-'));
+  mkdirSync(join(d, 'app-logs'), { recursive: true });
+  return loadedBy(
+    entry,
+    'demo',
+    readFileSync(join(root, 'examples', 'legacy-orders', 'pillion.yaml'), 'utf8'),
+    {
+      ADMIN_PORT: '0',
+      APP_PORT: String(appPort),
+      HTTPS_PORT: '0',
+      TLS_DIR: tls,
+      LOGS_DATA_DIR: join(d, 'state'),
+      APP_LOG_DIR: join(d, 'app-logs'),
+      SHIPPED_LOGS_DIR: join(d, 'logs'),
+    },
+  );
+}
+
 test('a minimal config (the admin server alone) loads no role', async () => {
-  const l = await loadedBy('minimal', 'admin:\n  listen: 127.0.0.1:0\n');
+  const l = await loadedBy(MODULES, 'minimal', MINIMAL);
   assertBase(l);
   assert.deepEqual(folders(l), BASE_FOLDERS);
   assert.deepEqual(l.packages, BASE_PACKAGES);
@@ -129,10 +176,7 @@ test('a minimal config (the admin server alone) loads no role', async () => {
 });
 
 test('an inbound-only config loads the proxy, and not the log role', async () => {
-  const l = await loadedBy(
-    'inbound',
-    `admin:\n  listen: 127.0.0.1:0\napp:\n  port: ${appPort}\ninbound:\n  listeners:\n    - address: 127.0.0.1:0\n`,
-  );
+  const l = await loadedBy(MODULES, 'inbound', inboundOnly());
   assertBase(l);
   assert.deepEqual(folders(l), [...BASE_FOLDERS, 'proxy'].sort());
   assert.deepEqual(l.packages, BASE_PACKAGES);
@@ -142,27 +186,29 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
 });
 
 test("the demo's sidecar config loads the inbound proxy and the log role, nothing else", async () => {
-  const tls = join(dir, 'tls');
-  execFileSync(process.execPath, [join(root, 'examples', 'legacy-orders', 'make-cert.mjs'), tls], {
-    stdio: 'ignore',
-  });
-  const demo = join(dir, 'demo');
-  mkdirSync(join(demo, 'app-logs'), { recursive: true });
-  const l = await loadedBy(
-    'demo',
-    readFileSync(join(root, 'examples', 'legacy-orders', 'pillion.yaml'), 'utf8'),
-    {
-      ADMIN_PORT: '0',
-      APP_PORT: String(appPort),
-      HTTPS_PORT: '0',
-      TLS_DIR: tls,
-      LOGS_DATA_DIR: join(demo, 'state'),
-      APP_LOG_DIR: join(demo, 'app-logs'),
-      SHIPPED_LOGS_DIR: join(demo, 'logs'),
-    },
-  );
+  const l = await demo(MODULES);
   assertBase(l);
   assert.deepEqual(folders(l), [...BASE_FOLDERS, 'logs', 'proxy'].sort());
   assert.deepEqual(l.packages, BASE_PACKAGES);
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
+});
+
+test('the bundled bin loads only the chunks of the roles configured, and no package file', async () => {
+  const minimal = await loadedBy(BIN, 'minimal', MINIMAL);
+  assert.deepEqual(minimal.packages, [], 'the bundle reads a package from node_modules');
+  assert.ok(
+    minimal.files.every((f) => f.startsWith('bin/')),
+    'the bundle loads a module of dist/',
+  );
+  assert.deepEqual(minimal.chunks, BASE_CHUNKS);
+  const inbound = await loadedBy(BIN, 'inbound', inboundOnly());
+  assert.deepEqual(inbound.packages, []);
+  // The role's schema (config-HASH.js) is loaded with its section.
+  assert.deepEqual(inbound.chunks, [...BASE_CHUNKS, 'app-health', 'config', 'config', 'inbound'].sort());
+  const d = await demo(BIN);
+  assert.deepEqual(d.packages, []);
+  assert.deepEqual(
+    d.chunks,
+    [...BASE_CHUNKS, 'app-health', 'config', 'config', 'config', 'inbound', 'logs-module'].sort(),
+  );
 });
