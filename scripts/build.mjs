@@ -18,14 +18,14 @@ import { fileURLToPath } from 'node:url';
 
 export const STAMP = join('dist', '.build-stamp');
 
-/** Builds root's dist/; returns tsc's exit code. */
-export function build(root) {
+/** Builds root's dist/; resolves to tsc's exit code. */
+export async function build(root) {
   const started = new Date();
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
   if (r.status !== 0) return r.status ?? 1;
   chmodSync(join(root, 'dist', 'cli', 'main.js'), 0o755);
-  bundle(root);
+  await bundle(root);
   // The start time, not the end: a file saved while tsc ran is newer than the stamp, so rebuilt next time.
   closeSync(openSync(join(root, STAMP), 'w'));
   utimesSync(join(root, STAMP), started, started);
@@ -34,11 +34,24 @@ export function build(root) {
 
 export const BIN = join('dist', 'bin', 'pillion.js');
 
-function bundle(root) {
+// zod exports the messages of every language it speaks (z.locales, about 360 KB of the bundle, a
+// third of what every start would read and compile); Pillion speaks English only, the default
+// zod sets itself. The bundle gets a locales module with English alone.
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, () => ({
+      contents: "export { default as en } from './en.js';\n",
+      loader: 'js',
+    }));
+  },
+};
+
+async function bundle(root) {
   const esbuild = createRequire(import.meta.url)('esbuild');
   const outdir = join(root, 'dist', 'bin');
   rmSync(outdir, { recursive: true, force: true });
-  esbuild.buildSync({
+  await esbuild.build({
     entryPoints: { pillion: join(root, 'dist', 'cli', 'main.js') },
     outdir,
     bundle: true,
@@ -55,10 +68,11 @@ function bundle(root) {
     external: ['pino-pretty'],
     legalComments: 'none',
     logLevel: 'warning',
+    plugins: [zodEnglishOnly],
   });
   chmodSync(join(root, BIN), 0o755);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.exitCode = build(fileURLToPath(new URL('..', import.meta.url)));
+  process.exitCode = await build(fileURLToPath(new URL('..', import.meta.url)));
 }
