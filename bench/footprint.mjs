@@ -250,7 +250,19 @@ function pillion(ctx, file) {
   };
 }
 
+// A free port can be taken by another process between the probe and the bind (a shared machine):
+// such a run is started again on other ports.
 async function runOnce(c, ctx) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runOnceOn(c, ctx);
+    } catch (err) {
+      if (attempt >= 3 || !/EADDRINUSE/.test(String(err.message))) throw err;
+    }
+  }
+}
+
+async function runOnceOn(c, ctx) {
   const spec = await c.argv(ctx);
   const env = { ...ctx.env, ...(spec.env ?? {}) };
   if (spec.pathPrefix) env.PATH = `${spec.pathPrefix}:${env.PATH}`;
