@@ -61,7 +61,7 @@ if (commandName(process.argv.slice(2)) === 'pod') {
   const { podCommand } = await import('./pod.js');
   program.addCommand(podCommand(finish).description(POD_DESCRIPTION));
 } else {
-  program.command('pod').description(POD_DESCRIPTION).argument('[args...]').allowUnknownOption();
+  program.command('pod').description(POD_DESCRIPTION).argument('[command]');
 }
 
 // Commands of planned roles answer that they are coming, not "unknown command".
