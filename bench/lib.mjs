@@ -52,9 +52,14 @@ for (const [signal, code] of [
 
 export class PeerStartError extends Error {}
 
-export function startProcess(name, cmd, args, { core, cwd = ROOT } = {}) {
+export function startProcess(name, cmd, args, { core, cwd = ROOT, env } = {}) {
   const argv = core === undefined ? [cmd, ...args] : ['taskset', '-c', String(core), cmd, ...args];
-  const child = spawn(argv[0], argv.slice(1), { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0], argv.slice(1), {
+    cwd,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(env ? { env } : {}),
+  });
   child.label = name;
   child.stdoutText = '';
   child.stderrText = '';

@@ -8,7 +8,7 @@
 //   npm run bench:logs -- [--lines 1000000] [--runs 1] [--only syslog-ng,pillion-file,pillion-http,node-loop]
 //                         [--cases throughput,rotation,outage] [--kills 5] [--rotation-lines 200000]
 //                         [--rotation-rate 50000] [--rename-ms 400] [--kill-after-ms 500] [--outage-seconds 5]
-//                         [--timeout 120] [--json out.json] [--pillion dist/cli/main.js]
+//                         [--timeout 120] [--json out.json] [--pillion dist/bin/pillion.js]
 //
 // Each contender is started watching an empty directory; once it is ready, a hard link of the
 // generated file is renamed into that directory and the clock runs until the output holds every
@@ -596,7 +596,7 @@ function parseOptions(argv) {
       only: { type: 'string' },
       timeout: { type: 'string', default: '120' },
       json: { type: 'string' },
-      pillion: { type: 'string', default: path.join(ROOT, 'dist', 'cli', 'main.js') },
+      pillion: { type: 'string', default: path.join(ROOT, 'dist', 'bin', 'pillion.js') },
       cases: { type: 'string', default: CASES.join(',') },
       kills: { type: 'string', default: '5' },
       'rotation-lines': { type: 'string', default: '200000' },
@@ -758,7 +758,7 @@ async function main() {
       'usage: node bench/logs.mjs [--lines 1000000] [--runs 1] [--only syslog-ng,pillion-file,pillion-http,node-loop]\n' +
         '                           [--cases throughput,rotation,outage] [--kills 5] [--rotation-lines 200000]\n' +
         '                           [--rotation-rate 50000] [--rename-ms 400] [--kill-after-ms 500] [--outage-seconds 5]\n' +
-        '                           [--timeout 120] [--json out.json] [--pillion dist/cli/main.js]\n',
+        '                           [--timeout 120] [--json out.json] [--pillion dist/bin/pillion.js]\n',
     );
     return 0;
   }

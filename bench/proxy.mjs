@@ -4,6 +4,7 @@
 // each proxy pinned to its own core and loaded by wrk.
 //
 //   npm run bench:proxy -- [--duration 5] [--only pillion,nginx] [--scenarios 12B,TLS] [--json out.json]
+//                          [--pillion dist/bin/pillion.js]   (another build of pillion, to compare two)
 //
 // Layout: wrk and the backend share one core, the proxy under test gets another, so a proxy's numbers
 // are what one core of it delivers. Every peer is started here and killed on exit, even on Ctrl-C.
@@ -352,8 +353,11 @@ inbound:
 `;
 }
 
+// The pillion bin under test: the package's, or another build's (--pillion).
+let pillionBin = path.join(ROOT, 'dist', 'bin', 'pillion.js');
+
 async function startPillion({ tmp, core, backend, tlsFiles }) {
-  const main = path.join(ROOT, 'dist', 'cli', 'main.js');
+  const main = pillionBin;
   if (!fs.existsSync(main)) throw new PeerStartError(`${main} not found; run npm run build`);
   const adminPort = await freePort();
   const port = await freePort();
@@ -546,6 +550,7 @@ function parseOptions(argv) {
       only: { type: 'string' },
       scenarios: { type: 'string' },
       json: { type: 'string' },
+      pillion: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       // Internal: run one Node peer (this file started as a child process).
       serve: { type: 'string' },
@@ -887,9 +892,10 @@ function buildReport(opts, results, resources, tlsNegotiated) {
 
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
+  if (opts.pillion) pillionBin = path.resolve(opts.pillion);
   if (opts.help) {
     process.stdout.write(
-      'usage: node bench/proxy.mjs [--duration 5] [--only pillion,nginx] [--scenarios 12B,1KiB,64KiB,TLS] [--json out.json]\n' +
+      'usage: node bench/proxy.mjs [--duration 5] [--only pillion,nginx] [--scenarios 12B,1KiB,64KiB,TLS] [--json out.json] [--pillion BIN]\n' +
         `peers: ${PEERS.join(', ')}\n`,
     );
     return;

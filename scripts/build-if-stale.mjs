@@ -35,6 +35,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const reason = staleReason(root);
   if (reason) {
     console.error(`building dist/ (${reason})`);
-    process.exitCode = build(root);
+    process.exitCode = await build(root);
   }
 }

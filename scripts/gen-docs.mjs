@@ -5,10 +5,10 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { renderErrorDocs } from '../dist/lib/errors.js';
-import { pillionConfigDocs } from '../dist/runtime/index.js';
+import { pillionConfigDocs } from '../dist/roles.js';
 import { withSidecarConfig } from './demo-config.mjs';
 
-writeFileSync(new URL('../docs/config.md', import.meta.url), pillionConfigDocs());
+writeFileSync(new URL('../docs/config.md', import.meta.url), await pillionConfigDocs());
 writeFileSync(new URL('../docs/errors.md', import.meta.url), renderErrorDocs());
 const pod = new URL('../examples/legacy-orders/pod.yaml', import.meta.url);
 const sidecar = new URL('../examples/legacy-orders/pillion.yaml', import.meta.url);

@@ -16,8 +16,7 @@ import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { formatIssue } from './config/index.js';
 import { parseManifest } from './pod/index.js';
-import { PLANNED_ROLES } from './roles.js';
-import { parsePillionConfig } from './runtime/index.js';
+import { PLANNED_ROLES, parsePillionConfig } from './roles.js';
 
 const root = new URL('../', import.meta.url).pathname;
 
@@ -68,7 +67,7 @@ function where(ex: Example, issues: { line: number; col: number }[], render: (i:
   return issues.map((i, n) => `${ex.file}:${ex.line + i.line - 1}:${i.col} ${render(n)}`).join('\n');
 }
 
-test('every YAML example in README.md and docs/*.md is valid', () => {
+test('every YAML example in README.md and docs/*.md is valid', async () => {
   const examples = documentationFiles().flatMap((f) => yamlExamples(f, readFileSync(join(root, f), 'utf8')));
   assert.ok(examples.length >= 4, 'the examples were found');
   const failures: string[] = [];
@@ -80,7 +79,7 @@ test('every YAML example in README.md and docs/*.md is valid', () => {
       if (!r.ok) failures.push(where(ex, r.errors, (n) => formatIssue(r.errors[n]!).replace(/^\S+ /, '')));
     } else if (kind === 'pillion') {
       // Variables the examples leave to the reader's environment have defaults, or are named here.
-      const r = parsePillionConfig(ex.text, `${ex.file}:${ex.line}`, {});
+      const r = await parsePillionConfig(ex.text, `${ex.file}:${ex.line}`, {});
       if (!r.ok) failures.push(where(ex, r.issues, (n) => formatIssue(r.issues[n]!).replace(/^\S+ /, '')));
     } else {
       failures.push(`${ex.file}:${ex.line}: unknown marker "yaml ${kind}" (use pillion, pod or skip)`);

@@ -14,12 +14,12 @@ import { after, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { formatIssue } from './config/index.js';
 import { waitFor } from './lib/wait-for.js';
-import { parsePillionConfig } from './runtime/index.js';
+import { parsePillionConfig } from './roles.js';
 
 const root = new URL('../', import.meta.url).pathname;
 const example = join(root, 'examples/legacy-orders');
 
-test("the pod's sidecar ConfigMap is examples/legacy-orders/pillion.yaml, and it is valid with the pod's paths and without", () => {
+test("the pod's sidecar ConfigMap is examples/legacy-orders/pillion.yaml, and it is valid with the pod's paths and without", async () => {
   const pod = parseAllDocuments(readFileSync(join(example, 'pod.yaml'), 'utf8')).map((d) => d.toJS());
   const cm = pod.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'orders-sidecar');
   const file = readFileSync(join(example, 'pillion.yaml'), 'utf8');
@@ -31,10 +31,10 @@ test("the pod's sidecar ConfigMap is examples/legacy-orders/pillion.yaml, and it
   );
   assert.equal(podEnv.TLS_DIR, '/etc/pillion-tls');
   for (const env of [{}, podEnv]) {
-    const r = parsePillionConfig(file, 'pillion.yaml', env);
+    const r = await parsePillionConfig(file, 'pillion.yaml', env);
     assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
   }
-  const inPod = parsePillionConfig(file, 'pillion.yaml', podEnv);
+  const inPod = await parsePillionConfig(file, 'pillion.yaml', podEnv);
   assert.ok(inPod.ok);
   assert.equal(inPod.config.logs?.dataDir, '/var/lib/pillion/logs');
   assert.equal(inPod.config.inbound?.listeners[0]!.tls?.certificates[0]!.key, '/etc/pillion-tls/tls.key');

@@ -1,8 +1,151 @@
-// The roles of Pillion that are planned but not built yet, with the config keys and commands they
-// will bring. The loader and the CLI refuse these as "not built yet" rather than as typos, so a
-// user who read about a feature learns that it is coming, not that they misspelled it.
-// This is the place of the composition root (each role's name, schema and module); for now it
-// holds only the one list that the config loader, the CLI and the README share.
+// The composition root: every role of Pillion, the section of pillion.yaml it owns, and how to
+// load its schema, its module and its `validate` checks. Each is a dynamic import(), so a role
+// whose section is absent costs nothing: neither its code nor its dependencies are loaded.
+// The runtime knows modules only through their contract; the CLI gets the roles from here.
+// A new role is one entry in ROLES (and its section's type in runtime/config-schema.ts).
+// Below them, the roles that are planned but not built yet, whose keys and commands the loader
+// and the CLI refuse as "not built yet" rather than as typos.
+
+import type { z } from 'zod';
+import { type Env, type JsonSchema, type LoadResult, type PlannedLookup } from './config/index.js';
+import { loadConfigFileWith, parseConfigTextWith, renderConfigDocs, toJsonSchema } from './config/index.js';
+import type { PreflightIssue } from './lib/preflight.js';
+import { composePillionSchema, type PillionConfig } from './runtime/config-schema.js';
+import type { ModuleDefinition, ModuleSource } from './runtime/module.js';
+
+export interface Role {
+  /** The top-level section of pillion.yaml it owns (and the name of its module). */
+  readonly section: string;
+  /** The section's schema. */
+  schema(): Promise<z.ZodType>;
+  /** Its module, run when the section is present; roles are started in this list's order. */
+  module?(): Promise<ModuleDefinition<unknown>>;
+  /** What `pillion validate` checks beyond the schema (files, directories), without binding a port. */
+  preflight?(config: PillionConfig, env: Env): Promise<PreflightIssue[]>;
+}
+
+const def = <S>(d: ModuleDefinition<S>) => d as unknown as ModuleDefinition<unknown>;
+
+export const ROLES: readonly Role[] = [
+  {
+    section: 'app',
+    schema: async () => (await import('./runtime/config.js')).appSchema,
+    module: async () => def((await import('./runtime/app-health.js')).appModule()),
+  },
+  {
+    section: 'inbound',
+    schema: async () => (await import('./proxy/config.js')).inboundSchema,
+    module: async () => def((await import('./proxy/inbound.js')).inboundModule()),
+    preflight: async (c) => (await import('./proxy/preflight.js')).proxyPreflight('inbound', c.inbound!),
+  },
+  {
+    section: 'outbound',
+    schema: async () => (await import('./proxy/config.js')).outboundSchema,
+    module: async () => def((await import('./proxy/outbound.js')).outboundModule()),
+    preflight: async (c) => (await import('./proxy/preflight.js')).proxyPreflight('outbound', c.outbound!),
+  },
+  {
+    section: 'logs',
+    schema: async () => (await import('./logs/config.js')).logsSchema,
+    module: async () => def((await import('./logs/logs-module.js')).logsModule()),
+    preflight: async (c, env) => (await import('./logs/preflight.js')).logsPreflight(c.logs!, env),
+  },
+];
+
+/** The modules the runtime may start, each loaded only when its section is present. */
+export function roleModules(): ModuleSource[] {
+  return ROLES.flatMap((r) => (r.module ? [{ name: r.section, load: r.module }] : []));
+}
+
+/** Sections and keys of roles that are planned but not built: refused as such, not as typos. */
+const planned: PlannedLookup = (path) => plannedKey(path)?.what;
+
+const composed = new Map<string, Promise<z.ZodType>>();
+
+/** The schema of pillion.yaml with the schemas of these sections loaded (the others placeheld). */
+export function pillionSchemaFor(sections: readonly string[]): Promise<z.ZodType> {
+  const present = ROLES.filter((r) => sections.includes(r.section));
+  const key = present.map((r) => r.section).join(',');
+  let schema = composed.get(key);
+  if (!schema) {
+    schema = Promise.all(present.map(async (r) => [r.section, await r.schema()] as const)).then((loaded) =>
+      composePillionSchema(
+        Object.fromEntries(loaded),
+        ROLES.map((r) => r.section),
+      ),
+    );
+    composed.set(key, schema);
+  }
+  return schema;
+}
+
+export function loadPillionConfig(file: string, env: Env): Promise<LoadResult<PillionConfig>> {
+  return loadConfigFileWith(file, { schemaFor: pillionSchemaFor, env, planned }) as Promise<
+    LoadResult<PillionConfig>
+  >;
+}
+
+export function parsePillionConfig(text: string, file: string, env: Env): Promise<LoadResult<PillionConfig>> {
+  return parseConfigTextWith(text, file, { schemaFor: pillionSchemaFor, env, planned }) as Promise<
+    LoadResult<PillionConfig>
+  >;
+}
+
+/** The JSON Schema of the sections this config has (for /config's view with defaults and redactions). */
+export async function pillionJsonSchemaOf(config: PillionConfig): Promise<JsonSchema> {
+  return jsonSchema(await pillionSchemaFor(Object.keys(config)));
+}
+
+/** The JSON Schema of the whole of pillion.yaml (`pillion schema`, docs): every role's schema is loaded. */
+export async function pillionJsonSchema(): Promise<JsonSchema> {
+  return jsonSchema(await pillionSchemaFor(ROLES.map((r) => r.section)));
+}
+
+const jsonSchemas = new WeakMap<z.ZodType, JsonSchema>();
+function jsonSchema(schema: z.ZodType): JsonSchema {
+  let s = jsonSchemas.get(schema);
+  if (!s) {
+    s = toJsonSchema(schema, {
+      id: 'urn:pillion:config',
+      title: 'Pillion sidecar configuration (pillion.yaml)',
+    });
+    jsonSchemas.set(schema, s);
+  }
+  return s;
+}
+
+/** What `pillion validate` checks of the files and directories each present section names. */
+export async function pillionPreflight(config: PillionConfig, env: Env): Promise<PreflightIssue[]> {
+  const present = ROLES.filter(
+    (r) => r.preflight && (config as unknown as Record<string, unknown>)[r.section] !== undefined,
+  );
+  return (await Promise.all(present.map((r) => r.preflight!(config, env)))).flat();
+}
+
+export async function pillionConfigDocs(): Promise<string> {
+  return renderConfigDocs(await pillionJsonSchema(), CONFIG_DOCS_INTRO);
+}
+
+const CONFIG_DOCS_INTRO = `
+Every key of \`pillion.yaml\`, generated from the schema the loader validates against. All
+sections are optional; a missing key takes its default.
+
+- **Durations** are written with a unit: \`250ms\`, \`2s\`, \`1m\`, \`1h\`, \`1m30s\`.
+- **Sizes** carry a byte unit: \`512B\`, \`64KiB\`, \`10MB\`, \`1GiB\` (KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000).
+- **Addresses** are \`host:port\`: \`127.0.0.1:8080\`, \`:8080\` (every interface), \`[::1]:8080\`.
+- **Environment variables**: \`\${VAR}\` and \`\${VAR:-default}\` anywhere in a value; \`$\${\` writes a literal \`\${\`.
+  An unquoted value that is exactly one reference takes the type of what it expands to (\`port: \${PORT}\` is a number).
+- **Editors**: \`pillion schema > pillion.schema.json\` and start the file with
+  \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
+- **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
+
+Sections and keys of roles that are planned but not built yet (\`metrics\`, \`sync\`, \`policies\`; \`auth\`, \`jwt\`,
+\`authorization\`, \`rateLimit\`, route \`retries\` and \`timeout\`, an upstream's \`circuitBreaker\`, ...) are refused with
+\`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
+`;
+
+// ---------------------------------------------------------------------------------------------
+// Planned roles
 
 export interface PlannedRole {
   /** What the role brings, in the words of the README's "What is coming". */

@@ -11,7 +11,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chooseStateDir } from '../../dist/lib/state-dir.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const cli = join(here, '..', '..', 'dist', 'cli', 'main.js');
+const cli = join(here, '..', '..', 'dist', 'bin', 'pillion.js');
 
 /**
  * What the demo runs and what it tells the person who started it. Throws

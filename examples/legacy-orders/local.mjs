@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const cli = join(here, '..', '..', 'dist', 'cli', 'main.js');
+const cli = join(here, '..', '..', 'dist', 'bin', 'pillion.js');
 const demo = process.env.PILLION_DEMO_DIR || '/tmp/pillion-demo';
 const dirs = {
   TLS_DIR: join(demo, 'tls'),

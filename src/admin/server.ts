@@ -10,7 +10,7 @@ import { type ErrorCode, PillionError } from '../lib/errors.js';
 export interface AdminHandlers {
   readiness(): { ready: boolean; state: string; checks: { name: string; ready: boolean; reason?: string }[] };
   metrics(): Promise<{ contentType: string; body: string }>;
-  config(): unknown;
+  config(): Promise<unknown>;
   reload(): Promise<{ ok: boolean }>;
   /** Begins a graceful shutdown; called after the response has been sent. */
   quit(): void;
@@ -34,7 +34,7 @@ export class AdminServer {
       ['/healthz', new Map([['GET', (_q, s) => text(s, 200, 'ok\n')]])],
       ['/readyz', new Map([['GET', (_q, s) => this.#readyz(s)]])],
       ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
-      ['/config', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.config())]])],
+      ['/config', new Map([['GET', async (_q, s) => json(s, 200, await this.#handlers.config())]])],
       ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
       ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
     ]);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -74,8 +74,10 @@ async function adminPort(logs: Record<string, any>[]): Promise<number> {
   return line.port ?? Number(String(line.admin).split(':').pop());
 }
 
-test('regression: the installed bin runs by itself (tsc does not make dist/cli/main.js executable)', () => {
-  const r = spawnSync(cli, ['--help'], { encoding: 'utf8' });
+test('regression: the installed bin runs by itself (executable, with its shebang)', () => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: { pillion: string } };
+  assert.equal(pkg.bin.pillion, 'dist/bin/pillion.js');
+  const r = spawnSync(join(root, pkg.bin.pillion), ['--help'], { encoding: 'utf8' });
   assert.equal(r.error, undefined, String(r.error));
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /Usage: pillion/);

@@ -63,9 +63,8 @@ export function podCommand(done: (code: number) => void): Command {
         process.stderr.write(`${err.code} ${err.message}\n`);
         done(1);
       });
-  const pod = new Command('pod').description(
-    "run a Kubernetes Pod (or the pod template of a Job, Deployment, ReplicaSet, StatefulSet or DaemonSet) as local processes, with the kubelet's lifecycle",
-  );
+  // Its description is main.ts's, which lists the command without loading this file.
+  const pod = new Command('pod');
   const stateOpt = () =>
     new Option(
       '--state-dir <dir>',

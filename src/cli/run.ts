@@ -2,16 +2,14 @@
 // file (and without PILLION_CONFIG) it runs on embedded defaults: the admin server alone.
 
 import type { LoadResult } from '../config/index.js';
+import { loadPillionConfig, parsePillionConfig, pillionJsonSchemaOf, roleModules } from '../roles.js';
 import {
-  builtinModules,
   createLogger,
   errorCode,
   handleSignals,
   isOperationalError,
   type LogFormat,
-  loadPillionConfig,
   type PillionConfig,
-  parsePillionConfig as parseDefaults,
   Runtime,
 } from '../runtime/index.js';
 import { renderIssues } from './print-issues.js';
@@ -28,7 +26,7 @@ export async function runCommand(opts: RunOptions): Promise<number> {
   const file = opts.config ?? env.PILLION_CONFIG;
   const loaded: LoadResult<PillionConfig> = file
     ? await loadPillionConfig(file, env)
-    : parseDefaults('', '(embedded defaults)', env);
+    : await parsePillionConfig('', '(embedded defaults)', env);
   if (!loaded.ok) {
     process.stderr.write(renderIssues(loaded.issues, loaded.text, process.stderr.isTTY === true));
     return 1;
@@ -43,7 +41,9 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     configFile: file,
     env,
     logger,
-    modules: builtinModules(),
+    modules: roleModules(),
+    loadConfig: loadPillionConfig,
+    jsonSchema: pillionJsonSchemaOf,
     version: VERSION,
     logLevelOverride: opts.logLevel,
   });

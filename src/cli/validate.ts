@@ -4,17 +4,14 @@
 // (file:line:col CODE path: message) when not.
 
 import { type ConfigIssue, issuesInText } from '../config/index.js';
-import type { PreflightIssue } from '../lib/preflight.js';
-import { logsPreflight } from '../logs/index.js';
-import { proxyPreflight } from '../proxy/index.js';
-import { loadPillionConfig, type PillionConfig } from '../runtime/index.js';
+import { loadPillionConfig, pillionPreflight } from '../roles.js';
 import { renderIssues } from './print-issues.js';
 
 export async function validateCommand(opts: { config: string; format: 'text' | 'json' }): Promise<number> {
   const env = process.env;
   const result = await loadPillionConfig(opts.config, env);
   let issues: ConfigIssue[] = result.ok ? [] : result.issues;
-  if (result.ok) issues = issuesInText(result.text, opts.config, await preflight(result.config, env));
+  if (result.ok) issues = issuesInText(result.text, opts.config, await pillionPreflight(result.config, env));
   const valid = issues.length === 0;
   if (opts.format === 'json') {
     process.stdout.write(`${JSON.stringify({ valid, errors: issues }, null, 2)}\n`);
@@ -26,17 +23,4 @@ export async function validateCommand(opts: { config: string; format: 'text' | '
   }
   process.stderr.write(renderIssues(issues, result.text, process.stderr.isTTY === true));
   return 1;
-}
-
-/** What each role checks of the files and directories its section names. */
-async function preflight(
-  config: PillionConfig,
-  env: Readonly<Record<string, string | undefined>>,
-): Promise<PreflightIssue[]> {
-  const checks = await Promise.all([
-    config.inbound ? proxyPreflight('inbound', config.inbound) : [],
-    config.outbound ? proxyPreflight('outbound', config.outbound) : [],
-    config.logs ? logsPreflight(config.logs, env) : [],
-  ]);
-  return checks.flat();
 }

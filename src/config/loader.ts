@@ -4,7 +4,15 @@
 // used for multi-document files (pod manifests), where unknown keys may be warnings instead.
 
 import { open } from 'node:fs/promises';
-import { type Document, LineCounter, parseAllDocuments, parseDocument, type YAMLError } from 'yaml';
+import {
+  type Document,
+  isMap,
+  isScalar,
+  LineCounter,
+  parseAllDocuments,
+  parseDocument,
+  type YAMLError,
+} from 'yaml';
 import type { z } from 'zod';
 import { didYouMean } from '../lib/did-you-mean.js';
 import type { ErrorCode } from '../lib/errors.js';
@@ -35,13 +43,70 @@ export function parseConfigText<S extends z.ZodType>(
   file: string,
   opts: LoadOptions<S>,
 ): LoadResult<z.output<S>> {
+  const parsed = parseConfigDocument(text, file, opts.env);
+  if ('issues' in parsed) return parsed;
+  return validateConfig(parsed, text, file, opts.schema, opts.planned);
+}
+
+export interface LoadWithOptions<S extends z.ZodType> {
+  /** The schema for a document with these top-level keys (loaded on demand). */
+  schemaFor(keys: readonly string[]): Promise<S>;
+  env: Env;
+  planned?: PlannedLookup | undefined;
+}
+
+/** parseConfigText with a schema chosen by the top-level keys the document has. */
+export async function parseConfigTextWith<S extends z.ZodType>(
+  text: string,
+  file: string,
+  opts: LoadWithOptions<S>,
+): Promise<LoadResult<z.output<S>>> {
+  const parsed = parseConfigDocument(text, file, opts.env);
+  if ('issues' in parsed) return parsed;
+  const contents = parsed.doc.contents;
+  const keys = isMap(contents)
+    ? contents.items.flatMap((p) => (isScalar(p.key) ? [String(p.key.value)] : []))
+    : [];
+  return validateConfig(parsed, text, file, await opts.schemaFor(keys), opts.planned);
+}
+
+export async function loadConfigFileWith<S extends z.ZodType>(
+  file: string,
+  opts: LoadWithOptions<S>,
+): Promise<LoadResult<z.output<S>>> {
+  const text = await readText(file);
+  if (typeof text !== 'string') return { ok: false, issues: [text] };
+  return parseConfigTextWith(text, file, opts);
+}
+
+interface ParsedConfig {
+  doc: Document;
+  lc: LineCounter;
+  envIssues: ConfigIssue[];
+}
+
+function parseConfigDocument(
+  text: string,
+  file: string,
+  env: Env,
+): ParsedConfig | { ok: false; issues: ConfigIssue[]; text: string } {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, merge: true, prettyErrors: false });
   const syntax = yamlErrors(doc, file, lc, text);
   if (syntax.length > 0) return { ok: false, issues: syntax, text };
-  const envIssues = interpolate(doc, lc, opts.env, file, text);
-  const v = validateDocument(doc, lc, file, opts.schema, {
-    planned: opts.planned,
+  const envIssues = interpolate(doc, lc, env, file, text);
+  return { doc, lc, envIssues };
+}
+
+function validateConfig<S extends z.ZodType>(
+  { doc, lc, envIssues }: ParsedConfig,
+  text: string,
+  file: string,
+  schema: S,
+  planned: PlannedLookup | undefined,
+): LoadResult<z.output<S>> {
+  const v = validateDocument(doc, lc, file, schema, {
+    planned,
     notAMapping: 'the config must be a mapping of sections (admin:, app:, ...)',
   });
   if (v.ok && envIssues.length === 0) return { ok: true, config: v.value, raw: v.raw, text };

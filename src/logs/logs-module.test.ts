@@ -24,7 +24,7 @@ import { formatIssue } from '../config/index.js';
 import { type Clock, FakeClock, systemClock } from '../lib/clock.js';
 import { waitFor } from '../lib/wait-for.js';
 import { createMetricsRegistry, type Registry } from '../metrics/index.js';
-import { parsePillionConfig } from '../runtime/config-schema.js';
+import { parsePillionConfig } from '../roles.js';
 import { HealthSignal } from '../runtime/health-signal.js';
 import type { LogsConfig } from './config.js';
 import { LogsModule } from './logs-module.js';
@@ -36,8 +36,8 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function logsConfig(yaml: string): LogsConfig {
-  const r = parsePillionConfig(yaml, 'pillion.yaml', {});
+async function logsConfig(yaml: string): Promise<LogsConfig> {
+  const r = await parsePillionConfig(yaml, 'pillion.yaml', {});
   if (!r.ok) throw new Error(r.issues.map(formatIssue).join('\n'));
   return r.config.logs!;
 }
@@ -113,7 +113,7 @@ test('every kind of record arrives, parsed or kept raw and flagged; redaction ha
   const d = join(dir, 'kinds');
   mkdirSync(join(d, 'in'), { recursive: true });
   const out = join(d, 'out.ndjson');
-  const cfg = logsConfig(`
+  const cfg = await logsConfig(`
 logs:
   dataDir: ${d}/data
   sources:
@@ -203,7 +203,7 @@ test('a sink that is down: memory stays under the buffer bound, the tail pauses,
   const d = join(dir, 'down');
   mkdirSync(join(d, 'in'), { recursive: true });
   const port = await freePort();
-  const cfg = logsConfig(`
+  const cfg = await logsConfig(`
 logs:
   dataDir: ${d}/data
   unhealthyAfter: 100ms
@@ -258,7 +258,7 @@ test('a slow but healthy sink: the tail reads about one batch ahead of it, not a
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
-  const cfg = logsConfig(`
+  const cfg = await logsConfig(`
 logs:
   dataDir: ${d}/data
   sources:
@@ -295,7 +295,7 @@ test('the disk buffer carries acknowledged events across a restart', async () =>
   const d = join(dir, 'disk');
   mkdirSync(join(d, 'in'), { recursive: true });
   const port = await freePort();
-  const cfg = logsConfig(`
+  const cfg = await logsConfig(`
 logs:
   dataDir: ${d}/data
   sources:
@@ -356,11 +356,11 @@ logs:
 `;
   const file = join(d, 'in', 'app.log');
   writeFileSync(file, lines(0, 1000));
-  const { module, started } = startModule(logsConfig(yaml('a.ndjson')));
+  const { module, started } = startModule(await logsConfig(yaml('a.ndjson')));
   await started;
   try {
     await waitFor(() => ndjson(join(d, 'a.ndjson')).length === 1000);
-    assert.equal(await module.reload(logsConfig(yaml('b.ndjson'))), 'applied');
+    assert.equal(await module.reload(await logsConfig(yaml('b.ndjson'))), 'applied');
     appendFileSync(file, lines(1000, 2000));
     await waitFor(() => ndjson(join(d, 'b.ndjson')).length === 1000);
     const seqs = [...ndjson(join(d, 'a.ndjson')), ...ndjson(join(d, 'b.ndjson'))].map((e) => e.seq);
@@ -377,7 +377,7 @@ test('regression: with its only sink down, a tail holds a few batches in memory,
   const d = join(dir, 'pace');
   mkdirSync(join(d, 'in'), { recursive: true });
   const port = await freePort();
-  const cfg = logsConfig(`
+  const cfg = await logsConfig(`
 logs:
   dataDir: ${d}/data
   sources:
@@ -429,7 +429,7 @@ test('two sinks, one down: the failing one buffers (to its bound) so the other k
   mkdirSync(join(d, 'in'), { recursive: true });
   const port = await freePort();
   const out = join(d, 'out.ndjson');
-  const cfg = logsConfig(`
+  const cfg = await logsConfig(`
 logs:
   dataDir: ${d}/data
   sources:
@@ -470,7 +470,7 @@ test('regression (issue 14): a file sink that cannot write says so in /readyz fr
   mkdirSync(join(d, 'in'), { recursive: true });
   // Its directory cannot be made: a file is in the way (modes would not stop root).
   writeFileSync(join(d, 'blocker'), '');
-  const cfg = logsConfig(`
+  const cfg = await logsConfig(`
 logs:
   dataDir: ${d}/data
   sources:
@@ -504,7 +504,7 @@ test('regression (issue 14): an unreadable tail directory shows in /readyz and i
   mkdirSync(d, { recursive: true });
   // A symbolic link loop cannot be read, not even by root.
   symlinkSync('in', join(d, 'in'));
-  const cfg = logsConfig(`
+  const cfg = await logsConfig(`
 logs:
   dataDir: ${d}/data
   sources:
@@ -530,7 +530,7 @@ test("regression: a restart during an outage carries the sink's failing-since, s
   const d = join(dir, 'carried');
   mkdirSync(join(d, 'in'), { recursive: true });
   const port = await freePort();
-  const cfg = logsConfig(`
+  const cfg = await logsConfig(`
 logs:
   dataDir: ${d}/data
   unhealthyAfter: 1m
@@ -559,14 +559,14 @@ logs:
 });
 
 describe('config errors name the place and the fix', () => {
-  const issues = (yaml: string) => {
-    const r = parsePillionConfig(yaml, 'pillion.yaml', {});
+  const issues = async (yaml: string) => {
+    const r = await parsePillionConfig(yaml, 'pillion.yaml', {});
     return r.ok ? [] : r.issues.map(formatIssue);
   };
 
-  test('a sink or transform naming a missing source, with a suggestion', () => {
+  test('a sink or transform naming a missing source, with a suggestion', async () => {
     assert.deepEqual(
-      issues(`
+      await issues(`
 logs:
   sources:
     app: { type: stdin }
@@ -582,9 +582,9 @@ logs:
     );
   });
 
-  test('credentials in a sink URL are refused, pointing at the secret fields', () => {
+  test('credentials in a sink URL are refused, pointing at the secret fields', async () => {
     assert.deepEqual(
-      issues(`
+      await issues(`
 logs:
   sources:
     app: { type: stdin }
@@ -597,9 +597,9 @@ logs:
     );
   });
 
-  test('a source that feeds no sink', () => {
+  test('a source that feeds no sink', async () => {
     assert.deepEqual(
-      issues(`
+      await issues(`
 logs:
   sources:
     app: { type: stdin }
@@ -613,8 +613,8 @@ logs:
     );
   });
 
-  test('a filter needs exactly one test, a bad regex is reported at its place', () => {
-    const out = issues(`
+  test('a filter needs exactly one test, a bad regex is reported at its place', async () => {
+    const out = await issues(`
 logs:
   sources:
     app: { type: stdin, multiline: { startPattern: "([" } }

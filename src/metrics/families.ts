@@ -1,8 +1,8 @@
 // Metric families that count on plain numbers: the hot path looks a series up once (per route,
 // per log source) and increments a field, and the family renders itself into the registry only
-// when /metrics is scraped. prom-client's own counters hash a label object on every increment.
+// when /metrics is scraped. Registry's own counters look a series up by its labels on every increment.
 
-import type { Registry } from 'prom-client';
+import type { Registry } from './registry.js';
 
 export interface Series {
   labels: Record<string, string>;

@@ -1,7 +1,20 @@
-// The metrics capability's public surface: the shared registry and get-or-create helpers.
+// The metrics capability's public surface: the shared registry, get-or-create helpers, and the
+// plain-number families the hot paths count on.
 
-export type { Counter, Gauge, Histogram } from 'prom-client';
-export { counter, createMetricsRegistry, gauge, histogram, Registry } from './registry.js';
+export {
+  Counter,
+  counter,
+  createMetricsRegistry,
+  Gauge,
+  gauge,
+  Histogram,
+  histogram,
+  type Metric,
+  type MetricSnapshot,
+  Registry,
+  type Sample,
+} from './registry.js';
+export { renderText, TEXT_CONTENT_TYPE } from './exposition.js';
 export {
   CounterFamily,
   family,

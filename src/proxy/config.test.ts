@@ -3,15 +3,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { formatIssue } from '../config/index.js';
-import { parsePillionConfig } from '../runtime/config-schema.js';
+import { parsePillionConfig } from '../roles.js';
 
-function errors(text: string): string[] {
-  const r = parsePillionConfig(text, 'p.yaml', {});
+async function errors(text: string): Promise<string[]> {
+  const r = await parsePillionConfig(text, 'p.yaml', {});
   assert.ok(!r.ok, 'expected the config to be refused');
   return r.issues.map(formatIssue);
 }
 
-test('a route naming an upstream that is not defined: its line, and the near name', () => {
+test('a route naming an upstream that is not defined: its line, and the near name', async () => {
   const text = [
     'app: { port: 8080 }',
     'inbound:',
@@ -22,12 +22,12 @@ test('a route naming an upstream that is not defined: its line, and the near nam
     '    payments: { endpoints: ["localhost:9000"] }',
     '',
   ].join('\n');
-  assert.deepEqual(errors(text), [
+  assert.deepEqual(await errors(text), [
     'p.yaml:5:17 PILLION_ERR_PROXY_UNKNOWN_UPSTREAM inbound.routes[0].upstream: route 0 names upstream "paymnts" (did you mean "payments"? defined: app, payments)',
   ]);
 });
 
-test('routes to the app need an app section; a tcp listener too', () => {
+test('routes to the app need an app section; a tcp listener too', async () => {
   const text = [
     'inbound:',
     '  listeners:',
@@ -35,7 +35,7 @@ test('routes to the app need an app section; a tcp listener too', () => {
     '    - { address: "127.0.0.1:5433", mode: tcp }',
     '',
   ].join('\n');
-  const out = errors(text);
+  const out = await errors(text);
   assert.equal(out.length, 2);
   assert.match(
     out[0]!,
@@ -44,7 +44,7 @@ test('routes to the app need an app section; a tcp listener too', () => {
   assert.match(out[1]!, /PILLION_ERR_PROXY_UNKNOWN_UPSTREAM .*tcp listener 1 forwards to the app/);
 });
 
-test('rewritePrefix without a prefix match, and upstream on an HTTP listener, are refused where they are', () => {
+test('rewritePrefix without a prefix match, and upstream on an HTTP listener, are refused where they are', async () => {
   const text = [
     'app: { port: 8080 }',
     'inbound:',
@@ -53,7 +53,7 @@ test('rewritePrefix without a prefix match, and upstream on an HTTP listener, ar
     '    - { match: { exact: /a }, rewritePrefix: /b }',
     '',
   ].join('\n');
-  const out = errors(text);
+  const out = await errors(text);
   assert.ok(
     out.some((e) =>
       /^p\.yaml:3:\d+ .*inbound\.listeners\[0\]\.upstream: upstream on a listener is for mode: tcp/.test(e),
@@ -68,18 +68,21 @@ test('rewritePrefix without a prefix match, and upstream on an HTTP listener, ar
   );
 });
 
-test('the outbound listener defaults to 127.0.0.1:15001; an unknown section key gets a suggestion', () => {
-  const ok = parsePillionConfig(
+test('the outbound listener defaults to 127.0.0.1:15001; an unknown section key gets a suggestion', async () => {
+  const ok = await parsePillionConfig(
     'outbound:\n  upstreams:\n    svc: { endpoints: ["10.0.0.1:80"] }\n',
     'p.yaml',
     {},
   );
   assert.ok(ok.ok);
   assert.deepEqual(ok.config.outbound?.listener.address, { host: '127.0.0.1', port: 15001 });
-  assert.match(errors('outbound:\n  upstream: {}\n')[0]!, /unknown key \(did you mean "upstreams"\?\)/);
+  assert.match(
+    (await errors('outbound:\n  upstream: {}\n'))[0]!,
+    /unknown key \(did you mean "upstreams"\?\)/,
+  );
 });
 
-test('h2c is refused in upgradeProtocols: a tunnel would pass the routes', () => {
+test('h2c is refused in upgradeProtocols: a tunnel would pass the routes', async () => {
   const text = [
     'app: { port: 8080 }',
     'inbound:',
@@ -88,7 +91,7 @@ test('h2c is refused in upgradeProtocols: a tunnel would pass the routes', () =>
     '    - upgradeProtocols: [websocket, H2C]',
     '',
   ].join('\n');
-  const out = errors(text);
+  const out = await errors(text);
   assert.equal(out.length, 1);
   assert.match(
     out[0]!,
@@ -96,7 +99,7 @@ test('h2c is refused in upgradeProtocols: a tunnel would pass the routes', () =>
   );
 });
 
-test('tls: cipher and group names are checked against OpenSSL, with a hint; modern has no TLS 1.2 suite', () => {
+test('tls: cipher and group names are checked against OpenSSL, with a hint; modern has no TLS 1.2 suite', async () => {
   const text = [
     'app: { port: 8080 }',
     'inbound:',
@@ -115,7 +118,7 @@ test('tls: cipher and group names are checked against OpenSSL, with a hint; mode
     '        minVersion: TLSv1.2',
     '',
   ].join('\n');
-  const out = errors(text);
+  const out = await errors(text);
   assert.equal(out.length, 3, out.join('\n'));
   assert.match(
     out[0]!,

@@ -3,26 +3,26 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { formatIssue } from '../config/index.js';
-import { PLANNED_ROLES } from '../roles.js';
 import {
   loadPillionConfig,
+  PLANNED_ROLES,
   parsePillionConfig,
   pillionConfigDocs,
   pillionJsonSchema,
-} from './config-schema.js';
+} from '../roles.js';
 
 const root = new URL('../../', import.meta.url);
 
-test('docs/config.md is generated from the current schema', () => {
+test('docs/config.md is generated from the current schema', async () => {
   assert.equal(
     readFileSync(new URL('docs/config.md', root), 'utf8'),
-    pillionConfigDocs(),
+    await pillionConfigDocs(),
     'docs/config.md is stale: run `npm run docs`',
   );
 });
 
-test('the JSON Schema describes every section and every field', () => {
-  const s = pillionJsonSchema();
+test('the JSON Schema describes every section and every field', async () => {
+  const s = await pillionJsonSchema();
   assert.equal(s.type, 'object');
   assert.equal(s.additionalProperties, false);
   assert.deepEqual(Object.keys(s.properties ?? {}), [
@@ -43,20 +43,20 @@ test('the JSON Schema describes every section and every field', () => {
   assert.equal(s.properties?.admin?.properties?.listen?.default, '127.0.0.1:15000');
 });
 
-test('the admin server refuses a non-loopback address unless allowRemote is set', () => {
-  const bad = parsePillionConfig('admin:\n  listen: ":15000"\n', 'p.yaml', {});
+test('the admin server refuses a non-loopback address unless allowRemote is set', async () => {
+  const bad = await parsePillionConfig('admin:\n  listen: ":15000"\n', 'p.yaml', {});
   assert.ok(!bad.ok);
   assert.equal(
     formatIssue(bad.issues[0]!),
     'p.yaml:2:11 PILLION_ERR_CONFIG_ADMIN_NOT_LOOPBACK admin.listen: the admin server would listen on every interface (:15000), which is not loopback (use 127.0.0.1:PORT, or set admin.allowRemote: true)',
   );
-  assert.ok(!parsePillionConfig('admin:\n  listen: 10.1.2.3:15000\n', 'p.yaml', {}).ok);
-  assert.ok(parsePillionConfig('admin:\n  listen: ":15000"\n  allowRemote: true\n', 'p.yaml', {}).ok);
-  assert.ok(parsePillionConfig('admin:\n  listen: "[::1]:15000"\n', 'p.yaml', {}).ok);
+  assert.ok(!(await parsePillionConfig('admin:\n  listen: 10.1.2.3:15000\n', 'p.yaml', {})).ok);
+  assert.ok((await parsePillionConfig('admin:\n  listen: ":15000"\n  allowRemote: true\n', 'p.yaml', {})).ok);
+  assert.ok((await parsePillionConfig('admin:\n  listen: "[::1]:15000"\n', 'p.yaml', {})).ok);
 });
 
-test('the issue example: a typo in a section is reported with line:col and a suggestion', () => {
-  const r = parsePillionConfig('runtime:\n  drainTimout: 5s\n', 'pillion.yaml', {});
+test('the issue example: a typo in a section is reported with line:col and a suggestion', async () => {
+  const r = await parsePillionConfig('runtime:\n  drainTimout: 5s\n', 'pillion.yaml', {});
   assert.ok(!r.ok);
   assert.equal(
     formatIssue(r.issues[0]!),
@@ -70,7 +70,7 @@ test('the sidecar config inside the demo pod is valid', async () => {
   const cm = parseAllDocuments(text)
     .map((d) => d.toJS())
     .find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'orders-sidecar');
-  const r = parsePillionConfig(cm.data['pillion.yaml'], 'pod.yaml#orders-sidecar', {});
+  const r = await parsePillionConfig(cm.data['pillion.yaml'], 'pod.yaml#orders-sidecar', {});
   assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
 });
 
@@ -84,15 +84,15 @@ test('every example config in the repository is valid', async () => {
   }
 });
 
-test('regression: a health path the HTTP client cannot send is refused at validation, not at the first probe', () => {
-  const r = parsePillionConfig('app:\n  port: 8080\n  health:\n    path: "/€"\n', 'p.yaml', {});
+test('regression: a health path the HTTP client cannot send is refused at validation, not at the first probe', async () => {
+  const r = await parsePillionConfig('app:\n  port: 8080\n  health:\n    path: "/€"\n', 'p.yaml', {});
   assert.ok(!r.ok);
   assert.equal(r.issues[0]!.code, 'PILLION_ERR_CONFIG_BAD_VALUE');
   assert.equal(`${r.issues[0]!.line}:${r.issues[0]!.col}`, '4:11');
 });
 
-test('regression: probe intervals are bounded (Node turns delays over 24.8 days into 1 ms)', () => {
-  const r = parsePillionConfig('app:\n  port: 8080\n  health:\n    interval: 600h\n', 'p.yaml', {});
+test('regression: probe intervals are bounded (Node turns delays over 24.8 days into 1 ms)', async () => {
+  const r = await parsePillionConfig('app:\n  port: 8080\n  health:\n    interval: 600h\n', 'p.yaml', {});
   assert.ok(!r.ok);
   assert.equal(r.issues[0]!.code, 'PILLION_ERR_CONFIG_OUT_OF_RANGE');
 });
@@ -115,12 +115,12 @@ function withPlannedKey(pattern: string): Record<string, unknown> {
   return config;
 }
 
-test('every planned section and key is refused as not built yet at its line:col, never as unknown', () => {
+test('every planned section and key is refused as not built yet at its line:col, never as unknown', async () => {
   const patterns = PLANNED_ROLES.flatMap((r) => [...r.sections, ...r.keys]);
   assert.ok(patterns.length > 20);
   for (const pattern of patterns) {
     const text = stringify(withPlannedKey(pattern));
-    const r = parsePillionConfig(text, 'p.yaml', {});
+    const r = await parsePillionConfig(text, 'p.yaml', {});
     assert.ok(!r.ok, `${pattern} was accepted: it is built now, so take it off the planned list`);
     assert.equal(r.issues.length, 1, r.issues.map(formatIssue).join('\n'));
     const [issue] = r.issues;
@@ -138,7 +138,7 @@ test('every planned section and key is refused as not built yet at its line:col,
   }
 });
 
-test('the ones a newcomer tries first are among them', () => {
+test('the ones a newcomer tries first are among them', async () => {
   const yaml = [
     'app: { port: 8080 }',
     'inbound:',
@@ -156,7 +156,7 @@ test('the ones a newcomer tries first are among them', () => {
     'sync: {}',
     '',
   ].join('\n');
-  const r = parsePillionConfig(yaml, 'p.yaml', {});
+  const r = await parsePillionConfig(yaml, 'p.yaml', {});
   assert.ok(!r.ok);
   assert.deepEqual(
     r.issues.map((i) => `${i.line}:${i.col} ${i.code} ${i.path}`),
@@ -174,7 +174,7 @@ test('the ones a newcomer tries first are among them', () => {
   );
 });
 
-test('regression: a TCP-only inbound needs no app section and no routes (docs/proxy.md, TCP mode)', () => {
+test('regression: a TCP-only inbound needs no app section and no routes (docs/proxy.md, TCP mode)', async () => {
   const tcp = [
     'inbound:',
     '  listeners:',
@@ -183,9 +183,13 @@ test('regression: a TCP-only inbound needs no app section and no routes (docs/pr
     '    postgres: { endpoints: [127.0.0.1:5432] }',
     '',
   ].join('\n');
-  const r = parsePillionConfig(tcp, 'p.yaml', {});
+  const r = await parsePillionConfig(tcp, 'p.yaml', {});
   assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
-  const http = parsePillionConfig(tcp.replace('mode: tcp, upstream: postgres', 'mode: http'), 'p.yaml', {});
+  const http = await parsePillionConfig(
+    tcp.replace('mode: tcp, upstream: postgres', 'mode: http'),
+    'p.yaml',
+    {},
+  );
   assert.ok(!http.ok);
   assert.equal(http.issues[0]!.code, 'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM');
 });

@@ -4,7 +4,9 @@
 import { z } from 'zod';
 import { duration, httpPath, port } from '../config/index.js';
 
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+import { LOG_LEVELS } from './log-levels.js';
+
+export { LOG_LEVELS };
 
 export const runtimeSchema = z
   .strictObject({

@@ -1,16 +1,7 @@
 // The runtime capability's public surface: the process, its config, and the module contract.
 
-export { AppHealthModule, appModule } from './app-health.js';
-export { type Probe, type ProbeResult, type ProbeTarget, probeApp } from './app-probe.js';
 export { type AppConfig, appSchema, LOG_LEVELS, type RuntimeConfig, runtimeSchema } from './config.js';
-export {
-  loadPillionConfig,
-  type PillionConfig,
-  parsePillionConfig,
-  pillionConfigDocs,
-  pillionJsonSchema,
-  pillionSchema,
-} from './config-schema.js';
+export { composePillionSchema, type PillionConfig } from './config-schema.js';
 export { ConfigWatcher } from './config-watcher.js';
 export { HealthSignal } from './health-signal.js';
 export {
@@ -21,7 +12,13 @@ export {
   type Logger,
   operationalErrorAsReason,
 } from './logger.js';
-export type { Module, ModuleContext, ModuleDefinition, Readiness, ReloadResult } from './module.js';
-export { builtinModules } from './modules.js';
+export type {
+  Module,
+  ModuleContext,
+  ModuleDefinition,
+  ModuleSource,
+  Readiness,
+  ReloadResult,
+} from './module.js';
 export { type LoadedConfig, type ReloadOutcome, Runtime, type RuntimeOptions } from './runtime.js';
 export { handleSignals } from './signals.js';

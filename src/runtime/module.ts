@@ -45,3 +45,12 @@ export interface ModuleDefinition<S = unknown> {
   section(config: PillionConfig): S | undefined;
   create(section: S, ctx: ModuleContext): Module<S>;
 }
+
+/**
+ * A module known by name only until its section appears in the config: then load() imports its
+ * code (src/roles.ts). The name is the module's section of pillion.yaml.
+ */
+export interface ModuleSource {
+  readonly name: string;
+  load(): Promise<ModuleDefinition<unknown>>;
+}

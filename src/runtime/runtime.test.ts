@@ -7,7 +7,7 @@ import pino from 'pino';
 import { FakeClock } from '../lib/clock.js';
 import { waitFor } from '../lib/wait-for.js';
 import type { AppConfig } from './config.js';
-import { loadPillionConfig } from './config-schema.js';
+import { loadPillionConfig, pillionJsonSchemaOf } from '../roles.js';
 import type { Module, ModuleDefinition, ReloadResult } from './module.js';
 import { Runtime } from './runtime.js';
 
@@ -80,6 +80,8 @@ async function startRuntime(
   const rt = new Runtime({
     initial: { config: loaded.config, raw: loaded.raw, text: loaded.text },
     configFile: file,
+    loadConfig: loadPillionConfig,
+    jsonSchema: pillionJsonSchemaOf,
     env: {},
     logger: silent,
     modules: [recorder as ModuleDefinition<unknown>],
@@ -267,7 +269,9 @@ test('the config file is watched: in-place edits, rename-replace and a Kubernete
 
   // 4. a bad save is reported and the running config stays
   writeFileSync(file, CONFIG(9010, 'no-slash'));
-  await waitFor(() => (rt.configView() as any).lastReload?.ok === false, { what: 'failed reload recorded' });
+  await waitFor(async () => ((await rt.configView()) as any).lastReload?.ok === false, {
+    what: 'failed reload recorded',
+  });
   assert.equal(rt.config.app?.health.path, '/v4');
   assert.equal(
     Recorder.log.filter((l) => l.startsWith('reload')).length,
@@ -373,6 +377,8 @@ test('regression: a shutdown that arrives during start stops what started and le
   const rt = new Runtime({
     initial: { config: loaded.config, raw: loaded.raw, text: loaded.text },
     configFile: file,
+    loadConfig: loadPillionConfig,
+    jsonSchema: pillionJsonSchemaOf,
     env: {},
     logger: silent,
     modules: [slow, recorder as ModuleDefinition<unknown>],

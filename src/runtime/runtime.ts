@@ -6,15 +6,22 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { AdminServer } from '../admin/index.js';
-import { type ConfigIssue, type Env, effectiveView, formatIssue } from '../config/index.js';
+import {
+  type ConfigIssue,
+  type Env,
+  effectiveView,
+  formatIssue,
+  type JsonSchema,
+  type LoadResult,
+} from '../config/index.js';
 import { type Address, formatAddress } from '../lib/address.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import { PillionError } from '../lib/errors.js';
 import { counter, createMetricsRegistry, type Gauge, gauge, type Registry } from '../metrics/index.js';
-import { loadPillionConfig, type PillionConfig, pillionJsonSchema } from './config-schema.js';
+import type { PillionConfig } from './config-schema.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { HealthSignal } from './health-signal.js';
-import type { Module, ModuleContext, ModuleDefinition } from './module.js';
+import type { Module, ModuleContext, ModuleDefinition, ModuleSource } from './module.js';
 
 export interface LoadedConfig {
   config: PillionConfig;
@@ -29,7 +36,15 @@ export interface RuntimeOptions {
   configFile: string | undefined;
   env: Env;
   logger: Logger;
-  modules: readonly ModuleDefinition<unknown>[];
+  /**
+   * In start order. A ModuleSource is loaded when its section first appears in the config, so a
+   * role that is not configured never loads its code.
+   */
+  modules: readonly (ModuleDefinition<unknown> | ModuleSource)[];
+  /** Reads and validates the config file (on reload). */
+  loadConfig(file: string, env: Env): Promise<LoadResult<PillionConfig>>;
+  /** The JSON Schema of a config's sections, for /config's view (defaults filled, secrets redacted). */
+  jsonSchema(config: PillionConfig): Promise<JsonSchema>;
   clock?: Clock;
   metrics?: Registry;
   /** File watching for reloads; false to rely on SIGHUP and POST /reload only. */
@@ -68,6 +83,7 @@ export class Runtime {
   #loaded: LoadedConfig;
   #state: State = 'new';
   #modules = new Map<string, Running>();
+  #loadedDefinitions = new Map<string, Promise<ModuleDefinition<unknown>>>();
   #appHealth = new HealthSignal(true);
   #admin: AdminServer | undefined;
   #watcher: ConfigWatcher | undefined;
@@ -159,8 +175,11 @@ export class Runtime {
     this.#logger.info({ admin: formatAddress(this.#admin.address()!) }, 'admin server listening');
     this.#adminListen = this.config.admin.listen;
     try {
-      for (const def of this.#opts.modules) {
+      for (const entry of this.#opts.modules) {
         if (this.#shutdown) return; // shutdown() drains and stops what has started
+        const def = await this.#definition(entry, this.config);
+        if (this.#shutdown) return;
+        if (!def) continue;
         const section = def.section(this.config);
         if (section !== undefined) await this.#startModule(def, section);
       }
@@ -193,10 +212,11 @@ export class Runtime {
   }
 
   /** The effective config with defaults and redacted secrets, and the outcome of the last reload. */
-  configView(): unknown {
+  async configView(): Promise<unknown> {
+    const loaded = this.#loaded;
     return {
       source: this.#opts.configFile ?? '(embedded defaults)',
-      config: effectiveView(pillionJsonSchema(), this.#loaded.raw),
+      config: effectiveView(await this.#opts.jsonSchema(loaded.config), loaded.raw),
       lastReload: this.#lastReload ?? null,
     };
   }
@@ -232,7 +252,7 @@ export class Runtime {
       );
       return this.#recordSuccess(trigger, [], []);
     }
-    const loaded = await loadPillionConfig(file, this.#opts.env);
+    const loaded = await this.#opts.loadConfig(file, this.#opts.env);
     if (loaded.text !== undefined) this.#watcher?.markLoaded(loaded.text);
     if (!loaded.ok) {
       for (const issue of loaded.issues) this.#logger.error({ code: issue.code }, formatIssue(issue));
@@ -251,8 +271,17 @@ export class Runtime {
     const failures: string[] = [];
     const prev = this.#loaded.config;
 
-    for (const def of this.#opts.modules) {
-      const running = this.#modules.get(def.name);
+    for (const entry of this.#opts.modules) {
+      const running = this.#modules.get(entry.name);
+      let def: ModuleDefinition<unknown> | undefined;
+      try {
+        def = running?.def ?? (await this.#definition(entry, next.config));
+      } catch (err) {
+        changed.push(entry.name);
+        failures.push(`${entry.name}: ${(err as Error).message}`);
+        continue;
+      }
+      if (!def) continue;
       const section = def.section(next.config);
       if (isDeepStrictEqual(running?.section, section)) continue;
       changed.push(def.name);
@@ -316,6 +345,22 @@ export class Runtime {
       });
     }
     return this.#recordSuccess(trigger, changed, restarted);
+  }
+
+  /** A module's definition, loading its code the first time its section is in the config. */
+  async #definition(
+    entry: ModuleDefinition<unknown> | ModuleSource,
+    config: PillionConfig,
+  ): Promise<ModuleDefinition<unknown> | undefined> {
+    if (!('load' in entry)) return entry;
+    let def = this.#loadedDefinitions.get(entry.name);
+    if (!def) {
+      if ((config as unknown as Record<string, unknown>)[entry.name] === undefined) return undefined;
+      def = entry.load();
+      this.#loadedDefinitions.set(entry.name, def);
+      def.catch(() => this.#loadedDefinitions.delete(entry.name));
+    }
+    return def;
   }
 
   async #startModule(def: ModuleDefinition<unknown>, section: unknown): Promise<void> {

@@ -1,0 +1,93 @@
+// The `pillion` command line. Each subcommand lives in its own file, imported when that
+// subcommand runs: `pillion validate` does not load the proxy, `pillion pod` not the runtime.
+
+import { Command, Option } from 'commander';
+import { PLANNED_ROLES } from '../roles.js';
+// Not the runtime's index: that would load the runtime (and its dependencies) for every command.
+import { LOG_LEVELS } from '../runtime/log-levels.js';
+import { exitAfterFlush } from './exit.js';
+import { VERSION } from './version.js';
+
+const POD_DESCRIPTION =
+  "run a Kubernetes Pod (or the pod template of a Job, Deployment, ReplicaSet, StatefulSet or DaemonSet) as local processes, with the kubelet's lifecycle";
+
+const program = new Command()
+  .name('pillion')
+  .description(
+    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP), a log shipper, and `pillion pod`, a local pod runner.',
+  )
+  .version(VERSION)
+  .showHelpAfterError()
+  .addHelpText(
+    'after',
+    `\nPlanned, not built yet (their config keys and commands are refused as such until they land):\n${PLANNED_ROLES.map((r) => `  - ${r.what}`).join('\n')}\n`,
+  );
+
+program
+  .command('run')
+  .description('run the sidecar (SIGTERM/SIGINT drain and exit, SIGHUP reloads)')
+  .option('-c, --config <file>', 'config file (default: $PILLION_CONFIG, else embedded defaults)')
+  .addOption(new Option('--log-level <level>', 'override runtime.log.level').choices(LOG_LEVELS))
+  .addOption(
+    new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
+  )
+  .action(async (opts) => {
+    // Exit even if something still holds the event loop: the runtime has drained and stopped.
+    const { runCommand } = await import('./run.js');
+    await exitAfterFlush(await runCommand(opts));
+  });
+
+program
+  .command('validate')
+  .description('check a config file; exit 0 when valid, 1 with every error (file:line:col) when not')
+  .requiredOption('-c, --config <file>', 'config file')
+  .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+  .action(async (opts) => {
+    const { validateCommand } = await import('./validate.js');
+    return finish(await validateCommand(opts));
+  });
+
+program
+  .command('schema')
+  .description('print the JSON Schema of pillion.yaml (for editors: # yaml-language-server: $schema=...)')
+  .action(async () => {
+    const { schemaCommand } = await import('./schema.js');
+    return finish(await schemaCommand());
+  });
+
+// `pod` has subcommands of its own, defined with its code: that code is loaded only when the
+// command line names `pod` (help for the other commands lists it by its description).
+if (commandName(process.argv.slice(2)) === 'pod') {
+  const { podCommand } = await import('./pod.js');
+  program.addCommand(podCommand(finish).description(POD_DESCRIPTION));
+} else {
+  program.command('pod').description(POD_DESCRIPTION).argument('[command]');
+}
+
+// Commands of planned roles answer that they are coming, not "unknown command".
+for (const role of PLANNED_ROLES) {
+  for (const name of role.commands) {
+    program
+      .command(name, { hidden: true })
+      .argument('[args...]')
+      .allowUnknownOption()
+      .action(() => {
+        process.stderr.write(
+          `pillion ${name}: PILLION_ERR_CLI_NOT_BUILT_YET: planned but not built yet: ${role.what} (see pillion --help for what exists today)\n`,
+        );
+        return finish(1);
+      });
+  }
+}
+
+/** The subcommand a command line names (`pillion help pod` names pod), skipping global options. */
+function commandName(args: readonly string[]): string | undefined {
+  const words = args.filter((a) => !a.startsWith('-'));
+  return words[0] === 'help' ? words[1] : words[0];
+}
+
+function finish(code: number): Promise<never> {
+  return exitAfterFlush(code);
+}
+
+await program.parseAsync(process.argv);
