@@ -37,17 +37,14 @@ const ROUTE_RESILIENCE = ['retries', 'retryPolicy', 'timeout', 'circuitBreaker',
 
 export const PLANNED_ROLES: readonly PlannedRole[] = [
   {
-    what: 'inbound security (mutual TLS identities, JWT authentication, authorization, rate limits)',
+    what: 'inbound security (JWT authentication, authorization, rate limits, Istio security resources)',
     sections: ['policies'],
     keys: [
-      ...[...ROUTE_SECURITY, 'authentication', 'mtls', 'peerAuthentication', 'extAuthz'].map(
-        (k) => `inbound.${k}`,
-      ),
+      ...[...ROUTE_SECURITY, 'authentication', 'peerAuthentication', 'extAuthz'].map((k) => `inbound.${k}`),
       ...ROUTE_SECURITY.map((k) => `inbound.routes[].${k}`),
-      'inbound.listeners[].mtls',
       'inbound.listeners[].peerAuthentication',
     ],
-    commands: ['ca'],
+    commands: [],
   },
   {
     what: 'outbound resilience (retries, timeouts, circuit breaking, load balancing, traffic splits)',

@@ -8,6 +8,7 @@
 import { Command, Option } from 'commander';
 import { PLANNED_ROLES } from '../roles.js';
 import { LOG_LEVELS } from '../runtime/index.js';
+import { caCommand } from './ca.js';
 import { exitAfterFlush } from './exit.js';
 import { podCommand } from './pod.js';
 import { runCommand } from './run.js';
@@ -53,6 +54,7 @@ program
   .action(() => finish(schemaCommand()));
 
 program.addCommand(podCommand(finish));
+program.addCommand(caCommand(finish));
 
 // Commands of planned roles answer that they are coming, not "unknown command".
 for (const role of PLANNED_ROLES) {
