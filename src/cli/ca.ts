@@ -34,7 +34,7 @@ export function caCommand(done: (code: number) => void): Command {
     .option('--force', 'replace a CA that is already in the directory')
     .action((opts: DirOpts & { trustDomain: string; ttl: string; force?: boolean }) =>
       finish(async () => {
-        const { LocalCa } = await import('../identity/index.js');
+        const { LocalCa } = await (await import('../identity/index.js')).loadLocalCa();
         const dir = resolve(opts.dir!);
         const ca = await LocalCa.init(dir, {
           trustDomain: opts.trustDomain,
@@ -57,7 +57,7 @@ export function caCommand(done: (code: number) => void): Command {
     .option('--out <prefix>', 'file prefix of the certificate and key', 'workload')
     .action((opts: DirOpts & { identity: string; ttl: string; dns?: string[]; out: string }) =>
       finish(async () => {
-        const { LocalCa } = await import('../identity/index.js');
+        const { LocalCa } = await (await import('../identity/index.js')).loadLocalCa();
         const ca = await LocalCa.open(resolve(opts.dir!));
         const issued = await ca.issue({
           spiffeId: opts.identity,
@@ -79,7 +79,7 @@ export function caCommand(done: (code: number) => void): Command {
     .addOption(dirOpt())
     .action((opts: DirOpts) =>
       finish(async () => {
-        const { LocalCa } = await import('../identity/index.js');
+        const { LocalCa } = await (await import('../identity/index.js')).loadLocalCa();
         const ca = await LocalCa.open(resolve(opts.dir!));
         process.stdout.write(ca.bundle);
         return 0;

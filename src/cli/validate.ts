@@ -4,6 +4,7 @@
 // (file:line:col CODE path: message) when not.
 
 import { type ConfigIssue, issuesInText } from '../config/index.js';
+import { identityPreflight } from '../identity/index.js';
 import type { PreflightIssue } from '../lib/preflight.js';
 import { logsPreflight } from '../logs/index.js';
 import { proxyPreflight } from '../proxy/index.js';
@@ -34,6 +35,7 @@ async function preflight(
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<PreflightIssue[]> {
   const checks = await Promise.all([
+    config.identity ? identityPreflight(config.identity) : [],
     config.inbound ? proxyPreflight('inbound', config.inbound) : [],
     config.outbound ? proxyPreflight('outbound', config.outbound) : [],
     config.logs ? logsPreflight(config.logs, env) : [],

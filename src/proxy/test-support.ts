@@ -30,6 +30,8 @@ export interface StartOptions {
   app?: number;
   health?: HealthSignal;
   metrics?: Registry;
+  /** The runtime's shared services (the workload identity's hub, for mutual TLS). */
+  services?: Map<string, unknown>;
 }
 
 /** An inbound proxy from a raw `inbound:` section (schema defaults applied). */
@@ -40,7 +42,7 @@ export async function startInbound(
   const section = inboundSection(raw, opts.app);
   const metrics = opts.metrics ?? createMetricsRegistry();
   const health = opts.health ?? new HealthSignal(true);
-  const module = new ProxyModule(section, inboundSettings, deps(metrics, health));
+  const module = new ProxyModule(section, inboundSettings, deps(metrics, health, opts.services));
   return started(module, metrics, health);
 }
 
@@ -52,7 +54,7 @@ export async function startOutbound(
   const section = outboundSection(raw);
   const metrics = opts.metrics ?? createMetricsRegistry();
   const health = opts.health ?? new HealthSignal(true);
-  const module = new ProxyModule(section, outboundSettings, deps(metrics, health));
+  const module = new ProxyModule(section, outboundSettings, deps(metrics, health, opts.services));
   return started(module, metrics, health);
 }
 
@@ -69,8 +71,8 @@ export function inboundSection(raw: Record<string, unknown>, app?: number): Inbo
   };
 }
 
-function deps(metrics: Registry, appHealth: HealthSignal) {
-  return { logger: pino({ level: 'silent' }), metrics, clock: systemClock, appHealth };
+function deps(metrics: Registry, appHealth: HealthSignal, services = new Map<string, unknown>()) {
+  return { logger: pino({ level: 'silent' }), metrics, clock: systemClock, appHealth, services };
 }
 
 async function started<S>(module: ProxyModule<S>, metrics: Registry, health: HealthSignal) {

@@ -2,8 +2,9 @@
 
 import { z } from 'zod';
 import { adminSchema } from '../admin/index.js';
+import { identitySchema } from '../identity/index.js';
 import { logsSchema } from '../logs/index.js';
-import { inboundSchema, outboundSchema } from '../proxy/index.js';
+import { inboundSchema, listenerMtlsMode, outboundSchema } from '../proxy/index.js';
 import {
   addPillionIssue,
   type Env,
@@ -26,11 +27,38 @@ export const pillionSchema = z
     runtime: runtimeSchema,
     admin: adminSchema,
     app: appSchema.optional(),
+    identity: identitySchema.optional(),
     inbound: inboundSchema.optional(),
     outbound: outboundSchema.optional(),
     logs: logsSchema.optional(),
   })
   .superRefine((c, ctx) => {
+    // Mutual TLS speaks with the workload certificate: without an identity there is none.
+    if (!c.identity) {
+      const hint =
+        'add `identity: { ca: { dir: ... } }` (after `pillion ca init`) or `identity: { files: ... }`';
+      c.inbound?.listeners.forEach((l, i) => {
+        const mode = listenerMtlsMode(c.inbound!, l);
+        if (mode !== 'DISABLE')
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_BAD_VALUE',
+            `listener ${i} is mutual TLS ${mode}, but there is no identity section`,
+            hint,
+            ['inbound', ...(l.mtls ? ['listeners', i, 'mtls'] : ['mtls'])],
+          );
+      });
+      for (const section of ['inbound', 'outbound'] as const)
+        for (const [name, u] of Object.entries(c[section]?.upstreams ?? {}))
+          if (u.tls?.mutual)
+            addPillionIssue(
+              ctx,
+              'PILLION_ERR_CONFIG_BAD_VALUE',
+              `upstream ${name} is mutual TLS, but there is no identity section`,
+              hint,
+              [section, 'upstreams', name, 'tls', 'mutual'],
+            );
+    }
     // The inbound proxy's `app` upstream is the app section's address.
     if (!c.inbound || c.app) return;
     // Routes serve HTTP listeners only: a TCP-only inbound has no use for the default route.

@@ -1,10 +1,17 @@
 // The modules this build runs, in start order. Each role adds its definition here.
 
+import { identityModule } from '../identity/index.js';
 import { logsModule } from '../logs/index.js';
 import { appModule } from './app-health.js';
 import { inboundModule, outboundModule } from '../proxy/index.js';
 import type { ModuleDefinition } from './module.js';
 
 export function builtinModules(): ModuleDefinition<unknown>[] {
-  return [appModule(), inboundModule(), outboundModule(), logsModule()] as ModuleDefinition<unknown>[];
+  return [
+    appModule(),
+    identityModule(),
+    inboundModule(),
+    outboundModule(),
+    logsModule(),
+  ] as ModuleDefinition<unknown>[];
 }

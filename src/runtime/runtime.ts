@@ -69,6 +69,7 @@ export class Runtime {
   #state: State = 'new';
   #modules = new Map<string, Running>();
   #appHealth = new HealthSignal(true);
+  #services = new Map<string, unknown>();
   #admin: AdminServer | undefined;
   #watcher: ConfigWatcher | undefined;
   #reloadChain: Promise<unknown> = Promise.resolve();
@@ -325,6 +326,7 @@ export class Runtime {
       clock: this.#clock,
       appHealth: this.#appHealth,
       env: this.#opts.env,
+      services: this.#services,
     };
     const module = def.create(section, ctx);
     try {
@@ -378,6 +380,7 @@ export class Runtime {
           body: await this.#metrics.metrics(),
         }),
         config: () => this.configView(),
+        status: (name) => this.#modules.get(name)?.module.status?.(),
         reload: () => this.reload('POST /reload'),
         quit: () => void this.shutdown('POST /quitquitquit'),
       },

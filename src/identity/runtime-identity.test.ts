@@ -1,0 +1,112 @@
+// The identity role inside the process: configured in pillion.yaml, shown on the admin API
+// (never its key), part of readiness; mutual TLS without an identity refused at its line:col.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { pino } from 'pino';
+import { formatIssue } from '../config/index.js';
+import { builtinModules, loadPillionConfig, parsePillionConfig, Runtime } from '../runtime/index.js';
+import { LocalCa } from './local-ca.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pillion-identity-rt-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('GET /identity shows the SPIFFE ID, expiry and renewal time, never the key; /readyz counts it', async () => {
+  const caDir = join(dir, 'ca');
+  await LocalCa.init(caDir, { trustDomain: 'cluster.local' });
+  const file = join(dir, 'pillion.yaml');
+  writeFileSync(
+    file,
+    [
+      'admin: { listen: 127.0.0.1:0 }',
+      'identity:',
+      '  namespace: production',
+      '  serviceAccount: payments',
+      `  ca: { dir: ${caDir}, ttl: 1h }`,
+      'inbound:',
+      '  listeners: [{ address: 127.0.0.1:0, mode: tcp, upstream: echo }]',
+      '  upstreams: { echo: { endpoints: [127.0.0.1:9] } }',
+      '  mtls: { mode: STRICT }',
+      '',
+    ].join('\n'),
+  );
+  const loaded = await loadPillionConfig(file, {});
+  assert.ok(loaded.ok, loaded.ok ? '' : loaded.issues.map(formatIssue).join('\n'));
+  const rt = new Runtime({
+    initial: { config: loaded.config, raw: loaded.raw, text: loaded.text },
+    configFile: file,
+    env: {},
+    logger: pino({ level: 'silent' }),
+    modules: builtinModules(),
+    watch: false,
+  });
+  await rt.start();
+  try {
+    const base = `http://127.0.0.1:${rt.adminAddress!.port}`;
+    const res = await fetch(`${base}/identity`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.doesNotMatch(text, /PRIVATE KEY/);
+    const body = JSON.parse(text);
+    assert.equal(body.spiffeId, 'spiffe://cluster.local/ns/production/sa/payments');
+    assert.equal(body.principal, 'cluster.local/ns/production/sa/payments');
+    // Renewed at 2/3 of the hour it was given: with a third, 20 minutes, left.
+    const left = Date.parse(body.notAfter) - Date.parse(body.renewAt);
+    assert.ok(left > 19 * 60_000 && left <= 20 * 60_000, `${left} ms left at renewal`);
+    assert.match(body.trustBundle[0], /pillion local CA cluster.local/);
+    const ready = (await (await fetch(`${base}/readyz`)).json()) as {
+      checks: { name: string; ready: boolean }[];
+    };
+    assert.deepEqual(
+      ready.checks.find((c) => c.name === 'identity'),
+      { name: 'identity', ready: true },
+    );
+  } finally {
+    await rt.shutdown('test end');
+  }
+});
+
+test('mutual TLS without an identity section is an error at its line:col', () => {
+  const text = [
+    'app: { port: 8080 }',
+    'inbound:',
+    '  listeners: [{ address: 127.0.0.1:0 }]',
+    '  upstreams: { svc: { endpoints: [127.0.0.1:9], tls: { mutual: true } } }',
+    '  mtls:',
+    '    mode: STRICT',
+    '',
+  ].join('\n');
+  const r = parsePillionConfig(text, 'p.yaml', {});
+  assert.ok(!r.ok);
+  const lines = r.issues.map(formatIssue);
+  assert.ok(
+    lines.some((l) => /^p\.yaml:[56]:\d+ .*inbound\.mtls.*no identity section/.test(l)),
+    lines.join('\n'),
+  );
+  assert.ok(
+    lines.some((l) => /^p\.yaml:4:\d+ .*upstream svc is mutual TLS/.test(l)),
+    lines.join('\n'),
+  );
+});
+
+test('a listener with its own tls and mutual TLS on the same port is an error', () => {
+  const text = [
+    'app: { port: 8080 }',
+    'identity: { ca: { dir: /nowhere } }',
+    'inbound:',
+    '  listeners:',
+    '    - address: 127.0.0.1:0',
+    '      tls: { certificates: [{ cert: a.crt, key: a.key }] }',
+    '  mtls: { mode: PERMISSIVE }',
+    '',
+  ].join('\n');
+  const r = parsePillionConfig(text, 'p.yaml', {});
+  assert.ok(!r.ok);
+  assert.match(
+    r.issues.map(formatIssue).join('\n'),
+    /p\.yaml:6:\d+ .*terminates TLS with its own certificates/,
+  );
+});
