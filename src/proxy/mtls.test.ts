@@ -23,6 +23,7 @@ import {
   RawClient,
   type StartedProxy,
   startInbound,
+  startOutbound,
 } from './test-support.js';
 import type { InboundSection } from './inbound.js';
 import { makeCa, makeLeaf, type TestPair } from './tls/test-certs.js';
@@ -305,4 +306,96 @@ test('portLevel and a listener’s own mode override the inbound mode', async ()
   } finally {
     await p.stop();
   }
+});
+
+describe('outbound mutual TLS: one sidecar to another', () => {
+  let server: StartedProxy<InboundSection>;
+  const clientServices = new Map<string, unknown>();
+  before(async () => {
+    identityHub(clientServices).publish(await material(CLIENT_ID));
+    server = await start({
+      listeners: [{ address: '127.0.0.1:0' }],
+      mtls: { mode: 'STRICT', forwardClientCert: true },
+    });
+  });
+  after(() => server.stop());
+
+  async function call(upstream: Record<string, unknown>, path = '/payments/charge') {
+    const out = await startOutbound({ upstreams: { payments: upstream } }, { services: clientServices });
+    try {
+      if (upstream.protocol === 'h2') {
+        // An HTTP/2 upstream is reached by HTTP/2 clients (h2c with prior knowledge here).
+        const session = http2.connect(`http://127.0.0.1:${out.port()}`);
+        try {
+          return await new Promise<number>((resolve, reject) => {
+            const req = session.request({ ':path': path });
+            req.on('response', (h) => resolve(Number(h[':status'])));
+            req.on('error', reject);
+            req.resume();
+            req.end();
+          });
+        } finally {
+          session.destroy();
+        }
+      }
+      const c = await RawClient.connect(out.port());
+      c.write(get(path));
+      const r = await c.readResponse();
+      c.socket.destroy();
+      return r.status;
+    } finally {
+      await out.stop();
+    }
+  }
+
+  test('the workload certificate goes as the client certificate; the server is checked by its SPIFFE ID', async () => {
+    const n = app.requests.length;
+    const status = await call({
+      endpoints: [`127.0.0.1:${server.port()}`],
+      tls: { mutual: true, subjectAltNames: [SERVER_ID] },
+    });
+    assert.equal(status, 200);
+    assert.match(
+      String(app.requests[n]!.headers['x-forwarded-client-cert']),
+      new RegExp(`;URI=${CLIENT_ID}$`),
+    );
+  });
+
+  test('a server with another SPIFFE ID than expected is refused: 502', async () => {
+    const status = await call({
+      endpoints: [`127.0.0.1:${server.port()}`],
+      tls: { mutual: true, subjectAltNames: ['spiffe://cluster.local/ns/production/sa/someone-else'] },
+    });
+    assert.equal(status, 502);
+  });
+
+  test('over HTTP/2 too, and a renewed client certificate is used for the next connection', async () => {
+    const h2server = await start({
+      listeners: [{ address: '127.0.0.1:0', http2: true }],
+      mtls: { mode: 'STRICT', forwardClientCert: true },
+    });
+    try {
+      const upstream = {
+        endpoints: [`127.0.0.1:${h2server.port()}`],
+        protocol: 'h2',
+        tls: { mutual: true, subjectAltNames: [SERVER_ID] },
+      };
+      const hashOf = () => {
+        const v = String(app.requests[app.requests.length - 1]!.headers['x-forwarded-client-cert']);
+        return /Hash=([0-9a-f]+)/.exec(v)?.[1];
+      };
+      assert.equal(await call(upstream), 200);
+      const first = hashOf();
+      const renewed = await material(CLIENT_ID);
+      identityHub(clientServices).publish(renewed);
+      assert.equal(await call(upstream), 200);
+      assert.notEqual(hashOf(), first);
+      assert.equal(
+        hashOf(),
+        new X509Certificate(renewed.cert).fingerprint256.replaceAll(':', '').toLowerCase(),
+      );
+    } finally {
+      await h2server.stop();
+    }
+  });
 });

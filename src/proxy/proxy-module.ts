@@ -193,8 +193,12 @@ export class ProxyModule<S> implements Module<S> {
     const prev = this.#built;
     const made: Upstream[] = [];
     try {
+      // The identity's code is loaded only when an upstream speaks mutual TLS.
+      const identity = Object.values(s.upstreams).some((u) => u.tls?.mutual)
+        ? (await import('../identity/index.js')).identityHub(this.#deps.services ?? new Map())
+        : undefined;
       for (const [name, cfg] of Object.entries(s.upstreams)) {
-        const opts = { logger, timeouts: s.timeouts, rewriteHost: s.rewriteHost };
+        const opts = { logger, timeouts: s.timeouts, rewriteHost: s.rewriteHost, identity };
         const key = Upstream.settingsKey(cfg, opts);
         let u = prev?.keys.get(name) === key ? prev.upstreams.get(name) : undefined;
         if (u === undefined) {
