@@ -184,11 +184,8 @@ export class MutualTlsServer {
     }
     this.#accepted.value++;
     s.disableRenegotiation();
-    const principal = peerPrincipal(s);
-    const xfcc = this.#opts.forwardClientCert
-      ? clientCertValue(this.#hub.current(), s.getPeerX509Certificate())
-      : '';
-    this.#opts.accept(s, s.alpnProtocol === 'h2', { principal, xfcc });
+    const own = this.#opts.forwardClientCert ? this.#hub.current() : undefined;
+    this.#opts.accept(s, s.alpnProtocol === 'h2', new VerifiedPeer(s, own));
   }
 
   #refuse(reason: MtlsRefusal, s: TLSSocket | undefined, detail: string): void {
@@ -211,6 +208,40 @@ export class MutualTlsServer {
       },
       `mutual TLS refused a connection: ${TEXT[reason]}`,
     );
+  }
+}
+
+/**
+ * The peer of a verified connection. Its principal and XFCC are read from the certificate on
+ * first use and kept: a connection nobody asks about (no access log, no authorization, no XFCC)
+ * pays nothing for them.
+ */
+class VerifiedPeer implements PeerIdentity {
+  #socket: TLSSocket | undefined;
+  #own: IdentityMaterial | undefined;
+  #principal: string | undefined;
+  #xfcc = '';
+
+  constructor(socket: TLSSocket, own: IdentityMaterial | undefined) {
+    this.#socket = socket;
+    this.#own = own;
+  }
+
+  get principal(): string | undefined {
+    if (this.#socket !== undefined) this.#read(this.#socket);
+    return this.#principal;
+  }
+
+  get xfcc(): string {
+    if (this.#socket !== undefined) this.#read(this.#socket);
+    return this.#xfcc;
+  }
+
+  #read(s: TLSSocket): void {
+    this.#socket = undefined;
+    this.#principal = peerPrincipal(s);
+    if (this.#own !== undefined) this.#xfcc = clientCertValue(this.#own, s.getPeerX509Certificate());
+    this.#own = undefined;
   }
 }
 
