@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type tls from 'node:tls';
+import { pino } from 'pino';
 import { identityHub, type IdentityMaterial, principalOf } from '../identity/index.js';
 import { LocalCa } from '../identity/local-ca.js';
 import { waitFor } from '../lib/wait-for.js';
@@ -398,4 +399,31 @@ describe('outbound mutual TLS: one sidecar to another', () => {
       await h2server.stop();
     }
   });
+});
+
+test('refusals are logged at a rate limit: the first of a reason at once, then one line a minute with the count left out', async () => {
+  const { FakeClock } = await import('../lib/clock.js');
+  const clock = new FakeClock(Date.now());
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino(
+    { level: 'warn' },
+    { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) },
+  );
+  const p = await startInbound(
+    { listeners: [{ address: '127.0.0.1:0' }], mtls: { mode: 'STRICT' } },
+    { app: app.port, services, clock, logger },
+  );
+  try {
+    const refusedLines = () => lines.filter((l) => l.code === 'PILLION_ERR_MTLS_REFUSED');
+    for (let i = 0; i < 3; i++) await attempt(p.port(), {});
+    await waitFor(async () => (await refused(p, 'no_certificate')) === 3);
+    assert.equal(refusedLines().length, 1);
+    assert.equal(refusedLines()[0]!.reason, 'no_certificate');
+    await clock.advance(60_000);
+    await attempt(p.port(), {});
+    await waitFor(() => refusedLines().length === 2);
+    assert.equal(refusedLines()[1]!.suppressed, 2);
+  } finally {
+    await p.stop();
+  }
 });

@@ -24,8 +24,8 @@ export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 /**
  * Why a connection was refused, the `reason` label of pillion_mtls_handshakes_total{result="refused"}:
  * no certificate, one not chained to the trust bundle, expired or not yet valid, one without the
- * clientAuth key usage, plaintext on a STRICT port, a handshake that failed otherwise, or another
- * verification error.
+ * clientAuth key usage, plaintext on a STRICT port, a handshake that failed otherwise, a
+ * PERMISSIVE connection that sent nothing, or another verification error.
  */
 export const MTLS_REFUSALS = [
   'no_certificate',
@@ -35,6 +35,7 @@ export const MTLS_REFUSALS = [
   'wrong_key_usage',
   'plaintext',
   'handshake',
+  'silent',
   'other',
 ] as const;
 export type MtlsRefusal = (typeof MTLS_REFUSALS)[number];
@@ -60,6 +61,7 @@ const TEXT: Record<MtlsRefusal, string> = {
   wrong_key_usage: 'the client certificate is not for client authentication (extended key usage)',
   plaintext: 'plaintext on a STRICT mutual-TLS port',
   handshake: 'the TLS handshake failed',
+  silent: 'the client sent nothing within 10 s on a PERMISSIVE port',
   other: 'the client certificate failed verification',
 };
 
@@ -134,7 +136,9 @@ export class MutualTlsServer {
     socket.setNoDelay(true);
     let done = false;
     const timer = this.#opts.clock.setTimeout(() => {
-      if (!done) socket.destroy();
+      if (done) return;
+      this.#refuse('silent', undefined, `nothing received from ${socket.remoteAddress}`);
+      socket.destroy();
     }, SNIFF_TIMEOUT_MS);
     const onError = () => socket.destroy();
     socket.on('error', onError);
