@@ -110,3 +110,48 @@ test('a listener with its own tls and mutual TLS on the same port is an error', 
     /p\.yaml:6:\d+ .*terminates TLS with its own certificates/,
   );
 });
+
+test('without identity: the identity role, the local CA, @peculiar/x509 and mutual TLS are never loaded', async () => {
+  const { spawn } = await import('node:child_process');
+  const hook = join(dir, 'hook.mjs');
+  // A module hook that names every module of the identity role and its libraries as it loads.
+  const load = `export async function load(url, ctx, next) { if (/identity-module|local-ca|peculiar|reflect-metadata|tls\\/mutual/.test(url)) process.stderr.write('LOADED ' + url + '\\n'); return next(url, ctx); }`;
+  writeFileSync(
+    hook,
+    `import { register } from 'node:module';\nregister('data:text/javascript,' + encodeURIComponent(${JSON.stringify(load)}));\n`,
+  );
+  const run = async (yaml: string) => {
+    const file = join(dir, `lazy-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml);
+    const cli = join(new URL('../../', import.meta.url).pathname, 'dist/cli/main.js');
+    const child = spawn(
+      process.execPath,
+      ['--import', hook, cli, 'run', '-c', file, '--log-format', 'json'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('proxy listening')) resolve();
+      });
+      child.on('exit', () => reject(new Error(`pillion run exited: ${out}${err}`)));
+    });
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('close', r));
+    return err;
+  };
+  const base =
+    'admin: { listen: 127.0.0.1:0 }\napp: { port: 9 }\ninbound:\n  listeners: [{ address: 127.0.0.1:0 }]\n';
+  assert.doesNotMatch(await run(base), /LOADED/);
+  const withIdentity = await run(
+    `${base}  mtls: { mode: PERMISSIVE }\nidentity: { ca: { dir: ${join(dir, 'ca')} } }\n`,
+  );
+  assert.match(withIdentity, /LOADED .*identity-module/);
+  assert.match(withIdentity, /LOADED .*peculiar/);
+  assert.match(withIdentity, /LOADED .*tls\/mutual/);
+});
