@@ -2,8 +2,6 @@
 // way to hear of the next one. One hub per process (per runtime), found through the modules'
 // shared services; it outlives a restart of the identity module, so listeners keep their handle.
 
-import type { SecureContext } from 'node:tls';
-
 export interface IdentityMaterial {
   /** PEM leaf certificate (chain after it). */
   cert: string;
@@ -25,32 +23,32 @@ const KEY = 'pillion.identity';
 export class IdentityHub {
   #material: IdentityMaterial | undefined;
   #listeners = new Set<(m: IdentityMaterial) => void>();
-  #contexts = new WeakMap<IdentityMaterial, SecureContext>();
 
   current(): IdentityMaterial | undefined {
     return this.#material;
   }
 
-  /** Publishes a new certificate; every subscriber hears of it before this returns. */
+  /**
+   * Publishes a new certificate; every subscriber hears of it before this returns, and the first
+   * subscriber's failure, if any, is thrown after all have heard.
+   */
   publish(m: IdentityMaterial): void {
     this.#material = m;
-    for (const fn of this.#listeners) fn(m);
+    let failure: unknown;
+    for (const fn of this.#listeners) {
+      try {
+        fn(m);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== undefined) throw failure;
   }
 
   /** Calls fn with each new certificate; returns the unsubscribe. */
   subscribe(fn: (m: IdentityMaterial) => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
-  }
-
-  /** One client SecureContext per certificate, built on first use (outbound mutual TLS). */
-  clientContext(m: IdentityMaterial, make: (m: IdentityMaterial) => SecureContext): SecureContext {
-    let c = this.#contexts.get(m);
-    if (c === undefined) {
-      c = make(m);
-      this.#contexts.set(m, c);
-    }
-    return c;
   }
 }
 

@@ -160,10 +160,14 @@ test('a renewal that fails keeps the current certificate and is retried with bac
     await metricValue(metrics, 'pillion_identity_certificate_updates_total', { result: 'failure' }),
     2,
   );
+  // Still away when the certificate expires: not ready, and /readyz says why.
+  await clock.advance(HOUR);
+  assert.equal(m.readiness().ready, false);
+  assert.match(String(m.readiness().reason), /expired/);
   renameSync(join(caDir, 'ca.crt.away'), join(caDir, 'ca.crt'));
-  await clock.advance(2000);
+  await clock.advance(60_000);
   await waitFor(() => hub.current() !== first);
-  assert.equal(m.readiness().reason, undefined);
+  assert.deepEqual(m.readiness(), { ready: true });
   await m.stop();
 });
 

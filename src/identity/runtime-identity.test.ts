@@ -2,7 +2,7 @@
 // (never its key), part of readiness; mutual TLS without an identity refused at its line:col.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -64,6 +64,16 @@ test('GET /identity shows the SPIFFE ID, expiry and renewal time, never the key;
       ready.checks.find((c) => c.name === 'identity'),
       { name: 'identity', ready: true },
     );
+    // A changed identity section is applied on reload: the module restarts with a new certificate.
+    writeFileSync(
+      file,
+      readFileSync(file, 'utf8').replace('serviceAccount: payments', 'serviceAccount: refunds'),
+    );
+    const reload = await fetch(`${base}/reload`, { method: 'POST' });
+    assert.equal(reload.status, 200, await reload.text());
+    const next = (await (await fetch(`${base}/identity`)).json()) as { spiffeId: string; serial: string };
+    assert.equal(next.spiffeId, 'spiffe://cluster.local/ns/production/sa/refunds');
+    assert.notEqual(next.serial, body.serial);
   } finally {
     await rt.shutdown('test end');
   }
