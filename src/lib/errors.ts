@@ -296,7 +296,7 @@ export const ERROR_CATALOGUE = {
   // --- inbound security: mutual TLS ---------------------------------------------------------------
   PILLION_ERR_MTLS_REFUSED: {
     description:
-      'A client connection was refused by mutual TLS (`inbound.mtls`): no client certificate, one from another CA, expired or not yet valid, without client-auth key usage, or plaintext on a STRICT port. Counted in `pillion_mtls_handshakes_total{result="refused",reason}`.',
+      'A client connection was refused by mutual TLS (`inbound.mtls`): no client certificate, one from another CA, expired or not yet valid, without client-auth key usage, plaintext on a STRICT port, or nothing sent to a PERMISSIVE one. Counted in `pillion_mtls_handshakes_total{result="refused",reason}` and logged at a rate limit (the first of each reason at once, then one line a minute).',
     fix: 'Give the client a certificate issued by the trust bundle (`pillion ca issue`), or set the port PERMISSIVE while clients migrate.',
   },
   PILLION_ERR_PROXY_UPSTREAM_IDENTITY: {
