@@ -1,4 +1,4 @@
-// One listening socket of the proxy: plain or TLS, HTTP (HTTP/1.1 and HTTP/2) or TCP. It owns its
+// One listening socket of the proxy: plain, TLS or mutual TLS, HTTP (HTTP/1.1 and HTTP/2) or TCP. It owns its
 // connections, so it can switch them to a new config on reload and drain them on shutdown.
 
 import net from 'node:net';
