@@ -33,6 +33,13 @@ export const ROLES: readonly Role[] = [
     module: async () => def((await import('./runtime/app-health.js')).appModule()),
   },
   {
+    // Before the proxy: its mutual TLS reads the workload certificate this role publishes.
+    section: 'identity',
+    schema: async () => (await import('./identity/config.js')).identitySchema,
+    module: async () => def((await import('./identity/index.js')).identityModule()),
+    preflight: async (c) => (await import('./identity/index.js')).identityPreflight(c.identity!),
+  },
+  {
     section: 'inbound',
     schema: async () => (await import('./proxy/config.js')).inboundSchema,
     module: async () => def((await import('./proxy/inbound.js')).inboundModule()),
@@ -180,17 +187,14 @@ const ROUTE_RESILIENCE = ['retries', 'retryPolicy', 'timeout', 'circuitBreaker',
 
 export const PLANNED_ROLES: readonly PlannedRole[] = [
   {
-    what: 'inbound security (mutual TLS identities, JWT authentication, authorization, rate limits)',
+    what: 'inbound security (JWT authentication, authorization, rate limits, Istio security resources)',
     sections: ['policies'],
     keys: [
-      ...[...ROUTE_SECURITY, 'authentication', 'mtls', 'peerAuthentication', 'extAuthz'].map(
-        (k) => `inbound.${k}`,
-      ),
+      ...[...ROUTE_SECURITY, 'authentication', 'peerAuthentication', 'extAuthz'].map((k) => `inbound.${k}`),
       ...ROUTE_SECURITY.map((k) => `inbound.routes[].${k}`),
-      'inbound.listeners[].mtls',
       'inbound.listeners[].peerAuthentication',
     ],
-    commands: ['ca'],
+    commands: [],
   },
   {
     what: 'outbound resilience (retries, timeouts, circuit breaking, load balancing, traffic splits)',

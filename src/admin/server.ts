@@ -11,6 +11,8 @@ export interface AdminHandlers {
   readiness(): { ready: boolean; state: string; checks: { name: string; ready: boolean; reason?: string }[] };
   metrics(): Promise<{ contentType: string; body: string }>;
   config(): Promise<unknown>;
+  /** A module's status (undefined when the module is not running). */
+  status(module: string): unknown;
   reload(): Promise<{ ok: boolean }>;
   /** Begins a graceful shutdown; called after the response has been sent. */
   quit(): void;
@@ -35,6 +37,7 @@ export class AdminServer {
       ['/readyz', new Map([['GET', (_q, s) => this.#readyz(s)]])],
       ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
       ['/config', new Map([['GET', async (_q, s) => json(s, 200, await this.#handlers.config())]])],
+      ['/identity', new Map([['GET', (_q, s) => this.#status(s, 'identity')]])],
       ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
       ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
     ]);
@@ -102,7 +105,7 @@ export class AdminServer {
         res,
         404,
         'PILLION_ERR_ADMIN_NOT_FOUND',
-        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, POST /reload, /quitquitquit`,
+        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, POST /reload, /quitquitquit`,
       );
     const handler = methods.get(req.method ?? 'GET');
     if (!handler) {
@@ -136,6 +139,13 @@ export class AdminServer {
   #readyz(res: ServerResponse): void {
     const r = this.#handlers.readiness();
     json(res, r.ready ? 200 : 503, r);
+  }
+
+  #status(res: ServerResponse, module: string): void {
+    const status = this.#handlers.status(module);
+    if (status === undefined)
+      return error(res, 404, 'PILLION_ERR_ADMIN_NOT_FOUND', `${module} is not configured`);
+    json(res, 200, status);
   }
 
   async #metrics(res: ServerResponse): Promise<void> {

@@ -133,6 +133,11 @@ const BASE_PACKAGES = ['commander', 'pino', 'yaml', 'zod'];
 // by several, and are named chunk-HASH.js): a subcommand, a role's module, schema or checks.
 const BASE_CHUNKS = ['program', 'run'];
 
+// The proxy reads a certificate's SPIFFE IDs (for its access log and upstream checks) with the
+// identity role's parser; the rest of that role loads only with an identity section.
+const IDENTITY_SHARED = ['identity/spiffe.js'];
+const identityFiles = (l: Loaded) => l.files.filter((f) => f.startsWith('identity/'));
+
 function assertBase(l: Loaded) {
   for (const f of ['cli/pod.js', 'cli/validate.js', 'cli/schema.js'])
     assert.ok(!l.files.includes(f), `${f} is loaded`);
@@ -178,7 +183,8 @@ test('a minimal config (the admin server alone) loads no role', async () => {
 test('an inbound-only config loads the proxy, and not the log role', async () => {
   const l = await loadedBy(MODULES, 'inbound', inboundOnly());
   assertBase(l);
-  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'proxy'].sort());
+  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'proxy'].sort());
+  assert.deepEqual(identityFiles(l), IDENTITY_SHARED);
   assert.deepEqual(l.packages, BASE_PACKAGES);
   assert.ok(l.files.includes('proxy/inbound.js') && l.files.includes('runtime/app-health.js'));
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
@@ -188,7 +194,8 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
 test("the demo's sidecar config loads the inbound proxy and the log role, nothing else", async () => {
   const l = await demo(MODULES);
   assertBase(l);
-  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'logs', 'proxy'].sort());
+  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'logs', 'proxy'].sort());
+  assert.deepEqual(identityFiles(l), IDENTITY_SHARED);
   assert.deepEqual(l.packages, BASE_PACKAGES);
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
 });

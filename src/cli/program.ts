@@ -14,7 +14,7 @@ const POD_DESCRIPTION =
 const program = new Command()
   .name('pillion')
   .description(
-    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP), a log shipper, and `pillion pod`, a local pod runner.',
+    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP), workload identities and mutual TLS with a local CA (`pillion ca`), a log shipper, and `pillion pod`, a local pod runner.',
   )
   .version(VERSION)
   .showHelpAfterError()
@@ -62,6 +62,15 @@ if (commandName(process.argv.slice(2)) === 'pod') {
   program.addCommand(podCommand(finish).description(POD_DESCRIPTION));
 } else {
   program.command('pod').description(POD_DESCRIPTION).argument('[command]');
+}
+
+const CA_DESCRIPTION =
+  'a local certificate authority for workload identities (SPIFFE IDs): create it, issue certificates, print its trust bundle';
+if (commandName(process.argv.slice(2)) === 'ca') {
+  const { caCommand } = await import('./ca.js');
+  program.addCommand(caCommand(finish).description(CA_DESCRIPTION));
+} else {
+  program.command('ca').description(CA_DESCRIPTION).argument('[command]');
 }
 
 // Commands of planned roles answer that they are coming, not "unknown command".

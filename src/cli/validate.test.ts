@@ -153,3 +153,21 @@ test('the text report shows the line with a caret, like schema errors', () => {
   assert.equal(lines[1], `  8 |           - cert: ${f('nope.crt')}`);
   assert.equal(lines[2], `${' '.repeat(24)}^`);
 });
+
+test('identity: a CA directory without a CA, and certificate files whose key does not match, at their keys', async () => {
+  const { LocalCa } = await import('../identity/local-ca.js');
+  const ca = await LocalCa.init(f('ca'), { trustDomain: 'cluster.local' });
+  const ok = validate(`identity:\n  ca: { dir: ${f('ca')} }\n`);
+  assert.equal(ok.valid, true, JSON.stringify(ok.errors));
+  const missing = validate(`identity:\n  ca:\n    dir: ${f('no-ca')}\n`);
+  assert.deepEqual(missing.at, ['3:10 PILLION_ERR_CA_NOT_FOUND identity.ca.dir']);
+  const a = await ca.issue({ spiffeId: 'spiffe://cluster.local/ns/a/sa/a' });
+  const b = await ca.issue({ spiffeId: 'spiffe://cluster.local/ns/b/sa/b' });
+  writeFileSync(f('id.crt'), a.cert);
+  writeFileSync(f('id.key'), b.key);
+  writeFileSync(f('bundle.pem'), ca.bundle);
+  const files = validate(
+    `identity:\n  files:\n    cert: ${f('id.crt')}\n    key: ${f('id.key')}\n    bundle: ${f('bundle.pem')}\n`,
+  );
+  assert.deepEqual(files.at, ['4:10 PILLION_ERR_IDENTITY_UNAVAILABLE identity.files.key']);
+});

@@ -87,8 +87,13 @@ export const ERROR_CATALOGUE = {
 
   // --- cli ------------------------------------------------------------------------------------
   PILLION_ERR_CLI_NOT_BUILT_YET: {
-    description: 'A command that is planned but not built yet (`pillion inject`, `pillion ca`, ...).',
+    description: 'A command that is planned but not built yet (`pillion inject`, `pillion top`, ...).',
     fix: 'See `pillion --help` for the commands that exist today.',
+  },
+  PILLION_ERR_CLI_BAD_OPTION: {
+    description:
+      'A command-line option has a value the command cannot use (a duration that is not one, ...).',
+    fix: "See the command's --help for the form each option takes.",
   },
 
   // --- runtime: the process, modules, reload and shutdown ------------------------------------
@@ -260,6 +265,44 @@ export const ERROR_CATALOGUE = {
     description:
       'A certificate, key or CA file could not be read or parsed, or a key does not match its certificate.',
     fix: 'Check the paths and that the files are PEM; on a reload the previous certificate stays in use until the files are fixed.',
+  },
+
+  // --- identity: the local CA and workload certificates ------------------------------------------
+  PILLION_ERR_CA_EXISTS: {
+    description:
+      '`pillion ca init` was pointed at a directory that already holds a CA; replacing it would invalidate every certificate it issued.',
+    fix: 'Use another --dir, or pass --force to replace it on purpose.',
+  },
+  PILLION_ERR_CA_NOT_FOUND: {
+    description: 'No CA in the directory given to `pillion ca` or to `identity.ca` (ca.crt is missing).',
+    fix: 'Create one with `pillion ca init --dir DIR`, or fix the path.',
+  },
+  PILLION_ERR_CA_FILE: {
+    description:
+      'A CA file cannot be read or used: unreadable, not PEM, a key that does not match its certificate, or a key readable by other users.',
+    fix: 'Fix the file named in the message; the CA key must be mode 0600 (`chmod 600 ca.key`).',
+  },
+  PILLION_ERR_CA_BAD_IDENTITY: {
+    description:
+      'An identity is not a SPIFFE ID this CA can sign: not `spiffe://<trust-domain>/<path>`, or of another trust domain.',
+    fix: "Write the identity as `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>` in the CA's trust domain (`pillion ca bundle` shows it).",
+  },
+  PILLION_ERR_IDENTITY_UNAVAILABLE: {
+    description:
+      'The workload certificate could not be issued, renewed or read; on a renewal the current certificate stays in use until it expires, and renewal is retried with back-off.',
+    fix: 'Read the cause in the message: the CA directory or the certificate files named in `identity`.',
+  },
+
+  // --- inbound security: mutual TLS ---------------------------------------------------------------
+  PILLION_ERR_MTLS_REFUSED: {
+    description:
+      'A client connection was refused by mutual TLS (`inbound.mtls`): no client certificate, one from another CA, expired or not yet valid, without client-auth key usage, plaintext on a STRICT port, or nothing sent to a PERMISSIVE one. Counted in `pillion_mtls_handshakes_total{result="refused",reason}` and logged at a rate limit (the first of each reason at once, then one line a minute).',
+    fix: 'Give the client a certificate issued by the trust bundle (`pillion ca issue`), or set the port PERMISSIVE while clients migrate.',
+  },
+  PILLION_ERR_PROXY_UPSTREAM_IDENTITY: {
+    description:
+      "An upstream with mutual TLS presented a certificate whose SPIFFE identity is not one the upstream's `tls.subjectAltNames` expect; the connection was refused (502).",
+    fix: 'Fix the expected identities, or the certificate of the service.',
   },
 
   // --- logs: the log role -----------------------------------------------------------------------

@@ -53,6 +53,7 @@ function startModule(
     clock,
     appHealth: new HealthSignal(true),
     env: {},
+    services: new Map(),
   });
   return { module: m, metrics, started: m.start() };
 }

@@ -63,6 +63,8 @@ export interface AccessRecord {
   downstream_remote_address: string;
   listener: string;
   route: string | null;
+  /** The peer's principal when mutual TLS verified it (Envoy's %DOWNSTREAM_PEER_URI_SAN% without spiffe://); left out otherwise. */
+  downstream_peer_principal?: string | undefined;
   /** A PILLION_ERR_* code when the request failed; the key is left out otherwise. */
   error?: string;
 }
@@ -391,6 +393,9 @@ function formatLine(r: AccessRecord): string {
     str(r.listener) +
     ',"route":' +
     str(r.route) +
+    (r.downstream_peer_principal === undefined
+      ? ''
+      : ',"downstream_peer_principal":' + str(r.downstream_peer_principal)) +
     (r.error === undefined ? '}\n' : ',"error":' + str(r.error) + '}\n')
   );
 }

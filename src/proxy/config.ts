@@ -179,6 +179,37 @@ const upstreamSchema = z
           .describe(
             'Do not verify the certificate. For tests only: anyone on the path can read the traffic.',
           ),
+        mutual: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Mutual TLS with the workload certificate of `identity` (Istio's ISTIO_MUTUAL): it is sent as the client certificate, renewed ones for new connections, and the server is verified against the trust bundle (or `ca`) by its SPIFFE ID instead of a host name.",
+          ),
+        subjectAltNames: z
+          .array(z.string().regex(/^spiffe:\/\/[^/]+\/.+$/, 'a SPIFFE ID, spiffe://<trust-domain>/<path>'))
+          .max(64)
+          .default([])
+          .describe(
+            'With mutual: the SPIFFE IDs the server may have (DestinationRule subjectAltNames); a server with another is refused (502). Empty: any certificate of the trust bundle.',
+          ),
+      })
+      .superRefine((t, ctx) => {
+        if (t.subjectAltNames.length > 0 && !t.mutual)
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_BAD_VALUE',
+            'subjectAltNames is checked with mutual: true',
+            'add mutual: true',
+            ['subjectAltNames'],
+          );
+        if (t.mutual && t.insecureSkipVerify)
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_BAD_VALUE',
+            'mutual TLS verifies the server; insecureSkipVerify would undo that',
+            undefined,
+            ['insecureSkipVerify'],
+          );
       })
       .optional()
       .describe('Originate TLS to the upstream.'),
@@ -420,6 +451,38 @@ function escapedSlashesSchema(byDefault: 'reject' | 'keep') {
     );
 }
 
+const MTLS_MODES = ['STRICT', 'PERMISSIVE', 'DISABLE'] as const;
+
+function mtlsModeSchema() {
+  return z
+    .enum(MTLS_MODES)
+    .describe(
+      'STRICT: only TLS with a client certificate chained to the trust bundle of `identity`; PERMISSIVE: that, and plaintext, on the same port (told apart by the first byte); DISABLE: no mutual TLS.',
+    );
+}
+
+/** Istio's PeerAuthentication, in pillion's words: a mode for the whole inbound, per port, per listener. */
+const mtlsSchema = z
+  .strictObject({
+    mode: mtlsModeSchema().default('DISABLE'),
+    portLevel: z
+      .record(
+        z.string().regex(/^[1-9][0-9]{0,4}$/, 'a port number'),
+        z.strictObject({ mode: mtlsModeSchema() }),
+      )
+      .default({})
+      .describe("Modes by the port a listener listens on, over `mode` (PeerAuthentication's portLevelMtls)."),
+    forwardClientCert: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Send the app X-Forwarded-Client-Cert as Envoy writes it (By, Hash, Subject, URI) for requests over mutual TLS. A client-sent X-Forwarded-Client-Cert is removed whether or not this is set.',
+      ),
+  })
+  .describe(
+    "Mutual TLS with the workload certificate of `identity`, with Istio PeerAuthentication's modes. The verified peer's SPIFFE ID (without spiffe://) is its principal, in the access log as downstream_peer_principal.",
+  );
+
 function listenerSchema(defaultHttp2: boolean) {
   return z
     .strictObject({
@@ -435,6 +498,10 @@ function listenerSchema(defaultHttp2: boolean) {
         .describe('http: an HTTP proxy; tcp: forward bytes to `upstream`.'),
       upstream: z.string().optional().describe('tcp mode: the upstream to forward to; default the app.'),
       tls: tlsSchema.optional(),
+      mtls: z
+        .strictObject({ mode: mtlsModeSchema() })
+        .optional()
+        .describe("This listener's mutual TLS mode, over inbound.mtls and its portLevel."),
       http2: z
         .boolean()
         .default(defaultHttp2)
@@ -479,9 +546,22 @@ export const inboundSchema = z
       .describe('Until the app is healthy, answer 503 with Retry-After instead of forwarding.'),
     // Reject: a path the proxy and the app could read two ways never reaches the app.
     pathWithEscapedSlashes: escapedSlashesSchema('reject'),
+    mtls: mtlsSchema.optional(),
     ...common,
   })
-  .superRefine((s, ctx) => checkUpstreamNames(s, ctx, true))
+  .superRefine((s, ctx) => {
+    checkUpstreamNames(s, ctx, true);
+    s.listeners.forEach((l, i) => {
+      if (l.tls !== undefined && listenerMtlsMode(s, l) !== 'DISABLE')
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          `listener ${i} terminates TLS with its own certificates, and mutual TLS (${listenerMtlsMode(s, l)}) would serve the workload certificate on the same port`,
+          "set this listener's mtls.mode (or portLevel for its port) to DISABLE, or remove its tls and let mutual TLS serve it; tls.clientCertificate verifies clients with your own certificates",
+          ['listeners', i, l.mtls ? 'mtls' : 'tls'],
+        );
+    });
+  })
   .describe('The inbound proxy: TLS termination, routing and protection in front of the app.');
 
 export const outboundSchema = z
@@ -537,6 +617,19 @@ function checkUpstreamNames(
         ['listeners', i, 'upstream'],
       );
   });
+}
+
+export type MtlsConfig = z.output<typeof mtlsSchema>;
+export type MtlsMode = (typeof MTLS_MODES)[number];
+
+/** A listener's mutual-TLS mode: its own, else its port's, else the inbound's, else DISABLE. */
+export function listenerMtlsMode(
+  inbound: { mtls?: MtlsConfig | undefined },
+  l: { address: { port: number }; mtls?: { mode: MtlsMode } | undefined },
+): MtlsMode {
+  return (
+    l.mtls?.mode ?? inbound.mtls?.portLevel[String(l.address.port)]?.mode ?? inbound.mtls?.mode ?? 'DISABLE'
+  );
 }
 
 export type InboundConfig = z.output<typeof inboundSchema>;

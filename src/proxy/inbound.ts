@@ -3,7 +3,7 @@
 
 import type { AppConfig } from '../runtime/config.js';
 import type { ModuleDefinition } from '../runtime/module.js';
-import type { InboundConfig } from './config.js';
+import { type InboundConfig, listenerMtlsMode } from './config.js';
 import { ProxyModule, type ProxySettings } from './proxy-module.js';
 import { compileRoutes } from './router.js';
 
@@ -26,7 +26,12 @@ export function inboundSettings(s: InboundSection): ProxySettings {
   }
   return {
     section: 'inbound',
-    listeners: c.listeners.map((l, i) => ({ ...l, name: l.name ?? `listener-${i}` })),
+    listeners: c.listeners.map((l, i) => ({
+      ...l,
+      name: l.name ?? `listener-${i}`,
+      mtlsMode: listenerMtlsMode(c, l),
+    })),
+    forwardClientCert: c.mtls?.forwardClientCert ?? false,
     routes: compileRoutes(c.routes),
     upstreams,
     rewriteHost: false,

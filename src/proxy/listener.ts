@@ -1,16 +1,20 @@
-// One listening socket of the proxy: plain or TLS, HTTP (HTTP/1.1 and HTTP/2) or TCP. It owns its
+// One listening socket of the proxy: plain, TLS or mutual TLS, HTTP (HTTP/1.1 and HTTP/2) or TCP. It owns its
 // connections, so it can switch them to a new config on reload and drain them on shutdown.
 
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import { formatAddress } from '../lib/address.js';
+import type { Clock } from '../lib/clock.js';
 import { PillionError } from '../lib/errors.js';
-import type { ListenerConfig } from './config.js';
+import type { Registry } from '../metrics/index.js';
+import type { ListenerConfig, MtlsMode } from './config.js';
 import type { H2Handler } from './http2/index.js';
 import { type Http1Context, ServerConnection } from './http1/server-connection.js';
+import type { PeerIdentity } from './peer.js';
 import { type TcpContext, forwardTcp } from './tcp-forwarder.js';
 import { CertStore, tlsParameters } from './tls/index.js';
+import type { MutualTlsServer } from './tls/mutual.js';
 
 export interface ListenerParts {
   http: Http1Context | undefined;
@@ -18,12 +22,24 @@ export interface ListenerParts {
   h2: H2Handler | undefined;
 }
 
+/** What a mutual-TLS listener needs beyond its config. */
+export interface MutualTlsDeps {
+  section: string;
+  forwardClientCert: boolean;
+  metrics: Registry;
+  clock: Clock;
+  /** The runtime's shared services, where the workload identity's hub is. */
+  services: Map<string, unknown>;
+}
+
 export class ProxyListener {
   readonly name: string;
-  readonly config: ListenerConfig;
+  readonly config: ListenerConfig & { mtlsMode?: MtlsMode };
   #server: net.Server | undefined;
   #parts: ListenerParts;
   #certs: CertStore | undefined;
+  #mtls: MutualTlsServer | undefined;
+  #mutualDeps: MutualTlsDeps | undefined;
   #logger: Logger;
   #maxConnections: number;
   /** HTTP/2 handlers replaced by a reload, kept until their last session closes. */
@@ -31,12 +47,13 @@ export class ProxyListener {
 
   constructor(
     name: string,
-    config: ListenerConfig,
+    config: ListenerConfig & { mtlsMode?: MtlsMode },
     parts: ListenerParts,
-    opts: { logger: Logger; maxConnections: number },
+    opts: { logger: Logger; maxConnections: number; mutual?: MutualTlsDeps },
   ) {
     this.name = name;
     this.config = config;
+    this.#mutualDeps = opts.mutual;
     this.#parts = parts;
     this.#logger = opts.logger;
     this.#maxConnections = opts.maxConnections;
@@ -49,7 +66,10 @@ export class ProxyListener {
 
   async start(): Promise<void> {
     const cfg = this.config;
-    if (cfg.tls) {
+    const mtlsMode = cfg.mtlsMode ?? 'DISABLE';
+    if (mtlsMode !== 'DISABLE') {
+      this.#server = await this.#mutualServer(mtlsMode);
+    } else if (cfg.tls) {
       const alpn = cfg.mode === 'tcp' ? [] : cfg.http2 ? ['h2', 'http/1.1'] : ['http/1.1'];
       this.#certs = await CertStore.load(
         {
@@ -104,6 +124,37 @@ export class ProxyListener {
     });
   }
 
+  /** STRICT: the TLS server itself; PERMISSIVE: a TCP server that sniffs each connection's first byte. */
+  async #mutualServer(mode: 'STRICT' | 'PERMISSIVE'): Promise<net.Server> {
+    const deps = this.#mutualDeps;
+    if (deps === undefined) throw new Error(`listener ${this.name}: mutual TLS without its dependencies`);
+    const [{ MutualTlsServer }, { identityHub }] = await Promise.all([
+      import('./tls/mutual.js'),
+      import('../identity/index.js'),
+    ]);
+    const cfg = this.config;
+    const mtls = new MutualTlsServer(identityHub(deps.services), {
+      section: deps.section,
+      listener: this.name,
+      mode,
+      alpn: cfg.mode === 'tcp' ? [] : cfg.http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
+      forwardClientCert: deps.forwardClientCert,
+      logger: this.#logger,
+      metrics: deps.metrics,
+      clock: deps.clock,
+      accept: (socket, h2, peer) => {
+        if (peer !== undefined) {
+          const s = socket as tls.TLSSocket;
+          s.on('error', (err: NodeJS.ErrnoException) => this.#onTlsError(s, err));
+        }
+        this.#accept(socket, h2, peer);
+      },
+    });
+    this.#mtls = mtls;
+    if (mode === 'STRICT') return mtls.server;
+    return net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => mtls.sniff(s));
+  }
+
   /** Applies reloaded routes, upstreams and limits; open connections use them for their next request. */
   setParts(parts: ListenerParts): void {
     const old = this.#parts;
@@ -147,6 +198,7 @@ export class ProxyListener {
   close(): void {
     this.#server?.close();
     this.#certs?.close();
+    this.#mtls?.close();
     const p = this.#parts;
     if (p.http) for (const c of [...p.http.connections]) c.socket.destroy();
     p.h2?.close();
@@ -177,11 +229,11 @@ export class ProxyListener {
     for (const h of this.#retiredH2) if (h.sessions === 0) this.#retiredH2.delete(h);
   }
 
-  #accept(socket: net.Socket, h2: boolean): void {
+  #accept(socket: net.Socket, h2: boolean, peer?: PeerIdentity): void {
     const p = this.#parts;
     if (p.tcp) forwardTcp(socket, p.tcp);
-    else if (h2 && p.h2) p.h2.accept(socket);
-    else if (p.http) new ServerConnection(socket, p.http);
+    else if (h2 && p.h2) p.h2.accept(socket, undefined, peer);
+    else if (p.http) new ServerConnection(socket, p.http, peer);
     else socket.destroy();
   }
 }

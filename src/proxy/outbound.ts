@@ -37,7 +37,16 @@ export function outboundSettings(c: OutboundConfig): ProxySettings {
   }
   return {
     section: 'outbound',
-    listeners: [{ name: 'outbound', address: c.listener.address, mode: 'http', http2: c.listener.http2 }],
+    listeners: [
+      {
+        name: 'outbound',
+        address: c.listener.address,
+        mode: 'http',
+        http2: c.listener.http2,
+        mtlsMode: 'DISABLE',
+      },
+    ],
+    forwardClientCert: false,
     routes,
     upstreams: c.upstreams,
     rewriteHost: true,

@@ -16,6 +16,7 @@ import type {
   Http2Config,
   LimitsConfig,
   ListenerConfig,
+  MtlsMode,
   TimeoutsConfig,
   UpstreamConfig,
 } from './config.js';
@@ -32,7 +33,10 @@ import { Upstream } from './upstream/upstream.js';
 /** Everything the proxy needs, in the form both roles produce. */
 export interface ProxySettings {
   section: 'inbound' | 'outbound';
-  listeners: (ListenerConfig & { name: string })[];
+  /** Each listener with its name and its resolved mutual-TLS mode. */
+  listeners: (ListenerConfig & { name: string; mtlsMode: MtlsMode })[];
+  /** Send X-Forwarded-Client-Cert for requests over mutual TLS. */
+  forwardClientCert: boolean;
   routes: CompiledRoute[];
   upstreams: Record<string, UpstreamConfig>;
   /** Upstreams whose Host header is rewritten to their own name (outbound). */
@@ -51,6 +55,8 @@ export interface ProxyDeps {
   metrics: Registry;
   clock: Clock;
   appHealth: HealthSignal;
+  /** The runtime's shared services: the workload identity, for mutual TLS. */
+  services?: Map<string, unknown>;
 }
 
 interface Built {
@@ -106,6 +112,13 @@ export class ProxyModule<S> implements Module<S> {
         const l = new ProxyListener(cfg.name, cfg, built.parts[i]!, {
           logger: this.#deps.logger,
           maxConnections: s.limits.maxConnections,
+          mutual: {
+            section: s.section,
+            forwardClientCert: s.forwardClientCert,
+            metrics: this.#deps.metrics,
+            clock: this.#deps.clock,
+            services: this.#deps.services ?? new Map(),
+          },
         });
         await l.start();
         this.#listeners.push(l);
@@ -117,6 +130,7 @@ export class ProxyModule<S> implements Module<S> {
             address: a ? `${a.address}:${a.port}` : undefined,
             tls: cfg.tls !== undefined,
             mode: cfg.mode,
+            ...(cfg.mtlsMode !== 'DISABLE' ? { mtls: cfg.mtlsMode } : {}),
           },
           'proxy listening',
         );
@@ -179,8 +193,12 @@ export class ProxyModule<S> implements Module<S> {
     const prev = this.#built;
     const made: Upstream[] = [];
     try {
+      // The identity's code is loaded only when an upstream speaks mutual TLS.
+      const identity = Object.values(s.upstreams).some((u) => u.tls?.mutual)
+        ? (await import('../identity/index.js')).identityHub(this.#deps.services ?? new Map())
+        : undefined;
       for (const [name, cfg] of Object.entries(s.upstreams)) {
-        const opts = { logger, timeouts: s.timeouts, rewriteHost: s.rewriteHost };
+        const opts = { logger, timeouts: s.timeouts, rewriteHost: s.rewriteHost, identity };
         const key = Upstream.settingsKey(cfg, opts);
         let u = prev?.keys.get(name) === key ? prev.upstreams.get(name) : undefined;
         if (u === undefined) {
@@ -226,7 +244,7 @@ export class ProxyModule<S> implements Module<S> {
       }
       const http: Http1Context = {
         listener: l.name,
-        secure: l.tls !== undefined,
+        secure: l.tls !== undefined || l.mtlsMode === 'STRICT',
         routes: s.routes,
         routesUseHost: s.routes.some((r) => r.host !== undefined),
         routeStats: s.routes.map((r) => stats.route(r.name)),
@@ -274,5 +292,7 @@ export class ProxyModule<S> implements Module<S> {
 }
 
 function listenersKey(s: ProxySettings): string {
-  return JSON.stringify(s.listeners) + JSON.stringify(s.http2) + s.limits.maxConnections;
+  return (
+    JSON.stringify(s.listeners) + JSON.stringify(s.http2) + s.limits.maxConnections + s.forwardClientCert
+  );
 }

@@ -5,8 +5,8 @@
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
-import { pino } from 'pino';
-import { systemClock } from '../lib/clock.js';
+import { type Logger, pino } from 'pino';
+import { type Clock, systemClock } from '../lib/clock.js';
 import { waitFor } from '../lib/wait-for.js';
 import { createMetricsRegistry, type Registry } from '../metrics/index.js';
 import { appSchema } from '../runtime/config.js';
@@ -30,6 +30,10 @@ export interface StartOptions {
   app?: number;
   health?: HealthSignal;
   metrics?: Registry;
+  /** The runtime's shared services (the workload identity's hub, for mutual TLS). */
+  services?: Map<string, unknown>;
+  clock?: Clock;
+  logger?: Logger;
 }
 
 /** An inbound proxy from a raw `inbound:` section (schema defaults applied). */
@@ -40,7 +44,7 @@ export async function startInbound(
   const section = inboundSection(raw, opts.app);
   const metrics = opts.metrics ?? createMetricsRegistry();
   const health = opts.health ?? new HealthSignal(true);
-  const module = new ProxyModule(section, inboundSettings, deps(metrics, health));
+  const module = new ProxyModule(section, inboundSettings, deps(metrics, health, opts));
   return started(module, metrics, health);
 }
 
@@ -52,7 +56,7 @@ export async function startOutbound(
   const section = outboundSection(raw);
   const metrics = opts.metrics ?? createMetricsRegistry();
   const health = opts.health ?? new HealthSignal(true);
-  const module = new ProxyModule(section, outboundSettings, deps(metrics, health));
+  const module = new ProxyModule(section, outboundSettings, deps(metrics, health, opts));
   return started(module, metrics, health);
 }
 
@@ -69,8 +73,14 @@ export function inboundSection(raw: Record<string, unknown>, app?: number): Inbo
   };
 }
 
-function deps(metrics: Registry, appHealth: HealthSignal) {
-  return { logger: pino({ level: 'silent' }), metrics, clock: systemClock, appHealth };
+function deps(metrics: Registry, appHealth: HealthSignal, opts: Omit<StartOptions, 'app'>) {
+  return {
+    logger: opts.logger ?? pino({ level: 'silent' }),
+    metrics,
+    clock: opts.clock ?? systemClock,
+    appHealth,
+    services: opts.services ?? new Map<string, unknown>(),
+  };
 }
 
 async function started<S>(module: ProxyModule<S>, metrics: Registry, health: HealthSignal) {

@@ -29,6 +29,7 @@ test('the JSON Schema describes every section and every field', async () => {
     'runtime',
     'admin',
     'app',
+    'identity',
     'inbound',
     'outbound',
     'logs',

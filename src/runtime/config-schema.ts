@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { AdminConfig } from '../admin/index.js';
 import { adminSchema } from '../admin/index.js';
 import { addPillionIssue } from '../config/index.js';
+import type { IdentityConfig } from '../identity/config.js';
 import type { LogsConfig } from '../logs/index.js';
 import type { InboundConfig, OutboundConfig } from '../proxy/index.js';
 import { type AppConfig, type RuntimeConfig, runtimeSchema } from './config.js';
@@ -14,6 +15,7 @@ export interface PillionConfig {
   runtime: RuntimeConfig;
   admin: AdminConfig;
   app?: AppConfig | undefined;
+  identity?: IdentityConfig | undefined;
   inbound?: InboundConfig | undefined;
   outbound?: OutboundConfig | undefined;
   logs?: LogsConfig | undefined;
@@ -34,6 +36,34 @@ export function composePillionSchema(
     .strictObject(shape)
     .superRefine((value, ctx) => {
       const c = value as unknown as PillionConfig;
+      // Mutual TLS speaks with the workload certificate: without an identity there is none.
+      if (!c.identity) {
+        const hint =
+          'add `identity: { ca: { dir: ... } }` (after `pillion ca init`) or `identity: { files: ... }`';
+        c.inbound?.listeners.forEach((l, i) => {
+          // The proxy's listenerMtlsMode, written out here so the schema does not load the proxy.
+          const mode =
+            l.mtls?.mode ?? c.inbound!.mtls?.portLevel[String(l.address.port)]?.mode ?? c.inbound!.mtls?.mode;
+          if (mode !== undefined && mode !== 'DISABLE')
+            addPillionIssue(
+              ctx,
+              'PILLION_ERR_CONFIG_BAD_VALUE',
+              `listener ${i} is mutual TLS ${mode}, but there is no identity section`,
+              hint,
+              ['inbound', ...(l.mtls ? ['listeners', i, 'mtls'] : ['mtls'])],
+            );
+        });
+        for (const section of ['inbound', 'outbound'] as const)
+          for (const [name, u] of Object.entries(c[section]?.upstreams ?? {}))
+            if (u.tls?.mutual)
+              addPillionIssue(
+                ctx,
+                'PILLION_ERR_CONFIG_BAD_VALUE',
+                `upstream ${name} is mutual TLS, but there is no identity section`,
+                hint,
+                [section, 'upstreams', name, 'tls', 'mutual'],
+              );
+      }
       // The inbound proxy's `app` upstream is the app section's address.
       if (!c.inbound || c.app) return;
       // Routes serve HTTP listeners only: a TCP-only inbound has no use for the default route.

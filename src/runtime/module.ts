@@ -26,6 +26,8 @@ export interface Module<S = unknown> {
   /** Releases everything; after drain, or at once. */
   stop(): Promise<void>;
   readiness(): Readiness;
+  /** What the admin API shows of the module (`GET /identity` for the identity module), if anything. */
+  status?(): unknown;
 }
 
 /** The shared services a module may use; everything else comes from its own section. */
@@ -37,6 +39,11 @@ export interface ModuleContext {
   appHealth: HealthSignal;
   /** The process environment (downward API values, state directories); only the CLI reads process.env. */
   env: Readonly<Record<string, string | undefined>>;
+  /**
+   * What modules of one runtime share, by a key the providing capability owns (the identity hub
+   * the proxy's mutual TLS reads). Lives as long as the runtime, across module restarts.
+   */
+  services: Map<string, unknown>;
 }
 
 export interface ModuleDefinition<S = unknown> {

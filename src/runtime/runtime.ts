@@ -85,6 +85,7 @@ export class Runtime {
   #modules = new Map<string, Running>();
   #loadedDefinitions = new Map<string, Promise<ModuleDefinition<unknown>>>();
   #appHealth = new HealthSignal(true);
+  #services = new Map<string, unknown>();
   #admin: AdminServer | undefined;
   #watcher: ConfigWatcher | undefined;
   #reloadChain: Promise<unknown> = Promise.resolve();
@@ -370,6 +371,7 @@ export class Runtime {
       clock: this.#clock,
       appHealth: this.#appHealth,
       env: this.#opts.env,
+      services: this.#services,
     };
     const module = def.create(section, ctx);
     try {
@@ -423,6 +425,7 @@ export class Runtime {
           body: await this.#metrics.metrics(),
         }),
         config: () => this.configView(),
+        status: (name) => this.#modules.get(name)?.module.status?.(),
         reload: () => this.reload('POST /reload'),
         quit: () => void this.shutdown('POST /quitquitquit'),
       },

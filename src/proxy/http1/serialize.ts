@@ -2,6 +2,7 @@
 // client. Hop-by-hop headers (RFC 9110 §7.6.1, and every header the Connection field names but
 // Host) are dropped; framing headers are written by the proxy itself, never copied.
 
+import { CLIENT_CERT_HEADER } from '../peer.js';
 import type { CompiledRoute } from '../router.js';
 import type { RequestHead, ResponseHead } from './head-parser.js';
 
@@ -30,6 +31,8 @@ export interface ForwardContext {
   addRequestId: string;
   /** The Upgrade value to forward with Connection: upgrade (the protocols allowed), or ''. */
   upgrade: string;
+  /** X-Forwarded-Client-Cert to send (mutual TLS, when asked for), or ''. */
+  xfcc: string;
 }
 
 export function serializeRequest(
@@ -47,7 +50,7 @@ export function serializeRequest(
   let hasHost = false;
   for (let i = 0; i < lower.length; i++) {
     const l = lower[i]!;
-    if (HOP_BY_HOP.has(l) || route.requestDrop.has(l)) continue;
+    if (HOP_BY_HOP.has(l) || route.requestDrop.has(l) || l === CLIENT_CERT_HEADER) continue;
     if (FORWARDED.has(l)) {
       if (ctx.trustForwarded) {
         const v = req.values[i]!;
@@ -71,6 +74,7 @@ export function serializeRequest(
   h += `x-forwarded-proto: ${xfp || ctx.proto}\r\n`;
   if (xfh !== '' || req.host !== '') h += `x-forwarded-host: ${xfh || req.host}\r\n`;
   if (ctx.addRequestId !== '') h += `x-request-id: ${ctx.addRequestId}\r\n`;
+  if (ctx.xfcc !== '') h += `x-forwarded-client-cert: ${ctx.xfcc}\r\n`;
   if (ctx.upgrade !== '') h += `connection: upgrade\r\nupgrade: ${ctx.upgrade}\r\n`;
   if (req.chunked) h += 'transfer-encoding: chunked\r\n';
   else if (req.contentLength !== -1) h += `content-length: ${req.contentLength}\r\n`;

@@ -11,6 +11,7 @@ import { unmapIPv4 } from '../../lib/address.js';
 import type { ErrorCode } from '../../lib/errors.js';
 import type { AccessLog } from '../access-log.js';
 import type { HeadersConfig, LimitsConfig, TimeoutsConfig } from '../config.js';
+import type { PeerIdentity } from '../peer.js';
 import { normalizeTarget, PathError } from '../path.js';
 import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
 import type { ListenerStats, RouteStats } from '../stats.js';
@@ -78,6 +79,8 @@ const MAX_BUFFERED = 256 * 1024;
 
 export class ServerConnection implements ConnectionOwner, PoolUser {
   readonly socket: net.Socket;
+  /** The peer mutual TLS verified, for the connection's life; undefined on other connections. */
+  readonly peer: PeerIdentity | undefined;
   #c: Http1Context;
   #remote: string;
   #clientIp: string;
@@ -133,8 +136,9 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #io = false;
   #ioAt = 0;
 
-  constructor(socket: net.Socket, ctx: Http1Context) {
+  constructor(socket: net.Socket, ctx: Http1Context, peer?: PeerIdentity) {
     this.socket = socket;
+    this.peer = peer;
     this.#c = ctx;
     this.#clientIp = unmapIPv4(socket.remoteAddress ?? '');
     this.#remote = `${this.#clientIp}:${socket.remotePort ?? 0}`;
@@ -344,7 +348,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         : '';
     this.#upHead = serializeRequest(req, route, this.#path, {
       clientIp: this.#clientIp,
-      proto: c.secure ? 'https' : 'http',
+      proto: c.secure || this.peer !== undefined ? 'https' : 'http',
+      xfcc: this.peer?.xfcc ?? '',
       trustForwarded: c.headers.trustForwarded,
       addRequestId: this.#addRequestId,
       upgrade: this.#upgrade,
@@ -917,6 +922,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         downstream_remote_address: this.#remote,
         listener: c.listener,
         route: this.#route?.name ?? null,
+        downstream_peer_principal: this.peer?.principal,
         ...(this.#error !== undefined ? { error: this.#error } : {}),
       });
     }

@@ -4,7 +4,7 @@
 import http2, { type ClientHttp2Session, type SecureClientSessionOptions } from 'node:http2';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { Endpoint } from '../upstream/endpoints.js';
+import { type Endpoint, mutualTlsOptions } from '../upstream/endpoints.js';
 import type { Upstream } from '../upstream/upstream.js';
 
 export type SessionFailure = 'refused' | 'timeout';
@@ -101,8 +101,11 @@ export class ClientSessions {
     if (t !== undefined) {
       // No SNI for an IP literal (TLS forbids it); the certificate is then checked against the IP.
       opts.servername = t.serverName ?? (isIP(ep.host) ? '' : ep.host);
-      if (t.ca !== undefined) opts.ca = t.ca;
-      opts.rejectUnauthorized = !t.insecureSkipVerify;
+      if (t.mutual !== undefined) Object.assign(opts, mutualTlsOptions(t.mutual));
+      else {
+        if (t.ca !== undefined) opts.ca = t.ca;
+        opts.rejectUnauthorized = !t.insecureSkipVerify;
+      }
       opts.ALPNProtocols = ['h2'];
     }
     const session = http2.connect(`${t ? 'https' : 'http'}://${host}:${ep.port}`, opts);

@@ -10,6 +10,7 @@ import http2, {
   type ServerHttp2Stream,
 } from 'node:http2';
 import { performance } from 'node:perf_hooks';
+import type { PeerIdentity } from '../peer.js';
 import type { ErrorCode } from '../../lib/errors.js';
 import type { Http1Context } from '../http1/server-connection.js';
 import { normalizeTarget, PathError } from '../path.js';
@@ -48,6 +49,8 @@ export interface Shared {
 /** The client session an exchange belongs to. */
 export interface Peer {
   readonly clientIp: string;
+  /** Who mutual TLS verified at the other end, if it did. */
+  readonly identity: PeerIdentity | undefined;
   readonly remote: string;
   readonly closing: boolean;
   /** nghttp2 ended the connection for a protocol error the client made. */
@@ -132,6 +135,10 @@ export class Exchange {
 
   get clientIp(): string {
     return this.#peer.clientIp;
+  }
+
+  get peerIdentity(): PeerIdentity | undefined {
+    return this.#peer.identity;
   }
 
   get closed(): boolean {
@@ -641,6 +648,7 @@ export class Exchange {
       downstream_remote_address: this.#peer.remote,
       listener: c.listener,
       route: this.route?.name ?? null,
+      downstream_peer_principal: this.#peer.identity?.principal,
       ...(this.error !== undefined ? { error: this.error } : {}),
     });
   }

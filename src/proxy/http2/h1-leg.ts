@@ -6,6 +6,7 @@
 
 import type { OutgoingHttpHeaders } from 'node:http2';
 import { performance } from 'node:perf_hooks';
+import { CLIENT_CERT_HEADER } from '../peer.js';
 import { HeadError, type ResponseHead } from '../http1/head-parser.js';
 import { ResponseHeadReader } from '../http1/response-head-reader.js';
 import { HOP_BY_HOP } from '../http1/serialize.js';
@@ -333,7 +334,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     const lower = x.lower;
     for (let i = 0; i < lower.length; i++) {
       const l = lower[i]!;
-      if (HOP_BY_HOP.has(l) || l === 'host' || route.requestDrop.has(l)) continue;
+      if (HOP_BY_HOP.has(l) || l === 'host' || route.requestDrop.has(l) || l === CLIENT_CERT_HEADER) continue;
       const v = x.values[i]!;
       if (FORWARDED.has(l)) {
         if (c.headers.trustForwarded) {
@@ -354,9 +355,11 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     if (cookie !== '') h += `cookie: ${cookie}\r\n`;
     const clientIp = x.clientIp;
     h += `x-forwarded-for: ${xff === '' ? clientIp : `${xff}, ${clientIp}`}\r\n`;
-    h += `x-forwarded-proto: ${xfp || (c.secure ? 'https' : 'http')}\r\n`;
+    const peer = x.peerIdentity;
+    h += `x-forwarded-proto: ${xfp || (c.secure || peer !== undefined ? 'https' : 'http')}\r\n`;
     h += `x-forwarded-host: ${xfh || x.authority}\r\n`;
     if (x.addRequestId !== '') h += `x-request-id: ${x.addRequestId}\r\n`;
+    if (peer !== undefined && peer.xfcc !== '') h += `x-forwarded-client-cert: ${peer.xfcc}\r\n`;
     if (x.contentLength !== -1) h += `content-length: ${x.contentLength}\r\n`;
     else if (!x.noBody) {
       h += 'transfer-encoding: chunked\r\n';

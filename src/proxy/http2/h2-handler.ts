@@ -7,6 +7,7 @@
 import http2, { type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import type { Logger } from 'pino';
+import type { PeerIdentity } from '../peer.js';
 import { unmapIPv4 } from '../../lib/address.js';
 import type { Http2Config } from '../config.js';
 import type { Http1Context } from '../http1/server-connection.js';
@@ -47,6 +48,7 @@ class ClientSession implements Peer, GuardOwner {
   readonly guard: FrameGuard;
   readonly clientIp: string;
   readonly remote: string;
+  readonly identity: PeerIdentity | undefined;
   open = 0;
   /** nghttp2 ended the connection for a protocol error the client made. */
   protocolError = false;
@@ -57,8 +59,14 @@ class ClientSession implements Peer, GuardOwner {
   #ioAt = 0;
   #destroyedAt = 0;
 
-  constructor(handler: Http2Handler, session: ServerHttp2Session, guard: FrameGuard) {
+  constructor(
+    handler: Http2Handler,
+    session: ServerHttp2Session,
+    guard: FrameGuard,
+    identity: PeerIdentity | undefined,
+  ) {
     this.#handler = handler;
+    this.identity = identity;
     this.session = session;
     this.guard = guard;
     const sock = guard.socket;
@@ -122,6 +130,7 @@ class Http2Handler implements H2Handler, Shared {
   #sessions = new Map<ServerHttp2Session, ClientSession>();
   /** The guard of the connection being handed to the server (its 'session' event is synchronous). */
   #accepting: FrameGuard | undefined;
+  #acceptingPeer: PeerIdentity | undefined;
   #ticker: NodeJS.Timeout | undefined;
   readonly #tickEvery: number;
   #draining = false;
@@ -157,7 +166,7 @@ class Http2Handler implements H2Handler, Shared {
     return this.#sessions.size;
   }
 
-  accept(socket: net.Socket, head?: Buffer): void {
+  accept(socket: net.Socket, head?: Buffer, peer?: PeerIdentity): void {
     if (this.#closed) {
       socket.destroy();
       return;
@@ -166,10 +175,12 @@ class Http2Handler implements H2Handler, Shared {
     // the proxy can see it. The h2c preface the HTTP/1.1 side read goes first.
     const guard = new FrameGuard(socket, head, this.maxHeaderListSize);
     this.#accepting = guard;
+    this.#acceptingPeer = peer;
     try {
       this.#server.emit('connection', guard);
     } finally {
       this.#accepting = undefined;
+      this.#acceptingPeer = undefined;
     }
   }
 
@@ -251,7 +262,7 @@ class Http2Handler implements H2Handler, Shared {
       session.destroy();
       return;
     }
-    const cs = new ClientSession(this, session, guard);
+    const cs = new ClientSession(this, session, guard, this.#acceptingPeer);
     guard.owner = cs;
     this.#sessions.set(session, cs);
     const c = this.c;

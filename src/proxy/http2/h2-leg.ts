@@ -10,6 +10,7 @@ import http2, {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 import { performance } from 'node:perf_hooks';
+import { CLIENT_CERT_HEADER } from '../peer.js';
 import { MAX_INTERIM_RESPONSES } from '../http1/response-head-reader.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { UpstreamSession } from './client-sessions.js';
@@ -212,7 +213,8 @@ export class H2Leg implements UpstreamLeg {
     const lower = x.lower;
     for (let i = 0; i < lower.length; i++) {
       const l = lower[i]!;
-      if (CONNECTION_SPECIFIC.has(l) || l === 'host' || route.requestDrop.has(l)) continue;
+      if (CONNECTION_SPECIFIC.has(l) || l === 'host' || route.requestDrop.has(l) || l === CLIENT_CERT_HEADER)
+        continue;
       const v = x.values[i]!;
       if (l === 'te') {
         // The one TE value HTTP/2 allows, and the one gRPC needs.
@@ -231,9 +233,11 @@ export class H2Leg implements UpstreamLeg {
       h[l] = prev === undefined ? v : `${String(prev)}${l === 'cookie' ? '; ' : ', '}${v}`;
     }
     h['x-forwarded-for'] = xff === '' ? x.clientIp : `${xff}, ${x.clientIp}`;
-    h['x-forwarded-proto'] = xfp || (c.secure ? 'https' : 'http');
+    const peer = x.peerIdentity;
+    h['x-forwarded-proto'] = xfp || (c.secure || peer !== undefined ? 'https' : 'http');
     h['x-forwarded-host'] = xfh || x.authority;
     if (x.addRequestId !== '') h['x-request-id'] = x.addRequestId;
+    if (peer !== undefined && peer.xfcc !== '') h['x-forwarded-client-cert'] = peer.xfcc;
     const add = route.requestAddPairs;
     for (let i = 0; i < add.length; i++) h[add[i]![0]] = add[i]![1];
     return h;

@@ -15,6 +15,7 @@ import {
 import type { Logger } from 'pino';
 import { type Clock, systemClock, type TimerHandle } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
+import { subjectAltNames, unquote } from '../../lib/subject-alt-name.js';
 import type { TlsVersion } from './profiles.js';
 
 export interface TlsCertificateFiles {
@@ -456,42 +457,12 @@ function parseKey(path: string, pem: Buffer): KeyObject {
 /** SAN DNS entries, or the subject CN when there are none; SNI never carries IP addresses. */
 function namesFromCertificate(x509: X509Certificate): string[] {
   const names: string[] = [];
-  for (const part of splitSan(x509.subjectAltName ?? '')) {
-    if (part.startsWith('DNS:')) names.push(unquote(part.slice(4)));
-  }
+  for (const e of subjectAltNames(x509.subjectAltName)) if (e.type === 'DNS') names.push(e.value);
   if (names.length > 0) return names;
   for (const line of x509.subject.split('\n')) {
     if (line.startsWith('CN=')) names.push(unquote(line.slice(3)));
   }
   return names;
-}
-
-/** Node joins SAN entries with ", " and JSON-quotes any entry that itself holds a comma or quote. */
-function splitSan(san: string): string[] {
-  const parts: string[] = [];
-  let start = 0;
-  let quoted = false;
-  for (let i = 0; i < san.length; i++) {
-    const ch = san[i];
-    if (ch === '\\' && quoted) i++;
-    else if (ch === '"') quoted = !quoted;
-    else if (ch === ',' && !quoted) {
-      parts.push(san.slice(start, i).trim());
-      start = i + 1;
-    }
-  }
-  const last = san.slice(start).trim();
-  if (last) parts.push(last);
-  return parts;
-}
-
-function unquote(value: string): string {
-  if (!value.startsWith('"')) return value;
-  try {
-    return String(JSON.parse(value));
-  } catch {
-    return value;
-  }
 }
 
 function normalizeName(name: string): string {

@@ -40,6 +40,8 @@ export interface TestCa extends TestPair {
 export interface LeafOptions {
   /** Subject alternative names; IPv4/IPv6 literals become IP entries, anything else DNS entries. */
   names?: string[];
+  /** URI SANs (SPIFFE IDs). */
+  uris?: string[];
   /** Subject CN; defaults to the first name, or "pillion-test-leaf". */
   commonName?: string;
   /** Extended key usage: a server certificate, a client certificate, or both. Default 'server'. */
@@ -88,13 +90,12 @@ export async function makeLeaf(ca: TestCa, opts: LeafOptions = {}): Promise<Test
     await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),
   ];
-  if (names.length > 0) {
-    extensions.push(
-      new x509.SubjectAlternativeNameExtension(
-        names.map((value) => ({ type: isIP(value) ? ('ip' as const) : ('dns' as const), value })),
-      ),
-    );
-  }
+  const sans: X509.JsonGeneralName[] = names.map((value) => ({
+    type: isIP(value) ? ('ip' as const) : ('dns' as const),
+    value,
+  }));
+  for (const value of opts.uris ?? []) sans.push({ type: 'url', value });
+  if (sans.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(sans));
   const certificate = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${opts.commonName ?? names[0] ?? 'pillion-test-leaf'}`,

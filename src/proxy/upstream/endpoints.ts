@@ -6,7 +6,9 @@ import { promises as dns } from 'node:dns';
 import net, { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
+import { spiffeUrisOf } from '../../identity/spiffe.js';
 import type { Address } from '../../lib/address.js';
+import { PillionError } from '../../lib/errors.js';
 
 export interface Endpoint {
   /** IP to connect to. */
@@ -24,6 +26,36 @@ export interface EndpointTls {
   serverName?: string;
   ca?: string | Buffer;
   insecureSkipVerify: boolean;
+  /** Mutual TLS with the workload certificate (see mutualTlsOptions). */
+  mutual?: MutualClient;
+}
+
+/** The client side of mutual TLS: the workload certificate in use, and the server identities allowed. */
+export interface MutualClient {
+  /** A context with the current workload certificate and the trust bundle; renewed ones for new connections. */
+  context(): tls.SecureContext;
+  /** The server's certificate must carry one of these SPIFFE IDs; empty: any of the trust bundle. */
+  subjectAltNames: string[];
+}
+
+/**
+ * A server of a mutual-TLS upstream is verified by its SPIFFE ID, as Istio's DestinationRule
+ * subjectAltNames do, not by a host name: workload certificates carry none.
+ */
+export function mutualTlsOptions(m: MutualClient): tls.ConnectionOptions {
+  return {
+    secureContext: m.context(),
+    rejectUnauthorized: true,
+    checkServerIdentity: (_host, cert) => {
+      if (m.subjectAltNames.length === 0) return undefined;
+      const uris = spiffeUrisOf(cert.subjectaltname);
+      if (uris.some((u) => m.subjectAltNames.includes(u))) return undefined;
+      return new PillionError(
+        'PILLION_ERR_PROXY_UPSTREAM_IDENTITY',
+        `the server is ${uris.join(', ') || 'no SPIFFE ID'}; expected ${m.subjectAltNames.join(' or ')}`,
+      );
+    },
+  };
 }
 
 /** Opens a connection to an endpoint (over TLS when `t` is set, offering `alpn`), with Nagle off. */
@@ -33,9 +65,8 @@ export function connectEndpoint(ep: Endpoint, t: EndpointTls | undefined, alpn?:
         host: ep.ip,
         port: ep.port,
         servername: t.serverName ?? (isIP(ep.host) ? undefined : ep.host),
-        ca: t.ca,
-        rejectUnauthorized: !t.insecureSkipVerify,
         ALPNProtocols: alpn,
+        ...(t.mutual ? mutualTlsOptions(t.mutual) : { ca: t.ca, rejectUnauthorized: !t.insecureSkipVerify }),
       })
     : net.connect({ host: ep.ip, port: ep.port });
   socket.setNoDelay(true);

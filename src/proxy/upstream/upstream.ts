@@ -3,18 +3,22 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
+import type { IdentityHub, IdentityMaterial } from '../../identity/index.js';
 import type { Address } from '../../lib/address.js';
 import { PillionError } from '../../lib/errors.js';
 import type { TimeoutsConfig, UpstreamConfig } from '../config.js';
 import { ClientSessions } from '../http2/client-sessions.js';
-import { Endpoints } from './endpoints.js';
+import { type EndpointTls, Endpoints, type MutualClient } from './endpoints.js';
 import { H1Pool } from './h1-pool.js';
 
 export interface UpstreamOptions {
   logger: Logger;
   timeouts: TimeoutsConfig;
   rewriteHost: boolean;
+  /** The workload identity, for upstreams with tls.mutual. */
+  identity?: IdentityHub | undefined;
 }
 
 export class Upstream {
@@ -24,7 +28,7 @@ export class Upstream {
   readonly pool: H1Pool;
   /** Shared HTTP/2 sessions, one per endpoint (protocol h2 only). */
   readonly sessions: ClientSessions | undefined;
-  readonly tls: { serverName?: string; ca?: Buffer; insecureSkipVerify: boolean } | undefined;
+  readonly tls: EndpointTls | undefined;
   /** Host header to send (outbound), or undefined to keep the client's (inbound). */
   readonly hostHeader: string | undefined;
   #closed = false;
@@ -45,7 +49,12 @@ export class Upstream {
       }
     }
     this.tls = cfg.tls
-      ? { serverName: cfg.tls.serverName, ca, insecureSkipVerify: cfg.tls.insecureSkipVerify }
+      ? {
+          serverName: cfg.tls.serverName,
+          ca,
+          insecureSkipVerify: cfg.tls.insecureSkipVerify,
+          mutual: cfg.tls.mutual ? mutualClient(name, opts.identity, ca, cfg.tls.subjectAltNames) : undefined,
+        }
       : undefined;
     this.pool = new H1Pool(this.endpoints, {
       maxConnections: cfg.pool.maxConnections,
@@ -111,4 +120,42 @@ export class Upstream {
     this.pool.close();
     this.sessions?.closeAll(true);
   }
+}
+
+/** The client side of an upstream's mutual TLS: one context per workload certificate, built on first use. */
+function mutualClient(
+  name: string,
+  hub: IdentityHub | undefined,
+  ca: Buffer | undefined,
+  subjectAltNames: string[],
+): MutualClient {
+  if (hub === undefined)
+    throw new PillionError(
+      'PILLION_ERR_IDENTITY_UNAVAILABLE',
+      `upstream ${name}: mutual TLS needs the identity section`,
+    );
+  let made: IdentityMaterial | undefined;
+  let context: SecureContext | undefined;
+  return {
+    subjectAltNames,
+    context() {
+      const m = hub.current();
+      if (m === undefined)
+        throw new PillionError(
+          'PILLION_ERR_IDENTITY_UNAVAILABLE',
+          `upstream ${name}: no workload certificate yet`,
+        );
+      if (m !== made) {
+        // A renewed certificate is used from the next connection on; pooled ones keep theirs.
+        context = createSecureContext({
+          cert: m.cert,
+          key: m.key,
+          ca: ca ?? m.bundle,
+          minVersion: 'TLSv1.2',
+        });
+        made = m;
+      }
+      return context!;
+    },
+  };
 }
