@@ -18,7 +18,6 @@ export interface PlannedRole {
   readonly commands: readonly string[];
 }
 
-const ROUTE_SECURITY = ['auth', 'jwt', 'authorization', 'rateLimit', 'rateLimits'];
 const UPSTREAM_RESILIENCE = [
   'retries',
   'retryBudget',
@@ -37,13 +36,11 @@ const ROUTE_RESILIENCE = ['retries', 'retryPolicy', 'timeout', 'circuitBreaker',
 
 export const PLANNED_ROLES: readonly PlannedRole[] = [
   {
-    what: 'inbound security (mutual TLS identities, JWT authentication, authorization, rate limits)',
-    sections: ['policies'],
+    what: 'mutual TLS identities (pillion ca, PeerAuthentication modes, outbound mTLS)',
+    sections: [],
     keys: [
-      ...[...ROUTE_SECURITY, 'authentication', 'mtls', 'peerAuthentication', 'extAuthz'].map(
-        (k) => `inbound.${k}`,
-      ),
-      ...ROUTE_SECURITY.map((k) => `inbound.routes[].${k}`),
+      'inbound.mtls',
+      'inbound.peerAuthentication',
       'inbound.listeners[].mtls',
       'inbound.listeners[].peerAuthentication',
     ],

@@ -6,7 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { pino } from 'pino';
-import { systemClock } from '../lib/clock.js';
+import { type Clock, systemClock } from '../lib/clock.js';
 import { waitFor } from '../lib/wait-for.js';
 import { createMetricsRegistry, type Registry } from '../metrics/index.js';
 import { appSchema } from '../runtime/config.js';
@@ -30,6 +30,8 @@ export interface StartOptions {
   app?: number;
   health?: HealthSignal;
   metrics?: Registry;
+  /** Default the system clock; a FakeClock for JWT expiry, JWKS refresh and rate limits. */
+  clock?: Clock;
 }
 
 /** An inbound proxy from a raw `inbound:` section (schema defaults applied). */
@@ -40,7 +42,7 @@ export async function startInbound(
   const section = inboundSection(raw, opts.app);
   const metrics = opts.metrics ?? createMetricsRegistry();
   const health = opts.health ?? new HealthSignal(true);
-  const module = new ProxyModule(section, inboundSettings, deps(metrics, health));
+  const module = new ProxyModule(section, inboundSettings, deps(metrics, health, opts.clock));
   return started(module, metrics, health);
 }
 
@@ -69,8 +71,8 @@ export function inboundSection(raw: Record<string, unknown>, app?: number): Inbo
   };
 }
 
-function deps(metrics: Registry, appHealth: HealthSignal) {
-  return { logger: pino({ level: 'silent' }), metrics, clock: systemClock, appHealth };
+function deps(metrics: Registry, appHealth: HealthSignal, clock: Clock = systemClock) {
+  return { logger: pino({ level: 'silent' }), metrics, clock, appHealth };
 }
 
 async function started<S>(module: ProxyModule<S>, metrics: Registry, health: HealthSignal) {

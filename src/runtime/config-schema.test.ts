@@ -143,10 +143,7 @@ test('the ones a newcomer tries first are among them', () => {
     'app: { port: 8080 }',
     'inbound:',
     '  listeners: [{ address: 127.0.0.1:8443 }]',
-    '  jwt: {}',
-    '  auth: {}',
-    '  authorization: {}',
-    '  rateLimit: {}',
+    '  mtls: { mode: STRICT }',
     '  routes:',
     '    - retries: { attempts: 3 }',
     '      timeout: 10s',
@@ -161,15 +158,12 @@ test('the ones a newcomer tries first are among them', () => {
   assert.deepEqual(
     r.issues.map((i) => `${i.line}:${i.col} ${i.code} ${i.path}`),
     [
-      '4:3 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.jwt',
-      '5:3 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.auth',
-      '6:3 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.authorization',
-      '7:3 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.rateLimit',
-      '9:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].retries',
-      '10:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].timeout',
-      '12:39 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.upstreams.u.circuitBreaker',
-      '13:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION metrics',
-      '14:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION sync',
+      '4:3 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.mtls',
+      '6:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].retries',
+      '7:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].timeout',
+      '9:39 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.upstreams.u.circuitBreaker',
+      '10:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION metrics',
+      '11:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION sync',
     ],
   );
 });

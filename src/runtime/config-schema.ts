@@ -91,8 +91,8 @@ sections are optional; a missing key takes its default.
   \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
 - **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
 
-Sections and keys of roles that are planned but not built yet (\`metrics\`, \`sync\`, \`policies\`; \`auth\`, \`jwt\`,
-\`authorization\`, \`rateLimit\`, route \`retries\` and \`timeout\`, an upstream's \`circuitBreaker\`, ...) are refused with
+Sections and keys of roles that are planned but not built yet (\`metrics\`, \`sync\`; \`inbound.mtls\`,
+route \`retries\` and \`timeout\`, an upstream's \`circuitBreaker\`, ...) are refused with
 \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
 `;
 

@@ -38,7 +38,7 @@ export interface TestCa extends TestPair {
 }
 
 export interface LeafOptions {
-  /** Subject alternative names; IPv4/IPv6 literals become IP entries, anything else DNS entries. */
+  /** Subject alternative names; IPv4/IPv6 literals become IP entries, spiffe:// URIs URI entries, anything else DNS entries. */
   names?: string[];
   /** Subject CN; defaults to the first name, or "pillion-test-leaf". */
   commonName?: string;
@@ -91,7 +91,14 @@ export async function makeLeaf(ca: TestCa, opts: LeafOptions = {}): Promise<Test
   if (names.length > 0) {
     extensions.push(
       new x509.SubjectAlternativeNameExtension(
-        names.map((value) => ({ type: isIP(value) ? ('ip' as const) : ('dns' as const), value })),
+        names.map((value) => ({
+          type: isIP(value)
+            ? ('ip' as const)
+            : value.startsWith('spiffe://')
+              ? ('url' as const)
+              : ('dns' as const),
+          value,
+        })),
       ),
     );
   }
