@@ -11,6 +11,8 @@ export interface AdminHandlers {
   readiness(): { ready: boolean; state: string; checks: { name: string; ready: boolean; reason?: string }[] };
   metrics(): Promise<{ contentType: string; body: string }>;
   config(): unknown;
+  /** Loaded security policies, JWKS state and rate limits (no keys, no tokens). */
+  policies(): unknown;
   reload(): Promise<{ ok: boolean }>;
   /** Begins a graceful shutdown; called after the response has been sent. */
   quit(): void;
@@ -35,6 +37,7 @@ export class AdminServer {
       ['/readyz', new Map([['GET', (_q, s) => this.#readyz(s)]])],
       ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
       ['/config', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.config())]])],
+      ['/policies', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.policies())]])],
       ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
       ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
     ]);
@@ -102,7 +105,7 @@ export class AdminServer {
         res,
         404,
         'PILLION_ERR_ADMIN_NOT_FOUND',
-        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, POST /reload, /quitquitquit`,
+        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /policies, POST /reload, /quitquitquit`,
       );
     const handler = methods.get(req.method ?? 'GET');
     if (!handler) {

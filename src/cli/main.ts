@@ -31,6 +31,12 @@ program
   .command('run')
   .description('run the sidecar (SIGTERM/SIGINT drain and exit, SIGHUP reloads)')
   .option('-c, --config <file>', 'config file (default: $PILLION_CONFIG, else embedded defaults)')
+  .option(
+    '--istio <file>',
+    'Istio security resources (PeerAuthentication, RequestAuthentication, AuthorizationPolicy) to apply, beside policies.istio; repeatable',
+    (v: string, all: string[]) => [...all, v],
+    [] as string[],
+  )
   .addOption(new Option('--log-level <level>', 'override runtime.log.level').choices(LOG_LEVELS))
   .addOption(
     new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
@@ -44,6 +50,12 @@ program
   .command('validate')
   .description('check a config file; exit 0 when valid, 1 with every error (file:line:col) when not')
   .requiredOption('-c, --config <file>', 'config file')
+  .option(
+    '--istio <file>',
+    'Istio security resources to check with it, as `run --istio` takes them; repeatable',
+    (v: string, all: string[]) => [...all, v],
+    [] as string[],
+  )
   .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
   .action(async (opts) => finish(await validateCommand(opts)));
 

@@ -256,6 +256,16 @@ export const ERROR_CATALOGUE = {
       'The access log file cannot be opened or written (its directory is missing and cannot be created, or is not writable).',
     fix: 'Choose an `accessLog.path` in a writable directory, or `stdout`.',
   },
+  PILLION_ERR_POLICY_UNSUPPORTED_FIELD: {
+    description:
+      'An Istio security resource (PeerAuthentication, RequestAuthentication, AuthorizationPolicy) uses a field Pillion does not support, such as `targetRef` or `outputPayloadToHeader`; the resource is not loaded rather than loaded without it.',
+    fix: 'Remove the field, or express it with pillion.yaml’s own keys (docs/security.md lists what each resource supports).',
+  },
+  PILLION_ERR_POLICY_UNKNOWN_KIND: {
+    description:
+      'A document in a `policies.istio` file is not a PeerAuthentication, RequestAuthentication or AuthorizationPolicy of security.istio.io/v1 or v1beta1.',
+    fix: 'Keep other Kubernetes resources out of the files given to `policies.istio` (or `--istio`).',
+  },
   PILLION_ERR_TLS_FILE: {
     description:
       'A certificate, key or CA file could not be read or parsed, or a key does not match its certificate.',

@@ -181,6 +181,10 @@ export class ProxyModule<S> implements Module<S> {
     return this.#built?.filters?.state() ?? null;
   }
 
+  policies(): FiltersState | null {
+    return this.filtersState();
+  }
+
   async #build(s: ProxySettings): Promise<Built> {
     const logger = this.#deps.logger;
     const upstreams = new Map<string, Upstream>();

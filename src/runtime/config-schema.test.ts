@@ -32,6 +32,7 @@ test('the JSON Schema describes every section and every field', () => {
     'inbound',
     'outbound',
     'logs',
+    'policies',
   ]);
   const walk = (node: Record<string, any>, path: string) => {
     for (const [k, v] of Object.entries<Record<string, any>>(node.properties ?? {})) {

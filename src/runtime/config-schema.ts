@@ -3,9 +3,14 @@
 import { z } from 'zod';
 import { adminSchema } from '../admin/index.js';
 import { logsSchema } from '../logs/index.js';
+import { policiesSchema } from '../policies/index.js';
 import { inboundSchema, outboundSchema } from '../proxy/index.js';
+import { resolve } from 'node:path';
+import type { IstioTranslation } from '../policies/index.js';
 import {
   addPillionIssue,
+  compareIssues,
+  type ConfigIssue,
   type Env,
   type JsonSchema,
   type LoadResult,
@@ -29,6 +34,7 @@ export const pillionSchema = z
     inbound: inboundSchema.optional(),
     outbound: outboundSchema.optional(),
     logs: logsSchema.optional(),
+    policies: policiesSchema.optional(),
   })
   .superRefine((c, ctx) => {
     // The inbound proxy's `app` upstream is the app section's address.
@@ -61,8 +67,115 @@ export const pillionSchema = z
 
 export type PillionConfig = z.output<typeof pillionSchema>;
 
-export function loadPillionConfig(file: string, env: Env): Promise<LoadResult<PillionConfig>> {
-  return loadConfigFile(file, { schema: pillionSchema, env, planned });
+export interface ConfigExtras {
+  /** Istio resource files given on the command line (`pillion run --istio`), beside policies.istio. */
+  istio?: readonly string[];
+}
+
+export async function loadPillionConfig(
+  file: string,
+  env: Env,
+  extras: ConfigExtras = {},
+): Promise<LoadResult<PillionConfig>> {
+  const loaded = await loadConfigFile(file, { schema: pillionSchema, env, planned });
+  return withIstio(loaded, file, extras);
+}
+
+/**
+ * Reads the Istio resources the config (or the command line) names and folds them into the
+ * inbound section's own keys, then validates the result once more: one model at run time.
+ */
+export async function withIstio(
+  loaded: LoadResult<PillionConfig>,
+  file: string | undefined,
+  extras: ConfigExtras,
+): Promise<LoadResult<PillionConfig>> {
+  if (!loaded.ok) return loaded;
+  const { config, raw } = loaded;
+  const cli = extras.istio ?? [];
+  if ((config.policies?.istio.length ?? 0) === 0 && cli.length === 0) return loaded;
+  const here = (message: string, code: ConfigIssue['code'] = 'PILLION_ERR_CONFIG_BAD_VALUE'): ConfigIssue => {
+    const pos = positionIn(loaded.text, 'policies');
+    return { file: file ?? '(command line)', ...pos, code, path: 'policies', message };
+  };
+  if (!config.inbound)
+    return {
+      ok: false,
+      issues: [
+        here(
+          'Istio policies apply to the inbound proxy; add an inbound section (listeners in front of the app)',
+        ),
+      ],
+      text: loaded.text,
+    };
+  const { loadIstioFiles, baseOf } = await import('../policies/istio.js');
+  const p = config.policies;
+  const r = await loadIstioFiles(
+    [...(p?.istio ?? []).map((f) => resolve(baseOf(file), f)), ...cli.map((f) => resolve(f))],
+    baseOf(file),
+    {
+      workloadLabels: p?.workloadLabels ?? {},
+      namespace: p?.namespace,
+      rootNamespace: p?.rootNamespace ?? 'istio-system',
+      providers: Object.keys(config.inbound.authorization?.providers ?? {}),
+    },
+  );
+  if (!r.ok) return { ok: false, issues: r.issues.sort(compareIssues), text: loaded.text };
+  const t = r.translation;
+  type Section = Record<string, unknown> & { issuers?: unknown[]; policies?: unknown[] };
+  const inbound = structuredClone(raw.inbound ?? {}) as Record<string, unknown>;
+  const extend = (key: 'jwt' | 'authorization', list: 'issuers' | 'policies', items: unknown[]) => {
+    if (items.length === 0) return;
+    const section = (inbound[key] ?? {}) as Section;
+    inbound[key] = { ...section, [list]: [...(section[list] ?? []), ...items] };
+  };
+  extend('jwt', 'issuers', t.jwtIssuers);
+  extend('authorization', 'policies', t.policies);
+  if (t.mtls) {
+    // Inbound mTLS modes come with workload identities; until they are built, a PeerAuthentication
+    // is refused where it stands, as inbound.mtls is in pillion.yaml.
+    const role = plannedKey(['inbound', 'mtls']);
+    if (role !== undefined)
+      return {
+        ok: false,
+        issues: [
+          {
+            ...t.mtls.at,
+            path: 'spec.mtls',
+            message: `PeerAuthentication sets inbound.mtls, which is planned but not built yet: ${role.what}`,
+          },
+        ],
+        text: loaded.text,
+      };
+    if (inbound.mtls !== undefined)
+      return {
+        ok: false,
+        issues: [here('inbound.mtls is set both in pillion.yaml and by a PeerAuthentication')],
+        text: loaded.text,
+      };
+    inbound.mtls = t.mtls.value;
+  }
+  const merged = { ...raw, inbound };
+  const again = pillionSchema.safeParse(merged);
+  if (!again.success)
+    return {
+      ok: false,
+      issues: again.error.issues.map((i) =>
+        here(`after adding the Istio resources: ${i.path.join('.')}: ${i.message}`),
+      ),
+      text: loaded.text,
+    };
+  istioResources.set(again.data, t.resources);
+  return { ok: true, config: again.data, raw: merged, text: loaded.text };
+}
+
+/** The Istio resources each loaded config was built with (applied or not), for the admin API. */
+export const istioResources = new WeakMap<PillionConfig, IstioTranslation['resources']>();
+
+function positionIn(text: string, key: string): { line: number; col: number } {
+  const lines = text.split('\n');
+  const i = lines.findIndex((l) => l.startsWith(`${key}:`));
+  return i === -1 ? { line: 1, col: 1 } : { line: i + 1, col: 1 };
 }
 
 export function parsePillionConfig(text: string, file: string, env: Env): LoadResult<PillionConfig> {

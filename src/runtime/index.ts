@@ -10,6 +10,7 @@ export {
   pillionConfigDocs,
   pillionJsonSchema,
   pillionSchema,
+  withIstio,
 } from './config-schema.js';
 export { ConfigWatcher } from './config-watcher.js';
 export { HealthSignal } from './health-signal.js';

@@ -26,6 +26,8 @@ export interface Module<S = unknown> {
   /** Releases everything; after drain, or at once. */
   stop(): Promise<void>;
   readiness(): Readiness;
+  /** What the module shows in the admin API's GET /policies (the inbound proxy: its request filters). */
+  policies?(): unknown;
 }
 
 /** The shared services a module may use; everything else comes from its own section. */

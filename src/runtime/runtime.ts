@@ -11,7 +11,13 @@ import { type Address, formatAddress } from '../lib/address.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import { PillionError } from '../lib/errors.js';
 import { counter, createMetricsRegistry, type Gauge, gauge, type Registry } from '../metrics/index.js';
-import { loadPillionConfig, type PillionConfig, pillionJsonSchema } from './config-schema.js';
+import {
+  type ConfigExtras,
+  istioResources,
+  loadPillionConfig,
+  type PillionConfig,
+  pillionJsonSchema,
+} from './config-schema.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { HealthSignal } from './health-signal.js';
 import type { Module, ModuleContext, ModuleDefinition } from './module.js';
@@ -27,6 +33,8 @@ export interface RuntimeOptions {
   initial: LoadedConfig;
   /** The file to reload from; undefined when running on embedded defaults. */
   configFile: string | undefined;
+  /** What the command line adds to the config file (Istio resource files), read again on reload. */
+  configExtras?: ConfigExtras;
   env: Env;
   logger: Logger;
   modules: readonly ModuleDefinition<unknown>[];
@@ -201,6 +209,13 @@ export class Runtime {
     };
   }
 
+  /** The Istio resources read (applied or not, and why) and what each module enforces: GET /policies. */
+  policiesView(): unknown {
+    const modules: Record<string, unknown> = {};
+    for (const [name, r] of this.#modules) if (r.module.policies) modules[name] = r.module.policies();
+    return { istio: istioResources.get(this.#loaded.config) ?? [], ...modules };
+  }
+
   /** Re-reads the config file and applies it. Reloads run one at a time, in order. */
   reload(trigger: string): Promise<ReloadOutcome> {
     const next = this.#reloadChain.then(() => this.#reload(trigger));
@@ -232,7 +247,7 @@ export class Runtime {
       );
       return this.#recordSuccess(trigger, [], []);
     }
-    const loaded = await loadPillionConfig(file, this.#opts.env);
+    const loaded = await loadPillionConfig(file, this.#opts.env, this.#opts.configExtras);
     if (loaded.text !== undefined) this.#watcher?.markLoaded(loaded.text);
     if (!loaded.ok) {
       for (const issue of loaded.issues) this.#logger.error({ code: issue.code }, formatIssue(issue));
@@ -378,6 +393,7 @@ export class Runtime {
           body: await this.#metrics.metrics(),
         }),
         config: () => this.configView(),
+        policies: () => this.policiesView(),
         reload: () => this.reload('POST /reload'),
         quit: () => void this.shutdown('POST /quitquitquit'),
       },
