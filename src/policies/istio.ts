@@ -139,6 +139,19 @@ export async function loadIstioFiles(
   return issues.length > 0 ? { ok: false, issues } : { ok: true, translation: t };
 }
 
+/** Checks the resources of one text as loading would (kinds, fields, positions), without applying them. */
+export function checkIstioText(text: string, file: string): ConfigIssue[] {
+  const parsed = parseDocuments(text, file);
+  if (!parsed.ok) return parsed.issues;
+  const issues: ConfigIssue[] = [];
+  for (const doc of parsed.docs) {
+    if (doc.contents === null) continue;
+    const r = readResource(doc, parsed.lc, { file, doc, lc: parsed.lc });
+    if ('issues' in r) issues.push(...r.issues);
+  }
+  return issues;
+}
+
 type Read =
   | {
       kind: Kind;

@@ -138,6 +138,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #filterReq: FilterRequest | undefined;
   /** The mTLS peer principal: computed on the first request that needs it (null until then). */
   #principal: string | undefined | null = null;
+  /** The listener's port as this connection reached it (-1 until asked: each read is a getsockname). */
+  #port = -1;
   /** Bytes moved since the last tick; the tick turns it into #ioAt (no clock read per chunk). */
   #io = false;
   #ioAt = 0;
@@ -337,7 +339,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         req.lower,
         req.values,
         this.#clientIp,
-        this.socket.localPort ?? 0,
+        this.#localPort(),
         this.#peerPrincipal(),
         (this.socket as TLSSocket).servername || '',
         c.headers.trustForwarded,
@@ -425,6 +427,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       else extra += `${n}: ${v}\r\n`;
     }
     this.#local(d.status, d.body, d.flag, type, extra);
+  }
+
+  #localPort(): number {
+    if (this.#port === -1) this.#port = this.socket.localPort ?? 0;
+    return this.#port;
   }
 
   #peerPrincipal(): string | undefined {
