@@ -4,7 +4,7 @@
 
 import { z } from 'zod';
 import { addPillionIssue } from '../config/index.js';
-import { ipBlockProblem, parseWhenKey } from '../proxy/filters/config.js';
+import { checkIpValues, ipBlockProblem, parseWhenKey } from '../proxy/filters/config.js';
 
 export const API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
 export const KINDS = ['PeerAuthentication', 'RequestAuthentication', 'AuthorizationPolicy'] as const;
@@ -83,14 +83,16 @@ const operation = z.strictObject({
   notPaths: strings,
 });
 
-const condition = z.strictObject({
-  key: z.string().superRefine((k, ctx) => {
-    const r = parseWhenKey(k);
-    if (typeof r === 'string') addPillionIssue(ctx, 'PILLION_ERR_POLICY_UNSUPPORTED_FIELD', r);
-  }),
-  values: strings,
-  notValues: strings,
-});
+const condition = z
+  .strictObject({
+    key: z.string().superRefine((k, ctx) => {
+      const r = parseWhenKey(k);
+      if (typeof r === 'string') addPillionIssue(ctx, 'PILLION_ERR_POLICY_UNSUPPORTED_FIELD', r);
+    }),
+    values: strings,
+    notValues: strings,
+  })
+  .superRefine(checkIpValues);
 
 const rule = z.strictObject({
   from: z.array(z.strictObject({ source })).optional(),

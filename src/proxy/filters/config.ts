@@ -200,18 +200,20 @@ const ruleSchema = z
       .describe('Operations; the rule matches when any of them matches.'),
     when: z
       .array(
-        z.strictObject({
-          key: z
-            .string()
-            .min(1)
-            .superRefine((k, ctx) => {
-              const r = parseWhenKey(k);
-              if (typeof r === 'string') addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', r);
-            })
-            .describe(`The attribute: ${WHEN_KEYS}.`),
-          values: matchValues.describe('Matches when the attribute matches any of these.'),
-          notValues: matchValues.describe('Matches when the attribute matches none of these.'),
-        }),
+        z
+          .strictObject({
+            key: z
+              .string()
+              .min(1)
+              .superRefine((k, ctx) => {
+                const r = parseWhenKey(k);
+                if (typeof r === 'string') addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', r);
+              })
+              .describe(`The attribute: ${WHEN_KEYS}.`),
+            values: matchValues.describe('Matches when the attribute matches any of these.'),
+            notValues: matchValues.describe('Matches when the attribute matches none of these.'),
+          })
+          .superRefine(checkIpValues),
       )
       .optional()
       .describe('Conditions; all must hold.'),
@@ -370,6 +372,26 @@ export type PolicyConfig = z.output<typeof policySchema>;
 export type RuleConfig = z.output<typeof ruleSchema>;
 export type ProviderConfig = z.output<typeof providerSchema>;
 export type RateLimitConfig = z.output<typeof rateLimitSchema>;
+
+/** source.ip and remote.ip conditions hold IPs or CIDR blocks. */
+export function checkIpValues(
+  w: { key: string; values?: string[] | undefined; notValues?: string[] | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  if (w.key !== 'source.ip' && w.key !== 'remote.ip') return;
+  for (const list of ['values', 'notValues'] as const)
+    w[list]?.forEach((v, i) => {
+      const p = ipBlockProblem(v);
+      if (p !== undefined)
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          `"${v}" ${p}`,
+          `${w.key} takes IPs or CIDR blocks`,
+          [list, i],
+        );
+    });
+}
 
 /** An attribute a `when` condition reads. */
 export type WhenKey =
