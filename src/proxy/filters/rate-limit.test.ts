@@ -148,6 +148,33 @@ describe('local rate limits', () => {
     }
   });
 
+  test('keyed by a JWT claim: each tenant its own bucket, after authentication', async () => {
+    const { jwksOf, makeKey, sign } = await import('./test-issuer.js');
+    const key = await makeKey('k1');
+    const clock = new FakeClock();
+    const p = await startInbound(
+      {
+        listeners: LISTEN,
+        jwt: { issuers: [{ issuer: 'https://issuer.test', jwks: jwksOf(key) }] },
+        rateLimits: [
+          { name: 'per-org', key: { by: 'claim', name: 'org' }, maxTokens: 1, fillInterval: '1m' },
+        ],
+      },
+      { app: app.port, clock },
+    );
+    try {
+      const now = Math.floor(clock.now() / 1000);
+      const [a, b] = [await sign(key, now, { org: 'a' }), await sign(key, now, { org: 'b' })];
+      const as = async (t: string) =>
+        (await rawRequest(p.port(), get('/', { Authorization: `Bearer ${t}` }))).status;
+      assert.equal(await as(a), 200);
+      assert.equal(await as(a), 429);
+      assert.equal(await as(b), 200, 'another org, another bucket');
+    } finally {
+      await p.stop();
+    }
+  });
+
   test('config: routes and listeners named by a limit exist; header and claim keys need a name', async () => {
     const { inboundSchema } = await import('../config.js');
     const issues = (rateLimits: unknown[]) => {
