@@ -1,7 +1,7 @@
 // JWT authentication with Istio's RequestAuthentication semantics: a request without a token
 // passes (authorization decides); one with a token that does not verify gets 401 with
 // `WWW-Authenticate: Bearer error="invalid_token"`. Every cryptographic step is jose's. Verified
-// tokens are remembered until their `exp` (bounded, least recently used out), so a repeated token
+// tokens are remembered until their `exp` (bounded, the oldest out first), so a repeated token
 // costs a map lookup rather than a signature check.
 
 import { decodeJwt, errors, jwtVerify, type JWTPayload } from 'jose';
@@ -37,6 +37,9 @@ interface Cached {
   claims: JWTPayload;
   /** ms; the token is no longer taken from the cache after this (exp + skew). */
   until: number;
+  /** What a verified token gives a request, made once: `<iss>/<sub>` and the claim headers. */
+  principal: string;
+  headers: [string, string][];
 }
 
 const WWW_AUTHENTICATE: [string, string][] = [['www-authenticate', 'Bearer error="invalid_token"']];
@@ -119,11 +122,10 @@ export class JwtFilter implements RequestFilter {
     const hit = this.#cache.get(token);
     if (hit !== undefined) {
       if (this.#clock.now() < hit.until) {
-        // Most recently used last: a re-insert keeps the Map in LRU order.
-        this.#cache.delete(token);
-        this.#cache.set(token, hit);
+        // A hit is a lookup and nothing more: no reordering (the oldest entry goes first when
+        // the cache is full), no claim read again.
         hit.issuer.valid.value++;
-        this.#apply(req, hit.issuer, hit.claims, loc);
+        this.#apply(req, hit, loc);
         return undefined;
       }
       this.#cache.delete(token);
@@ -158,25 +160,33 @@ export class JwtFilter implements RequestFilter {
       const [reason, text] = failure(err);
       return this.#deny(req, issuer, reason, text);
     }
-    if (this.#cacheSize > 0 && typeof claims.exp === 'number') {
+    const headers: [string, string][] = [];
+    for (const [header, path] of issuer.outputs) {
+      const v = claimText(claims, path);
+      if (v !== undefined) headers.push([header, v]);
+    }
+    const entry: Cached = {
+      issuer,
+      claims,
+      until: typeof claims.exp === 'number' ? (claims.exp + issuer.skewSec) * 1000 : 0,
+      principal: `${String(claims.iss)}/${String(claims.sub ?? '')}`,
+      headers,
+    };
+    if (this.#cacheSize > 0 && entry.until > 0) {
       if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
-      this.#cache.set(token, { issuer, claims, until: (claims.exp + issuer.skewSec) * 1000 });
+      this.#cache.set(token, entry);
     }
     issuer.valid.value++;
-    this.#apply(req, issuer, claims, loc);
+    this.#apply(req, entry, loc);
     return undefined;
   }
 
-  #apply(req: FilterRequest, issuer: Issuer, claims: JWTPayload, loc: Location): void {
-    req.claims = claims;
-    req.requestPrincipal = `${String(claims.iss)}/${String(claims.sub ?? '')}`;
+  #apply(req: FilterRequest, t: Cached, loc: Location): void {
+    req.claims = t.claims;
+    req.requestPrincipal = t.principal;
     req.details = 'jwt_ok';
-    for (let i = 0; i < issuer.outputs.length; i++) {
-      const [header, path] = issuer.outputs[i]!;
-      const v = claimText(claims, path);
-      if (v !== undefined) req.addHeaders.push([header, v]);
-    }
-    if (loc.kind === 0 && !issuer.cfg.forwardOriginalToken) req.dropHeaders.push(loc.name);
+    for (let i = 0; i < t.headers.length; i++) req.addHeaders.push(t.headers[i]!);
+    if (loc.kind === 0 && !t.issuer.cfg.forwardOriginalToken) req.dropHeaders.push(loc.name);
   }
 
   #deny(req: FilterRequest, issuer: Issuer | undefined, reason: string, text: string): Denial {
