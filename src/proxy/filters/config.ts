@@ -5,6 +5,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { addPillionIssue, address, duration, httpPath } from '../../config/index.js';
+import { parseJwks } from './jwks-document.js';
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const headerName = () => z.string().regex(TOKEN, 'not a valid header name');
@@ -92,6 +93,13 @@ const jwtIssuerSchema = z
         'PILLION_ERR_CONFIG_BAD_VALUE',
         'an issuer needs its keys from exactly one of jwksUri, jwks or jwksFile',
       );
+    if (i.jwks !== undefined) {
+      try {
+        parseJwks(i.jwks, 'jwks');
+      } catch (err) {
+        addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', (err as Error).message, undefined, ['jwks']);
+      }
+    }
   })
   .describe('One token issuer.');
 

@@ -111,7 +111,7 @@ export class RequestFilters {
     for (const r of this.#s.rateLimits) {
       if (r.listeners !== undefined && !r.listeners.includes(listener)) continue;
       if (r.routes !== undefined && !r.routes.includes(route)) continue;
-      filters.push(new RateLimitFilter(this.#limits.get(r.name)!, this.#stats, listener, route));
+      filters.push(new RateLimitFilter(this.#limits.get(r.name)!, this.#stats, { ...d, route }));
     }
     if (this.#s.authorization && this.#s.authorization.policies.length > 0)
       filters.push(new AuthzFilter(this.#s.authorization, this.#providers, d));

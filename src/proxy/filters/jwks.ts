@@ -7,6 +7,7 @@ import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } f
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../lib/clock.js';
 import type { JwtIssuerConfig } from './config.js';
+import { parseJwks } from './jwks-document.js';
 import type { FilterStats } from './stats.js';
 
 /** Cache lifetime bounds and the default when the endpoint sends no max-age. */
@@ -174,34 +175,6 @@ export class JwksUnavailable extends Error {
   constructor() {
     super('no keys: the JWKS endpoint has not answered yet');
   }
-}
-
-/** Parses a JWKS; symmetric (`oct`) keys are refused: a public key set must not hold an HMAC secret. */
-export function parseJwks(text: string, where: string): JSONWebKeySet {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    throw new Error(`${where}: not JSON`);
-  }
-  const keys = (doc as { keys?: unknown }).keys;
-  if (typeof doc !== 'object' || doc === null || !Array.isArray(keys))
-    throw new Error(`${where}: a JWKS is an object with a "keys" array`);
-  const usable = keys.filter(
-    (k): k is JSONWebKeySet['keys'][number] =>
-      typeof k === 'object' &&
-      k !== null &&
-      typeof (k as { kty?: unknown }).kty === 'string' &&
-      (k as { kty: string }).kty !== 'oct',
-  );
-  if (usable.length === 0) throw new Error(`${where}: no public keys (symmetric "oct" keys are never used)`);
-  // Private parts are never kept (a JWKS published by mistake with them must not spread further).
-  return {
-    keys: usable.map((k) => {
-      const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = k as Record<string, unknown>;
-      return pub as JSONWebKeySet['keys'][number];
-    }),
-  };
 }
 
 /** max-age from Cache-Control, within [1m, 24h]; 5m without one, 1m for no-cache/no-store. */

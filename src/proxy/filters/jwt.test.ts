@@ -293,7 +293,23 @@ describe('JWT authentication', () => {
     assert.ok(bad({ issuers: [{ issuer: ISSUER, jwks: '{}', algorithms: ['HS256'] }] }));
     assert.ok(bad({ issuers: [{ issuer: ISSUER, jwks: '{}', algorithms: ['none'] }] }));
     assert.ok(bad({ issuers: [{ issuer: ISSUER, jwks: '{}', jwksUri: 'http://x/' }] }));
-    // A JWKS of only a symmetric key is refused at start.
+    // pillion validate: an inline JWKS is checked by the schema, a JWKS file by the preflight.
+    const inline = inboundSchema.safeParse({
+      listeners: LISTEN,
+      jwt: { issuers: [{ issuer: ISSUER, jwks: 'nope' }] },
+    });
+    assert.ok(!inline.success);
+    assert.deepEqual(inline.error.issues[0]!.path, ['jwt', 'issuers', 0, 'jwks']);
+    const { proxyPreflight } = await import('../preflight.js');
+    const missing = inboundSchema.parse({
+      listeners: LISTEN,
+      jwt: { issuers: [{ issuer: ISSUER, jwksFile: '/nonexistent/jwks.json' }] },
+    });
+    assert.deepEqual(
+      (await proxyPreflight('inbound', missing)).map((i) => `${i.path.join('.')}: ${i.message}`),
+      ['inbound.jwt.issuers.0.jwksFile: /nonexistent/jwks.json: cannot read (ENOENT)'],
+    );
+    // A JWKS of only a symmetric key is refused.
     await assert.rejects(
       startInbound(
         {

@@ -4,7 +4,9 @@
 // table bounded by maxKeys, least recently used out. Over the limit: 429 with Retry-After and the
 // RateLimit-Limit/-Remaining/-Reset headers.
 
+import type { Logger } from 'pino';
 import type { Clock } from '../../lib/clock.js';
+import type { LogLimiter } from '../../lib/log-limiter.js';
 import type { Series } from '../../metrics/index.js';
 import type { RateLimitConfig } from './config.js';
 import type { FilterStats } from './stats.js';
@@ -94,8 +96,15 @@ export class RateLimitFilter implements RequestFilter {
   readonly #name: string;
   readonly #limitHeader: string;
   readonly #out = [0];
+  readonly #log: { logger: Logger; limiter: LogLimiter; listener: string; route: string };
 
-  constructor(limiter: Limiter, stats: FilterStats, listener: string, route: string) {
+  constructor(
+    limiter: Limiter,
+    stats: FilterStats,
+    log: { logger: Logger; limiter: LogLimiter; listener: string; route: string },
+  ) {
+    const { listener, route } = log;
+    this.#log = log;
     this.#limiter = limiter;
     const c = limiter.cfg;
     this.#by = c.key.by;
@@ -114,6 +123,19 @@ export class RateLimitFilter implements RequestFilter {
     }
     this.#limited.value++;
     req.details = `local_rate_limited{${this.#limiter.cfg.name}}`;
+    const l = this.#log;
+    const skipped = l.limiter.admit(`ratelimit:${this.#limiter.cfg.name}:${l.route}`);
+    if (skipped >= 0)
+      l.logger.info(
+        {
+          listener: l.listener,
+          route: l.route,
+          limit: this.#limiter.cfg.name,
+          client: req.clientIp,
+          ...(skipped > 0 ? { suppressed: skipped } : {}),
+        },
+        'rate limited (429)',
+      );
     const retry = Math.max(1, Math.ceil(wait / 1000));
     const reset = Math.max(1, Math.ceil(this.#limiter.untilFull(0, wait) / 1000));
     const d: Denial = {
