@@ -389,7 +389,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#local(413, 'request body too large\n', 'LR');
       return;
     }
-    const upstream = c.upstreams.get(route.upstream!)!;
+    // A reload while the filters waited can have taken the route's upstream away.
+    const upstream = c.upstreams.get(route.upstream!);
+    if (upstream === undefined) {
+      this.#local(503, 'the upstream was removed by a reload\n', 'NR');
+      return;
+    }
     if (route.upstream === 'app' && c.readinessGate && !c.appHealthy()) {
       this.#local(503, 'the app is not ready yet\n', 'UH', 'text/plain; charset=utf-8', 'retry-after: 1\r\n');
       return;
