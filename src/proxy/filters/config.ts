@@ -120,7 +120,7 @@ export const jwtSchema = z
       .max(1_000_000)
       .default(10000)
       .describe(
-        'Verified tokens remembered until their `exp` (the oldest first out when full), so a repeated token costs a lookup; 0 turns the cache off.',
+        'Verified tokens remembered until their `exp` (least recently used first out), so a repeated token costs a lookup; 0 turns the cache off.',
       ),
   })
   .describe(

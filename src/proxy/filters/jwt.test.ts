@@ -185,6 +185,37 @@ describe('JWT authentication', () => {
     }
   });
 
+  test('the token cache is bounded: the least recently used token goes first', async () => {
+    const jwks = await JwksServer.start([k1]);
+    const clock = new FakeClock(T0);
+    const p = await startInbound(
+      { listeners: LISTEN, jwt: { issuers: [issuer({ jwksUri: jwks.uri })], cacheSize: 2 } },
+      { app: app.port, clock },
+    );
+    try {
+      const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((sub) => sign(k1, NOW, { sub })));
+      const status = async (t: string) =>
+        (await rawRequest(p.port(), get('/x', { Authorization: `Bearer ${t}` }))).status;
+      assert.equal(await status(a!), 200);
+      assert.equal(await status(b!), 200);
+      assert.equal(await status(a!), 200); // a is now the most recently used
+      assert.equal(await status(c!), 200); // so b goes
+      assert.equal(p.module.filtersState()?.jwt?.cachedTokens, 2);
+      // k1 leaves the endpoint's set (picked up by a refetch for k2): only cached tokens still pass.
+      jwks.keys = [k2];
+      await clock.advance(31_000);
+      assert.equal(await status(await sign(k2, NOW + 31)), 200);
+      assert.equal(jwks.fetches, 2);
+      // The k2 token took the place of a, then the least recently used of a and c.
+      assert.equal(await status(c!), 200, 'cached');
+      assert.equal(await status(b!), 401, 'evicted, and its key is gone');
+      assert.equal(await status(a!), 401, 'evicted by the k2 token');
+    } finally {
+      await p.stop();
+      await jwks.close();
+    }
+  });
+
   test('tokens from a query parameter, a cookie and another header with a prefix; forwardOriginalToken', async () => {
     const p = await startInbound(
       {

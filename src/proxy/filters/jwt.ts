@@ -1,7 +1,7 @@
 // JWT authentication with Istio's RequestAuthentication semantics: a request without a token
 // passes (authorization decides); one with a token that does not verify gets 401 with
 // `WWW-Authenticate: Bearer error="invalid_token"`. Every cryptographic step is jose's. Verified
-// tokens are remembered until their `exp` (bounded, the oldest out first), so a repeated token
+// tokens are remembered until their `exp` (bounded, least recently used out), so a repeated token
 // costs a map lookup rather than a signature check.
 
 import { decodeJwt, errors, jwtVerify, type JWTPayload } from 'jose';
@@ -122,8 +122,10 @@ export class JwtFilter implements RequestFilter {
     const hit = this.#cache.get(token);
     if (hit !== undefined) {
       if (this.#clock.now() < hit.until) {
-        // A hit is a lookup and nothing more: no reordering (the oldest entry goes first when
-        // the cache is full), no claim read again.
+        // Most recently used last (a re-insert keeps the Map in LRU order); the claims were read
+        // into the entry once, when the token was verified.
+        this.#cache.delete(token);
+        this.#cache.set(token, hit);
         hit.issuer.valid.value++;
         this.#apply(req, hit, loc);
         return undefined;
