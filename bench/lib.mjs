@@ -128,10 +128,11 @@ export function freePort() {
   });
 }
 
-export function get(url, timeoutMs = 1000) {
+export function get(url, timeoutMs = 1000, headers = {}) {
   return new Promise((resolve, reject) => {
     const mod = url.startsWith('https:') ? https : http;
-    const req = mod.get(url, { agent: false, rejectUnauthorized: false, timeout: timeoutMs }, (res) => {
+    const opts = { agent: false, rejectUnauthorized: false, timeout: timeoutMs, headers };
+    const req = mod.get(url, opts, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
@@ -143,7 +144,7 @@ export function get(url, timeoutMs = 1000) {
 }
 
 // Polls url until it answers 200, the process exits, or the deadline passes.
-export async function waitFor200(url, child, deadlineMs = START_DEADLINE_MS) {
+export async function waitFor200(url, child, deadlineMs = START_DEADLINE_MS, headers = {}) {
   const deadline = Date.now() + deadlineMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
@@ -153,7 +154,7 @@ export async function waitFor200(url, child, deadlineMs = START_DEADLINE_MS) {
       throw new PeerStartError(`exited (${signal ?? `code ${code}`}) before ${url} answered: ${output}`);
     }
     try {
-      const res = await get(url, 500);
+      const res = await get(url, 500, headers);
       if (res.status === 200) return;
       last = `status ${res.status}`;
     } catch (err) {

@@ -63,9 +63,22 @@ const SCENARIOS = [
     title: 'GET /, 12-byte body over HTTPS (TLS at the proxy)',
   },
 ];
-const PEERS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'fastify', 'node-pipe', 'pillion'];
+const PEERS = [
+  'direct',
+  'nginx',
+  'haproxy',
+  'http-proxy',
+  'fastify',
+  'node-pipe',
+  'pillion',
+  'pillion-secured',
+];
 const PEER_ALIASES = { '@fastify/http-proxy': 'fastify', httpproxy: 'http-proxy' };
-const PEER_LABELS = { fastify: '@fastify/http-proxy', 'node-pipe': 'Node TCP pipe (no HTTP)' };
+const PEER_LABELS = {
+  fastify: '@fastify/http-proxy',
+  'node-pipe': 'Node TCP pipe (no HTTP)',
+  'pillion-secured': 'pillion secured (JWT + ALLOW + rate limit)',
+};
 // The proxies written for a JS runtime. node-pipe is not one: it moves bytes between a client
 // connection and a backend connection of its own without reading HTTP, the floor of what a Node
 // process pays for its sockets.
@@ -80,7 +93,7 @@ const BODY_1K = Buffer.alloc(1024, 'a');
 const BODY_64K = Buffer.alloc(65536, 'b');
 
 // Targets from the issue, checked in the summary.
-const TARGETS = { vsNginx: 0.6, vsBestJs: 2.5, addedP50Us: 40, rssMb: 60 };
+const TARGETS = { vsNginx: 0.6, vsBestJs: 2.5, addedP50Us: 40, rssMb: 60, securedVsPlain: 0.85 };
 
 // Every child is killed on exit (bench/lib.mjs); the temp dir goes with them.
 
@@ -335,10 +348,29 @@ async function servePeer(kind, { listen, upstream, cert, key }) {
 // Pillion. The one place that knows pillion's config: adjust `pillionConfig` as the inbound schema
 // settles. Ready means the admin server's /readyz answers 200 (it waits for the app's health check).
 
-function pillionConfig({ adminPort, port, backendPort, tlsFiles }) {
+function pillionConfig({ adminPort, port, backendPort, tlsFiles, security }) {
   const tlsLine = tlsFiles
     ? `\n      tls: { certificates: [ { cert: ${JSON.stringify(tlsFiles.cert)}, key: ${JSON.stringify(tlsFiles.key)} } ] }`
     : '';
+  // Secured: every request carries the same (so, after the first, cached) token, one ALLOW policy
+  // wants its request principal, and a rate limit per client address that never trips.
+  const securityLines = security
+    ? `
+  jwt:
+    issuers:
+      - issuer: https://issuer.bench
+        jwks: '${security.jwks}'
+        audiences: [bench]
+        outputClaimToHeaders: [{ header: X-User-Id, claim: sub }]
+  authorization:
+    policies:
+      - name: users
+        action: ALLOW
+        rules: [{ from: [{ source: { requestPrincipals: ["https://issuer.bench/*"] } }] }]
+  rateLimits:
+    - { name: never, key: { by: clientAddress }, maxTokens: 1000000, tokensPerFill: 1000000, fillInterval: 1s }
+`
+    : '\n';
   return `runtime:
   log: { level: warn }
 admin:
@@ -349,20 +381,36 @@ app:
 inbound:
   listeners:
     - name: bench
-      address: 127.0.0.1:${port}${tlsLine}
-`;
+      address: 127.0.0.1:${port}${tlsLine}${securityLines}`;
+}
+
+/** A key pair, its JWKS and one day-long token, for the secured pillion. */
+async function benchToken() {
+  const { generateKeyPair, exportJWK, SignJWT } = await import('jose');
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'b1', alg: 'ES256' }] });
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ sub: 'bench-user' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'b1' })
+    .setIssuer('https://issuer.bench')
+    .setAudience('bench')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 86400)
+    .sign(privateKey);
+  return { jwks, headers: { authorization: `Bearer ${token}` } };
 }
 
 // The pillion bin under test: the package's, or another build's (--pillion).
 let pillionBin = path.join(ROOT, 'dist', 'bin', 'pillion.js');
 
-async function startPillion({ tmp, core, backend, tlsFiles }) {
+async function startPillion({ tmp, core, backend, tlsFiles }, secured = false) {
   const main = pillionBin;
   if (!fs.existsSync(main)) throw new PeerStartError(`${main} not found; run npm run build`);
   const adminPort = await freePort();
   const port = await freePort();
-  const file = path.join(tmp, `pillion-${tlsFiles ? 'tls' : 'plain'}.yaml`);
-  fs.writeFileSync(file, pillionConfig({ adminPort, port, backendPort: backend.port, tlsFiles }));
+  const security = secured ? await benchToken() : undefined;
+  const file = path.join(tmp, `pillion-${secured ? 'secured-' : ''}${tlsFiles ? 'tls' : 'plain'}.yaml`);
+  fs.writeFileSync(file, pillionConfig({ adminPort, port, backendPort: backend.port, tlsFiles, security }));
   // Run as users do, through the bin, so its V8 flags (in the shebang) apply.
   const child = startProcess('pillion', main, ['run', '-c', file], { core });
   try {
@@ -371,7 +419,11 @@ async function startPillion({ tmp, core, backend, tlsFiles }) {
     await stopProcess(child);
     throw err;
   }
-  return { child, base: `${tlsFiles ? 'https' : 'http'}://127.0.0.1:${port}` };
+  return {
+    child,
+    base: `${tlsFiles ? 'https' : 'http'}://127.0.0.1:${port}`,
+    headers: security?.headers ?? {},
+  };
 }
 
 async function startPeer(name, ctx) {
@@ -386,11 +438,12 @@ async function startPeer(name, ctx) {
     fastify: (c) => startNodePeer('fastify', c),
     'node-pipe': (c) => startNodePeer('node-pipe', c),
     pillion: startPillion,
+    'pillion-secured': (c) => startPillion(c, true),
   }[name];
   const peer = await start(ctx);
   try {
     // The same check for every peer: the listener answers, through to the backend.
-    await waitFor200(`${peer.base}/`, peer.child);
+    await waitFor200(`${peer.base}/`, peer.child, undefined, peer.headers);
   } catch (err) {
     await stopProcess(peer.child);
     throw err;
@@ -449,8 +502,10 @@ function parseWrk(out) {
   };
 }
 
-async function runWrk(url, { connections, seconds, core }) {
-  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '--timeout', '2s', url];
+async function runWrk(url, { connections, seconds, core, headers = {} }) {
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '--timeout', '2s'];
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
+  args.push(url);
   const child = startProcess('wrk', 'wrk', args, { core });
   // wrk stops itself after -d; this bounds a wrk that hangs on a peer that stopped answering.
   const guard = setTimeout(() => killGroup(child, 'SIGKILL'), (seconds + 15) * 1000);
@@ -467,10 +522,11 @@ async function runWrk(url, { connections, seconds, core }) {
 // Warm-up, then the measured run with the peer's CPU time read around it.
 async function measure(peer, scenario, connections, opts) {
   const url = `${peer.base}${scenario.path}`;
-  await runWrk(url, { connections, seconds: WARMUP_SECONDS, core: opts.loadCore });
+  const headers = peer.headers ?? {};
+  await runWrk(url, { connections, seconds: WARMUP_SECONDS, core: opts.loadCore, headers });
   const pids = { peer: peer.child?.pid, backend: opts.backendPid };
   const before = snapshot(pids);
-  const result = await runWrk(url, { connections, seconds: opts.duration, core: opts.loadCore });
+  const result = await runWrk(url, { connections, seconds: opts.duration, core: opts.loadCore, headers });
   const after = snapshot(pids);
   result.connections = connections;
   if (pids.peer) {
@@ -494,7 +550,7 @@ async function measure(peer, scenario, connections, opts) {
 
 // One request before loading a peer: the right status and body size, or the row is an error.
 async function checkResponse(peer, scenario) {
-  const res = await get(`${peer.base}${scenario.path}`, 2000);
+  const res = await get(`${peer.base}${scenario.path}`, 2000, peer.headers ?? {});
   if (res.status !== 200 || res.body.length !== scenario.bytes) {
     throw new Error(
       `GET ${scenario.path} answered ${res.status} with ${res.body.length} bytes, want 200 and ${scenario.bytes}`,
@@ -846,6 +902,8 @@ function buildReport(opts, results, resources, tlsNegotiated) {
   const vsNginx = pillion12 && nginx12 ? pillion12.rps / nginx12.rps : null;
   const vsJs = pillion12 && bestJs ? pillion12.rps / bestJs : null;
   const addedP50 = p1 && d1 ? p1.p50Us - d1.p50Us : null;
+  const secured12 = c32('12B', 'pillion-secured');
+  const securedVsPlain = secured12 && pillion12 ? secured12.rps / pillion12.rps : null;
   const targets = [
     {
       target: `pillion ≥ ${TARGETS.vsNginx}× nginx req/s (12B, ${CONNECTIONS} connections)`,
@@ -864,6 +922,14 @@ function buildReport(opts, results, resources, tlsNegotiated) {
       value: addedP50,
       shown: fmtAdded(addedP50),
       result: check(addedP50, addedP50 <= TARGETS.addedP50Us),
+    },
+    {
+      target:
+        `pillion secured (JWT with a cached token, one ALLOW policy, a rate limit that never trips; ` +
+        `no mTLS yet) ≥ ${TARGETS.securedVsPlain}× plain pillion req/s (12B, ${CONNECTIONS} connections)`,
+      value: securedVsPlain,
+      shown: fmtRatio(securedVsPlain),
+      result: check(securedVsPlain, securedVsPlain >= TARGETS.securedVsPlain),
     },
     {
       target: `pillion RSS ≤ ${TARGETS.rssMb} MB at the end`,

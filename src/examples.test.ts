@@ -56,10 +56,20 @@ function https(
   method: string,
   path: string,
   body?: string,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, method, path, ca, servername: 'localhost', headers: { host: 'localhost' } },
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        ca,
+        servername: 'localhost',
+        headers: { host: 'localhost', ...headers },
+        agent: false,
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8').on('data', (c: string) => (text += c));
@@ -109,6 +119,42 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
     assert.equal(order.headers['strict-transport-security'], 'max-age=31536000');
     assert.equal((await https(httpsPort, ca, 'GET', '/internal/metrics')).status, 404);
 
+    // Who the caller is comes from the demo issuer's token; /admin only for role admin.
+    const { mintDemoToken } = (await import(join(example, 'demo-issuer.mjs'))) as {
+      mintDemoToken: (o: { sub: string; roles: string }) => Promise<string>;
+    };
+    const bearer = async (sub: string, roles: string) => ({
+      authorization: `Bearer ${await mintDemoToken({ sub, roles })}`,
+    });
+    const adminPage = await https(
+      httpsPort,
+      ca,
+      'GET',
+      '/admin',
+      undefined,
+      await bearer('alice', 'admin,ops'),
+    );
+    assert.equal(adminPage.status, 200, adminPage.body);
+    assert.deepEqual(JSON.parse(adminPage.body), {
+      page: 'admin',
+      user: 'alice',
+      roles: ['admin', 'ops'],
+      orders: 1,
+    });
+    assert.equal(
+      (await https(httpsPort, ca, 'GET', '/admin', undefined, await bearer('bob', 'viewer'))).status,
+      403,
+    );
+    assert.equal(
+      (await https(httpsPort, ca, 'GET', '/admin', undefined, { 'x-user-roles': 'admin' })).status,
+      403,
+    );
+    const forged = await https(httpsPort, ca, 'GET', '/orders', undefined, {
+      authorization: 'Bearer e30.e30.e30',
+    });
+    assert.equal(forged.status, 401);
+    assert.equal(forged.headers['www-authenticate'], 'Bearer error="invalid_token"');
+
     assert.equal((await https(httpsPort, ca, 'POST', '/orders', 'call ann@example.com')).status, 400);
     const shipped = join(demoDir, 'logs', 'orders.ndjson');
     const line = await waitFor(
@@ -126,6 +172,12 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
     assert.equal(line.service, 'orders');
     assert.doesNotMatch(String(line.msg), /ann@example\.com/);
     assert.ok(line.timestamp && line.host);
+    // A burst from one client: the first 20 pass, the rest get 429 with Retry-After.
+    const burst = await Promise.all(Array.from({ length: 40 }, () => https(httpsPort, ca, 'GET', '/orders')));
+    const limited = burst.filter((r) => r.status === 429);
+    assert.ok(limited.length >= 10, `429s in the burst: ${limited.length}`);
+    assert.ok(burst.every((r) => r.status === 200 || r.status === 429));
+    assert.ok(Number(limited[0]!.headers['retry-after']) >= 1);
   } finally {
     child.kill('SIGTERM');
   }

@@ -10,7 +10,7 @@ import type { z } from 'zod';
 import { type Env, type JsonSchema, type LoadResult, type PlannedLookup } from './config/index.js';
 import { loadConfigFileWith, parseConfigTextWith, renderConfigDocs, toJsonSchema } from './config/index.js';
 import type { PreflightIssue } from './lib/preflight.js';
-import { composePillionSchema, type PillionConfig } from './runtime/config-schema.js';
+import { composePillionSchema, type ConfigExtras, type PillionConfig } from './runtime/config-schema.js';
 import type { ModuleDefinition, ModuleSource } from './runtime/module.js';
 
 export interface Role {
@@ -57,6 +57,12 @@ export const ROLES: readonly Role[] = [
     module: async () => def((await import('./logs/logs-module.js')).logsModule()),
     preflight: async (c, env) => (await import('./logs/preflight.js')).logsPreflight(c.logs!, env),
   },
+  {
+    // No module of its own: the Istio resources it names are folded into the inbound section's
+    // keys when the config is loaded (withIstio), and the inbound proxy enforces them.
+    section: 'policies',
+    schema: async () => (await import('./policies/config.js')).policiesSchema,
+  },
 ];
 
 /** The modules the runtime may start, each loaded only when its section is present. */
@@ -86,16 +92,44 @@ export function pillionSchemaFor(sections: readonly string[]): Promise<z.ZodType
   return schema;
 }
 
-export function loadPillionConfig(file: string, env: Env): Promise<LoadResult<PillionConfig>> {
-  return loadConfigFileWith(file, { schemaFor: pillionSchemaFor, env, planned }) as Promise<
-    LoadResult<PillionConfig>
-  >;
+export async function loadPillionConfig(
+  file: string,
+  env: Env,
+  extras: ConfigExtras = {},
+): Promise<LoadResult<PillionConfig>> {
+  const loaded = (await loadConfigFileWith(file, {
+    schemaFor: pillionSchemaFor,
+    env,
+    planned,
+  })) as LoadResult<PillionConfig>;
+  return withIstioIfNamed(loaded, file, extras);
 }
 
-export function parsePillionConfig(text: string, file: string, env: Env): Promise<LoadResult<PillionConfig>> {
-  return parseConfigTextWith(text, file, { schemaFor: pillionSchemaFor, env, planned }) as Promise<
-    LoadResult<PillionConfig>
-  >;
+export async function parsePillionConfig(
+  text: string,
+  file: string,
+  env: Env,
+  extras?: ConfigExtras,
+): Promise<LoadResult<PillionConfig>> {
+  const loaded = (await parseConfigTextWith(text, file, {
+    schemaFor: pillionSchemaFor,
+    env,
+    planned,
+  })) as LoadResult<PillionConfig>;
+  // Text is checked alone (the docs' examples) unless the command line names Istio files.
+  return extras === undefined ? loaded : withIstioIfNamed(loaded, file, extras);
+}
+
+/** Istio's security resources, named by policies.istio or the command line, folded into inbound. */
+async function withIstioIfNamed(
+  loaded: LoadResult<PillionConfig>,
+  file: string,
+  extras: ConfigExtras,
+): Promise<LoadResult<PillionConfig>> {
+  if (!loaded.ok || ((loaded.config.policies?.istio.length ?? 0) === 0 && (extras.istio?.length ?? 0) === 0))
+    return loaded;
+  const { withIstio } = await import('./policies/with-istio.js');
+  return withIstio(loaded, file, extras, pillionSchemaFor);
 }
 
 /** The JSON Schema of the sections this config has (for /config's view with defaults and redactions). */
@@ -168,7 +202,6 @@ export interface PlannedRole {
   readonly commands: readonly string[];
 }
 
-const ROUTE_SECURITY = ['auth', 'jwt', 'authorization', 'rateLimit', 'rateLimits'];
 const UPSTREAM_RESILIENCE = [
   'retries',
   'retryBudget',
@@ -186,16 +219,6 @@ const UPSTREAM_RESILIENCE = [
 const ROUTE_RESILIENCE = ['retries', 'retryPolicy', 'timeout', 'circuitBreaker', 'mirror', 'fault', 'split'];
 
 export const PLANNED_ROLES: readonly PlannedRole[] = [
-  {
-    what: 'inbound security (JWT authentication, authorization, rate limits, Istio security resources)',
-    sections: ['policies'],
-    keys: [
-      ...[...ROUTE_SECURITY, 'authentication', 'peerAuthentication', 'extAuthz'].map((k) => `inbound.${k}`),
-      ...ROUTE_SECURITY.map((k) => `inbound.routes[].${k}`),
-      'inbound.listeners[].peerAuthentication',
-    ],
-    commands: [],
-  },
   {
     what: 'outbound resilience (retries, timeouts, circuit breaking, load balancing, traffic splits)',
     sections: [],

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // A legacy orders service, as found in the wild: plain HTTP on localhost, text logs to stdout and
 // to a file, request counts as JSON at /internal/metrics, config.json re-read on SIGHUP, no TLS,
-// no auth, no health endpoint of its own, and a slow start. Pillion makes it modern without
-// changing a line of it.
+// no auth code (it trusts X-User-Id and X-User-Roles, as apps behind an auth proxy do, and its
+// /admin page trusts the network), no health endpoint of its own, and a slow start. Pillion makes
+// it modern without changing a line of it.
 
 import { appendFileSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -52,13 +53,24 @@ const server = createServer((req, res) => {
   counters.requests_total++;
   res.on('finish', () => {
     if (res.statusCode >= 500) counters.errors_total++;
-    log('INFO', `${req.method} ${req.url} ${res.statusCode} ${Date.now() - started}ms`);
+    const user = req.headers['x-user-id'];
+    log(
+      'INFO',
+      `${req.method} ${req.url} ${res.statusCode} ${Date.now() - started}ms${user ? ` user=${user}` : ''}`,
+    );
   });
   const url = new URL(req.url ?? '/', 'http://localhost');
   if (url.pathname === '/internal/metrics') return send(res, 200, { ...counters, orders: orders.size });
   if (url.pathname === '/' && req.method === 'GET')
     return send(res, 200, { service: 'orders', version: '1.0' });
   if (url.pathname === '/orders' && req.method === 'GET') return send(res, 200, [...orders.values()]);
+  if (url.pathname === '/admin' && req.method === 'GET')
+    return send(res, 200, {
+      page: 'admin',
+      user: req.headers['x-user-id'] ?? null,
+      roles: req.headers['x-user-roles']?.split(',') ?? [],
+      orders: orders.size,
+    });
   if (url.pathname === '/orders' && req.method === 'POST') {
     let body = '';
     req.setEncoding('utf8');

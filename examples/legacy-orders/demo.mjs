@@ -43,6 +43,13 @@ export function demoPlan(env) {
     curl -ki -d '{"item":"book","amount":20}' https://localhost:8443/orders
                                              the same app over HTTPS: x-request-id, HSTS, an access log line
     curl -ki https://localhost:8443/internal/metrics                 404: the sidecar keeps internals private
+    TOKEN=$(npm run -s demo:token -- --sub alice --roles admin)      a token from the demo issuer
+    curl -k -H "Authorization: Bearer $TOKEN" https://localhost:8443/admin
+                                             the app's admin page sees X-User-Id: alice, X-User-Roles: admin;
+                                             403 without a token or the admin role, 401 with a bad token
+    for i in $(seq 30); do curl -sko /dev/null -w '%{http_code} ' https://localhost:8443/orders; done
+                                             a burst: 20 pass, then 429 with Retry-After
+    curl localhost:15000/policies            the policies, the issuer's keys and the rate limit in force
     curl localhost:15000/metrics             Prometheus metrics of the sidecar
     curl -d 'call ann@example.com' localhost:8080/orders            a bad order: the app logs the payload...
     tail -f /tmp/pillion-demo/logs/orders.ndjson                     ...and the sidecar ships it with the e-mail redacted,

@@ -36,6 +36,9 @@ console.log(`
     pillion  pillion run -c examples/legacy-orders/pillion.yaml: HTTPS on ${https}, admin on ${admin},
              ships the app's log to ${dirs.SHIPPED_LOGS_DIR}/orders.ndjson
   Try: curl -i ${admin}/readyz    curl -ki https://${https.replace('127.0.0.1', 'localhost')}/orders
+       TOKEN=$(npm run -s demo:token -- --sub alice --roles admin)
+       curl -k -H "Authorization: Bearer $TOKEN" https://${https.replace('127.0.0.1', 'localhost')}/admin   (403 without the admin role)
+       curl ${admin}/policies          the policies, the issuer's keys and the rate limit the sidecar enforces
   Edit examples/legacy-orders/pillion.yaml while this runs: the change is applied, a mistake reported.
 `);
 

@@ -13,6 +13,8 @@ export interface AdminHandlers {
   config(): Promise<unknown>;
   /** A module's status (undefined when the module is not running). */
   status(module: string): unknown;
+  /** Loaded security policies, JWKS state and rate limits (no keys, no tokens). */
+  policies(): unknown;
   reload(): Promise<{ ok: boolean }>;
   /** Begins a graceful shutdown; called after the response has been sent. */
   quit(): void;
@@ -38,6 +40,7 @@ export class AdminServer {
       ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
       ['/config', new Map([['GET', async (_q, s) => json(s, 200, await this.#handlers.config())]])],
       ['/identity', new Map([['GET', (_q, s) => this.#status(s, 'identity')]])],
+      ['/policies', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.policies())]])],
       ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
       ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
     ]);
@@ -105,7 +108,7 @@ export class AdminServer {
         res,
         404,
         'PILLION_ERR_ADMIN_NOT_FOUND',
-        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, POST /reload, /quitquitquit`,
+        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, POST /reload, /quitquitquit`,
       );
     const handler = methods.get(req.method ?? 'GET');
     if (!handler) {

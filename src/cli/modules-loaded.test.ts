@@ -135,7 +135,7 @@ const BASE_CHUNKS = ['program', 'run'];
 
 // The proxy reads a certificate's SPIFFE IDs (for its access log and upstream checks) with the
 // identity role's parser; the rest of that role loads only with an identity section.
-const IDENTITY_SHARED = ['identity/spiffe.js'];
+const IDENTITY_SHARED = ['identity/principal.js', 'identity/spiffe.js'];
 const identityFiles = (l: Loaded) => l.files.filter((f) => f.startsWith('identity/'));
 
 function assertBase(l: Loaded) {
@@ -191,12 +191,15 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
   assert.ok(!l.files.includes('proxy/preflight.js'), "validate's checks are loaded");
 });
 
-test("the demo's sidecar config loads the inbound proxy and the log role, nothing else", async () => {
+test("the demo's sidecar config loads the inbound proxy with its request filters (and jose) and the log role, nothing else", async () => {
   const l = await demo(MODULES);
   assertBase(l);
   assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'logs', 'proxy'].sort());
   assert.deepEqual(identityFiles(l), IDENTITY_SHARED);
-  assert.deepEqual(l.packages, BASE_PACKAGES);
+  // The demo checks a JWT, authorizes and rate-limits: the filters and jose, which an inbound
+  // section without them never loads.
+  assert.deepEqual(l.packages, [...BASE_PACKAGES, 'jose'].sort());
+  assert.ok(l.files.includes('proxy/filters/jwt.js'), 'the JWT filter is not loaded');
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
 });
 
@@ -216,6 +219,6 @@ test('the bundled bin loads only the chunks of the roles configured, and no pack
   assert.deepEqual(d.packages, []);
   assert.deepEqual(
     d.chunks,
-    [...BASE_CHUNKS, 'app-health', 'config', 'config', 'config', 'inbound', 'logs-module'].sort(),
+    [...BASE_CHUNKS, 'app-health', 'config', 'config', 'config', 'filters', 'inbound', 'logs-module'].sort(),
   );
 });

@@ -7,6 +7,8 @@ export function renderIssues(
   issues: readonly ConfigIssue[],
   text: string | undefined,
   color: boolean,
+  /** The file `text` is; issues in other files (Istio resources) get no source line. */
+  file?: string,
 ): string {
   const lines = text?.split(/\r?\n/) ?? [];
   const red = (s: string) => (color ? `\x1b[31m${s}\x1b[39m` : s);
@@ -15,7 +17,7 @@ export function renderIssues(
   for (const issue of issues) {
     out.push(formatIssue(issue));
     const src = lines[issue.line - 1];
-    if (src !== undefined && text !== undefined) {
+    if (src !== undefined && text !== undefined && (file === undefined || issue.file === file)) {
       const gutter = `${issue.line} | `;
       out.push(dim(`  ${gutter}`) + maskSecret(src));
       out.push(`  ${' '.repeat(gutter.length + issue.col - 1)}${red('^')}`);

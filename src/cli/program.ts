@@ -14,7 +14,7 @@ const POD_DESCRIPTION =
 const program = new Command()
   .name('pillion')
   .description(
-    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP), workload identities and mutual TLS with a local CA (`pillion ca`), a log shipper, and `pillion pod`, a local pod runner.',
+    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP) with workload identities and mutual TLS from a local CA (`pillion ca`), JWT authentication, authorization and rate limits (Istio security YAML read as it is), a log shipper, and `pillion pod`, a local pod runner.',
   )
   .version(VERSION)
   .showHelpAfterError()
@@ -27,6 +27,12 @@ program
   .command('run')
   .description('run the sidecar (SIGTERM/SIGINT drain and exit, SIGHUP reloads)')
   .option('-c, --config <file>', 'config file (default: $PILLION_CONFIG, else embedded defaults)')
+  .option(
+    '--istio <file>',
+    'Istio security resources (PeerAuthentication, RequestAuthentication, AuthorizationPolicy) to apply, beside policies.istio; repeatable',
+    (v: string, all: string[]) => [...all, v],
+    [] as string[],
+  )
   .addOption(new Option('--log-level <level>', 'override runtime.log.level').choices(LOG_LEVELS))
   .addOption(
     new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
@@ -41,6 +47,12 @@ program
   .command('validate')
   .description('check a config file; exit 0 when valid, 1 with every error (file:line:col) when not')
   .requiredOption('-c, --config <file>', 'config file')
+  .option(
+    '--istio <file>',
+    'Istio security resources to check with it, as `run --istio` takes them; repeatable',
+    (v: string, all: string[]) => [...all, v],
+    [] as string[],
+  )
   .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
   .action(async (opts) => {
     const { validateCommand } = await import('./validate.js');

@@ -17,6 +17,8 @@ import { VERSION } from './version.js';
 
 export interface RunOptions {
   config?: string;
+  /** Istio resource files given with --istio. */
+  istio?: string[];
   logLevel?: string;
   logFormat?: LogFormat;
 }
@@ -24,11 +26,12 @@ export interface RunOptions {
 export async function runCommand(opts: RunOptions): Promise<number> {
   const env = process.env;
   const file = opts.config ?? env.PILLION_CONFIG;
+  const extras = { istio: opts.istio ?? [] };
   const loaded: LoadResult<PillionConfig> = file
-    ? await loadPillionConfig(file, env)
-    : await parsePillionConfig('', '(embedded defaults)', env);
+    ? await loadPillionConfig(file, env, extras)
+    : await parsePillionConfig('', '(embedded defaults)', env, extras);
   if (!loaded.ok) {
-    process.stderr.write(renderIssues(loaded.issues, loaded.text, process.stderr.isTTY === true));
+    process.stderr.write(renderIssues(loaded.issues, loaded.text, process.stderr.isTTY === true, file));
     return 1;
   }
   const { config } = loaded;
@@ -39,6 +42,7 @@ export async function runCommand(opts: RunOptions): Promise<number> {
   const runtime = new Runtime({
     initial: { config, raw: loaded.raw, text: loaded.text },
     configFile: file,
+    configExtras: extras,
     env,
     logger,
     modules: roleModules(),

@@ -7,9 +7,13 @@ import { type ConfigIssue, issuesInText } from '../config/index.js';
 import { loadPillionConfig, pillionPreflight } from '../roles.js';
 import { renderIssues } from './print-issues.js';
 
-export async function validateCommand(opts: { config: string; format: 'text' | 'json' }): Promise<number> {
+export async function validateCommand(opts: {
+  config: string;
+  format: 'text' | 'json';
+  istio?: string[];
+}): Promise<number> {
   const env = process.env;
-  const result = await loadPillionConfig(opts.config, env);
+  const result = await loadPillionConfig(opts.config, env, { istio: opts.istio ?? [] });
   let issues: ConfigIssue[] = result.ok ? [] : result.issues;
   if (result.ok) issues = issuesInText(result.text, opts.config, await pillionPreflight(result.config, env));
   const valid = issues.length === 0;
@@ -21,6 +25,6 @@ export async function validateCommand(opts: { config: string; format: 'text' | '
     process.stdout.write(`${opts.config}: valid\n`);
     return 0;
   }
-  process.stderr.write(renderIssues(issues, result.text, process.stderr.isTTY === true));
+  process.stderr.write(renderIssues(issues, result.text, process.stderr.isTTY === true, opts.config));
   return 1;
 }

@@ -33,7 +33,7 @@ export const ERROR_CATALOGUE = {
   },
   PILLION_ERR_CONFIG_NOT_BUILT_YET: {
     description:
-      'A key of a feature that is planned but not built yet (JWT, authorization, rate limits, retries, route timeouts, circuit breaking, ...); no version of Pillion has it so far.',
+      'A key of a feature that is planned but not built yet (mutual TLS modes, retries, route timeouts, circuit breaking, ...); no version of Pillion has it so far.',
     fix: 'Remove the key for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_MISSING_KEY: {
@@ -260,6 +260,16 @@ export const ERROR_CATALOGUE = {
     description:
       'The access log file cannot be opened or written (its directory is missing and cannot be created, or is not writable).',
     fix: 'Choose an `accessLog.path` in a writable directory, or `stdout`.',
+  },
+  PILLION_ERR_POLICY_UNSUPPORTED_FIELD: {
+    description:
+      'An Istio security resource (PeerAuthentication, RequestAuthentication, AuthorizationPolicy) uses a field Pillion does not support, such as `targetRef` or `outputPayloadToHeader`; the resource is not loaded rather than loaded without it.',
+    fix: 'Remove the field, or express it with pillion.yaml’s own keys (docs/security.md lists what each resource supports).',
+  },
+  PILLION_ERR_POLICY_UNKNOWN_KIND: {
+    description:
+      'A document in a `policies.istio` file is not a PeerAuthentication, RequestAuthentication or AuthorizationPolicy of security.istio.io/v1 or v1beta1.',
+    fix: 'Keep other Kubernetes resources out of the files given to `policies.istio` (or `--istio`).',
   },
   PILLION_ERR_TLS_FILE: {
     description:

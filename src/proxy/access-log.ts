@@ -67,6 +67,12 @@ export interface AccessRecord {
   downstream_peer_principal?: string | undefined;
   /** A PILLION_ERR_* code when the request failed; the key is left out otherwise. */
   error?: string;
+  /**
+   * Why a request filter answered or what it found, as Envoy's %RESPONSE_CODE_DETAILS% names it
+   * (`jwt_authn_access_denied{expired}`, `rbac_access_denied_matched_policy[deny-admin]`,
+   * `local_rate_limited{per-client}`, `jwt_ok`); never a token. Left out when no filter ran.
+   */
+  response_code_details?: string;
 }
 
 export interface AccessLogDeps {
@@ -396,7 +402,10 @@ function formatLine(r: AccessRecord): string {
     (r.downstream_peer_principal === undefined
       ? ''
       : ',"downstream_peer_principal":' + str(r.downstream_peer_principal)) +
-    (r.error === undefined ? '}\n' : ',"error":' + str(r.error) + '}\n')
+    (r.error === undefined ? '' : ',"error":' + str(r.error)) +
+    (r.response_code_details === undefined
+      ? '}\n'
+      : ',"response_code_details":' + str(r.response_code_details) + '}\n')
   );
 }
 

@@ -5,6 +5,7 @@ import { createSecureContext, getCiphers } from 'node:tls';
 import { z } from 'zod';
 import { addPillionIssue, address, duration, httpPath, regex, size } from '../config/index.js';
 import { didYouMean } from '../lib/did-you-mean.js';
+import { authorizationSchema, jwtSchema, rateLimitSchema } from './filters/config.js';
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -547,6 +548,14 @@ export const inboundSchema = z
     // Reject: a path the proxy and the app could read two ways never reaches the app.
     pathWithEscapedSlashes: escapedSlashesSchema('reject'),
     mtls: mtlsSchema.optional(),
+    jwt: jwtSchema.optional(),
+    authorization: authorizationSchema.optional(),
+    rateLimits: z
+      .array(rateLimitSchema)
+      .default([])
+      .describe(
+        'Local rate limits (token buckets), checked after JWT authentication and before authorization.',
+      ),
     ...common,
   })
   .superRefine((s, ctx) => {
@@ -561,6 +570,7 @@ export const inboundSchema = z
           ['listeners', i, l.mtls ? 'mtls' : 'tls'],
         );
     });
+    checkFilterNames(s, ctx);
   })
   .describe('The inbound proxy: TLS termination, routing and protection in front of the app.');
 
@@ -581,6 +591,61 @@ export const outboundSchema = z
   .describe(
     'The outbound ambassador: the app calls http://127.0.0.1:15001/<upstream>/path, or sends Host: <upstream>, and Pillion reaches the service.',
   );
+
+/** Rate limits name routes and listeners that exist, and each limit has a name of its own. */
+function checkFilterNames(
+  s: {
+    routes: { name?: string | undefined }[];
+    listeners: { name?: string | undefined }[];
+    rateLimits: { name: string; routes?: string[] | undefined; listeners?: string[] | undefined }[];
+    authorization?: { policies: { name: string }[] } | undefined;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const routes = s.routes.map((r, i) => r.name ?? `route-${i}`);
+  const listeners = s.listeners.map((l, i) => l.name ?? `listener-${i}`);
+  const seen = new Set<string>();
+  s.rateLimits.forEach((r, i) => {
+    if (seen.has(r.name))
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `a second rate limit named ${r.name}`, undefined, [
+        'rateLimits',
+        i,
+        'name',
+      ]);
+    seen.add(r.name);
+    r.routes?.forEach((n, j) => {
+      if (!routes.includes(n))
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          `no route is named ${n}`,
+          `routes: ${routes.join(', ')}`,
+          ['rateLimits', i, 'routes', j],
+        );
+    });
+    r.listeners?.forEach((n, j) => {
+      if (!listeners.includes(n))
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          `no listener is named ${n}`,
+          `listeners: ${listeners.join(', ')}`,
+          ['rateLimits', i, 'listeners', j],
+        );
+    });
+  });
+  const policies = new Set<string>();
+  s.authorization?.policies.forEach((p, i) => {
+    if (policies.has(p.name))
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `a second policy named ${p.name}`, undefined, [
+        'authorization',
+        'policies',
+        i,
+        'name',
+      ]);
+    policies.add(p.name);
+  });
+}
 
 function checkUpstreamNames(
   s: {

@@ -42,6 +42,7 @@ export function inboundSettings(s: InboundSection): ProxySettings {
     accessLog: c.accessLog,
     pathWithEscapedSlashes: c.pathWithEscapedSlashes,
     readinessGate: c.readinessGate && s.app !== undefined,
+    security: { jwt: c.jwt, authorization: c.authorization, rateLimits: c.rateLimits },
   };
 }
 

@@ -57,6 +57,7 @@ export function outboundSettings(c: OutboundConfig): ProxySettings {
     accessLog: c.accessLog,
     pathWithEscapedSlashes: c.pathWithEscapedSlashes,
     readinessGate: false,
+    security: undefined,
   };
 }
 

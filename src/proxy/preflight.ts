@@ -1,11 +1,14 @@
 // What `pillion validate` checks of the proxy sections beyond the schema, as `run` would find it
 // at start, without binding a port: each TLS listener's files load as the listener loads them
-// (exist, parse, keys match), upstream CA bundles parse, access-log directories are writable.
+// (exist, parse, keys match), upstream CA bundles parse, JWKS files hold public keys, access-log
+// directories are writable.
 
+import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import { certificateFileProblem, type PreflightIssue, writableDirProblem } from '../lib/preflight.js';
 import type { InboundConfig, OutboundConfig } from './config.js';
+import { parseJwks } from './filters/jwks-document.js';
 import { CertStore, tlsParameters } from './tls/index.js';
 
 const silent = pino({ level: 'silent' });
@@ -55,6 +58,20 @@ export async function proxyPreflight(
         message: `upstream ${name}: CA bundle: ${problem}`,
       });
   }
+  if ('jwt' in cfg && cfg.jwt)
+    for (const [i, issuer] of cfg.jwt.issuers.entries()) {
+      if (issuer.jwksFile === undefined) continue;
+      try {
+        parseJwks(await readFile(issuer.jwksFile, 'utf8'), issuer.jwksFile);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        issues.push({
+          path: [section, 'jwt', 'issuers', i, 'jwksFile'],
+          code: 'PILLION_ERR_CONFIG_BAD_VALUE',
+          message: e.code !== undefined ? `${issuer.jwksFile}: cannot read (${e.code})` : e.message,
+        });
+      }
+    }
   const log = cfg.accessLog;
   if (log && log.path !== 'stdout') {
     const problem = await writableDirProblem(dirname(log.path));

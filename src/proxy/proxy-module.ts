@@ -21,6 +21,8 @@ import type {
   UpstreamConfig,
 } from './config.js';
 import type { Http1Context } from './http1/server-connection.js';
+import type { FiltersState, RequestFilters } from './filters/index.js';
+import { hasFilters, type SecuritySettings } from './filters/settings.js';
 import { createH2Handler } from './http2/index.js';
 import { type ListenerParts, ProxyListener } from './listener.js';
 import { ESCAPED_SLASHES_MODES } from './path.js';
@@ -48,6 +50,8 @@ export interface ProxySettings {
   accessLog: AccessLogConfig | undefined;
   readinessGate: boolean;
   pathWithEscapedSlashes: EscapedSlashesAction;
+  /** JWT, rate limits and authorization (inbound only). */
+  security: SecuritySettings | undefined;
 }
 
 export interface ProxyDeps {
@@ -64,6 +68,8 @@ interface Built {
   /** Upstream.settingsKey of each upstream, to tell on reload which ones can be kept. */
   keys: Map<string, string>;
   parts: ListenerParts[];
+  /** The request filters, when any is configured. */
+  filters: RequestFilters | undefined;
 }
 
 export class ProxyModule<S> implements Module<S> {
@@ -179,9 +185,18 @@ export class ProxyModule<S> implements Module<S> {
   }
 
   readiness(): Readiness {
-    return this.#ready
-      ? { ready: true }
-      : { ready: false, reason: `${this.#settings.section} proxy not listening` };
+    if (!this.#ready) return { ready: false, reason: `${this.#settings.section} proxy not listening` };
+    const degraded = this.#built?.filters?.degraded();
+    return degraded !== undefined ? { ready: true, reason: degraded } : { ready: true };
+  }
+
+  /** The loaded policies, JWKS state and rate limits, for the admin API; null without filters. */
+  filtersState(): FiltersState | null {
+    return this.#built?.filters?.state() ?? null;
+  }
+
+  policies(): FiltersState | null {
+    return this.filtersState();
   }
 
   async #build(s: ProxySettings): Promise<Built> {
@@ -212,6 +227,21 @@ export class ProxyModule<S> implements Module<S> {
     } catch (err) {
       for (const u of made) u.close();
       throw err;
+    }
+    // The filters' code (and jose) is loaded only when one of them is configured.
+    let filters: RequestFilters | undefined;
+    if (hasFilters(s.security)) {
+      try {
+        const { RequestFilters } = await import('./filters/index.js');
+        filters = await RequestFilters.build(
+          s.security,
+          { clock: this.#deps.clock, logger, metrics: this.#deps.metrics },
+          prev?.filters,
+        );
+      } catch (err) {
+        for (const u of made) u.close();
+        throw err;
+      }
     }
     const logKey = JSON.stringify(s.accessLog ?? null);
     if (logKey !== this.#accessLogKey) {
@@ -248,6 +278,7 @@ export class ProxyModule<S> implements Module<S> {
         routes: s.routes,
         routesUseHost: s.routes.some((r) => r.host !== undefined),
         routeStats: s.routes.map((r) => stats.route(r.name)),
+        filters: filters ? s.routes.map((r) => filters.chain(l.name, r.name)) : undefined,
         noRouteStats: stats.route('-'),
         upstreams,
         limits: s.limits,
@@ -266,12 +297,13 @@ export class ProxyModule<S> implements Module<S> {
       if (h2 && !l.tls) http.h2c = (socket, head) => h2.accept(socket, head);
       return { http, tcp: undefined, h2 };
     });
-    return { upstreams, keys, parts };
+    return { upstreams, keys, parts, filters };
   }
 
   /** Closes the upstreams of a build, but those the next build kept. */
   #dispose(built: Built, next?: Built): void {
     for (const [name, u] of built.upstreams) if (next?.upstreams.get(name) !== u) u.close();
+    built.filters?.close(next?.filters);
   }
 
   #startTicker(): void {

@@ -6,6 +6,7 @@ import type { AdminConfig } from '../admin/index.js';
 import { adminSchema } from '../admin/index.js';
 import { addPillionIssue } from '../config/index.js';
 import type { IdentityConfig } from '../identity/config.js';
+import type { IstioTranslation, PoliciesConfig } from '../policies/index.js';
 import type { LogsConfig } from '../logs/index.js';
 import type { InboundConfig, OutboundConfig } from '../proxy/index.js';
 import { type AppConfig, type RuntimeConfig, runtimeSchema } from './config.js';
@@ -19,7 +20,16 @@ export interface PillionConfig {
   inbound?: InboundConfig | undefined;
   outbound?: OutboundConfig | undefined;
   logs?: LogsConfig | undefined;
+  policies?: PoliciesConfig | undefined;
 }
+
+export interface ConfigExtras {
+  /** Istio resource files given on the command line (`pillion run --istio`), beside policies.istio. */
+  istio?: readonly string[];
+}
+
+/** The Istio resources each loaded config was built from, for GET /policies. */
+export const istioResources = new WeakMap<PillionConfig, IstioTranslation['resources']>();
 
 /**
  * The schema of pillion.yaml from the roles' schemas at hand. A role section in `known` without a

@@ -1,7 +1,12 @@
 // The runtime capability's public surface: the process, its config, and the module contract.
 
 export { type AppConfig, appSchema, LOG_LEVELS, type RuntimeConfig, runtimeSchema } from './config.js';
-export { composePillionSchema, type PillionConfig } from './config-schema.js';
+export {
+  composePillionSchema,
+  type ConfigExtras,
+  istioResources,
+  type PillionConfig,
+} from './config-schema.js';
 export { ConfigWatcher } from './config-watcher.js';
 export { HealthSignal } from './health-signal.js';
 export {

@@ -28,6 +28,8 @@ export interface Module<S = unknown> {
   readiness(): Readiness;
   /** What the admin API shows of the module (`GET /identity` for the identity module), if anything. */
   status?(): unknown;
+  /** What the module shows in the admin API's GET /policies (the inbound proxy: its request filters). */
+  policies?(): unknown;
 }
 
 /** The shared services a module may use; everything else comes from its own section. */

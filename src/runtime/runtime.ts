@@ -18,7 +18,7 @@ import { type Address, formatAddress } from '../lib/address.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import { PillionError } from '../lib/errors.js';
 import { counter, createMetricsRegistry, type Gauge, gauge, type Registry } from '../metrics/index.js';
-import type { PillionConfig } from './config-schema.js';
+import { type ConfigExtras, istioResources, type PillionConfig } from './config-schema.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { HealthSignal } from './health-signal.js';
 import type { Module, ModuleContext, ModuleDefinition, ModuleSource } from './module.js';
@@ -34,6 +34,8 @@ export interface RuntimeOptions {
   initial: LoadedConfig;
   /** The file to reload from; undefined when running on embedded defaults. */
   configFile: string | undefined;
+  /** What the command line adds to the config file (Istio resource files), read again on reload. */
+  configExtras?: ConfigExtras;
   env: Env;
   logger: Logger;
   /**
@@ -42,7 +44,7 @@ export interface RuntimeOptions {
    */
   modules: readonly (ModuleDefinition<unknown> | ModuleSource)[];
   /** Reads and validates the config file (on reload). */
-  loadConfig(file: string, env: Env): Promise<LoadResult<PillionConfig>>;
+  loadConfig(file: string, env: Env, extras?: ConfigExtras): Promise<LoadResult<PillionConfig>>;
   /** The JSON Schema of a config's sections, for /config's view (defaults filled, secrets redacted). */
   jsonSchema(config: PillionConfig): Promise<JsonSchema>;
   clock?: Clock;
@@ -222,6 +224,13 @@ export class Runtime {
     };
   }
 
+  /** The Istio resources read (applied or not, and why) and what each module enforces: GET /policies. */
+  policiesView(): unknown {
+    const modules: Record<string, unknown> = {};
+    for (const [name, r] of this.#modules) if (r.module.policies) modules[name] = r.module.policies();
+    return { istio: istioResources.get(this.#loaded.config) ?? [], ...modules };
+  }
+
   /** Re-reads the config file and applies it. Reloads run one at a time, in order. */
   reload(trigger: string): Promise<ReloadOutcome> {
     const next = this.#reloadChain.then(() => this.#reload(trigger));
@@ -253,7 +262,7 @@ export class Runtime {
       );
       return this.#recordSuccess(trigger, [], []);
     }
-    const loaded = await this.#opts.loadConfig(file, this.#opts.env);
+    const loaded = await this.#opts.loadConfig(file, this.#opts.env, this.#opts.configExtras);
     if (loaded.text !== undefined) this.#watcher?.markLoaded(loaded.text);
     if (!loaded.ok) {
       for (const issue of loaded.issues) this.#logger.error({ code: issue.code }, formatIssue(issue));
@@ -426,6 +435,7 @@ export class Runtime {
         }),
         config: () => this.configView(),
         status: (name) => this.#modules.get(name)?.module.status?.(),
+        policies: () => this.policiesView(),
         reload: () => this.reload('POST /reload'),
         quit: () => void this.shutdown('POST /quitquitquit'),
       },

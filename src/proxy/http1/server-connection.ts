@@ -6,10 +6,13 @@
 
 import { randomUUID } from 'node:crypto';
 import type net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { unmapIPv4 } from '../../lib/address.js';
 import type { ErrorCode } from '../../lib/errors.js';
+import { peerPrincipal } from '../../identity/principal.js';
 import type { AccessLog } from '../access-log.js';
+import { type Denial, type FilterChain, type FilterRequest, newFilterRequest } from '../filters/types.js';
 import type { HeadersConfig, LimitsConfig, TimeoutsConfig } from '../config.js';
 import type { PeerIdentity } from '../peer.js';
 import { normalizeTarget, PathError } from '../path.js';
@@ -34,6 +37,8 @@ export interface Http1Context {
   routesUseHost: boolean;
   routeStats: RouteStats[];
   noRouteStats: RouteStats;
+  /** The request filters (JWT, rate limits, authorization) of each route, by route index; undefined when none is configured. */
+  filters: (FilterChain | undefined)[] | undefined;
   upstreams: Map<string, Upstream>;
   limits: LimitsConfig;
   timeouts: TimeoutsConfig;
@@ -132,6 +137,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #retried = false;
   #upEndpoint: Endpoint | undefined;
   #upReused = false;
+  /** What the filters saw and decided, for this exchange. */
+  #filterReq: FilterRequest | undefined;
+  /** The mTLS peer principal: computed on the first request that needs it (null until then). */
+  #principal: string | undefined | null = null;
+  /** The listener's port as this connection reached it (-1 until asked: each read is a getsockname). */
+  #port = -1;
   /** Bytes moved since the last tick; the tick turns it into #ioAt (no clock read per chunk). */
   #io = false;
   #ioAt = 0;
@@ -322,6 +333,58 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     this.#route = route;
     this.#routeStats = c.routeStats[route.index];
+    const chain = c.filters?.[route.index];
+    if (chain !== undefined) {
+      const fr = newFilterRequest(
+        req.method,
+        norm.path,
+        norm.query,
+        req.host,
+        req.lower,
+        req.values,
+        this.#clientIp,
+        this.#localPort(),
+        this.#peerPrincipal(),
+        (this.socket as TLSSocket).servername || '',
+        c.headers.trustForwarded,
+      );
+      this.#filterReq = fr;
+      const v = chain.run(fr);
+      if (v instanceof Promise) {
+        // An asynchronous step (a signature check, an ext_authz call): the exchange waits as it
+        // would for an upstream connection, with the request's deadlines running.
+        this.#state = ST_CONNECTING;
+        this.#pause(P_UPSTREAM);
+        v.then(
+          (d) => {
+            if (this.#req !== req) return; // ended meanwhile (deadline, client gone)
+            if (d !== undefined) this.#denied(d);
+            else this.#forward(req, route, norm.path, norm.query, fr);
+          },
+          () => {
+            if (this.#req === req) this.#local(500, 'request filter failed\n', 'LR');
+          },
+        );
+        return;
+      }
+      if (v !== undefined) {
+        this.#denied(v);
+        return;
+      }
+    }
+    this.#forward(req, route, norm.path, norm.query, this.#filterReq);
+  }
+
+  /** The rest of #startExchange, once the filters passed the request. */
+  #forward(
+    req: RequestHead,
+    route: CompiledRoute,
+    path: string,
+    query: string,
+    fr: FilterRequest | undefined,
+  ): void {
+    const c = this.#c;
+    if (fr !== undefined) applyEdits(req, fr);
     if (route.direct !== undefined) {
       this.#local(route.direct.status, route.direct.body, '', route.direct.contentType);
       return;
@@ -330,7 +393,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#local(413, 'request body too large\n', 'LR');
       return;
     }
-    const upstream = c.upstreams.get(route.upstream!)!;
+    // A reload while the filters waited can have taken the route's upstream away.
+    const upstream = c.upstreams.get(route.upstream!);
+    if (upstream === undefined) {
+      this.#local(503, 'the upstream was removed by a reload\n', 'NR');
+      return;
+    }
     if (route.upstream === 'app' && c.readinessGate && !c.appHealthy()) {
       this.#local(503, 'the app is not ready yet\n', 'UH', 'text/plain; charset=utf-8', 'retry-after: 1\r\n');
       return;
@@ -340,7 +408,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       return;
     }
     this.#upstream = upstream;
-    this.#path = rewritePath(route, norm.path) + norm.query;
+    this.#path = rewritePath(route, path) + query;
     // Only the route's protocols are offered upstream; a request left with none is plain HTTP/1.1.
     this.#upgrade =
       req.upgrade !== '' && req.connection.includes('upgrade')
@@ -359,6 +427,29 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     // An idle pooled connection is handed over synchronously; only a connect in progress needs
     // the client's reading held (pausing and resuming a socket costs a tick per request).
     if (this.#state === ST_CONNECTING) this.#pause(P_UPSTREAM);
+  }
+
+  #denied(d: Denial): void {
+    let extra = '';
+    let type = 'text/plain; charset=utf-8';
+    for (const [n, v] of d.headers) {
+      if (n === 'content-type') type = v;
+      else extra += `${n}: ${v}\r\n`;
+    }
+    this.#local(d.status, d.body, d.flag, type, extra);
+  }
+
+  #localPort(): number {
+    if (this.#port === -1) this.#port = this.socket.localPort ?? 0;
+    return this.#port;
+  }
+
+  #peerPrincipal(): string | undefined {
+    if (this.#principal === null)
+      this.#principal = (this.socket as TLSSocket).encrypted
+        ? peerPrincipal(this.socket as TLSSocket)
+        : undefined;
+    return this.#principal;
   }
 
   #onClientDrain(): void {
@@ -924,6 +1015,9 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         route: this.#route?.name ?? null,
         downstream_peer_principal: this.peer?.principal,
         ...(this.#error !== undefined ? { error: this.#error } : {}),
+        ...(this.#filterReq !== undefined && this.#filterReq.details !== ''
+          ? { response_code_details: this.#filterReq.details }
+          : {}),
       });
     }
   }
@@ -959,6 +1053,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#error = undefined;
     this.#retried = false;
     this.#upEndpoint = undefined;
+    this.#filterReq = undefined;
     this.#requestDeadline = 0;
     this.#deadlineKind = D_NONE;
   }
@@ -1005,6 +1100,25 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     s.removeAllListeners('close');
     s.pause();
     this.#c.h2c!(s, buf);
+  }
+}
+
+/** Removes the headers the filters dropped and adds theirs, in the parsed head the request is serialized from. */
+function applyEdits(req: RequestHead, fr: FilterRequest): void {
+  const drop = fr.dropHeaders;
+  if (drop.length > 0) {
+    for (let i = req.lower.length - 1; i >= 0; i--) {
+      if (drop.includes(req.lower[i]!)) {
+        req.lower.splice(i, 1);
+        req.names.splice(i, 1);
+        req.values.splice(i, 1);
+      }
+    }
+  }
+  for (const [n, v] of fr.addHeaders) {
+    req.lower.push(n);
+    req.names.push(n);
+    req.values.push(v);
   }
 }
 

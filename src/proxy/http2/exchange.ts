@@ -12,6 +12,9 @@ import http2, {
 import { performance } from 'node:perf_hooks';
 import type { PeerIdentity } from '../peer.js';
 import type { ErrorCode } from '../../lib/errors.js';
+import type { TLSSocket } from 'node:tls';
+import { peerPrincipal } from '../../identity/principal.js';
+import { type Denial, type FilterRequest, newFilterRequest } from '../filters/types.js';
 import type { Http1Context } from '../http1/server-connection.js';
 import { normalizeTarget, PathError } from '../path.js';
 import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
@@ -116,6 +119,7 @@ export class Exchange {
   flags = '';
   error: ErrorCode | undefined;
   endpoint: Endpoint | undefined;
+  #filterReq: FilterRequest | undefined;
 
   constructor(stream: ServerHttp2Stream, shared: Shared, peer: Peer) {
     this.stream = stream;
@@ -262,6 +266,55 @@ export class Exchange {
     }
     this.route = route;
     this.#routeStats = c.routeStats[route.index];
+    const chain = c.filters?.[route.index];
+    if (chain !== undefined) {
+      const socket = this.stream.session?.socket as TLSSocket | undefined;
+      const fr = newFilterRequest(
+        this.method,
+        norm.path,
+        norm.query,
+        this.authority,
+        this.lower,
+        this.values,
+        peer.clientIp,
+        socket?.localPort ?? 0,
+        socket?.encrypted ? principalOf(socket) : undefined,
+        socket?.servername || '',
+        c.headers.trustForwarded,
+      );
+      this.#filterReq = fr;
+      const v = chain.run(fr);
+      if (v instanceof Promise) {
+        v.then(
+          (d) => {
+            if (this.#closed || this.#resEnded) return;
+            if (d !== undefined) this.#denied(d);
+            else this.#forward(route, norm.path, norm.query, fr);
+          },
+          () => this.local(500, 'request filter failed\n', 'LR'),
+        );
+        return;
+      }
+      if (v !== undefined) return this.#denied(v);
+    }
+    this.#forward(route, norm.path, norm.query, this.#filterReq);
+  }
+
+  #forward(route: CompiledRoute, path: string, query: string, fr: FilterRequest | undefined): void {
+    const c = this.c;
+    if (fr !== undefined) {
+      const drop = fr.dropHeaders;
+      if (drop.length > 0)
+        for (let i = this.lower.length - 1; i >= 0; i--)
+          if (drop.includes(this.lower[i]!)) {
+            this.lower.splice(i, 1);
+            this.values.splice(i, 1);
+          }
+      for (const [n, v] of fr.addHeaders) {
+        this.lower.push(n);
+        this.values.push(v);
+      }
+    }
     if (route.direct !== undefined) {
       this.local(route.direct.status, route.direct.body, '', route.direct.contentType);
       return;
@@ -277,9 +330,19 @@ export class Exchange {
       return;
     }
     this.upstream = upstream;
-    this.path = rewritePath(route, norm.path) + norm.query;
+    this.path = rewritePath(route, path) + query;
     this.#leg = this.#shared.makeLeg(this, upstream);
     this.#leg.start();
+  }
+
+  #denied(d: Denial): void {
+    let type = 'text/plain; charset=utf-8';
+    const more: [string, string][] = [];
+    for (const h of d.headers) {
+      if (h[0] === 'content-type') type = h[1];
+      else more.push(h);
+    }
+    this.local(d.status, d.body, d.flag, type, undefined, undefined, more);
   }
 
   /** Checks deadlines; called by the handler's ticker. */
@@ -467,6 +530,7 @@ export class Exchange {
     contentType = 'text/plain; charset=utf-8',
     extraName?: string,
     extraValue?: string,
+    more?: [string, string][],
   ): void {
     if (this.#closed || this.#resEnded) return;
     const leg = this.#leg;
@@ -482,6 +546,7 @@ export class Exchange {
     const h: OutgoingHttpHeaders = { ':status': status, 'content-type': contentType, 'content-length': len };
     if (this.c.headers.requestId && this.requestId !== '') h['x-request-id'] = this.requestId;
     if (extraName !== undefined) h[extraName] = extraValue;
+    if (more !== undefined) for (const [n, v] of more) h[n] = v;
     if (this.route !== undefined) {
       const add = this.route.responseAddPairs;
       for (let i = 0; i < add.length; i++) h[add[i]![0]] = add[i]![1];
@@ -650,8 +715,20 @@ export class Exchange {
       route: this.route?.name ?? null,
       downstream_peer_principal: this.#peer.identity?.principal,
       ...(this.error !== undefined ? { error: this.error } : {}),
+      ...(this.#filterReq !== undefined && this.#filterReq.details !== ''
+        ? { response_code_details: this.#filterReq.details }
+        : {}),
     });
   }
 }
 
 function noop(): void {}
+
+/** A session's peer principal, read once per TLS connection. */
+const principals = new WeakMap<TLSSocket, string | undefined>();
+function principalOf(socket: TLSSocket): string | undefined {
+  if (principals.has(socket)) return principals.get(socket);
+  const p = peerPrincipal(socket);
+  principals.set(socket, p);
+  return p;
+}

@@ -38,7 +38,7 @@ export interface TestCa extends TestPair {
 }
 
 export interface LeafOptions {
-  /** Subject alternative names; IPv4/IPv6 literals become IP entries, anything else DNS entries. */
+  /** Subject alternative names; IPv4/IPv6 literals become IP entries, spiffe:// URIs URI entries, anything else DNS entries. */
   names?: string[];
   /** URI SANs (SPIFFE IDs). */
   uris?: string[];
@@ -91,7 +91,7 @@ export async function makeLeaf(ca: TestCa, opts: LeafOptions = {}): Promise<Test
     await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),
   ];
   const sans: X509.JsonGeneralName[] = names.map((value) => ({
-    type: isIP(value) ? ('ip' as const) : ('dns' as const),
+    type: isIP(value) ? ('ip' as const) : value.startsWith('spiffe://') ? ('url' as const) : ('dns' as const),
     value,
   }));
   for (const value of opts.uris ?? []) sans.push({ type: 'url', value });
