@@ -66,10 +66,10 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: ['top'],
   },
   {
-    what: 'config and secrets sync (render files from etcd, Consul, Vault; notify the app; roll back)',
-    sections: ['sync'],
-    keys: [],
-    commands: ['sync'],
+    what: "config sync's Consul and Vault sources and signalling a pod's container by name",
+    sections: [],
+    keys: ['sync.notify.*.container'],
+    commands: [],
   },
   {
     what: 'Kubernetes injection (pillion inject, the admission webhook, iptables interception)',

@@ -11,6 +11,8 @@ export interface AdminHandlers {
   readiness(): { ready: boolean; state: string; checks: { name: string; ready: boolean; reason?: string }[] };
   metrics(): Promise<{ contentType: string; body: string }>;
   config(): unknown;
+  /** A module's own status (GET /sync), or undefined when that module is not running. */
+  status?(module: string): unknown;
   reload(): Promise<{ ok: boolean }>;
   /** Begins a graceful shutdown; called after the response has been sent. */
   quit(): void;
@@ -35,6 +37,7 @@ export class AdminServer {
       ['/readyz', new Map([['GET', (_q, s) => this.#readyz(s)]])],
       ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
       ['/config', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.config())]])],
+      ['/sync', new Map([['GET', (_q, s) => this.#status(s, 'sync')]])],
       ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
       ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
     ]);
@@ -102,7 +105,7 @@ export class AdminServer {
         res,
         404,
         'PILLION_ERR_ADMIN_NOT_FOUND',
-        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, POST /reload, /quitquitquit`,
+        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /sync, POST /reload, /quitquitquit`,
       );
     const handler = methods.get(req.method ?? 'GET');
     if (!handler) {
@@ -131,6 +134,13 @@ export class AdminServer {
         });
       else res.destroy();
     }
+  }
+
+  #status(res: ServerResponse, module: string): void {
+    const status = this.#handlers.status?.(module);
+    if (status === undefined)
+      return error(res, 404, 'PILLION_ERR_ADMIN_NOT_FOUND', `the ${module} role is not configured`);
+    json(res, 200, status);
   }
 
   #readyz(res: ServerResponse): void {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { adminSchema } from '../admin/index.js';
 import { logsSchema } from '../logs/index.js';
 import { inboundSchema, outboundSchema } from '../proxy/index.js';
+import { syncSchema } from '../sync/index.js';
 import {
   addPillionIssue,
   type Env,
@@ -29,8 +30,17 @@ export const pillionSchema = z
     inbound: inboundSchema.optional(),
     outbound: outboundSchema.optional(),
     logs: logsSchema.optional(),
+    sync: syncSchema.optional(),
   })
   .superRefine((c, ctx) => {
+    if (c.sync?.rollback && !c.app)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_MISSING_KEY',
+        "sync.rollback watches the app's health check, but there is no app section",
+        'add `app: { port: ..., health: ... }`, or remove rollback',
+        ['sync', 'rollback'],
+      );
     // The inbound proxy's `app` upstream is the app section's address.
     if (!c.inbound || c.app) return;
     // Routes serve HTTP listeners only: a TCP-only inbound has no use for the default route.
@@ -91,7 +101,7 @@ sections are optional; a missing key takes its default.
   \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
 - **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
 
-Sections and keys of roles that are planned but not built yet (\`metrics\`, \`sync\`, \`policies\`; \`auth\`, \`jwt\`,
+Sections and keys of roles that are planned but not built yet (\`metrics\`, \`policies\`; \`auth\`, \`jwt\`,
 \`authorization\`, \`rateLimit\`, route \`retries\` and \`timeout\`, an upstream's \`circuitBreaker\`, ...) are refused with
 \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
 `;

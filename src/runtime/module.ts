@@ -26,6 +26,8 @@ export interface Module<S = unknown> {
   /** Releases everything; after drain, or at once. */
   stop(): Promise<void>;
   readiness(): Readiness;
+  /** What the role shows on its own admin endpoint (GET /sync for sync); never a secret. */
+  status?(): unknown;
 }
 
 /** The shared services a module may use; everything else comes from its own section. */

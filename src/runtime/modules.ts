@@ -3,8 +3,15 @@
 import { logsModule } from '../logs/index.js';
 import { appModule } from './app-health.js';
 import { inboundModule, outboundModule } from '../proxy/index.js';
+import { syncModule } from '../sync/index.js';
 import type { ModuleDefinition } from './module.js';
 
 export function builtinModules(): ModuleDefinition<unknown>[] {
-  return [appModule(), inboundModule(), outboundModule(), logsModule()] as ModuleDefinition<unknown>[];
+  return [
+    appModule(),
+    syncModule(),
+    inboundModule(),
+    outboundModule(),
+    logsModule(),
+  ] as ModuleDefinition<unknown>[];
 }

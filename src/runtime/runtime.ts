@@ -378,6 +378,7 @@ export class Runtime {
           body: await this.#metrics.metrics(),
         }),
         config: () => this.configView(),
+        status: (name) => this.#modules.get(name)?.module.status?.(),
         reload: () => this.reload('POST /reload'),
         quit: () => void this.shutdown('POST /quitquitquit'),
       },
