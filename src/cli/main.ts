@@ -12,6 +12,7 @@ import { exitAfterFlush } from './exit.js';
 import { podCommand } from './pod.js';
 import { runCommand } from './run.js';
 import { schemaCommand } from './schema.js';
+import { syncCommand } from './sync.js';
 import { validateCommand } from './validate.js';
 import { VERSION } from './version.js';
 
@@ -51,6 +52,19 @@ program
   .command('schema')
   .description('print the JSON Schema of pillion.yaml (for editors: # yaml-language-server: $schema=...)')
   .action(() => finish(schemaCommand()));
+
+program
+  .command('sync')
+  .description(
+    "render every file of the config's sync section once and exit (an init container); `pillion run` keeps them current",
+  )
+  .requiredOption('--once', 'render once and exit (0 when every file is in place, 1 naming each failure)')
+  .requiredOption('-c, --config <file>', 'config file')
+  .addOption(new Option('--log-level <level>', 'override runtime.log.level').choices(LOG_LEVELS))
+  .addOption(
+    new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
+  )
+  .action(async (opts) => finish(await syncCommand(opts)));
 
 program.addCommand(podCommand(finish));
 

@@ -45,6 +45,19 @@ export interface EngineOptions {
   once?: boolean;
   /** Makes a source from its config; the built-in kinds when omitted (an embedder's own kinds, tests). */
   createSource?: (name: string, cfg: SourceConfig, host: SourceHost) => Source;
+  /** Salt of the versions shown in /sync; the module keeps one across reloads so versions compare. */
+  salt?: Buffer;
+  /** What the engine this one replaces knew of each destination (a reload keeps failed versions held). */
+  carried?: ReadonlyMap<string, CarriedState>;
+}
+
+/** A destination's history, handed from an engine to the one that replaces it on reload. */
+export interface CarriedState {
+  path: string;
+  current: VersionRecord | undefined;
+  previous: VersionRecord | undefined;
+  failed:
+    (VersionRecord & { reason: string; sourceVersions: Record<string, string | undefined> }) | undefined;
 }
 
 interface ErrorRecord {
@@ -166,7 +179,7 @@ export class SyncEngine {
   /** source -> key -> destinations reading it (`*`: every key). */
   readonly #index = new Map<string, Map<string, Set<DestState>>>();
   /** Versions shown in /sync are hashes salted per process, so a secret's hash cannot be looked up. */
-  readonly #salt = randomBytes(16);
+  readonly #salt: Buffer;
   #liquid: Liquid | undefined;
   #stopped = false;
   /** Every source has answered once and the first renders have begun. */
@@ -177,6 +190,7 @@ export class SyncEngine {
     this.#opts = opts;
     this.#log = new RateLimitedLog(opts.logger, opts.clock);
     this.#m = syncMetrics(opts.metrics);
+    this.#salt = opts.salt ?? randomBytes(16);
     for (const [name, sc] of Object.entries(cfg.sources)) {
       let settleFirst!: () => void;
       const firstOutcome = new Promise<void>((r) => (settleFirst = r));
@@ -243,6 +257,12 @@ export class SyncEngine {
         lastError: undefined,
         window: undefined,
       };
+      const carried = this.#opts.carried?.get(name);
+      if (carried && carried.path === state.target.where) {
+        state.current = carried.current;
+        state.previous = carried.previous;
+        state.failed = carried.failed;
+      }
       const files = d.directory !== undefined ? Object.entries(d.files ?? {}) : [['', d] as const];
       try {
         for (const [rel, f] of files) {
@@ -381,6 +401,16 @@ export class SyncEngine {
     };
   }
 
+  /** Each destination's history, for the engine that replaces this one. */
+  carry(): Map<string, CarriedState> {
+    return new Map(
+      [...this.#dests.values()].map((d) => [
+        d.name,
+        { path: d.target.where, current: d.current, previous: d.previous, failed: d.failed },
+      ]),
+    );
+  }
+
   /** Per-destination render counts (tests of dependency tracking). */
   renders(name: string): number {
     return this.#dests.get(name)?.renders ?? 0;
@@ -467,7 +497,7 @@ export class SyncEngine {
       'warn',
       `source:${s.name}`,
       { code: err.code, source: s.name },
-      `${err.message}; the last files stay, retrying`,
+      this.#opts.once ? err.message : `${err.message}; the last files stay, retrying`,
     );
     s.settleFirst();
   }
@@ -596,7 +626,7 @@ export class SyncEngine {
     );
     if (this.#opts.once) return;
     // Only a change can be rolled back: a first file has nothing to go back to.
-    if (this.#cfg.rollback && this.#opts.appHealth && healthyBefore && (before !== undefined || d.window))
+    if (this.#cfg.rollback && this.#opts.appHealth && healthyBefore && before !== undefined)
       this.#watch(d, before, prevVersion, sourceVersions);
     await this.#notify(d);
   }
@@ -618,7 +648,7 @@ export class SyncEngine {
       'error',
       `dest:${d.name}`,
       { code: e.code, destination: d.name },
-      `${e.message}; the old file is kept`,
+      this.#opts.once ? e.message : `${e.message}; the old file is kept`,
     );
   }
 
@@ -650,7 +680,7 @@ export class SyncEngine {
 
   // --- roll back ------------------------------------------------------------------------------------
 
-  /** Watches the app for rollback.window after a change; the first good files of a burst are kept to go back to. */
+  /** Watches the app for rollback.window after a change, keeping the files it replaced to go back to. */
   #watch(
     d: DestState,
     before: Snapshot,
@@ -658,9 +688,8 @@ export class SyncEngine {
     sourceVersions: Record<string, string | undefined>,
   ): void {
     const appHealth = this.#opts.appHealth!;
-    const keep = d.window
-      ? { snapshot: d.window.snapshot, snapshotVersion: d.window.snapshotVersion }
-      : { snapshot: before, snapshotVersion: beforeVersion };
+    // The app was healthy with the files just replaced (a change is watched only then): those are what to go back to.
+    const keep = { snapshot: before, snapshotVersion: beforeVersion };
     this.#endWindow(d);
     const window: Window = {
       ...keep,

@@ -1,6 +1,7 @@
 // The `sync:` role as a module: runs the engine (a new one on reload, the files on disk carried
 // over by their content), and exec mode's supervisor, which outlives a reload.
 
+import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { PillionError } from '../lib/errors.js';
 import type { Module, ModuleContext, Readiness, ReloadResult } from '../runtime/module.js';
@@ -21,6 +22,7 @@ export class SyncModule implements Module<SyncConfig> {
   #engine: SyncEngine | undefined;
   #exec: ExecSupervisor | undefined;
   #execStarted = false;
+  readonly #salt = randomBytes(16);
   #timer: { cancel(): void } | undefined;
 
   constructor(cfg: SyncConfig, ctx: ModuleContext, opts: SyncModuleOptions = {}) {
@@ -86,7 +88,10 @@ export class SyncModule implements Module<SyncConfig> {
   }
 
   #startEngine(cfg: SyncConfig) {
+    const carried = this.#engine?.carry();
     this.#engine = new SyncEngine(cfg, {
+      salt: this.#salt,
+      ...(carried ? { carried } : {}),
       clock: this.#ctx.clock,
       random: this.#opts.random ?? Math.random,
       logger: this.#ctx.logger,
