@@ -3,6 +3,7 @@
 import type { SourceConfig } from '../config.js';
 import { DirectorySource } from './directory.js';
 import { EnvSource } from './env.js';
+import { EtcdSource } from './etcd.js';
 import { FileSource } from './file.js';
 import { HttpSource } from './http.js';
 import { LiteralSource } from './literal.js';
@@ -18,6 +19,8 @@ export function createSource(name: string, cfg: SourceConfig, host: SourceHost):
       return new DirectorySource(name, cfg, host);
     case 'http':
       return new HttpSource(name, cfg, host);
+    case 'etcd':
+      return new EtcdSource(name, cfg, host);
     case 'env':
       return new EnvSource(name, cfg, host);
     case 'literal':
