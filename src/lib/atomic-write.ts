@@ -19,6 +19,12 @@ import { dirname, join } from 'node:path';
 export interface AtomicWriteOptions {
   mode?: number;
   sync?: boolean;
+  /**
+   * With sync, also fsync the directory so the rename itself survives a power loss (default true).
+   * A writer that rewrites the file at its next start anyway can leave it out: after a crash the
+   * old file or the new one is there, each whole.
+   */
+  syncDir?: boolean;
   /** Set `mode` exactly, whatever the umask (the file's mode is part of what is written). */
   exactMode?: boolean;
   /** Owner and group of the new file (changing them needs root). */
@@ -53,7 +59,7 @@ export function writeFileAtomicSync(
     throw err;
   }
   renameSync(tmp, path);
-  if (sync) fsyncDir(dirname(path));
+  if (sync && opts.syncDir !== false) fsyncDir(dirname(path));
 }
 
 function fsyncDir(dir: string): void {

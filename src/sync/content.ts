@@ -21,6 +21,8 @@ export interface SourceValues {
   /** Whether the source holds one value (a file, a URL, one key) rather than named keys. */
   readonly single: boolean;
   values: ReadonlyMap<string, unknown>;
+  /** The values as one object, built the first time a template needs them all; reset on change. */
+  object?: Record<string, unknown> | undefined;
 }
 
 export type SourceTable = ReadonlyMap<string, SourceValues>;
@@ -96,17 +98,32 @@ function encode(value: unknown, format: 'raw' | 'json' | 'yaml'): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
-/** The template's variables: each source it reads, as its one value or an object of its keys. */
+/**
+ * The template's variables: each source it reads, as its one value or an object of its keys. Only
+ * the keys the template reads are copied (a source may hold thousands); a template that iterates
+ * over a source gets all of them, built once per version of the source and shared.
+ */
 function globals(sources: SourceTable, deps: readonly Dependency[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const d of deps) {
-    if (d.source in out) continue;
     const s = sources.get(d.source);
     if (!s) continue;
     if (s.single) {
       const v = s.values.get(ONLY);
       if (v !== undefined) out[d.source] = v;
-    } else out[d.source] = Object.fromEntries(s.values);
+      continue;
+    }
+    if (d.key === EVERY_KEY) {
+      s.object ??= Object.fromEntries(s.values);
+      out[d.source] = s.object;
+      continue;
+    }
+    const current = out[d.source];
+    if (current === s.object && current !== undefined) continue; // has every key already
+    const obj = (current as Record<string, unknown> | undefined) ?? {};
+    const v = s.values.get(d.key);
+    if (v !== undefined) obj[d.key] = v;
+    out[d.source] = obj;
   }
   return out;
 }

@@ -71,6 +71,7 @@ interface SourceState {
   readonly cfg: SourceConfig;
   readonly single: boolean;
   values: Map<string, unknown>;
+  object: Record<string, unknown> | undefined;
   version: string | undefined;
   state: 'pending' | 'ok' | 'failing';
   stale: boolean;
@@ -199,6 +200,7 @@ export class SyncEngine {
         cfg: sc,
         single: isSingle(sc),
         values: new Map(),
+        object: undefined,
         version: undefined,
         state: 'pending',
         stale: false,
@@ -426,6 +428,7 @@ export class SyncEngine {
       env: this.#opts.env,
       update: (values: ReadonlyMap<string, unknown>, version: string, structured?: boolean) =>
         this.#update(s, values, version, structured ?? false),
+      patch: (changes: ReadonlyMap<string, unknown>, version: string) => this.#patch(s, changes, version),
       contact: (version?: string) => this.#contact(s, version),
       fail: (err: PillionError) => this.#fail(s, err),
     };
@@ -448,26 +451,27 @@ export class SyncEngine {
     this.#armStale(s);
   }
 
+  /** A value's text parsed as the source says; throws PILLION_ERR_SYNC_SOURCE without the value. */
+  #parse(s: SourceState, k: string, v: unknown, structured: boolean): unknown {
+    if (structured || typeof v !== 'string' || !('parse' in s.cfg) || s.cfg.parse === 'raw') return v;
+    try {
+      return s.cfg.parse === 'json' ? JSON.parse(v) : parseYaml(v);
+    } catch {
+      const what = k === '' ? 'its value' : `key "${k}"`;
+      throw new PillionError(
+        'PILLION_ERR_SYNC_SOURCE',
+        `source ${s.name}: ${what} is not valid ${String(s.cfg.parse).toUpperCase()}`,
+      );
+    }
+  }
+
   #update(s: SourceState, raw: ReadonlyMap<string, unknown>, version: string, structured: boolean): void {
     if (this.#stopped) return;
     const values = new Map<string, unknown>();
-    for (const [k, v] of raw) {
-      if (structured || typeof v !== 'string' || !('parse' in s.cfg) || s.cfg.parse === 'raw') {
-        values.set(k, v);
-        continue;
-      }
-      try {
-        values.set(k, s.cfg.parse === 'json' ? JSON.parse(v) : parseYaml(v));
-      } catch {
-        const what = k === '' ? 'its value' : `key "${k}"`;
-        return this.#fail(
-          s,
-          new PillionError(
-            'PILLION_ERR_SYNC_SOURCE',
-            `source ${s.name}: ${what} is not valid ${String(s.cfg.parse).toUpperCase()}`,
-          ),
-        );
-      }
+    try {
+      for (const [k, v] of raw) values.set(k, this.#parse(s, k, v, structured));
+    } catch (err) {
+      return this.#fail(s, err as PillionError);
     }
     const changed: string[] = [];
     for (const [k, v] of values) if (!same(s.values.get(k), v)) changed.push(k);
@@ -476,6 +480,34 @@ export class SyncEngine {
     this.#contact(s, version);
     if (changed.length === 0 && !first) return;
     s.values = values;
+    this.#changed(s, changed, first);
+  }
+
+  /** Some keys changed (undefined: deleted): the cost is that of the change, not of the source's size. */
+  #patch(s: SourceState, changes: ReadonlyMap<string, unknown>, version: string): void {
+    if (this.#stopped) return;
+    const parsed = new Map<string, unknown>();
+    try {
+      for (const [k, v] of changes) parsed.set(k, v === undefined ? undefined : this.#parse(s, k, v, false));
+    } catch (err) {
+      return this.#fail(s, err as PillionError);
+    }
+    const changed: string[] = [];
+    for (const [k, v] of parsed) {
+      if (v === undefined) {
+        if (s.values.delete(k)) changed.push(k);
+      } else if (!same(s.values.get(k), v)) {
+        s.values.set(k, v);
+        changed.push(k);
+      }
+    }
+    const first = s.state === 'pending';
+    this.#contact(s, version);
+    if (changed.length > 0 || first) this.#changed(s, changed, first);
+  }
+
+  #changed(s: SourceState, changed: readonly string[], first: boolean): void {
+    s.object = undefined;
     s.lastChange = this.#opts.clock.now();
     this.#m.updates.inc({ source: s.name });
     if (first) s.settleFirst();

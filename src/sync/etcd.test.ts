@@ -138,6 +138,15 @@ function recorder() {
     logger: pino({ level: 'silent' }),
     env: {},
     update: (values, version) => void updates.push({ values: new Map(values), version }),
+    // A watch's events: applied to the last values, so each record is the whole set after it.
+    patch: (changes, version) => {
+      const values = new Map(updates.at(-1)?.values);
+      for (const [k, v] of changes) {
+        if (v === undefined) values.delete(k);
+        else values.set(k, v);
+      }
+      updates.push({ values, version });
+    },
     contact: () => {},
     fail: (err) => void failures.push(err),
   };

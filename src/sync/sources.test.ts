@@ -39,6 +39,7 @@ function recorder(clock: Clock = systemClock) {
     logger: pino({ level: 'silent' }),
     env: { APP_DB: 'pg', APP_MODE: 'blue', OTHER: 'x' },
     update: (values, version) => void events.push({ kind: 'update', values: new Map(values), version }),
+    patch: () => assert.fail('these sources report whole values'),
     contact: (version) => void events.push({ kind: 'contact', version }),
     fail: (err) => void events.push({ kind: 'fail', err }),
   };

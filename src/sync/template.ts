@@ -13,6 +13,7 @@ import { PillionError } from '../lib/errors.js';
 /** A source's key a template reads; `*` for every key (iteration, a computed key, the whole source). */
 export type Dependency = { source: string; key: string };
 export const EVERY_KEY = '*';
+const LIQUID_SPECIAL = new Set(['size', 'first', 'last']);
 
 const NO_FILES = {
   exists: async () => false,
@@ -95,9 +96,10 @@ export function compileTemplate(
     const s = sources.get(root);
     if (!s) continue;
     const next = seg[1];
+    // Liquid's `size`, `first` and `last` of an object are about all its keys.
     const key = s.single
       ? ''
-      : typeof next === 'string'
+      : typeof next === 'string' && !LIQUID_SPECIAL.has(next)
         ? next
         : typeof next === 'number'
           ? String(next)

@@ -69,10 +69,13 @@ export function write(t: Target, files: readonly RenderedFile[]): void {
     }
     const f = files[0]!;
     mkdirSync(dirname(t.where), { recursive: true });
+    // The file is fsynced before the rename; the directory is not: a rename lost to a power cut
+    // leaves the old file whole, and the next start renders and writes it again.
     writeFileAtomicSync(t.where, f.data, {
       mode: f.mode,
       exactMode: true,
       sync: true,
+      syncDir: false,
       uid: f.uid,
       gid: f.gid,
     });

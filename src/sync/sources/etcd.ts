@@ -246,18 +246,19 @@ export class EtcdSource implements Source {
       this.#host.contact(String(this.#revision));
       return undefined;
     }
-    let changed = false;
+    const changes = new Map<string, string | undefined>();
     for (const ev of r.events ?? []) {
       const rev = Number(ev.kv?.mod_revision ?? 0);
       if (rev <= this.#revision) continue; // applied already (never twice)
       const name = this.#name(unb64(ev.kv?.key));
-      if (ev.type === 'DELETE') this.#values.delete(name);
-      else this.#values.set(name, unb64(ev.kv?.value));
-      changed = true;
+      const value = ev.type === 'DELETE' ? undefined : unb64(ev.kv?.value);
+      if (value === undefined) this.#values.delete(name);
+      else this.#values.set(name, value);
+      changes.set(name, value);
       // Only events move the revision: a response's header may be ahead of events still to come.
       this.#revision = rev;
     }
-    if (changed) this.#publish();
+    if (changes.size > 0) this.#host.patch(changes, String(this.#revision));
     else this.#host.contact(String(this.#revision));
     return undefined;
   }

@@ -20,6 +20,11 @@ export interface SourceHost {
    * `version` is what the source calls it (a revision, an ETag, an index), shown in /sync.
    */
   update(values: ReadonlyMap<string, string | unknown>, version: string, structured?: boolean): void;
+  /**
+   * Only some keys changed (a value of undefined: the key was deleted); for sources that know what
+   * changed (a watch's events), so a change costs the same whatever the number of keys.
+   */
+  patch(changes: ReadonlyMap<string, string | undefined>, version: string): void;
   /** The source was reached and nothing changed (a 304, a blocking query that timed out). */
   contact(version?: string): void;
   /** The source could not be reached or refused: the last value stays; the source retries by itself. */
