@@ -220,14 +220,49 @@ function plannedSource<T extends string>(type: T, what: string) {
         ctx,
         'PILLION_ERR_CONFIG_NOT_BUILT_YET',
         `the ${type} source is planned but not built yet: ${what}`,
-        'use a file, directory, http, etcd, env or literal source for now',
+        'use a file, directory, http, etcd, consul, env or literal source for now',
         ['type'],
       ),
     )
     .describe(`${what}: planned, not built yet (refused).`);
 }
 
-const consulSource = plannedSource('consul', 'Consul KV with blocking queries');
+const consulSource = z
+  .strictObject({
+    type: z.literal('consul'),
+    address: z.url({ protocol: /^https?$/ }).describe("Consul's HTTP address, e.g. http://127.0.0.1:8500."),
+    key: z.string().min(1).describe('The KV key, or with `recurse: true` the prefix.'),
+    recurse: z
+      .boolean()
+      .default(false)
+      .describe('Every key under `key`; templates see each by its name without the prefix.'),
+    tokenFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('A file holding the ACL token (sent as X-Consul-Token, read at every request).'),
+    datacenter: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("The datacenter to query (the agent's own when omitted)."),
+    tls: tlsSchema.optional(),
+    wait: duration({ min: '1s', max: '10m' })
+      .prefault('5m')
+      .describe(
+        'How long each blocking query may wait for a change (Consul caps it at 10m and adds up to wait/16).',
+      ),
+    timeout: duration({ min: '10ms', max: '10m' })
+      .prefault('10s')
+      .describe('Added to `wait` (and its jitter) to bound each request.'),
+    minInterval: duration({ min: '0s', max: '1m' })
+      .prefault('100ms')
+      .describe(
+        'The least time between two queries, so a server that answers at once cannot make a busy loop.',
+      ),
+    ...common,
+  })
+  .describe('Consul KV with blocking queries (`?index=` and `X-Consul-Index`, reset as Consul documents).');
 const vaultSource = plannedSource('vault', 'HashiCorp Vault KV v2 and dynamic secrets');
 
 const envSource = z
@@ -272,6 +307,7 @@ export type FileSourceConfig = z.output<typeof fileSource>;
 export type DirectorySourceConfig = z.output<typeof directorySource>;
 export type HttpSourceConfig = z.output<typeof httpSource>;
 export type EtcdSourceConfig = z.output<typeof etcdSource>;
+export type ConsulSourceConfig = z.output<typeof consulSource>;
 export type EnvSourceConfig = z.output<typeof envSource>;
 export type LiteralSourceConfig = z.output<typeof literalSource>;
 

@@ -1,6 +1,7 @@
 // The source kinds, by `type`. Each is a small class yielding versions of its value to the engine.
 
 import type { SourceConfig } from '../config.js';
+import { ConsulSource } from './consul.js';
 import { DirectorySource } from './directory.js';
 import { EnvSource } from './env.js';
 import { EtcdSource } from './etcd.js';
@@ -21,6 +22,8 @@ export function createSource(name: string, cfg: SourceConfig, host: SourceHost):
       return new HttpSource(name, cfg, host);
     case 'etcd':
       return new EtcdSource(name, cfg, host);
+    case 'consul':
+      return new ConsulSource(name, cfg, host);
     case 'env':
       return new EnvSource(name, cfg, host);
     case 'literal':
@@ -41,6 +44,8 @@ export function isSingle(cfg: SourceConfig): boolean {
       return typeof cfg.value === 'string';
     case 'etcd':
       return !cfg.prefix;
+    case 'consul':
+      return !cfg.recurse;
     default:
       return false;
   }
