@@ -66,7 +66,7 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: ['top'],
   },
   {
-    what: "config sync's Vault source and signalling a pod's container by name",
+    what: "config sync's signal to a container of the same pod by name",
     sections: [],
     keys: ['sync.notify.*.container'],
     commands: [],

@@ -19,7 +19,7 @@ import { VERSION } from './version.js';
 const program = new Command()
   .name('pillion')
   .description(
-    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP), a log shipper, config files kept current from files, HTTP, etcd and Consul (`sync:`), and `pillion pod`, a local pod runner.',
+    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP), a log shipper, config files kept current from files, HTTP, etcd, Consul and Vault (`sync:`), and `pillion pod`, a local pod runner.',
   )
   .version(VERSION)
   .showHelpAfterError()

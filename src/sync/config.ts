@@ -208,25 +208,6 @@ const etcdSource = z
     'etcd v3 (its JSON gateway over HTTP): read once, then watched from the next revision; after a disconnect the watch resumes from the last revision seen, so no change is missed or applied twice.',
   );
 
-/**
- * Source kinds that are planned but not built yet: the type is recognised so that it is refused as
- * such, at the line:col of its `type`, rather than as a misspelling.
- */
-function plannedSource<T extends string>(type: T, what: string) {
-  return z
-    .looseObject({ type: z.literal(type) })
-    .superRefine((_s, ctx) =>
-      addPillionIssue(
-        ctx,
-        'PILLION_ERR_CONFIG_NOT_BUILT_YET',
-        `the ${type} source is planned but not built yet: ${what}`,
-        'use a file, directory, http, etcd, consul, env or literal source for now',
-        ['type'],
-      ),
-    )
-    .describe(`${what}: planned, not built yet (refused).`);
-}
-
 const consulSource = z
   .strictObject({
     type: z.literal('consul'),
@@ -263,7 +244,113 @@ const consulSource = z
     ...common,
   })
   .describe('Consul KV with blocking queries (`?index=` and `X-Consul-Index`, reset as Consul documents).');
-const vaultSource = plannedSource('vault', 'HashiCorp Vault KV v2 and dynamic secrets');
+const vaultAuthSchema = z
+  .discriminatedUnion('method', [
+    z
+      .strictObject({
+        method: z.literal('token'),
+        tokenFile: z
+          .string()
+          .min(1)
+          .describe('A file holding the token (read again when Vault refuses it or its renewal).'),
+      })
+      .describe('A token from a file (written by another agent, or by hand).'),
+    z
+      .strictObject({
+        method: z.literal('approle'),
+        mount: z.string().min(1).default('approle').describe('Where the AppRole auth method is mounted.'),
+        roleId: z.string().min(1).optional().describe('The role id (not a secret).'),
+        roleIdFile: z.string().min(1).optional().describe('A file holding the role id.'),
+        secretIdFile: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('A file holding the secret id (omit for roles with bind_secret_id off).'),
+      })
+      .superRefine((a, ctx) => {
+        if ((a.roleId === undefined) === (a.roleIdFile === undefined))
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_MISSING_KEY',
+            'give one of roleId and roleIdFile',
+            undefined,
+            ['roleId'],
+          );
+      })
+      .describe('AppRole: a role id and a secret id, exchanged for a token at `auth/<mount>/login`.'),
+    z
+      .strictObject({
+        method: z.literal('kubernetes'),
+        mount: z
+          .string()
+          .min(1)
+          .default('kubernetes')
+          .describe('Where the Kubernetes auth method is mounted.'),
+        role: z.string().min(1).describe('The Vault role to log in as.'),
+        jwtFile: z
+          .string()
+          .min(1)
+          .default('/var/run/secrets/kubernetes.io/serviceaccount/token')
+          .describe("The service account's JWT (read again at every login: the kubelet rotates it)."),
+      })
+      .describe("Kubernetes: the pod's service-account token exchanged for a Vault token."),
+  ])
+  .describe('How pillion gets its Vault token.');
+
+export type VaultAuthConfig = z.output<typeof vaultAuthSchema>;
+
+const vaultSource = z
+  .strictObject({
+    type: z.literal('vault'),
+    address: z.url({ protocol: /^https?$/ }).describe("Vault's address, e.g. https://vault:8200."),
+    namespace: z.string().min(1).optional().describe('Vault Enterprise namespace (X-Vault-Namespace).'),
+    auth: vaultAuthSchema,
+    tls: tlsSchema.optional(),
+    kv: z
+      .strictObject({
+        mount: z.string().min(1).default('secret').describe('Where the KV v2 engine is mounted.'),
+        path: z.string().min(1).describe('The secret, under the mount.'),
+        interval: duration({ min: '1s', max: '24h' })
+          .prefault('1m')
+          .describe(
+            'How often the secret is read; a new `metadata.version` is a change, the same one is not.',
+          ),
+      })
+      .optional()
+      .describe('A KV v2 secret: its data fields are the keys.'),
+    secret: z
+      .strictObject({
+        path: z.string().min(1).describe('The path of a dynamic secret, e.g. database/creds/app.'),
+        method: z.enum(['GET', 'POST', 'PUT']).default('GET').describe('Some engines issue on POST/PUT.'),
+        body: z
+          .record(z.string(), z.unknown())
+          .optional()
+          .describe('A JSON body for POST/PUT (pki/issue parameters).'),
+      })
+      .optional()
+      .describe(
+        'A dynamic secret with a lease: its data fields are the keys; renewed at `renewFraction` of its lease, fetched anew when renewal is refused or the lease cannot be extended.',
+      ),
+    renewFraction: z
+      .number()
+      .min(0.1)
+      .max(0.95)
+      .default(0.5)
+      .describe(
+        'Renew the token and the lease when this fraction of their TTL has passed (consul-template: ½).',
+      ),
+    timeout: duration({ min: '10ms', max: '10m' })
+      .prefault('10s')
+      .describe('A request that takes longer fails.'),
+    ...common,
+  })
+  .superRefine((s, ctx) => {
+    if ((s.kv === undefined) === (s.secret === undefined))
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_MISSING_KEY', 'give one of kv and secret', undefined, ['kv']);
+  })
+  .describe(
+    'HashiCorp Vault: a KV v2 secret or a dynamic secret with a lease; auth by token file, AppRole or Kubernetes; the token renewed, and obtained again when renewal is refused. Files from it are secrets (0400) by default.',
+  );
 
 const envSource = z
   .strictObject({
@@ -308,6 +395,7 @@ export type DirectorySourceConfig = z.output<typeof directorySource>;
 export type HttpSourceConfig = z.output<typeof httpSource>;
 export type EtcdSourceConfig = z.output<typeof etcdSource>;
 export type ConsulSourceConfig = z.output<typeof consulSource>;
+export type VaultSourceConfig = z.output<typeof vaultSource>;
 export type EnvSourceConfig = z.output<typeof envSource>;
 export type LiteralSourceConfig = z.output<typeof literalSource>;
 

@@ -104,12 +104,12 @@ interface DestState {
   readonly parts: {
     path: string;
     content: Content;
-    mode: number;
+    mode: number | undefined;
     uid?: number | undefined;
     gid?: number | undefined;
   }[];
   readonly deps: Set<string>;
-  readonly secret: boolean;
+  secret: boolean;
   readonly wait: { min: number; max: number };
   readonly notifiers: readonly Notifier[];
   readonly useExec: boolean;
@@ -232,8 +232,6 @@ export class SyncEngine {
     this.#liquid = createLiquid(this.#opts.env);
     const shapes = new Map([...this.#sources].map(([n, s]) => [n, { single: s.single }]));
     for (const [name, d] of Object.entries(this.#cfg.destinations)) {
-      const fromSecret = d.secret ?? false;
-      const defMode = fromSecret ? 0o400 : 0o644;
       const wait = d.wait ?? this.#cfg.wait;
       const names = d.notify ?? [...Object.keys(this.#cfg.notify), ...(this.#cfg.exec ? ['exec'] : [])];
       const state: DestState = {
@@ -242,7 +240,7 @@ export class SyncEngine {
         target: { where: resolve(d.path ?? d.directory!), set: d.directory !== undefined },
         parts: [],
         deps: new Set(),
-        secret: fromSecret,
+        secret: d.secret ?? false,
         wait: { min: wait.min, max: wait.max ?? wait.min * 4 },
         notifiers: names.filter((n) => n !== 'exec').flatMap((n) => this.#notifiers.get(n) ?? []),
         useExec: names.includes('exec'),
@@ -277,7 +275,7 @@ export class SyncEngine {
           state.parts.push({
             path: rel,
             content,
-            mode: f.mode ?? d.mode ?? defMode,
+            mode: f.mode ?? d.mode,
             uid: f.uid ?? d.uid,
             gid: f.gid ?? d.gid,
           });
@@ -290,6 +288,9 @@ export class SyncEngine {
             set.add(state);
           }
         }
+        // A file made from a vault source is a secret unless it says otherwise.
+        if (d.secret === undefined)
+          state.secret = [...state.deps].some((n) => this.#cfg.sources[n]?.type === 'vault');
       } catch (err) {
         state.compileError = err as PillionError;
         state.lastError = this.#record(err);
@@ -599,7 +600,7 @@ export class SyncEngine {
       files = d.parts.map((p) => ({
         path: p.path,
         data: p.content.render(table),
-        mode: p.mode,
+        mode: p.mode ?? (d.secret ? 0o400 : 0o644),
         uid: p.uid,
         gid: p.gid,
       }));
