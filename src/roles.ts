@@ -66,9 +66,13 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: ['top'],
   },
   {
-    what: "config sync's signal to a container of the same pod by name",
+    what: "config sync's JSON Schema check of a rendered file and signal to a container of the same pod by name",
     sections: [],
-    keys: ['sync.notify.*.container'],
+    keys: [
+      'sync.notify.*.container',
+      'sync.destinations.*.check.schema',
+      'sync.destinations.*.check.schemaFile',
+    ],
     commands: [],
   },
   {

@@ -110,7 +110,7 @@ function withPlannedKey(pattern: string): Record<string, unknown> {
     outbound: { upstreams: { u: { endpoints: ['127.0.0.1:9000'] } } },
     sync: {
       sources: { u: { type: 'literal', value: 'x' } },
-      destinations: { d: { path: '/tmp/x', source: 'u' } },
+      destinations: { u: { path: '/tmp/x', source: 'u', check: { command: ['true'] } } },
       notify: { u: { type: 'signal', pidFile: '/run/app.pid' } },
     },
   };

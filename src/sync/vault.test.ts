@@ -42,6 +42,7 @@ async function vault() {
     tokenTtl: 60,
     leaseTtl: 100,
     leaseMaxTtl: 250,
+    refuseRenewal: false,
   };
   const issue = () => {
     const t = `hvs.token-${++nextId}`;
@@ -78,6 +79,8 @@ async function vault() {
       if (!token) return send(res, 403, { errors: ['permission denied'] });
       if (path === 'auth/token/lookup-self')
         return send(res, 200, { data: { ttl: token.ttl, renewable: token.renewable } });
+      if (path === 'auth/token/renew-self' && state.refuseRenewal)
+        return send(res, 403, { errors: ['permission denied'] });
       if (path === 'auth/token/renew-self')
         return send(res, 200, {
           auth: { client_token: req.headers['x-vault-token'], lease_duration: token.ttl, renewable: true },
@@ -303,5 +306,36 @@ test('through the engine: a file from vault is 0400 and survives an outage; no v
   assert.ok(!lines.join('').includes('pw-'), 'no value in the log');
   assert.ok(!JSON.stringify(e.status()).includes('pw-'), 'no value in /sync');
   e.stop();
+  await v.close();
+});
+
+test('a token whose renewal is refused is obtained again by logging in, before it expires', async () => {
+  const v = await vault();
+  v.state.refuseRenewal = true;
+  const clock = new FakeClock();
+  const r = recorder(clock);
+  const dir = tmp();
+  writeFileSync(join(dir, 'secret-id'), 'secret-1');
+  const src = source(
+    {
+      address: v.address,
+      auth: { method: 'approle', roleId: 'role-1', secretIdFile: join(dir, 'secret-id') },
+      kv: { path: 'orders', interval: '1h' },
+      renewFraction: 0.75,
+    },
+    r.host,
+  );
+  src.start();
+  await waitFor(() => r.last());
+  assert.equal(v.count('POST auth/approle/login'), 1);
+  await clock.advance(44_999);
+  assert.equal(v.count('POST auth/token/renew-self'), 0, 'not before 3/4 of the 60 s TTL');
+  await clock.advance(1);
+  await waitFor(() => v.count('POST auth/approle/login') === 2, {
+    what: 'a login after the refused renewal',
+  });
+  assert.equal(v.count('POST auth/token/renew-self'), 1);
+  assert.deepEqual(r.failures, []);
+  src.stop();
   await v.close();
 });
