@@ -20,6 +20,8 @@ declare -A PACKAGE_OF=(
   [taskset]=util-linux
   [clickhouse-server]=clickhouse-server
   [syslog-ng]=syslog-ng-core
+  [etcd]=etcd-server
+  [etcdctl]=etcd-client
 )
 
 # Daemons a package may start on install; any system instance is stopped afterwards.

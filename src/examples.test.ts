@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -178,6 +178,40 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
     assert.ok(limited.length >= 10, `429s in the burst: ${limited.length}`);
     assert.ok(burst.every((r) => r.status === 200 || r.status === 429));
     assert.ok(Number(limited[0]!.headers['retry-after']) >= 1);
+
+    // The app's config.json follows the settings file (sync), and the app has it after its SIGHUP.
+    const settings = join(demoDir, 'settings', 'orders.json');
+    const write = (text: string) => {
+      writeFileSync(`${settings}.tmp`, text);
+      renameSync(`${settings}.tmp`, settings);
+    };
+    const order25 = async () =>
+      JSON.parse((await https(httpsPort, ca, 'POST', '/orders', '{"item":"pen","amount":20}')).body) as {
+        amount: number;
+      };
+    write('{ "currency": "EUR", "discountPercent": 25 }');
+    await waitFor(async () => (await order25()).amount === 15, {
+      what: `the new discount\n${output}`,
+      timeoutMs: 30_000,
+    });
+    // A discount the app cannot live with: it stops serving, and the sidecar puts 25 back.
+    write('{ "currency": "EUR", "discountPercent": 150 }');
+    const sync = async () =>
+      (await (await fetch(`http://127.0.0.1:${admin}/sync`)).json()) as {
+        destinations: { config: { failed: { reason: string } | null } };
+      };
+    await waitFor(async () => (await sync()).destinations.config.failed, {
+      what: `the roll back\n${output}`,
+      timeoutMs: 30_000,
+    });
+    assert.deepEqual(JSON.parse(readFileSync(join(demoDir, 'app-config', 'config.json'), 'utf8')), {
+      currency: 'EUR',
+      discountPercent: 25,
+    });
+    await waitFor(async () => (await order25().catch(() => ({ amount: 0 }))).amount === 15, {
+      what: `the app serving again\n${output}`,
+      timeoutMs: 30_000,
+    });
   } finally {
     child.kill('SIGTERM');
   }

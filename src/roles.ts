@@ -40,6 +40,12 @@ export const ROLES: readonly Role[] = [
     preflight: async (c) => (await import('./identity/index.js')).identityPreflight(c.identity!),
   },
   {
+    // Before the proxy and the logs: the files it renders are in place before they start.
+    section: 'sync',
+    schema: async () => (await import('./sync/config.js')).syncSchema,
+    module: async () => def((await import('./sync/index.js')).syncModule()),
+  },
+  {
     section: 'inbound',
     schema: async () => (await import('./proxy/config.js')).inboundSchema,
     module: async () => def((await import('./proxy/inbound.js')).inboundModule()),
@@ -180,9 +186,9 @@ sections are optional; a missing key takes its default.
   \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
 - **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
 
-Sections and keys of roles that are planned but not built yet (\`metrics\`, \`sync\`, \`policies\`; \`auth\`, \`jwt\`,
-\`authorization\`, \`rateLimit\`, route \`retries\` and \`timeout\`, an upstream's \`circuitBreaker\`, ...) are refused with
-\`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
+Sections and keys of roles that are planned but not built yet (\`metrics\`; route \`retries\` and \`timeout\`,
+an upstream's \`circuitBreaker\`, ...) are refused with \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or
+\`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
 `;
 
 // ---------------------------------------------------------------------------------------------
@@ -236,10 +242,14 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: ['top'],
   },
   {
-    what: 'config and secrets sync (render files from etcd, Consul, Vault; notify the app; roll back)',
-    sections: ['sync'],
-    keys: [],
-    commands: ['sync'],
+    what: "config sync's JSON Schema check of a rendered file and signal to a container of the same pod by name",
+    sections: [],
+    keys: [
+      'sync.notify.*.container',
+      'sync.destinations.*.check.schema',
+      'sync.destinations.*.check.schemaFile',
+    ],
+    commands: [],
   },
   {
     what: 'Kubernetes injection (pillion inject, the admission webhook, iptables interception)',

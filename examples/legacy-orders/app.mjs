@@ -2,8 +2,9 @@
 // A legacy orders service, as found in the wild: plain HTTP on localhost, text logs to stdout and
 // to a file, request counts as JSON at /internal/metrics, config.json re-read on SIGHUP, no TLS,
 // no auth code (it trusts X-User-Id and X-User-Roles, as apps behind an auth proxy do, and its
-// /admin page trusts the network), no health endpoint of its own, and a slow start. Pillion makes
-// it modern without changing a line of it.
+// /admin page trusts the network), no health endpoint of its own, a slow start, and no patience
+// with a bad config: with a discountPercent that is not a percentage it stops serving until SIGHUP
+// brings one it can use. Pillion makes it modern without changing a line of it.
 
 import { appendFileSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -31,15 +32,38 @@ function log(level, message) {
   }
 }
 
+let usable = true;
+let warm = false;
+
 function loadConfig() {
   try {
     config = { ...config, ...JSON.parse(readFileSync(configFile, 'utf8')) };
-    log(
-      'INFO',
-      `loaded ${configFile}: currency=${config.currency} discountPercent=${config.discountPercent}`,
-    );
   } catch (err) {
     log('WARN', `cannot read ${configFile} (${err.code ?? err.message}); keeping current settings`);
+    return;
+  }
+  const d = config.discountPercent;
+  usable = typeof d === 'number' && d >= 0 && d <= 100;
+  if (!usable) {
+    log(
+      'ERROR',
+      `${configFile}: discountPercent ${JSON.stringify(d)} is not a percentage; not serving until SIGHUP brings a config I can use`,
+    );
+  } else {
+    log('INFO', `loaded ${configFile}: currency=${config.currency} discountPercent=${d}`);
+  }
+  if (warm) serveIfUsable();
+}
+
+// While it does not serve, a timer keeps the process waiting for its SIGHUP.
+let waiting;
+function serveIfUsable() {
+  if (usable && !server.listening) {
+    clearInterval(waiting);
+    server.listen(port, host, () => log('INFO', `orders listening on http://${host}:${port}`));
+  } else if (!usable && server.listening) {
+    waiting = setInterval(() => {}, 1 << 30);
+    server.close();
   }
 }
 
@@ -116,5 +140,6 @@ process.on('SIGTERM', () => {
 loadConfig();
 log('INFO', `warming up for ${startupDelay}ms`);
 setTimeout(() => {
-  server.listen(port, host, () => log('INFO', `orders listening on http://${host}:${port}`));
+  warm = true;
+  serveIfUsable();
 }, startupDelay);

@@ -28,7 +28,7 @@ export function demoPlan(env) {
       : `${dir} (the default state directory of ${sudo ? 'root' : 'this user'})`;
   const banner = `
   pillion pod up examples/legacy-orders/pod.yaml
-    prepare-config  init container: renders the app's config.json into a shared volume
+    sync-config     init container: pillion sync --once renders the app's config.json
     make-cert       init container: a throwaway certificate for localhost
     pillion         native sidecar: HTTPS on 127.0.0.1:8443 in front of the app, request ids,
                     access log; admin API on 127.0.0.1:15000, watches the app's health
@@ -51,6 +51,10 @@ export function demoPlan(env) {
                                              a burst: 20 pass, then 429 with Retry-After
     curl localhost:15000/policies            the policies, the issuer's keys and the rate limit in force
     curl localhost:15000/metrics             Prometheus metrics of the sidecar
+    edit orders-settings in examples/legacy-orders/pod.yaml, "discountPercent": 25
+                                             the app has the new discount within a second (SIGHUP)
+    ... then "discountPercent": 150          the app stops serving; the sidecar puts the last config back
+    curl localhost:15000/sync                the sidecar's sources and files: versions, the failed one
     curl -d 'call ann@example.com' localhost:8080/orders            a bad order: the app logs the payload...
     tail -f /tmp/pillion-demo/logs/orders.ndjson                     ...and the sidecar ships it with the e-mail redacted,
                                              with level, timestamp, host, pod and namespace as fields

@@ -3,11 +3,13 @@
 // app and `pillion run -c examples/legacy-orders/pillion.yaml`, the same file the pod's sidecar
 // loads from its ConfigMap, as two plain processes. What the pod's init containers and volumes do
 // is done here by hand: a throwaway certificate, and directories under $PILLION_DEMO_DIR
-// (default /tmp/pillion-demo) for the certificate, the app's log file, the sidecar's state and the
-// shipped log. Ctrl-C stops the app first, then the sidecar, as the pod does.
+// (default /tmp/pillion-demo) for the certificate, the app's log file, the sidecar's state, the
+// shipped log, the settings the app's config.json is rendered from (seeded from config.json here)
+// and the app's pid file; `pillion sync --once` renders config.json before the app starts, as the
+// pod's init container does. Ctrl-C stops the app first, then the sidecar, as the pod does.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -20,14 +22,29 @@ const dirs = {
   APP_LOG_DIR: join(demo, 'app-logs'),
   LOGS_DATA_DIR: join(demo, 'state'),
   SHIPPED_LOGS_DIR: join(demo, 'logs'),
+  APP_CONFIG_DIR: join(demo, 'app-config'),
 };
 for (const dir of Object.values(dirs)) mkdirSync(dir, { recursive: true });
+const files = {
+  SETTINGS_FILE: join(demo, 'settings', 'orders.json'),
+  APP_PID_FILE: join(demo, 'run', 'orders.pid'),
+};
+for (const file of Object.values(files)) mkdirSync(dirname(file), { recursive: true });
+if (!existsSync(files.SETTINGS_FILE)) copyFileSync(join(here, 'config.json'), files.SETTINGS_FILE);
 const appPort = process.env.APP_PORT ?? '8080';
 
 const cert = spawnSync(process.execPath, [join(here, 'make-cert.mjs'), dirs.TLS_DIR], { stdio: 'inherit' });
 if (cert.status !== 0) process.exit(1);
 
-const pillionEnv = { ...process.env, ...dirs, APP_PORT: appPort };
+const pillionEnv = { ...process.env, ...dirs, ...files, APP_PORT: appPort };
+// The init container's job: config.json in place before the app starts.
+const logFormat = process.env.LOG_FORMAT ?? 'pretty';
+const once = spawnSync(
+  process.execPath,
+  [cli, 'sync', '--once', '-c', join(here, 'pillion.yaml'), '--log-format', logFormat],
+  { env: pillionEnv, stdio: 'inherit' },
+);
+if (once.status !== 0) process.exit(1);
 const admin = `127.0.0.1:${process.env.ADMIN_PORT ?? '15000'}`;
 const https = `127.0.0.1:${process.env.HTTPS_PORT ?? '8443'}`;
 console.log(`
@@ -40,18 +57,24 @@ console.log(`
        curl -k -H "Authorization: Bearer $TOKEN" https://${https.replace('127.0.0.1', 'localhost')}/admin   (403 without the admin role)
        curl ${admin}/policies          the policies, the issuer's keys and the rate limit the sidecar enforces
   Edit examples/legacy-orders/pillion.yaml while this runs: the change is applied, a mistake reported.
+  Edit ${files.SETTINGS_FILE} (say "discountPercent": 25): the app has it within a second.
+  Set "discountPercent": 150: the app stops serving, and pillion puts the last config back;
+  curl -s ${admin}/sync shows the failed version.
 `);
 
 const sidecar = start(
   'pillion',
-  [cli, 'run', '-c', join(here, 'pillion.yaml'), '--log-format', process.env.LOG_FORMAT ?? 'pretty'],
+  [cli, 'run', '-c', join(here, 'pillion.yaml'), '--log-format', logFormat],
   pillionEnv,
 );
 const app = start('orders', [join(here, 'app.mjs')], {
   ...process.env,
   PORT: appPort,
   LOG_FILE: join(dirs.APP_LOG_DIR, 'orders.log'),
+  CONFIG_FILE: join(dirs.APP_CONFIG_DIR, 'config.json'),
 });
+// What the pod's container does with `echo $$ > ...`: the sidecar signals the app through it.
+writeFileSync(files.APP_PID_FILE, `${app.pid}\n`);
 
 let stopping = false;
 const alive = (child) => child.exitCode === null && child.signalCode === null;

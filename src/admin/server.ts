@@ -41,6 +41,7 @@ export class AdminServer {
       ['/config', new Map([['GET', async (_q, s) => json(s, 200, await this.#handlers.config())]])],
       ['/identity', new Map([['GET', (_q, s) => this.#status(s, 'identity')]])],
       ['/policies', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.policies())]])],
+      ['/sync', new Map([['GET', (_q, s) => this.#status(s, 'sync')]])],
       ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
       ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
     ]);
@@ -108,7 +109,7 @@ export class AdminServer {
         res,
         404,
         'PILLION_ERR_ADMIN_NOT_FOUND',
-        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, POST /reload, /quitquitquit`,
+        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, /sync, POST /reload, /quitquitquit`,
       );
     const handler = methods.get(req.method ?? 'GET');
     if (!handler) {
@@ -139,16 +140,16 @@ export class AdminServer {
     }
   }
 
-  #readyz(res: ServerResponse): void {
-    const r = this.#handlers.readiness();
-    json(res, r.ready ? 200 : 503, r);
-  }
-
   #status(res: ServerResponse, module: string): void {
     const status = this.#handlers.status(module);
     if (status === undefined)
-      return error(res, 404, 'PILLION_ERR_ADMIN_NOT_FOUND', `${module} is not configured`);
+      return error(res, 404, 'PILLION_ERR_ADMIN_NOT_FOUND', `the ${module} role is not configured`);
     json(res, 200, status);
+  }
+
+  #readyz(res: ServerResponse): void {
+    const r = this.#handlers.readiness();
+    json(res, r.ready ? 200 : 503, r);
   }
 
   async #metrics(res: ServerResponse): Promise<void> {

@@ -156,6 +156,8 @@ async function demo(entry: string): Promise<Loaded> {
   });
   const d = mkdtempSync(join(dir, 'demo-'));
   mkdirSync(join(d, 'app-logs'), { recursive: true });
+  mkdirSync(join(d, 'settings'), { recursive: true });
+  writeFileSync(join(d, 'settings', 'orders.json'), '{ "currency": "EUR", "discountPercent": 10 }\n');
   return loadedBy(
     entry,
     'demo',
@@ -168,6 +170,9 @@ async function demo(entry: string): Promise<Loaded> {
       LOGS_DATA_DIR: join(d, 'state'),
       APP_LOG_DIR: join(d, 'app-logs'),
       SHIPPED_LOGS_DIR: join(d, 'logs'),
+      SETTINGS_FILE: join(d, 'settings', 'orders.json'),
+      APP_CONFIG_DIR: join(d, 'app-config'),
+      APP_PID_FILE: join(d, 'run', 'orders.pid'),
     },
   );
 }
@@ -191,14 +196,15 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
   assert.ok(!l.files.includes('proxy/preflight.js'), "validate's checks are loaded");
 });
 
-test("the demo's sidecar config loads the inbound proxy with its request filters (and jose) and the log role, nothing else", async () => {
+test("the demo's sidecar config loads the inbound proxy with its request filters (and jose), the log role and sync, nothing else", async () => {
   const l = await demo(MODULES);
   assertBase(l);
-  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'logs', 'proxy'].sort());
+  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'logs', 'proxy', 'sync'].sort());
   assert.deepEqual(identityFiles(l), IDENTITY_SHARED);
   // The demo checks a JWT, authorizes and rate-limits: the filters and jose, which an inbound
   // section without them never loads.
-  assert.deepEqual(l.packages, [...BASE_PACKAGES, 'jose'].sort());
+  // ...and sync, whose engine renders with liquidjs.
+  assert.deepEqual(l.packages, [...BASE_PACKAGES, 'jose', 'liquidjs'].sort());
   assert.ok(l.files.includes('proxy/filters/jwt.js'), 'the JWT filter is not loaded');
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
 });
@@ -219,6 +225,18 @@ test('the bundled bin loads only the chunks of the roles configured, and no pack
   assert.deepEqual(d.packages, []);
   assert.deepEqual(
     d.chunks,
-    [...BASE_CHUNKS, 'app-health', 'config', 'config', 'config', 'filters', 'inbound', 'logs-module'].sort(),
+    [
+      ...BASE_CHUNKS,
+      'app-health',
+      'config',
+      'config',
+      'config',
+      'config',
+      'filters',
+      'inbound',
+      'logs-module',
+      'sync',
+      'sync-module',
+    ].sort(),
   );
 });

@@ -14,7 +14,7 @@ const POD_DESCRIPTION =
 const program = new Command()
   .name('pillion')
   .description(
-    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP) with workload identities and mutual TLS from a local CA (`pillion ca`), JWT authentication, authorization and rate limits (Istio security YAML read as it is), a log shipper, and `pillion pod`, a local pod runner.',
+    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP) with workload identities and mutual TLS from a local CA (`pillion ca`), JWT authentication, authorization and rate limits (Istio security YAML read as it is), a log shipper, config files kept current from files, HTTP, etcd, Consul and Vault (`sync:`), and `pillion pod`, a local pod runner.',
   )
   .version(VERSION)
   .showHelpAfterError()
@@ -75,6 +75,22 @@ if (commandName(process.argv.slice(2)) === 'pod') {
 } else {
   program.command('pod').description(POD_DESCRIPTION).argument('[command]');
 }
+
+program
+  .command('sync')
+  .description(
+    "render every file of the config's sync section once and exit (an init container); `pillion run` keeps them current",
+  )
+  .requiredOption('--once', 'render once and exit (0 when every file is in place, 1 naming each failure)')
+  .requiredOption('-c, --config <file>', 'config file')
+  .addOption(new Option('--log-level <level>', 'override runtime.log.level').choices(LOG_LEVELS))
+  .addOption(
+    new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
+  )
+  .action(async (opts) => {
+    const { syncCommand } = await import('./sync.js');
+    return finish(await syncCommand(opts));
+  });
 
 const CA_DESCRIPTION =
   'a local certificate authority for workload identities (SPIFFE IDs): create it, issue certificates, print its trust bundle';

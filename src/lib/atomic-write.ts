@@ -4,12 +4,32 @@
 // without it, it survives a crash of the process (the page cache outlives it), which is what
 // callers that write many times a second choose.
 
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  fsyncSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export interface AtomicWriteOptions {
   mode?: number;
   sync?: boolean;
+  /**
+   * With sync, also fsync the directory so the rename itself survives a power loss (default true).
+   * A writer that rewrites the file at its next start anyway can leave it out: after a crash the
+   * old file or the new one is there, each whole.
+   */
+  syncDir?: boolean;
+  /** Set `mode` exactly, whatever the umask (the file's mode is part of what is written). */
+  exactMode?: boolean;
+  /** Owner and group of the new file (changing them needs root). */
+  uid?: number | undefined;
+  gid?: number | undefined;
 }
 
 export function writeFileAtomicSync(
@@ -21,13 +41,25 @@ export function writeFileAtomicSync(
   const tmp = join(dirname(path), `.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`);
   const fd = openSync(tmp, 'w', opts.mode ?? 0o644);
   try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    if (sync) fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      if (opts.exactMode && opts.mode !== undefined) fchmodSync(fd, opts.mode);
+      if (opts.uid !== undefined || opts.gid !== undefined) fchownSync(fd, opts.uid ?? -1, opts.gid ?? -1);
+      writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+      if (sync) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    // A failed write leaves no temporary file behind.
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Already gone.
+    }
+    throw err;
   }
   renameSync(tmp, path);
-  if (sync) fsyncDir(dirname(path));
+  if (sync && opts.syncDir !== false) fsyncDir(dirname(path));
 }
 
 function fsyncDir(dir: string): void {

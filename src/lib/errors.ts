@@ -28,12 +28,12 @@ export const ERROR_CATALOGUE = {
   },
   PILLION_ERR_CONFIG_UNSUPPORTED_SECTION: {
     description:
-      'A section of a role that is planned but not built yet (`metrics`, `sync`, `policies`); no version of Pillion has it so far.',
+      'A section of a role that is planned but not built yet (`metrics`); no version of Pillion has it so far.',
     fix: 'Remove the section for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_NOT_BUILT_YET: {
     description:
-      'A key of a feature that is planned but not built yet (mutual TLS modes, retries, route timeouts, circuit breaking, ...); no version of Pillion has it so far.',
+      'A key of a feature that is planned but not built yet (retries, route timeouts, circuit breaking, the JSON Schema check of a synced file, ...); no version of Pillion has it so far.',
     fix: 'Remove the key for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_MISSING_KEY: {
@@ -354,6 +354,66 @@ export const ERROR_CATALOGUE = {
     description:
       'A sink could not deliver a batch; retryable failures are retried with back-off, others are dead-lettered.',
     fix: 'Check that the destination is up and accepts the events; dead letters are in `<dataDir>/dead-letter/<sink>.ndjson`.',
+  },
+
+  // --- sync: the config and secrets sync role ---------------------------------------------------
+  PILLION_ERR_SYNC_UNKNOWN_SOURCE: {
+    description: 'A destination names a source that is not defined under `sync.sources`.',
+    fix: 'Use the name of a defined source.',
+  },
+  PILLION_ERR_SYNC_UNKNOWN_NOTIFIER: {
+    description:
+      'A destination names a notifier that is not defined under `sync.notify` (or `exec` without an exec section).',
+    fix: 'Use the name of a defined notifier.',
+  },
+  PILLION_ERR_SYNC_SOURCE: {
+    description:
+      'A source could not be read (unreachable, a timeout, an answer that is not what its API documents, a value that does not parse); the last good files stay in place and it is retried with back-off.',
+    fix: "Check that the server is up and the address right; `GET /sync` shows the source's state and last error.",
+  },
+  PILLION_ERR_SYNC_SOURCE_AUTH: {
+    description:
+      'A source refused pillion (401/403, a token or password that does not work, a lease or token that cannot be renewed); retried with back-off, never in a tight loop.',
+    fix: 'Check the token, AppRole, Kubernetes role or etcd user and what its policy allows.',
+  },
+  PILLION_ERR_SYNC_STALE: {
+    description:
+      'A source has not been reached for `staleAfter`: its files are kept, but readiness fails and the source shows stale.',
+    fix: 'Bring the source back; nothing is deleted meanwhile.',
+  },
+  PILLION_ERR_SYNC_RENDER: {
+    description:
+      'A destination could not be rendered: a template error, a key that is missing with no default, a value too large. The old file is kept; other destinations are not affected.',
+    fix: 'The message names the key and the template line (never a value); add the key to the source or a `default` to the template.',
+  },
+  PILLION_ERR_SYNC_CHECK: {
+    description:
+      "A rendered file was refused by the destination's check command or JSON Schema, and not written.",
+    fix: "Fix the value at its source; the check's output (or the schema path) is in the log.",
+  },
+  PILLION_ERR_SYNC_WRITE: {
+    description:
+      'A rendered file could not be written (its directory is missing or not writable, chown needs root).',
+    fix: 'Make the directory writable by pillion, or drop uid/gid.',
+  },
+  PILLION_ERR_SYNC_NOTIFY: {
+    description:
+      'The app could not be told of a change (no such pid or process, the HTTP call or the command failed or timed out).',
+    fix: 'Check the notifier: the pid file, process or container name, the URL, the command.',
+  },
+  PILLION_ERR_SYNC_ROLLED_BACK: {
+    description:
+      'The app turned unhealthy within `rollback.window` after a change: the previous files were put back, the app was told again, and the new version is held as failed until its source changes.',
+    fix: 'Fix the value at its source; `GET /sync` shows the failed version and when it happened.',
+  },
+  PILLION_ERR_SYNC_EXEC: {
+    description: 'The app run by exec mode could not be started, or exited; it is restarted with back-off.',
+    fix: "Check exec.command; the app's own output says why it exited.",
+  },
+  PILLION_ERR_SYNC_ONCE: {
+    description:
+      '`pillion sync --once` could not render every destination: the message names each one that failed and why.',
+    fix: 'Fix what the message names; the init container can then be started again.',
   },
 
   // --- app health -------------------------------------------------------------------------------

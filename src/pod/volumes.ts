@@ -5,21 +5,9 @@
 // so a reader sees the old set of files or the new, never a mix.
 
 import { execFileSync } from 'node:child_process';
-import {
-  chmodSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  renameSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectAtomically, type ProjectedFile } from '../lib/atomic-dir.js';
 import { PillionError } from '../lib/errors.js';
 import type { VolumeSpec } from './config.js';
 import { fieldValue, resourceValue } from './env.js';
@@ -27,11 +15,7 @@ import type { PodManifest } from './manifest.js';
 import { parseQuantity } from './quantity.js';
 import { type Allocatable, hostAllocatable } from './resources.js';
 
-export interface ProjectedFile {
-  path: string;
-  data: Buffer;
-  mode: number;
-}
+export { projectAtomically, type ProjectedFile } from '../lib/atomic-dir.js';
 
 export class Volumes {
   #pod: PodManifest;
@@ -142,71 +126,6 @@ export class Volumes {
     }
     return undefined;
   }
-}
-
-/**
- * Writes files into dir through a `..data` symlink swap. Returns false when the content is what
- * is already there (nothing is written then).
- */
-export function projectAtomically(dir: string, files: ProjectedFile[]): boolean {
-  for (const f of files) {
-    if (f.path.startsWith('/') || f.path.split('/').includes('..') || f.path.startsWith('..')) {
-      throw new PillionError(
-        'PILLION_ERR_POD_INVALID',
-        `volume item path "${f.path}" must be relative and may not contain ".."`,
-      );
-    }
-  }
-  const dataLink = join(dir, '..data');
-  if (existsSync(dataLink) && sameContent(dataLink, files)) return false;
-
-  const stamp = new Date().toISOString().replace(/[-:T]/g, '_').replace('Z', '');
-  const target = join(dir, `..${stamp}.${Math.random().toString(36).slice(2, 8)}`);
-  mkdirSync(target, { mode: 0o755 });
-  for (const f of files) {
-    const p = join(target, f.path);
-    mkdirSync(dirname(p), { recursive: true });
-    writeFileSync(p, f.data);
-    chmodSync(p, f.mode);
-  }
-  const old = existsSync(dataLink) ? readlinkSync(dataLink) : undefined;
-  const tmpLink = join(dir, '..data_tmp');
-  rmSync(tmpLink, { force: true });
-  symlinkSync(target.slice(dir.length + 1), tmpLink);
-  renameSync(tmpLink, dataLink); // the atomic step
-
-  const top = new Set(files.map((f) => f.path.split('/')[0]!));
-  for (const name of top) {
-    const link = join(dir, name);
-    if (!existsSync(link)) symlinkSync(join('..data', name), link);
-  }
-  for (const entry of readdirSync(dir)) {
-    if (entry.startsWith('..') || top.has(entry)) continue;
-    if (lstatSync(join(dir, entry)).isSymbolicLink()) rmSync(join(dir, entry)); // a key that is gone
-  }
-  if (old) rmSync(join(dir, old), { recursive: true, force: true });
-  return true;
-}
-
-function sameContent(dataLink: string, files: ProjectedFile[]): boolean {
-  try {
-    const current = listFiles(dataLink);
-    if (current.length !== files.length) return false;
-    for (const f of files) {
-      const p = join(dataLink, f.path);
-      if ((statSync(p).mode & 0o777) !== f.mode) return false;
-      if (!Buffer.from(readFileSync(p)).equals(f.data)) return false;
-    }
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function listFiles(dir: string, prefix = ''): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? listFiles(join(dir, e.name), `${prefix}${e.name}/`) : [`${prefix}${e.name}`],
-  );
 }
 
 function checkHostPath(v: VolumeSpec): void {

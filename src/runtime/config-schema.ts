@@ -9,6 +9,7 @@ import type { IdentityConfig } from '../identity/config.js';
 import type { IstioTranslation, PoliciesConfig } from '../policies/index.js';
 import type { LogsConfig } from '../logs/index.js';
 import type { InboundConfig, OutboundConfig } from '../proxy/index.js';
+import type { SyncConfig } from '../sync/config.js';
 import { type AppConfig, type RuntimeConfig, runtimeSchema } from './config.js';
 
 /** A valid pillion.yaml, with defaults filled in. Each role's section is present only when written. */
@@ -21,6 +22,7 @@ export interface PillionConfig {
   outbound?: OutboundConfig | undefined;
   logs?: LogsConfig | undefined;
   policies?: PoliciesConfig | undefined;
+  sync?: SyncConfig | undefined;
 }
 
 export interface ConfigExtras {
@@ -46,6 +48,14 @@ export function composePillionSchema(
     .strictObject(shape)
     .superRefine((value, ctx) => {
       const c = value as unknown as PillionConfig;
+      if (c.sync?.rollback && !c.app)
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_MISSING_KEY',
+          "sync.rollback watches the app's health check, but there is no app section",
+          'add `app: { port: ..., health: ... }`, or remove rollback',
+          ['sync', 'rollback'],
+        );
       // Mutual TLS speaks with the workload certificate: without an identity there is none.
       if (!c.identity) {
         const hint =

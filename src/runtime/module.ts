@@ -26,7 +26,7 @@ export interface Module<S = unknown> {
   /** Releases everything; after drain, or at once. */
   stop(): Promise<void>;
   readiness(): Readiness;
-  /** What the admin API shows of the module (`GET /identity` for the identity module), if anything. */
+  /** What the admin API shows of the module (`GET /identity`, `GET /sync`), if anything; never a secret. */
   status?(): unknown;
   /** What the module shows in the admin API's GET /policies (the inbound proxy: its request filters). */
   policies?(): unknown;
