@@ -926,7 +926,7 @@ function buildReport(opts, results, resources, tlsNegotiated) {
     {
       target:
         `pillion secured (JWT with a cached token, one ALLOW policy, a rate limit that never trips; ` +
-        `no mTLS yet) ≥ ${TARGETS.securedVsPlain}× plain pillion req/s (12B, ${CONNECTIONS} connections)`,
+        `no mTLS: wrk presents no client certificate) ≥ ${TARGETS.securedVsPlain}× plain pillion req/s (12B, ${CONNECTIONS} connections)`,
       value: securedVsPlain,
       shown: fmtRatio(securedVsPlain),
       result: check(securedVsPlain, securedVsPlain >= TARGETS.securedVsPlain),
