@@ -8,7 +8,13 @@
 
 import type { z } from 'zod';
 import { type Env, type JsonSchema, type LoadResult, type PlannedLookup } from './config/index.js';
-import { loadConfigFileWith, parseConfigTextWith, renderConfigDocs, toJsonSchema } from './config/index.js';
+import {
+  issuesInText,
+  loadConfigFileWith,
+  parseConfigTextWith,
+  renderConfigDocs,
+  toJsonSchema,
+} from './config/index.js';
 import type { PreflightIssue } from './lib/preflight.js';
 import { composePillionSchema, type ConfigExtras, type PillionConfig } from './runtime/config-schema.js';
 import type { ModuleDefinition, ModuleSource } from './runtime/module.js';
@@ -22,6 +28,11 @@ export interface Role {
   module?(): Promise<ModuleDefinition<unknown>>;
   /** What `pillion validate` checks beyond the schema (files, directories), without binding a port. */
   preflight?(config: PillionConfig, env: Env): Promise<PreflightIssue[]>;
+  /**
+   * Checks every load runs after the schema (run, reload, validate): those that need a library
+   * loaded on demand, or the environment the config runs in.
+   */
+  loadChecks?(config: PillionConfig, env: Env): Promise<PreflightIssue[]>;
 }
 
 const def = <S>(d: ModuleDefinition<S>) => d as unknown as ModuleDefinition<unknown>;
@@ -44,6 +55,7 @@ export const ROLES: readonly Role[] = [
     section: 'sync',
     schema: async () => (await import('./sync/config.js')).syncSchema,
     module: async () => def((await import('./sync/index.js')).syncModule()),
+    loadChecks: async (c, env) => (await import('./sync/index.js')).syncLoadChecks(c.sync!, env),
   },
   {
     section: 'inbound',
@@ -108,7 +120,7 @@ export async function loadPillionConfig(
     env,
     planned,
   })) as LoadResult<PillionConfig>;
-  return withIstioIfNamed(loaded, file, extras);
+  return withLoadChecks(await withIstioIfNamed(loaded, file, extras), file, env);
 }
 
 export async function parsePillionConfig(
@@ -123,7 +135,28 @@ export async function parsePillionConfig(
     planned,
   })) as LoadResult<PillionConfig>;
   // Text is checked alone (the docs' examples) unless the command line names Istio files.
-  return extras === undefined ? loaded : withIstioIfNamed(loaded, file, extras);
+  return withLoadChecks(
+    extras === undefined ? loaded : await withIstioIfNamed(loaded, file, extras),
+    file,
+    env,
+  );
+}
+
+/** The present roles' load checks, their issues placed at their keys' line:col. */
+async function withLoadChecks(
+  loaded: LoadResult<PillionConfig>,
+  file: string,
+  env: Env,
+): Promise<LoadResult<PillionConfig>> {
+  if (!loaded.ok) return loaded;
+  const present = ROLES.filter(
+    (r) => r.loadChecks && (loaded.config as unknown as Record<string, unknown>)[r.section] !== undefined,
+  );
+  if (present.length === 0) return loaded;
+  const found = (await Promise.all(present.map((r) => r.loadChecks!(loaded.config, env)))).flat();
+  return found.length === 0
+    ? loaded
+    : { ok: false, issues: issuesInText(loaded.text, file, found), text: loaded.text };
 }
 
 /** Istio's security resources, named by policies.istio or the command line, folded into inbound. */
@@ -240,16 +273,6 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     sections: ['metrics'],
     keys: ['inbound.routes[].transform'],
     commands: ['top'],
-  },
-  {
-    what: "config sync's JSON Schema check of a rendered file and signal to a container of the same pod by name",
-    sections: [],
-    keys: [
-      'sync.notify.*.container',
-      'sync.destinations.*.check.schema',
-      'sync.destinations.*.check.schemaFile',
-    ],
-    commands: [],
   },
   {
     what: 'Kubernetes injection (pillion inject, the admission webhook, iptables interception)',

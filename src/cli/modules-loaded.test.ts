@@ -209,6 +209,25 @@ test("the demo's sidecar config loads the inbound proxy with its request filters
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
 });
 
+test("a sync destination with a JSON Schema check loads Ajv; the demo's sync, which has none, does not (above)", async () => {
+  const d = mkdtempSync(join(dir, 'schema-'));
+  writeFileSync(join(d, 'in.json'), '{"port": 80}\n');
+  const l = await loadedBy(
+    MODULES,
+    'schema',
+    `admin: { listen: 127.0.0.1:0 }
+sync:
+  sources:
+    s: { type: file, path: ${join(d, 'in.json')}, parse: json }
+  destinations:
+    o: { path: ${join(d, 'out.json')}, source: s, format: json, check: { schema: { type: object } } }
+`,
+  );
+  assertBase(l);
+  assert.deepEqual(l.packages, [...BASE_PACKAGES, 'ajv', 'ajv-formats', 'liquidjs'].sort());
+  assert.ok(l.files.includes('sync/schema-check.js'));
+});
+
 test('the bundled bin loads only the chunks of the roles configured, and no package file', async () => {
   const minimal = await loadedBy(BIN, 'minimal', MINIMAL);
   assert.deepEqual(minimal.packages, [], 'the bundle reads a package from node_modules');

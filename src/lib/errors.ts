@@ -33,7 +33,7 @@ export const ERROR_CATALOGUE = {
   },
   PILLION_ERR_CONFIG_NOT_BUILT_YET: {
     description:
-      'A key of a feature that is planned but not built yet (retries, route timeouts, circuit breaking, the JSON Schema check of a synced file, ...); no version of Pillion has it so far.',
+      'A key of a feature that is planned but not built yet (retries, route timeouts, circuit breaking, the metrics section, ...); no version of Pillion has it so far.',
     fix: 'Remove the key for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_MISSING_KEY: {

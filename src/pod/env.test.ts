@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { availableParallelism, totalmem } from 'node:os';
 import { test } from 'node:test';
-import { containerEnv, expand, fieldValue } from './env.js';
+import { baseEnv, containerEnv, expand, fieldValue } from './env.js';
 import { parseManifest } from './manifest.js';
 
 const manifest = () => {
@@ -117,4 +117,18 @@ spec:
   const host = containerEnv(r.manifest.spec.containers[0]!, r.manifest, {});
   assert.equal(host.SIDE_CPU, String(availableParallelism()));
   assert.equal(host.SIDE_MEM, String(totalmem()));
+});
+
+test('every container is told its pod: name, namespace and the run directory with the status of its containers', () => {
+  const pod = manifest();
+  assert.deepEqual(
+    baseEnv({ PATH: '/bin', SECRET_OF_THE_HOST: 'x' }, pod, '/var/lib/pillion/run/shop_web_1'),
+    {
+      HOSTNAME: 'web',
+      PILLION_POD_NAME: 'web',
+      PILLION_POD_NAMESPACE: 'shop',
+      PILLION_POD_DIR: '/var/lib/pillion/run/shop_web_1',
+      PATH: '/bin',
+    },
+  );
 });

@@ -9,12 +9,22 @@ import { type Allocatable, hostAllocatable, type ResourceFieldRef, resourceField
 
 export const POD_IP = '127.0.0.1';
 
-/** Host variables a process on this host needs that a container image would otherwise supply. */
+/**
+ * Host variables a process on this host needs that a container image would otherwise supply, and
+ * the pod it runs in: its name and namespace, and its run directory (whose status.json has every
+ * container's pid), so pillion in one container can signal another by name.
+ */
 export function baseEnv(
   host: Readonly<Record<string, string | undefined>>,
   pod: PodManifest,
+  runDir?: string,
 ): Record<string, string> {
-  const env: Record<string, string> = { HOSTNAME: pod.name };
+  const env: Record<string, string> = {
+    HOSTNAME: pod.name,
+    PILLION_POD_NAME: pod.name,
+    PILLION_POD_NAMESPACE: pod.namespace,
+  };
+  if (runDir !== undefined) env.PILLION_POD_DIR = runDir;
   for (const key of ['PATH', 'HOME', 'LANG', 'TZ', 'USER', 'TMPDIR']) {
     const v = host[key];
     if (v !== undefined) env[key] = v;

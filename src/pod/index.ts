@@ -26,6 +26,7 @@ export {
   type PodSpecRecord,
   type PodStatus,
   readPodRecord,
+  runningContainerPid,
   type StateDirChoice,
 } from './state.js';
 export { type PodOutcome, Supervisor, type SupervisorOptions } from './supervisor.js';

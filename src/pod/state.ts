@@ -198,6 +198,40 @@ export function readPodRecord(stateDir: string, id: string): PodRecord | undefin
   return { dirs: new PodDirs(stateDir, status), status, alive };
 }
 
+/**
+ * The pid of a running container of the pod whose run directory is runDir (a container finds it
+ * in its PILLION_POD_DIR), read from the status at this moment: it changes when the container
+ * restarts. Says why when there is none (no such container, not running).
+ */
+export function runningContainerPid(runDir: string, container: string): number | { problem: string } {
+  let status: PodStatus;
+  try {
+    status = JSON.parse(readFileSync(join(runDir, 'status.json'), 'utf8')) as PodStatus;
+  } catch (err) {
+    return {
+      problem: `cannot read the pod's status in ${runDir} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    };
+  }
+  const c = status.containers.find((x) => x.name === container);
+  if (!c) {
+    const names = status.containers.map((x) => x.name);
+    const near = didYouMean(container, names);
+    return {
+      problem: `pod ${status.name} has no container "${container}" (${near ? `did you mean "${near}"? ` : ''}containers: ${names.join(', ')})`,
+    };
+  }
+  // A recorded start time that no longer matches means the pid is gone or taken by another process.
+  if (
+    c.state !== 'running' ||
+    c.pid === undefined ||
+    (c.pidStart !== undefined && procStartTime(c.pid) !== c.pidStart)
+  )
+    return {
+      problem: `container "${container}" of pod ${status.name} is not running (${c.state}${c.reason ? `: ${c.reason}` : ''})`,
+    };
+  return c.pid;
+}
+
 /** Whether pid is alive and, when its recorded start time is given, still the same process. */
 export function isAlive(pid: number, start?: string): boolean {
   if (start !== undefined) return procStartTime(pid) === start;

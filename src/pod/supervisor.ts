@@ -13,7 +13,7 @@
 // and the clock is injected so they can run on a fake one.
 
 import { existsSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { type BackoffOptions, KUBELET_BACKOFF } from '../lib/backoff.js';
 import { type Clock, systemClock } from '../lib/clock.js';
@@ -196,7 +196,7 @@ export class Supervisor {
     this.#o.dirs.create();
     this.#o.dirs.writeSpec(this.#pod);
     this.#volumes.prepare();
-    const base = baseEnv(this.#o.hostEnv, this.#pod);
+    const base = baseEnv(this.#o.hostEnv, this.#pod, resolve(this.#o.dirs.runDir));
     const needsMounts = this.#all.some((c) => c.spec.volumeMounts.length > 0);
     if (needsMounts && !canIsolateMounts()) {
       throw new PillionError(

@@ -419,14 +419,42 @@ const checkSchema = z
     command: z
       .array(z.string())
       .min(1)
+      .optional()
       .describe(
         'Run with the staged file (`{{src}}` in an argument is replaced by its path; appended when absent; for a directory, the staged directory); exit 0 lets it be written.',
       ),
     timeout: duration({ min: '10ms', max: '10m' })
       .prefault('10s')
-      .describe('A check that runs longer fails.'),
+      .describe('A check command that runs longer fails.'),
+    schema: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe(
+        'A JSON Schema (draft-07, or 2019-09 or 2020-12 when its `$schema` names them) the file must validate against, parsed as YAML when `format: yaml` or the path ends in .yaml or .yml, as JSON otherwise; compiled when the config loads.',
+      ),
+    schemaFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('The JSON Schema in a file (JSON or YAML), read when the config loads.'),
   })
-  .describe("Must pass before the file is written (confd's check_cmd); a refused file keeps the old one.");
+  .superRefine((c, ctx) => {
+    if (c.command === undefined && c.schema === undefined && c.schemaFile === undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_MISSING_KEY',
+        'give command, schema or schemaFile',
+        undefined,
+        ['command'],
+      );
+    if (c.schema !== undefined && c.schemaFile !== undefined)
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'give schema or schemaFile, not both', undefined, [
+        'schemaFile',
+      ]);
+  })
+  .describe(
+    "Must pass before the file is written (confd's check_cmd, or a JSON Schema); a refused file keeps the old one. With both, the schema is checked first.",
+  );
 
 export type CheckConfig = z.output<typeof checkSchema>;
 
@@ -532,6 +560,14 @@ const destinationSchema = z
           undefined,
           ['directory'],
         );
+      if (d.check?.schema !== undefined || d.check?.schemaFile !== undefined)
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          'a JSON Schema checks one file: give it to a destination with path',
+          'a directory can be checked by a command, which gets the staged directory',
+          ['check', d.check.schema !== undefined ? 'schema' : 'schemaFile'],
+        );
       for (const rel of Object.keys(d.files ?? {}))
         if (rel.startsWith('/') || rel.split('/').includes('..') || rel.startsWith('.'))
           addPillionIssue(
@@ -578,14 +614,28 @@ const signalNotifier = z
       .describe(
         "A process name (its /proc comm, or its command line's first word or script); every match is signalled.",
       ),
+    container: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+      .max(63)
+      .optional()
+      .describe(
+        'Under `pillion pod`: a container of the same pod, by name; its process group is signalled, at the pid it has at that moment (it changes when the container restarts).',
+      ),
     ...notifierCommon,
   })
   .superRefine((n, ctx) => {
-    const given = [n.pidFile, n.process].filter((x) => x !== undefined).length;
+    const given = [n.pidFile, n.process, n.container].filter((x) => x !== undefined).length;
     if (given !== 1)
-      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_MISSING_KEY', 'give one of pidFile and process', undefined, [
-        'pidFile',
-      ]);
+      addPillionIssue(
+        ctx,
+        given === 0 ? 'PILLION_ERR_CONFIG_MISSING_KEY' : 'PILLION_ERR_CONFIG_BAD_VALUE',
+        given === 0
+          ? 'give one of pidFile, process and container'
+          : 'give only one of pidFile, process and container',
+        undefined,
+        ['pidFile'],
+      );
   })
   .describe('A signal to the app.');
 

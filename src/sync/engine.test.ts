@@ -283,6 +283,104 @@ test('the check command refuses a file: it is not written and the old one stays'
   e.stop();
 });
 
+test('a JSON Schema refuses a file: not written, counted, logged and in /sync with the pointer and never the value', async () => {
+  const d = tmp();
+  const push = pushSources();
+  const { logger, lines } = logCapture();
+  const out = join(d, 'conf.yaml');
+  const dest = {
+    path: out,
+    source: 's',
+    format: 'yaml',
+    check: {
+      schema: {
+        type: 'object',
+        required: ['port', 'token'],
+        properties: {
+          port: { type: 'integer', minimum: 1, maximum: 65535 },
+          token: { type: 'string', minLength: 8 },
+        },
+      },
+    },
+  };
+  const sync = {
+    sources: { s: { type: 'file', path: join(d, 'in'), parse: 'json' } },
+    destinations: { o: dest },
+  };
+  const clock = new FakeClock();
+  const cfg = syncSchema.parse(sync);
+  const { compileSchemaChecks } = await import('./schema-check.js');
+  const metrics = createMetricsRegistry();
+  const e = new SyncEngine(cfg, {
+    clock,
+    random: () => 0.5,
+    logger,
+    metrics,
+    env: {},
+    createSource: push.createSource as never,
+    schemaChecks: await compileSchemaChecks(cfg.destinations),
+  });
+  const started = e.start();
+  await waitFor(() => push.hosts.get('s'));
+  push.hosts.get('s')!.update(new Map([['', '{"port":8080,"token":"s3cret-token-1"}']]), '1');
+  await started;
+  assert.equal(readFileSync(out, 'utf8'), 'port: 8080\ntoken: s3cret-token-1\n');
+  // Valid YAML, wrong by the schema: a port out of range and a token too short.
+  push.hosts.get('s')!.update(new Map([['', '{"port":99999,"token":"hunter2"}']]), '2');
+  await e.idle();
+  assert.equal(readFileSync(out, 'utf8'), 'port: 8080\ntoken: s3cret-token-1\n', 'the old file stays');
+  assert.equal(
+    await metric(metrics, 'pillion_sync_renders_total', { destination: 'o', result: 'refused' }),
+    1,
+  );
+  const s = e.status() as { destinations: { o: { lastError: { code: string; message: string } } } };
+  assert.equal(s.destinations.o.lastError.code, 'PILLION_ERR_SYNC_CHECK');
+  assert.equal(
+    s.destinations.o.lastError.message,
+    `schema check refused ${out}: /port must be <= 65535; /token must NOT have fewer than 8 characters`,
+  );
+  const logged = lines.join('');
+  assert.match(logged, /PILLION_ERR_SYNC_CHECK.*\/port must be <= 65535/);
+  assert.ok(!logged.includes('hunter2') && !logged.includes('99999'), 'no value in the log');
+  assert.ok(!JSON.stringify(e.status()).includes('hunter2'));
+  // A valid value again is written, and clears the error.
+  push.hosts.get('s')!.update(new Map([['', '{"port":9090,"token":"s3cret-token-2"}']]), '3');
+  await e.idle();
+  assert.equal(readFileSync(out, 'utf8'), 'port: 9090\ntoken: s3cret-token-2\n');
+  assert.equal(
+    (e.status() as { destinations: { o: { lastError: unknown } } }).destinations.o.lastError,
+    null,
+  );
+  e.stop();
+});
+
+test('a JSON Schema check of a JSON file refuses text that is not JSON without quoting it', async () => {
+  const d = tmp();
+  const out = join(d, 'conf.json');
+  writeFileSync(out, '{"ok":true}');
+  const sync = {
+    sources: { s: { type: 'literal', value: 'password=hunter2' } },
+    destinations: { o: { path: out, source: 's', check: { schema: { type: 'object' }, command: ['true'] } } },
+  };
+  const cfg = syncSchema.parse(sync);
+  const { compileSchemaChecks } = await import('./schema-check.js');
+  const e = new SyncEngine(cfg, {
+    clock: new FakeClock(),
+    random: () => 0.5,
+    logger: pino({ level: 'silent' }),
+    metrics: createMetricsRegistry(),
+    env: {},
+    schemaChecks: await compileSchemaChecks(cfg.destinations),
+  });
+  const errors = await e.start();
+  assert.deepEqual(
+    errors.map((x) => `${x.code} ${x.message}`),
+    [`PILLION_ERR_SYNC_CHECK schema check refused ${out}: the rendered file is not valid JSON`],
+  );
+  assert.equal(readFileSync(out, 'utf8'), '{"ok":true}');
+  e.stop();
+});
+
 test('secrets: 0400 by default, and neither the log nor /sync shows a value', async () => {
   const d = tmp();
   const { logger, lines } = logCapture();

@@ -19,6 +19,7 @@ import type { ExecSupervisor } from './exec.js';
 import { Notifier } from './notifiers/notifier.js';
 import { createSender } from './notifiers/index.js';
 import { canGoStale, createSource, isSingle, type Source, type SourceHost } from './sources/index.js';
+import { hasSchema, type SchemaCheck } from './schema-check.js';
 import { createLiquid, EVERY_KEY } from './template.js';
 import {
   check,
@@ -49,6 +50,8 @@ export interface EngineOptions {
   salt?: Buffer;
   /** What the engine this one replaces knew of each destination (a reload keeps failed versions held). */
   carried?: ReadonlyMap<string, CarriedState>;
+  /** The compiled JSON Schema checks of the destinations that have one (compileSchemaChecks). */
+  schemaChecks?: ReadonlyMap<string, SchemaCheck | PillionError>;
 }
 
 /** A destination's history, handed from an engine to the one that replaces it on reload. */
@@ -113,6 +116,7 @@ interface DestState {
   readonly wait: { min: number; max: number };
   readonly notifiers: readonly Notifier[];
   readonly useExec: boolean;
+  readonly schemaCheck: SchemaCheck | undefined;
   compileError: PillionError | undefined;
   burstStart: number | undefined;
   timer: TimerHandle | undefined;
@@ -218,7 +222,7 @@ export class SyncEngine {
       for (const [name, nc] of Object.entries(cfg.notify))
         this.#notifiers.set(
           name,
-          new Notifier(name, createSender(name, nc), {
+          new Notifier(name, createSender(name, nc, opts.env), {
             clock: opts.clock,
             random: opts.random,
             debounce: nc.debounce,
@@ -234,6 +238,10 @@ export class SyncEngine {
     for (const [name, d] of Object.entries(this.#cfg.destinations)) {
       const wait = d.wait ?? this.#cfg.wait;
       const names = d.notify ?? [...Object.keys(this.#cfg.notify), ...(this.#cfg.exec ? ['exec'] : [])];
+      const schemaCheck = hasSchema(d)
+        ? (this.#opts.schemaChecks?.get(name) ??
+          new PillionError('PILLION_ERR_SYNC_CHECK', `destination ${name}: its JSON Schema was not compiled`))
+        : undefined;
       const state: DestState = {
         name,
         cfg: d,
@@ -244,7 +252,8 @@ export class SyncEngine {
         wait: { min: wait.min, max: wait.max ?? wait.min * 4 },
         notifiers: names.filter((n) => n !== 'exec').flatMap((n) => this.#notifiers.get(n) ?? []),
         useExec: names.includes('exec'),
-        compileError: undefined,
+        schemaCheck: typeof schemaCheck === 'function' ? schemaCheck : undefined,
+        compileError: schemaCheck instanceof PillionError ? schemaCheck : undefined,
         burstStart: undefined,
         timer: undefined,
         running: undefined,
@@ -295,6 +304,7 @@ export class SyncEngine {
         state.compileError = err as PillionError;
         state.lastError = this.#record(err);
       }
+      if (state.compileError) state.lastError = this.#record(state.compileError);
       this.#dests.set(name, state);
     }
   }
@@ -631,7 +641,14 @@ export class SyncEngine {
       );
       return;
     }
-    if (d.cfg.check) {
+    if (d.schemaCheck) {
+      try {
+        d.schemaCheck(files[0]!.data, d.target.where);
+      } catch (err) {
+        return this.#destError(d, err, 'refused');
+      }
+    }
+    if (d.cfg.check?.command) {
       try {
         await check(d.target, files, d.cfg.check.command, d.cfg.check.timeout, d.secret);
       } catch (err) {

@@ -2,9 +2,48 @@
 // engine, LiquidJS, the sources and notifiers) is imported only when a `sync:` section starts it.
 
 import type { Module, ModuleContext, ModuleDefinition, Readiness, ReloadResult } from '../runtime/module.js';
+import type { PreflightIssue } from '../lib/preflight.js';
 import type { SyncConfig } from './config.js';
 
 export { type SyncConfig, syncSchema } from './config.js';
+
+/** The pod runner's variable naming the pod's run directory (its status.json has the containers' pids). */
+export const POD_DIR_ENV = 'PILLION_POD_DIR';
+
+/**
+ * Checks of every load beyond the schema: each JSON Schema check compiles (Ajv is imported only
+ * when there is one), and a notifier naming a container runs inside a pod.
+ */
+export async function syncLoadChecks(
+  cfg: SyncConfig,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<PreflightIssue[]> {
+  const issues: PreflightIssue[] = [];
+  for (const [name, n] of Object.entries(cfg.notify))
+    if (n.type === 'signal' && n.container !== undefined && !env[POD_DIR_ENV])
+      issues.push({
+        path: ['sync', 'notify', name, 'container'],
+        code: 'PILLION_ERR_CONFIG_BAD_VALUE',
+        message: `container "${n.container}" names a container of the same pod: it needs pillion to run in a pod started by \`pillion pod\` (${POD_DIR_ENV} is not set)`,
+        hint: 'outside a pod, give pidFile or process instead',
+      });
+  const withSchema = Object.entries(cfg.destinations).filter(
+    ([, d]) => d.check?.schema !== undefined || d.check?.schemaFile !== undefined,
+  );
+  if (withSchema.length > 0) {
+    const { compileSchemaCheck } = await import('./schema-check.js');
+    for (const [name, d] of withSchema) {
+      const r = await compileSchemaCheck(d);
+      if (typeof r !== 'function')
+        issues.push({
+          path: ['sync', 'destinations', name, 'check', r.key],
+          code: 'PILLION_ERR_CONFIG_BAD_VALUE',
+          message: r.message,
+        });
+    }
+  }
+  return issues;
+}
 
 export function syncModule(): ModuleDefinition<SyncConfig> {
   return {

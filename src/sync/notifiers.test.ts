@@ -85,6 +85,56 @@ test('signal notifier: a real process found by its pid file, and by its name, co
   child.kill('SIGKILL');
 });
 
+test('container notifier: a container that is not running, or not in the pod, is an error that says so; without a pod it cannot be made', async () => {
+  const d = tmp();
+  const container = (name: string, state: string, extra: object = {}) => ({
+    name,
+    type: 'main',
+    state,
+    ready: false,
+    started: false,
+    restartCount: 0,
+    ...extra,
+  });
+  writeFileSync(
+    join(d, 'status.json'),
+    JSON.stringify({
+      name: 'web',
+      namespace: 'default',
+      containers: [
+        container('app', 'waiting', { reason: 'CrashLoopBackOff' }),
+        // A pid whose recorded start time is not that of the process holding it now: gone.
+        container('worker', 'running', { pid: process.pid, pidStart: 'not-this-process' }),
+        container('pillion', 'running'),
+      ],
+    }),
+  );
+  const env = { PILLION_POD_DIR: d };
+  const send = (name: string) =>
+    createSender('n', notifierConfig({ type: 'signal', container: name }), env).send();
+  await assert.rejects(send('app'), {
+    code: 'PILLION_ERR_SYNC_NOTIFY',
+    message: 'cannot send SIGHUP: container "app" of pod web is not running (waiting: CrashLoopBackOff)',
+  });
+  await assert.rejects(send('worker'), {
+    message: /container "worker" of pod web is not running \(running\)/,
+  });
+  await assert.rejects(send('ap'), {
+    message:
+      'cannot send SIGHUP: pod web has no container "ap" (did you mean "app"? containers: app, worker, pillion)',
+  });
+  await assert.rejects(
+    createSender('n', notifierConfig({ type: 'signal', container: 'app' }), {
+      PILLION_POD_DIR: join(d, 'gone'),
+    }).send(),
+    { message: /cannot read the pod's status in .*gone \(ENOENT\)/ },
+  );
+  assert.throws(() => createSender('n', notifierConfig({ type: 'signal', container: 'app' }), {}), {
+    code: 'PILLION_ERR_SYNC_NOTIFY',
+    message: /container needs pillion pod \(PILLION_POD_DIR is not set\)/,
+  });
+});
+
 test('HTTP notifier: POST /reload, 2xx is success, anything else an error with the status', async () => {
   const seen: string[] = [];
   let status = 204;

@@ -8,6 +8,7 @@ import type { Module, ModuleContext, Readiness, ReloadResult } from '../runtime/
 import type { SyncConfig } from './config.js';
 import { SyncEngine } from './engine.js';
 import { ExecSupervisor } from './exec.js';
+import { compileSchemaChecks } from './schema-check.js';
 
 export interface SyncModuleOptions {
   random?: () => number;
@@ -87,9 +88,11 @@ export class SyncModule implements Module<SyncConfig> {
     return this.#engine;
   }
 
-  #startEngine(cfg: SyncConfig) {
+  async #startEngine(cfg: SyncConfig) {
     const carried = this.#engine?.carry();
+    const schemaChecks = await compileSchemaChecks(cfg.destinations);
     this.#engine = new SyncEngine(cfg, {
+      schemaChecks,
       salt: this.#salt,
       ...(carried ? { carried } : {}),
       clock: this.#ctx.clock,
