@@ -221,7 +221,8 @@ const CASES = [
   },
   {
     name: 'demo',
-    label: "pillion run, the demo's sidecar (examples/legacy-orders/pillion.yaml)",
+    label:
+      "pillion run, the demo's sidecar (examples/legacy-orders/pillion.yaml: TLS, JWT, authorization, a rate limit, logs, sync)",
     async argv(ctx) {
       const adminPort = await freePort();
       const dir = fs.mkdtempSync(path.join(ctx.tmp, 'demo-'));
@@ -233,8 +234,14 @@ const CASES = [
         LOGS_DATA_DIR: path.join(dir, 'state'),
         APP_LOG_DIR: path.join(dir, 'app-logs'),
         SHIPPED_LOGS_DIR: path.join(dir, 'logs'),
+        // The sync role renders the app's config.json from a settings file and signals the app.
+        SETTINGS_FILE: path.join(dir, 'settings', 'orders.json'),
+        APP_CONFIG_DIR: path.join(dir, 'app-config'),
+        APP_PID_FILE: path.join(dir, 'run', 'orders.pid'),
       };
       fs.mkdirSync(env.APP_LOG_DIR);
+      fs.mkdirSync(path.dirname(env.SETTINGS_FILE));
+      fs.writeFileSync(env.SETTINGS_FILE, '{ "currency": "EUR", "discountPercent": 10 }\n');
       const file = path.join(ROOT, 'examples', 'legacy-orders', 'pillion.yaml');
       return { ...pillion(ctx, file), env, url: `http://127.0.0.1:${adminPort}/readyz` };
     },
