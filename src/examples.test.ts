@@ -4,7 +4,7 @@
 // /internal and shipped, redacted log file.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
@@ -14,6 +14,7 @@ import { after, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { formatIssue } from './config/index.js';
 import { waitFor } from './lib/wait-for.js';
+import { expand } from './pod/env.js';
 import { parsePillionConfig } from './roles.js';
 
 const root = new URL('../', import.meta.url).pathname;
@@ -220,4 +221,15 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
   assert.doesNotMatch(output, /orders +\| .*GET \/internal\/metrics/);
   assert.match(output, /orders {2}\| .*SIGTERM: closing/);
   assert.match(output, /pillion \| .*pillion stopped/);
+});
+
+test("regression: the demo pod's orders container writes its pid (the kubelet reads $$ in a command as a literal $)", () => {
+  const docs = parseAllDocuments(readFileSync(join(root, 'examples', 'legacy-orders', 'pod.yaml'), 'utf8'));
+  const pod = docs.map((d) => d.toJS()).find((d) => d?.kind === 'Pod');
+  const orders = pod.spec.containers.find((c: { name: string }) => c.name === 'orders');
+  const script = expand(orders.command[2], {});
+  // Run what the shell would, up to the exec, printing what it writes into the pid file.
+  const echo = script.slice(0, script.indexOf(' && exec ')).replace(/>\s*\S+$/, '');
+  const out = spawnSync('sh', ['-c', echo], { encoding: 'utf8' });
+  assert.match(out.stdout.trim(), /^\d+$/, `the pid file would hold ${JSON.stringify(out.stdout)}`);
 });
