@@ -6,10 +6,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { pino } from 'pino';
 import { formatIssue } from '../config/index.js';
-import { loadPillionConfig, parsePillionConfig, pillionJsonSchemaOf, roleModules } from '../roles.js';
-import { Runtime } from '../runtime/index.js';
+import { parsePillionConfig } from '../roles.js';
+import { startRuntimeOn } from '../runtime/test-support.js';
 import { LocalCa } from './local-ca.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pillion-identity-rt-'));
@@ -34,19 +33,7 @@ test('GET /identity shows the SPIFFE ID, expiry and renewal time, never the key;
       '',
     ].join('\n'),
   );
-  const loaded = await loadPillionConfig(file, {});
-  assert.ok(loaded.ok, loaded.ok ? '' : loaded.issues.map(formatIssue).join('\n'));
-  const rt = new Runtime({
-    initial: { config: loaded.config, raw: loaded.raw, text: loaded.text },
-    configFile: file,
-    env: {},
-    logger: pino({ level: 'silent' }),
-    loadConfig: loadPillionConfig,
-    jsonSchema: pillionJsonSchemaOf,
-    modules: roleModules(),
-    watch: false,
-  });
-  await rt.start();
+  const rt = await startRuntimeOn(file);
   try {
     const base = `http://127.0.0.1:${rt.adminAddress!.port}`;
     const res = await fetch(`${base}/identity`);

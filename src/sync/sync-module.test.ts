@@ -5,10 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import pino from 'pino';
 import { waitFor } from '../lib/wait-for.js';
-import { loadPillionConfig, pillionJsonSchemaOf, roleModules } from '../roles.js';
-import { Runtime } from '../runtime/index.js';
+import { startRuntimeOn } from '../runtime/test-support.js';
 
 const cleanups: (() => unknown)[] = [];
 after(async () => {
@@ -74,19 +72,7 @@ test('pillion run with sync: the file follows its source, the app is told, a cha
       '',
     ].join('\n'),
   );
-  const loaded = await loadPillionConfig(configFile, {});
-  assert.ok(loaded.ok, loaded.ok ? '' : JSON.stringify(loaded.issues));
-  const rt = new Runtime({
-    initial: { config: loaded.config, raw: loaded.raw, text: loaded.text },
-    configFile,
-    env: {},
-    logger: pino({ level: 'silent' }),
-    loadConfig: loadPillionConfig,
-    jsonSchema: pillionJsonSchemaOf,
-    modules: roleModules(),
-    watch: false,
-  });
-  await rt.start();
+  const rt = await startRuntimeOn(configFile);
   cleanups.push(() => rt.shutdown('test end'));
   const base = `http://127.0.0.1:${rt.adminAddress!.port}`;
   const sync = async () =>
@@ -156,19 +142,7 @@ test('GET /sync answers 404 when no sync section is configured', async () => {
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const configFile = join(dir, 'pillion.yaml');
   writeFileSync(configFile, 'admin: { listen: 127.0.0.1:0 }\n');
-  const loaded = await loadPillionConfig(configFile, {});
-  assert.ok(loaded.ok);
-  const rt = new Runtime({
-    initial: { config: loaded.config, raw: loaded.raw, text: loaded.text },
-    configFile,
-    env: {},
-    logger: pino({ level: 'silent' }),
-    loadConfig: loadPillionConfig,
-    jsonSchema: pillionJsonSchemaOf,
-    modules: roleModules(),
-    watch: false,
-  });
-  await rt.start();
+  const rt = await startRuntimeOn(configFile);
   cleanups.push(() => rt.shutdown('test end'));
   const res = await fetch(`http://127.0.0.1:${rt.adminAddress!.port}/sync`);
   assert.equal(res.status, 404);

@@ -7,9 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { pino } from 'pino';
-import { loadPillionConfig, pillionJsonSchemaOf, roleModules } from '../../roles.js';
-import { Runtime } from '../../runtime/index.js';
+import { startRuntimeOn } from '../../runtime/test-support.js';
 import { echoBackend, freePort, get, RawClient } from '../test-support.js';
 
 const DENY = (path: string) => `apiVersion: security.istio.io/v1
@@ -40,19 +38,7 @@ policies:
   );
   const policy = join(dir, 'policy.yaml');
   await writeFile(policy, DENY('/a'));
-  const loaded = await loadPillionConfig(config, {});
-  assert.ok(loaded.ok);
-  const runtime = new Runtime({
-    initial: { config: loaded.config, raw: loaded.raw, text: loaded.text },
-    configFile: config,
-    env: {},
-    logger: pino({ level: 'silent' }),
-    loadConfig: loadPillionConfig,
-    jsonSchema: pillionJsonSchemaOf,
-    modules: roleModules(),
-    watch: false,
-  });
-  await runtime.start();
+  const runtime = await startRuntimeOn(config);
   const c = await RawClient.connect(port);
   try {
     const status = async (path: string) => {
