@@ -202,6 +202,7 @@ async function runRotation(name, root, opts) {
 // One sink: the tail paces to it (its file keeps the lines) and the buffer never fills. Two sinks
 // with one down: the failing sink's buffer fills to its bound so the other keeps going — at the
 // default bound, and at the smaller one docs/logs.md suggests for a 150 MB budget.
+export const OUTAGE_VARIANT_NAMES = ['memory', 'memory-2', 'memory-2-16', 'disk'];
 const OUTAGE_VARIANTS = {
   memory: { label: 'memory buffer (64 MiB), one sink', buffer: '', twoSinks: false },
   'memory-2': { label: 'memory buffer (64 MiB), two sinks, one down', buffer: '', twoSinks: true },
@@ -330,7 +331,7 @@ export async function runFaultCases({ opts, root, inputFile, logsScript, progres
     }
   }
   if (opts.cases.includes('outage')) {
-    for (const variant of Object.keys(OUTAGE_VARIANTS)) {
+    for (const variant of opts.outageVariants ?? Object.keys(OUTAGE_VARIANTS)) {
       progress(`outage of ${opts.outageSeconds} s and catch-up: ${variant}`);
       const r = await runOutage(variant, root, { opts, inputFile, logsScript });
       if (!r.failed)

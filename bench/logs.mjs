@@ -7,7 +7,7 @@
 //
 //   npm run bench:logs -- [--lines 1000000] [--runs 1] [--only syslog-ng,pillion-file,pillion-http,node-loop]
 //                         [--cases throughput,rotation,outage] [--kills 5] [--rotation-lines 200000]
-//                         [--rotation-rate 50000] [--rename-ms 400] [--kill-after-ms 500] [--outage-seconds 5]
+//                         [--rotation-rate 50000] [--rename-ms 400] [--kill-after-ms 500] [--outage-seconds 5] [--outage-variants memory,memory-2,memory-2-16,disk]
 //                         [--timeout 120] [--json out.json] [--pillion dist/bin/pillion.js]
 //
 // Each contender is started watching an empty directory; once it is ready, a hard link of the
@@ -24,7 +24,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { faultReport, runFaultCases } from './logs-faults.mjs';
+import { OUTAGE_VARIANT_NAMES, faultReport, runFaultCases } from './logs-faults.mjs';
 import {
   FileLineCounter,
   PeerStartError,
@@ -604,6 +604,7 @@ function parseOptions(argv) {
       'rename-ms': { type: 'string', default: '400' },
       'kill-after-ms': { type: 'string', default: '500' },
       'outage-seconds': { type: 'string', default: '5' },
+      'outage-variants': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       // Internal: run a helper process (this file started as a child).
       serve: { type: 'string' },
@@ -643,6 +644,11 @@ function parseOptions(argv) {
     renameMs: whole('rename-ms', 1),
     killAfterMs: whole('kill-after-ms', 0),
     outageSeconds: whole('outage-seconds', 0),
+    outageVariants: values['outage-variants']?.split(',').map((v) => {
+      if (!OUTAGE_VARIANT_NAMES.includes(v))
+        throw new Error(`--outage-variants: unknown ${v}; one of ${OUTAGE_VARIANT_NAMES.join(', ')}`);
+      return v;
+    }),
   };
 }
 
@@ -757,7 +763,7 @@ async function main() {
     process.stdout.write(
       'usage: node bench/logs.mjs [--lines 1000000] [--runs 1] [--only syslog-ng,pillion-file,pillion-http,node-loop]\n' +
         '                           [--cases throughput,rotation,outage] [--kills 5] [--rotation-lines 200000]\n' +
-        '                           [--rotation-rate 50000] [--rename-ms 400] [--kill-after-ms 500] [--outage-seconds 5]\n' +
+        '                           [--rotation-rate 50000] [--rename-ms 400] [--kill-after-ms 500] [--outage-seconds 5] [--outage-variants memory,memory-2,memory-2-16,disk]\n' +
         '                           [--timeout 120] [--json out.json] [--pillion dist/bin/pillion.js]\n',
     );
     return 0;
