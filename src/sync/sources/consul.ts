@@ -6,11 +6,10 @@
 // once); an answer with the same index is not a change; and queries are spaced by `minInterval`.
 // A 404 is a key that is not there (no value, never an empty one); 403 is an auth error.
 
-import type { TimerHandle } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import type { ConsulSourceConfig } from '../config.js';
 import { HttpClient, readSecretFile, statusError } from './http-client.js';
-import { ONLY, Retry, type Source, type SourceHost } from './source.js';
+import { ONLY, Poller, Retry, type Source, type SourceHost } from './source.js';
 
 interface KvEntry {
   Key: string;
@@ -23,19 +22,17 @@ export class ConsulSource implements Source {
   readonly #host: SourceHost;
   readonly #what: string;
   readonly #client: HttpClient;
-  readonly #retry: Retry;
+  readonly #poller: Poller;
   /** The X-Consul-Index of the last answer; 0 before the first (a plain read). */
   #index = 0;
-  #timer: TimerHandle | undefined;
   #abort = new AbortController();
-  #stopped = false;
 
   constructor(name: string, cfg: ConsulSourceConfig, host: SourceHost) {
     this.#cfg = cfg;
     this.#host = host;
     this.#what = `consul source ${name}`;
     this.#client = new HttpClient(this.#what, cfg.tls);
-    this.#retry = new Retry(cfg.backoff, host.random);
+    this.#poller = new Poller(host, new Retry(cfg.backoff, host.random), this.#what, () => this.#once());
   }
 
   /** The index the next query waits on (tests). */
@@ -44,35 +41,20 @@ export class ConsulSource implements Source {
   }
 
   start(): void {
-    void this.#poll();
+    this.#poller.start();
   }
 
   stop(): void {
-    this.#stopped = true;
-    this.#timer?.cancel();
+    this.#poller.stop();
     this.#abort.abort();
     this.#client.close();
   }
 
-  async #poll(): Promise<void> {
-    if (this.#stopped) return;
+  /** One blocking query; the next waits what is left of `minInterval`. */
+  async #once(): Promise<number> {
     const began = this.#host.clock.now();
-    let next: number;
-    try {
-      await this.#query();
-      this.#retry.reset();
-      next = Math.max(0, this.#cfg.minInterval - (this.#host.clock.now() - began));
-    } catch (err) {
-      if (this.#stopped) return;
-      this.#host.fail(
-        err instanceof PillionError
-          ? err
-          : new PillionError('PILLION_ERR_SYNC_SOURCE', `${this.#what}: ${(err as Error).message}`),
-      );
-      next = this.#retry.next();
-    }
-    if (this.#stopped) return;
-    this.#timer = this.#host.clock.setTimeout(() => void this.#poll(), next);
+    await this.#query();
+    return Math.max(0, this.#cfg.minInterval - (this.#host.clock.now() - began));
   }
 
   async #query(): Promise<void> {

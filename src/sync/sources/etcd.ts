@@ -10,7 +10,7 @@ import type { TimerHandle } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import type { EtcdSourceConfig } from '../config.js';
 import { HttpClient, readSecretFile, statusError } from './http-client.js';
-import { ONLY, Retry, type Source, type SourceHost } from './source.js';
+import { ONLY, Retry, type Source, type SourceHost, sourceError } from './source.js';
 
 interface KeyValue {
   key?: string;
@@ -95,10 +95,7 @@ export class EtcdSource implements Source {
         await this.#watch();
       } catch (err) {
         if (this.#stopped) return;
-        const e =
-          err instanceof PillionError
-            ? err
-            : new PillionError('PILLION_ERR_SYNC_SOURCE', `${this.#what}: ${(err as Error).message}`);
+        const e = sourceError(this.#what, err);
         if (e.code === 'PILLION_ERR_SYNC_SOURCE_AUTH') this.#token = undefined;
         this.#host.fail(e);
         this.#endpoint = (this.#endpoint + 1) % this.#cfg.endpoints.length;
@@ -272,12 +269,7 @@ export class EtcdSource implements Source {
       this.#post('/v3/kv/range', { ...this.#range(), count_only: true })
         .then(
           () => this.#host.contact(String(this.#revision)),
-          (err: unknown) =>
-            this.#host.fail(
-              err instanceof PillionError
-                ? err
-                : new PillionError('PILLION_ERR_SYNC_SOURCE', `${this.#what}: ${(err as Error).message}`),
-            ),
+          (err: unknown) => this.#host.fail(sourceError(this.#what, err)),
         )
         .finally(() => this.#schedulePing());
     }, every);

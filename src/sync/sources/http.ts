@@ -4,11 +4,9 @@
 // the value changes. A failure keeps the last value and retries with this source's back-off.
 
 import { createHash } from 'node:crypto';
-import type { TimerHandle } from '../../lib/clock.js';
-import { PillionError } from '../../lib/errors.js';
 import type { HttpSourceConfig } from '../config.js';
 import { HttpClient, readSecretFile, statusError } from './http-client.js';
-import { ONLY, Retry, type Source, type SourceHost } from './source.js';
+import { ONLY, Poller, Retry, type Source, type SourceHost } from './source.js';
 
 /** A long-poll answer quicker than this is a server that does not hold requests: wait `interval`. */
 const HELD = 1000;
@@ -18,51 +16,34 @@ export class HttpSource implements Source {
   readonly #host: SourceHost;
   readonly #what: string;
   readonly #client: HttpClient;
-  readonly #retry: Retry;
+  readonly #poller: Poller;
   #etag: string | undefined;
-  #timer: TimerHandle | undefined;
   #abort = new AbortController();
-  #stopped = false;
 
   constructor(name: string, cfg: HttpSourceConfig, host: SourceHost) {
     this.#cfg = cfg;
     this.#host = host;
     this.#what = `http source ${name}`;
     this.#client = new HttpClient(this.#what, cfg.tls);
-    this.#retry = new Retry(cfg.backoff, host.random);
+    this.#poller = new Poller(host, new Retry(cfg.backoff, host.random), this.#what, () => this.#once());
   }
 
   start(): void {
-    void this.#poll();
+    this.#poller.start();
   }
 
   stop(): void {
-    this.#stopped = true;
-    this.#timer?.cancel();
+    this.#poller.stop();
     this.#abort.abort();
     this.#client.close();
   }
 
-  async #poll(): Promise<void> {
-    if (this.#stopped) return;
+  /** One request; the delay before the next: none while a long poll is held, else `interval`. */
+  async #once(): Promise<number> {
     const began = this.#host.clock.now();
-    let next: number;
-    try {
-      const changed = await this.#fetch();
-      this.#retry.reset();
-      const held = this.#cfg.longPoll !== undefined && (changed || this.#host.clock.now() - began >= HELD);
-      next = held ? 0 : this.#cfg.interval;
-    } catch (err) {
-      if (this.#stopped) return;
-      this.#host.fail(
-        err instanceof PillionError
-          ? err
-          : new PillionError('PILLION_ERR_SYNC_SOURCE', `${this.#what}: ${(err as Error).message}`),
-      );
-      next = this.#retry.next();
-    }
-    if (this.#stopped) return;
-    this.#timer = this.#host.clock.setTimeout(() => void this.#poll(), next);
+    const changed = await this.#fetch();
+    const held = this.#cfg.longPoll !== undefined && (changed || this.#host.clock.now() - began >= HELD);
+    return held ? 0 : this.#cfg.interval;
   }
 
   /** One request; true when a new value came. */

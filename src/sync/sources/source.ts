@@ -3,8 +3,8 @@
 // engine's, shared by every source.
 
 import type { Logger } from 'pino';
-import type { Clock } from '../../lib/clock.js';
-import type { PillionError } from '../../lib/errors.js';
+import type { Clock, TimerHandle } from '../../lib/clock.js';
+import { PillionError } from '../../lib/errors.js';
 
 /** The key of a source's only value (a file, a URL, one etcd or Consul key, a literal text). */
 export const ONLY = '';
@@ -67,5 +67,57 @@ export class Retry {
 
   reset(): void {
     this.#failures = 0;
+  }
+}
+
+/** A failure as the host is told it: a PillionError as it is, anything else as a source error naming the source. */
+export function sourceError(what: string, err: unknown): PillionError {
+  return err instanceof PillionError
+    ? err
+    : new PillionError('PILLION_ERR_SYNC_SOURCE', `${what}: ${(err as Error).message}`);
+}
+
+/**
+ * A polling source's loop: runs `step`, which answers the delay before the next run; a failure is
+ * reported to the host and the next run waits this source's back-off instead. Stopped, it runs
+ * nothing more and reports nothing more.
+ */
+export class Poller {
+  readonly #host: SourceHost;
+  readonly #retry: Retry;
+  readonly #what: string;
+  readonly #step: () => Promise<number>;
+  #timer: TimerHandle | undefined;
+  #stopped = false;
+
+  constructor(host: SourceHost, retry: Retry, what: string, step: () => Promise<number>) {
+    this.#host = host;
+    this.#retry = retry;
+    this.#what = what;
+    this.#step = step;
+  }
+
+  start(): void {
+    void this.#poll();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#timer?.cancel();
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#stopped) return;
+    let next: number;
+    try {
+      next = await this.#step();
+      this.#retry.reset();
+    } catch (err) {
+      if (this.#stopped) return;
+      this.#host.fail(sourceError(this.#what, err));
+      next = this.#retry.next();
+    }
+    if (this.#stopped) return;
+    this.#timer = this.#host.clock.setTimeout(() => void this.#poll(), next);
   }
 }

@@ -9,7 +9,7 @@ import type { TimerHandle } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import type { VaultSourceConfig } from '../config.js';
 import { HttpClient, type HttpResponse, readSecretFile, statusError } from './http-client.js';
-import { Retry, type Source, type SourceHost } from './source.js';
+import { Retry, type Source, type SourceHost, sourceError } from './source.js';
 
 interface AuthAnswer {
   auth?: { client_token?: string; lease_duration?: number; renewable?: boolean };
@@ -67,10 +67,7 @@ export class VaultSource implements Source {
       this.#retry.reset();
     } catch (err) {
       if (this.#stopped) return;
-      const e =
-        err instanceof PillionError
-          ? err
-          : new PillionError('PILLION_ERR_SYNC_SOURCE', `${this.#what}: ${(err as Error).message}`);
+      const e = sourceError(this.#what, err);
       this.#host.fail(e);
       this.#lease = undefined;
       this.#schedule(() => this.#fetch(), this.#retry.next());
