@@ -5,61 +5,37 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { TimerHandle } from '../../lib/clock.js';
-import { DirWatcher } from '../../lib/dir-watcher.js';
 import { PillionError } from '../../lib/errors.js';
 import type { DirectorySourceConfig } from '../config.js';
 import type { Source, SourceHost } from './source.js';
+import { WatchedReads } from './watched.js';
 
 export class DirectorySource implements Source {
   readonly #cfg: DirectorySourceConfig;
   readonly #host: SourceHost;
   readonly #name: string;
   readonly #dir: string;
-  #watcher: DirWatcher | undefined;
-  #timer: TimerHandle | undefined;
-  #stopped = false;
-  #reading = false;
-  #again = false;
+  readonly #reads: WatchedReads;
 
   constructor(name: string, cfg: DirectorySourceConfig, host: SourceHost) {
     this.#name = name;
     this.#cfg = cfg;
     this.#host = host;
     this.#dir = resolve(cfg.path);
+    this.#reads = new WatchedReads({
+      dir: this.#dir,
+      pollMs: cfg.poll,
+      clock: host.clock,
+      read: () => this.#readOnce(),
+    });
   }
 
   start(): void {
-    this.#watcher = new DirWatcher({ onEvent: () => this.#read() });
-    this.#watcher.sync([this.#dir]);
-    this.#read();
+    this.#reads.start();
   }
 
   stop(): void {
-    this.#stopped = true;
-    this.#watcher?.close();
-    this.#timer?.cancel();
-  }
-
-  #read(): void {
-    if (this.#stopped) return;
-    if (this.#reading) {
-      this.#again = true;
-      return;
-    }
-    this.#reading = true;
-    this.#timer?.cancel();
-    void this.#readOnce().finally(() => {
-      this.#reading = false;
-      if (this.#stopped) return;
-      this.#watcher?.sync([this.#dir]);
-      if (this.#again) {
-        this.#again = false;
-        this.#read();
-        return;
-      }
-      this.#timer = this.#host.clock.setTimeout(() => this.#read(), this.#cfg.poll);
-    });
+    this.#reads.stop();
   }
 
   async #readOnce(): Promise<void> {
@@ -69,7 +45,7 @@ export class DirectorySource implements Source {
     try {
       names = (await readdir(this.#dir)).filter((n) => !n.startsWith('.')).sort();
     } catch (err) {
-      if (!this.#stopped)
+      if (!this.#reads.stopped)
         fail(`cannot list ${this.#dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       return;
     }
@@ -89,10 +65,10 @@ export class DirectorySource implements Source {
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') continue; // removed between the listing and the read: the next read tells
-        if (!this.#stopped) fail(`cannot read ${p}: ${code ?? (err as Error).message}`);
+        if (!this.#reads.stopped) fail(`cannot read ${p}: ${code ?? (err as Error).message}`);
         return;
       }
     }
-    if (!this.#stopped) this.#host.update(values, hash.digest('hex').slice(0, 12));
+    if (!this.#reads.stopped) this.#host.update(values, hash.digest('hex').slice(0, 12));
   }
 }
