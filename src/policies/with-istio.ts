@@ -65,7 +65,7 @@ export async function withIstio(
     inbound.mtls = t.mtls.value;
   }
   const merged = { ...raw, inbound };
-  const again = (await schemaFor(Object.keys(merged))).safeParse(merged);
+  const again = (await schemaFor(Object.keys(merged))).safeParse(merged, { jitless: true });
   if (!again.success)
     return {
       ok: false,
