@@ -65,6 +65,12 @@ test("regression: the memory buffer counts what events hold in the heap (within 
       parse: compileParser('json', errors, { keepRaw: true }),
       enrich: true,
     },
+    {
+      name: 'lean JSON lines (text only), enriched',
+      cost: EVENT_COST.lean,
+      parse: compileParser('json', errors, { keepRaw: true, lean: ['env', 'host'] }),
+      enrich: true,
+    },
     { name: 'JSON parsed', cost: EVENT_COST.parsed, parse: compileParser('json', errors), enrich: false },
     {
       name: 'lines kept as message',

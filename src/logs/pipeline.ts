@@ -27,7 +27,7 @@ import { createStdinSource } from './sources/stdin.js';
 import { createSyslogSource } from './sources/syslog.js';
 import { createTailSource } from './sources/tail.js';
 import { LogStats } from './stats.js';
-import { appendsOnly, compileTransforms, type TransformChain } from './transforms/index.js';
+import { appendsOnly, compileTransforms, leanNames, type TransformChain } from './transforms/index.js';
 import type { Chunk, LogSource, SinkDriver, SourceContext, Timing } from './types.js';
 
 export interface PipelineOptions {
@@ -68,14 +68,53 @@ interface SourceEntry {
  * after a full collection (Node 20; memory.test.ts keeps it honest): a JSON line that keeps its
  * text (RAW) holds that text and the parsed values, about 2 × its bytes + 176; other events about
  * their bytes + 100 (a `message` string, or parsed fields, and the object); a syslog message splits
- * into a dozen fields, about its bytes + 350. Counting this, not the bytes read, is what lets a
+ * into a dozen fields, about its bytes + 350. A lean event (its text alone, see leanEvent in
+ * types.ts) takes about its bytes + 64. Counting this, not the bytes read, is what lets a
  * memory buffer's maxBytes bound the memory it holds.
  */
 export const EVENT_COST = {
+  lean: { perByte: 1, perEvent: 64 },
   raw: { perByte: 2, perEvent: 176 },
   parsed: { perByte: 1, perEvent: 112 },
   syslog: { perByte: 1, perEvent: 352 },
 } as const;
+
+/**
+ * Sinks that read nothing of an event but its JSON text (encodeEvent): a source whose sinks are all
+ * of these can keep its events lean. Loki (labels) and syslog (severity, app, message fields) read
+ * fields.
+ */
+const TEXT_ONLY_SINKS: ReadonlySet<SinkConfig['type']> = new Set([
+  'file',
+  'stdout',
+  'http',
+  'clickhouse',
+  'elasticsearch',
+]);
+
+/** A tail source parsing JSON whose transforms only append: its events keep their line's text. */
+export function keepsRaw(cfg: LogsConfig, source: string): boolean {
+  const sc = cfg.sources[source];
+  return (
+    sc !== undefined &&
+    sc.type === 'tail' &&
+    sc.parser === 'json' &&
+    sc.format === 'lines' &&
+    sc.pathField === undefined &&
+    appendsOnly(cfg.transforms, source)
+  );
+}
+
+/**
+ * The names a lean parse must leave whole (see leanEvent in types.ts), when the source's events can
+ * be lean: they keep their text, only enrich transforms apply, and every sink it feeds only sends
+ * text. Undefined otherwise.
+ */
+export function leanFields(cfg: LogsConfig, source: string, sinks: readonly string[]): string[] | undefined {
+  if (!keepsRaw(cfg, source)) return undefined;
+  if (!sinks.every((s) => TEXT_ONLY_SINKS.has(cfg.sinks[s]!.type))) return undefined;
+  return leanNames(cfg.transforms, source);
+}
 
 /** Acknowledgements still owed for a chunk, by the sinks it went to. */
 const pendingAcks = new WeakMap<Chunk, number>();
@@ -149,11 +188,17 @@ export class Pipeline {
         cost:
           sc.type === 'syslog'
             ? EVENT_COST.syslog
-            : this.#keepsRaw(name, sc)
-              ? EVENT_COST.raw
-              : EVENT_COST.parsed,
+            : leanFields(
+                  cfg,
+                  name,
+                  sinks.map((s) => s.name),
+                ) !== undefined
+              ? EVENT_COST.lean
+              : keepsRaw(cfg, name)
+                ? EVENT_COST.raw
+                : EVENT_COST.parsed,
       };
-      entry.source = this.#source(name, sc, this.#context(entry));
+      entry.source = this.#source(entry, sc, this.#context(entry));
       this.#sources.push(entry);
     }
   }
@@ -304,25 +349,22 @@ export class Pipeline {
     }
   }
 
-  /** A tail source parsing JSON whose transforms only append: its events keep their line's text. */
-  #keepsRaw(name: string, sc: SourceConfig): boolean {
-    return (
-      sc.type === 'tail' &&
-      sc.parser === 'json' &&
-      sc.format === 'lines' &&
-      sc.pathField === undefined &&
-      appendsOnly(this.#cfg.transforms, name)
-    );
-  }
-
-  #source(name: string, sc: SourceConfig, ctx: SourceContext): LogSource {
+  #source(entry: SourceEntry, sc: SourceConfig, ctx: SourceContext): LogSource {
+    const name = entry.name;
     switch (sc.type) {
       case 'tail':
         return createTailSource(
           sc,
           ctx,
           // The framer adds fields of its own to CRI records and with pathField.
-          compileParser(sc.parser, ctx.stats.parseErrors, { keepRaw: this.#keepsRaw(name, sc) }),
+          compileParser(sc.parser, ctx.stats.parseErrors, {
+            keepRaw: keepsRaw(this.#cfg, name),
+            lean: leanFields(
+              this.#cfg,
+              name,
+              entry.sinks.map((s) => s.name),
+            ),
+          }),
         );
       case 'stdin':
         return createStdinSource(sc, ctx, compileParser(sc.parser, ctx.stats.parseErrors), this.#opts.stdin);

@@ -32,9 +32,49 @@ export function setRaw(event: LogEvent, open: string | undefined): void {
   (event as WithRaw)[RAW] = open;
 }
 
+/**
+ * A lean event (see `lean` in parsers/json.ts) holds its JSON text and none of its fields yet: the
+ * parser makes one only for a source whose transforms and sinks never read an event's fields
+ * (sinks that send the text, transforms that only append; pipeline.ts decides). It takes about half
+ * the heap of the parsed object beside its text, which is what a memory buffer and the catch-up
+ * after an outage hold. `materialize` gives it its fields, and `dropRaw` does so before it drops the
+ * text, so code that reads or edits fields need only call one of them first.
+ */
+const LEAN: unique symbol = Symbol('pillion.lean');
+
+type WithLean = WithRaw & { [LEAN]?: true | undefined };
+
+/** An event of JSON text alone, its fields not yet set: `open` is the text without its closing brace. */
+export function leanEvent(open: string): LogEvent {
+  const event: LogEvent = {};
+  (event as WithLean)[RAW] = open;
+  (event as WithLean)[LEAN] = true;
+  return event;
+}
+
+/** Whether the event is lean: its fields are only in its raw text. */
+export function isLean(event: LogEvent): boolean {
+  return (event as WithLean)[LEAN] === true;
+}
+
+/**
+ * Sets a lean event's fields from its text (which holds every field set on it since, see enrich),
+ * in the text's order; the text is kept. Other events are left as they are.
+ */
+export function materialize(event: LogEvent): void {
+  const e = event as WithLean;
+  if (e[LEAN] !== true) return;
+  const fields = JSON.parse(`${e[RAW]!}}`) as LogEvent;
+  for (const k of Object.keys(event)) delete event[k];
+  Object.assign(event, fields);
+  e[LEAN] = undefined;
+}
+
 /** The event was changed in a way its raw text does not follow: sinks encode it anew. */
 export function dropRaw(event: LogEvent): void {
-  if ((event as WithRaw)[RAW] !== undefined) (event as WithRaw)[RAW] = undefined;
+  if ((event as WithRaw)[RAW] === undefined) return;
+  materialize(event);
+  (event as WithRaw)[RAW] = undefined;
 }
 
 /** The standard field names the stages agree on. */

@@ -16,14 +16,16 @@ import { regexParser } from './regex.js';
 export function compileParser(
   config: ParserConfig,
   parseErrors: Series,
-  opts: { keepRaw?: boolean } = {},
+  opts: { keepRaw?: boolean; lean?: readonly string[] | undefined } = {},
 ): (text: string) => LogEvent {
   if (typeof config === 'object') return regexParser(config.pattern, parseErrors);
   switch (config) {
     case 'json': {
       // `json` keeps each event's text when asked (see RAW in types.ts); the others make new text anyway.
+      // With `lean` (the names enrich sets), events that keep their text are only that text.
       const keepRaw = opts.keepRaw === true;
-      return (text) => parseJson(text, parseErrors, keepRaw);
+      const lean = keepRaw && opts.lean !== undefined ? new Set(opts.lean) : undefined;
+      return (text) => parseJson(text, parseErrors, keepRaw, lean);
     }
     case 'logfmt':
       return (text) => parseLogfmt(text, parseErrors);

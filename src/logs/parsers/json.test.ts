@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { encodeEvent } from '../sinks/encode.js';
-import { rawOf } from '../types.js';
+import { dropRaw, isLean, materialize, rawOf } from '../types.js';
 import { memberCount, parseJson } from './json.js';
 
 const counter = () => ({ labels: {}, value: 0 });
@@ -91,6 +91,32 @@ describe('json parser', () => {
     assert.equal(rawOf(parseJson('{}', errors, true)), undefined);
     assert.equal(rawOf(parseJson('{"a":', errors, true)), undefined, 'a failure is never raw');
     assert.equal(errors.value, 1);
+  });
+
+  test('lean: an event that keeps its text is only that text until its fields are asked for; names enrich sets keep it whole', () => {
+    const errors = counter();
+    const lean = new Set(['env', 'host']);
+    const ev = parseJson('{"a":1.50,"b":"x"}', errors, true, lean);
+    assert.ok(isLean(ev));
+    assert.deepEqual(Object.keys(ev), [], 'no fields yet');
+    assert.equal(encodeEvent(ev), '{"a":1.50,"b":"x"}', 'sent as written');
+    materialize(ev);
+    assert.ok(!isLean(ev));
+    assert.deepEqual(Object.fromEntries(Object.entries(ev)), { a: 1.5, b: 'x' });
+    assert.equal(encodeEvent(ev), '{"a":1.50,"b":"x"}', 'still its text');
+    // dropRaw gives a lean event its fields before it lets go of the text.
+    const other = parseJson('{"a":2}', errors, true, lean);
+    dropRaw(other);
+    assert.deepEqual(Object.fromEntries(Object.entries(other)), { a: 2 });
+    assert.equal(rawOf(other), undefined);
+    // A line that already has a field enrich will set stays parsed, so enrich sees the clash.
+    const clash = parseJson('{"a":1,"env":"dev"}', errors, true, lean);
+    assert.ok(!isLean(clash));
+    assert.deepEqual(Object.keys(clash), ['a', 'env']);
+    // Only with keepRaw, and never for what keepRaw refuses.
+    assert.ok(!isLean(parseJson('{"a":1}', errors, false, lean)));
+    assert.ok(!isLean(parseJson('{"a":1,"a":2}', errors, true, lean)));
+    assert.ok(!isLean(parseJson('nope', errors, true, lean)));
   });
 
   test('memberCount counts top-level members whatever the strings and nesting hold (property)', () => {

@@ -2,14 +2,21 @@
 // with `parse_error` set. It runs once per line at full ingest rate, so it rejects cheaply first.
 
 import type { Series } from '../../metrics/index.js';
-import { type LogEvent, setRaw } from '../types.js';
+import { type LogEvent, leanEvent, setRaw } from '../types.js';
 
 /**
  * Parses one record; never throws. A failure is counted on parseErrors and kept as
  * `{ message, parse_error }`. With `keepRaw`, an object of one line whose keys are all distinct
- * keeps its text (see RAW in types.ts).
+ * keeps its text (see RAW in types.ts). With `lean` too, such an event is only its text (see
+ * leanEvent in types.ts), unless it has one of the names in `lean` (the fields enrich will set,
+ * which must see them).
  */
-export function parseJson(text: string, parseErrors: Series, keepRaw = false): LogEvent {
+export function parseJson(
+  text: string,
+  parseErrors: Series,
+  keepRaw = false,
+  lean?: ReadonlySet<string>,
+): LogEvent {
   // A thrown SyntaxError costs far more than a parse, so look at both ends before trying: an object
   // starts with `{` and ends with `}` once JSON's own whitespace is skipped.
   const len = text.length;
@@ -32,7 +39,10 @@ export function parseJson(text: string, parseErrors: Series, keepRaw = false): L
     // and Elasticsearch refuse. So the text is kept only when it has as many members as the object.
     let keys = 0;
     for (const _ in event) keys++;
-    if (keys > 0 && memberCount(text, start, end) === keys) setRaw(event, text.slice(start, end));
+    if (keys > 0 && memberCount(text, start, end) === keys) {
+      if (lean !== undefined && !hasAny(event, lean)) return leanEvent(text.slice(start, end));
+      setRaw(event, text.slice(start, end));
+    }
   }
   return event;
 }
@@ -63,6 +73,11 @@ export function memberCount(text: string, start: number, end: number): number {
     else if (c === 0x2c /* , */ && depth === 0) commas++;
   }
   return any ? commas + 1 : 0;
+}
+
+function hasAny(event: LogEvent, names: ReadonlySet<string>): boolean {
+  for (const n of names) if (Object.hasOwn(event, n)) return true;
+  return false;
 }
 
 function isJsonSpace(c: number): boolean {

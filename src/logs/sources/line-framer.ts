@@ -353,6 +353,9 @@ export class LineFramer {
       ev = { [FIELD.message]: text, [FIELD.parseError]: NOT_CRI_REASON };
       if (this.#parseErrors) this.#parseErrors.value++;
     } else ev = this.#parse(text);
+    // The raw text goes before fields are set: a lean event takes its fields from it first.
+    if (flags !== 0 || time !== undefined || stream !== undefined || this.#pathField !== undefined)
+      dropRaw(ev);
     if (flags !== 0) {
       if ((flags & RECORD_FLAG.truncated) !== 0) {
         ev[FIELD.truncated] = true;
@@ -365,8 +368,6 @@ export class LineFramer {
     if (time !== undefined && ev[FIELD.time] === undefined) ev[FIELD.time] = time;
     if (stream !== undefined && ev[FIELD.stream] === undefined) ev[FIELD.stream] = stream;
     if (this.#pathField !== undefined) ev[this.#pathField] = this.#path;
-    if (flags !== 0 || time !== undefined || stream !== undefined || this.#pathField !== undefined)
-      dropRaw(ev);
     this.#ready.push(ev);
     if (end > this.#doneEnd) this.#doneEnd = end;
   }

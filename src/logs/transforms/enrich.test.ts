@@ -5,9 +5,9 @@ import { PillionError } from '../../lib/errors.js';
 import fc from 'fast-check';
 import { parseJson } from '../parsers/json.js';
 import { encodeEvent } from '../sinks/encode.js';
-import { type LogEvent, rawOf } from '../types.js';
+import { type LogEvent, materialize, rawOf } from '../types.js';
 import { compileEnrich } from './enrich.js';
-import type { TransformDeps } from './index.js';
+import { compileTransforms, leanNames, type TransformDeps } from './index.js';
 
 function deps(over: Partial<TransformDeps> = {}): TransformDeps {
   return {
@@ -182,5 +182,48 @@ describe('enrich transform', () => {
       ),
       { numRuns: 500 },
     );
+  });
+
+  test('lean events through one or two enrich transforms encode and materialize as parsed ones do (property)', () => {
+    const name = fc.string({ minLength: 1, maxLength: 3 }).map((s) => `k${s}`);
+    fc.assert(
+      fc.property(
+        fc.dictionary(name, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 }),
+        fc.dictionary(name, fc.string(), { maxKeys: 3 }),
+        fc.dictionary(name, fc.string(), { maxKeys: 3 }),
+        (obj, first, second) => {
+          const transforms = [
+            { type: 'enrich' as const, fields: first },
+            { type: 'enrich' as const, fields: second },
+          ];
+          const chain = compileTransforms(transforms, ['app'], deps()).get('app')!;
+          const names = leanNames(transforms, 'app');
+          assert.ok(names !== undefined);
+          const text = JSON.stringify(obj);
+          const errors = { labels: {}, value: 0 };
+          const [lean] = chain([parseJson(text, errors, true, new Set(names))]);
+          const [parsed] = chain([parseJson(text, errors, true)]);
+          assert.equal(encodeEvent(lean!), encodeEvent(parsed!));
+          materialize(lean!);
+          assert.deepEqual(Object.entries(lean!), Object.entries(parsed!));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  test('leanNames: the names enrich sets, or nothing when a filter or an edit applies to the source', () => {
+    const enrich = { type: 'enrich' as const, fields: { env: 'prod' }, hostname: 'host' };
+    assert.deepEqual(leanNames([enrich], 'app'), ['env', 'host']);
+    assert.deepEqual(leanNames([], 'app'), []);
+    const filter = {
+      type: 'filter' as const,
+      sources: ['other'],
+      action: 'drop' as const,
+      field: 'level',
+      equals: ['x'],
+    };
+    assert.deepEqual(leanNames([enrich, filter], 'app'), ['env', 'host'], 'a filter of another source');
+    assert.equal(leanNames([enrich, { ...filter, sources: undefined }], 'app'), undefined);
   });
 });

@@ -3,7 +3,7 @@
 
 import { PillionError } from '../../lib/errors.js';
 import type { TransformConfig } from '../config.js';
-import { type LogEvent, rawOf, setRaw } from '../types.js';
+import { dropRaw, type LogEvent, rawOf, setRaw } from '../types.js';
 import { setField } from './field.js';
 import type { TransformChain, TransformDeps } from './index.js';
 
@@ -18,7 +18,8 @@ interface PodMetadata {
 }
 
 /** The field names an enrich sets, in order. */
-function fieldNames(config: EnrichConfig): string[] {
+/** The names an enrich sets, in the order it sets them. */
+export function fieldNames(config: EnrichConfig): string[] {
   const names = Object.keys(config.fields);
   if (config.hostname !== undefined) names.push(config.hostname);
   if (config.kubernetes) names.push(config.kubernetes.field);
@@ -65,7 +66,8 @@ export function compileEnrich(config: EnrichConfig, deps: TransformDeps): Transf
       if (raw !== undefined) {
         let clash = !appends;
         for (let j = 0; j < allNames.length && !clash; j++) clash = Object.hasOwn(event, allNames[j]!);
-        setRaw(event, clash ? undefined : raw + suffix);
+        if (clash) dropRaw(event);
+        else setRaw(event, raw + suffix);
       }
       for (let j = 0; j < names.length; j++) setField(event, names[j]!, values[j]);
       // A fresh object per event: later stages (redact) edit nested values in place.

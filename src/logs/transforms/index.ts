@@ -4,7 +4,7 @@
 import type { Clock } from '../../lib/clock.js';
 import type { TransformConfig } from '../config.js';
 import type { LogEvent } from '../types.js';
-import { compileEnrich, enrichAppends } from './enrich.js';
+import { compileEnrich, enrichAppends, fieldNames } from './enrich.js';
 import { compileFilter } from './filter.js';
 import { compileKeep } from './keep.js';
 import { compileRedact } from './redact.js';
@@ -73,6 +73,21 @@ export function appendsOnly(configs: TransformConfig[], source: string): boolean
     }
   }
   return true;
+}
+
+/**
+ * When only enrich transforms apply to `source` (no filter, nothing that edits), the names they
+ * set: its events need no fields until a sink reads them, so they can stay lean (leanEvent in
+ * types.ts) if the sinks only send their text. Undefined when some transform reads fields.
+ */
+export function leanNames(configs: TransformConfig[], source: string): string[] | undefined {
+  const names: string[] = [];
+  for (const c of configs) {
+    if (c.sources !== undefined && !c.sources.includes(source)) continue;
+    if (c.type !== 'enrich' || !enrichAppends(c)) return undefined;
+    names.push(...fieldNames(c));
+  }
+  return names;
 }
 
 function compileOne(config: TransformConfig, deps: TransformDeps): TransformChain {
