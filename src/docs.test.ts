@@ -109,7 +109,8 @@ test('the example extractor finds blocks, their lines and their markers', () => 
 // --- the front page ------------------------------------------------------------------------------
 
 /** Words that name a planned feature; a sentence using one must say it is planned. */
-const PLANNED_WORDS = /\b(retr(y|ies)|circuit[- ]break\w*|inject\w*|metrics export\w*)\b/i;
+const PLANNED_WORDS =
+  /\b(retr(y|ies)|circuit[- ]break\w*|admission webhook|iptables interception|metrics export\w*)\b/i;
 
 function unhonestSentences(text: string): string[] {
   return text
@@ -144,8 +145,8 @@ test('the README says what is coming, and names every planned section and comman
 test('a planned command answers that it is not built yet, in one line', () => {
   const planned = PLANNED_ROLES.flatMap((r) => r.commands);
   // Every planned command is handled by the same loop; two of them stand for all.
-  assert.ok(planned.includes('inject') && planned.includes('top'));
-  for (const cmd of ['inject', 'top']) {
+  assert.ok(planned.includes('top'));
+  for (const cmd of ['top', ...planned.filter((c) => c !== 'top').slice(0, 1)]) {
     const r = spawnSync(process.execPath, [join(root, 'dist/cli/main.js'), cmd, '--some-flag'], {
       encoding: 'utf8',
     });

@@ -275,10 +275,10 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: ['top'],
   },
   {
-    what: 'Kubernetes injection (pillion inject, the admission webhook, iptables interception)',
+    what: 'Kubernetes: the injection admission webhook and iptables interception (pillion inject is built)',
     sections: [],
     keys: [],
-    commands: ['inject', 'webhook', 'iptables'],
+    commands: ['webhook', 'iptables'],
   },
 ];
 

@@ -37,6 +37,10 @@ program
   .addOption(
     new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
   )
+  .option(
+    '--probe-listen <address>',
+    'also serve /healthz and /readyz alone on this address (e.g. :15021, for the kubelet), once every role has started',
+  )
   .action(async (opts) => {
     // Exit even if something still holds the event loop: the runtime has drained and stopped.
     const { runCommand } = await import('./run.js');
@@ -100,6 +104,29 @@ if (commandName(process.argv.slice(2)) === 'ca') {
 } else {
   program.command('ca').description(CA_DESCRIPTION).argument('[command]');
 }
+
+program
+  .command('inject')
+  .description(
+    'add pillion to the pods of Kubernetes manifests (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, List), as istioctl kube-inject does; writes them to stdout',
+  )
+  .requiredOption('-f, --filename <file>', 'the manifests (multi-document YAML); - reads stdin')
+  .option(
+    '-c, --config <file>',
+    "the sidecar's pillion.yaml: validated, then added as the ConfigMap the sidecar mounts",
+  )
+  .option(
+    '--injector-config <file>',
+    "the injector's settings (image, resources, mode, ports), as the webhook reads them",
+  )
+  .option(
+    '--legacy-sidecar',
+    'for clusters before 1.29: a regular container first, holding the app until pillion has started',
+  )
+  .action(async (opts) => {
+    const { injectCommand } = await import('./inject.js');
+    return finish(await injectCommand(opts));
+  });
 
 // Commands of planned roles answer that they are coming, not "unknown command".
 for (const role of PLANNED_ROLES) {
