@@ -275,10 +275,10 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: ['top'],
   },
   {
-    what: 'Kubernetes: the injection admission webhook and iptables interception (pillion inject is built)',
+    what: 'Kubernetes: iptables interception (pillion inject and the webhook are built)',
     sections: [],
     keys: [],
-    commands: ['webhook', 'iptables'],
+    commands: ['iptables'],
   },
 ];
 

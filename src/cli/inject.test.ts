@@ -106,3 +106,19 @@ test('pillion run --probe-listen serves /healthz and /readyz alone, once every r
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /PILLION_ERR_CLI_BAD_OPTION: --probe-listen "nowhere"/);
 });
+
+test('pillion webhook refuses certificate files it cannot use, naming them', () => {
+  const r = run([
+    'webhook',
+    '--cert',
+    'missing.crt',
+    '--key',
+    'missing.key',
+    '--listen',
+    '127.0.0.1:0',
+    '--log-format',
+    'json',
+  ]);
+  assert.equal(r.status, 1);
+  assert.match(r.stdout + r.stderr, /PILLION_ERR_WEBHOOK_TLS.*cannot use missing.crt and missing.key/);
+});

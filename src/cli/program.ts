@@ -128,6 +128,25 @@ program
     return finish(await injectCommand(opts));
   });
 
+program
+  .command('webhook')
+  .description(
+    'the mutating admission webhook: injects pillion into the Pods the API server sends it (AdmissionReview v1 over HTTPS)',
+  )
+  .requiredOption('--cert <file>', 'TLS certificate (PEM) the API server verifies; reloaded when it changes')
+  .requiredOption('--key <file>', 'its private key (PEM)')
+  .option(
+    '-c, --config <file>',
+    "the injector's settings (sidecar image, resources, mode, policy, webhook limits)",
+  )
+  .option('--listen <address>', 'override webhook.listen (default :9443)')
+  .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
+  .addOption(new Option('--log-format <format>', 'log format').choices(['auto', 'json', 'pretty']))
+  .action(async (opts) => {
+    const { webhookCommand } = await import('./webhook.js');
+    return finish(await webhookCommand(opts));
+  });
+
 // Commands of planned roles answer that they are coming, not "unknown command".
 for (const role of PLANNED_ROLES) {
   for (const name of role.commands) {
