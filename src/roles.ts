@@ -274,12 +274,6 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     keys: ['inbound.routes[].transform'],
     commands: ['top'],
   },
-  {
-    what: 'Kubernetes: iptables interception (pillion inject and the webhook are built)',
-    sections: [],
-    keys: [],
-    commands: ['iptables'],
-  },
 ];
 
 type Segment = string | number;

@@ -122,3 +122,47 @@ test('pillion webhook refuses certificate files it cannot use, naming them', () 
   assert.equal(r.status, 1);
   assert.match(r.stdout + r.stderr, /PILLION_ERR_WEBHOOK_TLS.*cannot use missing.crt and missing.key/);
 });
+
+test('pillion iptables --print shows the rules; bad options are refused, each named', () => {
+  const r = run([
+    'iptables',
+    '--print',
+    '--inbound-ports',
+    '8080,8443',
+    '--exclude-outbound-cidrs',
+    '10.96.0.1/32',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(
+    r.stdout,
+    `*nat
+:PILLION_INBOUND - [0:0]
+:PILLION_IN_REDIRECT - [0:0]
+:PILLION_OUTPUT - [0:0]
+:PILLION_REDIRECT - [0:0]
+-A PREROUTING -p tcp -j PILLION_INBOUND
+-A PILLION_INBOUND -p tcp --dport 8080 -j PILLION_IN_REDIRECT
+-A PILLION_INBOUND -p tcp --dport 8443 -j PILLION_IN_REDIRECT
+-A PILLION_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
+-A OUTPUT -p tcp -j PILLION_OUTPUT
+-A PILLION_OUTPUT -m owner --uid-owner 1337 -j RETURN
+-A PILLION_OUTPUT -m owner --gid-owner 1337 -j RETURN
+-A PILLION_OUTPUT -o lo -j RETURN
+-A PILLION_OUTPUT -d 127.0.0.0/8 -j RETURN
+-A PILLION_OUTPUT -d 10.96.0.1/32 -j RETURN
+-A PILLION_OUTPUT -j PILLION_REDIRECT
+-A PILLION_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+COMMIT
+`,
+  );
+  const bad = run(['iptables', '--print', '--inbound-ports', '15006,x', '--uid', '0']);
+  assert.equal(bad.status, 1);
+  assert.equal(
+    bad.stderr,
+    `pillion iptables: PILLION_ERR_CLI_BAD_OPTION: --uid: "0" is not a user id above 0 (root's traffic must stay intercepted)
+pillion iptables: PILLION_ERR_CLI_BAD_OPTION: --inbound-ports: "x" is not a port number
+pillion iptables: PILLION_ERR_CLI_BAD_OPTION: --inbound-ports: 15006 is pillion's inbound listener; redirecting it would loop
+`,
+  );
+  assert.equal(run(['iptables']).status, 1);
+});

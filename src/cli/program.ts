@@ -14,7 +14,7 @@ const POD_DESCRIPTION =
 const program = new Command()
   .name('pillion')
   .description(
-    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP) with workload identities and mutual TLS from a local CA (`pillion ca`), JWT authentication, authorization and rate limits (Istio security YAML read as it is), a log shipper, config files kept current from files, HTTP, etcd, Consul and Vault (`sync:`), and `pillion pod`, a local pod runner.',
+    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP) with workload identities and mutual TLS from a local CA (`pillion ca`), JWT authentication, authorization and rate limits (Istio security YAML read as it is), a log shipper, config files kept current from files, HTTP, etcd, Consul and Vault (`sync:`), `pillion pod`, a local pod runner, and `pillion inject`, `pillion webhook` and `pillion iptables` to put pillion into Kubernetes pods.',
   )
   .version(VERSION)
   .showHelpAfterError()
@@ -145,6 +145,30 @@ program
   .action(async (opts) => {
     const { webhookCommand } = await import('./webhook.js');
     return finish(await webhookCommand(opts));
+  });
+
+program
+  .command('iptables')
+  .description(
+    "redirect a pod's TCP through pillion (Istio's istio-init): inbound for the app's ports to the inbound listener, outbound to the outbound listener, pillion's own user exempt",
+  )
+  .option('--print', 'print the rules (iptables-restore input) and exit')
+  .option(
+    '--apply',
+    'apply them in this network namespace (needs NET_ADMIN); what the pillion-init container runs',
+  )
+  .option(
+    '--inbound-ports <ports>',
+    "the app's ports whose inbound TCP is redirected, comma-separated (none: inbound untouched)",
+  )
+  .option('--inbound-port <port>', "pillion's inbound listener", '15006')
+  .option('--outbound-port <port>', "pillion's outbound listener", '15001')
+  .option('--uid <uid>', 'the user pillion runs as; its traffic is never redirected', '1337')
+  .option('--exclude-outbound-ports <ports>', 'outbound TCP ports left alone, comma-separated')
+  .option('--exclude-outbound-cidrs <cidrs>', 'outbound destinations left alone, comma-separated IPv4 CIDRs')
+  .action(async (opts) => {
+    const { iptablesCommand } = await import('./iptables.js');
+    return finish(await iptablesCommand(opts));
   });
 
 // Commands of planned roles answer that they are coming, not "unknown command".
