@@ -12,6 +12,7 @@ export const ANNOTATIONS = {
   status: 'pillion.dev/status',
   config: 'pillion.dev/config',
   sidecarMode: 'pillion.dev/sidecar-mode',
+  sidecarPosition: 'pillion.dev/sidecar-position',
   interception: 'pillion.dev/interception',
   inboundPorts: 'pillion.dev/inbound-ports',
   excludeOutboundPorts: 'pillion.dev/exclude-outbound-ports',
@@ -32,6 +33,8 @@ export const INJECT_LABEL = ANNOTATIONS.inject;
 export interface PodOptions {
   configMap: string;
   mode: 'native' | 'legacy';
+  /** native mode: before the pod's own init containers (they can use pillion), or after them. */
+  position: 'first' | 'after-init';
   interception: 'none' | 'iptables';
   /** App ports whose inbound traffic is redirected; undefined: the containers' declared ports. */
   inboundPorts: number[] | undefined;
@@ -67,6 +70,7 @@ export function podOptions(
   const options: PodOptions = {
     configMap: settings.configMap,
     mode: settings.mode,
+    position: 'first',
     interception: settings.interception,
     inboundPorts: undefined,
     excludeOutboundPorts: [...settings.excludeOutboundPorts],
@@ -104,6 +108,7 @@ export function podOptions(
     else problems.push({ key: ANNOTATIONS.config, message: `"${config}" is not a ConfigMap name` });
   }
   options.mode = oneOf(ANNOTATIONS.sidecarMode, ['native', 'legacy'] as const) ?? options.mode;
+  options.position = oneOf(ANNOTATIONS.sidecarPosition, ['first', 'after-init'] as const) ?? options.position;
   options.interception =
     oneOf(ANNOTATIONS.interception, ['none', 'iptables'] as const) ?? options.interception;
 

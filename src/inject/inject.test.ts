@@ -165,7 +165,7 @@ for (const [kind, manifest] of Object.entries(WORKLOADS)) {
     ]);
     assert.deepEqual(
       spec.volumes!.map((v) => v.name),
-      ['logs', 'pillion-config', 'pillion-data', 'pillion-tmp'],
+      ['logs', 'pillion-config', 'pillion-data'],
     );
     assert.deepEqual(
       spec.containers.map((c) => c.name),
@@ -366,7 +366,7 @@ test('annotations: log paths share a volume, resources and interception are per 
   assert.equal(sidecar.resources?.limits?.memory, '1Gi');
   // /var/log/app is the app's own volume; /srv/logs is a new one mounted in the app too.
   assert.deepEqual(
-    sidecar.volumeMounts!.slice(3).map((m) => [m.name, m.mountPath, m.readOnly]),
+    sidecar.volumeMounts!.slice(2).map((m) => [m.name, m.mountPath, m.readOnly]),
     [
       ['logs', '/var/log/app', true],
       ['pillion-logs-1', '/srv/logs', true],
@@ -452,4 +452,25 @@ test('--config adds the ConfigMap the sidecar mounts, in the workload namespace,
     `${sidecar}runtime: { drainTimeout: 2s }\n`,
   );
   assert.equal(objects(changed.output).length, 2);
+});
+
+test("pillion.dev/sidecar-position: after-init starts pillion after the pod's own init containers", async () => {
+  const manifest = WORKLOADS.Deployment!.replace(
+    'metadata: { labels: { app: app } }',
+    `metadata: { labels: { app: app }, annotations: { pillion.dev/sidecar-position: after-init } }`,
+  ).replace(
+    '      containers:\n',
+    '      initContainers:\n        - { name: migrate, image: shop/migrate:1.0 }\n      containers:\n',
+  );
+  const o = objects((await inject(manifest)).output)[0]!;
+  await assertValid(o);
+  assert.deepEqual(
+    podSpec(o).initContainers!.map((c) => c.name),
+    ['migrate', 'pillion'],
+  );
+  const first = objects((await inject(manifest.replace('after-init', 'first'))).output)[0]!;
+  assert.deepEqual(
+    podSpec(first).initContainers!.map((c) => c.name),
+    ['pillion', 'migrate'],
+  );
 });

@@ -169,7 +169,10 @@ export function injectTemplate(
 
   const userInits = spec.initContainers ?? [];
   if (options.mode === 'native') {
-    spec.initContainers = [...parts.initContainers, sidecar, ...userInits];
+    spec.initContainers =
+      options.position === 'first'
+        ? [...parts.initContainers, sidecar, ...userInits]
+        : [...parts.initContainers, ...userInits, sidecar];
   } else {
     if (parts.initContainers.length || userInits.length)
       spec.initContainers = [...parts.initContainers, ...userInits];

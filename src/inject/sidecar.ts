@@ -20,7 +20,6 @@ export const QUIT_ENV = 'PILLION_QUIT_URL';
 export const VOLUMES = {
   config: 'pillion-config',
   data: 'pillion-data',
-  tmp: 'pillion-tmp',
   tls: 'pillion-tls',
   /** A shared emptyDir per log path; suffixed with its index. */
   logs: 'pillion-logs',
@@ -60,12 +59,11 @@ export function buildSidecar({ settings, options, logVolumes, inboundPorts }: Bu
   const volumes: IVolume[] = [
     { name: VOLUMES.config, configMap: { name: options.configMap } },
     { name: VOLUMES.data, emptyDir: {} },
-    { name: VOLUMES.tmp, emptyDir: {} },
   ];
   const mounts: NonNullable<IContainer['volumeMounts']> = [
     { name: VOLUMES.config, mountPath: CONFIG_DIR, readOnly: true },
+    // pillion writes only here (log checkpoints and buffers); the root file system is read-only.
     { name: VOLUMES.data, mountPath: DATA_DIR },
-    { name: VOLUMES.tmp, mountPath: '/tmp' },
   ];
   logVolumes.forEach(({ path, volume }, i) => {
     const name = volume ?? `${VOLUMES.logs}-${i}`;

@@ -289,7 +289,7 @@ test('a Pod CREATE gets a base64 JSONPatch that, applied, gives a valid Pod with
   );
   assert.deepEqual(
     spec.volumes.map((v) => v.name),
-    ['kube-api-access-x2k9p', 'pillion-config', 'pillion-data', 'pillion-tmp'],
+    ['kube-api-access-x2k9p', 'pillion-config', 'pillion-data'],
   );
   // Reinvocation (reinvocationPolicy: IfNeeded) sends the injected pod again: nothing more to do.
   const again = await post(JSON.stringify(podReview('c0ffee00-0000-4000-8000-000000000002', patched)));
