@@ -166,3 +166,9 @@ pillion iptables: PILLION_ERR_CLI_BAD_OPTION: --inbound-ports: 15006 is pillion'
   );
   assert.equal(run(['iptables']).status, 1);
 });
+
+test('pillion pod up - --detach is refused: the runner would have no file to read again', () => {
+  const r = run(['pod', 'up', '-', '--detach', '--state-dir', join(dir, 'state')], POD);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^PILLION_ERR_CLI_BAD_OPTION --detach needs the manifest in a file/);
+});

@@ -94,7 +94,8 @@ export function injectTemplate(
 ): InjectOutcome {
   const decision = decide(input, config, ctx);
   if (!decision.inject) return { status: 'skipped', reason: decision.reason, message: decision.message };
-  const template = structuredClone(input);
+  // A JSON copy: the input is JSON (parsed YAML or an AdmissionReview), and this is faster than structuredClone.
+  const template = JSON.parse(JSON.stringify(input)) as PodTemplate;
   const metadata = (template.metadata ??= {});
   const annotations = { ...(metadata.annotations ?? {}) };
   const { options, problems } = podOptions(annotations, config.sidecar);
@@ -195,7 +196,12 @@ export function injectTemplate(
   };
   annotations[ANNOTATIONS.status] = JSON.stringify(status);
   metadata.annotations = annotations;
-  return { status: 'injected', template, changed: !isDeepStrictEqualJson(input, template) };
+  // Without an earlier injection the status annotation alone is a change; with one, compare.
+  return {
+    status: 'injected',
+    template,
+    changed: previous === undefined || !isDeepStrictEqualJson(input, template),
+  };
 }
 
 /** The earlier injection's record, undefined when there is none. */

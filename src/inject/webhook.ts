@@ -53,7 +53,9 @@ export type WebhookSkip =
   | 'too-large'
   | 'malformed';
 
-const DURATION_BOUNDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+const DURATION_BOUNDS = [
+  0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+];
 const UID = /"uid"\s*:\s*"([^"\\]{1,128})"/;
 
 interface Review {
