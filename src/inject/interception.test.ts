@@ -4,7 +4,7 @@
 // Needs root (network namespaces, iptables); skipped, saying so, otherwise.
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, get, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -89,6 +89,8 @@ test(
   async () => {
     dir = mkdtempSync(join(tmpdir(), 'pillion-interception-'));
     chmodSync(dir, 0o755);
+    // A namespace left by a run that was killed (same pid, rare) is removed first.
+    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
     sh('ip', ['netns', 'add', ns]);
     sh('ip', ['link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', podVeth]);
     sh('ip', ['link', 'set', podVeth, 'netns', ns]);
