@@ -282,7 +282,11 @@ export class InjectionWebhook {
   #skip(uid: string, reason: WebhookSkip, warning?: string): Answer {
     this.#skips.with({ reason }).value++;
     this.#requests.with({ outcome: 'skipped' }).value++;
-    if (warning === undefined) return { uid, allowed: true };
+    if (warning === undefined) {
+      // A decision, not a problem (an opted-out pod): counted, and logged once a minute per reason.
+      this.#log.log('info', reason, { uid, reason }, `not injected: ${reason}`);
+      return { uid, allowed: true };
+    }
     this.#log.log('warn', reason, { uid, reason }, warning);
     return { uid, allowed: true, warnings: [`pillion: ${warning}`] };
   }
