@@ -4,6 +4,7 @@
 #
 #   scripts/install-peers.sh nginx haproxy wrk
 #   scripts/install-peers.sh clickhouse-server syslog-ng   (npm test runs this for the log role's tests)
+#   scripts/install-peers.sh kubectl iptables ip           (and this for the Kubernetes tests)
 #
 # Idempotent: with every binary present it installs nothing and touches no package index. It also
 # stops any daemon the packages started on their default ports (a distribution nginx or haproxy on
@@ -22,6 +23,9 @@ declare -A PACKAGE_OF=(
   [syslog-ng]=syslog-ng-core
   [etcd]=etcd-server
   [etcdctl]=etcd-client
+  [iptables]=iptables
+  [ip]=iproute2
+  [kubectl]=kubernetes-client
 )
 
 # Daemons a package may start on install; any system instance is stopped afterwards.

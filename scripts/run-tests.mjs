@@ -32,6 +32,16 @@ if (files.some((f) => f.includes(`${join('dist', 'logs')}`))) {
     process.exit(1);
   }
 }
+// The Kubernetes tests build deploy/ with kubectl kustomize and, as root, intercept traffic in a
+// network namespace with iptables and iproute2.
+if (files.some((f) => f.includes(`${join('dist', 'inject')}`) || f.endsWith('deploy.test.js'))) {
+  const wanted = ['kubectl', ...(process.getuid?.() === 0 ? ['iptables', 'ip'] : [])];
+  const peers = spawnSync('bash', [join('scripts', 'install-peers.sh'), ...wanted], { stdio: 'inherit' });
+  if (peers.status !== 0) {
+    console.error(`scripts/install-peers.sh could not provide ${wanted.join(', ')} (see above)`);
+    process.exit(1);
+  }
+}
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=120000', ...files], {
   stdio: 'inherit',
 });

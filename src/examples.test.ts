@@ -5,7 +5,17 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -232,4 +242,89 @@ test("regression: the demo pod's orders container writes its pid (the kubelet re
   const echo = script.slice(0, script.indexOf(' && exec ')).replace(/>\s*\S+$/, '');
   const out = spawnSync('sh', ['-c', echo], { encoding: 'utf8' });
   assert.match(out.stdout.trim(), /^\d+$/, `the pid file would hold ${JSON.stringify(out.stdout)}`);
+});
+
+test('pillion inject -f examples/legacy-orders/deployment.yaml | pillion pod up -: the injected Deployment runs here as the cluster would run it', async () => {
+  const [app, httpsPort, admin, probe] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  const dir = mkdtempSync(join(tmpdir(), 'pillion-inject-roundtrip-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  // `pillion` on the PATH, as the injected container names it (the image puts it there).
+  mkdirSync(join(dir, 'bin'));
+  symlinkSync(join(root, 'dist', 'bin', 'pillion.js'), join(dir, 'bin', 'pillion'));
+  // Free ports instead of the example's: the app's, and the sidecar config's through its env.
+  const deployment = readFileSync(join(example, 'deployment.yaml'), 'utf8')
+    .replaceAll("value: '8080'", `value: '${app}'`)
+    .replace('tcpSocket: { port: 8080 }', `tcpSocket: { port: ${app} }`)
+    .replace(
+      '- { name: TLS_DIR, value: /etc/pillion-tls }',
+      `- { name: TLS_DIR, value: /etc/pillion-tls }
+            - { name: APP_PORT, value: '${app}' }
+            - { name: HTTPS_PORT, value: '${httpsPort}' }
+            - { name: ADMIN_PORT, value: '${admin}' }`,
+    );
+  assert.notEqual(deployment, readFileSync(join(example, 'deployment.yaml'), 'utf8'));
+  writeFileSync(join(dir, 'deployment.yaml'), deployment);
+  writeFileSync(join(dir, 'injector.yaml'), `sidecar:\n  ports: { probe: ${probe} }\n`);
+
+  const env = { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}`, STARTUP_DELAY_MS: '0' };
+  const inject = spawn(
+    process.execPath,
+    [
+      join(root, 'dist/cli/main.js'),
+      'inject',
+      '-f',
+      join(dir, 'deployment.yaml'),
+      '-c',
+      'pillion.yaml',
+      '--injector-config',
+      join(dir, 'injector.yaml'),
+    ],
+    { cwd: example, env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const pod = spawn(
+    process.execPath,
+    [join(root, 'dist/cli/main.js'), 'pod', 'up', '-', '--state-dir', join(dir, 'state')],
+    {
+      cwd: example,
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  inject.stdout.pipe(pod.stdin);
+  let output = '';
+  for (const s of [inject.stderr, pod.stdout, pod.stderr])
+    s.setEncoding('utf8').on('data', (c: string) => (output += c));
+  const exited = new Promise<number | null>((resolve) => pod.on('exit', (code) => resolve(code)));
+  try {
+    await waitFor(
+      async () => (await fetch(`http://127.0.0.1:${admin}/readyz`).catch(() => undefined))?.status === 200,
+      { what: `the injected sidecar ready\n${output}`, timeoutMs: 60_000 },
+    );
+    const ca = readFileSync(
+      join(dir, 'state', 'run', readdirSync(join(dir, 'state', 'run'))[0]!, 'volumes', 'tls', 'ca.pem'),
+      'utf8',
+    );
+    const order = await https(httpsPort, ca, 'POST', '/orders', '{"item":"book","amount":20}');
+    assert.equal(order.status, 201, order.body);
+    // The sidecar's sync rendered the settings into the app's config.json before the app started.
+    assert.deepEqual(JSON.parse(order.body), { id: 1, item: 'book', amount: 18, currency: 'EUR' });
+    assert.ok(order.headers['x-request-id']);
+    assert.match(output, /deployment\/legacy-orders: injected \(native sidecar\)/);
+    // The kubelet's order: the init container, then the sidecar (started: its probe passed), then the app.
+    const at = (re: RegExp) => output.search(re);
+    assert.ok(at(/make-cert \| wrote/) < at(/started sidecar container pillion/), output);
+    assert.ok(at(/started sidecar container pillion/) < at(/orders +\| .*listening/), output);
+    await waitFor(() => /pillion +\| .*"path":"\/orders".*"response_code":201/.test(output), {
+      what: "the sidecar's access log line",
+      timeoutMs: 10_000,
+    });
+  } finally {
+    pod.kill('SIGTERM');
+  }
+  assert.equal(await exited, 130, output);
 });

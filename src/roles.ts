@@ -274,12 +274,6 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     keys: ['inbound.routes[].transform'],
     commands: ['top'],
   },
-  {
-    what: 'Kubernetes injection (pillion inject, the admission webhook, iptables interception)',
-    sections: [],
-    keys: [],
-    commands: ['inject', 'webhook', 'iptables'],
-  },
 ];
 
 type Segment = string | number;

@@ -30,21 +30,23 @@ export class AdminServer {
 
   #allowRemote: boolean;
 
-  constructor(listen: Address, handlers: AdminHandlers, opts: { allowRemote?: boolean } = {}) {
+  constructor(
+    listen: Address,
+    handlers: AdminHandlers,
+    opts: { allowRemote?: boolean; probesOnly?: boolean } = {},
+  ) {
     this.#listen = listen;
-    this.#allowRemote = opts.allowRemote ?? false;
     this.#handlers = handlers;
-    this.#routes = new Map<string, Map<string, Handler>>([
+    // A probes-only server (for the kubelet, on the pod's address) serves nothing that changes or
+    // reveals state, so it answers any Host.
+    this.#allowRemote = (opts.allowRemote ?? false) || opts.probesOnly === true;
+    const probes: [string, Map<string, Handler>][] = [
       ['/healthz', new Map([['GET', (_q, s) => text(s, 200, 'ok\n')]])],
       ['/readyz', new Map([['GET', (_q, s) => this.#readyz(s)]])],
-      ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
-      ['/config', new Map([['GET', async (_q, s) => json(s, 200, await this.#handlers.config())]])],
-      ['/identity', new Map([['GET', (_q, s) => this.#status(s, 'identity')]])],
-      ['/policies', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.policies())]])],
-      ['/sync', new Map([['GET', (_q, s) => this.#status(s, 'sync')]])],
-      ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
-      ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
-    ]);
+    ];
+    this.#routes = new Map<string, Map<string, Handler>>(
+      opts.probesOnly ? probes : [...probes, ...this.#apiRoutes()],
+    );
     for (const methods of this.#routes.values()) {
       const get = methods.get('GET');
       if (get) methods.set('HEAD', get);
@@ -53,6 +55,18 @@ export class AdminServer {
     this.#server.keepAliveTimeout = 5000;
     this.#server.headersTimeout = 10_000;
     this.#server.requestTimeout = 30_000;
+  }
+
+  #apiRoutes(): [string, Map<string, Handler>][] {
+    return [
+      ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
+      ['/config', new Map([['GET', async (_q, s) => json(s, 200, await this.#handlers.config())]])],
+      ['/identity', new Map([['GET', (_q, s) => this.#status(s, 'identity')]])],
+      ['/policies', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.policies())]])],
+      ['/sync', new Map([['GET', (_q, s) => this.#status(s, 'sync')]])],
+      ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
+      ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
+    ];
   }
 
   start(): Promise<void> {
@@ -109,7 +123,9 @@ export class AdminServer {
         res,
         404,
         'PILLION_ERR_ADMIN_NOT_FOUND',
-        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, /sync, POST /reload, /quitquitquit`,
+        this.#routes.has('/metrics')
+          ? `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, /sync, POST /reload, /quitquitquit`
+          : `no endpoint at ${path}; the probe listener serves GET /healthz and /readyz`,
       );
     const handler = methods.get(req.method ?? 'GET');
     if (!handler) {

@@ -139,10 +139,16 @@ const IDENTITY_SHARED = ['identity/principal.js', 'identity/spiffe.js'];
 const identityFiles = (l: Loaded) => l.files.filter((f) => f.startsWith('identity/'));
 
 function assertBase(l: Loaded) {
-  for (const f of ['cli/pod.js', 'cli/validate.js', 'cli/schema.js'])
+  for (const f of ['cli/pod.js', 'cli/validate.js', 'cli/schema.js', 'cli/inject.js'])
     assert.ok(!l.files.includes(f), `${f} is loaded`);
+  assert.deepEqual(
+    l.files.filter((f) => f.startsWith('inject/')),
+    [],
+    'the Kubernetes injector is loaded',
+  );
   assert.deepEqual(testSupport(l), [], 'test helpers are loaded');
-  for (const p of ['pino-pretty', 'prom-client']) assert.ok(!l.packages.includes(p), `${p} is loaded`);
+  for (const p of ['pino-pretty', 'prom-client', 'kubernetes-models', 'fast-json-patch'])
+    assert.ok(!l.packages.includes(p), `${p} is loaded`);
 }
 
 const MINIMAL = 'admin:\n  listen: 127.0.0.1:0\n';

@@ -21,6 +21,7 @@ import {
   findPods,
   isAlive,
   loadManifest,
+  parseManifest,
   type PodManifest,
   PodDirs,
   podNotFound,
@@ -75,7 +76,7 @@ export function podCommand(done: (code: number) => void): Command {
     .command('up')
     .argument(
       '<file>',
-      'multi-document YAML: one Pod (or workload with a pod template), plus its ConfigMaps and Secrets',
+      'multi-document YAML: one Pod (or workload with a pod template), plus its ConfigMaps and Secrets; - reads stdin (relative commands are then relative to the current directory)',
     )
     .description(
       'start the pod; in the foreground, stream its logs and exit with its outcome (0 Succeeded, 1 Failed)',
@@ -100,7 +101,7 @@ export function podCommand(done: (code: number) => void): Command {
     )
     .addOption(new Option('--uid <uid>').hideHelp())
     .addOption(new Option('--quiet', 'do not mirror container output to stdout').hideHelp())
-    .action((file: string, opts: UpOpts) => finish(() => up(resolve(file), opts)));
+    .action((file: string, opts: UpOpts) => finish(() => up(file === '-' ? STDIN : resolve(file), opts)));
 
   pod
     .command('down')
@@ -178,14 +179,28 @@ function duration(flag: string, text: string): number {
 
 // === up =========================================================================================
 
+/** The manifest read from stdin: it has no file to watch, and its commands are relative to the current directory. */
+const STDIN = '-';
+
 async function up(file: string, opts: UpOpts): Promise<number> {
+  const fromStdin = file === STDIN;
+  if (fromStdin && opts.detach) {
+    process.stderr.write(
+      'PILLION_ERR_CLI_BAD_OPTION --detach needs the manifest in a file (the runner reads it again in the background): save it first, e.g. pillion inject -f app.yaml > pod.yaml\n',
+    );
+    return 1;
+  }
+  if (fromStdin) file = join(process.cwd(), '(stdin)');
   const dir = stateDir(opts);
   const backoff = {
     baseMs: duration('--backoff-base', opts.backoffBase),
     capMs: duration('--backoff-cap', opts.backoffCap),
     resetAfterMs: duration('--backoff-reset', opts.backoffReset),
   };
-  const loaded = await loadManifest(file, { uid: opts.uid, strict: opts.strict !== 'false' });
+  const manifestOpts = { uid: opts.uid, strict: opts.strict !== 'false' };
+  const loaded = fromStdin
+    ? parseManifest(await readStdin(), file, manifestOpts)
+    : await loadManifest(file, manifestOpts);
   const color = process.stderr.isTTY === true && !process.env.NO_COLOR;
   for (const n of loaded.notes) process.stderr.write(`note: ${n}\n`);
   for (const w of loaded.warnings) process.stderr.write(`warning: ${formatIssue(w)}\n`);
@@ -246,7 +261,7 @@ async function up(file: string, opts: UpOpts): Promise<number> {
     },
     { clock: systemClock },
   );
-  watcher.start(readFileSync(file, 'utf8'));
+  if (!fromStdin) watcher.start(readFileSync(file, 'utf8'));
 
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -273,10 +288,16 @@ async function up(file: string, opts: UpOpts): Promise<number> {
     logger.error({ code: (err as { code?: string }).code }, (err as Error).message);
     return 1;
   } finally {
-    watcher.stop();
+    if (!fromStdin) watcher.stop();
     for (const sig of signals) process.off(sig, onSignal);
     process.off('exit', lastResort);
   }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 async function detach(file: string, manifest: PodManifest, dir: string, opts: UpOpts): Promise<number> {

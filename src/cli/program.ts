@@ -14,7 +14,7 @@ const POD_DESCRIPTION =
 const program = new Command()
   .name('pillion')
   .description(
-    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP) with workload identities and mutual TLS from a local CA (`pillion ca`), JWT authentication, authorization and rate limits (Istio security YAML read as it is), a log shipper, config files kept current from files, HTTP, etcd, Consul and Vault (`sync:`), and `pillion pod`, a local pod runner.',
+    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP) with workload identities and mutual TLS from a local CA (`pillion ca`), JWT authentication, authorization and rate limits (Istio security YAML read as it is), a log shipper, config files kept current from files, HTTP, etcd, Consul and Vault (`sync:`), `pillion pod`, a local pod runner, and `pillion inject`, `pillion webhook` and `pillion iptables` to put pillion into Kubernetes pods.',
   )
   .version(VERSION)
   .showHelpAfterError()
@@ -36,6 +36,10 @@ program
   .addOption(new Option('--log-level <level>', 'override runtime.log.level').choices(LOG_LEVELS))
   .addOption(
     new Option('--log-format <format>', 'override runtime.log.format').choices(['auto', 'json', 'pretty']),
+  )
+  .option(
+    '--probe-listen <address>',
+    'also serve /healthz and /readyz alone on this address (e.g. :15021, for the kubelet), once every role has started',
   )
   .action(async (opts) => {
     // Exit even if something still holds the event loop: the runtime has drained and stopped.
@@ -100,6 +104,72 @@ if (commandName(process.argv.slice(2)) === 'ca') {
 } else {
   program.command('ca').description(CA_DESCRIPTION).argument('[command]');
 }
+
+program
+  .command('inject')
+  .description(
+    'add pillion to the pods of Kubernetes manifests (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, List), as istioctl kube-inject does; writes them to stdout',
+  )
+  .requiredOption('-f, --filename <file>', 'the manifests (multi-document YAML); - reads stdin')
+  .option(
+    '-c, --config <file>',
+    "the sidecar's pillion.yaml: validated, then added as the ConfigMap the sidecar mounts",
+  )
+  .option(
+    '--injector-config <file>',
+    "the injector's settings (image, resources, mode, ports), as the webhook reads them",
+  )
+  .option(
+    '--legacy-sidecar',
+    'for clusters before 1.29: a regular container first, holding the app until pillion has started',
+  )
+  .action(async (opts) => {
+    const { injectCommand } = await import('./inject.js');
+    return finish(await injectCommand(opts));
+  });
+
+program
+  .command('webhook')
+  .description(
+    'the mutating admission webhook: injects pillion into the Pods the API server sends it (AdmissionReview v1 over HTTPS)',
+  )
+  .requiredOption('--cert <file>', 'TLS certificate (PEM) the API server verifies; reloaded when it changes')
+  .requiredOption('--key <file>', 'its private key (PEM)')
+  .option(
+    '-c, --config <file>',
+    "the injector's settings (sidecar image, resources, mode, policy, webhook limits)",
+  )
+  .option('--listen <address>', 'override webhook.listen (default :9443)')
+  .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
+  .addOption(new Option('--log-format <format>', 'log format').choices(['auto', 'json', 'pretty']))
+  .action(async (opts) => {
+    const { webhookCommand } = await import('./webhook.js');
+    return finish(await webhookCommand(opts));
+  });
+
+program
+  .command('iptables')
+  .description(
+    "redirect a pod's TCP through pillion (Istio's istio-init): inbound for the app's ports to the inbound listener, outbound to the outbound listener, pillion's own user exempt",
+  )
+  .option('--print', 'print the rules (iptables-restore input) and exit')
+  .option(
+    '--apply',
+    'apply them in this network namespace (needs NET_ADMIN); what the pillion-init container runs',
+  )
+  .option(
+    '--inbound-ports <ports>',
+    "the app's ports whose inbound TCP is redirected, comma-separated (none: inbound untouched)",
+  )
+  .option('--inbound-port <port>', "pillion's inbound listener", '15006')
+  .option('--outbound-port <port>', "pillion's outbound listener", '15001')
+  .option('--uid <uid>', 'the user pillion runs as; its traffic is never redirected', '1337')
+  .option('--exclude-outbound-ports <ports>', 'outbound TCP ports left alone, comma-separated')
+  .option('--exclude-outbound-cidrs <cidrs>', 'outbound destinations left alone, comma-separated IPv4 CIDRs')
+  .action(async (opts) => {
+    const { iptablesCommand } = await import('./iptables.js');
+    return finish(await iptablesCommand(opts));
+  });
 
 // Commands of planned roles answer that they are coming, not "unknown command".
 for (const role of PLANNED_ROLES) {

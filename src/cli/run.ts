@@ -1,7 +1,9 @@
 // `pillion run [-c FILE]`: runs the sidecar until SIGTERM/SIGINT or POST /quitquitquit. Without a
 // file (and without PILLION_CONFIG) it runs on embedded defaults: the admin server alone.
 
+import { AdminServer } from '../admin/index.js';
 import type { LoadResult } from '../config/index.js';
+import { formatAddress, parseAddress } from '../lib/address.js';
 import { loadPillionConfig, parsePillionConfig, pillionJsonSchemaOf, roleModules } from '../roles.js';
 import {
   createLogger,
@@ -21,10 +23,22 @@ export interface RunOptions {
   istio?: string[];
   logLevel?: string;
   logFormat?: LogFormat;
+  /**
+   * Address of a listener serving only /healthz and /readyz, opened once every module has
+   * started: what the kubelet probes on the pod's address (the admin API stays on loopback).
+   */
+  probeListen?: string;
 }
 
 export async function runCommand(opts: RunOptions): Promise<number> {
   const env = process.env;
+  const probeListen = opts.probeListen === undefined ? undefined : parseAddress(opts.probeListen);
+  if (probeListen && !probeListen.ok) {
+    process.stderr.write(
+      `pillion run: PILLION_ERR_CLI_BAD_OPTION: --probe-listen "${opts.probeListen}": ${probeListen.reason}\n`,
+    );
+    return 1;
+  }
   const file = opts.config ?? env.PILLION_CONFIG;
   const extras = { istio: opts.istio ?? [] };
   const loaded: LoadResult<PillionConfig> = file
@@ -66,7 +80,38 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     unhandle();
     return 1;
   }
+  let probes: AdminServer | undefined;
+  if (probeListen) {
+    probes = new AdminServer(probeListen.value, probeHandlers(runtime), { probesOnly: true });
+    try {
+      await probes.start();
+      logger.info({ probes: formatAddress(probes.address()!) }, 'probe listener listening');
+    } catch (err) {
+      logger.fatal({ code: errorCode(err) }, (err as Error).message);
+      await runtime.shutdown('probe listener failed');
+      await runtime.done;
+      unhandle();
+      return 1;
+    }
+  }
   await runtime.done;
+  await probes?.stop();
   unhandle();
   return runtime.stoppedCleanly ? 0 : 1;
+}
+
+/** The probe listener answers /healthz and /readyz only; the other handlers are never called. */
+function probeHandlers(runtime: Runtime): ConstructorParameters<typeof AdminServer>[1] {
+  const none = () => {
+    throw new Error('not served by the probe listener');
+  };
+  return {
+    readiness: () => runtime.readiness(),
+    metrics: none,
+    config: none,
+    status: none,
+    policies: none,
+    reload: none,
+    quit: none,
+  };
 }

@@ -416,6 +416,32 @@ export const ERROR_CATALOGUE = {
     fix: 'Fix what the message names; the init container can then be started again.',
   },
 
+  // --- inject: pillion inject, the admission webhook, iptables interception ------------------
+  PILLION_ERR_INJECT_MANIFEST: {
+    description:
+      "A workload given to `pillion inject` breaks its kind's Kubernetes API schema, or has an apiVersion pillion does not inject.",
+    fix: 'Fix the field at the position shown; the API server would refuse the manifest as it is.',
+  },
+  PILLION_ERR_INJECT_ANNOTATION: {
+    description:
+      "A pod's pillion.dev/ annotation is unknown or has a value pillion cannot use (a port that is not one, a quantity that is not one, ...).",
+    fix: 'Use the suggested annotation or value; docs/kubernetes.md lists every annotation and what it takes.',
+  },
+  PILLION_ERR_INJECT_CONFIG: {
+    description:
+      'The sidecar config given to `pillion inject --config` is not valid: the injected pods would not start.',
+    fix: 'Fix the errors listed with it (`pillion validate -c FILE` checks the same).',
+  },
+  PILLION_ERR_INJECT_IPTABLES: {
+    description:
+      'The interception rules could not be applied: iptables-restore is missing, or failed (the init container lacks NET_ADMIN, or the kernel has no nat table).',
+    fix: 'Run the init container with NET_ADMIN and NET_RAW, in an image with the iptables package; `pillion iptables --print` shows the rules.',
+  },
+  PILLION_ERR_WEBHOOK_TLS: {
+    description: "The webhook's certificate or key could not be read, or they do not match.",
+    fix: 'Check --cert and --key (PEM files); `pillion ca issue --dns NAME.NAMESPACE.svc` or cert-manager makes them.',
+  },
+
   // --- app health -------------------------------------------------------------------------------
   PILLION_ERR_APP_UNHEALTHY: {
     description: "The app's health check is failing; the reason names the probe result.",

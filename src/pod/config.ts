@@ -474,10 +474,11 @@ const dataKey = z
   .regex(/^[-._a-zA-Z0-9]+$/, { message: 'keys are letters, digits, "-", "_" and "."' })
   .refine((k) => k !== '.' && k !== '..', { message: 'a key may not be "." or ".."' });
 
+// Labels and annotations are read as a pod's are (`pillion inject` labels the ConfigMap it makes).
 export const configMapSchema = z.object({
   apiVersion: z.literal('v1'),
   kind: z.literal('ConfigMap'),
-  metadata: z.object({ name: dnsSubdomain(), namespace: dnsLabel().default('default') }),
+  metadata: metadataSchema,
   data: z.record(dataKey, z.string()).default({}),
   binaryData: z.record(dataKey, z.string().base64()).default({}),
 });
@@ -485,7 +486,7 @@ export const configMapSchema = z.object({
 export const secretSchema = z.object({
   apiVersion: z.literal('v1'),
   kind: z.literal('Secret'),
-  metadata: z.object({ name: dnsSubdomain(), namespace: dnsLabel().default('default') }),
+  metadata: metadataSchema,
   type: z.string().default('Opaque'),
   data: z.record(dataKey, z.string().base64()).default({}),
   stringData: z.record(dataKey, z.string()).default({}),
