@@ -219,7 +219,7 @@ sections are optional; a missing key takes its default.
   \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
 - **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
 
-Sections and keys of roles that are planned but not built yet (\`metrics\`; route \`retries\` and \`timeout\`,
+Sections and keys of roles that are planned but not built yet (\`metrics\`; a route's \`mirror\` and \`fault\`,
 an upstream's \`circuitBreaker\`, ...) are refused with \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or
 \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
 `;
@@ -242,20 +242,16 @@ export interface PlannedRole {
 }
 
 const UPSTREAM_RESILIENCE = [
-  'retries',
-  'retryBudget',
-  'timeout',
   'circuitBreaker',
   'circuitBreakers',
   'outlierDetection',
   'connectionPool',
-  'loadBalancer',
   'loadBalancing',
   'healthCheck',
   'healthChecks',
   'subsets',
 ];
-const ROUTE_RESILIENCE = ['retries', 'retryPolicy', 'timeout', 'circuitBreaker', 'mirror', 'fault', 'split'];
+const ROUTE_RESILIENCE = ['retryPolicy', 'circuitBreaker', 'mirror', 'fault', 'split'];
 
 export const PLANNED_ROLES: readonly PlannedRole[] = [
   {

@@ -152,14 +152,271 @@ const tlsSchema = z
   })
   .describe('Terminate TLS on this listener.');
 
+/** Endpoint labels (for subsets), as Kubernetes labels are written. */
+const endpointLabels = z
+  .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/, 'a label name'), z.string().max(63))
+  .default({})
+  .describe('Labels of the endpoint (version: v2), for subsets.');
+
+const endpointWeight = z
+  .number()
+  .int()
+  .min(1)
+  .max(1000)
+  .default(1)
+  .describe('Relative share of requests the endpoint gets (weighted round robin, random and hashing).');
+
+/** One endpoint: "host:port", or the address with a weight and labels. */
+export const endpointEntrySchema = z
+  .preprocess(
+    (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v : { address: v }),
+    z.strictObject({
+      address: address().describe('host:port; a DNS name is resolved to all its addresses.'),
+      weight: endpointWeight,
+      labels: endpointLabels,
+    }),
+  )
+  .transform((e) => ({ ...e.address, weight: e.weight, labels: e.labels }))
+  .meta({ description: 'An endpoint: "host:port", or { address, weight, labels }.' });
+
+/** Envoy's retry_on conditions, as Istio's retryOn names them. */
+export const RETRY_ON = [
+  '5xx',
+  'gateway-error',
+  'reset',
+  'connect-failure',
+  'refused-stream',
+  'retriable-4xx',
+  'retriable-status-codes',
+  'retriable-headers',
+] as const;
+
+const headerMatchSchema = z.strictObject({
+  name: headerName().describe('Header name (case-insensitive).'),
+  exact: z.string().optional().describe('The value must be exactly this.'),
+  regex: regex().optional().describe('The value must match this regular expression.'),
+  present: z.boolean().optional().describe('true: the header must be present; false: it must be absent.'),
+});
+
+export const retriesSchema = z
+  .strictObject({
+    attempts: z
+      .number()
+      .int()
+      .min(0)
+      .max(10)
+      .default(2)
+      .describe("Retries after the first try (Istio's attempts); 0 turns retrying off."),
+    perTryTimeout: duration({ max: '24h' })
+      .prefault('0s')
+      .describe(
+        'Time for one try, from asking for a connection to the response head; a try that takes longer is abandoned and retried (reset, 5xx and gateway-error cover it). 0: only the overall timeouts.',
+      ),
+    retryOn: z
+      .unknown()
+      .transform((v, ctx): (typeof RETRY_ON)[number][] => {
+        const list = typeof v === 'string' ? v.split(',').map((x) => x.trim()) : v;
+        if (!Array.isArray(list) || list.length === 0) {
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_BAD_VALUE',
+            'retryOn is a list of conditions, or a comma-separated string of them',
+            `e.g. "5xx,reset"; conditions: ${RETRY_ON.join(', ')}`,
+          );
+          return z.NEVER;
+        }
+        for (const c of list) {
+          if (!(RETRY_ON as readonly unknown[]).includes(c)) {
+            const near = typeof c === 'string' ? didYouMean(c, [...RETRY_ON]) : undefined;
+            addPillionIssue(
+              ctx,
+              'PILLION_ERR_CONFIG_BAD_ENUM',
+              `${JSON.stringify(c)} is not a retryOn condition`,
+              near !== undefined ? `did you mean "${near}"?` : `conditions: ${RETRY_ON.join(', ')}`,
+            );
+            return z.NEVER;
+          }
+        }
+        return list as (typeof RETRY_ON)[number][];
+      })
+      .meta({ type: ['string', 'array'] })
+      .default(['connect-failure', 'refused-stream', 'retriable-status-codes'])
+      .describe(
+        "When to retry (a list, or Istio's comma-separated string): 5xx (a 5xx response, a reset, a connect failure or a per-try timeout), gateway-error (502, 503, 504, a connect failure or a per-try timeout), reset (no response: the connection closed or a per-try timeout), connect-failure, refused-stream (HTTP/2's REFUSED_STREAM; an HTTP/1.1 upstream never sends it), retriable-4xx (409), retriable-status-codes (retriableStatusCodes), retriable-headers (a response header matching retriableHeaders). Istio's default: connect-failure, refused-stream and 503.",
+      ),
+    retriableStatusCodes: z
+      .array(z.number().int().min(100).max(599))
+      .max(32)
+      .default([503])
+      .describe('Statuses retried with retriable-status-codes.'),
+    retriableHeaders: z
+      .array(headerMatchSchema)
+      .max(16)
+      .default([])
+      .describe('Response headers retried on with retriable-headers; any one matching is enough.'),
+    backoff: z
+      .strictObject({
+        base: duration({ min: '1ms', max: '10s' })
+          .prefault('25ms')
+          .describe("Envoy's base interval: retry n waits a random time up to base × 2^(n-1)."),
+        max: duration({ min: '1ms', max: '1m' })
+          .prefault('250ms')
+          .describe('The most one wait can be (the cap of the full jitter).'),
+      })
+      .prefault({})
+      .describe('Exponential back-off with full jitter between tries.'),
+    maxBodySize: size({ max: '16MiB' })
+      .prefault('64KiB')
+      .describe(
+        "A request with a larger body is sent once, never retried (Linkerd's rule): the body is kept in memory only up to this size.",
+      ),
+  })
+  .superRefine((r, ctx) => {
+    if (r.backoff.max < r.backoff.base)
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'backoff.max is below backoff.base', undefined, [
+        'backoff',
+        'max',
+      ]);
+    if (r.retriableHeaders.length > 0 && !r.retryOn.includes('retriable-headers'))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'retriableHeaders are used with retryOn: retriable-headers',
+        'add retriable-headers to retryOn',
+        ['retriableHeaders'],
+      );
+  })
+  .describe(
+    'Retry failed tries on another endpoint where there is one, with back-off, within the retry budget of the upstream. A response already on its way to the client is never retried; each try carries x-pillion-attempt-count.',
+  );
+
+const routeTimeout = duration({ max: '24h' }).describe(
+  'Time for the whole exchange, tries and back-off included, until the response is complete; 504 (flag UT) when no response has started, else the response is cut off.',
+);
+
+export const retryBudgetSchema = z
+  .strictObject({
+    ratio: z
+      .number()
+      .min(0)
+      .max(10)
+      .default(0.2)
+      .describe('Retries allowed as a share of the requests of the last `window` (0.2: 20 %).'),
+    minRetriesPerSecond: z
+      .number()
+      .int()
+      .min(0)
+      .max(100000)
+      .default(10)
+      .describe('Retries allowed per second whatever the share, so a quiet service can still retry.'),
+    window: duration({ min: '1s', max: '1h' })
+      .prefault('10s')
+      .describe('The period requests and retries are counted over.'),
+  })
+  .describe(
+    'How many retries the upstream takes, across all its routes (Linkerd\'s retry budget): a failure past it goes to the client and is counted (pillion_proxy_retries_total{outcome="budget_exhausted"}).',
+  );
+
+const LB_POLICIES = ['round-robin', 'least-request', 'random', 'ring-hash', 'maglev', 'peak-ewma'] as const;
+
+const loadBalancerSchema = z
+  .strictObject({
+    policy: z
+      .enum(LB_POLICIES)
+      .default('round-robin')
+      .describe(
+        "round-robin: in turn, by weight. least-request: of two endpoints drawn at random, the one with fewer requests in flight (power of two choices). random: by weight. ring-hash and maglev: the same endpoint for the same hash key (hashOn), and few keys move when endpoints change. peak-ewma: of two drawn at random, the one with the lower latency (a moving average that jumps up at once on a slow response and decays in `decay`) times its requests in flight (Linkerd's balancer).",
+      ),
+    hashOn: z
+      .strictObject({
+        header: headerName().optional().describe('The value of this request header.'),
+        cookie: z.string().regex(TOKEN).optional().describe('The value of this cookie.'),
+        clientAddress: z.boolean().optional().describe("The client's IP address."),
+      })
+      .superRefine((h, ctx) => {
+        const n =
+          Number(h.header !== undefined) + Number(h.cookie !== undefined) + Number(h.clientAddress === true);
+        if (n !== 1)
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_BAD_VALUE',
+            'hashOn takes one of header, cookie or clientAddress: true',
+          );
+      })
+      .optional()
+      .describe(
+        'ring-hash and maglev: what the key is. A request without it (no such header or cookie) goes to a random endpoint.',
+      ),
+    virtualNodes: z
+      .number()
+      .int()
+      .min(1)
+      .max(10000)
+      .default(160)
+      .describe(
+        "ring-hash: points on the ring per unit of an endpoint's weight (160, as ketama). An endpoint's points depend on it alone, so when one goes only its keys move.",
+      ),
+    decay: duration({ min: '100ms', max: '10m' })
+      .prefault('10s')
+      .describe('peak-ewma: how fast the latency average forgets (its time constant).'),
+  })
+  .superRefine((l, ctx) => {
+    const hashing = l.policy === 'ring-hash' || l.policy === 'maglev';
+    if (hashing && l.hashOn === undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_MISSING_KEY',
+        `${l.policy} needs hashOn`,
+        'e.g. hashOn: { header: x-user-id }',
+        ['policy'],
+      );
+    if (!hashing && l.hashOn !== undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `hashOn is used by ring-hash and maglev, not ${l.policy}`,
+        'set policy: ring-hash or maglev',
+        ['hashOn'],
+      );
+  })
+  .describe('How a request picks an endpoint.');
+
 const upstreamSchema = z
   .strictObject({
     endpoints: z
-      .array(address())
-      .min(1)
+      .array(endpointEntrySchema)
+      .max(10000)
+      .default([])
       .describe(
-        'host:port of each endpoint; DNS names are resolved and re-resolved when their TTL ends. Round-robin.',
+        'Each endpoint: "host:port", or { address, weight, labels }. DNS names are resolved and re-resolved when their TTL ends.',
       ),
+    srv: z
+      .string()
+      .regex(
+        /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})?)*$/,
+        'a DNS name',
+      )
+      .optional()
+      .describe(
+        'A DNS SRV name (_http._tcp.inventory.example): its targets and ports, with the records of the lowest priority as endpoints weighted by their SRV weight; re-resolved as DNS names are.',
+      ),
+    endpointsFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'A YAML file listing endpoints as `endpoints` does, watched: a change applies at once (or at the next dnsRefresh where the file system sends no events). A file that does not parse keeps the last good list, and is logged and counted.',
+      ),
+    loadBalancer: loadBalancerSchema.optional(),
+    retries: retriesSchema
+      .optional()
+      .describe('Retries of the requests to this upstream whose route sets none (every outbound call).'),
+    timeout: routeTimeout
+      .optional()
+      .describe(
+        'The whole-exchange timeout of the requests to this upstream whose route sets none; 504 (UT) when no response has started.',
+      ),
+    retryBudget: retryBudgetSchema.prefault({}),
     protocol: z
       .enum(['http1', 'h2'])
       .default('http1')
@@ -247,6 +504,16 @@ const upstreamSchema = z
       .prefault('30s')
       .describe('Re-resolve DNS names at least this often (sooner if the record TTL is shorter).'),
   })
+  .superRefine((u, ctx) => {
+    if (u.endpoints.length === 0 && u.srv === undefined && u.endpointsFile === undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_MISSING_KEY',
+        'an upstream needs endpoints, srv or endpointsFile',
+        'e.g. endpoints: [127.0.0.1:8080]',
+        ['endpoints'],
+      );
+  })
   .describe('A named upstream service.');
 
 const routeSchema = z
@@ -294,6 +561,8 @@ const routeSchema = z
     rewritePrefix: httpPath().optional().describe('Replace the matched prefix with this before forwarding.'),
     requestHeaders: headerEdits.describe('Headers changed on the request before forwarding.'),
     responseHeaders: headerEdits.describe('Headers changed on the response.'),
+    timeout: routeTimeout.optional(),
+    retries: retriesSchema.optional(),
     upgradeProtocols: z
       .array(
         z
@@ -700,6 +969,10 @@ export function listenerMtlsMode(
 export type InboundConfig = z.output<typeof inboundSchema>;
 export type OutboundConfig = z.output<typeof outboundSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type EndpointEntry = z.output<typeof endpointEntrySchema>;
+export type LoadBalancerConfig = z.output<typeof loadBalancerSchema>;
+export type RetriesConfig = z.output<typeof retriesSchema>;
+export type RetryBudgetConfig = z.output<typeof retryBudgetSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type TlsConfig = z.output<typeof tlsSchema>;
 export type TimeoutsConfig = z.output<typeof timeoutsSchema>;

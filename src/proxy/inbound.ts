@@ -17,11 +17,12 @@ export function inboundSettings(s: InboundSection): ProxySettings {
   const upstreams = { ...c.upstreams };
   if (s.app) {
     upstreams.app = {
-      endpoints: [{ host: s.app.host, port: s.app.port }],
+      endpoints: [{ host: s.app.host, port: s.app.port, weight: 1, labels: {} }],
       protocol: 'http1',
       tls: undefined,
       pool: { maxConnections: 1024, maxIdle: 64, idleTimeout: 30_000, maxPending: 1024 },
       dnsRefresh: 30_000,
+      retryBudget: { ratio: 0.2, minRetriesPerSecond: 10, window: 10_000 },
     };
   }
   return {

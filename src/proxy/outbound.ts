@@ -15,7 +15,7 @@ const UPGRADES = ['websocket'];
 export function outboundSettings(c: OutboundConfig): ProxySettings {
   const routes: CompiledRoute[] = [];
   for (const [name, up] of Object.entries(c.upstreams)) {
-    const host = Upstream.hostHeaderFor(up.endpoints[0]!, up.tls !== undefined);
+    const host = Upstream.hostHeaderOf(name, up);
     const byHost: RouteConfig = {
       name: `${name}-host`,
       match: { host: name, headers: [] },

@@ -30,6 +30,7 @@ import type { CompiledRoute } from './router.js';
 import { ListenerStats, ProxyStats } from './stats.js';
 import type { TcpContext } from './tcp-forwarder.js';
 import type { PoolOccupancy } from './upstream/h1-pool.js';
+import type { RouteResilience } from './upstream/resilience.js';
 import { Upstream } from './upstream/upstream.js';
 
 /** Everything the proxy needs, in the form both roles produce. */
@@ -213,7 +214,14 @@ export class ProxyModule<S> implements Module<S> {
         ? (await import('../identity/index.js')).identityHub(this.#deps.services ?? new Map())
         : undefined;
       for (const [name, cfg] of Object.entries(s.upstreams)) {
-        const opts = { logger, timeouts: s.timeouts, rewriteHost: s.rewriteHost, identity };
+        const opts = {
+          logger,
+          timeouts: s.timeouts,
+          rewriteHost: s.rewriteHost,
+          identity,
+          onEndpointsFileError: () =>
+            this.#stats.endpointsFileErrors.with({ section: s.section, upstream: name }).value++,
+        };
         const key = Upstream.settingsKey(cfg, opts);
         let u = prev?.keys.get(name) === key ? prev.upstreams.get(name) : undefined;
         if (u === undefined) {
@@ -257,6 +265,7 @@ export class ProxyModule<S> implements Module<S> {
       this.#accessLogKey = logKey;
       void old?.close();
     }
+    const resilience = await this.#resilience(s, upstreams);
     const health = this.#deps.appHealth;
     const parts = s.listeners.map((l): ListenerParts => {
       const stats = new ListenerStats(this.#stats, l.name);
@@ -281,6 +290,8 @@ export class ProxyModule<S> implements Module<S> {
         filters: filters ? s.routes.map((r) => filters.chain(l.name, r.name)) : undefined,
         noRouteStats: stats.route('-'),
         upstreams,
+        resilience,
+        clock: this.#deps.clock,
         limits: s.limits,
         timeouts: s.timeouts,
         headers: s.headers,
@@ -300,6 +311,33 @@ export class ProxyModule<S> implements Module<S> {
     return { upstreams, keys, parts, filters };
   }
 
+  /**
+   * Each route's retry policy and timeout (its own, else its upstream's); undefined when no route
+   * has either, and only then is the retry code loaded. An upstream that is retried gets a budget,
+   * kept with the upstream across reloads.
+   */
+  async #resilience(
+    s: ProxySettings,
+    upstreams: Map<string, Upstream>,
+  ): Promise<(RouteResilience | undefined)[] | undefined> {
+    const of = (r: CompiledRoute) => {
+      const u = r.upstream !== undefined ? s.upstreams[r.upstream] : undefined;
+      return { retries: r.retries ?? u?.retries, timeout: r.timeoutMs ?? u?.timeout ?? 0 };
+    };
+    if (!s.routes.some((r) => of(r).retries !== undefined || of(r).timeout > 0)) return undefined;
+    const { RetryBudget, RetryPolicy } = await import('./upstream/retry.js');
+    const clock = this.#deps.clock;
+    return s.routes.map((r) => {
+      const { retries, timeout } = of(r);
+      const retry = retries !== undefined && retries.attempts > 0 ? new RetryPolicy(retries) : undefined;
+      if (retry === undefined && timeout === 0) return undefined;
+      const u = upstreams.get(r.upstream!);
+      if (retry !== undefined && u !== undefined)
+        u.retryBudget ??= new RetryBudget(u.config.retryBudget, clock);
+      return { retry, timeoutMs: timeout };
+    });
+  }
+
   /** Closes the upstreams of a build, but those the next build kept. */
   #dispose(built: Built, next?: Built): void {
     for (const [name, u] of built.upstreams) if (next?.upstreams.get(name) !== u) u.close();
@@ -309,8 +347,11 @@ export class ProxyModule<S> implements Module<S> {
   #startTicker(): void {
     if (this.#ticker) clearInterval(this.#ticker);
     const t = this.#settings.timeouts;
+    const routeTimeouts = (this.#built?.parts ?? []).flatMap((p) =>
+      (p.http?.resilience ?? []).flatMap((r) => (r ? [r.timeoutMs, r.retry?.perTryTimeoutMs ?? 0] : [])),
+    );
     const shortest = Math.min(
-      ...[t.requestHead, t.idle, t.request, t.upstreamResponse].filter((ms) => ms > 0),
+      ...[t.requestHead, t.idle, t.request, t.upstreamResponse, ...routeTimeouts].filter((ms) => ms > 0),
     );
     // Deadlines are checked at a quarter of the shortest timeout (10 ms..250 ms): coarse enough to
     // cost nothing per request, fine enough that a timeout fires close to when it is due.

@@ -1,7 +1,7 @@
 // Routes compiled once at config load: each request is matched by a plain loop over prepared
 // conditions (no closures or allocations per request). The first route that matches wins.
 
-import type { RouteConfig } from './config.js';
+import type { RetriesConfig, RouteConfig } from './config.js';
 
 export interface HeaderCondition {
   lower: string;
@@ -44,6 +44,9 @@ export interface CompiledRoute {
   hostRewrite: string | undefined;
   /** Upgrade protocols that may be tunnelled, lower-case. */
   upgrades: Set<string>;
+  /** The route's own retries and whole-exchange timeout (ms), else its upstream's are used. */
+  retries: RetriesConfig | undefined;
+  timeoutMs: number | undefined;
 }
 
 export function compileRoutes(routes: RouteConfig[]): CompiledRoute[] {
@@ -91,6 +94,8 @@ export function compileRoute(r: RouteConfig, index: number, hostRewrite?: string
     responseAddPairs: headerPairs(r.responseHeaders.add),
     hostRewrite,
     upgrades: new Set(r.upgradeProtocols.map((p) => p.toLowerCase())),
+    retries: r.retries,
+    timeoutMs: r.timeout,
   };
 }
 

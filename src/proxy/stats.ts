@@ -107,6 +107,8 @@ export class ProxyStats {
   readonly upstreamErrors: CounterFamily;
   readonly refusals: CounterFamily;
   readonly healthChecks: CounterFamily;
+  readonly retries: CounterFamily;
+  readonly endpointsFileErrors: CounterFamily;
 
   constructor(registry: Registry, section: string) {
     this.section = section;
@@ -167,8 +169,41 @@ export class ProxyStats {
           'Health-check requests (from probers) left out of the access log, by listener.',
         ),
     );
+    this.retries = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_proxy_retries_total',
+          `Failed tries on routes with retries, by upstream and outcome: ${RETRY_OUTCOMES.join(', ')}.`,
+        ),
+    );
+    this.endpointsFileErrors = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_proxy_endpoints_file_errors_total',
+          "Versions of an upstream's endpointsFile that could not be read or did not validate (the last good list was kept), by upstream.",
+        ),
+    );
   }
 }
+
+/** What became of a failed try on a route with retries: the `outcome` of pillion_proxy_retries_total. */
+export const RETRY_OUTCOMES = [
+  /** Tried again. */
+  'retried',
+  /** Not retried: the upstream's retry budget was spent; the failure went to the client. */
+  'budget_exhausted',
+  /** Not retried: it was the last try allowed. */
+  'attempts_exhausted',
+  /** Not retried: the request body was larger than retries.maxBodySize, so it was not kept. */
+  'body_too_large',
+  /** Not retried: the failure is not one of retryOn. */
+  'not_retriable',
+  /** Not retried: the request came over HTTP/2 or asked for a protocol upgrade, which are sent once. */
+  'not_retried_protocol',
+] as const;
+export type RetryOutcome = (typeof RETRY_OUTCOMES)[number];
 
 /** The series of one listener, resolved at start. */
 export class ListenerStats {
@@ -204,6 +239,10 @@ export class ListenerStats {
       this.#routes.set(name, r);
     }
     return r;
+  }
+
+  retry(upstream: string, outcome: RetryOutcome): void {
+    this.stats.retries.with({ section: this.stats.section, upstream, outcome }).value++;
   }
 
   upstreamError(upstream: string, kind: string): void {

@@ -77,8 +77,14 @@ interface EndpointState {
   idle: UpstreamConnection[];
 }
 
+/** Chooses the endpoint for a connection (the upstream's balancer). */
+export interface EndpointPicker {
+  pick(hash: string, avoid: Endpoint | undefined): Endpoint | undefined;
+}
+
 export class H1Pool {
   readonly endpoints: Endpoints;
+  #picker: EndpointPicker;
   #opts: PoolOptions;
   #state = new Map<string, EndpointState>();
   #waiting: PoolUser[] = [];
@@ -87,8 +93,9 @@ export class H1Pool {
   #sweep: NodeJS.Timeout;
   #closed = false;
 
-  constructor(endpoints: Endpoints, opts: PoolOptions) {
+  constructor(endpoints: Endpoints, opts: PoolOptions, picker: EndpointPicker) {
     this.endpoints = endpoints;
+    this.#picker = picker;
     this.#opts = opts;
     this.#sweep = setInterval(() => this.#closeStale(), Math.min(1000, Math.max(10, opts.idleTimeoutMs / 2)));
     this.#sweep.unref();
@@ -108,8 +115,9 @@ export class H1Pool {
     return { open, idle, waiting: this.#waiting.length };
   }
 
-  acquire(user: PoolUser): void {
-    const ep = this.#closed ? undefined : this.endpoints.pick();
+  /** A connection for `user`, to the endpoint the balancer picks for `hash`, avoiding `avoid` where it can. */
+  acquire(user: PoolUser, hash = '', avoid?: Endpoint): void {
+    const ep = this.#closed ? undefined : this.#picker.pick(hash, avoid);
     if (!ep) {
       user.onUpstreamConnectError('no-endpoint', undefined, undefined);
       return;

@@ -8,10 +8,20 @@ import type { Logger } from 'pino';
 import type { IdentityHub, IdentityMaterial } from '../../identity/index.js';
 import type { Address } from '../../lib/address.js';
 import { PillionError } from '../../lib/errors.js';
-import type { TimeoutsConfig, UpstreamConfig } from '../config.js';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { endpointEntrySchema, type TimeoutsConfig, type UpstreamConfig } from '../config.js';
 import { ClientSessions } from '../http2/client-sessions.js';
-import { type EndpointTls, Endpoints, type MutualClient } from './endpoints.js';
+import { type Balancer, RoundRobin } from './balancer.js';
+import {
+  type Endpoint,
+  type EndpointSpec,
+  type EndpointTls,
+  Endpoints,
+  type MutualClient,
+} from './endpoints.js';
 import { H1Pool } from './h1-pool.js';
+import type { RetryBudget } from './retry.js';
 
 export interface UpstreamOptions {
   logger: Logger;
@@ -19,7 +29,18 @@ export interface UpstreamOptions {
   rewriteHost: boolean;
   /** The workload identity, for upstreams with tls.mutual. */
   identity?: IdentityHub | undefined;
+  /** Time and randomness for the balancers (injected in tests). */
+  now?: () => number;
+  random?: () => number;
+  /** An endpoints file that did not apply (counted by the caller). */
+  onEndpointsFileError?: (err: Error) => void;
 }
+
+/** What a consistent-hash balancer hashes: nothing, a header, a cookie, or the client's address. */
+export const HASH_NONE = 0;
+export const HASH_HEADER = 1;
+export const HASH_COOKIE = 2;
+export const HASH_CLIENT = 3;
 
 export class Upstream {
   readonly name: string;
@@ -31,12 +52,41 @@ export class Upstream {
   readonly tls: EndpointTls | undefined;
   /** Host header to send (outbound), or undefined to keep the client's (inbound). */
   readonly hostHeader: string | undefined;
+  /** HASH_* and the header or cookie name (lower-case) the balancer's key comes from. */
+  readonly hashOn: number;
+  readonly hashName: string;
+  /** The retry budget, made when a route retries requests to this upstream; kept with the upstream. */
+  retryBudget: RetryBudget | undefined;
+  #balancer: Balancer = new RoundRobin();
+  #cfg: UpstreamConfig;
+  #opts: UpstreamOptions;
   #closed = false;
 
   constructor(name: string, cfg: UpstreamConfig, opts: UpstreamOptions) {
     this.name = name;
     this.protocol = cfg.protocol;
-    this.endpoints = new Endpoints(cfg.endpoints, { refreshMs: cfg.dnsRefresh, logger: opts.logger });
+    this.#cfg = cfg;
+    this.#opts = opts;
+    this.endpoints = new Endpoints(cfg.endpoints, {
+      refreshMs: cfg.dnsRefresh,
+      logger: opts.logger,
+      srv: cfg.srv,
+      file:
+        cfg.endpointsFile !== undefined
+          ? { path: cfg.endpointsFile, parse: parseEndpointsFile, onError: opts.onEndpointsFileError }
+          : undefined,
+    });
+    this.endpoints.onChange(() => this.#balancer.update(this.endpoints.all));
+    this.#balancer.update(this.endpoints.all);
+    const h = cfg.loadBalancer?.hashOn;
+    this.hashOn = h?.header
+      ? HASH_HEADER
+      : h?.cookie
+        ? HASH_COOKIE
+        : h?.clientAddress
+          ? HASH_CLIENT
+          : HASH_NONE;
+    this.hashName = h?.header?.toLowerCase() ?? h?.cookie ?? '';
     let ca: Buffer | undefined;
     if (cfg.tls?.ca) {
       try {
@@ -56,14 +106,18 @@ export class Upstream {
           mutual: cfg.tls.mutual ? mutualClient(name, opts.identity, ca, cfg.tls.subjectAltNames) : undefined,
         }
       : undefined;
-    this.pool = new H1Pool(this.endpoints, {
-      maxConnections: cfg.pool.maxConnections,
-      maxIdle: cfg.pool.maxIdle,
-      idleTimeoutMs: cfg.pool.idleTimeout,
-      maxPending: cfg.pool.maxPending,
-      connectTimeoutMs: opts.timeouts.upstreamConnect,
-      tls: this.tls,
-    });
+    this.pool = new H1Pool(
+      this.endpoints,
+      {
+        maxConnections: cfg.pool.maxConnections,
+        maxIdle: cfg.pool.maxIdle,
+        idleTimeoutMs: cfg.pool.idleTimeout,
+        maxPending: cfg.pool.maxPending,
+        connectTimeoutMs: opts.timeouts.upstreamConnect,
+        tls: this.tls,
+      },
+      this,
+    );
     this.sessions =
       cfg.protocol === 'h2'
         ? new ClientSessions({
@@ -72,8 +126,38 @@ export class Upstream {
             logger: opts.logger,
           })
         : undefined;
-    const first = cfg.endpoints[0]!;
-    this.hostHeader = opts.rewriteHost ? Upstream.hostHeaderFor(first, cfg.tls !== undefined) : undefined;
+    this.hostHeader = opts.rewriteHost ? Upstream.hostHeaderOf(name, cfg) : undefined;
+  }
+
+  /**
+   * The Host an outbound request to the upstream carries: its first endpoint's name (and port
+   * unless the default), else the SRV name's service part (inventory.example for
+   * _http._tcp.inventory.example), else the upstream's own name.
+   */
+  static hostHeaderOf(name: string, cfg: UpstreamConfig): string {
+    const first = cfg.endpoints[0];
+    if (first !== undefined) return Upstream.hostHeaderFor(first, cfg.tls !== undefined);
+    if (cfg.srv !== undefined) return cfg.srv.replace(/^(_[^.]+\.)+/, '');
+    return name;
+  }
+
+  /** The endpoint for a request (its hash key, '' when none), avoiding the one a failed attempt used. */
+  pick(hash: string, avoid: Endpoint | undefined): Endpoint | undefined {
+    return this.#balancer.pick(hash, avoid);
+  }
+
+  /** The balancer keeps a latency average (peak-ewma): responses are reported to it. */
+  get config(): UpstreamConfig {
+    return this.#cfg;
+  }
+
+  get observesLatency(): boolean {
+    return this.#balancer.observes;
+  }
+
+  /** A response from `ep` took `ms` (to its head). */
+  observe(ep: Endpoint, ms: number): void {
+    this.#balancer.observe(ep, ms);
   }
 
   /**
@@ -102,8 +186,18 @@ export class Upstream {
     return (tls && a.port === 443) || (!tls && a.port === 80) ? host : `${host}:${a.port}`;
   }
 
-  start(): Promise<void> {
-    return this.endpoints.start();
+  async start(): Promise<void> {
+    const lb = this.#cfg.loadBalancer;
+    if (lb !== undefined && lb.policy !== 'round-robin') {
+      // The other policies' code is loaded only by an upstream that uses one.
+      const { createBalancer } = await import('./balancers.js');
+      this.#balancer = createBalancer(lb, {
+        now: this.#opts.now ?? Date.now,
+        random: this.#opts.random ?? Math.random,
+      });
+      this.#balancer.update(this.endpoints.all);
+    }
+    await this.endpoints.start();
   }
 
   /** Closed by a reload that replaced or removed it, or at shutdown. */
@@ -120,6 +214,20 @@ export class Upstream {
     this.pool.close();
     this.sessions?.closeAll(true);
   }
+}
+
+/** An endpoints file: a YAML list of endpoints, each "host:port" or { address, weight, labels }. */
+function parseEndpointsFile(text: string): EndpointSpec[] {
+  const doc: unknown = parseYaml(text);
+  const list = Array.isArray(doc) ? doc : (doc as { endpoints?: unknown } | null)?.endpoints;
+  if (!Array.isArray(list)) throw new Error('expected a list of endpoints (or endpoints: [...])');
+  const r = z.array(endpointEntrySchema).max(10000).safeParse(list);
+  if (!r.success) {
+    const first = r.error.issues[0]!;
+    const path = first.path.join('.');
+    throw new Error(`endpoint ${path}: ${first.message}`);
+  }
+  return r.data.map((e) => ({ ...e, host: e.host === '' ? '127.0.0.1' : e.host }));
 }
 
 /** The client side of an upstream's mutual TLS: one context per workload certificate, built on first use. */
