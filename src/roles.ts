@@ -244,7 +244,6 @@ export interface PlannedRole {
 const UPSTREAM_RESILIENCE = [
   'circuitBreaker',
   'circuitBreakers',
-  'outlierDetection',
   'connectionPool',
   'loadBalancing',
   'healthCheck',

@@ -496,10 +496,89 @@ const upstreamSchema = z
           .min(0)
           .max(100000)
           .default(1024)
-          .describe('Requests waiting for a connection at most; more get 503.'),
+          .describe('Requests waiting for a connection at most; more get 503 (flag UO) at once.'),
+        maxRequests: z
+          .number()
+          .int()
+          .min(0)
+          .max(1_000_000)
+          .default(0)
+          .describe(
+            "Requests in flight to the upstream at most (all endpoints, waiting ones included); more get 503 (flag UO) at once. 0: no limit (Istio's http2MaxRequests).",
+          ),
+        maxRequestsPerConnection: z
+          .number()
+          .int()
+          .min(0)
+          .max(1_000_000)
+          .default(0)
+          .describe('A connection is closed after this many requests; 0: no limit.'),
+        maxRetries: z
+          .number()
+          .int()
+          .min(0)
+          .max(1_000_000)
+          .default(0)
+          .describe(
+            'Requests being retried at once at most; a failure past it goes to the client (counted as retry_overflow). 0: no limit.',
+          ),
       })
       .prefault({})
-      .describe('The keep-alive connection pool to each endpoint.'),
+      .describe(
+        "The keep-alive connection pool to each endpoint, and the upstream's circuit-breaking limits: what is over a limit is answered 503 with flag UO at once, never queued without bound.",
+      ),
+    outlierDetection: z
+      .strictObject({
+        consecutive5xxErrors: z
+          .number()
+          .int()
+          .min(0)
+          .max(1000)
+          .default(5)
+          .describe(
+            'Eject an endpoint after this many 5xx responses or local failures (refused or timed-out connects, resets, per-try timeouts) in a row; 0: off.',
+          ),
+        consecutiveGatewayErrors: z
+          .number()
+          .int()
+          .min(0)
+          .max(1000)
+          .default(0)
+          .describe('Eject after this many 502, 503, 504 or local failures in a row; 0: off.'),
+        consecutiveLocalOriginFailures: z
+          .number()
+          .int()
+          .min(0)
+          .max(1000)
+          .default(0)
+          .describe('Eject after this many local failures in a row (no response at all); 0: off.'),
+        interval: duration({ min: '10ms', max: '1h' })
+          .prefault('10s')
+          .describe('How often ejected endpoints whose time is up are returned.'),
+        baseEjectionTime: duration({ min: '10ms', max: '1h' })
+          .prefault('30s')
+          .describe(
+            'An ejection lasts this times the number of times the endpoint was ejected (at most 300 s or this).',
+          ),
+        maxEjectionPercent: z
+          .number()
+          .min(0)
+          .max(100)
+          .default(10)
+          .describe('At most this share of the endpoints is ejected at once (at least one).'),
+        minHealthPercent: z
+          .number()
+          .min(0)
+          .max(100)
+          .default(0)
+          .describe(
+            "When fewer than this share of the endpoints are not ejected, requests are balanced over all of them (Envoy's panic threshold); with no endpoint left at all, always.",
+          ),
+      })
+      .optional()
+      .describe(
+        "Passive health checking (Istio's outlierDetection): endpoints that fail in a row are taken out of balancing for a while. The state is kept across reloads that keep the upstream.",
+      ),
     dnsRefresh: duration({ min: '1s', max: '1h' })
       .prefault('30s')
       .describe('Re-resolve DNS names at least this often (sooner if the record TTL is shorter).'),
@@ -972,6 +1051,7 @@ export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type EndpointEntry = z.output<typeof endpointEntrySchema>;
 export type LoadBalancerConfig = z.output<typeof loadBalancerSchema>;
 export type RetriesConfig = z.output<typeof retriesSchema>;
+export type OutlierDetectionConfig = NonNullable<UpstreamConfig['outlierDetection']>;
 export type RetryBudgetConfig = z.output<typeof retryBudgetSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type TlsConfig = z.output<typeof tlsSchema>;

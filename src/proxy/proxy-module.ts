@@ -219,6 +219,7 @@ export class ProxyModule<S> implements Module<S> {
           timeouts: s.timeouts,
           rewriteHost: s.rewriteHost,
           identity,
+          clock: this.#deps.clock,
           onEndpointsFileError: () =>
             this.#stats.endpointsFileErrors.with({ section: s.section, upstream: name }).value++,
         };

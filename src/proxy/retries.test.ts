@@ -13,6 +13,7 @@ import {
   freePort,
   get,
   metricValue,
+  outboundSection,
   rawRequest,
   startBackend,
   startOutbound,
@@ -264,4 +265,92 @@ describe('the retry budget', () => {
     assert.ok(sent <= 60 && sent >= 55, `sent ${sent}`);
     assert.ok((await retried(q, 'budget_exhausted')) >= 40);
   });
+});
+
+describe('circuit breaking', () => {
+  test('pool.maxRequests: requests over the limit get 503 UO at once, not queued', async () => {
+    const [slow] = await two('hang', 'ok');
+    const p = await proxy([slow.port], { pool: { maxRequests: 2 } });
+    const hanging = [rawRequest(p.port(), get('/svc/a')), rawRequest(p.port(), get('/svc/b'))];
+    await waitFor(() => slow.seen.length === 2, { what: 'two requests at the backend' });
+    const r = await rawRequest(p.port(), get('/svc/c'));
+    assert.equal(r.status, 503);
+    assert.equal(
+      await metricValue(p.metrics, 'pillion_proxy_upstream_errors_total', { kind: 'overflow' }),
+      1,
+    );
+    await p.stop();
+    await Promise.allSettled(hanging);
+  });
+
+  test('pool.maxPending: with its connections busy, the upstream queues this many and refuses more (UO)', async () => {
+    const [slow] = await two('hang', 'ok');
+    const p = await proxy([slow.port], { pool: { maxConnections: 1, maxPending: 1 } });
+    const first = rawRequest(p.port(), get('/svc/a'));
+    await waitFor(() => slow.seen.length === 1, { what: 'the first request at the backend' });
+    const queued = rawRequest(p.port(), get('/svc/b'));
+    await waitFor(async () => (p.module.poolOccupancy().get('svc')?.waiting ?? 0) === 1, {
+      what: 'one waiting',
+    });
+    const r = await rawRequest(p.port(), get('/svc/c'));
+    assert.equal(r.status, 503);
+    assert.match(r.body.toString(), /waiting/);
+    await p.stop();
+    await Promise.allSettled([first, queued]);
+  });
+
+  test('pool.maxRequestsPerConnection closes a connection after that many requests', async () => {
+    const [ok] = await two('ok', 'ok');
+    const p = await proxy([ok.port], { pool: { maxRequestsPerConnection: 2 } });
+    for (let i = 0; i < 6; i++) assert.equal((await rawRequest(p.port(), get('/svc/x'))).status, 200);
+    assert.equal(ok.connections, 3);
+  });
+
+  test('outlier detection ejects an endpoint answering 503s; requests then go to the others', async () => {
+    const [bad, good] = await two('503', 'ok');
+    const p = await proxy([bad.port, good.port], {
+      outlierDetection: {
+        consecutive5xxErrors: 3,
+        interval: '1s',
+        baseEjectionTime: '30s',
+        maxEjectionPercent: 50,
+      },
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await rawRequest(p.port(), get('/svc/x'))).status);
+    // Round robin: the bad endpoint answers every other request until its third 503.
+    assert.equal(statuses.filter((s) => s === 503).length, 3);
+    assert.equal(bad.seen.length, 3);
+    assert.equal(good.seen.length, 17);
+  });
+
+  test('with retries, the client never sees the ejected endpoint', async () => {
+    const [bad, good] = await two('503', 'ok');
+    const p = await proxy([bad.port, good.port], {
+      retries: { retryOn: '5xx', backoff: FAST },
+      outlierDetection: { consecutive5xxErrors: 2, maxEjectionPercent: 50 },
+    });
+    for (let i = 0; i < 10; i++) assert.equal((await rawRequest(p.port(), get('/svc/x'))).status, 200);
+    assert.equal(bad.seen.length, 2);
+  });
+});
+
+test('a reload that keeps the upstream keeps its ejections', async () => {
+  const [bad, good] = await two('503', 'ok');
+  const raw = {
+    upstreams: {
+      svc: {
+        endpoints: [`127.0.0.1:${bad.port}`, `127.0.0.1:${good.port}`],
+        outlierDetection: { consecutive5xxErrors: 1, baseEjectionTime: '10m', maxEjectionPercent: 50 },
+      },
+    },
+  };
+  const p = await startOutbound(raw);
+  proxies.push(p);
+  for (let i = 0; i < 4; i++) await rawRequest(p.port(), get('/svc/x'));
+  assert.equal(bad.seen.length, 1);
+  // Another setting changes; the upstream's do not.
+  assert.equal(await p.module.reload(outboundSection({ ...raw, headers: { requestId: false } })), 'applied');
+  for (let i = 0; i < 4; i++) assert.equal((await rawRequest(p.port(), get('/svc/x'))).status, 200);
+  assert.equal(bad.seen.length, 1);
 });

@@ -198,6 +198,8 @@ export const RETRY_OUTCOMES = [
   'attempts_exhausted',
   /** Not retried: the request body was larger than retries.maxBodySize, so it was not kept. */
   'body_too_large',
+  /** Not retried: pool.maxRetries requests were being retried already. */
+  'retry_overflow',
   /** Not retried: the failure is not one of retryOn. */
   'not_retriable',
   /** Not retried: the request came over HTTP/2 or asked for a protocol upgrade, which are sent once. */

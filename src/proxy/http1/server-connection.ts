@@ -151,6 +151,9 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #upReused = false;
   /** The endpoint whose in-flight count this exchange holds. */
   #activeEp: Endpoint | undefined;
+  /** The upstream whose in-flight count (and retries-in-progress count) this exchange holds. */
+  #inflightUp: Upstream | undefined;
+  #retryingUp: Upstream | undefined;
   /** The balancer's hash key ('' when the upstream does not hash). */
   #hash = '';
   // --- retries (routes with retries or a timeout only) ---
@@ -241,6 +244,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     if (this.#tryDeadline !== 0 && now >= this.#tryDeadline) {
       this.#tryDeadline = 0;
       if ((this.#state === ST_CONNECTING || this.#state === ST_EXCHANGE) && this.#res === undefined) {
+        if (this.#state === ST_EXCHANGE) this.#outlier(0);
         if (this.#retryDecision(F_TIMEOUT, 'UT')) {
           this.#c.stats.upstreamError(this.#upstream!.name, 'per_try_timeout');
           this.#dropTry();
@@ -450,6 +454,13 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#local(502, 'this upstream speaks HTTP/2 only; connect with HTTP/2\n', 'UPE');
       return;
     }
+    if (upstream.maxRequests > 0 && upstream.inflight >= upstream.maxRequests) {
+      c.stats.upstreamError(upstream.name, 'overflow');
+      this.#local(503, 'too many requests to the upstream\n', 'UO');
+      return;
+    }
+    upstream.inflight++;
+    this.#inflightUp = upstream;
     this.#upstream = upstream;
     if (upstream.hashOn !== HASH_NONE) this.#hash = this.#hashKey(upstream, req);
     const rz = c.resilience?.[route.index];
@@ -525,13 +536,20 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     if (kind !== F_RESPONSE && !p.onFailure(kind)) outcome = 'not_retriable';
     else if (this.#tries >= p.maxTries) outcome = 'attempts_exhausted';
     else if (this.#upgrade !== '') outcome = 'not_retried_protocol';
+    else if (this.#retryingUp === undefined && up.maxRetries > 0 && up.retrying >= up.maxRetries)
+      outcome = 'retry_overflow';
     else if (this.#reqKind !== B_NONE && this.#kept === undefined) outcome = 'body_too_large';
     else if (up.retryBudget !== undefined && !up.retryBudget.withdraw()) outcome = 'budget_exhausted';
     else outcome = 'retried';
     this.#tryFlags = this.#tryFlags === '' ? flag : `${this.#tryFlags},${flag}`;
     this.#c.stats.retry(up.name, outcome);
     if (outcome === 'attempts_exhausted' && this.#tries > 1) this.#urx = true;
-    return outcome === 'retried';
+    if (outcome !== 'retried') return false;
+    if (this.#retryingUp === undefined) {
+      up.retrying++;
+      this.#retryingUp = up;
+    }
+    return true;
   }
 
   /** Lets go of the failed try's connection (closed: what it was doing is unknown). */
@@ -568,6 +586,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     up.pool.acquire(this, this.#hash, this.#upEndpoint);
   };
 
+  /** Tells outlier detection how the try's endpoint answered (0: no response at all). */
+  #outlier(status: number): void {
+    const o = this.#upstream?.outlier;
+    if (o !== undefined && this.#upEndpoint !== undefined) o.report(this.#upEndpoint, status);
+  }
+
   /** The try's endpoint has one request fewer in flight. */
   #endTry(): void {
     const ep = this.#activeEp;
@@ -580,6 +604,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   /** A response the route retries on: its connection is let go (kept when its body is all here) and the next try scheduled. */
   #retryResponse(r: ResponseHead, buf: Buffer, start: number): boolean {
     if (!this.#retryDecision(F_RESPONSE, String(r.status))) return false;
+    this.#outlier(r.status);
     const up = this.#up!;
     this.#up = undefined;
     const rest = buf.length - start;
@@ -775,6 +800,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     if (this.#state !== ST_CONNECTING) return;
     this.#upEndpoint = ep;
     const name = this.#upstream!.name;
+    if (kind === 'timeout' || kind === 'refused') this.#outlier(0);
     if ((kind === 'timeout' || kind === 'refused') && this.#retryDecision(F_CONNECT, 'UF')) {
       this.#c.stats.upstreamError(name, kind === 'timeout' ? 'connect_timeout' : 'connect_refused');
       this.#scheduleRetry();
@@ -875,6 +901,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     if (this.#deadlineKind === D_RESPONSE) this.#deadlineKind = D_NONE;
     const up = this.#upstream!;
     if (up.observesLatency) up.observe(this.#upEndpoint!, this.#upTime);
+    if (up.outlier !== undefined) up.outlier.report(this.#upEndpoint!, res.status);
     const noBody = req.method === 'HEAD' || res.status === 204 || res.status === 304;
     if (noBody) this.#resKind = B_NONE;
     else if (res.chunked) {
@@ -1015,6 +1042,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         return;
       }
       this.#c.stats.upstreamError(this.#upstream!.name, 'reset');
+      this.#outlier(0);
       if (this.#retryDecision(F_RESET, 'UC')) {
         this.#scheduleRetry();
         return;
@@ -1055,6 +1083,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   #upstreamTimeout(): void {
     if (this.#upstream) this.#c.stats.upstreamError(this.#upstream.name, 'response_timeout');
+    if (this.#up !== undefined) this.#outlier(0);
     this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
     const up = this.#up;
     this.#up = undefined;
@@ -1185,6 +1214,14 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #record(): void {
     const c = this.#c;
     this.#endTry();
+    if (this.#inflightUp !== undefined) {
+      this.#inflightUp.inflight--;
+      this.#inflightUp = undefined;
+    }
+    if (this.#retryingUp !== undefined) {
+      this.#retryingUp.retrying--;
+      this.#retryingUp = undefined;
+    }
     if (this.#req === undefined && this.#status === 0) return;
     c.stats.active.value--;
     const now = performance.now();

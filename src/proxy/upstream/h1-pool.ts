@@ -33,6 +33,8 @@ export interface PoolOptions {
   maxIdle: number;
   idleTimeoutMs: number;
   maxPending: number;
+  /** A connection is closed after this many requests; 0 no limit. */
+  maxRequestsPerConnection: number;
   connectTimeoutMs: number;
   tls?: EndpointTls & { alpn?: string[] };
 }
@@ -158,7 +160,8 @@ export class H1Pool {
   release(conn: UpstreamConnection, reusable: boolean): void {
     conn.owner = undefined;
     if (conn.closed) return;
-    if (!reusable || this.#closed) {
+    const max = this.#opts.maxRequestsPerConnection;
+    if (!reusable || this.#closed || (max > 0 && conn.uses + 1 >= max)) {
       conn.socket.destroy();
       return;
     }

@@ -7,6 +7,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { IdentityHub, IdentityMaterial } from '../../identity/index.js';
 import type { Address } from '../../lib/address.js';
+import { type Clock, systemClock } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -21,6 +22,7 @@ import {
   type MutualClient,
 } from './endpoints.js';
 import { H1Pool } from './h1-pool.js';
+import type { OutlierDetector } from './outlier.js';
 import type { RetryBudget } from './retry.js';
 
 export interface UpstreamOptions {
@@ -29,7 +31,8 @@ export interface UpstreamOptions {
   rewriteHost: boolean;
   /** The workload identity, for upstreams with tls.mutual. */
   identity?: IdentityHub | undefined;
-  /** Time and randomness for the balancers (injected in tests). */
+  /** Time and randomness for the balancers and outlier detection (injected in tests). */
+  clock?: Clock;
   now?: () => number;
   random?: () => number;
   /** An endpoints file that did not apply (counted by the caller). */
@@ -57,6 +60,16 @@ export class Upstream {
   readonly hashName: string;
   /** The retry budget, made when a route retries requests to this upstream; kept with the upstream. */
   retryBudget: RetryBudget | undefined;
+  /** Outlier detection, when configured. */
+  outlier: OutlierDetector | undefined;
+  /** Requests in flight to the upstream (waiting for a connection included), and retries in progress. */
+  inflight = 0;
+  retrying = 0;
+  /** pool.maxRequests and pool.maxRetries (0: no limit). */
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+  /** Endpoints ejected so far (for metrics and /clusters). */
+  ejections = 0;
   #balancer: Balancer = new RoundRobin();
   #cfg: UpstreamConfig;
   #opts: UpstreamOptions;
@@ -67,6 +80,8 @@ export class Upstream {
     this.protocol = cfg.protocol;
     this.#cfg = cfg;
     this.#opts = opts;
+    this.maxRequests = cfg.pool.maxRequests;
+    this.maxRetries = cfg.pool.maxRetries;
     this.endpoints = new Endpoints(cfg.endpoints, {
       refreshMs: cfg.dnsRefresh,
       logger: opts.logger,
@@ -76,7 +91,7 @@ export class Upstream {
           ? { path: cfg.endpointsFile, parse: parseEndpointsFile, onError: opts.onEndpointsFileError }
           : undefined,
     });
-    this.endpoints.onChange(() => this.#balancer.update(this.endpoints.all));
+    this.endpoints.onChange(() => this.#rebalance());
     this.#balancer.update(this.endpoints.all);
     const h = cfg.loadBalancer?.hashOn;
     this.hashOn = h?.header
@@ -113,6 +128,7 @@ export class Upstream {
         maxIdle: cfg.pool.maxIdle,
         idleTimeoutMs: cfg.pool.idleTimeout,
         maxPending: cfg.pool.maxPending,
+        maxRequestsPerConnection: cfg.pool.maxRequestsPerConnection,
         connectTimeoutMs: opts.timeouts.upstreamConnect,
         tls: this.tls,
       },
@@ -139,6 +155,18 @@ export class Upstream {
     if (first !== undefined) return Upstream.hostHeaderFor(first, cfg.tls !== undefined);
     if (cfg.srv !== undefined) return cfg.srv.replace(/^(_[^.]+\.)+/, '');
     return name;
+  }
+
+  /** Tells the balancer the endpoints it may use now (not ejected, unless too few are left). */
+  #rebalance(): void {
+    const all = this.endpoints.all;
+    const o = this.outlier;
+    if (o === undefined) {
+      this.#balancer.update(all);
+      return;
+    }
+    o.update(all);
+    this.#balancer.update(o.available(all));
   }
 
   /** The endpoint for a request (its hash key, '' when none), avoiding the one a failed attempt used. */
@@ -192,11 +220,25 @@ export class Upstream {
       // The other policies' code is loaded only by an upstream that uses one.
       const { createBalancer } = await import('./balancers.js');
       this.#balancer = createBalancer(lb, {
-        now: this.#opts.now ?? Date.now,
+        now: this.#opts.now ?? (this.#opts.clock ? () => this.#opts.clock!.now() : Date.now),
         random: this.#opts.random ?? Math.random,
       });
-      this.#balancer.update(this.endpoints.all);
     }
+    const od = this.#cfg.outlierDetection;
+    if (od !== undefined) {
+      const { OutlierDetector } = await import('./outlier.js');
+      this.outlier = new OutlierDetector(od, this.#opts.clock ?? systemClock, {
+        changed: () => this.#rebalance(),
+        ejected: (ep) => {
+          this.ejections++;
+          this.#opts.logger.warn(
+            { upstream: this.name, endpoint: ep.key, ejections: ep.state.ejections },
+            'upstream endpoint ejected (outlier detection)',
+          );
+        },
+      });
+    }
+    this.#rebalance();
     await this.endpoints.start();
   }
 
@@ -211,6 +253,7 @@ export class Upstream {
    */
   close(): void {
     this.#closed = true;
+    this.outlier?.close();
     this.pool.close();
     this.sessions?.closeAll(true);
   }
