@@ -31,7 +31,8 @@ import { ListenerStats, ProxyStats } from './stats.js';
 import type { TcpContext } from './tcp-forwarder.js';
 import type { PoolOccupancy } from './upstream/h1-pool.js';
 import type { RouteResilience } from './upstream/resilience.js';
-import { Upstream } from './upstream/upstream.js';
+import { type ClusterView, Upstream } from './upstream/upstream.js';
+import { addUpstreamSource } from './upstream-metrics.js';
 
 /** Everything the proxy needs, in the form both roles produce. */
 export interface ProxySettings {
@@ -84,12 +85,17 @@ export class ProxyModule<S> implements Module<S> {
   #accessLogKey = '';
   #ticker: NodeJS.Timeout | undefined;
   #ready = false;
+  #removeSource: () => void;
 
   constructor(section: S, toSettings: (section: S) => ProxySettings, deps: ProxyDeps) {
     this.#toSettings = toSettings;
     this.#settings = toSettings(section);
     this.#deps = deps;
     this.#stats = new ProxyStats(deps.metrics, this.#settings.section);
+    this.#removeSource = addUpstreamSource(deps.metrics, {
+      section: this.#settings.section,
+      upstreams: () => this.#built?.upstreams.values() ?? [],
+    });
   }
 
   /** Bound addresses, by listener name (port 0 resolves here). */
@@ -176,6 +182,7 @@ export class ProxyModule<S> implements Module<S> {
 
   async stop(): Promise<void> {
     this.#ready = false;
+    this.#removeSource();
     if (this.#ticker) clearInterval(this.#ticker);
     for (const l of this.#listeners) l.close();
     this.#listeners = [];
@@ -198,6 +205,12 @@ export class ProxyModule<S> implements Module<S> {
 
   policies(): FiltersState | null {
     return this.filtersState();
+  }
+
+  /** Every upstream with its endpoints, health and counters (GET /clusters). */
+  clusters(): ClusterView[] {
+    const now = this.#deps.clock.now();
+    return [...(this.#built?.upstreams.values() ?? [])].map((u) => u.view(this.#settings.section, now));
   }
 
   async #build(s: ProxySettings): Promise<Built> {
@@ -227,6 +240,7 @@ export class ProxyModule<S> implements Module<S> {
         let u = prev?.keys.get(name) === key ? prev.upstreams.get(name) : undefined;
         if (u === undefined) {
           u = new Upstream(name, cfg, opts);
+          u.latency = this.#stats.upstreamTime.with({ section: s.section, upstream: name });
           made.push(u);
         }
         upstreams.set(name, u);

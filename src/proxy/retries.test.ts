@@ -354,3 +354,42 @@ test('a reload that keeps the upstream keeps its ejections', async () => {
   for (let i = 0; i < 4; i++) assert.equal((await rawRequest(p.port(), get('/svc/x'))).status, 200);
   assert.equal(bad.seen.length, 1);
 });
+
+test('/clusters and the upstream metrics show endpoints, ejections and counters', async () => {
+  const [bad, good] = await two('503', 'ok');
+  const p = await proxy([bad.port, good.port], {
+    retries: { retryOn: '5xx', backoff: FAST },
+    outlierDetection: { consecutive5xxErrors: 2, baseEjectionTime: '10m', maxEjectionPercent: 50 },
+  });
+  for (let i = 0; i < 10; i++) assert.equal((await rawRequest(p.port(), get('/svc/x'))).status, 200);
+  const [c] = p.module.clusters();
+  assert.equal(c!.name, 'svc');
+  assert.equal(c!.policy, 'round-robin');
+  assert.equal(c!.stats.rq_2xx, 10);
+  assert.equal(c!.stats.ejections, 1);
+  const byPort = new Map(c!.endpoints.map((e) => [Number(e.address.split(':')[1]), e]));
+  assert.equal(byPort.get(bad.port)!.health, 'ejected');
+  assert.ok(byPort.get(bad.port)!.ejected_for_ms > 0);
+  assert.equal(byPort.get(good.port)!.health, 'healthy');
+  const m = (name: string, labels: Record<string, string>) => metricValue(p.metrics, name, labels);
+  assert.equal(await m('pillion_upstream_endpoints', { upstream: 'svc', state: 'ejected' }), 1);
+  assert.equal(await m('pillion_upstream_ejections_total', { upstream: 'svc' }), 1);
+  assert.equal(await m('pillion_upstream_responses_total', { upstream: 'svc', code_class: '2xx' }), 10);
+  assert.equal(
+    await m('pillion_upstream_endpoint_requests_total', { endpoint: `127.0.0.1:${bad.port}` }),
+    bad.seen.length,
+  );
+  assert.equal(await m('pillion_upstream_response_time_seconds_count', { upstream: 'svc' }), 10);
+});
+
+test('peak-ewma: the latency average of each endpoint in /clusters and the metrics', async () => {
+  const [ok] = await two('ok', 'ok');
+  const p = await proxy([ok.port], { loadBalancer: { policy: 'peak-ewma' } });
+  for (let i = 0; i < 3; i++) assert.equal((await rawRequest(p.port(), get('/svc/x'))).status, 200);
+  const [c] = p.module.clusters();
+  assert.ok(c!.endpoints[0]!.latency_ewma_ms! > 0);
+  const v = await metricValue(p.metrics, 'pillion_upstream_endpoint_latency_ewma_seconds', {
+    endpoint: `127.0.0.1:${ok.port}`,
+  });
+  assert.ok(v > 0 && v < 5, String(v));
+});

@@ -109,6 +109,7 @@ export class ProxyStats {
   readonly healthChecks: CounterFamily;
   readonly retries: CounterFamily;
   readonly endpointsFileErrors: CounterFamily;
+  readonly upstreamTime: HistogramFamily;
 
   constructor(registry: Registry, section: string) {
     this.section = section;
@@ -175,6 +176,15 @@ export class ProxyStats {
         new CounterFamily(
           'pillion_proxy_retries_total',
           `Failed tries on routes with retries, by upstream and outcome: ${RETRY_OUTCOMES.join(', ')}.`,
+        ),
+    );
+    this.upstreamTime = family(
+      registry,
+      () =>
+        new HistogramFamily(
+          'pillion_upstream_response_time_seconds',
+          'Time from a request leaving for the upstream to its response head, by upstream (the last try of a retried request).',
+          DURATION_BOUNDS,
         ),
     );
     this.endpointsFileErrors = family(

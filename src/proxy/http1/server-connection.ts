@@ -605,6 +605,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #retryResponse(r: ResponseHead, buf: Buffer, start: number): boolean {
     if (!this.#retryDecision(F_RESPONSE, String(r.status))) return false;
     this.#outlier(r.status);
+    const u = this.#upstream!;
+    if (u.observesLatency) u.observe(this.#upEndpoint!, performance.now() - this.#tUp);
     const up = this.#up!;
     this.#up = undefined;
     const rest = buf.length - start;
@@ -1224,6 +1226,13 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     if (this.#req === undefined && this.#status === 0) return;
     c.stats.active.value--;
+    const u = this.#upstream;
+    if (u !== undefined && this.#status !== 0) {
+      const st = this.#status;
+      u.responses[st >= 100 && st < 600 ? ((st / 100) | 0) - 1 : 4]!++;
+      if (this.#upTime >= 0 && u.latency !== undefined)
+        observe(u.latency, c.stats.stats.upstreamTime.bounds, this.#upTime / 1000);
+    }
     const now = performance.now();
     const seconds = (now - this.#t0) / 1000;
     const rs = this.#routeStats ?? c.noRouteStats;

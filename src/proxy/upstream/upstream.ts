@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { IdentityHub, IdentityMaterial } from '../../identity/index.js';
 import type { Address } from '../../lib/address.js';
 import { type Clock, systemClock } from '../../lib/clock.js';
+import type { HistogramSeries } from '../../metrics/index.js';
 import { PillionError } from '../../lib/errors.js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -37,6 +38,27 @@ export interface UpstreamOptions {
   random?: () => number;
   /** An endpoints file that did not apply (counted by the caller). */
   onEndpointsFileError?: (err: Error) => void;
+}
+
+/** An upstream in GET /clusters: its counters, and each endpoint's health and counters. */
+export interface ClusterView {
+  section: string;
+  name: string;
+  policy: string;
+  stats: Record<string, number>;
+  endpoints: {
+    address: string;
+    host: string;
+    weight: number;
+    labels: Readonly<Record<string, string>>;
+    health: 'healthy' | 'ejected';
+    ejected_for_ms: number;
+    ejections: number;
+    rq_total: number;
+    rq_active: number;
+    consecutive_5xx: number;
+    latency_ewma_ms?: number;
+  }[];
 }
 
 /** What a consistent-hash balancer hashes: nothing, a header, a cookie, or the client's address. */
@@ -70,6 +92,10 @@ export class Upstream {
   readonly maxRetries: number;
   /** Endpoints ejected so far (for metrics and /clusters). */
   ejections = 0;
+  /** Responses the clients got from requests to this upstream, by status class (1xx..5xx). */
+  readonly responses = [0, 0, 0, 0, 0];
+  /** Seconds to the response head, per try that got one; set by the proxy module. */
+  latency: HistogramSeries | undefined;
   #balancer: Balancer = new RoundRobin();
   #cfg: UpstreamConfig;
   #opts: UpstreamOptions;
@@ -155,6 +181,42 @@ export class Upstream {
     if (first !== undefined) return Upstream.hostHeaderFor(first, cfg.tls !== undefined);
     if (cfg.srv !== undefined) return cfg.srv.replace(/^(_[^.]+\.)+/, '');
     return name;
+  }
+
+  /** What GET /clusters shows of the upstream. */
+  view(section: string, now: number): ClusterView {
+    const lb = this.#cfg.loadBalancer?.policy ?? 'round-robin';
+    const [c1, c2, c3, c4, c5] = this.responses;
+    return {
+      section,
+      name: this.name,
+      policy: lb,
+      stats: {
+        rq_active: this.inflight,
+        rq_pending: this.pool.waiting,
+        rq_retrying: this.retrying,
+        rq_1xx: c1!,
+        rq_2xx: c2!,
+        rq_3xx: c3!,
+        rq_4xx: c4!,
+        rq_5xx: c5!,
+        ejections: this.ejections,
+        ...(this.retryBudget !== undefined ? { retry_budget_remaining: this.retryBudget.remaining } : {}),
+      },
+      endpoints: this.endpoints.all.map((e) => ({
+        address: e.key,
+        host: e.host,
+        weight: e.weight,
+        labels: e.labels,
+        health: e.state.ejectedUntil !== 0 ? 'ejected' : 'healthy',
+        ejected_for_ms: e.state.ejectedUntil !== 0 ? Math.max(0, e.state.ejectedUntil - now) : 0,
+        ejections: e.state.ejections,
+        rq_total: e.state.requests,
+        rq_active: e.state.active,
+        consecutive_5xx: e.state.consecutive5xx,
+        ...(this.observesLatency ? { latency_ewma_ms: Math.round(e.state.ewma * 1000) / 1000 } : {}),
+      })),
+    };
   }
 
   /** Tells the balancer the endpoints it may use now (not ejected, unless too few are left). */
