@@ -527,6 +527,19 @@ const upstreamSchema = z
       .describe(
         "The keep-alive connection pool to each endpoint, and the upstream's circuit-breaking limits: what is over a limit is answered 503 with flag UO at once, never queued without bound.",
       ),
+    subsets: z
+      .record(
+        z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/i, 'a subset name'),
+        z.strictObject({
+          labels: z
+            .record(z.string().min(1), z.string())
+            .describe('Endpoints with all these labels are in the subset.'),
+        }),
+      )
+      .default({})
+      .describe(
+        "Named groups of the endpoints by their labels (Istio's DestinationRule subsets), for routes' destinations. A subset with no endpoint answers 503 (UH).",
+      ),
     outlierDetection: z
       .strictObject({
         consecutive5xxErrors: z
@@ -607,6 +620,23 @@ const routeSchema = z
         regex: regex().optional().describe('Regular expression the whole path must match.'),
         methods: z.array(z.string().regex(TOKEN)).optional().describe('Methods, e.g. [GET, HEAD].'),
         host: z.string().optional().describe('Host (without port); *.example.com matches one label.'),
+        query: z
+          .array(
+            z.strictObject({
+              name: z.string().min(1).describe('Query parameter name (case-sensitive).'),
+              exact: z.string().optional().describe('The value must be exactly this.'),
+              regex: regex().optional().describe('The value must match this regular expression.'),
+              present: z
+                .boolean()
+                .optional()
+                .describe('true: the parameter must be present; false: it must be absent.'),
+            }),
+          )
+          .max(32)
+          .default([])
+          .describe(
+            'Query parameter conditions, on the decoded values; all must hold. With neither exact, regex nor present, the parameter must be present.',
+          ),
         headers: z
           .array(
             z.strictObject({
@@ -640,6 +670,43 @@ const routeSchema = z
     rewritePrefix: httpPath().optional().describe('Replace the matched prefix with this before forwarding.'),
     requestHeaders: headerEdits.describe('Headers changed on the request before forwarding.'),
     responseHeaders: headerEdits.describe('Headers changed on the response.'),
+    destinations: z
+      .array(
+        z.strictObject({
+          upstream: z.string().describe('An upstream name (or `app` inbound).'),
+          subset: z.string().optional().describe("One of the upstream's subsets."),
+          weight: z.number().int().min(0).max(1_000_000).default(1).describe('Relative share of requests.'),
+          requestHeaders: headerEdits.describe('Headers changed on requests sent to this destination.'),
+          responseHeaders: headerEdits.describe('Headers changed on responses from this destination.'),
+        }),
+      )
+      .min(1)
+      .max(64)
+      .optional()
+      .describe(
+        "Instead of `upstream`: split requests between destinations by weight (90/10 for a canary), each an upstream and optionally a subset, with its own header edits after the route's.",
+      ),
+    fault: z
+      .strictObject({
+        delay: z
+          .strictObject({
+            fixed: duration({ min: '1ms', max: '1h' }).describe('How long to hold the request.'),
+            percent: z.number().min(0).max(100).default(100).describe('Share of requests delayed.'),
+          })
+          .optional()
+          .describe('Hold requests before forwarding them (flag DI).'),
+        abort: z
+          .strictObject({
+            status: z.number().int().min(200).max(599).describe('Status to answer with.'),
+            percent: z.number().min(0).max(100).default(100).describe('Share of requests aborted.'),
+          })
+          .optional()
+          .describe('Answer requests with this status instead of forwarding them (flag FI).'),
+      })
+      .optional()
+      .describe(
+        "Fault injection for chaos testing (Istio's HTTPFaultInjection): delays and aborts on a share of the route's requests, after its filters.",
+      ),
     timeout: routeTimeout.optional(),
     retries: retriesSchema.optional(),
     upgradeProtocols: z
@@ -675,6 +742,18 @@ const routeSchema = z
     if (r.rewritePrefix !== undefined && r.match.prefix === undefined)
       addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'rewritePrefix needs match.prefix', undefined, [
         'rewritePrefix',
+      ]);
+    if (r.destinations !== undefined && (r.upstream !== undefined || r.directResponse !== undefined))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'a route sends to `upstream` or splits between `destinations`, not both (nor with a direct response)',
+        undefined,
+        ['destinations'],
+      );
+    if (r.destinations !== undefined && r.destinations.every((d) => d.weight === 0))
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'every destination has weight 0', undefined, [
+        'destinations',
       ]);
     if (r.directResponse && r.upstream)
       addPillionIssue(
@@ -933,9 +1012,27 @@ export const outboundSchema = z
       .describe('The listener the app sends its calls to (loopback).'),
     // Keep: the app is the client here, and routing is by upstream name, not by path.
     pathWithEscapedSlashes: escapedSlashesSchema('keep'),
+    routes: z
+      .array(routeSchema)
+      .default([])
+      .describe(
+        'Routes tried before the ones made for each upstream (by Host and by /<upstream> prefix): header or query matches, splits between destinations and subsets, faults. Match `host: <upstream>` to act on the calls to an upstream.',
+      ),
     ...common,
   })
-  .superRefine((s, ctx) => checkUpstreamNames(s, ctx, false))
+  .superRefine((s, ctx) => {
+    checkUpstreamNames(s, ctx, false);
+    s.routes.forEach((r, i) => {
+      if (r.upstream === undefined && r.destinations === undefined && r.directResponse === undefined)
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_MISSING_KEY',
+          'an outbound route names its upstream (or destinations, or a direct response)',
+          'e.g. upstream: inventory',
+          ['routes', i],
+        );
+    });
+  })
   .describe(
     'The outbound ambassador: the app calls http://127.0.0.1:15001/<upstream>/path, or sends Host: <upstream>, and Pillion reaches the service.',
   );
@@ -998,7 +1095,7 @@ function checkFilterNames(
 function checkUpstreamNames(
   s: {
     upstreams: Record<string, unknown>;
-    routes?: { upstream?: string }[];
+    routes?: { upstream?: string; destinations?: { upstream: string; subset?: string }[] }[];
     listeners?: { mode: string; upstream?: string }[];
   },
   ctx: z.RefinementCtx,
@@ -1019,6 +1116,28 @@ function checkUpstreamNames(
         hint(r.upstream),
         ['routes', i, 'upstream'],
       );
+    r.destinations?.forEach((d, j) => {
+      if (!known(d.upstream)) {
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
+          `route ${i} names upstream "${d.upstream}"`,
+          hint(d.upstream),
+          ['routes', i, 'destinations', j, 'upstream'],
+        );
+        return;
+      }
+      const subsets =
+        (s.upstreams[d.upstream] as { subsets?: Record<string, unknown> } | undefined)?.subsets ?? {};
+      if (d.subset !== undefined && !Object.hasOwn(subsets, d.subset))
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          `upstream ${d.upstream} has no subset "${d.subset}"`,
+          `subsets: ${Object.keys(subsets).join(', ') || 'none'}`,
+          ['routes', i, 'destinations', j, 'subset'],
+        );
+    });
   });
   s.listeners?.forEach((l, i) => {
     if (l.upstream !== undefined && !known(l.upstream))

@@ -31,6 +31,7 @@ export function inboundSettings(s: InboundSection): ProxySettings {
       },
       dnsRefresh: 30_000,
       retryBudget: { ratio: 0.2, minRetriesPerSecond: 10, window: 10_000 },
+      subsets: {},
     };
   }
   return {

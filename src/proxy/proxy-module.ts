@@ -346,9 +346,11 @@ export class ProxyModule<S> implements Module<S> {
       const { retries, timeout } = of(r);
       const retry = retries !== undefined && retries.attempts > 0 ? new RetryPolicy(retries) : undefined;
       if (retry === undefined && timeout === 0) return undefined;
-      const u = upstreams.get(r.upstream!);
-      if (retry !== undefined && u !== undefined)
-        u.retryBudget ??= new RetryBudget(u.config.retryBudget, clock);
+      if (retry !== undefined)
+        for (const name of r.split !== undefined ? r.split.map((d) => d.upstream!) : [r.upstream!]) {
+          const u = upstreams.get(name);
+          if (u !== undefined) u.retryBudget ??= new RetryBudget(u.config.retryBudget, clock);
+        }
       return { retry, timeoutMs: timeout };
     });
   }

@@ -17,7 +17,7 @@ import { type Denial, type FilterChain, type FilterRequest, newFilterRequest } f
 import type { HeadersConfig, LimitsConfig, TimeoutsConfig } from '../config.js';
 import type { PeerIdentity } from '../peer.js';
 import { normalizeTarget, PathError } from '../path.js';
-import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
+import { type CompiledRoute, hostOnly, matchRoute, pickDestination, rewritePath } from '../router.js';
 import type { ListenerStats, RetryOutcome, RouteStats } from '../stats.js';
 import { observe } from '../stats.js';
 import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } from '../upstream/h1-pool.js';
@@ -170,6 +170,9 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   /** The tries ran out on a retriable failure: URX in the response flags. */
   #urx = false;
   #retryTimer: TimerHandle | undefined;
+  /** A fault delay holding the request (routes with fault injection only). */
+  #faultTimer: TimerHandle | undefined;
+  #delayed = false;
   /** When the current try's per-try timeout ends (ms since the epoch; 0 none). */
   #tryDeadline = 0;
   /** What the filters saw and decided, for this exchange. */
@@ -372,7 +375,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     // Lower-casing the Host costs an allocation per request; only host conditions need it.
     const host = c.routesUseHost ? hostOnly(req.host) : '';
-    const route = matchRoute(c.routes, req.method, norm.path, host, req.lower, req.values);
+    const route = matchRoute(c.routes, req.method, norm.path, host, req.lower, req.values, norm.query);
     if (route === undefined) {
       this.#routeStats = c.noRouteStats;
       this.#local(404, 'no route matches this request\n', 'NR');
@@ -436,6 +439,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#local(route.direct.status, route.direct.body, '', route.direct.contentType);
       return;
     }
+    if (route.fault !== undefined && this.#fault(req, route, path, query)) return;
+    if (route.split !== undefined) {
+      route = pickDestination(route, Math.random);
+      this.#route = route;
+    }
     if (c.limits.maxBodySize > 0 && req.contentLength > c.limits.maxBodySize) {
       this.#local(413, 'request body too large\n', 'LR');
       return;
@@ -486,7 +494,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       if (perTry > 0) this.#tryDeadline = Date.now() + perTry;
     }
     this.#state = ST_CONNECTING;
-    upstream.pool.acquire(this, this.#hash);
+    upstream.pool.acquire(this, this.#hash, undefined, route.subset);
     // An idle pooled connection is handed over synchronously; only a connect in progress needs
     // the client's reading held (pausing and resuming a socket costs a tick per request).
     if (this.#state === ST_CONNECTING) this.#pause(P_UPSTREAM);
@@ -583,8 +591,34 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#upHead = `${this.#upHeadBase}x-pillion-attempt-count: ${this.#tries}\r\n\r\n`;
     const perTry = this.#resil.retry!.perTryTimeoutMs;
     if (perTry > 0) this.#tryDeadline = Date.now() + perTry;
-    up.pool.acquire(this, this.#hash, this.#upEndpoint);
+    up.pool.acquire(this, this.#hash, this.#upEndpoint, this.#route?.subset);
   };
+
+  /**
+   * Fault injection: holds the request for the delay (then forwards it), or answers it with the
+   * abort status; true when it did either.
+   */
+  #fault(req: RequestHead, route: CompiledRoute, path: string, query: string): boolean {
+    const f = route.fault!;
+    if (!this.#delayed && f.delayShare > 0 && Math.random() < f.delayShare) {
+      this.#delayed = true;
+      this.#flags = 'DI';
+      this.#state = ST_CONNECTING;
+      this.#pause(P_UPSTREAM);
+      this.#faultTimer = this.#c.clock.setTimeout(() => {
+        this.#faultTimer = undefined;
+        if (this.#req === req && this.#state === ST_CONNECTING)
+          this.#forward(req, route, path, query, undefined);
+      }, f.delayMs);
+      return true;
+    }
+    if (f.abortShare > 0 && Math.random() < f.abortShare) {
+      this.#state = ST_EXCHANGE;
+      this.#local(f.abortStatus, 'fault filter abort\n', 'FI');
+      return true;
+    }
+    return false;
+  }
 
   /** Tells outlier detection how the try's endpoint answered (0: no response at all). */
   #outlier(status: number): void {
@@ -679,6 +713,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#retryTimer.cancel();
       this.#retryTimer = undefined;
     }
+    this.#faultTimer?.cancel();
     if (this.#up !== undefined) {
       const up = this.#up;
       this.#up = undefined;
@@ -1040,7 +1075,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         this.#retried = true;
         this.#state = ST_CONNECTING;
         this.#endTry();
-        this.#upstream!.pool.acquire(this, this.#hash);
+        this.#upstream!.pool.acquire(this, this.#hash, undefined, this.#route?.subset);
         return;
       }
       this.#c.stats.upstreamError(this.#upstream!.name, 'reset');
@@ -1313,6 +1348,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#retried = false;
     this.#upEndpoint = undefined;
     this.#hash = '';
+    if (this.#delayed) {
+      this.#delayed = false;
+      this.#faultTimer?.cancel();
+      this.#faultTimer = undefined;
+    }
     if (this.#resil !== undefined) {
       this.#resil = undefined;
       this.#tries = 0;

@@ -81,7 +81,7 @@ interface EndpointState {
 
 /** Chooses the endpoint for a connection (the upstream's balancer). */
 export interface EndpointPicker {
-  pick(hash: string, avoid: Endpoint | undefined): Endpoint | undefined;
+  pick(hash: string, avoid: Endpoint | undefined, subset?: string): Endpoint | undefined;
 }
 
 export class H1Pool {
@@ -118,8 +118,8 @@ export class H1Pool {
   }
 
   /** A connection for `user`, to the endpoint the balancer picks for `hash`, avoiding `avoid` where it can. */
-  acquire(user: PoolUser, hash = '', avoid?: Endpoint): void {
-    const ep = this.#closed ? undefined : this.#picker.pick(hash, avoid);
+  acquire(user: PoolUser, hash = '', avoid?: Endpoint, subset?: string): void {
+    const ep = this.#closed ? undefined : this.#picker.pick(hash, avoid, subset);
     if (!ep) {
       user.onUpstreamConnectError('no-endpoint', undefined, undefined);
       return;

@@ -97,6 +97,8 @@ export class Upstream {
   /** Seconds to the response head, per try that got one; set by the proxy module. */
   latency: HistogramSeries | undefined;
   #balancer: Balancer = new RoundRobin();
+  /** Each subset's labels and its own balancer over its endpoints. */
+  #subsets = new Map<string, { labels: [string, string][]; balancer: Balancer }>();
   #cfg: UpstreamConfig;
   #opts: UpstreamOptions;
   #closed = false;
@@ -117,6 +119,8 @@ export class Upstream {
           ? { path: cfg.endpointsFile, parse: parseEndpointsFile, onError: opts.onEndpointsFileError }
           : undefined,
     });
+    for (const [n, sub] of Object.entries(cfg.subsets ?? {}))
+      this.#subsets.set(n, { labels: Object.entries(sub.labels), balancer: new RoundRobin() });
     this.endpoints.onChange(() => this.#rebalance());
     this.#balancer.update(this.endpoints.all);
     const h = cfg.loadBalancer?.hashOn;
@@ -223,17 +227,18 @@ export class Upstream {
   #rebalance(): void {
     const all = this.endpoints.all;
     const o = this.outlier;
-    if (o === undefined) {
-      this.#balancer.update(all);
-      return;
+    o?.update(all);
+    this.#balancer.update(o === undefined ? all : o.available(all));
+    for (const sub of this.#subsets.values()) {
+      const members = all.filter((e) => sub.labels.every(([k, v]) => e.labels[k] === v));
+      sub.balancer.update(o === undefined ? members : o.available(members));
     }
-    o.update(all);
-    this.#balancer.update(o.available(all));
   }
 
   /** The endpoint for a request (its hash key, '' when none), avoiding the one a failed attempt used. */
-  pick(hash: string, avoid: Endpoint | undefined): Endpoint | undefined {
-    return this.#balancer.pick(hash, avoid);
+  pick(hash: string, avoid: Endpoint | undefined, subset?: string): Endpoint | undefined {
+    if (subset === undefined) return this.#balancer.pick(hash, avoid);
+    return this.#subsets.get(subset)?.balancer.pick(hash, avoid);
   }
 
   /** The balancer keeps a latency average (peak-ewma): responses are reported to it. */
@@ -247,6 +252,7 @@ export class Upstream {
 
   /** A response from `ep` took `ms` (to its head). */
   observe(ep: Endpoint, ms: number): void {
+    // The latency average lives on the endpoint, so one balancer's update serves the subsets' too.
     this.#balancer.observe(ep, ms);
   }
 
@@ -281,10 +287,12 @@ export class Upstream {
     if (lb !== undefined && lb.policy !== 'round-robin') {
       // The other policies' code is loaded only by an upstream that uses one.
       const { createBalancer } = await import('./balancers.js');
-      this.#balancer = createBalancer(lb, {
+      const deps = {
         now: this.#opts.now ?? (this.#opts.clock ? () => this.#opts.clock!.now() : Date.now),
         random: this.#opts.random ?? Math.random,
-      });
+      };
+      this.#balancer = createBalancer(lb, deps);
+      for (const sub of this.#subsets.values()) sub.balancer = createBalancer(lb, deps);
     }
     const od = this.#cfg.outlierDetection;
     if (od !== undefined) {
