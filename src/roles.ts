@@ -219,7 +219,7 @@ sections are optional; a missing key takes its default.
   \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
 - **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
 
-Sections and keys of roles that are planned but not built yet (\`metrics\`; a route's \`mirror\`,
+Sections and keys of roles that are planned but not built yet (\`metrics\`; a route's \`retryPolicy\`,
 an upstream's \`circuitBreaker\`, ...) are refused with \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or
 \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
 `;
@@ -249,7 +249,7 @@ const UPSTREAM_RESILIENCE = [
   'healthCheck',
   'healthChecks',
 ];
-const ROUTE_RESILIENCE = ['retryPolicy', 'circuitBreaker', 'mirror', 'split'];
+const ROUTE_RESILIENCE = ['retryPolicy', 'circuitBreaker', 'split'];
 
 export const PLANNED_ROLES: readonly PlannedRole[] = [
   {

@@ -195,7 +195,12 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
   assert.ok(!l.files.includes('proxy/preflight.js'), "validate's checks are loaded");
   // Resilience code loads only where a route or an upstream sets it.
-  for (const f of ['proxy/upstream/retry.js', 'proxy/upstream/balancers.js', 'proxy/upstream/outlier.js'])
+  for (const f of [
+    'proxy/upstream/retry.js',
+    'proxy/upstream/balancers.js',
+    'proxy/upstream/outlier.js',
+    'proxy/mirror.js',
+  ])
     assert.ok(!l.files.includes(f), `${f} is loaded`);
 });
 

@@ -686,6 +686,15 @@ const routeSchema = z
       .describe(
         "Instead of `upstream`: split requests between destinations by weight (90/10 for a canary), each an upstream and optionally a subset, with its own header edits after the route's.",
       ),
+    mirror: z
+      .strictObject({
+        upstream: z.string().describe('The upstream the copies go to.'),
+        percent: z.number().min(0).max(100).default(100).describe('Share of requests copied.'),
+      })
+      .optional()
+      .describe(
+        "Send a copy of requests to another upstream (Istio's mirror and mirrorPercentage), fire and forget: its response is dropped and its failures never reach the client; Host gets -shadow appended. Requests with a body are not copied (counted as skipped_body). Counted in pillion_proxy_mirror_total.",
+      ),
     fault: z
       .strictObject({
         delay: z
@@ -1095,7 +1104,11 @@ function checkFilterNames(
 function checkUpstreamNames(
   s: {
     upstreams: Record<string, unknown>;
-    routes?: { upstream?: string; destinations?: { upstream: string; subset?: string }[] }[];
+    routes?: {
+      upstream?: string;
+      destinations?: { upstream: string; subset?: string }[];
+      mirror?: { upstream: string };
+    }[];
     listeners?: { mode: string; upstream?: string }[];
   },
   ctx: z.RefinementCtx,
@@ -1115,6 +1128,14 @@ function checkUpstreamNames(
         `route ${i} names upstream "${r.upstream}"`,
         hint(r.upstream),
         ['routes', i, 'upstream'],
+      );
+    if (r.mirror !== undefined && !known(r.mirror.upstream))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
+        `route ${i} mirrors to upstream "${r.mirror.upstream}"`,
+        hint(r.mirror.upstream),
+        ['routes', i, 'mirror', 'upstream'],
       );
     r.destinations?.forEach((d, j) => {
       if (!known(d.upstream)) {

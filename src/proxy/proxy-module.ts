@@ -30,6 +30,7 @@ import type { CompiledRoute } from './router.js';
 import { ListenerStats, ProxyStats } from './stats.js';
 import type { TcpContext } from './tcp-forwarder.js';
 import type { PoolOccupancy } from './upstream/h1-pool.js';
+import type { Mirror } from './mirror.js';
 import type { RouteResilience } from './upstream/resilience.js';
 import { type ClusterView, Upstream } from './upstream/upstream.js';
 import { addUpstreamSource } from './upstream-metrics.js';
@@ -72,6 +73,7 @@ interface Built {
   parts: ListenerParts[];
   /** The request filters, when any is configured. */
   filters: RequestFilters | undefined;
+  mirror: Mirror | undefined;
 }
 
 export class ProxyModule<S> implements Module<S> {
@@ -281,6 +283,10 @@ export class ProxyModule<S> implements Module<S> {
       void old?.close();
     }
     const resilience = await this.#resilience(s, upstreams);
+    // The mirror's code is loaded only when a route mirrors.
+    const mirror = s.routes.some((r) => r.mirror !== undefined)
+      ? new (await import('./mirror.js')).Mirror(upstreams, this.#stats.mirrors, s.section)
+      : undefined;
     const health = this.#deps.appHealth;
     const parts = s.listeners.map((l): ListenerParts => {
       const stats = new ListenerStats(this.#stats, l.name);
@@ -306,6 +312,7 @@ export class ProxyModule<S> implements Module<S> {
         noRouteStats: stats.route('-'),
         upstreams,
         resilience,
+        mirror,
         clock: this.#deps.clock,
         limits: s.limits,
         timeouts: s.timeouts,
@@ -323,7 +330,7 @@ export class ProxyModule<S> implements Module<S> {
       if (h2 && !l.tls) http.h2c = (socket, head) => h2.accept(socket, head);
       return { http, tcp: undefined, h2 };
     });
-    return { upstreams, keys, parts, filters };
+    return { upstreams, keys, parts, filters, mirror };
   }
 
   /**
@@ -358,6 +365,7 @@ export class ProxyModule<S> implements Module<S> {
   /** Closes the upstreams of a build, but those the next build kept. */
   #dispose(built: Built, next?: Built): void {
     for (const [name, u] of built.upstreams) if (next?.upstreams.get(name) !== u) u.close();
+    built.mirror?.close();
     built.filters?.close(next?.filters);
   }
 

@@ -69,6 +69,8 @@ export interface CompiledRoute {
   split: CompiledRoute[] | undefined;
   splitCumulative: number[] | undefined;
   fault: CompiledFault | undefined;
+  /** Mirroring: the upstream copies go to and the share of requests copied (0..1). */
+  mirror: { upstream: string; share: number } | undefined;
 }
 
 export function compileRoutes(
@@ -137,6 +139,8 @@ export function compileRoute(
     subset: undefined,
     split: undefined,
     splitCumulative: undefined,
+    mirror:
+      r.mirror !== undefined ? { upstream: r.mirror.upstream, share: r.mirror.percent / 100 } : undefined,
     fault:
       r.fault !== undefined
         ? {

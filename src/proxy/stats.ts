@@ -110,6 +110,7 @@ export class ProxyStats {
   readonly retries: CounterFamily;
   readonly endpointsFileErrors: CounterFamily;
   readonly upstreamTime: HistogramFamily;
+  readonly mirrors: CounterFamily;
 
   constructor(registry: Registry, section: string) {
     this.section = section;
@@ -185,6 +186,14 @@ export class ProxyStats {
           'pillion_upstream_response_time_seconds',
           'Time from a request leaving for the upstream to its response head, by upstream (the last try of a retried request).',
           DURATION_BOUNDS,
+        ),
+    );
+    this.mirrors = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_proxy_mirror_total',
+          'Copies of requests for mirroring upstreams, by upstream and outcome: sent, failed (no endpoint, an error or a timeout; never seen by the client), skipped_body (a request with a body is not copied), overflow (64 copies in flight already).',
         ),
     );
     this.endpointsFileErrors = family(

@@ -11,6 +11,7 @@ import type { OutboundConfig } from './config.js';
 import {
   type Backend,
   get,
+  metricValue,
   RawClient,
   rawRequest,
   startBackend,
@@ -179,4 +180,41 @@ test('fault delay holds the request for the delay on the injected clock, then fo
   );
   await clock.advance(1);
   assert.equal((await pending).status, 200);
+});
+
+test('mirroring: copies go to the shadow upstream with Host -shadow; its failures never reach the client', async () => {
+  const shadow = await named('shadow');
+  const v1 = await named('v1');
+  const dead = await named('dead');
+  await dead.close();
+  const p = await startOutbound({
+    upstreams: {
+      reviews: { endpoints: [`127.0.0.1:${v1.port}`] },
+      shadow: { endpoints: [`127.0.0.1:${shadow.port}`] },
+      broken: { endpoints: [`127.0.0.1:${dead.port}`] },
+    },
+    routes: [
+      {
+        match: { host: 'reviews', methods: ['GET'] },
+        upstream: 'reviews',
+        mirror: { upstream: 'shadow', percent: 100 },
+      },
+      { match: { host: 'reviews' }, upstream: 'reviews', mirror: { upstream: 'broken' } },
+    ],
+  });
+  proxies.push(p);
+  for (let i = 0; i < 5; i++) assert.equal((await rawRequest(p.port(), toReviews())).body.toString(), 'v1');
+  await waitFor(() => shadow.requests.length === 5, { what: 'five copies at the shadow' });
+  assert.equal(shadow.requests[0]!.headers.host, 'reviews-shadow');
+  // A mirror that cannot be reached: the client still gets its answer; the failure is counted.
+  const post = 'POST / HTTP/1.1\r\nHost: reviews\r\ncontent-length: 0\r\n\r\n';
+  const del = 'DELETE / HTTP/1.1\r\nHost: reviews\r\n\r\n';
+  assert.equal((await rawRequest(p.port(), del)).status, 200);
+  assert.equal((await rawRequest(p.port(), post)).status, 200);
+  const m = (outcome: string) => metricValue(p.metrics, 'pillion_proxy_mirror_total', { outcome });
+  await waitFor(async () => (await m('failed')) === 2, { what: 'the failed copies counted' });
+  assert.equal(await m('sent'), 5);
+  const body = 'POST / HTTP/1.1\r\nHost: reviews\r\ncontent-length: 2\r\n\r\nhi';
+  assert.equal((await rawRequest(p.port(), body)).status, 200);
+  assert.equal(await m('skipped_body'), 1);
 });

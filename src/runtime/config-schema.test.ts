@@ -152,7 +152,7 @@ test('the ones a newcomer tries first are among them', async () => {
     'inbound:',
     '  listeners: [{ address: 127.0.0.1:8443 }]',
     '  routes:',
-    '    - mirror: { upstream: u }',
+    '    - split: {}',
     '      retryPolicy: {}',
     '  upstreams:',
     '    u: { endpoints: [127.0.0.1:9000], circuitBreaker: {} }',
@@ -164,7 +164,7 @@ test('the ones a newcomer tries first are among them', async () => {
   assert.deepEqual(
     r.issues.map((i) => `${i.line}:${i.col} ${i.code} ${i.path}`),
     [
-      '5:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].mirror',
+      '5:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].split',
       '6:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].retryPolicy',
       '8:39 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.upstreams.u.circuitBreaker',
       '9:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION metrics',

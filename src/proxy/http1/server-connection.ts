@@ -22,6 +22,7 @@ import type { ListenerStats, RetryOutcome, RouteStats } from '../stats.js';
 import { observe } from '../stats.js';
 import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } from '../upstream/h1-pool.js';
 import type { Endpoint } from '../upstream/endpoints.js';
+import type { Mirror } from '../mirror.js';
 import type { RouteResilience } from '../upstream/resilience.js';
 import { HASH_CLIENT, HASH_COOKIE, HASH_NONE, type Upstream } from '../upstream/upstream.js';
 import { ChunkedReader } from './chunked.js';
@@ -46,6 +47,8 @@ export interface Http1Context {
   resilience: (RouteResilience | undefined)[] | undefined;
   /** For the back-off between tries. */
   clock: Clock;
+  /** Sends copies of requests on routes that mirror; undefined when none does. */
+  mirror: Mirror | undefined;
   limits: LimitsConfig;
   timeouts: TimeoutsConfig;
   headers: HeadersConfig;
@@ -247,7 +250,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     if (this.#tryDeadline !== 0 && now >= this.#tryDeadline) {
       this.#tryDeadline = 0;
       if ((this.#state === ST_CONNECTING || this.#state === ST_EXCHANGE) && this.#res === undefined) {
-        if (this.#state === ST_EXCHANGE) this.#outlier(0);
+        if (this.#state === ST_EXCHANGE) {
+          this.#outlier(0);
+          // A try that timed out took at least this long: the latency average must see it.
+          const u = this.#upstream!;
+          if (u.observesLatency) u.observe(this.#upEndpoint!, performance.now() - this.#tUp);
+        }
         if (this.#retryDecision(F_TIMEOUT, 'UT')) {
           this.#c.stats.upstreamError(this.#upstream!.name, 'per_try_timeout');
           this.#dropTry();
@@ -444,6 +452,17 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       route = pickDestination(route, Math.random);
       this.#route = route;
     }
+    const m = route.mirror;
+    if (m !== undefined && c.mirror !== undefined && Math.random() < m.share)
+      c.mirror.send(
+        m.upstream,
+        req.method,
+        rewritePath(route, path) + query,
+        req.host,
+        req.lower,
+        req.values,
+        this.#reqKind !== B_NONE,
+      );
     if (c.limits.maxBodySize > 0 && req.contentLength > c.limits.maxBodySize) {
       this.#local(413, 'request body too large\n', 'LR');
       return;

@@ -341,6 +341,17 @@ export class Exchange {
       route = pickDestination(route, Math.random);
       this.route = route;
     }
+    const m = route.mirror;
+    if (m !== undefined && c.mirror !== undefined && Math.random() < m.share)
+      c.mirror.send(
+        m.upstream,
+        this.method,
+        rewritePath(route, path) + query,
+        this.authority,
+        this.lower,
+        this.values,
+        !this.noBody,
+      );
     const max = c.limits.maxBodySize;
     if (max > 0 && this.contentLength > max) {
       this.local(413, 'request body too large\n', 'LR');
