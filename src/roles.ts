@@ -219,7 +219,7 @@ sections are optional; a missing key takes its default.
   \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
 - **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
 
-Sections and keys of roles that are planned but not built yet (\`metrics\`; route \`retries\` and \`timeout\`,
+Sections and keys of roles that are planned but not built yet (\`metrics\`; a route's \`retryPolicy\`,
 an upstream's \`circuitBreaker\`, ...) are refused with \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or
 \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
 `;
@@ -242,27 +242,21 @@ export interface PlannedRole {
 }
 
 const UPSTREAM_RESILIENCE = [
-  'retries',
-  'retryBudget',
-  'timeout',
   'circuitBreaker',
   'circuitBreakers',
-  'outlierDetection',
   'connectionPool',
-  'loadBalancer',
   'loadBalancing',
   'healthCheck',
   'healthChecks',
-  'subsets',
 ];
-const ROUTE_RESILIENCE = ['retries', 'retryPolicy', 'timeout', 'circuitBreaker', 'mirror', 'fault', 'split'];
+const ROUTE_RESILIENCE = ['retryPolicy', 'circuitBreaker', 'split'];
 
 export const PLANNED_ROLES: readonly PlannedRole[] = [
   {
     what: 'outbound resilience (retries, timeouts, circuit breaking, load balancing, traffic splits)',
     sections: [],
     keys: [
-      ...ROUTE_RESILIENCE.map((k) => `inbound.routes[].${k}`),
+      ...ROUTE_RESILIENCE.flatMap((k) => [`inbound.routes[].${k}`, `outbound.routes[].${k}`]),
       ...UPSTREAM_RESILIENCE.flatMap((k) => [`inbound.upstreams.*.${k}`, `outbound.upstreams.*.${k}`]),
       ...['retries', 'timeout', 'circuitBreaker'].map((k) => `outbound.${k}`),
     ],

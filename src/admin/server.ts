@@ -15,9 +15,19 @@ export interface AdminHandlers {
   status(module: string): unknown;
   /** Loaded security policies, JWKS state and rate limits (no keys, no tokens). */
   policies(): unknown;
+  /** Every upstream of the proxy roles with its endpoints, health and counters (Envoy's /clusters). */
+  clusters(): unknown[];
   reload(): Promise<{ ok: boolean }>;
   /** Begins a graceful shutdown; called after the response has been sent. */
   quit(): void;
+}
+
+/** What /clusters prints of an upstream (the proxy's ClusterView, seen from here). */
+interface ClusterLike {
+  section: string;
+  name: string;
+  stats: Record<string, string | number>;
+  endpoints: ({ address: string } & Record<string, unknown>)[];
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
@@ -64,6 +74,7 @@ export class AdminServer {
       ['/identity', new Map([['GET', (_q, s) => this.#status(s, 'identity')]])],
       ['/policies', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.policies())]])],
       ['/sync', new Map([['GET', (_q, s) => this.#status(s, 'sync')]])],
+      ['/clusters', new Map([['GET', (q, s) => this.#clusters(q, s)]])],
       ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
       ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
     ];
@@ -124,7 +135,7 @@ export class AdminServer {
         404,
         'PILLION_ERR_ADMIN_NOT_FOUND',
         this.#routes.has('/metrics')
-          ? `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, /sync, POST /reload, /quitquitquit`
+          ? `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, /sync, /clusters, POST /reload, /quitquitquit`
           : `no endpoint at ${path}; the probe listener serves GET /healthz and /readyz`,
       );
     const handler = methods.get(req.method ?? 'GET');
@@ -161,6 +172,22 @@ export class AdminServer {
     if (status === undefined)
       return error(res, 404, 'PILLION_ERR_ADMIN_NOT_FOUND', `the ${module} role is not configured`);
     json(res, 200, status);
+  }
+
+  /** As Envoy's: text lines `upstream::endpoint::stat::value` by default, JSON with ?format=json. */
+  #clusters(req: IncomingMessage, res: ServerResponse): void {
+    const clusters = this.#handlers.clusters() as ClusterLike[];
+    const format = new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('format');
+    if (format === 'json') return json(res, 200, { clusters });
+    let out = '';
+    for (const c of clusters) {
+      const name = `${c.section}/${c.name}`;
+      for (const [k, v] of Object.entries(c.stats)) out += `${name}::${k}::${v}\n`;
+      for (const e of c.endpoints)
+        for (const [k, v] of Object.entries(e))
+          if (k !== 'address' && typeof v !== 'object') out += `${name}::${e.address}::${k}::${v}\n`;
+    }
+    text(res, 200, out);
   }
 
   #readyz(res: ServerResponse): void {

@@ -200,6 +200,14 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
   assert.ok(l.files.includes('proxy/inbound.js') && l.files.includes('runtime/app-health.js'));
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
   assert.ok(!l.files.includes('proxy/preflight.js'), "validate's checks are loaded");
+  // Resilience code loads only where a route or an upstream sets it.
+  for (const f of [
+    'proxy/upstream/retry.js',
+    'proxy/upstream/balancers.js',
+    'proxy/upstream/outlier.js',
+    'proxy/mirror.js',
+  ])
+    assert.ok(!l.files.includes(f), `${f} is loaded`);
 });
 
 test("the demo's sidecar config loads the inbound proxy with its request filters (and jose), the log role and sync, nothing else", async () => {

@@ -111,6 +111,7 @@ function probeHandlers(runtime: Runtime): ConstructorParameters<typeof AdminServ
     config: none,
     status: none,
     policies: none,
+    clusters: none,
     reload: none,
     quit: none,
   };

@@ -256,6 +256,11 @@ export const ERROR_CATALOGUE = {
       'An HTTP/2 client broke the protocol (a malformed frame, a frame on a closed stream, an oversized header block): the proxy sent GOAWAY with the error code, closed the connection and cancelled its streams, upstream exchanges included.',
     fix: 'Fix the client; h2spec or `nghttp -v` shows which frame it sends wrong.',
   },
+  PILLION_ERR_PROXY_ENDPOINTS_FILE: {
+    description:
+      "An upstream's `endpointsFile` could not be read, is not YAML, or lists an endpoint that does not validate; the upstream keeps the last good list of endpoints, and pillion_proxy_endpoints_file_errors_total counts it.",
+    fix: 'Fix the file (a list of "host:port" or { address, weight, labels }); it is read again as soon as it changes.',
+  },
   PILLION_ERR_PROXY_ACCESS_LOG: {
     description:
       'The access log file cannot be opened or written (its directory is missing and cannot be created, or is not writable).',

@@ -1,5 +1,5 @@
-// The `policies:` section: Istio security resources to read as they are, and what Pillion needs
-// to know to apply their selectors.
+// The `policies:` section: Istio security and traffic resources to read as they are, and what
+// Pillion needs to know to apply their selectors.
 
 import { z } from 'zod';
 
@@ -9,7 +9,7 @@ export const policiesSchema = z
       .array(z.string().min(1))
       .default([])
       .describe(
-        'YAML files (relative to this file) of PeerAuthentication, RequestAuthentication and AuthorizationPolicy resources, security.istio.io v1 or v1beta1, several documents per file allowed. They are added to inbound.jwt, inbound.authorization and inbound.mtls; `pillion run --istio FILE` adds more.',
+        'YAML files (relative to this file) of Istio resources, several documents per file allowed: PeerAuthentication, RequestAuthentication and AuthorizationPolicy (security.istio.io v1 or v1beta1), added to inbound.jwt, inbound.authorization and inbound.mtls; VirtualService and DestinationRule (networking.istio.io v1, v1beta1 or v1alpha3), added to outbound.routes and to the upstreams their hosts name. `pillion run --istio FILE` adds more.',
       ),
     workloadLabels: z
       .record(z.string(), z.string())
@@ -28,6 +28,6 @@ export const policiesSchema = z
       .default('istio-system')
       .describe('Istio’s root namespace: its resources apply to every workload.'),
   })
-  .describe('Security policies written as Istio resources.');
+  .describe('Security and traffic policies written as Istio resources.');
 
 export type PoliciesConfig = z.output<typeof policiesSchema>;

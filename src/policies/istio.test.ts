@@ -152,8 +152,8 @@ spec:
       values: ["1"]
 ---
 apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: vs }
+kind: Gateway
+metadata: { name: gw }
 `;
     await write('bad.yaml', bad);
     const cfg = await write('pillion-bad.yaml', PILLION(['bad.yaml']));

@@ -23,6 +23,15 @@ import {
   type PeerAuthenticationResource,
   type RequestAuthenticationResource,
 } from './istio-schema.js';
+import {
+  type DestinationRuleResource,
+  TRAFFIC_API_VERSIONS,
+  TRAFFIC_KINDS,
+  TRAFFIC_SCHEMAS,
+  type TrafficKind,
+  type VirtualServiceResource,
+} from './istio-traffic-schema.js';
+import { translateDestinationRule, translateVirtualService, type UpstreamInfo } from './istio-traffic.js';
 
 export interface IstioOptions {
   /** This workload's labels: resources with a selector apply when all its matchLabels are among them. */
@@ -32,10 +41,12 @@ export interface IstioOptions {
   rootNamespace: string;
   /** ext_authz providers pillion.yaml defines, for CUSTOM policies. */
   providers: readonly string[];
+  /** The upstreams pillion.yaml defines (outbound's, then inbound's), for traffic resources' hosts. */
+  upstreams: Record<string, UpstreamInfo>;
 }
 
 export interface LoadedResource {
-  kind: Kind;
+  kind: Kind | TrafficKind;
   name: string;
   namespace: string | null;
   file: string;
@@ -55,6 +66,9 @@ export interface IstioTranslation {
   policies: Record<string, unknown>[];
   /** From the PeerAuthentication that applies, with where it stands. */
   mtls: { value: MtlsSetting; at: ConfigIssue } | undefined;
+  /** Outbound routes from VirtualServices, and the keys DestinationRules set on upstreams. */
+  routes: Record<string, unknown>[];
+  upstreams: { upstream: string; patch: Record<string, unknown>; at: ConfigIssue }[];
   resources: LoadedResource[];
 }
 
@@ -67,7 +81,14 @@ export async function loadIstioFiles(
   opts: IstioOptions,
 ): Promise<IstioResult> {
   const issues: ConfigIssue[] = [];
-  const t: IstioTranslation = { jwtIssuers: [], policies: [], mtls: undefined, resources: [] };
+  const t: IstioTranslation = {
+    jwtIssuers: [],
+    policies: [],
+    mtls: undefined,
+    routes: [],
+    upstreams: [],
+    resources: [],
+  };
   const names = new Set<string>();
   let mtlsRank = -1;
   for (const f of files) {
@@ -103,7 +124,8 @@ export async function loadIstioFiles(
         applied: true,
       };
       t.resources.push(rec);
-      const notApplied = applies(value.spec.selector?.matchLabels, ns, opts);
+      const selector = (value.spec as { selector?: { matchLabels: Record<string, string> } }).selector;
+      const notApplied = applies(selector?.matchLabels, ns, opts);
       if (notApplied !== undefined) {
         rec.applied = false;
         rec.reason = notApplied;
@@ -117,7 +139,18 @@ export async function loadIstioFiles(
         continue;
       }
       names.add(id);
-      if (kind === 'RequestAuthentication') {
+      if (kind === 'VirtualService') {
+        t.routes.push(
+          ...translateVirtualService(value as VirtualServiceResource, opts.upstreams, at, issues),
+        );
+      } else if (kind === 'DestinationRule') {
+        const d = translateDestinationRule(value as DestinationRuleResource, opts.upstreams, at, issues);
+        if (d) {
+          if (t.upstreams.some((x) => x.upstream === d.upstream))
+            issues.push(at(['spec', 'host'], `a second DestinationRule for upstream ${d.upstream}`));
+          else t.upstreams.push({ ...d, at: at([], `DestinationRule ${value.metadata.name}`) });
+        }
+      } else if (kind === 'RequestAuthentication') {
         t.jwtIssuers.push(
           ...translateRequestAuthentication(value as RequestAuthenticationResource, at, issues),
         );
@@ -154,18 +187,28 @@ export function checkIstioText(text: string, file: string): ConfigIssue[] {
 
 type Read =
   | {
-      kind: Kind;
-      value: AuthorizationPolicyResource | RequestAuthenticationResource | PeerAuthenticationResource;
+      kind: Kind | TrafficKind;
+      value:
+        | AuthorizationPolicyResource
+        | RequestAuthenticationResource
+        | PeerAuthenticationResource
+        | VirtualServiceResource
+        | DestinationRuleResource;
     }
   | { issues: ConfigIssue[] };
 
 function readResource(doc: Document, lc: LineCounter, site: IssueSite): Read {
   const data = doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown> | null;
   const kind = data?.kind;
+  const traffic =
+    typeof kind === 'string' &&
+    (TRAFFIC_KINDS as readonly string[]).includes(kind) &&
+    TRAFFIC_API_VERSIONS.includes(String(data?.apiVersion));
   if (
-    typeof kind !== 'string' ||
-    !(KINDS as readonly string[]).includes(kind) ||
-    !API_VERSIONS.includes(String(data?.apiVersion))
+    !traffic &&
+    (typeof kind !== 'string' ||
+      !(KINDS as readonly string[]).includes(kind) ||
+      !API_VERSIONS.includes(String(data?.apiVersion)))
   ) {
     const where = typeof kind === 'string' ? ['kind'] : [];
     return {
@@ -174,13 +217,18 @@ function readResource(doc: Document, lc: LineCounter, site: IssueSite): Read {
           site,
           where,
           'PILLION_ERR_POLICY_UNKNOWN_KIND',
-          `${String(data?.apiVersion ?? '?')} ${String(kind ?? '(no kind)')} is not an Istio security resource Pillion reads`,
-          `${KINDS.join(', ')} of ${API_VERSIONS.join(' or ')}`,
+          `${String(data?.apiVersion ?? '?')} ${String(kind ?? '(no kind)')} is not an Istio resource Pillion reads`,
+          `${KINDS.join(', ')} of ${API_VERSIONS.join(' or ')}; ${TRAFFIC_KINDS.join(', ')} of ${TRAFFIC_API_VERSIONS.join(', ')}`,
         ),
       ],
     };
   }
-  const v = validateDocument(doc, lc, site.file, ISTIO_SCHEMAS[kind as Kind]);
+  const v = validateDocument(
+    doc,
+    lc,
+    site.file,
+    traffic ? TRAFFIC_SCHEMAS[kind as TrafficKind] : ISTIO_SCHEMAS[kind as Kind],
+  );
   if (!v.ok)
     return {
       // An unsupported field is shown where its name is written, as an unknown one is.
@@ -190,7 +238,7 @@ function readResource(doc: Document, lc: LineCounter, site: IssueSite): Read {
           : e,
       ),
     };
-  return { kind: kind as Kind, value: v.value as never };
+  return { kind: kind as Kind | TrafficKind, value: v.value as never };
 }
 
 function pick(i: ConfigIssue): { line: number; col: number } {

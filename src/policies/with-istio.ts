@@ -22,17 +22,12 @@ export async function withIstio(
     const pos = positionIn(loaded.text, 'policies');
     return { file: file ?? '(command line)', ...pos, code, path: 'policies', message };
   };
-  if (!config.inbound)
-    return {
-      ok: false,
-      issues: [
-        here(
-          'Istio policies apply to the inbound proxy; add an inbound section (listeners in front of the app)',
-        ),
-      ],
-      text: loaded.text,
-    };
   const { loadIstioFiles, baseOf } = await import('../policies/istio.js');
+  // Hosts of traffic resources name upstreams: the outbound's, then the inbound's.
+  const upstreams: Record<string, { ports: number[] }> = {};
+  for (const section of [config.inbound, config.outbound])
+    for (const [name, u] of Object.entries(section?.upstreams ?? {}))
+      upstreams[name] = { ports: u.endpoints.map((e) => e.port) };
   const p = config.policies;
   const r = await loadIstioFiles(
     [...(p?.istio ?? []).map((f) => resolve(baseOf(file), f)), ...cli.map((f) => resolve(f))],
@@ -41,11 +36,30 @@ export async function withIstio(
       workloadLabels: p?.workloadLabels ?? {},
       namespace: p?.namespace,
       rootNamespace: p?.rootNamespace ?? 'istio-system',
-      providers: Object.keys(config.inbound.authorization?.providers ?? {}),
+      providers: Object.keys(config.inbound?.authorization?.providers ?? {}),
+      upstreams,
     },
   );
   if (!r.ok) return { ok: false, issues: r.issues.sort(compareIssues), text: loaded.text };
   const t = r.translation;
+  // Security resources are the inbound proxy's, applied to this workload or not.
+  const security = t.resources.some((x) => x.kind !== 'VirtualService' && x.kind !== 'DestinationRule');
+  if (security && !config.inbound)
+    return {
+      ok: false,
+      issues: [
+        here(
+          'Istio security policies apply to the inbound proxy; add an inbound section (listeners in front of the app)',
+        ),
+      ],
+      text: loaded.text,
+    };
+  if (t.routes.length > 0 && !config.outbound)
+    return {
+      ok: false,
+      issues: [here("a VirtualService's routes are the outbound proxy's; add an outbound section")],
+      text: loaded.text,
+    };
   type Section = Record<string, unknown> & { issuers?: unknown[]; policies?: unknown[] };
   const inbound = structuredClone(raw.inbound ?? {}) as Record<string, unknown>;
   const extend = (key: 'jwt' | 'authorization', list: 'issuers' | 'policies', items: unknown[]) => {
@@ -64,7 +78,47 @@ export async function withIstio(
       };
     inbound.mtls = t.mtls.value;
   }
-  const merged = { ...raw, inbound };
+  const merged: Record<string, unknown> = {
+    ...raw,
+    ...(raw.inbound !== undefined || security ? { inbound } : {}),
+  };
+  // DestinationRules onto their upstreams (in every section that has one of that name), and
+  // VirtualService routes after pillion.yaml's own outbound routes.
+  if (t.upstreams.length > 0 || t.routes.length > 0) {
+    const conflicts: ConfigIssue[] = [];
+    for (const key of ['inbound', 'outbound'] as const) {
+      const section = merged[key] as { upstreams?: Record<string, Record<string, unknown>> } | undefined;
+      if (section?.upstreams === undefined) continue;
+      const copy = structuredClone(section) as {
+        upstreams: Record<string, Record<string, unknown>>;
+      } & Record<string, unknown>;
+      for (const d of t.upstreams) {
+        const u = copy.upstreams[d.upstream];
+        if (u === undefined) continue;
+        for (const [k, v] of Object.entries(d.patch)) {
+          if (k === 'pool' && typeof u.pool === 'object' && u.pool !== null) {
+            const pool = u.pool as Record<string, unknown>;
+            for (const pk of Object.keys(v as object))
+              if (pk in pool)
+                conflicts.push({
+                  ...d.at,
+                  message: `${key}.upstreams.${d.upstream}.pool.${pk} is set both in pillion.yaml and by this DestinationRule`,
+                });
+            u.pool = { ...pool, ...(v as object) };
+          } else if (u[k] !== undefined) {
+            conflicts.push({
+              ...d.at,
+              message: `${key}.upstreams.${d.upstream}.${k} is set both in pillion.yaml and by this DestinationRule`,
+            });
+          } else u[k] = v;
+        }
+      }
+      if (key === 'outbound' && t.routes.length > 0)
+        copy.routes = [...((copy.routes as unknown[]) ?? []), ...t.routes];
+      merged[key] = copy;
+    }
+    if (conflicts.length > 0) return { ok: false, issues: conflicts, text: loaded.text };
+  }
   const again = (await schemaFor(Object.keys(merged))).safeParse(merged, { jitless: true });
   if (!again.success)
     return {

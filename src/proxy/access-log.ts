@@ -73,6 +73,13 @@ export interface AccessRecord {
    * `local_rate_limited{per-client}`, `jwt_ok`); never a token. Left out when no filter ran.
    */
   response_code_details?: string;
+  /** Attempts sent upstream, on routes with retries; left out otherwise. */
+  upstream_attempts?: number;
+  /**
+   * On routes with retries, what each failed attempt got, comma-separated: UF (connect failure),
+   * UC (reset before a response), UT (per-try timeout) or the status retried on; '' when none failed.
+   */
+  attempt_flags?: string;
 }
 
 export interface AccessLogDeps {
@@ -403,6 +410,12 @@ function formatLine(r: AccessRecord): string {
       ? ''
       : ',"downstream_peer_principal":' + str(r.downstream_peer_principal)) +
     (r.error === undefined ? '' : ',"error":' + str(r.error)) +
+    (r.upstream_attempts === undefined
+      ? ''
+      : ',"upstream_attempts":' +
+        num(r.upstream_attempts) +
+        ',"attempt_flags":' +
+        str(r.attempt_flags ?? '')) +
     (r.response_code_details === undefined
       ? '}\n'
       : ',"response_code_details":' + str(r.response_code_details) + '}\n')

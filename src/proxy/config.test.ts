@@ -133,3 +133,55 @@ test('tls: cipher and group names are checked against OpenSSL, with a hint; mode
     /^p\.yaml:\d+:\d+ PILLION_ERR_CONFIG_BAD_VALUE .*listeners\[1\]\.tls\.minVersion: profile modern has no TLS 1\.2 cipher suite/,
   );
 });
+
+test('resilience settings: each mistake at its line, and a whole example loads', async () => {
+  const bad = [
+    'outbound:',
+    '  upstreams:',
+    '    inventory:',
+    '      endpoints: [{ address: 127.0.0.1:9001, weight: 0 }]',
+    '      loadBalancer: { policy: maglev }',
+    '      retries: { retryOn: "5xx,teapot", backoff: { base: 100ms, max: 10ms } }',
+    '    empty: {}',
+    '',
+  ].join('\n');
+  const out = await errors(bad);
+  assert.equal(out.length, 4, out.join('\n'));
+  assert.match(
+    out.find((l) => l.includes('weight'))!,
+    /^p\.yaml:4:/,
+  );
+  assert.match(
+    out.find((l) => l.includes('needs hashOn'))!,
+    /^p\.yaml:5:/,
+  );
+  assert.match(
+    out.find((l) => l.includes('teapot'))!,
+    /^p\.yaml:6:/,
+  );
+  const backoff = [
+    'outbound:',
+    '  upstreams:',
+    '    inventory:',
+    '      endpoints: [127.0.0.1:9001]',
+    '      retries: { backoff: { base: 100ms, max: 10ms } }',
+    '',
+  ].join('\n');
+  assert.match((await errors(backoff))[0]!, /^p\.yaml:5:.*backoff\.max is below backoff\.base/);
+  assert.match(
+    out.find((l) => l.includes('needs endpoints, srv or endpointsFile'))!,
+    /^p\.yaml:7:/,
+  );
+  const good = [
+    'outbound:',
+    '  upstreams:',
+    '    inventory:',
+    '      endpoints: [127.0.0.1:9001, { address: 127.0.0.1:9002, weight: 3, labels: { version: v2 } }]',
+    '      loadBalancer: { policy: ring-hash, hashOn: { header: x-user } }',
+    '      retries: { attempts: 3, perTryTimeout: 2s, retryOn: "5xx,reset" }',
+    '      timeout: 10s',
+    '',
+  ].join('\n');
+  const r = await parsePillionConfig(good, 'p.yaml', {});
+  assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
+});

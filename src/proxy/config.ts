@@ -152,14 +152,271 @@ const tlsSchema = z
   })
   .describe('Terminate TLS on this listener.');
 
+/** Endpoint labels (for subsets), as Kubernetes labels are written. */
+const endpointLabels = z
+  .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/, 'a label name'), z.string().max(63))
+  .default({})
+  .describe('Labels of the endpoint (version: v2), for subsets.');
+
+const endpointWeight = z
+  .number()
+  .int()
+  .min(1)
+  .max(1000)
+  .default(1)
+  .describe('Relative share of requests the endpoint gets (weighted round robin, random and hashing).');
+
+/** One endpoint: "host:port", or the address with a weight and labels. */
+export const endpointEntrySchema = z
+  .preprocess(
+    (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v : { address: v }),
+    z.strictObject({
+      address: address().describe('host:port; a DNS name is resolved to all its addresses.'),
+      weight: endpointWeight,
+      labels: endpointLabels,
+    }),
+  )
+  .transform((e) => ({ ...e.address, weight: e.weight, labels: e.labels }))
+  .meta({ description: 'An endpoint: "host:port", or { address, weight, labels }.' });
+
+/** Envoy's retry_on conditions, as Istio's retryOn names them. */
+export const RETRY_ON = [
+  '5xx',
+  'gateway-error',
+  'reset',
+  'connect-failure',
+  'refused-stream',
+  'retriable-4xx',
+  'retriable-status-codes',
+  'retriable-headers',
+] as const;
+
+const headerMatchSchema = z.strictObject({
+  name: headerName().describe('Header name (case-insensitive).'),
+  exact: z.string().optional().describe('The value must be exactly this.'),
+  regex: regex().optional().describe('The value must match this regular expression.'),
+  present: z.boolean().optional().describe('true: the header must be present; false: it must be absent.'),
+});
+
+export const retriesSchema = z
+  .strictObject({
+    attempts: z
+      .number()
+      .int()
+      .min(0)
+      .max(10)
+      .default(2)
+      .describe("Retries after the first try (Istio's attempts); 0 turns retrying off."),
+    perTryTimeout: duration({ max: '24h' })
+      .prefault('0s')
+      .describe(
+        'Time for one try, from asking for a connection to the response head; a try that takes longer is abandoned and retried (reset, 5xx and gateway-error cover it). 0: only the overall timeouts.',
+      ),
+    retryOn: z
+      .unknown()
+      .transform((v, ctx): (typeof RETRY_ON)[number][] => {
+        const list = typeof v === 'string' ? v.split(',').map((x) => x.trim()) : v;
+        if (!Array.isArray(list) || list.length === 0) {
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_BAD_VALUE',
+            'retryOn is a list of conditions, or a comma-separated string of them',
+            `e.g. "5xx,reset"; conditions: ${RETRY_ON.join(', ')}`,
+          );
+          return z.NEVER;
+        }
+        for (const c of list) {
+          if (!(RETRY_ON as readonly unknown[]).includes(c)) {
+            const near = typeof c === 'string' ? didYouMean(c, [...RETRY_ON]) : undefined;
+            addPillionIssue(
+              ctx,
+              'PILLION_ERR_CONFIG_BAD_ENUM',
+              `${JSON.stringify(c)} is not a retryOn condition`,
+              near !== undefined ? `did you mean "${near}"?` : `conditions: ${RETRY_ON.join(', ')}`,
+            );
+            return z.NEVER;
+          }
+        }
+        return list as (typeof RETRY_ON)[number][];
+      })
+      .meta({ type: ['string', 'array'] })
+      .default(['connect-failure', 'refused-stream', 'retriable-status-codes'])
+      .describe(
+        "When to retry (a list, or Istio's comma-separated string): 5xx (a 5xx response, a reset, a connect failure or a per-try timeout), gateway-error (502, 503, 504, a connect failure or a per-try timeout), reset (no response: the connection closed or a per-try timeout), connect-failure, refused-stream (HTTP/2's REFUSED_STREAM; an HTTP/1.1 upstream never sends it), retriable-4xx (409), retriable-status-codes (retriableStatusCodes), retriable-headers (a response header matching retriableHeaders). Istio's default: connect-failure, refused-stream and 503.",
+      ),
+    retriableStatusCodes: z
+      .array(z.number().int().min(100).max(599))
+      .max(32)
+      .default([503])
+      .describe('Statuses retried with retriable-status-codes.'),
+    retriableHeaders: z
+      .array(headerMatchSchema)
+      .max(16)
+      .default([])
+      .describe('Response headers retried on with retriable-headers; any one matching is enough.'),
+    backoff: z
+      .strictObject({
+        base: duration({ min: '1ms', max: '10s' })
+          .prefault('25ms')
+          .describe("Envoy's base interval: retry n waits a random time up to base × 2^(n-1)."),
+        max: duration({ min: '1ms', max: '1m' })
+          .prefault('250ms')
+          .describe('The most one wait can be (the cap of the full jitter).'),
+      })
+      .prefault({})
+      .describe('Exponential back-off with full jitter between tries.'),
+    maxBodySize: size({ max: '16MiB' })
+      .prefault('64KiB')
+      .describe(
+        "A request with a larger body is sent once, never retried (Linkerd's rule): the body is kept in memory only up to this size.",
+      ),
+  })
+  .superRefine((r, ctx) => {
+    if (r.backoff.max < r.backoff.base)
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'backoff.max is below backoff.base', undefined, [
+        'backoff',
+        'max',
+      ]);
+    if (r.retriableHeaders.length > 0 && !r.retryOn.includes('retriable-headers'))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'retriableHeaders are used with retryOn: retriable-headers',
+        'add retriable-headers to retryOn',
+        ['retriableHeaders'],
+      );
+  })
+  .describe(
+    'Retry failed tries on another endpoint where there is one, with back-off, within the retry budget of the upstream. A response already on its way to the client is never retried; each try carries x-pillion-attempt-count.',
+  );
+
+const routeTimeout = duration({ max: '24h' }).describe(
+  'Time for the whole exchange, tries and back-off included, until the response is complete; 504 (flag UT) when no response has started, else the response is cut off.',
+);
+
+export const retryBudgetSchema = z
+  .strictObject({
+    ratio: z
+      .number()
+      .min(0)
+      .max(10)
+      .default(0.2)
+      .describe('Retries allowed as a share of the requests of the last `window` (0.2: 20 %).'),
+    minRetriesPerSecond: z
+      .number()
+      .int()
+      .min(0)
+      .max(100000)
+      .default(10)
+      .describe('Retries allowed per second whatever the share, so a quiet service can still retry.'),
+    window: duration({ min: '1s', max: '1h' })
+      .prefault('10s')
+      .describe('The period requests and retries are counted over.'),
+  })
+  .describe(
+    'How many retries the upstream takes, across all its routes (Linkerd\'s retry budget): a failure past it goes to the client and is counted (pillion_proxy_retries_total{outcome="budget_exhausted"}).',
+  );
+
+const LB_POLICIES = ['round-robin', 'least-request', 'random', 'ring-hash', 'maglev', 'peak-ewma'] as const;
+
+const loadBalancerSchema = z
+  .strictObject({
+    policy: z
+      .enum(LB_POLICIES)
+      .default('round-robin')
+      .describe(
+        "round-robin: in turn, by weight. least-request: of two endpoints drawn at random, the one with fewer requests in flight (power of two choices). random: by weight. ring-hash and maglev: the same endpoint for the same hash key (hashOn), and few keys move when endpoints change. peak-ewma: of two drawn at random, the one with the lower latency (a moving average that jumps up at once on a slow response and decays in `decay`) times its requests in flight (Linkerd's balancer).",
+      ),
+    hashOn: z
+      .strictObject({
+        header: headerName().optional().describe('The value of this request header.'),
+        cookie: z.string().regex(TOKEN).optional().describe('The value of this cookie.'),
+        clientAddress: z.boolean().optional().describe("The client's IP address."),
+      })
+      .superRefine((h, ctx) => {
+        const n =
+          Number(h.header !== undefined) + Number(h.cookie !== undefined) + Number(h.clientAddress === true);
+        if (n !== 1)
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_BAD_VALUE',
+            'hashOn takes one of header, cookie or clientAddress: true',
+          );
+      })
+      .optional()
+      .describe(
+        'ring-hash and maglev: what the key is. A request without it (no such header or cookie) goes to a random endpoint.',
+      ),
+    virtualNodes: z
+      .number()
+      .int()
+      .min(1)
+      .max(10000)
+      .default(160)
+      .describe(
+        "ring-hash: points on the ring per unit of an endpoint's weight (160, as ketama). An endpoint's points depend on it alone, so when one goes only its keys move.",
+      ),
+    decay: duration({ min: '100ms', max: '10m' })
+      .prefault('10s')
+      .describe('peak-ewma: how fast the latency average forgets (its time constant).'),
+  })
+  .superRefine((l, ctx) => {
+    const hashing = l.policy === 'ring-hash' || l.policy === 'maglev';
+    if (hashing && l.hashOn === undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_MISSING_KEY',
+        `${l.policy} needs hashOn`,
+        'e.g. hashOn: { header: x-user-id }',
+        ['policy'],
+      );
+    if (!hashing && l.hashOn !== undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `hashOn is used by ring-hash and maglev, not ${l.policy}`,
+        'set policy: ring-hash or maglev',
+        ['hashOn'],
+      );
+  })
+  .describe('How a request picks an endpoint.');
+
 const upstreamSchema = z
   .strictObject({
     endpoints: z
-      .array(address())
-      .min(1)
+      .array(endpointEntrySchema)
+      .max(10000)
+      .default([])
       .describe(
-        'host:port of each endpoint; DNS names are resolved and re-resolved when their TTL ends. Round-robin.',
+        'Each endpoint: "host:port", or { address, weight, labels }. DNS names are resolved and re-resolved when their TTL ends.',
       ),
+    srv: z
+      .string()
+      .regex(
+        /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})?)*$/,
+        'a DNS name',
+      )
+      .optional()
+      .describe(
+        'A DNS SRV name (_http._tcp.inventory.example): its targets and ports, with the records of the lowest priority as endpoints weighted by their SRV weight; re-resolved as DNS names are.',
+      ),
+    endpointsFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'A YAML file listing endpoints as `endpoints` does, watched: a change applies at once (or at the next dnsRefresh where the file system sends no events). A file that does not parse keeps the last good list, and is logged and counted.',
+      ),
+    loadBalancer: loadBalancerSchema.optional(),
+    retries: retriesSchema
+      .optional()
+      .describe('Retries of the requests to this upstream whose route sets none (every outbound call).'),
+    timeout: routeTimeout
+      .optional()
+      .describe(
+        'The whole-exchange timeout of the requests to this upstream whose route sets none; 504 (UT) when no response has started.',
+      ),
+    retryBudget: retryBudgetSchema.prefault({}),
     protocol: z
       .enum(['http1', 'h2'])
       .default('http1')
@@ -239,13 +496,115 @@ const upstreamSchema = z
           .min(0)
           .max(100000)
           .default(1024)
-          .describe('Requests waiting for a connection at most; more get 503.'),
+          .describe('Requests waiting for a connection at most; more get 503 (flag UO) at once.'),
+        maxRequests: z
+          .number()
+          .int()
+          .min(0)
+          .max(1_000_000)
+          .default(0)
+          .describe(
+            "Requests in flight to the upstream at most (all endpoints, waiting ones included); more get 503 (flag UO) at once. 0: no limit (Istio's http2MaxRequests).",
+          ),
+        maxRequestsPerConnection: z
+          .number()
+          .int()
+          .min(0)
+          .max(1_000_000)
+          .default(0)
+          .describe('A connection is closed after this many requests; 0: no limit.'),
+        maxRetries: z
+          .number()
+          .int()
+          .min(0)
+          .max(1_000_000)
+          .default(0)
+          .describe(
+            'Requests being retried at once at most; a failure past it goes to the client (counted as retry_overflow). 0: no limit.',
+          ),
       })
       .prefault({})
-      .describe('The keep-alive connection pool to each endpoint.'),
+      .describe(
+        "The keep-alive connection pool to each endpoint, and the upstream's circuit-breaking limits: what is over a limit is answered 503 with flag UO at once, never queued without bound.",
+      ),
+    subsets: z
+      .record(
+        z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/i, 'a subset name'),
+        z.strictObject({
+          labels: z
+            .record(z.string().min(1), z.string())
+            .describe('Endpoints with all these labels are in the subset.'),
+        }),
+      )
+      .default({})
+      .describe(
+        "Named groups of the endpoints by their labels (Istio's DestinationRule subsets), for routes' destinations. A subset with no endpoint answers 503 (UH).",
+      ),
+    outlierDetection: z
+      .strictObject({
+        consecutive5xxErrors: z
+          .number()
+          .int()
+          .min(0)
+          .max(1000)
+          .default(5)
+          .describe(
+            'Eject an endpoint after this many 5xx responses or local failures (refused or timed-out connects, resets, per-try timeouts) in a row; 0: off.',
+          ),
+        consecutiveGatewayErrors: z
+          .number()
+          .int()
+          .min(0)
+          .max(1000)
+          .default(0)
+          .describe('Eject after this many 502, 503, 504 or local failures in a row; 0: off.'),
+        consecutiveLocalOriginFailures: z
+          .number()
+          .int()
+          .min(0)
+          .max(1000)
+          .default(0)
+          .describe('Eject after this many local failures in a row (no response at all); 0: off.'),
+        interval: duration({ min: '10ms', max: '1h' })
+          .prefault('10s')
+          .describe('How often ejected endpoints whose time is up are returned.'),
+        baseEjectionTime: duration({ min: '10ms', max: '1h' })
+          .prefault('30s')
+          .describe(
+            'An ejection lasts this times the number of times the endpoint was ejected (at most 300 s or this).',
+          ),
+        maxEjectionPercent: z
+          .number()
+          .min(0)
+          .max(100)
+          .default(10)
+          .describe('At most this share of the endpoints is ejected at once (at least one).'),
+        minHealthPercent: z
+          .number()
+          .min(0)
+          .max(100)
+          .default(0)
+          .describe(
+            "When fewer than this share of the endpoints are not ejected, requests are balanced over all of them (Envoy's panic threshold); with no endpoint left at all, always.",
+          ),
+      })
+      .optional()
+      .describe(
+        "Passive health checking (Istio's outlierDetection): endpoints that fail in a row are taken out of balancing for a while. The state is kept across reloads that keep the upstream.",
+      ),
     dnsRefresh: duration({ min: '1s', max: '1h' })
       .prefault('30s')
       .describe('Re-resolve DNS names at least this often (sooner if the record TTL is shorter).'),
+  })
+  .superRefine((u, ctx) => {
+    if (u.endpoints.length === 0 && u.srv === undefined && u.endpointsFile === undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_MISSING_KEY',
+        'an upstream needs endpoints, srv or endpointsFile',
+        'e.g. endpoints: [127.0.0.1:8080]',
+        ['endpoints'],
+      );
   })
   .describe('A named upstream service.');
 
@@ -261,6 +620,23 @@ const routeSchema = z
         regex: regex().optional().describe('Regular expression the whole path must match.'),
         methods: z.array(z.string().regex(TOKEN)).optional().describe('Methods, e.g. [GET, HEAD].'),
         host: z.string().optional().describe('Host (without port); *.example.com matches one label.'),
+        query: z
+          .array(
+            z.strictObject({
+              name: z.string().min(1).describe('Query parameter name (case-sensitive).'),
+              exact: z.string().optional().describe('The value must be exactly this.'),
+              regex: regex().optional().describe('The value must match this regular expression.'),
+              present: z
+                .boolean()
+                .optional()
+                .describe('true: the parameter must be present; false: it must be absent.'),
+            }),
+          )
+          .max(32)
+          .default([])
+          .describe(
+            'Query parameter conditions, on the decoded values; all must hold. With neither exact, regex nor present, the parameter must be present.',
+          ),
         headers: z
           .array(
             z.strictObject({
@@ -294,6 +670,54 @@ const routeSchema = z
     rewritePrefix: httpPath().optional().describe('Replace the matched prefix with this before forwarding.'),
     requestHeaders: headerEdits.describe('Headers changed on the request before forwarding.'),
     responseHeaders: headerEdits.describe('Headers changed on the response.'),
+    destinations: z
+      .array(
+        z.strictObject({
+          upstream: z.string().describe('An upstream name (or `app` inbound).'),
+          subset: z.string().optional().describe("One of the upstream's subsets."),
+          weight: z.number().int().min(0).max(1_000_000).default(1).describe('Relative share of requests.'),
+          requestHeaders: headerEdits.describe('Headers changed on requests sent to this destination.'),
+          responseHeaders: headerEdits.describe('Headers changed on responses from this destination.'),
+        }),
+      )
+      .min(1)
+      .max(64)
+      .optional()
+      .describe(
+        "Instead of `upstream`: split requests between destinations by weight (90/10 for a canary), each an upstream and optionally a subset, with its own header edits after the route's.",
+      ),
+    mirror: z
+      .strictObject({
+        upstream: z.string().describe('The upstream the copies go to.'),
+        percent: z.number().min(0).max(100).default(100).describe('Share of requests copied.'),
+      })
+      .optional()
+      .describe(
+        "Send a copy of requests to another upstream (Istio's mirror and mirrorPercentage), fire and forget: its response is dropped and its failures never reach the client; Host gets -shadow appended. Requests with a body are not copied (counted as skipped_body). Counted in pillion_proxy_mirror_total.",
+      ),
+    fault: z
+      .strictObject({
+        delay: z
+          .strictObject({
+            fixed: duration({ min: '1ms', max: '1h' }).describe('How long to hold the request.'),
+            percent: z.number().min(0).max(100).default(100).describe('Share of requests delayed.'),
+          })
+          .optional()
+          .describe('Hold requests before forwarding them (flag DI).'),
+        abort: z
+          .strictObject({
+            status: z.number().int().min(200).max(599).describe('Status to answer with.'),
+            percent: z.number().min(0).max(100).default(100).describe('Share of requests aborted.'),
+          })
+          .optional()
+          .describe('Answer requests with this status instead of forwarding them (flag FI).'),
+      })
+      .optional()
+      .describe(
+        "Fault injection for chaos testing (Istio's HTTPFaultInjection): delays and aborts on a share of the route's requests, after its filters.",
+      ),
+    timeout: routeTimeout.optional(),
+    retries: retriesSchema.optional(),
     upgradeProtocols: z
       .array(
         z
@@ -327,6 +751,18 @@ const routeSchema = z
     if (r.rewritePrefix !== undefined && r.match.prefix === undefined)
       addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'rewritePrefix needs match.prefix', undefined, [
         'rewritePrefix',
+      ]);
+    if (r.destinations !== undefined && (r.upstream !== undefined || r.directResponse !== undefined))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'a route sends to `upstream` or splits between `destinations`, not both (nor with a direct response)',
+        undefined,
+        ['destinations'],
+      );
+    if (r.destinations !== undefined && r.destinations.every((d) => d.weight === 0))
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'every destination has weight 0', undefined, [
+        'destinations',
       ]);
     if (r.directResponse && r.upstream)
       addPillionIssue(
@@ -585,9 +1021,27 @@ export const outboundSchema = z
       .describe('The listener the app sends its calls to (loopback).'),
     // Keep: the app is the client here, and routing is by upstream name, not by path.
     pathWithEscapedSlashes: escapedSlashesSchema('keep'),
+    routes: z
+      .array(routeSchema)
+      .default([])
+      .describe(
+        'Routes tried before the ones made for each upstream (by Host and by /<upstream> prefix): header or query matches, splits between destinations and subsets, faults. Match `host: <upstream>` to act on the calls to an upstream.',
+      ),
     ...common,
   })
-  .superRefine((s, ctx) => checkUpstreamNames(s, ctx, false))
+  .superRefine((s, ctx) => {
+    checkUpstreamNames(s, ctx, false);
+    s.routes.forEach((r, i) => {
+      if (r.upstream === undefined && r.destinations === undefined && r.directResponse === undefined)
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_MISSING_KEY',
+          'an outbound route names its upstream (or destinations, or a direct response)',
+          'e.g. upstream: inventory',
+          ['routes', i],
+        );
+    });
+  })
   .describe(
     'The outbound ambassador: the app calls http://127.0.0.1:15001/<upstream>/path, or sends Host: <upstream>, and Pillion reaches the service.',
   );
@@ -650,7 +1104,11 @@ function checkFilterNames(
 function checkUpstreamNames(
   s: {
     upstreams: Record<string, unknown>;
-    routes?: { upstream?: string }[];
+    routes?: {
+      upstream?: string;
+      destinations?: { upstream: string; subset?: string }[];
+      mirror?: { upstream: string };
+    }[];
     listeners?: { mode: string; upstream?: string }[];
   },
   ctx: z.RefinementCtx,
@@ -671,6 +1129,36 @@ function checkUpstreamNames(
         hint(r.upstream),
         ['routes', i, 'upstream'],
       );
+    if (r.mirror !== undefined && !known(r.mirror.upstream))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
+        `route ${i} mirrors to upstream "${r.mirror.upstream}"`,
+        hint(r.mirror.upstream),
+        ['routes', i, 'mirror', 'upstream'],
+      );
+    r.destinations?.forEach((d, j) => {
+      if (!known(d.upstream)) {
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_PROXY_UNKNOWN_UPSTREAM',
+          `route ${i} names upstream "${d.upstream}"`,
+          hint(d.upstream),
+          ['routes', i, 'destinations', j, 'upstream'],
+        );
+        return;
+      }
+      const subsets =
+        (s.upstreams[d.upstream] as { subsets?: Record<string, unknown> } | undefined)?.subsets ?? {};
+      if (d.subset !== undefined && !Object.hasOwn(subsets, d.subset))
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_BAD_VALUE',
+          `upstream ${d.upstream} has no subset "${d.subset}"`,
+          `subsets: ${Object.keys(subsets).join(', ') || 'none'}`,
+          ['routes', i, 'destinations', j, 'subset'],
+        );
+    });
   });
   s.listeners?.forEach((l, i) => {
     if (l.upstream !== undefined && !known(l.upstream))
@@ -700,6 +1188,11 @@ export function listenerMtlsMode(
 export type InboundConfig = z.output<typeof inboundSchema>;
 export type OutboundConfig = z.output<typeof outboundSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type EndpointEntry = z.output<typeof endpointEntrySchema>;
+export type LoadBalancerConfig = z.output<typeof loadBalancerSchema>;
+export type RetriesConfig = z.output<typeof retriesSchema>;
+export type OutlierDetectionConfig = NonNullable<UpstreamConfig['outlierDetection']>;
+export type RetryBudgetConfig = z.output<typeof retryBudgetSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type TlsConfig = z.output<typeof tlsSchema>;
 export type TimeoutsConfig = z.output<typeof timeoutsSchema>;

@@ -17,11 +17,21 @@ export function inboundSettings(s: InboundSection): ProxySettings {
   const upstreams = { ...c.upstreams };
   if (s.app) {
     upstreams.app = {
-      endpoints: [{ host: s.app.host, port: s.app.port }],
+      endpoints: [{ host: s.app.host, port: s.app.port, weight: 1, labels: {} }],
       protocol: 'http1',
       tls: undefined,
-      pool: { maxConnections: 1024, maxIdle: 64, idleTimeout: 30_000, maxPending: 1024 },
+      pool: {
+        maxConnections: 1024,
+        maxIdle: 64,
+        idleTimeout: 30_000,
+        maxPending: 1024,
+        maxRequests: 0,
+        maxRequestsPerConnection: 0,
+        maxRetries: 0,
+      },
       dnsRefresh: 30_000,
+      retryBudget: { ratio: 0.2, minRetriesPerSecond: 10, window: 10_000 },
+      subsets: {},
     };
   }
   return {

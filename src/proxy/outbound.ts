@@ -5,7 +5,7 @@
 import type { ModuleDefinition } from '../runtime/module.js';
 import type { OutboundConfig, RouteConfig } from './config.js';
 import { ProxyModule, type ProxySettings } from './proxy-module.js';
-import { type CompiledRoute, compileRoute } from './router.js';
+import { type CompiledRoute, compileRoute, compileRoutes } from './router.js';
 import { Upstream } from './upstream/upstream.js';
 
 const EMPTY_EDITS = { add: {}, remove: [] };
@@ -13,12 +13,15 @@ const EMPTY_EDITS = { add: {}, remove: [] };
 const UPGRADES = ['websocket'];
 
 export function outboundSettings(c: OutboundConfig): ProxySettings {
-  const routes: CompiledRoute[] = [];
+  // The configured routes first, their Host rewritten to their upstream's as the made ones are.
+  const hostOf = (u: string) =>
+    c.upstreams[u] !== undefined ? Upstream.hostHeaderOf(u, c.upstreams[u]) : undefined;
+  const routes: CompiledRoute[] = compileRoutes(c.routes, hostOf);
   for (const [name, up] of Object.entries(c.upstreams)) {
-    const host = Upstream.hostHeaderFor(up.endpoints[0]!, up.tls !== undefined);
+    const host = Upstream.hostHeaderOf(name, up);
     const byHost: RouteConfig = {
       name: `${name}-host`,
-      match: { host: name, headers: [] },
+      match: { host: name, headers: [], query: [] },
       upstream: name,
       requestHeaders: EMPTY_EDITS,
       responseHeaders: EMPTY_EDITS,
@@ -26,7 +29,7 @@ export function outboundSettings(c: OutboundConfig): ProxySettings {
     };
     const byPath: RouteConfig = {
       name,
-      match: { prefix: `/${name}`, headers: [] },
+      match: { prefix: `/${name}`, headers: [], query: [] },
       upstream: name,
       rewritePrefix: '/',
       requestHeaders: EMPTY_EDITS,

@@ -30,7 +30,10 @@ import type { CompiledRoute } from './router.js';
 import { ListenerStats, ProxyStats } from './stats.js';
 import type { TcpContext } from './tcp-forwarder.js';
 import type { PoolOccupancy } from './upstream/h1-pool.js';
-import { Upstream } from './upstream/upstream.js';
+import type { Mirror } from './mirror.js';
+import type { RouteResilience } from './upstream/resilience.js';
+import { type ClusterView, Upstream } from './upstream/upstream.js';
+import { addUpstreamSource } from './upstream-metrics.js';
 
 /** Everything the proxy needs, in the form both roles produce. */
 export interface ProxySettings {
@@ -70,6 +73,7 @@ interface Built {
   parts: ListenerParts[];
   /** The request filters, when any is configured. */
   filters: RequestFilters | undefined;
+  mirror: Mirror | undefined;
 }
 
 export class ProxyModule<S> implements Module<S> {
@@ -83,12 +87,17 @@ export class ProxyModule<S> implements Module<S> {
   #accessLogKey = '';
   #ticker: NodeJS.Timeout | undefined;
   #ready = false;
+  #removeSource: () => void;
 
   constructor(section: S, toSettings: (section: S) => ProxySettings, deps: ProxyDeps) {
     this.#toSettings = toSettings;
     this.#settings = toSettings(section);
     this.#deps = deps;
     this.#stats = new ProxyStats(deps.metrics, this.#settings.section);
+    this.#removeSource = addUpstreamSource(deps.metrics, {
+      section: this.#settings.section,
+      upstreams: () => this.#built?.upstreams.values() ?? [],
+    });
   }
 
   /** Bound addresses, by listener name (port 0 resolves here). */
@@ -175,6 +184,7 @@ export class ProxyModule<S> implements Module<S> {
 
   async stop(): Promise<void> {
     this.#ready = false;
+    this.#removeSource();
     if (this.#ticker) clearInterval(this.#ticker);
     for (const l of this.#listeners) l.close();
     this.#listeners = [];
@@ -199,6 +209,12 @@ export class ProxyModule<S> implements Module<S> {
     return this.filtersState();
   }
 
+  /** Every upstream with its endpoints, health and counters (GET /clusters). */
+  clusters(): ClusterView[] {
+    const now = this.#deps.clock.now();
+    return [...(this.#built?.upstreams.values() ?? [])].map((u) => u.view(this.#settings.section, now));
+  }
+
   async #build(s: ProxySettings): Promise<Built> {
     const logger = this.#deps.logger;
     const upstreams = new Map<string, Upstream>();
@@ -213,11 +229,20 @@ export class ProxyModule<S> implements Module<S> {
         ? (await import('../identity/index.js')).identityHub(this.#deps.services ?? new Map())
         : undefined;
       for (const [name, cfg] of Object.entries(s.upstreams)) {
-        const opts = { logger, timeouts: s.timeouts, rewriteHost: s.rewriteHost, identity };
+        const opts = {
+          logger,
+          timeouts: s.timeouts,
+          rewriteHost: s.rewriteHost,
+          identity,
+          clock: this.#deps.clock,
+          onEndpointsFileError: () =>
+            this.#stats.endpointsFileErrors.with({ section: s.section, upstream: name }).value++,
+        };
         const key = Upstream.settingsKey(cfg, opts);
         let u = prev?.keys.get(name) === key ? prev.upstreams.get(name) : undefined;
         if (u === undefined) {
           u = new Upstream(name, cfg, opts);
+          u.latency = this.#stats.upstreamTime.with({ section: s.section, upstream: name });
           made.push(u);
         }
         upstreams.set(name, u);
@@ -257,6 +282,11 @@ export class ProxyModule<S> implements Module<S> {
       this.#accessLogKey = logKey;
       void old?.close();
     }
+    const resilience = await this.#resilience(s, upstreams);
+    // The mirror's code is loaded only when a route mirrors.
+    const mirror = s.routes.some((r) => r.mirror !== undefined)
+      ? new (await import('./mirror.js')).Mirror(upstreams, this.#stats.mirrors, s.section)
+      : undefined;
     const health = this.#deps.appHealth;
     const parts = s.listeners.map((l): ListenerParts => {
       const stats = new ListenerStats(this.#stats, l.name);
@@ -281,6 +311,9 @@ export class ProxyModule<S> implements Module<S> {
         filters: filters ? s.routes.map((r) => filters.chain(l.name, r.name)) : undefined,
         noRouteStats: stats.route('-'),
         upstreams,
+        resilience,
+        mirror,
+        clock: this.#deps.clock,
         limits: s.limits,
         timeouts: s.timeouts,
         headers: s.headers,
@@ -297,20 +330,53 @@ export class ProxyModule<S> implements Module<S> {
       if (h2 && !l.tls) http.h2c = (socket, head) => h2.accept(socket, head);
       return { http, tcp: undefined, h2 };
     });
-    return { upstreams, keys, parts, filters };
+    return { upstreams, keys, parts, filters, mirror };
+  }
+
+  /**
+   * Each route's retry policy and timeout (its own, else its upstream's); undefined when no route
+   * has either, and only then is the retry code loaded. An upstream that is retried gets a budget,
+   * kept with the upstream across reloads.
+   */
+  async #resilience(
+    s: ProxySettings,
+    upstreams: Map<string, Upstream>,
+  ): Promise<(RouteResilience | undefined)[] | undefined> {
+    const of = (r: CompiledRoute) => {
+      const u = r.upstream !== undefined ? s.upstreams[r.upstream] : undefined;
+      return { retries: r.retries ?? u?.retries, timeout: r.timeoutMs ?? u?.timeout ?? 0 };
+    };
+    if (!s.routes.some((r) => of(r).retries !== undefined || of(r).timeout > 0)) return undefined;
+    const { RetryBudget, RetryPolicy } = await import('./upstream/retry.js');
+    const clock = this.#deps.clock;
+    return s.routes.map((r) => {
+      const { retries, timeout } = of(r);
+      const retry = retries !== undefined && retries.attempts > 0 ? new RetryPolicy(retries) : undefined;
+      if (retry === undefined && timeout === 0) return undefined;
+      if (retry !== undefined)
+        for (const name of r.split !== undefined ? r.split.map((d) => d.upstream!) : [r.upstream!]) {
+          const u = upstreams.get(name);
+          if (u !== undefined) u.retryBudget ??= new RetryBudget(u.config.retryBudget, clock);
+        }
+      return { retry, timeoutMs: timeout };
+    });
   }
 
   /** Closes the upstreams of a build, but those the next build kept. */
   #dispose(built: Built, next?: Built): void {
     for (const [name, u] of built.upstreams) if (next?.upstreams.get(name) !== u) u.close();
+    built.mirror?.close();
     built.filters?.close(next?.filters);
   }
 
   #startTicker(): void {
     if (this.#ticker) clearInterval(this.#ticker);
     const t = this.#settings.timeouts;
+    const routeTimeouts = (this.#built?.parts ?? []).flatMap((p) =>
+      (p.http?.resilience ?? []).flatMap((r) => (r ? [r.timeoutMs, r.retry?.perTryTimeoutMs ?? 0] : [])),
+    );
     const shortest = Math.min(
-      ...[t.requestHead, t.idle, t.request, t.upstreamResponse].filter((ms) => ms > 0),
+      ...[t.requestHead, t.idle, t.request, t.upstreamResponse, ...routeTimeouts].filter((ms) => ms > 0),
     );
     // Deadlines are checked at a quarter of the shortest timeout (10 ms..250 ms): coarse enough to
     // cost nothing per request, fine enough that a timeout fires close to when it is due.

@@ -1,13 +1,28 @@
 // Routes compiled once at config load: each request is matched by a plain loop over prepared
 // conditions (no closures or allocations per request). The first route that matches wins.
 
-import type { RouteConfig } from './config.js';
+import type { RetriesConfig, RouteConfig } from './config.js';
 
 export interface HeaderCondition {
   lower: string;
   exact: string | undefined;
   re: RegExp | undefined;
   present: boolean;
+}
+
+export interface QueryCondition {
+  name: string;
+  exact: string | undefined;
+  re: RegExp | undefined;
+  present: boolean;
+}
+
+/** Fault injection of a route: a delay and an abort, each on a share of requests (0..1). */
+export interface CompiledFault {
+  delayMs: number;
+  delayShare: number;
+  abortStatus: number;
+  abortShare: number;
 }
 
 export interface DirectResponse {
@@ -28,6 +43,7 @@ export interface CompiledRoute {
   host: string | undefined;
   hostWildcard: boolean;
   headers: HeaderCondition[];
+  query: QueryCondition[];
   /** `app` or an upstream name; undefined with a direct response. */
   upstream: string | undefined;
   rewritePrefix: string | undefined;
@@ -44,13 +60,34 @@ export interface CompiledRoute {
   hostRewrite: string | undefined;
   /** Upgrade protocols that may be tunnelled, lower-case. */
   upgrades: Set<string>;
+  /** The route's own retries and whole-exchange timeout (ms), else its upstream's are used. */
+  retries: RetriesConfig | undefined;
+  timeoutMs: number | undefined;
+  /** The upstream's subset the request goes to, if any. */
+  subset: string | undefined;
+  /** Weighted destinations: each a copy of the route with its upstream, subset and header edits. */
+  split: CompiledRoute[] | undefined;
+  splitCumulative: number[] | undefined;
+  fault: CompiledFault | undefined;
+  /** Mirroring: the upstream copies go to and the share of requests copied (0..1). */
+  mirror: { upstream: string; share: number } | undefined;
 }
 
-export function compileRoutes(routes: RouteConfig[]): CompiledRoute[] {
-  return routes.map((r, index) => compileRoute(r, index));
+export function compileRoutes(
+  routes: RouteConfig[],
+  hostOf?: (upstream: string) => string | undefined,
+): CompiledRoute[] {
+  return routes.map((r, index) =>
+    compileRoute(r, index, hostOf && r.upstream !== undefined ? hostOf(r.upstream) : undefined, hostOf),
+  );
 }
 
-export function compileRoute(r: RouteConfig, index: number, hostRewrite?: string): CompiledRoute {
+export function compileRoute(
+  r: RouteConfig,
+  index: number,
+  hostRewrite?: string,
+  hostOf?: (upstream: string) => string | undefined,
+): CompiledRoute {
   const m = r.match;
   const pathKind = m.prefix !== undefined ? 1 : m.exact !== undefined ? 2 : m.regex !== undefined ? 3 : 0;
   let host = m.host?.toLowerCase();
@@ -59,7 +96,7 @@ export function compileRoute(r: RouteConfig, index: number, hostRewrite?: string
     host = host.slice(1);
     hostWildcard = true;
   }
-  return {
+  const base: CompiledRoute = {
     name: r.name ?? `route-${index}`,
     index,
     pathKind,
@@ -74,7 +111,7 @@ export function compileRoute(r: RouteConfig, index: number, hostRewrite?: string
       re: h.regex !== undefined ? new RegExp(h.regex) : undefined,
       present: h.present ?? true,
     })),
-    upstream: r.directResponse ? undefined : (r.upstream ?? 'app'),
+    upstream: r.directResponse || r.destinations ? undefined : (r.upstream ?? 'app'),
     rewritePrefix: r.rewritePrefix,
     direct: r.directResponse
       ? {
@@ -91,7 +128,81 @@ export function compileRoute(r: RouteConfig, index: number, hostRewrite?: string
     responseAddPairs: headerPairs(r.responseHeaders.add),
     hostRewrite,
     upgrades: new Set(r.upgradeProtocols.map((p) => p.toLowerCase())),
+    query: (m.query ?? []).map((q) => ({
+      name: q.name,
+      exact: q.exact,
+      re: q.regex !== undefined ? new RegExp(q.regex) : undefined,
+      present: q.present ?? true,
+    })),
+    retries: r.retries,
+    timeoutMs: r.timeout,
+    subset: undefined,
+    split: undefined,
+    splitCumulative: undefined,
+    mirror:
+      r.mirror !== undefined ? { upstream: r.mirror.upstream, share: r.mirror.percent / 100 } : undefined,
+    fault:
+      r.fault !== undefined
+        ? {
+            delayMs: r.fault.delay?.fixed ?? 0,
+            delayShare: (r.fault.delay?.percent ?? 0) / 100,
+            abortStatus: r.fault.abort?.status ?? 0,
+            abortShare: (r.fault.abort?.percent ?? 0) / 100,
+          }
+        : undefined,
   };
+  if (r.destinations !== undefined) {
+    let sum = 0;
+    base.splitCumulative = r.destinations.map((d) => (sum += d.weight));
+    base.split = r.destinations.map((d) => {
+      const add = { ...r.requestHeaders.add, ...d.requestHeaders.add };
+      const radd = { ...r.responseHeaders.add, ...d.responseHeaders.add };
+      const req = { add, remove: [...r.requestHeaders.remove, ...d.requestHeaders.remove] };
+      const res = { add: radd, remove: [...r.responseHeaders.remove, ...d.responseHeaders.remove] };
+      return {
+        ...base,
+        upstream: d.upstream,
+        subset: d.subset,
+        requestAdd: serializeHeaders(req.add),
+        requestDrop: dropSet(req),
+        responseAdd: serializeHeaders(res.add),
+        responseDrop: dropSet(res),
+        requestAddPairs: headerPairs(req.add),
+        responseAddPairs: headerPairs(res.add),
+        hostRewrite: hostOf?.(d.upstream),
+        split: undefined,
+        splitCumulative: undefined,
+      };
+    });
+  }
+  return base;
+}
+
+/** The destination a request on a route with weighted destinations goes to (the route itself otherwise). */
+export function pickDestination(r: CompiledRoute, random: () => number): CompiledRoute {
+  const split = r.split;
+  if (split === undefined) return r;
+  const cum = r.splitCumulative!;
+  const x = random() * cum[cum.length - 1]!;
+  for (let i = 0; i < cum.length; i++) if (x < cum[i]!) return split[i]!;
+  return split[split.length - 1]!;
+}
+
+/** Whether the query string ('' or '?a=1&b') meets every condition. */
+function queryMatches(conds: QueryCondition[], query: string): boolean {
+  const params = new URLSearchParams(query);
+  for (let i = 0; i < conds.length; i++) {
+    const c = conds[i]!;
+    const v = params.get(c.name);
+    if (v === null) {
+      if (c.present || c.exact !== undefined || c.re !== undefined) return false;
+      continue;
+    }
+    if (c.exact === undefined && c.re === undefined && !c.present) return false;
+    if (c.exact !== undefined && v !== c.exact) return false;
+    if (c.re !== undefined && !c.re.test(v)) return false;
+  }
+  return true;
 }
 
 function serializeHeaders(add: Record<string, string>): string {
@@ -129,6 +240,7 @@ export function matchRoute(
   host: string,
   lower: string[],
   values: string[],
+  query = '',
 ): CompiledRoute | undefined {
   outer: for (let i = 0; i < routes.length; i++) {
     const r = routes[i]!;
@@ -167,6 +279,7 @@ export function matchRoute(
       if (c.exact !== undefined && v !== c.exact) continue outer;
       if (c.re !== undefined && !c.re.test(v)) continue outer;
     }
+    if (r.query.length > 0 && !queryMatches(r.query, query)) continue;
     return r;
   }
   return undefined;

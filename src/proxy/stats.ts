@@ -107,6 +107,10 @@ export class ProxyStats {
   readonly upstreamErrors: CounterFamily;
   readonly refusals: CounterFamily;
   readonly healthChecks: CounterFamily;
+  readonly retries: CounterFamily;
+  readonly endpointsFileErrors: CounterFamily;
+  readonly upstreamTime: HistogramFamily;
+  readonly mirrors: CounterFamily;
 
   constructor(registry: Registry, section: string) {
     this.section = section;
@@ -167,8 +171,60 @@ export class ProxyStats {
           'Health-check requests (from probers) left out of the access log, by listener.',
         ),
     );
+    this.retries = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_proxy_retries_total',
+          `Failed tries on routes with retries, by upstream and outcome: ${RETRY_OUTCOMES.join(', ')}.`,
+        ),
+    );
+    this.upstreamTime = family(
+      registry,
+      () =>
+        new HistogramFamily(
+          'pillion_upstream_response_time_seconds',
+          'Time from a request leaving for the upstream to its response head, by upstream (the last try of a retried request).',
+          DURATION_BOUNDS,
+        ),
+    );
+    this.mirrors = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_proxy_mirror_total',
+          'Copies of requests for mirroring upstreams, by upstream and outcome: sent, failed (no endpoint, an error or a timeout; never seen by the client), skipped_body (a request with a body is not copied), overflow (64 copies in flight already).',
+        ),
+    );
+    this.endpointsFileErrors = family(
+      registry,
+      () =>
+        new CounterFamily(
+          'pillion_proxy_endpoints_file_errors_total',
+          "Versions of an upstream's endpointsFile that could not be read or did not validate (the last good list was kept), by upstream.",
+        ),
+    );
   }
 }
+
+/** What became of a failed try on a route with retries: the `outcome` of pillion_proxy_retries_total. */
+export const RETRY_OUTCOMES = [
+  /** Tried again. */
+  'retried',
+  /** Not retried: the upstream's retry budget was spent; the failure went to the client. */
+  'budget_exhausted',
+  /** Not retried: it was the last try allowed. */
+  'attempts_exhausted',
+  /** Not retried: the request body was larger than retries.maxBodySize, so it was not kept. */
+  'body_too_large',
+  /** Not retried: pool.maxRetries requests were being retried already. */
+  'retry_overflow',
+  /** Not retried: the failure is not one of retryOn. */
+  'not_retriable',
+  /** Not retried: the request came over HTTP/2 or asked for a protocol upgrade, which are sent once. */
+  'not_retried_protocol',
+] as const;
+export type RetryOutcome = (typeof RETRY_OUTCOMES)[number];
 
 /** The series of one listener, resolved at start. */
 export class ListenerStats {
@@ -204,6 +260,10 @@ export class ListenerStats {
       this.#routes.set(name, r);
     }
     return r;
+  }
+
+  retry(upstream: string, outcome: RetryOutcome): void {
+    this.stats.retries.with({ section: this.stats.section, upstream, outcome }).value++;
   }
 
   upstreamError(upstream: string, kind: string): void {

@@ -19,7 +19,7 @@ export interface TcpContext {
 }
 
 export function forwardTcp(client: net.Socket, ctx: TcpContext): void {
-  const ep = ctx.upstream.endpoints.pick();
+  const ep = ctx.upstream.pick('', undefined);
   ctx.sockets.add(client);
   ctx.stats.connections.value++;
   client.on('close', () => {

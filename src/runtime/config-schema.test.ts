@@ -109,7 +109,7 @@ function withPlannedKey(pattern: string): Record<string, unknown> {
       routes: [{ name: 'r' }],
       upstreams: { u: { endpoints: ['127.0.0.1:9000'] } },
     },
-    outbound: { upstreams: { u: { endpoints: ['127.0.0.1:9000'] } } },
+    outbound: { upstreams: { u: { endpoints: ['127.0.0.1:9000'] } }, routes: [{ upstream: 'u' }] },
     sync: {
       sources: { u: { type: 'literal', value: 'x' } },
       destinations: { u: { path: '/tmp/x', source: 'u', check: { command: ['true'] } } },
@@ -152,8 +152,8 @@ test('the ones a newcomer tries first are among them', async () => {
     'inbound:',
     '  listeners: [{ address: 127.0.0.1:8443 }]',
     '  routes:',
-    '    - retries: { attempts: 3 }',
-    '      timeout: 10s',
+    '    - split: {}',
+    '      retryPolicy: {}',
     '  upstreams:',
     '    u: { endpoints: [127.0.0.1:9000], circuitBreaker: {} }',
     'metrics: {}',
@@ -164,8 +164,8 @@ test('the ones a newcomer tries first are among them', async () => {
   assert.deepEqual(
     r.issues.map((i) => `${i.line}:${i.col} ${i.code} ${i.path}`),
     [
-      '5:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].retries',
-      '6:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].timeout',
+      '5:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].split',
+      '6:7 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.routes[0].retryPolicy',
       '8:39 PILLION_ERR_CONFIG_NOT_BUILT_YET inbound.upstreams.u.circuitBreaker',
       '9:1 PILLION_ERR_CONFIG_UNSUPPORTED_SECTION metrics',
     ],

@@ -30,6 +30,8 @@ export interface Module<S = unknown> {
   status?(): unknown;
   /** What the module shows in the admin API's GET /policies (the inbound proxy: its request filters). */
   policies?(): unknown;
+  /** The upstreams of a proxy module, their endpoints and counters: GET /clusters. */
+  clusters?(): unknown[];
 }
 
 /** The shared services a module may use; everything else comes from its own section. */

@@ -231,6 +231,13 @@ export class Runtime {
     return { istio: istioResources.get(this.#loaded.config) ?? [], ...modules };
   }
 
+  /** Every proxy module's upstreams, endpoints, health and counters: GET /clusters. */
+  clustersView(): unknown[] {
+    const out: unknown[] = [];
+    for (const r of this.#modules.values()) if (r.module.clusters) out.push(...r.module.clusters());
+    return out;
+  }
+
   /** Re-reads the config file and applies it. Reloads run one at a time, in order. */
   reload(trigger: string): Promise<ReloadOutcome> {
     const next = this.#reloadChain.then(() => this.#reload(trigger));
@@ -436,6 +443,7 @@ export class Runtime {
         config: () => this.configView(),
         status: (name) => this.#modules.get(name)?.module.status?.(),
         policies: () => this.policiesView(),
+        clusters: () => this.clustersView(),
         reload: () => this.reload('POST /reload'),
         quit: () => void this.shutdown('POST /quitquitquit'),
       },

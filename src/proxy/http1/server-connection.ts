@@ -9,6 +9,7 @@ import type net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { unmapIPv4 } from '../../lib/address.js';
+import type { Clock, TimerHandle } from '../../lib/clock.js';
 import type { ErrorCode } from '../../lib/errors.js';
 import { peerPrincipal } from '../../identity/principal.js';
 import type { AccessLog } from '../access-log.js';
@@ -16,12 +17,14 @@ import { type Denial, type FilterChain, type FilterRequest, newFilterRequest } f
 import type { HeadersConfig, LimitsConfig, TimeoutsConfig } from '../config.js';
 import type { PeerIdentity } from '../peer.js';
 import { normalizeTarget, PathError } from '../path.js';
-import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
-import type { ListenerStats, RouteStats } from '../stats.js';
+import { type CompiledRoute, hostOnly, matchRoute, pickDestination, rewritePath } from '../router.js';
+import type { ListenerStats, RetryOutcome, RouteStats } from '../stats.js';
 import { observe } from '../stats.js';
 import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } from '../upstream/h1-pool.js';
 import type { Endpoint } from '../upstream/endpoints.js';
-import type { Upstream } from '../upstream/upstream.js';
+import type { Mirror } from '../mirror.js';
+import type { RouteResilience } from '../upstream/resilience.js';
+import { HASH_CLIENT, HASH_COOKIE, HASH_NONE, type Upstream } from '../upstream/upstream.js';
 import { ChunkedReader } from './chunked.js';
 import { HeadError, parseRequestHead, type RequestHead, type ResponseHead } from './head-parser.js';
 import { ResponseHeadReader } from './response-head-reader.js';
@@ -40,6 +43,12 @@ export interface Http1Context {
   /** The request filters (JWT, rate limits, authorization) of each route, by route index; undefined when none is configured. */
   filters: (FilterChain | undefined)[] | undefined;
   upstreams: Map<string, Upstream>;
+  /** Retries and the whole-exchange timeout of each route, by route index; undefined when no route has either. */
+  resilience: (RouteResilience | undefined)[] | undefined;
+  /** For the back-off between tries. */
+  clock: Clock;
+  /** Sends copies of requests on routes that mirror; undefined when none does. */
+  mirror: Mirror | undefined;
   limits: LimitsConfig;
   timeouts: TimeoutsConfig;
   headers: HeadersConfig;
@@ -70,6 +79,12 @@ const B_CLOSE = 3;
 const P_UPSTREAM = 1; // waiting for an upstream connection
 const P_BACKPRESSURE = 2; // the upstream socket's buffer is full
 const P_PIPELINED = 4; // a whole request is buffered behind the current one
+
+// Why a try failed, for retries (the same numbers as upstream/retry.ts's F_*).
+const F_CONNECT = 1;
+const F_RESET = 2;
+const F_TIMEOUT = 3;
+const F_RESPONSE = 4;
 
 const D_NONE = 0;
 const D_IDLE = 1;
@@ -137,6 +152,32 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #retried = false;
   #upEndpoint: Endpoint | undefined;
   #upReused = false;
+  /** The endpoint whose in-flight count this exchange holds. */
+  #activeEp: Endpoint | undefined;
+  /** The upstream whose in-flight count (and retries-in-progress count) this exchange holds. */
+  #inflightUp: Upstream | undefined;
+  #retryingUp: Upstream | undefined;
+  /** The balancer's hash key ('' when the upstream does not hash). */
+  #hash = '';
+  // --- retries (routes with retries or a timeout only) ---
+  #resil: RouteResilience | undefined;
+  /** Tries made so far (1 on the first). */
+  #tries = 0;
+  /** The upstream request head without its final CRLF, for x-pillion-attempt-count. */
+  #upHeadBase = '';
+  /** The request body forwarded so far, kept while it is small enough to send again. */
+  #kept: Buffer[] | undefined;
+  #keptBytes = 0;
+  /** What each failed try got (UF, UC, UT, or a status), for the access log. */
+  #tryFlags = '';
+  /** The tries ran out on a retriable failure: URX in the response flags. */
+  #urx = false;
+  #retryTimer: TimerHandle | undefined;
+  /** A fault delay holding the request (routes with fault injection only). */
+  #faultTimer: TimerHandle | undefined;
+  #delayed = false;
+  /** When the current try's per-try timeout ends (ms since the epoch; 0 none). */
+  #tryDeadline = 0;
   /** What the filters saw and decided, for this exchange. */
   #filterReq: FilterRequest | undefined;
   /** The mTLS peer principal: computed on the first request that needs it (null until then). */
@@ -205,6 +246,23 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       else if (kind === D_HEAD)
         this.#reject(408, 'request head not received in time', 'PILLION_ERR_PROXY_BAD_REQUEST');
       else if (kind === D_RESPONSE) this.#upstreamTimeout();
+    }
+    if (this.#tryDeadline !== 0 && now >= this.#tryDeadline) {
+      this.#tryDeadline = 0;
+      if ((this.#state === ST_CONNECTING || this.#state === ST_EXCHANGE) && this.#res === undefined) {
+        if (this.#state === ST_EXCHANGE) {
+          this.#outlier(0);
+          // A try that timed out took at least this long: the latency average must see it.
+          const u = this.#upstream!;
+          if (u.observesLatency) u.observe(this.#upEndpoint!, performance.now() - this.#tUp);
+        }
+        if (this.#retryDecision(F_TIMEOUT, 'UT')) {
+          this.#c.stats.upstreamError(this.#upstream!.name, 'per_try_timeout');
+          this.#dropTry();
+          this.#scheduleRetry();
+        } else this.#upstreamTimeout();
+        return;
+      }
     }
     if (this.#requestDeadline !== 0 && now >= this.#requestDeadline) {
       this.#requestDeadline = 0;
@@ -325,7 +383,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     // Lower-casing the Host costs an allocation per request; only host conditions need it.
     const host = c.routesUseHost ? hostOnly(req.host) : '';
-    const route = matchRoute(c.routes, req.method, norm.path, host, req.lower, req.values);
+    const route = matchRoute(c.routes, req.method, norm.path, host, req.lower, req.values, norm.query);
     if (route === undefined) {
       this.#routeStats = c.noRouteStats;
       this.#local(404, 'no route matches this request\n', 'NR');
@@ -389,6 +447,22 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#local(route.direct.status, route.direct.body, '', route.direct.contentType);
       return;
     }
+    if (route.fault !== undefined && this.#fault(req, route, path, query)) return;
+    if (route.split !== undefined) {
+      route = pickDestination(route, Math.random);
+      this.#route = route;
+    }
+    const m = route.mirror;
+    if (m !== undefined && c.mirror !== undefined && Math.random() < m.share)
+      c.mirror.send(
+        m.upstream,
+        req.method,
+        rewritePath(route, path) + query,
+        req.host,
+        req.lower,
+        req.values,
+        this.#reqKind !== B_NONE,
+      );
     if (c.limits.maxBodySize > 0 && req.contentLength > c.limits.maxBodySize) {
       this.#local(413, 'request body too large\n', 'LR');
       return;
@@ -407,7 +481,17 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#local(502, 'this upstream speaks HTTP/2 only; connect with HTTP/2\n', 'UPE');
       return;
     }
+    if (upstream.maxRequests > 0 && upstream.inflight >= upstream.maxRequests) {
+      c.stats.upstreamError(upstream.name, 'overflow');
+      this.#local(503, 'too many requests to the upstream\n', 'UO');
+      return;
+    }
+    upstream.inflight++;
+    this.#inflightUp = upstream;
     this.#upstream = upstream;
+    if (upstream.hashOn !== HASH_NONE) this.#hash = this.#hashKey(upstream, req);
+    const rz = c.resilience?.[route.index];
+    if (rz !== undefined) this.#startResilient(rz, upstream, req);
     this.#path = rewritePath(route, path) + query;
     // Only the route's protocols are offered upstream; a request left with none is plain HTTP/1.1.
     this.#upgrade =
@@ -422,11 +506,168 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       addRequestId: this.#addRequestId,
       upgrade: this.#upgrade,
     });
+    if (this.#tries > 0) {
+      this.#upHeadBase = this.#upHead.slice(0, -2);
+      this.#upHead = `${this.#upHeadBase}x-pillion-attempt-count: 1\r\n\r\n`;
+      const perTry = this.#resil!.retry!.perTryTimeoutMs;
+      if (perTry > 0) this.#tryDeadline = Date.now() + perTry;
+    }
     this.#state = ST_CONNECTING;
-    upstream.pool.acquire(this);
+    upstream.pool.acquire(this, this.#hash, undefined, route.subset);
     // An idle pooled connection is handed over synchronously; only a connect in progress needs
     // the client's reading held (pausing and resuming a socket costs a tick per request).
     if (this.#state === ST_CONNECTING) this.#pause(P_UPSTREAM);
+  }
+
+  /** The balancer's key for this request: a header's value, a cookie's, or the client's address. */
+  #hashKey(upstream: Upstream, req: RequestHead): string {
+    if (upstream.hashOn === HASH_CLIENT) return this.#clientIp;
+    if (upstream.hashOn === HASH_COOKIE) {
+      const at = req.lower.indexOf('cookie');
+      return at === -1 ? '' : cookieValue(req.values[at]!, upstream.hashName);
+    }
+    const at = req.lower.indexOf(upstream.hashName);
+    return at === -1 ? '' : req.values[at]!;
+  }
+
+  /** A route with retries or a timeout: its deadline, the budget's deposit, and a place to keep the body. */
+  #startResilient(rz: RouteResilience, upstream: Upstream, req: RequestHead): void {
+    this.#resil = rz;
+    if (rz.timeoutMs > 0) {
+      const at = Date.now() + rz.timeoutMs;
+      if (this.#requestDeadline === 0 || at < this.#requestDeadline) this.#requestDeadline = at;
+    }
+    if (rz.retry === undefined) return;
+    this.#tries = 1;
+    upstream.retryBudget?.deposit();
+    if (this.#reqKind !== B_NONE) this.#kept = [];
+    // The count is the proxy's to say; a client's own would contradict it.
+    const at = req.lower.indexOf('x-pillion-attempt-count');
+    if (at !== -1) {
+      req.lower.splice(at, 1);
+      req.names.splice(at, 1);
+      req.values.splice(at, 1);
+    }
+  }
+
+  /**
+   * A try failed before anything of its response reached the client: whether to try again (the
+   * route's retryOn, tries left, the body kept, the upstream's budget). Counts the outcome and
+   * records the try's flag.
+   */
+  #retryDecision(kind: number, flag: string): boolean {
+    const p = this.#resil?.retry;
+    if (p === undefined) return false;
+    const up = this.#upstream!;
+    let outcome: RetryOutcome;
+    if (kind !== F_RESPONSE && !p.onFailure(kind)) outcome = 'not_retriable';
+    else if (this.#tries >= p.maxTries) outcome = 'attempts_exhausted';
+    else if (this.#upgrade !== '') outcome = 'not_retried_protocol';
+    else if (this.#retryingUp === undefined && up.maxRetries > 0 && up.retrying >= up.maxRetries)
+      outcome = 'retry_overflow';
+    else if (this.#reqKind !== B_NONE && this.#kept === undefined) outcome = 'body_too_large';
+    else if (up.retryBudget !== undefined && !up.retryBudget.withdraw()) outcome = 'budget_exhausted';
+    else outcome = 'retried';
+    this.#tryFlags = this.#tryFlags === '' ? flag : `${this.#tryFlags},${flag}`;
+    this.#c.stats.retry(up.name, outcome);
+    if (outcome === 'attempts_exhausted' && this.#tries > 1) this.#urx = true;
+    if (outcome !== 'retried') return false;
+    if (this.#retryingUp === undefined) {
+      up.retrying++;
+      this.#retryingUp = up;
+    }
+    return true;
+  }
+
+  /** Lets go of the failed try's connection (closed: what it was doing is unknown). */
+  #dropTry(): void {
+    const up = this.#up;
+    this.#up = undefined;
+    if (up !== undefined) {
+      up.owner = undefined;
+      up.socket.destroy();
+    }
+    if (this.#state === ST_CONNECTING) this.#upstream!.pool.cancel(this);
+  }
+
+  /** Waits the back-off, then asks for a connection for the next try. */
+  #scheduleRetry(): void {
+    this.#endTry();
+    this.#state = ST_CONNECTING;
+    this.#pause(P_UPSTREAM);
+    if (this.#deadlineKind === D_RESPONSE) this.#deadlineKind = D_NONE;
+    this.#tryDeadline = 0;
+    this.#res = undefined;
+    this.#resReader.reset();
+    this.#retryTimer = this.#c.clock.setTimeout(this.#retryNow, this.#resil!.retry!.backoffMs(this.#tries));
+  }
+
+  #retryNow = (): void => {
+    this.#retryTimer = undefined;
+    const up = this.#upstream;
+    if (this.#state !== ST_CONNECTING || up === undefined || this.#resil === undefined) return;
+    this.#tries++;
+    this.#upHead = `${this.#upHeadBase}x-pillion-attempt-count: ${this.#tries}\r\n\r\n`;
+    const perTry = this.#resil.retry!.perTryTimeoutMs;
+    if (perTry > 0) this.#tryDeadline = Date.now() + perTry;
+    up.pool.acquire(this, this.#hash, this.#upEndpoint, this.#route?.subset);
+  };
+
+  /**
+   * Fault injection: holds the request for the delay (then forwards it), or answers it with the
+   * abort status; true when it did either.
+   */
+  #fault(req: RequestHead, route: CompiledRoute, path: string, query: string): boolean {
+    const f = route.fault!;
+    if (!this.#delayed && f.delayShare > 0 && Math.random() < f.delayShare) {
+      this.#delayed = true;
+      this.#flags = 'DI';
+      this.#state = ST_CONNECTING;
+      this.#pause(P_UPSTREAM);
+      this.#faultTimer = this.#c.clock.setTimeout(() => {
+        this.#faultTimer = undefined;
+        if (this.#req === req && this.#state === ST_CONNECTING)
+          this.#forward(req, route, path, query, undefined);
+      }, f.delayMs);
+      return true;
+    }
+    if (f.abortShare > 0 && Math.random() < f.abortShare) {
+      this.#state = ST_EXCHANGE;
+      this.#local(f.abortStatus, 'fault filter abort\n', 'FI');
+      return true;
+    }
+    return false;
+  }
+
+  /** Tells outlier detection how the try's endpoint answered (0: no response at all). */
+  #outlier(status: number): void {
+    const o = this.#upstream?.outlier;
+    if (o !== undefined && this.#upEndpoint !== undefined) o.report(this.#upEndpoint, status);
+  }
+
+  /** The try's endpoint has one request fewer in flight. */
+  #endTry(): void {
+    const ep = this.#activeEp;
+    if (ep !== undefined) {
+      ep.state.active--;
+      this.#activeEp = undefined;
+    }
+  }
+
+  /** A response the route retries on: its connection is let go (kept when its body is all here) and the next try scheduled. */
+  #retryResponse(r: ResponseHead, buf: Buffer, start: number): boolean {
+    if (!this.#retryDecision(F_RESPONSE, String(r.status))) return false;
+    this.#outlier(r.status);
+    const u = this.#upstream!;
+    if (u.observesLatency) u.observe(this.#upEndpoint!, performance.now() - this.#tUp);
+    const up = this.#up!;
+    this.#up = undefined;
+    const rest = buf.length - start;
+    const noBody = this.#req!.method === 'HEAD' || r.status === 204 || r.status === 304;
+    const whole = noBody ? rest === 0 : !r.chunked && r.contentLength >= 0 && rest === r.contentLength;
+    this.#upstream!.pool.release(up, whole && r.keepAlive && this.#reqDone);
+    this.#scheduleRetry();
+    return true;
   }
 
   #denied(d: Denial): void {
@@ -487,6 +728,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#c.connections.delete(this);
     this.#c.stats.connections.value--;
     if (state === ST_CONNECTING) this.#upstream?.pool.cancel(this);
+    if (this.#retryTimer !== undefined) {
+      this.#retryTimer.cancel();
+      this.#retryTimer = undefined;
+    }
+    this.#faultTimer?.cancel();
     if (this.#up !== undefined) {
       const up = this.#up;
       this.#up = undefined;
@@ -526,6 +772,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#badBody('request body too large', 413);
       return;
     }
+    if (this.#kept !== undefined && n > 0) {
+      this.#keptBytes += n;
+      if (this.#keptBytes > this.#resil!.retry!.maxBodyBytes) this.#kept = undefined;
+      else this.#kept.push(start === 0 && used === end ? buf : buf.subarray(start, used));
+    }
     if (n > 0 && !this.#up!.socket.write(start === 0 && used === end ? buf : buf.subarray(start, used)))
       this.#pause(P_BACKPRESSURE);
     if (done) {
@@ -562,7 +813,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       return;
     }
     this.#up = conn;
-    this.#upEndpoint = conn.endpoint;
+    const ep = conn.endpoint;
+    this.#upEndpoint = ep;
+    ep.state.active++;
+    ep.state.requests++;
+    this.#activeEp = ep;
     this.#upReused = conn.uses > 0;
     conn.owner = this;
     this.#state = ST_EXCHANGE;
@@ -570,7 +825,19 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     const s = conn.socket;
     const pending = this.#pending;
     this.#pending = undefined;
-    if (pending === undefined || this.#reqDone) {
+    const kept = this.#tries > 1 ? this.#kept : undefined;
+    if (kept !== undefined && kept.length > 0) {
+      // A retry: the head, the body kept from the earlier tries, then what has arrived since.
+      s.cork();
+      s.write(this.#upHead, 'latin1');
+      const n = kept.length;
+      for (let i = 0; i < n; i++) s.write(kept[i]!);
+      if (pending !== undefined) {
+        if (this.#reqDone) this.#hold(pending);
+        else this.#forwardBody(pending, 0);
+      }
+      s.uncork();
+    } else if (pending === undefined || this.#reqDone) {
       s.write(this.#upHead, 'latin1');
       if (pending !== undefined) this.#hold(pending);
     } else {
@@ -589,6 +856,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     if (this.#state !== ST_CONNECTING) return;
     this.#upEndpoint = ep;
     const name = this.#upstream!.name;
+    if (kind === 'timeout' || kind === 'refused') this.#outlier(0);
+    if ((kind === 'timeout' || kind === 'refused') && this.#retryDecision(F_CONNECT, 'UF')) {
+      this.#c.stats.upstreamError(name, kind === 'timeout' ? 'connect_timeout' : 'connect_refused');
+      this.#scheduleRetry();
+      return;
+    }
     this.#error = 'PILLION_ERR_PROXY_UPSTREAM_CONNECT';
     switch (kind) {
       case 'timeout':
@@ -667,6 +940,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         }
         continue;
       }
+      if (this.#resil?.retry?.onResponse(r.status, r.lower, r.values) && this.#retryResponse(r, buf, start))
+        return;
       this.#sendResponseHead(r, buf, start);
       return;
     }
@@ -678,7 +953,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#res = res;
     this.#status = res.status;
     this.#upTime = performance.now() - this.#tUp;
+    this.#tryDeadline = 0;
     if (this.#deadlineKind === D_RESPONSE) this.#deadlineKind = D_NONE;
+    const up = this.#upstream!;
+    if (up.observesLatency) up.observe(this.#upEndpoint!, this.#upTime);
+    if (up.outlier !== undefined) up.outlier.report(this.#upEndpoint!, res.status);
     const noBody = req.method === 'HEAD' || res.status === 204 || res.status === 304;
     if (noBody) this.#resKind = B_NONE;
     else if (res.chunked) {
@@ -814,10 +1093,16 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       if (this.#upReused && !this.#retried && this.#reqKind === B_NONE && !this.#resReader.holding) {
         this.#retried = true;
         this.#state = ST_CONNECTING;
-        this.#upstream!.pool.acquire(this);
+        this.#endTry();
+        this.#upstream!.pool.acquire(this, this.#hash, undefined, this.#route?.subset);
         return;
       }
       this.#c.stats.upstreamError(this.#upstream!.name, 'reset');
+      this.#outlier(0);
+      if (this.#retryDecision(F_RESET, 'UC')) {
+        this.#scheduleRetry();
+        return;
+      }
       this.#error = 'PILLION_ERR_PROXY_UPSTREAM_PROTOCOL';
       this.#local(502, 'upstream closed the connection before responding\n', 'UC');
       return;
@@ -854,6 +1139,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   #upstreamTimeout(): void {
     if (this.#upstream) this.#c.stats.upstreamError(this.#upstream.name, 'response_timeout');
+    if (this.#up !== undefined) this.#outlier(0);
     this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
     const up = this.#up;
     this.#up = undefined;
@@ -862,6 +1148,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       up.socket.destroy();
     }
     if (this.#state === ST_CONNECTING) this.#upstream?.pool.cancel(this);
+    if (this.#retryTimer !== undefined) {
+      this.#retryTimer.cancel();
+      this.#retryTimer = undefined;
+    }
     if (!this.#reqDone) this.#closeAfter = true;
     this.#state = ST_EXCHANGE;
     this.#local(504, 'upstream response timeout\n', 'UT');
@@ -979,8 +1269,24 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   #record(): void {
     const c = this.#c;
+    this.#endTry();
+    if (this.#inflightUp !== undefined) {
+      this.#inflightUp.inflight--;
+      this.#inflightUp = undefined;
+    }
+    if (this.#retryingUp !== undefined) {
+      this.#retryingUp.retrying--;
+      this.#retryingUp = undefined;
+    }
     if (this.#req === undefined && this.#status === 0) return;
     c.stats.active.value--;
+    const u = this.#upstream;
+    if (u !== undefined && this.#status !== 0) {
+      const st = this.#status;
+      u.responses[st >= 100 && st < 600 ? ((st / 100) | 0) - 1 : 4]!++;
+      if (this.#upTime >= 0 && u.latency !== undefined)
+        observe(u.latency, c.stats.stats.upstreamTime.bounds, this.#upTime / 1000);
+    }
     const now = performance.now();
     const seconds = (now - this.#t0) / 1000;
     const rs = this.#routeStats ?? c.noRouteStats;
@@ -1000,7 +1306,13 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         path: req ? req.target : '-',
         protocol: req ? (req.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0') : '-',
         response_code: this.#status,
-        response_flags: this.#flags === '' ? '-' : this.#flags,
+        response_flags: this.#urx
+          ? this.#flags === ''
+            ? 'URX'
+            : `${this.#flags},URX`
+          : this.#flags === ''
+            ? '-'
+            : this.#flags,
         bytes_received: this.#bytesIn,
         bytes_sent: this.#bytesOut,
         duration: now - this.#t0,
@@ -1018,6 +1330,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         ...(this.#filterReq !== undefined && this.#filterReq.details !== ''
           ? { response_code_details: this.#filterReq.details }
           : {}),
+        ...(this.#tries > 0 ? { upstream_attempts: this.#tries, attempt_flags: this.#tryFlags } : {}),
       });
     }
   }
@@ -1053,6 +1366,26 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#error = undefined;
     this.#retried = false;
     this.#upEndpoint = undefined;
+    this.#hash = '';
+    if (this.#delayed) {
+      this.#delayed = false;
+      this.#faultTimer?.cancel();
+      this.#faultTimer = undefined;
+    }
+    if (this.#resil !== undefined) {
+      this.#resil = undefined;
+      this.#tries = 0;
+      this.#upHeadBase = '';
+      this.#kept = undefined;
+      this.#keptBytes = 0;
+      this.#tryFlags = '';
+      this.#urx = false;
+      this.#tryDeadline = 0;
+      if (this.#retryTimer !== undefined) {
+        this.#retryTimer.cancel();
+        this.#retryTimer = undefined;
+      }
+    }
     this.#filterReq = undefined;
     this.#requestDeadline = 0;
     this.#deadlineKind = D_NONE;
@@ -1126,4 +1459,17 @@ function startsWithPreface(buf: Buffer): boolean {
   const n = Math.min(buf.length, PREFACE.length);
   for (let i = 0; i < n; i++) if (buf[i] !== PREFACE[i]) return false;
   return true;
+}
+
+/** The value of cookie `name` in a Cookie header ('' when absent). */
+function cookieValue(header: string, name: string): string {
+  let i = 0;
+  while (i < header.length) {
+    let end = header.indexOf(';', i);
+    if (end === -1) end = header.length;
+    const eq = header.indexOf('=', i);
+    if (eq !== -1 && eq < end && header.slice(i, eq).trim() === name) return header.slice(eq + 1, end).trim();
+    i = end + 1;
+  }
+  return '';
 }

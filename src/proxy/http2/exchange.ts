@@ -17,7 +17,7 @@ import { peerPrincipal } from '../../identity/principal.js';
 import { type Denial, type FilterRequest, newFilterRequest } from '../filters/types.js';
 import type { Http1Context } from '../http1/server-connection.js';
 import { normalizeTarget, PathError } from '../path.js';
-import { type CompiledRoute, hostOnly, matchRoute, rewritePath } from '../router.js';
+import { type CompiledRoute, hostOnly, matchRoute, pickDestination, rewritePath } from '../router.js';
 import { observe, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure } from '../upstream/h1-pool.js';
@@ -103,6 +103,8 @@ export class Exchange {
   #resEnded = false;
   #localReset = false;
   #closed = false;
+  /** A fault delay was applied. */
+  #delayed = false;
   #responseDeadline = 0;
   #requestDeadline = 0;
   /** Bytes moved since the last tick; the tick turns it into #ioAt (no clock read per chunk). */
@@ -258,6 +260,7 @@ export class Exchange {
       hostOnly(this.authority),
       this.lower,
       this.values,
+      norm.query,
     );
     if (route === undefined) {
       this.#routeStats = c.noRouteStats;
@@ -319,6 +322,36 @@ export class Exchange {
       this.local(route.direct.status, route.direct.body, '', route.direct.contentType);
       return;
     }
+    const f = route.fault;
+    if (f !== undefined) {
+      if (!this.#delayed && f.delayShare > 0 && Math.random() < f.delayShare) {
+        // Fault injection: hold the request, then go on (the abort may still apply).
+        this.#delayed = true;
+        c.clock.setTimeout(() => {
+          if (!this.#closed && !this.#resEnded) this.#forward(route, path, query, undefined);
+        }, f.delayMs);
+        return;
+      }
+      if (f.abortShare > 0 && Math.random() < f.abortShare) {
+        this.local(f.abortStatus, 'fault filter abort\n', 'FI');
+        return;
+      }
+    }
+    if (route.split !== undefined) {
+      route = pickDestination(route, Math.random);
+      this.route = route;
+    }
+    const m = route.mirror;
+    if (m !== undefined && c.mirror !== undefined && Math.random() < m.share)
+      c.mirror.send(
+        m.upstream,
+        this.method,
+        rewritePath(route, path) + query,
+        this.authority,
+        this.lower,
+        this.values,
+        !this.noBody,
+      );
     const max = c.limits.maxBodySize;
     if (max > 0 && this.contentLength > max) {
       this.local(413, 'request body too large\n', 'LR');

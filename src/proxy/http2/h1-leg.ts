@@ -59,7 +59,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
 
   start(): void {
     this.#head = this.#buildHead();
-    this.#upstream.pool.acquire(this);
+    this.#upstream.pool.acquire(this, '', undefined, this.#x.route?.subset);
   }
 
   // --- pool callbacks ------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
       if (this.#reused && !this.#retried && x.noBody && !this.#resReader.holding) {
         this.#retried = true;
         this.#state = S_CONNECTING;
-        this.#upstream.pool.acquire(this);
+        this.#upstream.pool.acquire(this, '', undefined, x.route?.subset);
         return;
       }
       this.#state = S_DONE;

@@ -44,7 +44,7 @@ export class H2Leg implements UpstreamLeg {
     const x = this.#x;
     const upstream = this.#upstream;
     // A closed upstream (replaced or removed by a reload) answers as its HTTP/1.1 pool does.
-    const ep = upstream.closed ? undefined : upstream.endpoints.pick();
+    const ep = upstream.closed ? undefined : upstream.pick('', undefined, x.route?.subset);
     if (ep === undefined) {
       this.#done = true;
       x.connectFailed('no-endpoint', undefined, undefined);

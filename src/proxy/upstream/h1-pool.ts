@@ -33,6 +33,8 @@ export interface PoolOptions {
   maxIdle: number;
   idleTimeoutMs: number;
   maxPending: number;
+  /** A connection is closed after this many requests; 0 no limit. */
+  maxRequestsPerConnection: number;
   connectTimeoutMs: number;
   tls?: EndpointTls & { alpn?: string[] };
 }
@@ -77,8 +79,14 @@ interface EndpointState {
   idle: UpstreamConnection[];
 }
 
+/** Chooses the endpoint for a connection (the upstream's balancer). */
+export interface EndpointPicker {
+  pick(hash: string, avoid: Endpoint | undefined, subset?: string): Endpoint | undefined;
+}
+
 export class H1Pool {
   readonly endpoints: Endpoints;
+  #picker: EndpointPicker;
   #opts: PoolOptions;
   #state = new Map<string, EndpointState>();
   #waiting: PoolUser[] = [];
@@ -87,8 +95,9 @@ export class H1Pool {
   #sweep: NodeJS.Timeout;
   #closed = false;
 
-  constructor(endpoints: Endpoints, opts: PoolOptions) {
+  constructor(endpoints: Endpoints, opts: PoolOptions, picker: EndpointPicker) {
     this.endpoints = endpoints;
+    this.#picker = picker;
     this.#opts = opts;
     this.#sweep = setInterval(() => this.#closeStale(), Math.min(1000, Math.max(10, opts.idleTimeoutMs / 2)));
     this.#sweep.unref();
@@ -108,8 +117,9 @@ export class H1Pool {
     return { open, idle, waiting: this.#waiting.length };
   }
 
-  acquire(user: PoolUser): void {
-    const ep = this.#closed ? undefined : this.endpoints.pick();
+  /** A connection for `user`, to the endpoint the balancer picks for `hash`, avoiding `avoid` where it can. */
+  acquire(user: PoolUser, hash = '', avoid?: Endpoint, subset?: string): void {
+    const ep = this.#closed ? undefined : this.#picker.pick(hash, avoid, subset);
     if (!ep) {
       user.onUpstreamConnectError('no-endpoint', undefined, undefined);
       return;
@@ -150,7 +160,8 @@ export class H1Pool {
   release(conn: UpstreamConnection, reusable: boolean): void {
     conn.owner = undefined;
     if (conn.closed) return;
-    if (!reusable || this.#closed) {
+    const max = this.#opts.maxRequestsPerConnection;
+    if (!reusable || this.#closed || (max > 0 && conn.uses + 1 >= max)) {
       conn.socket.destroy();
       return;
     }

@@ -7,11 +7,24 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { IdentityHub, IdentityMaterial } from '../../identity/index.js';
 import type { Address } from '../../lib/address.js';
+import { type Clock, systemClock } from '../../lib/clock.js';
+import type { HistogramSeries } from '../../metrics/index.js';
 import { PillionError } from '../../lib/errors.js';
-import type { TimeoutsConfig, UpstreamConfig } from '../config.js';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { endpointEntrySchema, type TimeoutsConfig, type UpstreamConfig } from '../config.js';
 import { ClientSessions } from '../http2/client-sessions.js';
-import { type EndpointTls, Endpoints, type MutualClient } from './endpoints.js';
+import { type Balancer, RoundRobin } from './balancer.js';
+import {
+  type Endpoint,
+  type EndpointSpec,
+  type EndpointTls,
+  Endpoints,
+  type MutualClient,
+} from './endpoints.js';
 import { H1Pool } from './h1-pool.js';
+import type { OutlierDetector } from './outlier.js';
+import type { RetryBudget } from './retry.js';
 
 export interface UpstreamOptions {
   logger: Logger;
@@ -19,7 +32,40 @@ export interface UpstreamOptions {
   rewriteHost: boolean;
   /** The workload identity, for upstreams with tls.mutual. */
   identity?: IdentityHub | undefined;
+  /** Time and randomness for the balancers and outlier detection (injected in tests). */
+  clock?: Clock;
+  now?: () => number;
+  random?: () => number;
+  /** An endpoints file that did not apply (counted by the caller). */
+  onEndpointsFileError?: (err: Error) => void;
 }
+
+/** An upstream in GET /clusters: its counters, and each endpoint's health and counters. */
+export interface ClusterView {
+  section: string;
+  name: string;
+  policy: string;
+  stats: Record<string, number>;
+  endpoints: {
+    address: string;
+    host: string;
+    weight: number;
+    labels: Readonly<Record<string, string>>;
+    health: 'healthy' | 'ejected';
+    ejected_for_ms: number;
+    ejections: number;
+    rq_total: number;
+    rq_active: number;
+    consecutive_5xx: number;
+    latency_ewma_ms?: number;
+  }[];
+}
+
+/** What a consistent-hash balancer hashes: nothing, a header, a cookie, or the client's address. */
+export const HASH_NONE = 0;
+export const HASH_HEADER = 1;
+export const HASH_COOKIE = 2;
+export const HASH_CLIENT = 3;
 
 export class Upstream {
   readonly name: string;
@@ -31,12 +77,61 @@ export class Upstream {
   readonly tls: EndpointTls | undefined;
   /** Host header to send (outbound), or undefined to keep the client's (inbound). */
   readonly hostHeader: string | undefined;
+  /** HASH_* and the header or cookie name (lower-case) the balancer's key comes from. */
+  readonly hashOn: number;
+  readonly hashName: string;
+  /** The retry budget, made when a route retries requests to this upstream; kept with the upstream. */
+  retryBudget: RetryBudget | undefined;
+  /** Outlier detection, when configured. */
+  outlier: OutlierDetector | undefined;
+  /** Requests in flight to the upstream (waiting for a connection included), and retries in progress. */
+  inflight = 0;
+  retrying = 0;
+  /** pool.maxRequests and pool.maxRetries (0: no limit). */
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+  /** Endpoints ejected so far (for metrics and /clusters). */
+  ejections = 0;
+  /** Responses the clients got from requests to this upstream, by status class (1xx..5xx). */
+  readonly responses = [0, 0, 0, 0, 0];
+  /** Seconds to the response head, per try that got one; set by the proxy module. */
+  latency: HistogramSeries | undefined;
+  #balancer: Balancer = new RoundRobin();
+  /** Each subset's labels and its own balancer over its endpoints. */
+  #subsets = new Map<string, { labels: [string, string][]; balancer: Balancer }>();
+  #cfg: UpstreamConfig;
+  #opts: UpstreamOptions;
   #closed = false;
 
   constructor(name: string, cfg: UpstreamConfig, opts: UpstreamOptions) {
     this.name = name;
     this.protocol = cfg.protocol;
-    this.endpoints = new Endpoints(cfg.endpoints, { refreshMs: cfg.dnsRefresh, logger: opts.logger });
+    this.#cfg = cfg;
+    this.#opts = opts;
+    this.maxRequests = cfg.pool.maxRequests;
+    this.maxRetries = cfg.pool.maxRetries;
+    this.endpoints = new Endpoints(cfg.endpoints, {
+      refreshMs: cfg.dnsRefresh,
+      logger: opts.logger,
+      srv: cfg.srv,
+      file:
+        cfg.endpointsFile !== undefined
+          ? { path: cfg.endpointsFile, parse: parseEndpointsFile, onError: opts.onEndpointsFileError }
+          : undefined,
+    });
+    for (const [n, sub] of Object.entries(cfg.subsets ?? {}))
+      this.#subsets.set(n, { labels: Object.entries(sub.labels), balancer: new RoundRobin() });
+    this.endpoints.onChange(() => this.#rebalance());
+    this.#balancer.update(this.endpoints.all);
+    const h = cfg.loadBalancer?.hashOn;
+    this.hashOn = h?.header
+      ? HASH_HEADER
+      : h?.cookie
+        ? HASH_COOKIE
+        : h?.clientAddress
+          ? HASH_CLIENT
+          : HASH_NONE;
+    this.hashName = h?.header?.toLowerCase() ?? h?.cookie ?? '';
     let ca: Buffer | undefined;
     if (cfg.tls?.ca) {
       try {
@@ -56,14 +151,19 @@ export class Upstream {
           mutual: cfg.tls.mutual ? mutualClient(name, opts.identity, ca, cfg.tls.subjectAltNames) : undefined,
         }
       : undefined;
-    this.pool = new H1Pool(this.endpoints, {
-      maxConnections: cfg.pool.maxConnections,
-      maxIdle: cfg.pool.maxIdle,
-      idleTimeoutMs: cfg.pool.idleTimeout,
-      maxPending: cfg.pool.maxPending,
-      connectTimeoutMs: opts.timeouts.upstreamConnect,
-      tls: this.tls,
-    });
+    this.pool = new H1Pool(
+      this.endpoints,
+      {
+        maxConnections: cfg.pool.maxConnections,
+        maxIdle: cfg.pool.maxIdle,
+        idleTimeoutMs: cfg.pool.idleTimeout,
+        maxPending: cfg.pool.maxPending,
+        maxRequestsPerConnection: cfg.pool.maxRequestsPerConnection,
+        connectTimeoutMs: opts.timeouts.upstreamConnect,
+        tls: this.tls,
+      },
+      this,
+    );
     this.sessions =
       cfg.protocol === 'h2'
         ? new ClientSessions({
@@ -72,8 +172,88 @@ export class Upstream {
             logger: opts.logger,
           })
         : undefined;
-    const first = cfg.endpoints[0]!;
-    this.hostHeader = opts.rewriteHost ? Upstream.hostHeaderFor(first, cfg.tls !== undefined) : undefined;
+    this.hostHeader = opts.rewriteHost ? Upstream.hostHeaderOf(name, cfg) : undefined;
+  }
+
+  /**
+   * The Host an outbound request to the upstream carries: its first endpoint's name (and port
+   * unless the default), else the SRV name's service part (inventory.example for
+   * _http._tcp.inventory.example), else the upstream's own name.
+   */
+  static hostHeaderOf(name: string, cfg: UpstreamConfig): string {
+    const first = cfg.endpoints[0];
+    if (first !== undefined) return Upstream.hostHeaderFor(first, cfg.tls !== undefined);
+    if (cfg.srv !== undefined) return cfg.srv.replace(/^(_[^.]+\.)+/, '');
+    return name;
+  }
+
+  /** What GET /clusters shows of the upstream. */
+  view(section: string, now: number): ClusterView {
+    const lb = this.#cfg.loadBalancer?.policy ?? 'round-robin';
+    const [c1, c2, c3, c4, c5] = this.responses;
+    return {
+      section,
+      name: this.name,
+      policy: lb,
+      stats: {
+        rq_active: this.inflight,
+        rq_pending: this.pool.waiting,
+        rq_retrying: this.retrying,
+        rq_1xx: c1!,
+        rq_2xx: c2!,
+        rq_3xx: c3!,
+        rq_4xx: c4!,
+        rq_5xx: c5!,
+        ejections: this.ejections,
+        ...(this.retryBudget !== undefined ? { retry_budget_remaining: this.retryBudget.remaining } : {}),
+      },
+      endpoints: this.endpoints.all.map((e) => ({
+        address: e.key,
+        host: e.host,
+        weight: e.weight,
+        labels: e.labels,
+        health: e.state.ejectedUntil !== 0 ? 'ejected' : 'healthy',
+        ejected_for_ms: e.state.ejectedUntil !== 0 ? Math.max(0, e.state.ejectedUntil - now) : 0,
+        ejections: e.state.ejections,
+        rq_total: e.state.requests,
+        rq_active: e.state.active,
+        consecutive_5xx: e.state.consecutive5xx,
+        ...(this.observesLatency ? { latency_ewma_ms: Math.round(e.state.ewma * 1000) / 1000 } : {}),
+      })),
+    };
+  }
+
+  /** Tells the balancer the endpoints it may use now (not ejected, unless too few are left). */
+  #rebalance(): void {
+    const all = this.endpoints.all;
+    const o = this.outlier;
+    o?.update(all);
+    this.#balancer.update(o === undefined ? all : o.available(all));
+    for (const sub of this.#subsets.values()) {
+      const members = all.filter((e) => sub.labels.every(([k, v]) => e.labels[k] === v));
+      sub.balancer.update(o === undefined ? members : o.available(members));
+    }
+  }
+
+  /** The endpoint for a request (its hash key, '' when none), avoiding the one a failed attempt used. */
+  pick(hash: string, avoid: Endpoint | undefined, subset?: string): Endpoint | undefined {
+    if (subset === undefined) return this.#balancer.pick(hash, avoid);
+    return this.#subsets.get(subset)?.balancer.pick(hash, avoid);
+  }
+
+  /** The balancer keeps a latency average (peak-ewma): responses are reported to it. */
+  get config(): UpstreamConfig {
+    return this.#cfg;
+  }
+
+  get observesLatency(): boolean {
+    return this.#balancer.observes;
+  }
+
+  /** A response from `ep` took `ms` (to its head). */
+  observe(ep: Endpoint, ms: number): void {
+    // The latency average lives on the endpoint, so one balancer's update serves the subsets' too.
+    this.#balancer.observe(ep, ms);
   }
 
   /**
@@ -102,8 +282,34 @@ export class Upstream {
     return (tls && a.port === 443) || (!tls && a.port === 80) ? host : `${host}:${a.port}`;
   }
 
-  start(): Promise<void> {
-    return this.endpoints.start();
+  async start(): Promise<void> {
+    const lb = this.#cfg.loadBalancer;
+    if (lb !== undefined && lb.policy !== 'round-robin') {
+      // The other policies' code is loaded only by an upstream that uses one.
+      const { createBalancer } = await import('./balancers.js');
+      const deps = {
+        now: this.#opts.now ?? (this.#opts.clock ? () => this.#opts.clock!.now() : Date.now),
+        random: this.#opts.random ?? Math.random,
+      };
+      this.#balancer = createBalancer(lb, deps);
+      for (const sub of this.#subsets.values()) sub.balancer = createBalancer(lb, deps);
+    }
+    const od = this.#cfg.outlierDetection;
+    if (od !== undefined) {
+      const { OutlierDetector } = await import('./outlier.js');
+      this.outlier = new OutlierDetector(od, this.#opts.clock ?? systemClock, {
+        changed: () => this.#rebalance(),
+        ejected: (ep) => {
+          this.ejections++;
+          this.#opts.logger.warn(
+            { upstream: this.name, endpoint: ep.key, ejections: ep.state.ejections },
+            'upstream endpoint ejected (outlier detection)',
+          );
+        },
+      });
+    }
+    this.#rebalance();
+    await this.endpoints.start();
   }
 
   /** Closed by a reload that replaced or removed it, or at shutdown. */
@@ -117,9 +323,24 @@ export class Upstream {
    */
   close(): void {
     this.#closed = true;
+    this.outlier?.close();
     this.pool.close();
     this.sessions?.closeAll(true);
   }
+}
+
+/** An endpoints file: a YAML list of endpoints, each "host:port" or { address, weight, labels }. */
+function parseEndpointsFile(text: string): EndpointSpec[] {
+  const doc: unknown = parseYaml(text);
+  const list = Array.isArray(doc) ? doc : (doc as { endpoints?: unknown } | null)?.endpoints;
+  if (!Array.isArray(list)) throw new Error('expected a list of endpoints (or endpoints: [...])');
+  const r = z.array(endpointEntrySchema).max(10000).safeParse(list);
+  if (!r.success) {
+    const first = r.error.issues[0]!;
+    const path = first.path.join('.');
+    throw new Error(`endpoint ${path}: ${first.message}`);
+  }
+  return r.data.map((e) => ({ ...e, host: e.host === '' ? '127.0.0.1' : e.host }));
 }
 
 /** The client side of an upstream's mutual TLS: one context per workload certificate, built on first use. */

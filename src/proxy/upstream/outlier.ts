@@ -1,0 +1,125 @@
+// Outlier detection (Envoy's, as Istio's outlierDetection configures it), loaded only by an
+// upstream that sets it: endpoints that fail in a row are ejected from balancing for
+// baseEjectionTime × the times they were ejected, at most maxEjectionPercent of them at once, and
+// returned at the next interval after their time is up. Below minHealthPercent healthy, requests
+// go to every endpoint (the panic threshold). All on the injected clock.
+
+import type { Clock, TimerHandle } from '../../lib/clock.js';
+import type { OutlierDetectionConfig } from '../config.js';
+import type { Endpoint } from './endpoints.js';
+
+/** Envoy's max_ejection_time default: no ejection lasts longer (unless the base is longer). */
+const MAX_EJECTION_MS = 300_000;
+
+export interface OutlierEvents {
+  /** The endpoints to balance over changed (an ejection or a return). */
+  changed(): void;
+  ejected(ep: Endpoint): void;
+}
+
+export class OutlierDetector {
+  readonly #cfg: OutlierDetectionConfig;
+  readonly #clock: Clock;
+  readonly #events: OutlierEvents;
+  #all: readonly Endpoint[] = [];
+  #timer: TimerHandle | undefined;
+  #closed = false;
+
+  constructor(cfg: OutlierDetectionConfig, clock: Clock, events: OutlierEvents) {
+    this.#cfg = cfg;
+    this.#clock = clock;
+    this.#events = events;
+    this.#schedule();
+  }
+
+  /** The upstream's endpoints changed. */
+  update(all: readonly Endpoint[]): void {
+    this.#all = all;
+  }
+
+  /** Endpoints to balance over: those not ejected, or all of them below minHealthPercent. */
+  available(all: readonly Endpoint[]): readonly Endpoint[] {
+    let ejected = 0;
+    for (const e of all) if (e.state.ejectedUntil !== 0) ejected++;
+    if (ejected === 0) return all;
+    const healthy = all.length - ejected;
+    if (healthy === 0 || (healthy * 100) / all.length < this.#cfg.minHealthPercent) return all;
+    return all.filter((e) => e.state.ejectedUntil === 0);
+  }
+
+  /** The endpoint answered with `status`, or failed without a response (status 0). */
+  report(ep: Endpoint, status: number): void {
+    const st = ep.state;
+    const c = this.#cfg;
+    if (status !== 0 && status < 500) {
+      st.consecutive5xx = 0;
+      st.consecutiveGateway = 0;
+      st.consecutiveLocal = 0;
+      return;
+    }
+    st.failures++;
+    const local = status === 0;
+    const gateway = local || status === 502 || status === 503 || status === 504;
+    st.consecutive5xx++;
+    if (gateway) st.consecutiveGateway++;
+    else st.consecutiveGateway = 0;
+    if (local) st.consecutiveLocal++;
+    else st.consecutiveLocal = 0;
+    if (st.ejectedUntil !== 0) return;
+    if (
+      (c.consecutive5xxErrors > 0 && st.consecutive5xx >= c.consecutive5xxErrors) ||
+      (c.consecutiveGatewayErrors > 0 && st.consecutiveGateway >= c.consecutiveGatewayErrors) ||
+      (c.consecutiveLocalOriginFailures > 0 && st.consecutiveLocal >= c.consecutiveLocalOriginFailures)
+    )
+      this.#eject(ep);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#timer?.cancel();
+  }
+
+  #eject(ep: Endpoint): void {
+    const all = this.#all;
+    let ejected = 0;
+    for (const e of all) if (e.state.ejectedUntil !== 0) ejected++;
+    // Envoy ejects at least one endpoint whatever the percentage.
+    const allowed = Math.max(1, Math.floor((all.length * this.#cfg.maxEjectionPercent) / 100));
+    if (ejected >= allowed) return;
+    const st = ep.state;
+    st.ejections++;
+    const base = this.#cfg.baseEjectionTime;
+    const ms = Math.min(base * st.ejections, Math.max(MAX_EJECTION_MS, base));
+    st.ejectedUntil = this.#clock.now() + ms;
+    st.consecutive5xx = 0;
+    st.consecutiveGateway = 0;
+    st.consecutiveLocal = 0;
+    this.#events.ejected(ep);
+    this.#events.changed();
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#timer = this.#clock.setTimeout(() => this.#sweep(), this.#cfg.interval);
+  }
+
+  /** Returns the endpoints whose ejection is over; one that stayed healthy a while is forgiven one ejection. */
+  #sweep(): void {
+    const now = this.#clock.now();
+    let changed = false;
+    for (const e of this.#all) {
+      const st = e.state;
+      if (st.ejectedUntil !== 0) {
+        if (now >= st.ejectedUntil) {
+          st.ejectedUntil = 0;
+          changed = true;
+        }
+      } else if (st.ejections > 0 && st.consecutive5xx === 0) {
+        // As Envoy: each interval without an ejection brings the multiplier down by one.
+        st.ejections--;
+      }
+    }
+    if (changed) this.#events.changed();
+    this.#schedule();
+  }
+}
