@@ -22,6 +22,9 @@ declare -A PACKAGE_OF=(
   [syslog-ng]=syslog-ng-core
   [etcd]=etcd-server
   [etcdctl]=etcd-client
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [prometheus-pushgateway]=prometheus-pushgateway
 )
 
 # Daemons a package may start on install; any system instance is stopped afterwards.

@@ -9,7 +9,8 @@ import { type ErrorCode, PillionError } from '../lib/errors.js';
 
 export interface AdminHandlers {
   readiness(): { ready: boolean; state: string; checks: { name: string; ready: boolean; reason?: string }[] };
-  metrics(): Promise<{ contentType: string; body: string }>;
+  /** The metrics, in the format the Accept header asks for. */
+  metrics(accept: string | undefined): Promise<{ contentType: string; body: string }>;
   config(): Promise<unknown>;
   /** A module's status (undefined when the module is not running). */
   status(module: string): unknown;
@@ -37,7 +38,7 @@ export class AdminServer {
     this.#routes = new Map<string, Map<string, Handler>>([
       ['/healthz', new Map([['GET', (_q, s) => text(s, 200, 'ok\n')]])],
       ['/readyz', new Map([['GET', (_q, s) => this.#readyz(s)]])],
-      ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
+      ['/metrics', new Map([['GET', (q, s) => this.#metrics(q, s)]])],
       ['/config', new Map([['GET', async (_q, s) => json(s, 200, await this.#handlers.config())]])],
       ['/identity', new Map([['GET', (_q, s) => this.#status(s, 'identity')]])],
       ['/policies', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.policies())]])],
@@ -152,8 +153,8 @@ export class AdminServer {
     json(res, r.ready ? 200 : 503, r);
   }
 
-  async #metrics(res: ServerResponse): Promise<void> {
-    const m = await this.#handlers.metrics();
+  async #metrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const m = await this.#handlers.metrics(req.headers.accept);
     res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
     res.end(m.body);
   }

@@ -28,12 +28,12 @@ export const ERROR_CATALOGUE = {
   },
   PILLION_ERR_CONFIG_UNSUPPORTED_SECTION: {
     description:
-      'A section of a role that is planned but not built yet (`metrics`); no version of Pillion has it so far.',
+      'A section of a role that is planned but not built yet; no version of Pillion has it so far.',
     fix: 'Remove the section for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_NOT_BUILT_YET: {
     description:
-      'A key of a feature that is planned but not built yet (retries, route timeouts, circuit breaking, the metrics section, ...); no version of Pillion has it so far.',
+      'A key of a feature that is planned but not built yet (retries, route timeouts, circuit breaking, ...); no version of Pillion has it so far.',
     fix: 'Remove the key for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_MISSING_KEY: {
@@ -414,6 +414,12 @@ export const ERROR_CATALOGUE = {
     description:
       '`pillion sync --once` could not render every destination: the message names each one that failed and why.',
     fix: 'Fix what the message names; the init container can then be started again.',
+  },
+
+  // --- metrics: scraping the app, exposing and pushing metrics --------------------------------
+  PILLION_ERR_METRICS_LISTEN: {
+    description: 'The metrics listener could not bind its address.',
+    fix: 'Free the port, choose another metrics.listen, or set it to null and read the admin /metrics.',
   },
 
   // --- app health -------------------------------------------------------------------------------

@@ -429,10 +429,7 @@ export class Runtime {
       config.admin.listen,
       {
         readiness: () => this.readiness(),
-        metrics: async () => ({
-          contentType: this.#metrics.contentType,
-          body: await this.#metrics.metrics(),
-        }),
+        metrics: (accept) => this.#metrics.render(accept),
         config: () => this.configView(),
         status: (name) => this.#modules.get(name)?.module.status?.(),
         policies: () => this.policiesView(),

@@ -1,0 +1,242 @@
+// Schema of the `metrics:` section: the app's endpoints scraped every interval (JSON mapped by
+// rules, Prometheus text or OpenMetrics passed through), relabeling, enrichment, and the listener
+// that exposes the app's series beside pillion's own. Only zod here: the scraper and jsonpath-plus
+// load with the role.
+
+import { z } from 'zod';
+import { addPillionIssue, address, duration, httpPath, regex, secret, size } from '../config/index.js';
+
+const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+function named(pattern: RegExp, what: string, hint: string) {
+  return z.string().superRefine((v, ctx) => {
+    if (!pattern.test(v) || (what === 'label name' && v.startsWith('__')))
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `"${v}" is not a valid ${what}`, hint);
+  });
+}
+
+const metricName = named(
+  METRIC_NAME,
+  'metric name',
+  'metric names are letters, digits, "_" and ":", not starting with a digit',
+);
+const labelName = named(
+  LABEL_NAME,
+  'label name',
+  'label names are letters, digits and "_", not starting with a digit or "__"',
+);
+
+/** A JSONPath (jsonpath-plus syntax), checked to parse when the config is loaded. */
+const jsonPath = z.string().superRefine((v, ctx) => {
+  if (!v.startsWith('$') && v !== '@key')
+    addPillionIssue(
+      ctx,
+      'PILLION_ERR_CONFIG_BAD_VALUE',
+      `"${v}" is not a JSONPath`,
+      'JSONPaths start with "$" ("$.requests", "$.queues[*]"); "@key" is the key or index of the matched element',
+    );
+});
+
+const ruleSchema = z
+  .strictObject({
+    name: metricName.describe('The metric name the series get.'),
+    type: z
+      .enum(['counter', 'gauge', 'untyped'])
+      .default('gauge')
+      .describe('The metric type exposed (counter, gauge or untyped).'),
+    help: z.string().default('').describe('The HELP text exposed.'),
+    path: jsonPath
+      .default('$')
+      .describe(
+        'JSONPath selecting the elements: one series per match (`$.queues[*]` for each array element, `$.workers.*` for each map entry).',
+      ),
+    value: jsonPath
+      .default('$')
+      .describe(
+        'JSONPath to the number, from each matched element (`$` is the element itself). Booleans are 1 and 0; strings go through valueMap.',
+      ),
+    labels: z
+      .record(labelName, z.string())
+      .default({})
+      .describe(
+        'Labels of each series: a JSONPath from the matched element ("$.name"), "@key" for its key or array index, or a literal value.',
+      ),
+    valueMap: z
+      .record(z.string(), z.number())
+      .default({})
+      .describe(
+        'Numbers for string values ("up": 1, "down": 0); a string not listed is counted as not_a_number.',
+      ),
+  })
+  .describe("One JSON mapping rule (json_exporter's idea): where the values are, what they are called.");
+
+export type JsonRule = z.output<typeof ruleSchema>;
+
+const relabelSchema = z
+  .strictObject({
+    action: z
+      .enum(['keep', 'drop', 'rename', 'addLabel', 'dropLabel'])
+      .describe(
+        'keep/drop: only the families whose name matches / all but those; rename: the name matching `name` becomes `to` ($1 for groups); addLabel: set `label` to `value`; dropLabel: remove `label`.',
+      ),
+    name: regex()
+      .optional()
+      .describe(
+        'A regular expression matching whole family names; the rule applies to these only (all when omitted).',
+      ),
+    to: z.string().optional().describe('rename: the new name ($1, $2 for groups of `name`).'),
+    label: labelName.optional().describe('addLabel/dropLabel: the label name.'),
+    value: z.string().optional().describe('addLabel: the label value.'),
+  })
+  .superRefine((r, ctx) => {
+    const need = (key: 'name' | 'to' | 'label' | 'value') => {
+      if (r[key] === undefined)
+        addPillionIssue(
+          ctx,
+          'PILLION_ERR_CONFIG_MISSING_KEY',
+          `action ${r.action} needs \`${key}\``,
+          undefined,
+          [key],
+        );
+    };
+    if (r.action === 'keep' || r.action === 'drop' || r.action === 'rename') need('name');
+    if (r.action === 'rename') need('to');
+    if (r.action === 'addLabel') {
+      need('label');
+      need('value');
+    }
+    if (r.action === 'dropLabel') need('label');
+  })
+  .describe('A relabeling step, applied in order to the scraped families.');
+
+export type RelabelRule = z.output<typeof relabelSchema>;
+
+const targetSchema = z
+  .strictObject({
+    url: z.url({ protocol: /^https?$/ }).describe("The app's metrics endpoint (http or https)."),
+    format: z
+      .enum(['json', 'prometheus'])
+      .describe('json: mapped by `rules`; prometheus: Prometheus text or OpenMetrics, passed through.'),
+    interval: duration({ min: '100ms' }).prefault('10s').describe('How often the endpoint is scraped.'),
+    timeout: duration({ min: '10ms' })
+      .prefault('5s')
+      .describe('How long a scrape may take; past it the scrape fails and the series are dropped.'),
+    headers: z
+      .record(z.string(), secret())
+      .default({})
+      .describe('Request headers (Authorization, say); their values are redacted in /config.'),
+    maxBodySize: size({ min: '1KiB', max: '256MiB' })
+      .prefault('16MiB')
+      .describe('The largest body read; a larger one fails the scrape (reason too_large).'),
+    maxSeries: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(20_000)
+      .describe(
+        "The most series one scrape may yield; more fails the scrape (reason series_limit) as Prometheus's sample_limit does.",
+      ),
+    maxLabelValueLength: z
+      .number()
+      .int()
+      .min(1)
+      .max(65_536)
+      .default(1024)
+      .describe('A longer label value skips its series (reason label_too_long).'),
+    rules: z.array(ruleSchema).default([]).describe('format json: how the document becomes series.'),
+    relabel: z.array(relabelSchema).default([]).describe('Relabeling of the scraped families, in order.'),
+  })
+  .superRefine((t, ctx) => {
+    if (t.format === 'json' && t.rules.length === 0)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_MISSING_KEY',
+        'a json target needs rules: nothing would be exposed',
+        'add rules: [{ name: app_requests_total, type: counter, value: $.requests }]',
+        ['rules'],
+      );
+    if (t.format === 'prometheus' && t.rules.length > 0)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'rules map JSON; a prometheus target is passed through',
+        'use relabel to keep, drop or rename its families',
+        ['rules'],
+      );
+    if (t.timeout > t.interval)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_OUT_OF_RANGE',
+        'timeout is longer than interval',
+        'a scrape must end before the next one starts',
+        ['timeout'],
+      );
+  })
+  .describe('An endpoint of the app that is scraped.');
+
+export type ScrapeTarget = z.output<typeof targetSchema>;
+
+const enrichSchema = z
+  .strictObject({
+    labels: z
+      .record(labelName, z.string())
+      .default({})
+      .describe('Static labels on every app series; ${ENV} references are expanded (environment, version).'),
+    hostname: labelName
+      .optional()
+      .describe('A label name that receives the host name (HOSTNAME, else the OS host name).'),
+    kubernetes: z
+      .strictObject({
+        labelsFile: z
+          .string()
+          .optional()
+          .describe(
+            'A downward API file of `key="value"` lines with the pod\'s labels (e.g. /etc/podinfo/labels); each becomes a label, its name with every character outside [a-zA-Z0-9_] as "_".',
+          ),
+      })
+      .optional()
+      .describe(
+        "Labels pod and namespace from the downward API environment (POD_NAME, POD_NAMESPACE; under `pillion pod` PILLION_POD_NAME and PILLION_POD_NAMESPACE), and the pod's labels from a downward API file.",
+      ),
+  })
+  .prefault({})
+  .describe(
+    "Labels added to every series of the app. A label the app already has is renamed exported_NAME and the added one set, as Prometheus's honor_labels: false does.",
+  );
+
+export type MetricsEnrich = z.output<typeof enrichSchema>;
+
+export const metricsSchema = z
+  .strictObject({
+    listen: address()
+      .nullable()
+      .prefault(':15020')
+      .describe(
+        "Address of the metrics listener (Istio's merged-metrics port); null for none (the admin server's /metrics serves the same).",
+      ),
+    path: httpPath().default('/metrics').describe('The path the listener serves the metrics at.'),
+    scrape: z
+      .record(
+        z.string().superRefine((v, ctx) => {
+          if (!NAME.test(v))
+            addPillionIssue(
+              ctx,
+              'PILLION_ERR_CONFIG_BAD_VALUE',
+              `"${v}" is not a valid name`,
+              'names are lowercase letters, digits, "_" and "-", starting with a letter',
+            );
+        }),
+        targetSchema,
+      )
+      .default({})
+      .describe('The app endpoints scraped, by name (the `target` label of the scrape metrics).'),
+    enrich: enrichSchema,
+  })
+  .describe(
+    "Metrics: scrape the app's metrics (JSON mapped by rules, Prometheus text passed through), enrich and relabel them, and expose them with pillion's own.",
+  );
+
+export type MetricsConfig = z.output<typeof metricsSchema>;
