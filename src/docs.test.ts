@@ -144,8 +144,8 @@ test('the README says what is coming, and names every planned section and comman
 test('a planned command answers that it is not built yet, in one line', () => {
   const planned = PLANNED_ROLES.flatMap((r) => r.commands);
   // Every planned command is handled by the same loop; two of them stand for all.
-  assert.ok(planned.includes('inject') && planned.includes('top'));
-  for (const cmd of ['inject', 'top']) {
+  assert.ok(planned.includes('inject') && planned.includes('webhook'));
+  for (const cmd of ['inject', 'webhook']) {
     const r = spawnSync(process.execPath, [join(root, 'dist/cli/main.js'), cmd, '--some-flag'], {
       encoding: 'utf8',
     });

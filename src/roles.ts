@@ -274,10 +274,10 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: [],
   },
   {
-    what: 'the rest of metrics (push, StatsD, /top, route transforms)',
+    what: 'metrics push (JSON POST, Pushgateway, OTLP), StatsD, and the API adapter (route transforms)',
     sections: [],
-    keys: ['inbound.routes[].transform'],
-    commands: ['top'],
+    keys: ['metrics.push', 'metrics.statsd', 'inbound.routes[].transform'],
+    commands: [],
   },
   {
     what: 'Kubernetes injection (pillion inject, the admission webhook, iptables interception)',

@@ -5,7 +5,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Address, formatAddress, isLoopback } from '../lib/address.js';
+import { systemClock } from '../lib/clock.js';
 import { type ErrorCode, PillionError } from '../lib/errors.js';
+import type { TopSampler } from '../top/index.js';
 
 export interface AdminHandlers {
   readiness(): { ready: boolean; state: string; checks: { name: string; ready: boolean; reason?: string }[] };
@@ -30,10 +32,18 @@ export class AdminServer {
   #routes: Map<string, Map<string, Handler>>;
 
   #allowRemote: boolean;
+  #env: Readonly<Record<string, string | undefined>>;
+  /** Loaded with the first GET /top: the process view costs nothing until asked for. */
+  #top: Promise<{ sampler: TopSampler; table: typeof import('../top/index.js').renderTopTable }> | undefined;
 
-  constructor(listen: Address, handlers: AdminHandlers, opts: { allowRemote?: boolean } = {}) {
+  constructor(
+    listen: Address,
+    handlers: AdminHandlers,
+    opts: { allowRemote?: boolean; env?: Readonly<Record<string, string | undefined>> } = {},
+  ) {
     this.#listen = listen;
     this.#allowRemote = opts.allowRemote ?? false;
+    this.#env = opts.env ?? {};
     this.#handlers = handlers;
     this.#routes = new Map<string, Map<string, Handler>>([
       ['/healthz', new Map([['GET', (_q, s) => text(s, 200, 'ok\n')]])],
@@ -43,6 +53,7 @@ export class AdminServer {
       ['/identity', new Map([['GET', (_q, s) => this.#status(s, 'identity')]])],
       ['/policies', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.policies())]])],
       ['/sync', new Map([['GET', (_q, s) => this.#status(s, 'sync')]])],
+      ['/top', new Map([['GET', (q, s) => this.#topView(q, s)]])],
       ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
       ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
     ]);
@@ -110,7 +121,7 @@ export class AdminServer {
         res,
         404,
         'PILLION_ERR_ADMIN_NOT_FOUND',
-        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, /sync, POST /reload, /quitquitquit`,
+        `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, /sync, /top, POST /reload, /quitquitquit`,
       );
     const handler = methods.get(req.method ?? 'GET');
     if (!handler) {
@@ -157,6 +168,33 @@ export class AdminServer {
     const m = await this.#handlers.metrics(req.headers.accept);
     res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
     res.end(m.body);
+  }
+
+  async #topView(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const q = new URL(req.url ?? '/', 'http://admin').searchParams;
+    const sort = q.get('sort') ?? 'cpu';
+    const scope = q.get('scope') ?? undefined;
+    const limit = q.get('limit');
+    if (!['cpu', 'mem', 'pid'].includes(sort))
+      return error(res, 400, 'PILLION_ERR_ADMIN_BAD_QUERY', `sort=${sort}: sort by cpu, mem or pid`);
+    if (scope !== undefined && !['pod', 'self', 'all'].includes(scope))
+      return error(res, 400, 'PILLION_ERR_ADMIN_BAD_QUERY', `scope=${scope}: the scope is pod, self or all`);
+    if (limit !== null && !/^[1-9]\d{0,5}$/.test(limit))
+      return error(res, 400, 'PILLION_ERR_ADMIN_BAD_QUERY', `limit=${limit}: the limit is a number from 1`);
+    this.#top ??= import('../top/index.js').then((t) => ({
+      sampler: new t.TopSampler({ clock: systemClock, env: this.#env }),
+      table: t.renderTopTable,
+    }));
+    const top = await this.#top;
+    const snapshot = top.sampler.snapshot({
+      sort: sort as 'cpu',
+      ...(scope !== undefined ? { scope: scope as 'pod' } : {}),
+      ...(limit !== null ? { limit: Number(limit) } : {}),
+    });
+    const accept = req.headers.accept ?? '';
+    if (accept.includes('text/plain') && !accept.includes('application/json'))
+      return text(res, 200, top.table(snapshot));
+    json(res, 200, snapshot);
   }
 
   async #reload(res: ServerResponse): Promise<void> {

@@ -180,6 +180,7 @@ async function demo(entry: string): Promise<Loaded> {
 test('a minimal config (the admin server alone) loads no role', async () => {
   const l = await loadedBy(MODULES, 'minimal', MINIMAL);
   assertBase(l);
+  assert.ok(!l.files.includes('metrics/metrics-module.js'), 'the metrics role is loaded');
   assert.deepEqual(folders(l), BASE_FOLDERS);
   assert.deepEqual(l.packages, BASE_PACKAGES);
   assert.ok(!l.files.includes('runtime/app-health.js'));
@@ -226,6 +227,27 @@ sync:
   assertBase(l);
   assert.deepEqual(l.packages, [...BASE_PACKAGES, 'ajv', 'ajv-formats', 'liquidjs'].sort());
   assert.ok(l.files.includes('sync/schema-check.js'));
+});
+
+test('a metrics section loads the metrics module, and jsonpath-plus only for a target that maps JSON', async () => {
+  const target = (format: string) =>
+    `admin: { listen: 127.0.0.1:0 }
+metrics:
+  listen: 127.0.0.1:0
+  scrape:
+    app: { url: "http://127.0.0.1:${appPort}/m", format: ${format}${format === 'json' ? ', rules: [{ name: a, value: $.a }]' : ''} }
+`;
+  const text = await loadedBy(MODULES, 'metrics-text', target('prometheus'));
+  assertBase(text);
+  // With /top's numbers as metrics (processes: true, the default), the process view loads too.
+  assert.deepEqual(folders(text), [...BASE_FOLDERS, 'top'].sort());
+  assert.deepEqual(text.packages, BASE_PACKAGES);
+  assert.ok(
+    text.files.includes('metrics/metrics-module.js') && !text.files.includes('metrics/json-rules.js'),
+  );
+  const json = await loadedBy(MODULES, 'metrics-json', target('json'));
+  assert.deepEqual(json.packages, [...BASE_PACKAGES, 'jsonpath-plus'].sort());
+  assert.ok(json.files.includes('metrics/json-rules.js'));
 });
 
 test('the bundled bin loads only the chunks of the roles configured, and no package file', async () => {

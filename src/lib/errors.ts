@@ -124,6 +124,10 @@ export const ERROR_CATALOGUE = {
     description: 'The admin server could not bind its address.',
     fix: 'Free the port or choose another admin.listen.',
   },
+  PILLION_ERR_ADMIN_BAD_QUERY: {
+    description: 'A query parameter of an admin endpoint has a value it does not take (GET /top?sort=...).',
+    fix: 'Use one of the values the message names.',
+  },
   PILLION_ERR_ADMIN_NOT_FOUND: {
     description: 'No admin endpoint at that path.',
     fix: 'See the admin API list in the README.',

@@ -234,6 +234,12 @@ export const metricsSchema = z
       .default({})
       .describe('The app endpoints scraped, by name (the `target` label of the scrape metrics).'),
     enrich: enrichSchema,
+    processes: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Expose /top's numbers as metrics: CPU seconds and resident memory of the app's and the sidecars' processes (per container under `pillion pod`), the host's memory in use and load.",
+      ),
   })
   .describe(
     "Metrics: scrape the app's metrics (JSON mapped by rules, Prometheus text passed through), enrich and relabel them, and expose them with pillion's own.",

@@ -18,6 +18,7 @@ import { counter, gauge, type MetricSnapshot, type Registry } from './registry.j
 import { type ScrapeMetrics, Scraper } from './scraper.js';
 
 const COLLECTOR = 'metrics:app';
+const PROCESSES = 'metrics:processes';
 
 export class MetricsModule implements Module<MetricsConfig> {
   #config: MetricsConfig;
@@ -68,12 +69,22 @@ export class MetricsModule implements Module<MetricsConfig> {
   async start(): Promise<void> {
     await this.#startScrapers();
     this.#registry.setCollector(COLLECTOR, { families: () => this.#families() });
+    if (this.#config.processes) {
+      // The same readings as GET /top, from a sampler of its own (CPU seconds need no window).
+      const top = await import('../top/index.js');
+      const sampler = new top.TopSampler({ clock: this.#clock, env: this.#env });
+      this.#registry.setCollector(PROCESSES, { families: () => top.topFamilies(sampler.snapshot()) });
+    }
     if (this.#config.listen) this.#server = await this.#listen(this.#config.listen);
   }
 
   async reload(config: MetricsConfig): Promise<ReloadResult> {
     const old = this.#config;
-    if (JSON.stringify(old.listen) !== JSON.stringify(config.listen) || old.path !== config.path)
+    if (
+      JSON.stringify(old.listen) !== JSON.stringify(config.listen) ||
+      old.path !== config.path ||
+      old.processes !== config.processes
+    )
       return 'restart-needed';
     this.#config = config;
     for (const s of this.#scrapers) s.stop();
@@ -87,6 +98,7 @@ export class MetricsModule implements Module<MetricsConfig> {
     for (const s of this.#scrapers) s.stop();
     this.#scrapers = [];
     this.#registry.removeCollector(COLLECTOR);
+    this.#registry.removeCollector(PROCESSES);
     const server = this.#server;
     this.#server = undefined;
     if (server?.listening)

@@ -137,6 +137,22 @@ metrics:
     assert.match(text, /pillion_app_scrape_up\{target="orders"\} 1/);
     assert.match(text, /pillion_app_scrape_series\{target="orders"\} 8/);
     assert.match(text, /pillion_app_scrapes_total\{target="orders",result="ok"\} 1/);
+    // /top's numbers: this process (pillion's, here) with its CPU seconds and memory.
+    assert.match(
+      text,
+      new RegExp(
+        `^pillion_top_process_resident_memory_bytes\\{pid="${process.pid}",command="node"\\} \\d+$`,
+        'm',
+      ),
+    );
+    assert.match(
+      text,
+      new RegExp(
+        `^pillion_top_process_cpu_seconds_total\\{pid="${process.pid}",command="node"\\} [\\d.]+$`,
+        'm',
+      ),
+    );
+    assert.match(text, /^pillion_top_host_memory_used_bytes \d+$/m);
     // The same on the listener of its own, in OpenMetrics when asked.
     const a = s.m.address()!;
     const om = await fetch(

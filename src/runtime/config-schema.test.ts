@@ -116,6 +116,7 @@ function withPlannedKey(pattern: string): Record<string, unknown> {
       destinations: { u: { path: '/tmp/x', source: 'u', check: { command: ['true'] } } },
       notify: { u: { type: 'signal', pidFile: '/run/app.pid' } },
     },
+    metrics: { listen: null },
   };
   const path = pattern.replaceAll('[]', '.0').replaceAll('*', 'u').split('.');
   let node = config;

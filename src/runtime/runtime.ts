@@ -436,7 +436,7 @@ export class Runtime {
         reload: () => this.reload('POST /reload'),
         quit: () => void this.shutdown('POST /quitquitquit'),
       },
-      { allowRemote: config.admin.allowRemote },
+      { allowRemote: config.admin.allowRemote, env: this.#opts.env },
     );
   }
 
