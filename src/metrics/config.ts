@@ -209,6 +209,78 @@ const enrichSchema = z
 
 export type MetricsEnrich = z.output<typeof enrichSchema>;
 
+const retrySchema = z
+  .strictObject({
+    initialBackoff: duration({ min: '1ms' })
+      .prefault('500ms')
+      .describe('The longest delay before the first retry.'),
+    maxBackoff: duration({ min: '1ms' }).prefault('30s').describe('The longest delay between retries.'),
+  })
+  .prefault({})
+  .describe(
+    'Retries of a failed push: delays doubling from initialBackoff up to maxBackoff, with full jitter.',
+  );
+
+const pushCommon = {
+  url: z.url({ protocol: /^https?$/ }).describe('Where to push (http or https).'),
+  headers: z
+    .record(z.string(), secret())
+    .default({})
+    .describe('Request headers (Authorization, say); their values are redacted in /config.'),
+  timeout: duration({ min: '10ms' }).prefault('10s').describe('How long one push may take.'),
+  retry: retrySchema,
+};
+
+const jsonPushSchema = z
+  .strictObject({
+    type: z.literal('json'),
+    ...pushCommon,
+    batch: z
+      .strictObject({
+        maxDocuments: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(100)
+          .describe('Documents in one POST at most.'),
+        maxAge: duration({ min: '1ms' })
+          .prefault('1s')
+          .describe('How long a document waits for others to join its batch.'),
+      })
+      .prefault({})
+      .describe('Batching: one POST carries a JSON array of documents.'),
+    maxBufferedDocuments: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(1000)
+      .describe(
+        'Documents held while the endpoint is down; past it the oldest is dropped and counted (reason buffer_full).',
+      ),
+  })
+  .describe(
+    "POST each scrape as a JSON document (the target, the time, the enrichment labels, the app's own JSON document and the series), batched.",
+  );
+
+const pushgatewaySchema = z
+  .strictObject({
+    type: z.literal('pushgateway'),
+    ...pushCommon,
+    job: z.string().min(1).describe('The job label of the group.'),
+    grouping: z
+      .record(labelName, z.string().min(1))
+      .default({})
+      .describe('Further grouping labels of the group (instance, ...).'),
+  })
+  .describe(
+    "PUT the app's series to a Prometheus Pushgateway after each scrape, replacing the group (a failed scrape empties it).",
+  );
+
+export const pushSchema = z.discriminatedUnion('type', [jsonPushSchema, pushgatewaySchema]);
+export type PushConfig = z.output<typeof pushSchema>;
+
 export const metricsSchema = z
   .strictObject({
     listen: address()
@@ -234,6 +306,15 @@ export const metricsSchema = z
       .default({})
       .describe('The app endpoints scraped, by name (the `target` label of the scrape metrics).'),
     enrich: enrichSchema,
+    push: z
+      .record(
+        z.string().regex(NAME, 'names are lowercase letters, digits, "_" and "-", starting with a letter'),
+        pushSchema,
+      )
+      .default({})
+      .describe(
+        "Where the app's metrics are pushed after each scrape, by name (the `push` label of the push metrics).",
+      ),
     processes: z
       .boolean()
       .default(true)

@@ -15,6 +15,7 @@ import { PillionError } from '../lib/errors.js';
 import type { Module, ModuleContext, ModuleDefinition, Readiness, ReloadResult } from '../runtime/module.js';
 import type { MetricsConfig, MetricsEnrich } from './config.js';
 import { counter, gauge, type MetricSnapshot, type Registry } from './registry.js';
+import { createPusher, type Pusher, type PushMetrics } from './push.js';
 import { type ScrapeMetrics, Scraper } from './scraper.js';
 
 const COLLECTOR = 'metrics:app';
@@ -28,6 +29,8 @@ export class MetricsModule implements Module<MetricsConfig> {
   #env: Readonly<Record<string, string | undefined>>;
   #metrics: ScrapeMetrics;
   #scrapers: Scraper[] = [];
+  #pushers: Pusher[] = [];
+  #pushMetrics: PushMetrics;
   #server: Server | undefined;
 
   constructor(config: MetricsConfig, ctx: Pick<ModuleContext, 'logger' | 'clock' | 'metrics' | 'env'>) {
@@ -64,7 +67,27 @@ export class MetricsModule implements Module<MetricsConfig> {
         labelNames: ['target', 'reason'],
       }),
     };
+    this.#pushMetrics = {
+      pushes: counter(r, {
+        name: 'pillion_metrics_pushes_total',
+        help: "Pushes of the app's metrics, by push and result (ok, failed; a failed one is retried).",
+        labelNames: ['push', 'result'],
+      }),
+      dropped: counter(r, {
+        name: 'pillion_metrics_push_dropped_total',
+        help: 'Documents a push let go, by reason (buffer_full: the endpoint was down too long).',
+        labelNames: ['push', 'reason'],
+      }),
+      queued: gauge(r, {
+        name: 'pillion_metrics_push_queued',
+        help: 'Documents (json) or states (pushgateway) waiting to be pushed.',
+        labelNames: ['push'],
+      }),
+    };
   }
+
+  /** For tests: how pushes reach the network. */
+  fetch: typeof fetch | undefined;
 
   async start(): Promise<void> {
     await this.#startScrapers();
@@ -87,7 +110,7 @@ export class MetricsModule implements Module<MetricsConfig> {
     )
       return 'restart-needed';
     this.#config = config;
-    for (const s of this.#scrapers) s.stop();
+    this.#stopScrapers();
     await this.#startScrapers();
     return 'applied';
   }
@@ -95,8 +118,7 @@ export class MetricsModule implements Module<MetricsConfig> {
   async drain(): Promise<void> {}
 
   async stop(): Promise<void> {
-    for (const s of this.#scrapers) s.stop();
-    this.#scrapers = [];
+    this.#stopScrapers();
     this.#registry.removeCollector(COLLECTOR);
     this.#registry.removeCollector(PROCESSES);
     const server = this.#server;
@@ -110,10 +132,13 @@ export class MetricsModule implements Module<MetricsConfig> {
 
   readiness(): Readiness {
     // The app's metrics failing does not make the pod unready; /readyz says so all the same.
-    const failing = this.#scrapers.filter((s) => s.lastError !== undefined);
-    return failing.length === 0
-      ? { ready: true }
-      : { ready: true, reason: failing.map((s) => `scrape ${s.name}: ${s.lastError}`).join('; ') };
+    const failing = [
+      ...this.#scrapers
+        .filter((s) => s.lastError !== undefined)
+        .map((s) => `scrape ${s.name}: ${s.lastError}`),
+      ...this.#pushers.filter((p) => p.lastError !== undefined).map((p) => `push ${p.name}: ${p.lastError}`),
+    ];
+    return failing.length === 0 ? { ready: true } : { ready: true, reason: failing.join('; ') };
   }
 
   status(): unknown {
@@ -126,6 +151,7 @@ export class MetricsModule implements Module<MetricsConfig> {
         scrapes: s.scrapes,
         ...(s.lastError ? { lastError: s.lastError } : {}),
       })),
+      push: this.#pushers.map((p) => ({ name: p.name, ...(p.lastError ? { lastError: p.lastError } : {}) })),
     };
   }
 
@@ -154,6 +180,22 @@ export class MetricsModule implements Module<MetricsConfig> {
 
   async #startScrapers(): Promise<void> {
     const labels = enrichmentLabels(this.#config.enrich, this.#env);
+    this.#pushers = Object.entries(this.#config.push).map(([name, p]) =>
+      createPusher(name, p, {
+        clock: this.#clock,
+        logger: this.#logger,
+        metrics: this.#pushMetrics,
+        labels: Object.fromEntries(labels),
+        ...(this.fetch ? { fetch: this.fetch } : {}),
+      }),
+    );
+    const pushers = this.#pushers;
+    const onScrape =
+      pushers.length === 0
+        ? undefined
+        : (target: string, families: readonly MetricSnapshot[], doc: unknown) => {
+            for (const p of pushers) p.offer(target, families, doc);
+          };
     const targets = Object.entries(this.#config.scrape);
     const json = targets.some(([, t]) => t.format === 'json') ? await import('./json-rules.js') : undefined;
     this.#scrapers = targets.map(
@@ -164,10 +206,18 @@ export class MetricsModule implements Module<MetricsConfig> {
           registry: this.#registry,
           metrics: this.#metrics,
           labels,
+          ...(onScrape ? { onScrape } : {}),
           ...(t.format === 'json' ? { mapper: json!.compileRules(t.rules, t.maxLabelValueLength) } : {}),
         }),
     );
     for (const s of this.#scrapers) s.start();
+  }
+
+  #stopScrapers(): void {
+    for (const s of this.#scrapers) s.stop();
+    for (const p of this.#pushers) p.stop();
+    this.#scrapers = [];
+    this.#pushers = [];
   }
 
   #listen(listen: Address): Promise<Server> {

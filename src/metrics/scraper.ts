@@ -35,6 +35,8 @@ export interface ScraperDeps {
   labels: readonly (readonly [string, string])[];
   /** The JSON rules compiled (json targets only). */
   mapper?: JsonMapper;
+  /** Told after each scrape: its families (none when it failed) and, for JSON, the document. */
+  onScrape?: (target: string, families: readonly MetricSnapshot[], doc: unknown) => void;
   /** Measures elapsed time for the duration metric (real time by default). */
   elapsed?: () => number;
 }
@@ -120,9 +122,10 @@ export class Scraper {
     const labels = { target: this.name };
     const elapsed = this.#deps.elapsed ?? realElapsed();
     try {
-      const families = await this.#scrape();
+      const { families, doc } = await this.#scrape();
       if (this.#stopped) return;
       this.#families = families;
+      this.#deps.onScrape?.(this.name, families, doc);
       let series = 0;
       for (const f of families) series += f.values.length;
       m.up.set(labels, 1);
@@ -134,6 +137,7 @@ export class Scraper {
     } catch (err) {
       const reason = err instanceof ScrapeFailure ? err.reason : 'unreachable';
       this.#families = [];
+      if (!this.#stopped) this.#deps.onScrape?.(this.name, [], undefined);
       m.up.set(labels, 0);
       m.series.set(labels, 0);
       m.scrapes.inc({ target: this.name, result: reason });
@@ -150,12 +154,12 @@ export class Scraper {
     }
   }
 
-  async #scrape(): Promise<MetricSnapshot[]> {
+  async #scrape(): Promise<{ families: MetricSnapshot[]; doc: unknown }> {
     const t = this.#target;
     const { body, contentType } = await this.#fetch();
     let families: MetricSnapshot[];
+    let doc: unknown;
     if (t.format === 'json') {
-      let doc: unknown;
       try {
         doc = JSON.parse(body);
       } catch (err) {
@@ -183,7 +187,7 @@ export class Scraper {
         'series_limit',
         `${series} series exceed maxSeries ${t.maxSeries}; raise metrics.scrape.${this.name}.maxSeries or drop families with relabel`,
       );
-    return this.#clearOfOwnNames(families);
+    return { families: this.#clearOfOwnNames(families), doc };
   }
 
   /** Passed-through series with a label value over the limit are skipped, as JSON ones are. */
