@@ -164,6 +164,7 @@ async function demo(entry: string): Promise<Loaded> {
     readFileSync(join(root, 'examples', 'legacy-orders', 'pillion.yaml'), 'utf8'),
     {
       ADMIN_PORT: '0',
+      METRICS_PORT: '0',
       APP_PORT: String(appPort),
       HTTPS_PORT: '0',
       TLS_DIR: tls,
@@ -197,15 +198,15 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
   assert.ok(!l.files.includes('proxy/preflight.js'), "validate's checks are loaded");
 });
 
-test("the demo's sidecar config loads the inbound proxy with its request filters (and jose), the log role and sync, nothing else", async () => {
+test("the demo's sidecar config loads the inbound proxy with its request filters (and jose), the log role, sync and metrics, nothing else", async () => {
   const l = await demo(MODULES);
   assertBase(l);
-  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'logs', 'proxy', 'sync'].sort());
+  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'logs', 'proxy', 'sync', 'top'].sort());
   assert.deepEqual(identityFiles(l), IDENTITY_SHARED);
   // The demo checks a JWT, authorizes and rate-limits: the filters and jose, which an inbound
   // section without them never loads.
-  // ...and sync, whose engine renders with liquidjs.
-  assert.deepEqual(l.packages, [...BASE_PACKAGES, 'jose', 'liquidjs'].sort());
+  // ...and sync, whose engine renders with liquidjs; and metrics, whose JSON rules use jsonpath-plus.
+  assert.deepEqual(l.packages, [...BASE_PACKAGES, 'jose', 'jsonpath-plus', 'liquidjs'].sort());
   assert.ok(l.files.includes('proxy/filters/jwt.js'), 'the JWT filter is not loaded');
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
 });
@@ -273,11 +274,15 @@ test('the bundled bin loads only the chunks of the roles configured, and no pack
       'config',
       'config',
       'config',
+      'config',
       'filters',
       'inbound',
+      'json-rules',
       'logs-module',
+      'metrics-module',
       'sync',
       'sync-module',
+      'top',
     ].sort(),
   );
 });

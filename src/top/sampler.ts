@@ -2,7 +2,7 @@
 // of one core over the time since the sampler's previous reading (since the process started, or
 // since boot for the host, the first time), as top does between two refreshes.
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../lib/clock.js';
 import {
@@ -175,7 +175,14 @@ export class TopSampler {
       const volumes = join(podDir, 'volumes');
       for (const v of readdirOrEmpty(volumes)) paths.push(join(volumes, v));
     }
-    return paths.flatMap((p) => readFileSystem(p) ?? []);
+    // Volumes that are directories of one file system show it once (under its first path).
+    const devices = new Set<number>();
+    return paths.flatMap((p) => {
+      const dev = deviceOf(p);
+      if (dev === undefined || devices.has(dev)) return [];
+      devices.add(dev);
+      return readFileSystem(p) ?? [];
+    });
   }
 }
 
@@ -221,6 +228,14 @@ export function podContainers(podDir: string | undefined): ContainerPids[] {
     );
   } catch {
     return [];
+  }
+}
+
+function deviceOf(path: string): number | undefined {
+  try {
+    return statSync(path).dev;
+  } catch {
+    return undefined;
   }
 }
 
