@@ -207,7 +207,9 @@ export class MetricsModule implements Module<MetricsConfig> {
           metrics: this.#metrics,
           labels,
           ...(onScrape ? { onScrape } : {}),
-          ...(t.format === 'json' ? { mapper: json!.compileRules(t.rules, t.maxLabelValueLength) } : {}),
+          ...(t.format === 'json'
+            ? { mapper: json!.compileRules(t.rules, t.maxLabelValueLength, labels) }
+            : {}),
         }),
     );
     for (const s of this.#scrapers) s.start();

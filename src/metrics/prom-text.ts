@@ -83,11 +83,8 @@ export function parsePrometheusText(text: string): MetricSnapshot[] {
       f = families.get(sample.name) ?? familyOfSuffixed(families, sample.name) ?? family(sample.name);
       bySample.set(sample.name, f);
     }
-    f.values.push({
-      labels: sample.labels,
-      value: sample.value,
-      ...(sample.name === f.name ? {} : { metricName: sample.name }),
-    });
+    if (sample.name === f.name) f.values.push({ labels: sample.labels, value: sample.value });
+    else f.values.push({ labels: sample.labels, value: sample.value, metricName: sample.name });
   }
   const out: MetricSnapshot[] = [];
   for (const f of families.values()) {

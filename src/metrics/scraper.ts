@@ -177,8 +177,8 @@ export class Scraper {
         throw err;
       }
       families = this.#checkLabelValues(families);
+      enrich(families, this.#deps.labels);
     }
-    enrich(families, this.#deps.labels);
     families = this.#relabel(families);
     let series = 0;
     for (const f of families) series += f.values.length;
