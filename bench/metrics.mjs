@@ -9,7 +9,7 @@
 //
 //   node bench/metrics.mjs [--scrapes 30]
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { pino } from 'pino';
 import { installPeers, machineBasics, table } from './lib.mjs';
@@ -152,6 +152,61 @@ const results = [
 ];
 server.close();
 
+// StatsD: a sender process paces RATE lines a second for SECONDS seconds (20 lines to a datagram)
+// at a receiver in this process; received vs sent, and this process's CPU while receiving.
+const RATE = arg('statsd-rate', 100_000);
+const SECONDS = arg('statsd-seconds', 5);
+const { StatsdReceiver } = await import('../dist/metrics/statsd.js');
+const sreg = new Registry();
+const receiver = new StatsdReceiver(
+  metricsSchema.parse({ listen: null, statsd: { listen: '127.0.0.1:0', receiveBuffer: '8MiB' } }).statsd,
+  {
+    logger: pino({ level: 'silent' }),
+    clock,
+    registry: sreg,
+    labels: [],
+    lines: counter(sreg, { name: 'l', help: 'l' }),
+    problems: counter(sreg, { name: 'p', help: 'p', labelNames: ['reason'] }),
+  },
+);
+const { port: statsdPort } = await receiver.start();
+const sender = `
+const s = require('node:dgram').createSocket('udp4');
+const rate = ${RATE}, seconds = ${SECONDS}, perTick = rate / 100;
+let sent = 0, tick = 0;
+const datagrams = [];
+for (let d = 0; d < perTick / 20; d++) {
+  const lines = [];
+  for (let i = 0; i < 20; i++) lines.push(i % 4 === 3 ? 'app.latency.r' + (d % 50) + ':' + (i * 3) + '|ms' : 'app.requests.r' + (d % 50) + ':1|c|#code:' + (200 + i));
+  datagrams.push(Buffer.from(lines.join('\\n')));
+}
+const t = setInterval(() => {
+  for (const d of datagrams) s.send(d, ${statsdPort}, '127.0.0.1');
+  sent += perTick;
+  if (++tick >= seconds * 100) { clearInterval(t); setTimeout(() => { process.stdout.write(String(sent)); s.close(); }, 200); }
+}, 10);
+`;
+const cpu0 = process.cpuUsage();
+const t0 = process.hrtime.bigint();
+const sentLines = await new Promise((resolve, reject) => {
+  const child = spawn(process.execPath, ['-e', sender], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c) => (out += c));
+  child.on('exit', (code) =>
+    code === 0 ? resolve(Number(out)) : reject(new Error(`sender exited ${code}`)),
+  );
+});
+await new Promise((r) => setTimeout(r, 300));
+const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+const cpu = process.cpuUsage(cpu0);
+receiver.stop();
+const statsd = {
+  sent: sentLines,
+  received: receiver.received,
+  wall,
+  cpuPercent: ((cpu.user + cpu.system) / 1e6 / wall) * 100,
+};
+
 let promtool;
 {
   installPeers('promtool');
@@ -190,4 +245,9 @@ console.log(
   ),
 );
 console.log(`\npromtool check metrics: ${promtool}`);
-console.log('Targets: ≤ 50 ms per scrape, ≤ 20 MB extra RSS.');
+console.log(
+  `\nStatsD: ${statsd.sent} lines sent at ${RATE} lines/s for ${SECONDS} s (20 to a datagram), ${statsd.received} received (${(((statsd.sent - statsd.received) / statsd.sent) * 100).toFixed(2)}% lost), receiving process at ${statsd.cpuPercent.toFixed(0)}% of one core`,
+);
+console.log(
+  'Targets: ≤ 50 ms per scrape, ≤ 20 MB extra RSS; StatsD 100 000 lines/s on one core without loss.',
+);

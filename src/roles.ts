@@ -274,9 +274,9 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: [],
   },
   {
-    what: 'metrics over OTLP and StatsD, and the API adapter (route transforms)',
+    what: 'metrics over OTLP, and the API adapter (route transforms)',
     sections: [],
-    keys: ['metrics.statsd', 'inbound.routes[].transform'],
+    keys: ['inbound.routes[].transform'],
     commands: [],
   },
   {

@@ -281,6 +281,38 @@ const pushgatewaySchema = z
 export const pushSchema = z.discriminatedUnion('type', [jsonPushSchema, pushgatewaySchema]);
 export type PushConfig = z.output<typeof pushSchema>;
 
+const statsdSchema = z
+  .strictObject({
+    listen: address()
+      .prefault('127.0.0.1:9125')
+      .describe("The UDP address StatsD lines are received on (statsd_exporter's port by default)."),
+    prefix: z
+      .string()
+      .regex(/^([a-zA-Z_:][a-zA-Z0-9_:]*)?$/, 'a prefix is made of letters, digits, "_" and ":"')
+      .default('')
+      .describe('Put before every StatsD metric name (`statsd_`, say).'),
+    maxSeries: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(10_000)
+      .describe('The most series kept; a new one past it is dropped and counted (reason series_limit).'),
+    buckets: z
+      .array(z.number().positive())
+      .min(1)
+      .default([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
+      .describe('Histogram buckets of timers (ms lines, in seconds) and histograms (h and d lines).'),
+    receiveBuffer: size({ min: '64KiB', max: '256MiB' })
+      .prefault('4MiB')
+      .describe("The socket's receive buffer: what a burst may queue before the kernel drops datagrams."),
+  })
+  .describe(
+    'StatsD lines received on UDP (`name:value|c`, `|g`, `|ms`, `|h`, with `|@rate` and DogStatsD `|#tag:value` tags), exposed as counters, gauges and histograms.',
+  );
+
+export type StatsdConfig = z.output<typeof statsdSchema>;
+
 export const metricsSchema = z
   .strictObject({
     listen: address()
@@ -315,6 +347,7 @@ export const metricsSchema = z
       .describe(
         "Where the app's metrics are pushed after each scrape, by name (the `push` label of the push metrics).",
       ),
+    statsd: statsdSchema.optional(),
     processes: z
       .boolean()
       .default(true)

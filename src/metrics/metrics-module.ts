@@ -14,12 +14,14 @@ import { parseDownwardLabels } from '../lib/downward-labels.js';
 import { PillionError } from '../lib/errors.js';
 import type { Module, ModuleContext, ModuleDefinition, Readiness, ReloadResult } from '../runtime/module.js';
 import type { MetricsConfig, MetricsEnrich } from './config.js';
-import { counter, gauge, type MetricSnapshot, type Registry } from './registry.js';
+import { counter, type Gauge, gauge, type MetricSnapshot, type Registry } from './registry.js';
 import { createPusher, type Pusher, type PushMetrics } from './push.js';
 import { type ScrapeMetrics, Scraper } from './scraper.js';
+import type { StatsdReceiver } from './statsd.js';
 
 const COLLECTOR = 'metrics:app';
 const PROCESSES = 'metrics:processes';
+const STATSD = 'metrics:statsd';
 
 export class MetricsModule implements Module<MetricsConfig> {
   #config: MetricsConfig;
@@ -32,6 +34,7 @@ export class MetricsModule implements Module<MetricsConfig> {
   #pushers: Pusher[] = [];
   #pushMetrics: PushMetrics;
   #server: Server | undefined;
+  #statsd: StatsdReceiver | undefined;
 
   constructor(config: MetricsConfig, ctx: Pick<ModuleContext, 'logger' | 'clock' | 'metrics' | 'env'>) {
     this.#config = config;
@@ -98,6 +101,7 @@ export class MetricsModule implements Module<MetricsConfig> {
       const sampler = new top.TopSampler({ clock: this.#clock, env: this.#env });
       this.#registry.setCollector(PROCESSES, { families: () => top.topFamilies(sampler.snapshot()) });
     }
+    if (this.#config.statsd) await this.#startStatsd();
     if (this.#config.listen) this.#server = await this.#listen(this.#config.listen);
   }
 
@@ -106,7 +110,8 @@ export class MetricsModule implements Module<MetricsConfig> {
     if (
       JSON.stringify(old.listen) !== JSON.stringify(config.listen) ||
       old.path !== config.path ||
-      old.processes !== config.processes
+      old.processes !== config.processes ||
+      JSON.stringify(old.statsd) !== JSON.stringify(config.statsd)
     )
       return 'restart-needed';
     this.#config = config;
@@ -121,6 +126,9 @@ export class MetricsModule implements Module<MetricsConfig> {
     this.#stopScrapers();
     this.#registry.removeCollector(COLLECTOR);
     this.#registry.removeCollector(PROCESSES);
+    this.#registry.removeCollector(STATSD);
+    this.#statsd?.stop();
+    this.#statsd = undefined;
     const server = this.#server;
     this.#server = undefined;
     if (server?.listening)
@@ -213,6 +221,38 @@ export class MetricsModule implements Module<MetricsConfig> {
         }),
     );
     for (const s of this.#scrapers) s.start();
+  }
+
+  /** The StatsD receiver's UDP address (port 0 in tests). */
+  get statsdAddress(): Address | undefined {
+    return this.#statsdAddress;
+  }
+
+  #statsdAddress: Address | undefined;
+
+  async #startStatsd(): Promise<void> {
+    const { StatsdReceiver } = await import('./statsd.js');
+    const r = this.#registry;
+    const receiver = new StatsdReceiver(this.#config.statsd!, {
+      logger: this.#logger,
+      clock: this.#clock,
+      registry: r,
+      labels: enrichmentLabels(this.#config.enrich, this.#env),
+      lines: counter(r, { name: 'pillion_statsd_lines_total', help: 'StatsD lines received.' }),
+      problems: counter(r, {
+        name: 'pillion_statsd_problems_total',
+        help: 'StatsD lines dropped, by reason: bad_line (not name:value|type), bad_value, series_limit.',
+        labelNames: ['reason'],
+      }),
+    });
+    const series: Gauge = gauge(r, {
+      name: 'pillion_statsd_series',
+      help: 'StatsD series kept (bounded by metrics.statsd.maxSeries).',
+      collect: (): void => series.set(this.#statsd?.series ?? 0),
+    });
+    this.#statsdAddress = await receiver.start();
+    this.#statsd = receiver;
+    r.setCollector(STATSD, { families: () => receiver.families() });
   }
 
   #stopScrapers(): void {
