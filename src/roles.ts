@@ -274,7 +274,7 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: [],
   },
   {
-    what: 'metrics over OTLP, and the API adapter (route transforms)',
+    what: 'the API adapter (route transforms: JSONata body rewrites, XML and form conversion)',
     sections: [],
     keys: ['inbound.routes[].transform'],
     commands: [],

@@ -278,7 +278,25 @@ const pushgatewaySchema = z
     "PUT the app's series to a Prometheus Pushgateway after each scrape, replacing the group (a failed scrape empties it).",
   );
 
-export const pushSchema = z.discriminatedUnion('type', [jsonPushSchema, pushgatewaySchema]);
+const otlpSchema = z
+  .strictObject({
+    type: z.literal('otlp'),
+    ...pushCommon,
+    encoding: z
+      .enum(['protobuf', 'json'])
+      .default('protobuf')
+      .describe('The OTLP/HTTP body: binary protobuf (application/x-protobuf) or its JSON mapping.'),
+    serviceName: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("The resource's service.name (without it: the target's name with one target, else app)."),
+  })
+  .describe(
+    "Send the app's series as OTLP/HTTP metrics (an OpenTelemetry collector's :4318/v1/metrics) after each scrape: counters as cumulative monotonic sums, gauges, histograms; encoded by OpenTelemetry's own serializer.",
+  );
+
+export const pushSchema = z.discriminatedUnion('type', [jsonPushSchema, pushgatewaySchema, otlpSchema]);
 export type PushConfig = z.output<typeof pushSchema>;
 
 const statsdSchema = z

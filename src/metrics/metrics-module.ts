@@ -78,7 +78,7 @@ export class MetricsModule implements Module<MetricsConfig> {
       }),
       dropped: counter(r, {
         name: 'pillion_metrics_push_dropped_total',
-        help: 'Documents a push let go, by reason (buffer_full: the endpoint was down too long).',
+        help: 'What a push let go, by reason: buffer_full (json documents, the endpoint down too long), unsupported_type (a summary family sent over OTLP).',
         labelNames: ['push', 'reason'],
       }),
       queued: gauge(r, {
@@ -188,14 +188,16 @@ export class MetricsModule implements Module<MetricsConfig> {
 
   async #startScrapers(): Promise<void> {
     const labels = enrichmentLabels(this.#config.enrich, this.#env);
-    this.#pushers = Object.entries(this.#config.push).map(([name, p]) =>
-      createPusher(name, p, {
-        clock: this.#clock,
-        logger: this.#logger,
-        metrics: this.#pushMetrics,
-        labels: Object.fromEntries(labels),
-        ...(this.fetch ? { fetch: this.fetch } : {}),
-      }),
+    this.#pushers = await Promise.all(
+      Object.entries(this.#config.push).map(([name, p]) =>
+        createPusher(name, p, {
+          clock: this.#clock,
+          logger: this.#logger,
+          metrics: this.#pushMetrics,
+          labels: Object.fromEntries(labels),
+          ...(this.fetch ? { fetch: this.fetch } : {}),
+        }),
+      ),
     );
     const pushers = this.#pushers;
     const onScrape =

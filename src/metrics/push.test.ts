@@ -201,7 +201,7 @@ metrics:
       retry: { initialBackoff: 1s, maxBackoff: 4s }
 `)
   ).push.p as PushConfig;
-  const p = createPusher('p', cfg, {
+  const p = await createPusher('p', cfg, {
     clock,
     logger: pino({ level: 'silent' }),
     metrics,
@@ -300,5 +300,132 @@ metrics:
     });
   } finally {
     await m.stop();
+  }
+});
+
+// The OTLP metrics request, as opentelemetry-proto's collector/metrics/v1 and metrics/v1 define it
+// (the fields this test reads), for a receiver that decodes what pillion sends.
+const OTLP_PROTO = `
+syntax = "proto3";
+package otlp;
+message ExportMetricsServiceRequest { repeated ResourceMetrics resource_metrics = 1; }
+message ResourceMetrics { Resource resource = 1; repeated ScopeMetrics scope_metrics = 2; }
+message Resource { repeated KeyValue attributes = 1; }
+message ScopeMetrics { Scope scope = 1; repeated Metric metrics = 2; }
+message Scope { string name = 1; string version = 2; }
+message Metric {
+  string name = 1; string description = 2; string unit = 3;
+  oneof data { Gauge gauge = 5; Sum sum = 7; Histogram histogram = 9; }
+}
+message Gauge { repeated NumberDataPoint data_points = 1; }
+message Sum { repeated NumberDataPoint data_points = 1; int32 aggregation_temporality = 2; bool is_monotonic = 3; }
+message Histogram { repeated HistogramDataPoint data_points = 1; int32 aggregation_temporality = 2; }
+message NumberDataPoint {
+  repeated KeyValue attributes = 7; fixed64 start_time_unix_nano = 2; fixed64 time_unix_nano = 3;
+  oneof value { double as_double = 4; sfixed64 as_int = 6; }
+}
+message HistogramDataPoint {
+  repeated KeyValue attributes = 9; fixed64 count = 4; double sum = 5;
+  repeated fixed64 bucket_counts = 6; repeated double explicit_bounds = 7;
+}
+message KeyValue { string key = 1; AnyValue value = 2; }
+message AnyValue { oneof value { string string_value = 1; bool bool_value = 2; int64 int_value = 3; double double_value = 4; } }
+`;
+
+test('OTLP/HTTP: the series reach a receiver as OpenTelemetry metrics (protobuf), counters as monotonic sums', async () => {
+  const { default: protobuf } = await import('protobufjs');
+  const Request = protobuf.parse(OTLP_PROTO).root.lookupType('otlp.ExportMetricsServiceRequest');
+  const received: Record<string, any>[] = [];
+  const types: string[] = [];
+  const [receiver, receiverUrl] = await listen((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      types.push(req.headers['content-type'] ?? '');
+      received.push(
+        Request.toObject(Request.decode(Buffer.concat(chunks)), {
+          longs: Number,
+          defaults: true,
+          oneofs: true,
+        }),
+      );
+      res.setHeader('content-type', 'application/x-protobuf');
+      res.end();
+    });
+  });
+  appAnswer = (req, res) => {
+    if (req.url === '/metrics') {
+      res.setHeader('content-type', 'text/plain; version=0.0.4');
+      return res.end(`# TYPE latency_seconds histogram
+latency_seconds_bucket{le="0.1"} 2
+latency_seconds_bucket{le="1"} 5
+latency_seconds_bucket{le="+Inf"} 6
+latency_seconds_sum 3.5
+latency_seconds_count 6
+`);
+    }
+    res.end(JSON.stringify(seed));
+  };
+  const cfg = await config(`
+metrics:
+  listen: null
+  enrich: { labels: { environment: staging } }
+  scrape:
+    orders:
+      url: ${appUrl}/internal/metrics
+      format: json
+      rules:
+        - { name: orders_requests_total, type: counter, help: Requests served., value: $.requests }
+        - { name: orders_uptime_seconds, value: $.uptime }
+    text: { url: "${appUrl}/metrics", format: prometheus }
+  push:
+    otel: { type: otlp, url: "${receiverUrl}/v1/metrics", serviceName: orders }
+`);
+  const clock = new FakeClock();
+  const m = new MetricsModule(cfg, {
+    clock,
+    logger: pino({ level: 'silent' }),
+    metrics: new Registry(),
+    env: {},
+  });
+  await m.start();
+  try {
+    await clock.advance(0);
+    await scraped(m, 1);
+    await clock.advance(0);
+    const last = await waitFor(
+      () => {
+        const r = received.at(-1);
+        const names =
+          r?.resourceMetrics[0]?.scopeMetrics[0]?.metrics.map((x: { name: string }) => x.name) ?? [];
+        return names.includes('orders_requests_total') && names.includes('latency_seconds') ? r : undefined;
+      },
+      { what: 'both targets at the receiver' },
+    );
+    assert.equal(types.at(-1), 'application/x-protobuf');
+    const rm = last.resourceMetrics[0];
+    assert.deepEqual(rm.resource.attributes, [
+      { key: 'service.name', value: { stringValue: 'orders', value: 'stringValue' } },
+    ]);
+    const byName = new Map<string, any>(rm.scopeMetrics[0].metrics.map((x: { name: string }) => [x.name, x]));
+    const requests = byName.get('orders_requests_total');
+    assert.equal(requests.description, 'Requests served.');
+    assert.equal(requests.data, 'sum');
+    assert.equal(requests.sum.isMonotonic, true);
+    assert.equal(requests.sum.aggregationTemporality, 2); // cumulative
+    assert.equal(requests.sum.dataPoints[0].asDouble, 12);
+    assert.deepEqual(requests.sum.dataPoints[0].attributes, [
+      { key: 'environment', value: { stringValue: 'staging', value: 'stringValue' } },
+    ]);
+    assert.ok(requests.sum.dataPoints[0].timeUnixNano >= requests.sum.dataPoints[0].startTimeUnixNano);
+    assert.equal(byName.get('orders_uptime_seconds').gauge.dataPoints[0].asDouble, 3.2);
+    const h = byName.get('latency_seconds').histogram.dataPoints[0];
+    assert.deepEqual(h.explicitBounds, [0.1, 1]);
+    assert.deepEqual(h.bucketCounts, [2, 3, 1]);
+    assert.equal(h.count, 6);
+    assert.equal(h.sum, 3.5);
+  } finally {
+    await m.stop();
+    receiver.close();
   }
 });

@@ -38,14 +38,16 @@ export interface Pusher {
   readonly lastError: string | undefined;
 }
 
-export function createPusher(name: string, config: PushConfig, deps: PushDeps): Pusher {
-  return config.type === 'json'
-    ? new JsonPusher(name, config, deps)
-    : new PushgatewayPusher(name, config, deps);
+export async function createPusher(name: string, config: PushConfig, deps: PushDeps): Promise<Pusher> {
+  if (config.type === 'json') return new JsonPusher(name, config, deps);
+  if (config.type === 'pushgateway') return new PushgatewayPusher(name, config, deps);
+  // OpenTelemetry's serializer (and what it needs) loads only with an otlp push.
+  const { OtlpPusher } = await import('./otlp.js');
+  return new OtlpPusher(name, config, deps);
 }
 
 /** One delivery loop: send, and on failure retry with back-off until it succeeds or is stopped. */
-abstract class Delivery {
+export abstract class Delivery {
   readonly name: string;
   protected deps: PushDeps;
   protected config: PushConfig;
@@ -66,7 +68,8 @@ abstract class Delivery {
   }
 
   /** What to send now, or undefined when nothing is pending. */
-  protected abstract next(): { method: string; url: string; body: string; type: string } | undefined;
+  protected abstract next():
+    { method: string; url: string; body: string | Uint8Array; type: string } | undefined;
   /** The sent request succeeded. */
   protected abstract sent(): void;
   /** The sent request failed: what it carried is to be sent again. */
