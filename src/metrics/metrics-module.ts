@@ -78,7 +78,7 @@ export class MetricsModule implements Module<MetricsConfig> {
       }),
       dropped: counter(r, {
         name: 'pillion_metrics_push_dropped_total',
-        help: 'What a push let go, by reason: buffer_full (json documents, the endpoint down too long), unsupported_type (a summary family sent over OTLP).',
+        help: 'What a push let go, by reason: buffer_full (json documents, the endpoint down too long), stopped (json documents still held at a reload or shutdown), unsupported_type (a summary family sent over OTLP).',
         labelNames: ['push', 'reason'],
       }),
       queued: gauge(r, {

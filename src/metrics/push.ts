@@ -201,6 +201,14 @@ class JsonPusher extends Delivery implements Pusher {
     this.#sending = 0;
   }
 
+  /** Documents still held when the push stops (a reload, a shutdown) are counted, not lost silently. */
+  override stop(): void {
+    super.stop();
+    if (this.#queue.length > 0) this.drop('stopped', this.#queue.length);
+    this.#queue = [];
+    this.deps.metrics.queued.set({ push: this.name }, 0);
+  }
+
   protected sent(): void {
     this.#queue.splice(0, this.#sending);
     this.#sending = 0;
