@@ -37,7 +37,31 @@ const jsonPath = z.string().superRefine((v, ctx) => {
       `"${v}" is not a JSONPath`,
       'JSONPaths start with "$" ("$.requests", "$.queues[*]"); "@key" is the key or index of the matched element',
     );
+  else if (!balanced(v))
+    // jsonpath-plus reads "$.items[" as "$.items": a typo would match something else, silently.
+    addPillionIssue(
+      ctx,
+      'PILLION_ERR_CONFIG_BAD_VALUE',
+      `"${v}" has an unclosed bracket, parenthesis or quote`,
+      'close every [ ( and quote: "$.queues[*]", "$.items[?(@.enabled)]", "$[\'a key\']"',
+    );
 });
+
+/** Brackets and parentheses closed in order, quotes closed (outside quotes). */
+function balanced(path: string): boolean {
+  const open: string[] = [];
+  let quote: string | undefined;
+  for (const c of path) {
+    if (quote) {
+      if (c === quote) quote = undefined;
+    } else if (c === "'" || c === '"') quote = c;
+    else if (c === '[' || c === '(') open.push(c);
+    else if (c === ']' || c === ')') {
+      if (open.pop() !== (c === ']' ? '[' : '(')) return false;
+    }
+  }
+  return quote === undefined && open.length === 0;
+}
 
 const ruleSchema = z
   .strictObject({

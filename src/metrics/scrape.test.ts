@@ -424,6 +424,10 @@ test('the config refuses what cannot work, at its line', async () => {
       timeout: 2s
       rules: [{ name: a }]
       relabel: [{ action: rename, name: "a" }]
+    typo:
+      url: http://x/m
+      format: json
+      rules: [{ name: b, path: "$.items[", value: "$[?(@.x > 1)]" }]
 `);
   const joined = out.join('\n');
   assert.match(joined, /:4:\d+ .*url/);
@@ -431,4 +435,6 @@ test('the config refuses what cannot work, at its line', async () => {
   assert.match(joined, /timeout is longer than interval/);
   assert.match(joined, /rules map JSON; a prometheus target is passed through/);
   assert.match(joined, /action rename needs `to`/);
+  assert.match(joined, /:16:\d+ .*"\$\.items\[" has an unclosed bracket, parenthesis or quote/);
+  assert.doesNotMatch(joined, /\?\(@\.x > 1\)/);
 });
