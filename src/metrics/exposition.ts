@@ -12,13 +12,30 @@ export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1
 
 export type ExpositionFormat = 'text' | 'openmetrics';
 
+/**
+ * The written label set of a labels object, kept while the object lives: series that last (the
+ * registry's, the app's from one scrape to the next) are not written anew at every scrape.
+ * Labels objects are not changed once a sample holds them (relabeling in place sets the same
+ * values again), so what is kept stays true.
+ */
+const LABEL_SETS = new WeakMap<object, string>();
+
+function cachedLabelSet(labels: Readonly<Record<string, string | number>>): string {
+  let set = LABEL_SETS.get(labels);
+  if (set === undefined) {
+    set = labelSet(labels);
+    LABEL_SETS.set(labels, set);
+  }
+  return set;
+}
+
 export function renderText(families: readonly MetricSnapshot[]): string {
   let out = '';
   for (const f of families) {
     if (out !== '') out += '\n';
     out += `# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`;
     for (const s of f.values)
-      out += `${s.metricName ?? f.name}${labelSet(s.labels)} ${formatValue(s.value)}\n`;
+      out += `${s.metricName ?? f.name}${cachedLabelSet(s.labels)} ${formatValue(s.value)}\n`;
   }
   return out;
 }
@@ -34,7 +51,7 @@ export function renderOpenMetrics(families: readonly MetricSnapshot[]): string {
     for (const s of f.values) {
       let sample = s.metricName ?? f.name;
       if (counter && sample === name) sample = `${name}_total`;
-      out += `${sample}${labelSet(s.labels)} ${formatValue(s.value)}\n`;
+      out += `${sample}${cachedLabelSet(s.labels)} ${formatValue(s.value)}\n`;
     }
   }
   return `${out}# EOF\n`;

@@ -46,17 +46,25 @@ export function compileRules(
       labelGetter(spec),
     ]),
   }));
+  // A series of the last scrape is kept by its labels and gets the new value: 10 000 series
+  // scraped again make no new objects, and the exposition reuses what it wrote for them.
+  let previous = new Map<string, Map<string, Sample>>();
+  const values: string[] = [];
   return {
     map(doc, skip) {
       const families = new Map<string, MetricSnapshot>();
-      const seen = new Set<string>();
+      const current = new Map<string, Map<string, Sample>>();
       for (const c of compiled) {
         const { rule } = c;
         let f = families.get(rule.name);
-        if (!f) {
+        let seen = current.get(rule.name);
+        if (!f || !seen) {
           f = { name: rule.name, help: rule.help, type: rule.type, values: [] };
           families.set(rule.name, f);
+          seen = new Map();
+          current.set(rule.name, seen);
         }
+        const before = previous.get(rule.name);
         const matches = c.select(doc);
         if (matches.length === 0) {
           skip('no_match', rule.name, `path ${rule.path} matches nothing`);
@@ -70,35 +78,43 @@ export function compileRules(
             else skip('not_a_number', rule.name, `value ${describe(raw)} is not a number`);
             continue;
           }
-          const labels: Record<string, string> = {};
-          let key = rule.name;
-          for (const [name, get] of c.labels) {
+          let key = '';
+          for (let i = 0; i < c.labels.length; i++) {
+            const [name, get] = c.labels[i]!;
             const v = get(m.value, m.key);
             if (v === undefined || v === null || typeof v === 'object') {
               skip('no_match', rule.name, `label ${name} matches no scalar`);
               continue next;
             }
-            const s = String(v);
-            if (s.length > maxLabelValueLength) {
+            const str = String(v);
+            if (str.length > maxLabelValueLength) {
               skip(
                 'label_too_long',
                 rule.name,
-                `label ${name} is ${s.length} characters, over ${maxLabelValueLength}`,
+                `label ${name} is ${str.length} characters, over ${maxLabelValueLength}`,
               );
               continue next;
             }
-            labels[name] = s;
-            key += `\u0000${name}\u0001${s}`;
+            values[i] = str;
+            key += i === 0 ? str : `\u0000${str}`;
           }
-          for (let i = 0; i < extra.length; i++) labels[extra[i]![0]] = extra[i]![1];
           if (seen.has(key)) {
             skip('duplicate', rule.name, 'two elements give the same labels');
             continue;
           }
-          seen.add(key);
-          (f.values as Sample[]).push({ labels, value });
+          let sample = before?.get(key);
+          if (sample) sample.value = value;
+          else {
+            const labels: Record<string, string> = {};
+            for (let i = 0; i < c.labels.length; i++) labels[c.labels[i]![0]] = values[i]!;
+            for (let i = 0; i < extra.length; i++) labels[extra[i]![0]] = extra[i]![1];
+            sample = { labels, value };
+          }
+          seen.set(key, sample);
+          (f.values as Sample[]).push(sample);
         }
       }
+      previous = current;
       return [...families.values()].filter((f) => f.values.length > 0);
     },
   };
