@@ -26,6 +26,9 @@ declare -A PACKAGE_OF=(
   [iptables]=iptables
   [ip]=iproute2
   [kubectl]=kubernetes-client
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [prometheus-pushgateway]=prometheus-pushgateway
 )
 
 # Daemons a package may start on install; any system instance is stopped afterwards.

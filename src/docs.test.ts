@@ -154,8 +154,7 @@ test('the README says what is coming, and names every planned section and comman
 test('a planned command answers that it is not built yet, in one line', () => {
   const planned = PLANNED_ROLES.flatMap((r) => r.commands);
   // Every planned command is handled by the same loop; two of them stand for all.
-  assert.ok(planned.includes('top'));
-  for (const cmd of ['top', ...planned.filter((c) => c !== 'top').slice(0, 1)]) {
+  for (const cmd of planned.slice(0, 2)) {
     const r = spawnSync(process.execPath, [join(root, 'dist/cli/main.js'), cmd, '--some-flag'], {
       encoding: 'utf8',
     });

@@ -96,7 +96,13 @@ const demoDir = mkdtempSync(join(tmpdir(), 'pillion-demo-local-'));
 after(() => rmSync(demoDir, { recursive: true, force: true }));
 
 test('regression: without a pod, npm run demo:local runs the same pair from the repository root', async () => {
-  const [app, httpsPort, admin] = [await freePort(), await freePort(), await freePort()];
+  const started = Date.now();
+  const [app, httpsPort, admin, metrics] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const child = spawn(process.execPath, [join(example, 'local.mjs')], {
     cwd: root,
     env: {
@@ -105,6 +111,7 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
       APP_PORT: String(app),
       HTTPS_PORT: String(httpsPort),
       ADMIN_PORT: String(admin),
+      METRICS_PORT: String(metrics),
       STARTUP_DELAY_MS: '0',
       LOG_FORMAT: 'json',
     },
@@ -129,6 +136,16 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
     assert.ok(order.headers['x-request-id']);
     assert.equal(order.headers['strict-transport-security'], 'max-age=31536000');
     assert.equal((await https(httpsPort, ca, 'GET', '/internal/metrics')).status, 404);
+    // ...but the sidecar scrapes them: the app's JSON counters as Prometheus metrics on :15020.
+    const scraped = await waitFor(
+      async () => {
+        const t = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
+        return /^orders_created_total\{/m.test(t) ? t : undefined;
+      },
+      { what: "the app's counters on the metrics listener", timeoutMs: 30_000 },
+    );
+    assert.match(scraped, /^orders_requests_total\{service="orders",version="1\.0\.0",host="[^"]+"\} \d+$/m);
+    assert.match(scraped, /^pillion_app_scrape_up\{target="orders"\} 1$/m);
 
     // Who the caller is comes from the demo issuer's token; /admin only for role admin.
     const { mintDemoToken } = (await import(join(example, 'demo-issuer.mjs'))) as {
@@ -227,8 +244,10 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
     child.kill('SIGTERM');
   }
   assert.equal(await exited, 0, output);
-  // Health checks do not fill the app's log (or the shipped file) with a line a second.
-  assert.doesNotMatch(output, /orders +\| .*GET \/internal\/metrics/);
+  // Health checks do not fill the app's log (or the shipped file) with a line a second: the only
+  // requests to /internal/metrics are the metrics scrapes, one per 15 s.
+  const scrapes = output.match(/orders +\| .*GET \/internal\/metrics/g) ?? [];
+  assert.ok(scrapes.length >= 1 && scrapes.length <= 1 + (Date.now() - started) / 15_000, scrapes.join('\n'));
   assert.match(output, /orders {2}\| .*SIGTERM: closing/);
   assert.match(output, /pillion \| .*pillion stopped/);
 });

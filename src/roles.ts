@@ -76,6 +76,11 @@ export const ROLES: readonly Role[] = [
     preflight: async (c, env) => (await import('./logs/preflight.js')).logsPreflight(c.logs!, env),
   },
   {
+    section: 'metrics',
+    schema: async () => (await import('./metrics/config.js')).metricsSchema,
+    module: async () => def((await import('./metrics/metrics-module.js')).metricsModule()),
+  },
+  {
     // No module of its own: the Istio resources it names are folded into the inbound section's
     // keys when the config is loaded (withIstio), and the inbound proxy enforces them.
     section: 'policies',
@@ -219,7 +224,7 @@ sections are optional; a missing key takes its default.
   \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
 - **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
 
-Sections and keys of roles that are planned but not built yet (\`metrics\`; a route's \`retryPolicy\`,
+Sections and keys of roles that are planned but not built yet (a route's \`transform\` or \`retryPolicy\`,
 an upstream's \`circuitBreaker\`, ...) are refused with \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or
 \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
 `;
@@ -263,10 +268,10 @@ export const PLANNED_ROLES: readonly PlannedRole[] = [
     commands: [],
   },
   {
-    what: "metrics (scrape and adapt the app's metrics, export and push; /top)",
-    sections: ['metrics'],
+    what: 'the API adapter (route transforms: JSONata body rewrites, XML and form conversion)',
+    sections: [],
     keys: ['inbound.routes[].transform'],
-    commands: ['top'],
+    commands: [],
   },
 ];
 

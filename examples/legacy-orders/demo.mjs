@@ -51,6 +51,8 @@ export function demoPlan(env) {
                                              a burst: 20 pass, then 429 with Retry-After
     curl localhost:15000/policies            the policies, the issuer's keys and the rate limit in force
     curl localhost:15000/metrics             Prometheus metrics of the sidecar
+    curl localhost:15020/metrics             ...and the app's JSON counters as Prometheus metrics, with the pod's labels
+    curl -H 'accept: text/plain' 'localhost:15000/top?sort=mem'      the pod's processes: CPU, memory, threads, files
     edit orders-settings in examples/legacy-orders/pod.yaml, "discountPercent": 25
                                              the app has the new discount within a second (SIGHUP)
     ... then "discountPercent": 150          the app stops serving; the sidecar puts the last config back
@@ -62,6 +64,7 @@ export function demoPlan(env) {
     ${pod('status legacy-orders')}       its containers, readiness, restarts
     ${pod('describe legacy-orders')}     states, probes, mounts and events, as kubectl describe
     ${pod('logs legacy-orders pillion')}   the sidecar's logs, from the CRI log files
+    ${pod('top legacy-orders')}          CPU and memory of each container, as kubectl top pod
   Ctrl-C stops the pod in order: the app's preStop, the app, then the sidecar.
 `;
   return { stateDir: dir, args: [cli, 'pod', 'up', join(here, 'pod.yaml')], banner };
@@ -75,7 +78,7 @@ async function main() {
     console.error(`${err.code ?? ''} ${err.message}`.trim());
     process.exit(1);
   }
-  for (const port of [8080, 8443, 15000]) {
+  for (const port of [8080, 8443, 15000, 15020]) {
     if (!(await isFree(port))) {
       console.error(`port ${port} on 127.0.0.1 is in use; stop whatever holds it and run npm start again`);
       process.exit(1);

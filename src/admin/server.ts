@@ -5,11 +5,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Address, formatAddress, isLoopback } from '../lib/address.js';
+import { systemClock } from '../lib/clock.js';
 import { type ErrorCode, PillionError } from '../lib/errors.js';
+import type { TopSampler } from '../top/index.js';
 
 export interface AdminHandlers {
   readiness(): { ready: boolean; state: string; checks: { name: string; ready: boolean; reason?: string }[] };
-  metrics(): Promise<{ contentType: string; body: string }>;
+  /** The metrics, in the format the Accept header asks for. */
+  metrics(accept: string | undefined): Promise<{ contentType: string; body: string }>;
   config(): Promise<unknown>;
   /** A module's status (undefined when the module is not running). */
   status(module: string): unknown;
@@ -39,13 +42,21 @@ export class AdminServer {
   #routes: Map<string, Map<string, Handler>>;
 
   #allowRemote: boolean;
+  #env: Readonly<Record<string, string | undefined>>;
+  /** Loaded with the first GET /top: the process view costs nothing until asked for. */
+  #top: Promise<{ sampler: TopSampler; table: typeof import('../top/index.js').renderTopTable }> | undefined;
 
   constructor(
     listen: Address,
     handlers: AdminHandlers,
-    opts: { allowRemote?: boolean; probesOnly?: boolean } = {},
+    opts: {
+      allowRemote?: boolean;
+      probesOnly?: boolean;
+      env?: Readonly<Record<string, string | undefined>>;
+    } = {},
   ) {
     this.#listen = listen;
+    this.#env = opts.env ?? {};
     this.#handlers = handlers;
     // A probes-only server (for the kubelet, on the pod's address) serves nothing that changes or
     // reveals state, so it answers any Host.
@@ -69,12 +80,13 @@ export class AdminServer {
 
   #apiRoutes(): [string, Map<string, Handler>][] {
     return [
-      ['/metrics', new Map([['GET', (_q, s) => this.#metrics(s)]])],
+      ['/metrics', new Map([['GET', (q, s) => this.#metrics(q, s)]])],
       ['/config', new Map([['GET', async (_q, s) => json(s, 200, await this.#handlers.config())]])],
       ['/identity', new Map([['GET', (_q, s) => this.#status(s, 'identity')]])],
       ['/policies', new Map([['GET', (_q, s) => json(s, 200, this.#handlers.policies())]])],
       ['/sync', new Map([['GET', (_q, s) => this.#status(s, 'sync')]])],
       ['/clusters', new Map([['GET', (q, s) => this.#clusters(q, s)]])],
+      ['/top', new Map([['GET', (q, s) => this.#topView(q, s)]])],
       ['/reload', new Map([['POST', (_q, s) => this.#reload(s)]])],
       ['/quitquitquit', new Map([['POST', (_q, s) => this.#quit(s)]])],
     ];
@@ -135,7 +147,7 @@ export class AdminServer {
         404,
         'PILLION_ERR_ADMIN_NOT_FOUND',
         this.#routes.has('/metrics')
-          ? `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, /sync, /clusters, POST /reload, /quitquitquit`
+          ? `no admin endpoint at ${path}; see GET /healthz, /readyz, /metrics, /config, /identity, /policies, /sync, /clusters, /top, POST /reload, /quitquitquit`
           : `no endpoint at ${path}; the probe listener serves GET /healthz and /readyz`,
       );
     const handler = methods.get(req.method ?? 'GET');
@@ -195,10 +207,37 @@ export class AdminServer {
     json(res, r.ready ? 200 : 503, r);
   }
 
-  async #metrics(res: ServerResponse): Promise<void> {
-    const m = await this.#handlers.metrics();
+  async #metrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const m = await this.#handlers.metrics(req.headers.accept);
     res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
     res.end(m.body);
+  }
+
+  async #topView(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const q = new URL(req.url ?? '/', 'http://admin').searchParams;
+    const sort = q.get('sort') ?? 'cpu';
+    const scope = q.get('scope') ?? undefined;
+    const limit = q.get('limit');
+    if (!['cpu', 'mem', 'pid'].includes(sort))
+      return error(res, 400, 'PILLION_ERR_ADMIN_BAD_QUERY', `sort=${sort}: sort by cpu, mem or pid`);
+    if (scope !== undefined && !['pod', 'self', 'all'].includes(scope))
+      return error(res, 400, 'PILLION_ERR_ADMIN_BAD_QUERY', `scope=${scope}: the scope is pod, self or all`);
+    if (limit !== null && !/^[1-9]\d{0,5}$/.test(limit))
+      return error(res, 400, 'PILLION_ERR_ADMIN_BAD_QUERY', `limit=${limit}: the limit is a number from 1`);
+    this.#top ??= import('../top/index.js').then((t) => ({
+      sampler: new t.TopSampler({ clock: systemClock, env: this.#env }),
+      table: t.renderTopTable,
+    }));
+    const top = await this.#top;
+    const snapshot = top.sampler.snapshot({
+      sort: sort as 'cpu',
+      ...(scope !== undefined ? { scope: scope as 'pod' } : {}),
+      ...(limit !== null ? { limit: Number(limit) } : {}),
+    });
+    const accept = req.headers.accept ?? '';
+    if (accept.includes('text/plain') && !accept.includes('application/json'))
+      return text(res, 200, top.table(snapshot));
+    json(res, 200, snapshot);
   }
 
   async #reload(res: ServerResponse): Promise<void> {

@@ -170,6 +170,7 @@ async function demo(entry: string): Promise<Loaded> {
     readFileSync(join(root, 'examples', 'legacy-orders', 'pillion.yaml'), 'utf8'),
     {
       ADMIN_PORT: '0',
+      METRICS_PORT: '0',
       APP_PORT: String(appPort),
       HTTPS_PORT: '0',
       TLS_DIR: tls,
@@ -186,6 +187,7 @@ async function demo(entry: string): Promise<Loaded> {
 test('a minimal config (the admin server alone) loads no role', async () => {
   const l = await loadedBy(MODULES, 'minimal', MINIMAL);
   assertBase(l);
+  assert.ok(!l.files.includes('metrics/metrics-module.js'), 'the metrics role is loaded');
   assert.deepEqual(folders(l), BASE_FOLDERS);
   assert.deepEqual(l.packages, BASE_PACKAGES);
   assert.ok(!l.files.includes('runtime/app-health.js'));
@@ -210,15 +212,15 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
     assert.ok(!l.files.includes(f), `${f} is loaded`);
 });
 
-test("the demo's sidecar config loads the inbound proxy with its request filters (and jose), the log role and sync, nothing else", async () => {
+test("the demo's sidecar config loads the inbound proxy with its request filters (and jose), the log role, sync and metrics, nothing else", async () => {
   const l = await demo(MODULES);
   assertBase(l);
-  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'logs', 'proxy', 'sync'].sort());
+  assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'logs', 'proxy', 'sync', 'top'].sort());
   assert.deepEqual(identityFiles(l), IDENTITY_SHARED);
   // The demo checks a JWT, authorizes and rate-limits: the filters and jose, which an inbound
   // section without them never loads.
-  // ...and sync, whose engine renders with liquidjs.
-  assert.deepEqual(l.packages, [...BASE_PACKAGES, 'jose', 'liquidjs'].sort());
+  // ...and sync, whose engine renders with liquidjs; and metrics, whose JSON rules use jsonpath-plus.
+  assert.deepEqual(l.packages, [...BASE_PACKAGES, 'jose', 'jsonpath-plus', 'liquidjs'].sort());
   assert.ok(l.files.includes('proxy/filters/jwt.js'), 'the JWT filter is not loaded');
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
 });
@@ -240,6 +242,27 @@ sync:
   assertBase(l);
   assert.deepEqual(l.packages, [...BASE_PACKAGES, 'ajv', 'ajv-formats', 'liquidjs'].sort());
   assert.ok(l.files.includes('sync/schema-check.js'));
+});
+
+test('a metrics section loads the metrics module, and jsonpath-plus only for a target that maps JSON', async () => {
+  const target = (format: string) =>
+    `admin: { listen: 127.0.0.1:0 }
+metrics:
+  listen: 127.0.0.1:0
+  scrape:
+    app: { url: "http://127.0.0.1:${appPort}/m", format: ${format}${format === 'json' ? ', rules: [{ name: a, value: $.a }]' : ''} }
+`;
+  const text = await loadedBy(MODULES, 'metrics-text', target('prometheus'));
+  assertBase(text);
+  // With /top's numbers as metrics (processes: true, the default), the process view loads too.
+  assert.deepEqual(folders(text), [...BASE_FOLDERS, 'top'].sort());
+  assert.deepEqual(text.packages, BASE_PACKAGES);
+  assert.ok(
+    text.files.includes('metrics/metrics-module.js') && !text.files.includes('metrics/json-rules.js'),
+  );
+  const json = await loadedBy(MODULES, 'metrics-json', target('json'));
+  assert.deepEqual(json.packages, [...BASE_PACKAGES, 'jsonpath-plus'].sort());
+  assert.ok(json.files.includes('metrics/json-rules.js'));
 });
 
 test('the bundled bin loads only the chunks of the roles configured, and no package file', async () => {
@@ -265,11 +288,15 @@ test('the bundled bin loads only the chunks of the roles configured, and no pack
       'config',
       'config',
       'config',
+      'config',
       'filters',
       'inbound',
+      'json-rules',
       'logs-module',
+      'metrics-module',
       'sync',
       'sync-module',
+      'top',
     ].sort(),
   );
 });

@@ -140,6 +140,19 @@ export function podCommand(done: (code: number) => void): Command {
     .action((name: string, opts: CommonOpts & { namespace: string }) => finish(() => describe(name, opts)));
 
   pod
+    .command('top')
+    .argument('[name]', 'pod name (without one: every pod of the namespace)')
+    .description(
+      "as kubectl top pod --containers: each container's CPU (cores, over --window) and memory (its cgroup's when it has limits, else its processes' resident memory)",
+    )
+    .addOption(stateOpt())
+    .option('-n, --namespace <ns>', 'namespace', 'default')
+    .option('-A, --all-namespaces', 'pods of every namespace (without a name)')
+    .option('--window <duration>', 'how long CPU use is measured over', '1s')
+    .addOption(new Option('-o, --output <format>', 'json').choices(['json']))
+    .action((name: string | undefined, opts: TopOpts) => finish(() => top(name, opts)));
+
+  pod
     .command('list')
     .description('every pod in the state directory, of every namespace, with its kind and file')
     .addOption(stateOpt())
@@ -416,6 +429,69 @@ function status(name: string | undefined, opts: StatusOpts): number {
     podTable(pods, now, { wide: opts.output === 'wide', namespace: !!opts.allNamespaces }),
   );
   if (name) process.stdout.write(containerTable(pods[0]!, now));
+  return 0;
+}
+
+interface TopOpts extends CommonOpts {
+  namespace: string;
+  allNamespaces?: boolean;
+  window: string;
+  output?: 'json';
+}
+
+async function top(name: string | undefined, opts: TopOpts): Promise<number> {
+  const window = parseDuration(opts.window);
+  if (!window.ok) {
+    process.stderr.write(`PILLION_ERR_CLI_BAD_OPTION --window ${opts.window}: ${window.reason}\n`);
+    return 2;
+  }
+  const dir = stateDir(opts);
+  const pods = (
+    name
+      ? findPods(dir, name, opts.namespace).slice(0, 1)
+      : findPods(dir).filter((p) => opts.allNamespaces || p.status.namespace === opts.namespace)
+  ).filter((p) => p.alive);
+  if (name && pods.length === 0) return notFound(name, opts);
+  const { alignRows, podUsage } = await import('../top/index.js');
+  const usage = await Promise.all(
+    pods.map(async (p) => ({
+      pod: p.status,
+      containers: await podUsage(
+        p.status.containers.flatMap((c) =>
+          c.state === 'running' && c.pid !== undefined ? [{ name: c.name, pid: c.pid }] : [],
+        ),
+        p.status.supervisorPid,
+        window.value,
+      ),
+    })),
+  );
+  if (opts.output === 'json') {
+    process.stdout.write(
+      `${JSON.stringify(
+        usage.map((u) => ({ namespace: u.pod.namespace, name: u.pod.name, containers: u.containers })),
+        null,
+        2,
+      )}\n`,
+    );
+    return 0;
+  }
+  if (usage.length === 0) {
+    process.stdout.write('No running pods.\n');
+    return 0;
+  }
+  const rows = [
+    [...(opts.allNamespaces ? ['NAMESPACE'] : []), 'POD', 'NAME', 'CPU(cores)', 'MEMORY(bytes)'],
+    ...usage.flatMap((u) =>
+      u.containers.map((c) => [
+        ...(opts.allNamespaces ? [u.pod.namespace] : []),
+        u.pod.name,
+        c.name,
+        `${Math.round(c.cpuCores * 1000)}m`,
+        `${Math.round(c.memoryBytes / 1048576)}Mi`,
+      ]),
+    ),
+  ];
+  process.stdout.write(`${alignRows(rows)}\n`);
   return 0;
 }
 

@@ -14,7 +14,7 @@ const POD_DESCRIPTION =
 const program = new Command()
   .name('pillion')
   .description(
-    'A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP) with workload identities and mutual TLS from a local CA (`pillion ca`), JWT authentication, authorization and rate limits (Istio security YAML read as it is), a log shipper, config files kept current from files, HTTP, etcd, Consul and Vault (`sync:`), `pillion pod`, a local pod runner, and `pillion inject`, `pillion webhook` and `pillion iptables` to put pillion into Kubernetes pods.',
+    "A sidecar runtime: one process and one YAML file. Today: an inbound and outbound proxy (TLS, HTTP/1.1, HTTP/2, TCP) with workload identities and mutual TLS from a local CA (`pillion ca`), JWT authentication, authorization and rate limits (Istio security YAML read as it is), retries, timeouts, load balancing and circuit breaking to upstreams (Istio traffic YAML read as it is), a log shipper, config files kept current from files, HTTP, etcd, Consul and Vault (`sync:`), the app's metrics scraped, mapped and exposed (`metrics:`) with a process view (`/top`, `pillion top`), `pillion pod`, a local pod runner, and `pillion inject`, `pillion webhook` and `pillion iptables` to put pillion into Kubernetes pods.",
   )
   .version(VERSION)
   .showHelpAfterError()
@@ -94,6 +94,27 @@ program
   .action(async (opts) => {
     const { syncCommand } = await import('./sync.js');
     return finish(await syncCommand(opts));
+  });
+
+program
+  .command('top')
+  .description(
+    "a live view of a running sidecar's host and processes, like top (reads the admin API's GET /top)",
+  )
+  .option('--admin <address>', 'the admin address of the sidecar', '127.0.0.1:15000')
+  .addOption(new Option('--sort <key>', 'sort processes by').choices(['cpu', 'mem', 'pid']).default('cpu'))
+  .option('--limit <n>', 'show at most this many processes')
+  .addOption(
+    new Option(
+      '--scope <scope>',
+      'which processes (default: the pod under pillion pod, else the sidecar and its children)',
+    ).choices(['pod', 'self', 'all']),
+  )
+  .option('--interval <duration>', 'refresh interval', '2s')
+  .option('--once', 'print one view and exit (no terminal control)')
+  .action(async (opts) => {
+    const { topCommand } = await import('./top.js');
+    return finish(await topCommand(opts));
   });
 
 const CA_DESCRIPTION =

@@ -38,3 +38,16 @@ export function backoffDelay(n: number, opts: BackoffOptions): number {
   const exp = Math.min(n - 2, 52); // beyond 2^52 the cap has long been reached
   return Math.min(opts.capMs, opts.baseMs * 2 ** exp);
 }
+
+/**
+ * Retries of a delivery (a log sink's batch, a metrics push), with full jitter:
+ * random() × min(maxBackoff, initialBackoff × 2^attempt), attempt counting from 0.
+ */
+export function retryDelay(
+  attempt: number,
+  retry: { initialBackoff: number; maxBackoff: number },
+  random: () => number,
+): number {
+  const ceiling = Math.min(retry.maxBackoff, retry.initialBackoff * 2 ** Math.min(attempt, 52));
+  return random() * ceiling;
+}

@@ -28,12 +28,12 @@ export const ERROR_CATALOGUE = {
   },
   PILLION_ERR_CONFIG_UNSUPPORTED_SECTION: {
     description:
-      'A section of a role that is planned but not built yet (`metrics`); no version of Pillion has it so far.',
+      'A section of a role that is planned but not built yet; no version of Pillion has it so far.',
     fix: 'Remove the section for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_NOT_BUILT_YET: {
     description:
-      'A key of a feature that is planned but not built yet (retries, route timeouts, circuit breaking, the metrics section, ...); no version of Pillion has it so far.',
+      'A key of a feature that is planned but not built yet (retries, route timeouts, circuit breaking, ...); no version of Pillion has it so far.',
     fix: 'Remove the key for now; the README lists what works today and what is coming.',
   },
   PILLION_ERR_CONFIG_MISSING_KEY: {
@@ -123,6 +123,10 @@ export const ERROR_CATALOGUE = {
   PILLION_ERR_ADMIN_LISTEN: {
     description: 'The admin server could not bind its address.',
     fix: 'Free the port or choose another admin.listen.',
+  },
+  PILLION_ERR_ADMIN_BAD_QUERY: {
+    description: 'A query parameter of an admin endpoint has a value it does not take (GET /top?sort=...).',
+    fix: 'Use one of the values the message names.',
   },
   PILLION_ERR_ADMIN_NOT_FOUND: {
     description: 'No admin endpoint at that path.',
@@ -445,6 +449,12 @@ export const ERROR_CATALOGUE = {
   PILLION_ERR_WEBHOOK_TLS: {
     description: "The webhook's certificate or key could not be read, or they do not match.",
     fix: 'Check --cert and --key (PEM files); `pillion ca issue --dns NAME.NAMESPACE.svc` or cert-manager makes them.',
+  },
+
+  // --- metrics: scraping the app, exposing and pushing metrics --------------------------------
+  PILLION_ERR_METRICS_LISTEN: {
+    description: 'The metrics listener could not bind its address.',
+    fix: 'Free the port, choose another metrics.listen, or set it to null and read the admin /metrics.',
   },
 
   // --- app health -------------------------------------------------------------------------------

@@ -1,27 +1,94 @@
-// Prometheus's text exposition format, version 0.0.4
-// (https://prometheus.io/docs/instrumenting/exposition_formats/): a HELP and a TYPE line per
-// family, then one line per sample; help text escapes backslash and newline, label values also
-// the double quote; values are Go-style floats (NaN, +Inf, -Inf).
+// The exposition formats /metrics answers in, chosen by the scraper's Accept header: Prometheus's
+// text format 0.0.4 (https://prometheus.io/docs/instrumenting/exposition_formats/), and
+// OpenMetrics 1.0.0 (https://openmetrics.io), which Prometheus asks for first. Both: a HELP and a
+// TYPE line per family, then one line per sample; label values escape backslash, newline and the
+// double quote; values are Go-style floats (NaN, +Inf, -Inf). OpenMetrics names a counter's
+// family without its _total suffix, calls untyped "unknown" and ends with # EOF.
 
 import type { MetricSnapshot } from './registry.js';
 
 export const TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+
+export type ExpositionFormat = 'text' | 'openmetrics';
+
+/**
+ * The written label set of a labels object, kept while the object lives: series that last (the
+ * registry's, the app's from one scrape to the next) are not written anew at every scrape.
+ * Labels objects are not changed once a sample holds them (relabeling in place sets the same
+ * values again), so what is kept stays true.
+ */
+const LABEL_SETS = new WeakMap<object, string>();
+
+function cachedLabelSet(labels: Readonly<Record<string, string | number>>): string {
+  let set = LABEL_SETS.get(labels);
+  if (set === undefined) {
+    set = labelSet(labels);
+    LABEL_SETS.set(labels, set);
+  }
+  return set;
+}
 
 export function renderText(families: readonly MetricSnapshot[]): string {
-  const blocks: string[] = [];
+  let out = '';
   for (const f of families) {
-    const lines = [`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`];
-    for (const s of f.values) {
-      const labels = Object.entries(s.labels);
-      const set =
-        labels.length === 0
-          ? ''
-          : `{${labels.map(([k, v]) => `${k}="${escapeLabel(String(v))}"`).join(',')}}`;
-      lines.push(`${s.metricName ?? f.name}${set} ${formatValue(s.value)}`);
-    }
-    blocks.push(lines.join('\n'));
+    if (out !== '') out += '\n';
+    out += `# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`;
+    for (const s of f.values)
+      out += `${s.metricName ?? f.name}${cachedLabelSet(s.labels)} ${formatValue(s.value)}\n`;
   }
-  return blocks.length === 0 ? '' : `${blocks.join('\n\n')}\n`;
+  return out;
+}
+
+export function renderOpenMetrics(families: readonly MetricSnapshot[]): string {
+  let out = '';
+  for (const f of families) {
+    const counter = f.type === 'counter';
+    const name = counter && f.name.endsWith('_total') ? f.name.slice(0, -6) : f.name;
+    const type = f.type === 'untyped' ? 'unknown' : f.type;
+    out += `# TYPE ${name} ${type}\n`;
+    if (f.help !== '') out += `# HELP ${name} ${escapeLabel(f.help)}\n`;
+    for (const s of f.values) {
+      let sample = s.metricName ?? f.name;
+      if (counter && sample === name) sample = `${name}_total`;
+      out += `${sample}${cachedLabelSet(s.labels)} ${formatValue(s.value)}\n`;
+    }
+  }
+  return `${out}# EOF\n`;
+}
+
+/** The format an Accept header asks for: OpenMetrics when it weighs at least as much as text. */
+export function negotiate(accept: string | undefined): ExpositionFormat {
+  if (accept === undefined || !accept.includes('openmetrics')) return 'text';
+  let om = 0;
+  let text = 0;
+  for (const part of accept.split(',')) {
+    const [type, ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    const qParam = params.find((p) => p.startsWith('q='));
+    const q = qParam === undefined ? 1 : Number(qParam.slice(2));
+    if (!(q >= 0)) continue;
+    if (type === 'application/openmetrics-text') {
+      const version = params.find((p) => p.startsWith('version='))?.slice(8);
+      // 1.0.0 is what is written; 0.0.1 (its draft) reads the same text.
+      if (version === undefined || version === '1.0.0' || version === '0.0.1') om = Math.max(om, q);
+    } else if (type === 'text/plain' || type === '*/*' || type === 'text/*') text = Math.max(text, q);
+  }
+  return om > 0 && om >= text ? 'openmetrics' : 'text';
+}
+
+export function render(
+  families: readonly MetricSnapshot[],
+  format: ExpositionFormat,
+): { contentType: string; body: string } {
+  return format === 'openmetrics'
+    ? { contentType: OPENMETRICS_CONTENT_TYPE, body: renderOpenMetrics(families) }
+    : { contentType: TEXT_CONTENT_TYPE, body: renderText(families) };
+}
+
+function labelSet(labels: Readonly<Record<string, string | number>>): string {
+  let set = '';
+  for (const k in labels) set += `${set === '' ? '' : ','}${k}="${escapeLabel(String(labels[k]))}"`;
+  return set === '' ? '' : `{${set}}`;
 }
 
 export function formatValue(v: number): string {
@@ -35,6 +102,9 @@ function escapeHelp(s: string): string {
   return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 }
 
+const NEEDS_ESCAPE = /[\\\n"]/;
+
 function escapeLabel(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return s;
   return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }

@@ -9,12 +9,20 @@ export {
   gauge,
   Histogram,
   histogram,
+  type Collector,
   type Metric,
   type MetricSnapshot,
   Registry,
   type Sample,
 } from './registry.js';
-export { renderText, TEXT_CONTENT_TYPE } from './exposition.js';
+export {
+  negotiate,
+  OPENMETRICS_CONTENT_TYPE,
+  render,
+  renderOpenMetrics,
+  renderText,
+  TEXT_CONTENT_TYPE,
+} from './exposition.js';
 export {
   CounterFamily,
   family,

@@ -4,7 +4,7 @@
 // Pillion's own, small: counters, gauges and histograms with labels, rendered in Prometheus's text
 // format 0.0.4 when /metrics is scraped (prom-client cost a tenth of a second at every start).
 
-import { renderText, TEXT_CONTENT_TYPE } from './exposition.js';
+import { negotiate, render, renderText, TEXT_CONTENT_TYPE } from './exposition.js';
 import { processMetrics } from './process-metrics.js';
 
 export type MetricType = 'counter' | 'gauge' | 'histogram' | 'untyped';
@@ -35,9 +35,32 @@ export interface Metric {
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
+/**
+ * Families that are not pillion's own: the app's series, scraped. They are rendered after
+ * pillion's, and their owner keeps their names clear of pillion's (see `ownsName`).
+ */
+export interface Collector {
+  families(): readonly MetricSnapshot[];
+}
+
 export class Registry {
   readonly contentType = TEXT_CONTENT_TYPE;
   #metrics = new Map<string, Metric>();
+  #collectors = new Map<string, Collector>();
+
+  /** Adds (or replaces) a collector under a key its owner keeps. */
+  setCollector(key: string, collector: Collector): void {
+    this.#collectors.set(key, collector);
+  }
+
+  removeCollector(key: string): void {
+    this.#collectors.delete(key);
+  }
+
+  /** Whether a family of this name is pillion's own (or would be: the pillion_ prefix is reserved). */
+  ownsName(name: string): boolean {
+    return this.#metrics.has(name) || name.startsWith('pillion_');
+  }
 
   /** Adds a metric; a second one of the same name is a bug (use the get-or-create helpers). */
   registerMetric(metric: Metric): void {
@@ -59,7 +82,13 @@ export class Registry {
   async getMetricsAsJSON(): Promise<MetricSnapshot[]> {
     const out: MetricSnapshot[] = [];
     for (const m of this.#metrics.values()) out.push(await m.get());
+    for (const c of this.#collectors.values()) for (const f of c.families()) out.push(f);
     return out;
+  }
+
+  /** The format the Accept header asks for (Prometheus text or OpenMetrics), rendered. */
+  async render(accept?: string): Promise<{ contentType: string; body: string }> {
+    return render(await this.getMetricsAsJSON(), negotiate(accept));
   }
 
   /** The text exposition format 0.0.4, what /metrics serves. */

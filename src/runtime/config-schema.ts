@@ -8,6 +8,7 @@ import { addPillionIssue } from '../config/index.js';
 import type { IdentityConfig } from '../identity/config.js';
 import type { IstioTranslation, PoliciesConfig } from '../policies/index.js';
 import type { LogsConfig } from '../logs/index.js';
+import type { MetricsConfig } from '../metrics/config.js';
 import type { InboundConfig, OutboundConfig } from '../proxy/index.js';
 import type { SyncConfig } from '../sync/config.js';
 import { type AppConfig, type RuntimeConfig, runtimeSchema } from './config.js';
@@ -21,6 +22,7 @@ export interface PillionConfig {
   inbound?: InboundConfig | undefined;
   outbound?: OutboundConfig | undefined;
   logs?: LogsConfig | undefined;
+  metrics?: MetricsConfig | undefined;
   policies?: PoliciesConfig | undefined;
   sync?: SyncConfig | undefined;
 }

@@ -436,10 +436,7 @@ export class Runtime {
       config.admin.listen,
       {
         readiness: () => this.readiness(),
-        metrics: async () => ({
-          contentType: this.#metrics.contentType,
-          body: await this.#metrics.metrics(),
-        }),
+        metrics: (accept) => this.#metrics.render(accept),
         config: () => this.configView(),
         status: (name) => this.#modules.get(name)?.module.status?.(),
         policies: () => this.policiesView(),
@@ -447,7 +444,7 @@ export class Runtime {
         reload: () => this.reload('POST /reload'),
         quit: () => void this.shutdown('POST /quitquitquit'),
       },
-      { allowRemote: config.admin.allowRemote },
+      { allowRemote: config.admin.allowRemote, env: this.#opts.env },
     );
   }
 

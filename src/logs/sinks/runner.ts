@@ -9,6 +9,7 @@ import type { TimerHandle } from '../../lib/clock.js';
 import { PillionError } from '../../lib/errors.js';
 import type { Series } from '../../metrics/index.js';
 import { type BufferPosition, DiskBuffer } from '../buffer/disk-buffer.js';
+import { retryDelay } from '../../lib/backoff.js';
 import type { BatchConfig, BufferConfig, RetryConfig } from '../config.js';
 import type { Chunk, LogEvent, SendOutcome, SinkDriver, Timing } from '../types.js';
 import { DeadLetterFile } from './dead-letter.js';
@@ -62,11 +63,7 @@ const LOG_INTERVAL_MS = 60_000;
 const DISK_RETRY_MS = 1000;
 const COMPACT_AT = 1024;
 
-/** Full jitter: random() × min(maxBackoff, initialBackoff × 2^attempt), attempt counting from 0. */
-export function retryDelay(attempt: number, retry: RetryConfig, random: () => number): number {
-  const ceiling = Math.min(retry.maxBackoff, retry.initialBackoff * 2 ** Math.min(attempt, 52));
-  return random() * ceiling;
-}
+export { retryDelay } from '../../lib/backoff.js';
 
 /** Memory mode: a pushed item and how many of its events are done (delivered or dead-lettered). */
 interface Entry {
