@@ -424,7 +424,9 @@ describe('tail source', () => {
     await src.start();
     appendFileSync(path, 'new 1\n');
     writeFileSync(join(dir, 'later.log'), 'later 1\n');
-    await waitFor(() => p.messages().length === 2, { what: 'new lines' });
+    // Regression: a file born in the same millisecond as the source's horizon was taken for a new
+    // one and read from its start.
+    await waitFor(() => p.messages().length >= 2, { what: 'new lines' });
     assert.deepEqual(
       p.messages().sort(),
       ['later 1', 'new 1'],

@@ -744,7 +744,9 @@ class TailSource implements LogSource {
     const birth = st.birthtimeMs;
     return (
       birth > 0 &&
-      birth > this.#ctx.checkpoints.horizon &&
+      // The horizon is Date.now(), in whole milliseconds; a birth time has a fraction of one. A
+      // file born in the horizon's own millisecond was there when the source first looked.
+      Math.floor(birth) > this.#ctx.checkpoints.horizon &&
       !this.#ctx.checkpoints.knownFile(st.dev, st.ino, birth)
     );
   }
