@@ -4,7 +4,7 @@
 
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 export type CheckOutcome =
   | { kind: 'status'; status: number }
@@ -21,6 +21,8 @@ export interface HttpCheck {
   headers?: Record<string, string>;
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** Opens the connection itself (an upstream's TLS, with its identity checks); default a plain or https one. */
+  connect?: (() => Socket) | undefined;
 }
 
 export function httpCheck(c: HttpCheck): Promise<CheckOutcome> {
@@ -37,6 +39,7 @@ export function httpCheck(c: HttpCheck): Promise<CheckOutcome> {
           timeout: c.timeoutMs,
           rejectUnauthorized: false, // a probe of a local port checks liveness, not identity
           headers: c.headers,
+          ...(c.connect ? { createConnection: c.connect } : {}),
           ...(c.signal ? { signal: c.signal } : {}),
         },
         (res) => {
