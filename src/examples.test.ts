@@ -96,7 +96,14 @@ const demoDir = mkdtempSync(join(tmpdir(), 'pillion-demo-local-'));
 after(() => rmSync(demoDir, { recursive: true, force: true }));
 
 test('regression: without a pod, npm run demo:local runs the same pair from the repository root', async () => {
-  const [app, httpsPort, admin] = [await freePort(), await freePort(), await freePort()];
+  const [app, httpsPort, admin, outbound, inventory, flaky] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const child = spawn(process.execPath, [join(example, 'local.mjs')], {
     cwd: root,
     env: {
@@ -105,6 +112,11 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
       APP_PORT: String(app),
       HTTPS_PORT: String(httpsPort),
       ADMIN_PORT: String(admin),
+      OUTBOUND_PORT: String(outbound),
+      INVENTORY_PORT: String(inventory),
+      INVENTORY_FLAKY_PORT: String(flaky),
+      // The flaky replica fails every stock request here, so what the sidecar does is exact.
+      INVENTORY_FAIL_PERCENT: '100',
       STARTUP_DELAY_MS: '0',
       LOG_FORMAT: 'json',
     },
@@ -129,6 +141,30 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
     assert.ok(order.headers['x-request-id']);
     assert.equal(order.headers['strict-transport-security'], 'max-age=31536000');
     assert.equal((await https(httpsPort, ca, 'GET', '/internal/metrics')).status, 404);
+
+    // The app asks the inventory for stock through the sidecar's outbound listener, once per call:
+    // the flaky replica's 503s are tried again on the other, until it is ejected.
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`http://127.0.0.1:${app}/stock/book`);
+      assert.equal(r.status, 200);
+      assert.deepEqual(await r.json(), { item: 'book', available: 12, replica: 'inventory-a' });
+    }
+    const clusters = (await (await fetch(`http://127.0.0.1:${admin}/clusters?format=json`)).json()) as {
+      clusters: {
+        section: string;
+        name: string;
+        stats: Record<string, number>;
+        endpoints: { address: string; health: string }[];
+      }[];
+    };
+    const inv = clusters.clusters.find((c) => c.section === 'outbound' && c.name === 'inventory')!;
+    assert.equal(inv.stats.rq_retry, 3, 'one retry per 503, three 503s in a row to eject');
+    assert.equal(inv.stats.ejections, 1);
+    assert.equal(inv.stats.rq_2xx, 10);
+    assert.equal(inv.endpoints.find((e) => e.address === `127.0.0.1:${flaky}`)!.health, 'ejected');
+    assert.equal(inv.endpoints.find((e) => e.address === `127.0.0.1:${inventory}`)!.health, 'healthy');
+    const text = await (await fetch(`http://127.0.0.1:${admin}/clusters`)).text();
+    assert.match(text, new RegExp(`^outbound/inventory::127\\.0\\.0\\.1:${flaky}::health::ejected$`, 'm'));
 
     // Who the caller is comes from the demo issuer's token; /admin only for role admin.
     const { mintDemoToken } = (await import(join(example, 'demo-issuer.mjs'))) as {
@@ -231,6 +267,9 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
   assert.doesNotMatch(output, /orders +\| .*GET \/internal\/metrics/);
   assert.match(output, /orders {2}\| .*SIGTERM: closing/);
   assert.match(output, /pillion \| .*pillion stopped/);
+  // The retried tries reached the good replica as second attempts.
+  assert.match(output, /inv-b +\| .*GET \/stock\/book 503 attempt=1/);
+  assert.match(output, /inv-a +\| .*GET \/stock\/book 200 attempt=2/);
 });
 
 test("regression: the demo pod's orders container writes its pid (the kubelet reads $$ in a command as a literal $)", () => {
@@ -245,7 +284,8 @@ test("regression: the demo pod's orders container writes its pid (the kubelet re
 });
 
 test('pillion inject -f examples/legacy-orders/deployment.yaml | pillion pod up -: the injected Deployment runs here as the cluster would run it', async () => {
-  const [app, httpsPort, admin, probe] = [
+  const [app, httpsPort, admin, probe, outbound] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -265,7 +305,8 @@ test('pillion inject -f examples/legacy-orders/deployment.yaml | pillion pod up 
       `- { name: TLS_DIR, value: /etc/pillion-tls }
             - { name: APP_PORT, value: '${app}' }
             - { name: HTTPS_PORT, value: '${httpsPort}' }
-            - { name: ADMIN_PORT, value: '${admin}' }`,
+            - { name: ADMIN_PORT, value: '${admin}' }
+            - { name: OUTBOUND_PORT, value: '${outbound}' }`,
     );
   assert.notEqual(deployment, readFileSync(join(example, 'deployment.yaml'), 'utf8'));
   writeFileSync(join(dir, 'deployment.yaml'), deployment);

@@ -98,6 +98,9 @@ export class Upstream {
   /** Requests in flight to the upstream (waiting for a connection included), and retries in progress. */
   inflight = 0;
   retrying = 0;
+  /** Tries sent again after a failure, and failures not retried because the budget was spent (for /clusters). */
+  retried = 0;
+  budgetExhausted = 0;
   /** pool.maxRequests and pool.maxRetries (0: no limit). */
   readonly maxRequests: number;
   readonly maxRetries: number;
@@ -210,6 +213,8 @@ export class Upstream {
         rq_active: this.inflight,
         rq_pending: this.pool.waiting,
         rq_retrying: this.retrying,
+        rq_retry: this.retried,
+        rq_retry_budget_exhausted: this.budgetExhausted,
         rq_1xx: c1!,
         rq_2xx: c2!,
         rq_3xx: c3!,
