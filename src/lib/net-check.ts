@@ -35,7 +35,8 @@ export function httpCheck(c: HttpCheck): Promise<CheckOutcome> {
           port: c.port,
           path: c.path,
           method: 'GET',
-          agent: false,
+          // No agent at all when the caller connects: an agent (even agent: false's) would open its own.
+          agent: c.connect ? undefined : false,
           timeout: c.timeoutMs,
           rejectUnauthorized: false, // a probe of a local port checks liveness, not identity
           headers: c.headers,

@@ -2,13 +2,20 @@
 // balancing and returns, a closed port fails its TCP checks, and /clusters and the metrics show it.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type tls from 'node:tls';
 import { after, test } from 'node:test';
 import { waitFor } from '../lib/wait-for.js';
 import type { OutboundConfig } from './config.js';
+import { makeCa, makeLeaf } from './tls/test-certs.js';
 import {
   type Backend,
   freePort,
+  listen,
   get,
   metricValue,
   rawRequest,
@@ -122,4 +129,48 @@ test('a TCP check of a port nobody listens on fails as connect_failure', async (
       result: 'connect_failure',
     })) >= 1,
   );
+});
+
+test('checks of a TLS upstream go over TLS, verified as its requests are: a wrong CA fails them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pillion-health-tls-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = await makeCa();
+  const leaf = await makeLeaf(ca, { names: ['backend.test'] });
+  const seen: string[] = [];
+  const server = https.createServer({ cert: leaf.cert, key: leaf.key }, (req, res) => {
+    seen.push(`${req.url} ${(req.socket as tls.TLSSocket).servername || '-'}`);
+    res.writeHead(200, { 'content-length': 0 });
+    res.end();
+  });
+  const port = await listen(server);
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const caPath = join(dir, 'ca.crt');
+  writeFileSync(caPath, ca.cert);
+  const otherCa = join(dir, 'other.crt');
+  writeFileSync(otherCa, (await makeCa({ commonName: 'Unrelated CA' })).cert);
+  const healthCheck = { path: '/healthz', interval: '100ms', unhealthyThreshold: 1 };
+  const p = await startOutbound({
+    upstreams: {
+      good: {
+        endpoints: [`127.0.0.1:${port}`],
+        tls: { ca: caPath, serverName: 'backend.test' },
+        healthCheck,
+      },
+      wrongCa: {
+        endpoints: [`127.0.0.1:${port}`],
+        tls: { ca: otherCa, serverName: 'backend.test' },
+        healthCheck,
+      },
+    },
+  });
+  proxies.push(p);
+  const view = (name: string) => p.module.clusters().find((c) => c.name === name)!;
+  await waitFor(() => view('good').stats.health_check_passed! >= 2, { what: 'checks over TLS passing' });
+  assert.equal(view('good').endpoints[0]!.health, 'healthy');
+  assert.ok(seen.includes('/healthz backend.test'), seen.join(', '));
+  await waitFor(() => view('wrongCa').endpoints[0]!.health === 'unhealthy', { what: 'the wrong CA failing' });
+  assert.match(view('wrongCa').endpoints[0]!.last_check_failure!, /certificate/i);
 });
