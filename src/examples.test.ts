@@ -97,7 +97,10 @@ after(() => rmSync(demoDir, { recursive: true, force: true }));
 
 test('regression: without a pod, npm run demo:local runs the same pair from the repository root', async () => {
   const started = Date.now();
-  const [app, httpsPort, admin, metrics] = [
+  const [app, httpsPort, admin, metrics, outbound, inventory, flaky] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -112,6 +115,11 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
       HTTPS_PORT: String(httpsPort),
       ADMIN_PORT: String(admin),
       METRICS_PORT: String(metrics),
+      OUTBOUND_PORT: String(outbound),
+      INVENTORY_PORT: String(inventory),
+      INVENTORY_FLAKY_PORT: String(flaky),
+      // The flaky replica fails every stock request here, so what the sidecar does is exact.
+      INVENTORY_FAIL_PERCENT: '100',
       STARTUP_DELAY_MS: '0',
       LOG_FORMAT: 'json',
     },
@@ -146,6 +154,30 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
     );
     assert.match(scraped, /^orders_requests_total\{service="orders",version="1\.0\.0",host="[^"]+"\} \d+$/m);
     assert.match(scraped, /^pillion_app_scrape_up\{target="orders"\} 1$/m);
+
+    // The app asks the inventory for stock through the sidecar's outbound listener, once per call:
+    // the flaky replica's 503s are tried again on the other, until it is ejected.
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`http://127.0.0.1:${app}/stock/book`);
+      assert.equal(r.status, 200);
+      assert.deepEqual(await r.json(), { item: 'book', available: 12, replica: 'inventory-a' });
+    }
+    const clusters = (await (await fetch(`http://127.0.0.1:${admin}/clusters?format=json`)).json()) as {
+      clusters: {
+        section: string;
+        name: string;
+        stats: Record<string, number>;
+        endpoints: { address: string; health: string }[];
+      }[];
+    };
+    const inv = clusters.clusters.find((c) => c.section === 'outbound' && c.name === 'inventory')!;
+    assert.equal(inv.stats.rq_retry, 3, 'one retry per 503, three 503s in a row to eject');
+    assert.equal(inv.stats.ejections, 1);
+    assert.equal(inv.stats.rq_2xx, 10);
+    assert.equal(inv.endpoints.find((e) => e.address === `127.0.0.1:${flaky}`)!.health, 'ejected');
+    assert.equal(inv.endpoints.find((e) => e.address === `127.0.0.1:${inventory}`)!.health, 'healthy');
+    const text = await (await fetch(`http://127.0.0.1:${admin}/clusters`)).text();
+    assert.match(text, new RegExp(`^outbound/inventory::127\\.0\\.0\\.1:${flaky}::health::ejected$`, 'm'));
 
     // Who the caller is comes from the demo issuer's token; /admin only for role admin.
     const { mintDemoToken } = (await import(join(example, 'demo-issuer.mjs'))) as {
@@ -250,6 +282,9 @@ test('regression: without a pod, npm run demo:local runs the same pair from the 
   assert.ok(scrapes.length >= 1 && scrapes.length <= 1 + (Date.now() - started) / 15_000, scrapes.join('\n'));
   assert.match(output, /orders {2}\| .*SIGTERM: closing/);
   assert.match(output, /pillion \| .*pillion stopped/);
+  // The retried tries reached the good replica as second attempts.
+  assert.match(output, /inv-b +\| .*GET \/stock\/book 503 attempt=1/);
+  assert.match(output, /inv-a +\| .*GET \/stock\/book 200 attempt=2/);
 });
 
 test("regression: the demo pod's orders container writes its pid (the kubelet reads $$ in a command as a literal $)", () => {
@@ -264,7 +299,8 @@ test("regression: the demo pod's orders container writes its pid (the kubelet re
 });
 
 test('pillion inject -f examples/legacy-orders/deployment.yaml | pillion pod up -: the injected Deployment runs here as the cluster would run it', async () => {
-  const [app, httpsPort, admin, probe] = [
+  const [app, httpsPort, admin, probe, outbound] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -284,7 +320,8 @@ test('pillion inject -f examples/legacy-orders/deployment.yaml | pillion pod up 
       `- { name: TLS_DIR, value: /etc/pillion-tls }
             - { name: APP_PORT, value: '${app}' }
             - { name: HTTPS_PORT, value: '${httpsPort}' }
-            - { name: ADMIN_PORT, value: '${admin}' }`,
+            - { name: ADMIN_PORT, value: '${admin}' }
+            - { name: OUTBOUND_PORT, value: '${outbound}' }`,
     );
   assert.notEqual(deployment, readFileSync(join(example, 'deployment.yaml'), 'utf8'));
   writeFileSync(join(dir, 'deployment.yaml'), deployment);

@@ -246,14 +246,7 @@ export interface PlannedRole {
   readonly commands: readonly string[];
 }
 
-const UPSTREAM_RESILIENCE = [
-  'circuitBreaker',
-  'circuitBreakers',
-  'connectionPool',
-  'loadBalancing',
-  'healthCheck',
-  'healthChecks',
-];
+const UPSTREAM_RESILIENCE = ['circuitBreaker', 'circuitBreakers', 'connectionPool', 'loadBalancing'];
 const ROUTE_RESILIENCE = ['retryPolicy', 'circuitBreaker', 'split'];
 
 export const PLANNED_ROLES: readonly PlannedRole[] = [

@@ -4,10 +4,12 @@
 // no auth code (it trusts X-User-Id and X-User-Roles, as apps behind an auth proxy do, and its
 // /admin page trusts the network), no health endpoint of its own, a slow start, and no patience
 // with a bad config: with a discountPercent that is not a percentage it stops serving until SIGHUP
-// brings one it can use. Pillion makes it modern without changing a line of it.
+// brings one it can use. It asks the inventory service for stock (GET /stock/<item>) with one
+// plain HTTP call and no retry code, at INVENTORY_URL: its sidecar's outbound listener, which
+// balances, retries and takes failing replicas out. Pillion makes it modern without changing a line of it.
 
 import { appendFileSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, get as httpGet } from 'node:http';
 import { fileURLToPath } from 'node:url';
 
 const port = Number(process.env.PORT ?? 8080);
@@ -16,6 +18,8 @@ const logFile = process.env.LOG_FILE ?? 'orders.log';
 // Beside this script, so `node examples/legacy-orders/app.mjs` finds it from the repository root.
 const configFile = process.env.CONFIG_FILE ?? fileURLToPath(new URL('config.json', import.meta.url));
 const startupDelay = Number(process.env.STARTUP_DELAY_MS ?? 1500);
+// The inventory service, through the sidecar: its outbound listener, the upstream's name as the prefix.
+const inventoryUrl = process.env.INVENTORY_URL ?? 'http://127.0.0.1:15001/inventory';
 
 let config = { currency: 'EUR', discountPercent: 0 };
 const orders = new Map();
@@ -122,6 +126,8 @@ const server = createServer((req, res) => {
     });
     return;
   }
+  const stock = /^\/stock\/([a-z0-9-]+)$/.exec(url.pathname);
+  if (stock && req.method === 'GET') return askInventory(stock[1], res);
   const m = /^\/orders\/(\d+)$/.exec(url.pathname);
   if (m && req.method === 'GET') {
     const order = orders.get(Number(m[1]));
@@ -129,6 +135,35 @@ const server = createServer((req, res) => {
   }
   send(res, 404, { error: 'not found' });
 });
+
+/** One call, no retry: what the inventory answers (or that it could not be reached) goes to the caller. */
+function askInventory(item, res) {
+  const call = httpGet(`${inventoryUrl}/stock/${item}`, { timeout: 10_000 }, (answer) => {
+    let body = '';
+    answer.setEncoding('utf8');
+    answer.on('data', (c) => {
+      body += c;
+    });
+    answer.on('end', () => {
+      if (answer.statusCode !== 200) {
+        log('ERROR', `inventory answered ${answer.statusCode} for ${item}`);
+        return send(res, 502, { error: `inventory answered ${answer.statusCode}` });
+      }
+      let s;
+      try {
+        s = JSON.parse(body);
+      } catch {
+        return send(res, 502, { error: 'inventory answered something that is not JSON' });
+      }
+      send(res, 200, { item, available: s.available, replica: s.replica });
+    });
+  });
+  call.on('timeout', () => call.destroy(new Error('timed out')));
+  call.on('error', (err) => {
+    log('ERROR', `inventory unreachable: ${err.message}`);
+    if (!res.headersSent) send(res, 502, { error: 'inventory unreachable' });
+  });
+}
 
 process.on('SIGHUP', loadConfig);
 process.on('SIGTERM', () => {

@@ -33,6 +33,10 @@ export function demoPlan(env) {
     pillion         native sidecar: HTTPS on 127.0.0.1:8443 in front of the app, request ids,
                     access log; admin API on 127.0.0.1:15000, watches the app's health
                     ships the app's log file, parsed, enriched and redacted, as JSON lines
+                    outbound listener on 127.0.0.1:15001: the app's calls to the inventory,
+                    balanced, retried, the failing replica ejected, both health-checked
+    inventory       the inventory service, replica a on 127.0.0.1:9201
+    inventory-flaky replica b on 127.0.0.1:9202, answering 503 to half its requests, in spells
     orders          the legacy app, unchanged: plain HTTP on 127.0.0.1:8080, text logs
 
   The pod's state and container logs: ${where}
@@ -50,6 +54,11 @@ export function demoPlan(env) {
     for i in $(seq 30); do curl -sko /dev/null -w '%{http_code} ' https://localhost:8443/orders; done
                                              a burst: 20 pass, then 429 with Retry-After
     curl localhost:15000/policies            the policies, the issuer's keys and the rate limit in force
+    for i in $(seq 20); do curl -s localhost:8080/stock/book; echo; done
+                                             the app asks the inventory through the sidecar, one call each,
+                                             no retry code: every answer is 200 though replica b fails half
+    curl localhost:15000/clusters            rq_retry (tries sent again), ejections, replica b ejected
+                                             after 3 failures in a row, each replica's health checks
     curl localhost:15000/metrics             Prometheus metrics of the sidecar
     curl localhost:15020/metrics             ...and the app's JSON counters as Prometheus metrics, with the pod's labels
     curl -H 'accept: text/plain' 'localhost:15000/top?sort=mem'      the pod's processes: CPU, memory, threads, files
@@ -78,7 +87,7 @@ async function main() {
     console.error(`${err.code ?? ''} ${err.message}`.trim());
     process.exit(1);
   }
-  for (const port of [8080, 8443, 15000, 15020]) {
+  for (const port of [8080, 8443, 15000, 15001, 15020, 9201, 9202]) {
     if (!(await isFree(port))) {
       console.error(`port ${port} on 127.0.0.1 is in use; stop whatever holds it and run npm start again`);
       process.exit(1);

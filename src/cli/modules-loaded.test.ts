@@ -180,6 +180,7 @@ async function demo(entry: string): Promise<Loaded> {
       SETTINGS_FILE: join(d, 'settings', 'orders.json'),
       APP_CONFIG_DIR: join(d, 'app-config'),
       APP_PID_FILE: join(d, 'run', 'orders.pid'),
+      OUTBOUND_PORT: '0',
     },
   );
 }
@@ -212,7 +213,7 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
     assert.ok(!l.files.includes(f), `${f} is loaded`);
 });
 
-test("the demo's sidecar config loads the inbound proxy with its request filters (and jose), the log role, sync and metrics, nothing else", async () => {
+test("the demo's sidecar config loads the inbound proxy with its request filters (and jose), the outbound proxy with the resilience it sets, the log role, sync and metrics, nothing else", async () => {
   const l = await demo(MODULES);
   assertBase(l);
   assert.deepEqual(folders(l), [...BASE_FOLDERS, 'identity', 'logs', 'proxy', 'sync', 'top'].sort());
@@ -222,7 +223,17 @@ test("the demo's sidecar config loads the inbound proxy with its request filters
   // ...and sync, whose engine renders with liquidjs; and metrics, whose JSON rules use jsonpath-plus.
   assert.deepEqual(l.packages, [...BASE_PACKAGES, 'jose', 'jsonpath-plus', 'liquidjs'].sort());
   assert.ok(l.files.includes('proxy/filters/jwt.js'), 'the JWT filter is not loaded');
-  assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
+  // The app calls the inventory through the outbound listener, with retries, outlier detection
+  // and health checks; the other balancers and mirroring, which it does not set, stay unloaded.
+  for (const f of [
+    'proxy/outbound.js',
+    'proxy/upstream/retry.js',
+    'proxy/upstream/outlier.js',
+    'proxy/upstream/health-check.js',
+  ])
+    assert.ok(l.files.includes(f), `${f} is not loaded`);
+  for (const f of ['proxy/upstream/balancers.js', 'proxy/mirror.js'])
+    assert.ok(!l.files.includes(f), `${f} is loaded`);
 });
 
 test("a sync destination with a JSON Schema check loads Ajv; the demo's sync, which has none, does not (above)", async () => {
@@ -290,10 +301,14 @@ test('the bundled bin loads only the chunks of the roles configured, and no pack
       'config',
       'config',
       'filters',
+      'health-check',
       'inbound',
       'json-rules',
       'logs-module',
       'metrics-module',
+      'outbound',
+      'outlier',
+      'retry',
       'sync',
       'sync-module',
       'top',

@@ -4,7 +4,7 @@
 
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 export type CheckOutcome =
   | { kind: 'status'; status: number }
@@ -21,6 +21,8 @@ export interface HttpCheck {
   headers?: Record<string, string>;
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** Opens the connection itself (an upstream's TLS, with its identity checks); default a plain or https one. */
+  connect?: (() => Socket) | undefined;
 }
 
 export function httpCheck(c: HttpCheck): Promise<CheckOutcome> {
@@ -33,10 +35,12 @@ export function httpCheck(c: HttpCheck): Promise<CheckOutcome> {
           port: c.port,
           path: c.path,
           method: 'GET',
-          agent: false,
+          // No agent at all when the caller connects: an agent (even agent: false's) would open its own.
+          agent: c.connect ? undefined : false,
           timeout: c.timeoutMs,
           rejectUnauthorized: false, // a probe of a local port checks liveness, not identity
           headers: c.headers,
+          ...(c.connect ? { createConnection: c.connect } : {}),
           ...(c.signal ? { signal: c.signal } : {}),
         },
         (res) => {

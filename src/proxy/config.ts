@@ -381,6 +381,89 @@ const loadBalancerSchema = z
   })
   .describe('How a request picks an endpoint.');
 
+/** Expected statuses of an HTTP health check: a code (200) or an inclusive range ("200-299"). */
+const statusRange = z
+  .union([
+    z.number().int().min(100).max(599),
+    z.string().regex(/^[1-5]\d\d-[1-5]\d\d$/, 'a range like "200-299"'),
+  ])
+  .transform((v, ctx): [number, number] => {
+    if (typeof v === 'number') return [v, v];
+    const [lo, hi] = v.split('-').map(Number) as [number, number];
+    if (lo > hi)
+      addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', `${v}: the range is empty`, `write "${hi}-${lo}"`);
+    return [lo, hi];
+  });
+
+const healthCheckSchema = z
+  .strictObject({
+    type: z
+      .enum(['http', 'tcp'])
+      .default('http')
+      .describe(
+        'http: a GET of `path` must answer one of `expectedStatuses`; tcp: the endpoint must accept a connection.',
+      ),
+    path: httpPath()
+      .optional()
+      .describe(
+        'The path an HTTP check GETs (default /); sent with the Host header requests to the upstream carry.',
+      ),
+    expectedStatuses: z
+      .array(statusRange)
+      .min(1)
+      .max(32)
+      .optional()
+      .describe(
+        'Statuses that pass an HTTP check: codes and ranges ("200-299"); default 200-399 (a kubelet httpGet probe).',
+      ),
+    interval: duration({ min: '100ms', max: '1h' })
+      .prefault('5s')
+      .describe('Time between the end of one round of checks and the start of the next.'),
+    timeout: duration({ min: '10ms', max: '1m' })
+      .prefault('1s')
+      .describe('A check that has not passed within this fails (reason timeout).'),
+    jitter: duration({ max: '1h' })
+      .prefault('0s')
+      .describe(
+        'A random extra wait of 0..jitter added to each interval, so many sidecars do not check in step.',
+      ),
+    healthyThreshold: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(2)
+      .describe('An unhealthy endpoint returns to balancing after this many passing checks in a row.'),
+    unhealthyThreshold: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(3)
+      .describe('A healthy endpoint leaves balancing after this many failing checks in a row.'),
+  })
+  .superRefine((h, ctx) => {
+    if (h.type === 'tcp')
+      for (const k of ['path', 'expectedStatuses'] as const)
+        if (h[k] !== undefined)
+          addPillionIssue(
+            ctx,
+            'PILLION_ERR_CONFIG_BAD_VALUE',
+            `${k} is for type: http`,
+            'remove it, or set type: http',
+            [k],
+          );
+  })
+  .transform((h) => ({
+    ...h,
+    path: h.type === 'http' ? (h.path ?? '/') : undefined,
+    expectedStatuses:
+      h.type === 'http' ? (h.expectedStatuses ?? [[200, 399] as [number, number]]) : undefined,
+  }))
+  .describe(
+    'Active health checks of every endpoint (HTTP GET or TCP connect), beside the passive outlierDetection: an endpoint that fails unhealthyThreshold checks in a row leaves balancing until it passes healthyThreshold in a row. Endpoints start healthy and are first checked when the upstream starts. With no healthy endpoint left (or fewer than outlierDetection.minHealthPercent), requests go to all of them.',
+  );
+
 const upstreamSchema = z
   .strictObject({
     endpoints: z
@@ -540,6 +623,7 @@ const upstreamSchema = z
       .describe(
         "Named groups of the endpoints by their labels (Istio's DestinationRule subsets), for routes' destinations. A subset with no endpoint answers 503 (UH).",
       ),
+    healthCheck: healthCheckSchema.optional(),
     outlierDetection: z
       .strictObject({
         consecutive5xxErrors: z
@@ -1191,6 +1275,7 @@ export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type EndpointEntry = z.output<typeof endpointEntrySchema>;
 export type LoadBalancerConfig = z.output<typeof loadBalancerSchema>;
 export type RetriesConfig = z.output<typeof retriesSchema>;
+export type HealthCheckConfig = NonNullable<UpstreamConfig['healthCheck']>;
 export type OutlierDetectionConfig = NonNullable<UpstreamConfig['outlierDetection']>;
 export type RetryBudgetConfig = z.output<typeof retryBudgetSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;

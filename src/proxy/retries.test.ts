@@ -367,6 +367,9 @@ test('/clusters and the upstream metrics show endpoints, ejections and counters'
   assert.equal(c!.policy, 'round-robin');
   assert.equal(c!.stats.rq_2xx, 10);
   assert.equal(c!.stats.ejections, 1);
+  // Each 503 of the bad endpoint was tried again on the good one.
+  assert.equal(c!.stats.rq_retry, bad.seen.length);
+  assert.equal(c!.stats.rq_retry_budget_exhausted, 0);
   const byPort = new Map(c!.endpoints.map((e) => [Number(e.address.split(':')[1]), e]));
   assert.equal(byPort.get(bad.port)!.health, 'ejected');
   assert.ok(byPort.get(bad.port)!.ejected_for_ms > 0);

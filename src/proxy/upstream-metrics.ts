@@ -64,15 +64,36 @@ function register(registry: Registry, sources: Set<UpstreamSource>): void {
   });
   const endpoints = gauge(registry, {
     name: 'pillion_upstream_endpoints',
-    help: 'Endpoints of the upstream, by state: healthy or ejected (outlier detection).',
+    help: 'Endpoints of the upstream, by state: healthy, ejected (outlier detection) or unhealthy (failing active health checks).',
     labelNames: [...up, 'state'],
     collect: () => {
       endpoints.reset();
       each((section, u) => {
         let ejected = 0;
-        for (const e of u.endpoints.all) if (e.state.ejectedUntil !== 0) ejected++;
-        endpoints.set({ section, upstream: u.name, state: 'healthy' }, u.endpoints.all.length - ejected);
+        let unhealthy = 0;
+        for (const e of u.endpoints.all)
+          if (e.state.unhealthy) unhealthy++;
+          else if (e.state.ejectedUntil !== 0) ejected++;
+        endpoints.set(
+          { section, upstream: u.name, state: 'healthy' },
+          u.endpoints.all.length - ejected - unhealthy,
+        );
         endpoints.set({ section, upstream: u.name, state: 'ejected' }, ejected);
+        if (u.health !== undefined)
+          endpoints.set({ section, upstream: u.name, state: 'unhealthy' }, unhealthy);
+      });
+    },
+  });
+  const checks = counter(registry, {
+    name: 'pillion_upstream_health_checks_total',
+    help: 'Active health checks of the upstream’s endpoints, by result: passed, bad_status, timeout, connect_failure.',
+    labelNames: [...up, 'result'],
+    collect: () => {
+      checks.reset();
+      each((section, u) => {
+        if (u.health === undefined) return;
+        for (const [result, n] of Object.entries(u.health.results))
+          checks.inc({ section, upstream: u.name, result }, n);
       });
     },
   });

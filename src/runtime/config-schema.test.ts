@@ -127,7 +127,7 @@ function withPlannedKey(pattern: string): Record<string, unknown> {
 
 test('every planned section and key is refused as not built yet at its line:col, never as unknown', async () => {
   const patterns = PLANNED_ROLES.flatMap((r) => [...r.sections, ...r.keys]);
-  assert.ok(patterns.length > 20);
+  assert.ok(patterns.length > 10, 'the planned list is read as intended');
   for (const pattern of patterns) {
     const text = stringify(withPlannedKey(pattern));
     const r = await parsePillionConfig(text, 'p.yaml', {});

@@ -570,6 +570,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     else outcome = 'retried';
     this.#tryFlags = this.#tryFlags === '' ? flag : `${this.#tryFlags},${flag}`;
     this.#c.stats.retry(up.name, outcome);
+    if (outcome === 'retried') up.retried++;
+    else if (outcome === 'budget_exhausted') up.budgetExhausted++;
     if (outcome === 'attempts_exhausted' && this.#tries > 1) this.#urx = true;
     if (outcome !== 'retried') return false;
     if (this.#retryingUp === undefined) {

@@ -46,6 +46,24 @@ export class EndpointState {
   consecutiveLocal = 0;
   ejectedUntil = 0;
   ejections = 0;
+  /** Active health checks: failing (out of balancing), checks in a row that passed or failed, the last failure. */
+  unhealthy = false;
+  checksPassed = 0;
+  checksFailed = 0;
+  lastCheckFailure = '';
+}
+
+/**
+ * The endpoints to balance over: those neither ejected nor failing active health checks; all of
+ * them when none is left, or fewer than minHealthPercent (Envoy's panic threshold).
+ */
+export function usableEndpoints(all: readonly Endpoint[], minHealthPercent: number): readonly Endpoint[] {
+  let out = 0;
+  for (const e of all) if (e.state.ejectedUntil !== 0 || e.state.unhealthy) out++;
+  if (out === 0) return all;
+  const healthy = all.length - out;
+  if (healthy === 0 || (healthy * 100) / all.length < minHealthPercent) return all;
+  return all.filter((e) => e.state.ejectedUntil === 0 && !e.state.unhealthy);
 }
 
 /** An endpoint as configured (or listed in an endpoints file): a host or IP, a port, a weight, labels. */

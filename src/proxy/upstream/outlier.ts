@@ -6,7 +6,7 @@
 
 import type { Clock, TimerHandle } from '../../lib/clock.js';
 import type { OutlierDetectionConfig } from '../config.js';
-import type { Endpoint } from './endpoints.js';
+import { type Endpoint, usableEndpoints } from './endpoints.js';
 
 /** Envoy's max_ejection_time default: no ejection lasts longer (unless the base is longer). */
 const MAX_EJECTION_MS = 300_000;
@@ -37,14 +37,9 @@ export class OutlierDetector {
     this.#all = all;
   }
 
-  /** Endpoints to balance over: those not ejected, or all of them below minHealthPercent. */
+  /** Endpoints to balance over: those not ejected (nor failing health checks), or all of them below minHealthPercent. */
   available(all: readonly Endpoint[]): readonly Endpoint[] {
-    let ejected = 0;
-    for (const e of all) if (e.state.ejectedUntil !== 0) ejected++;
-    if (ejected === 0) return all;
-    const healthy = all.length - ejected;
-    if (healthy === 0 || (healthy * 100) / all.length < this.#cfg.minHealthPercent) return all;
-    return all.filter((e) => e.state.ejectedUntil === 0);
+    return usableEndpoints(all, this.#cfg.minHealthPercent);
   }
 
   /** The endpoint answered with `status`, or failed without a response (status 0). */

@@ -21,8 +21,10 @@ import {
   type EndpointTls,
   Endpoints,
   type MutualClient,
+  usableEndpoints,
 } from './endpoints.js';
 import { H1Pool } from './h1-pool.js';
+import type { HealthChecker, HealthProbe } from './health-check.js';
 import type { OutlierDetector } from './outlier.js';
 import type { RetryBudget } from './retry.js';
 
@@ -36,6 +38,8 @@ export interface UpstreamOptions {
   clock?: Clock;
   now?: () => number;
   random?: () => number;
+  /** Replaces the network check of active health checks (tests on fake time). */
+  healthProbe?: HealthProbe | undefined;
   /** An endpoints file that did not apply (counted by the caller). */
   onEndpointsFileError?: (err: Error) => void;
 }
@@ -51,7 +55,12 @@ export interface ClusterView {
     host: string;
     weight: number;
     labels: Readonly<Record<string, string>>;
-    health: 'healthy' | 'ejected';
+    /** unhealthy: failing active health checks; ejected: by outlier detection. */
+    health: 'healthy' | 'ejected' | 'unhealthy';
+    /** With healthCheck: checks in a row that passed and failed, and why the last one failed. */
+    checks_passed?: number;
+    checks_failed?: number;
+    last_check_failure?: string;
     ejected_for_ms: number;
     ejections: number;
     rq_total: number;
@@ -84,9 +93,14 @@ export class Upstream {
   retryBudget: RetryBudget | undefined;
   /** Outlier detection, when configured. */
   outlier: OutlierDetector | undefined;
+  /** Active health checks, when configured. */
+  health: HealthChecker | undefined;
   /** Requests in flight to the upstream (waiting for a connection included), and retries in progress. */
   inflight = 0;
   retrying = 0;
+  /** Tries sent again after a failure, and failures not retried because the budget was spent (for /clusters). */
+  retried = 0;
+  budgetExhausted = 0;
   /** pool.maxRequests and pool.maxRetries (0: no limit). */
   readonly maxRequests: number;
   readonly maxRetries: number;
@@ -199,6 +213,8 @@ export class Upstream {
         rq_active: this.inflight,
         rq_pending: this.pool.waiting,
         rq_retrying: this.retrying,
+        rq_retry: this.retried,
+        rq_retry_budget_exhausted: this.budgetExhausted,
         rq_1xx: c1!,
         rq_2xx: c2!,
         rq_3xx: c3!,
@@ -206,32 +222,43 @@ export class Upstream {
         rq_5xx: c5!,
         ejections: this.ejections,
         ...(this.retryBudget !== undefined ? { retry_budget_remaining: this.retryBudget.remaining } : {}),
+        ...(this.health !== undefined
+          ? Object.fromEntries(Object.entries(this.health.results).map(([r, n]) => [`health_check_${r}`, n]))
+          : {}),
       },
       endpoints: this.endpoints.all.map((e) => ({
         address: e.key,
         host: e.host,
         weight: e.weight,
         labels: e.labels,
-        health: e.state.ejectedUntil !== 0 ? 'ejected' : 'healthy',
+        health: e.state.unhealthy ? 'unhealthy' : e.state.ejectedUntil !== 0 ? 'ejected' : 'healthy',
         ejected_for_ms: e.state.ejectedUntil !== 0 ? Math.max(0, e.state.ejectedUntil - now) : 0,
         ejections: e.state.ejections,
         rq_total: e.state.requests,
         rq_active: e.state.active,
         consecutive_5xx: e.state.consecutive5xx,
+        ...(this.health !== undefined
+          ? {
+              checks_passed: e.state.checksPassed,
+              checks_failed: e.state.checksFailed,
+              last_check_failure: e.state.lastCheckFailure,
+            }
+          : {}),
         ...(this.observesLatency ? { latency_ewma_ms: Math.round(e.state.ewma * 1000) / 1000 } : {}),
       })),
     };
   }
 
-  /** Tells the balancer the endpoints it may use now (not ejected, unless too few are left). */
+  /** Tells the balancer the endpoints it may use now (not ejected nor unhealthy, unless too few are left). */
   #rebalance(): void {
     const all = this.endpoints.all;
-    const o = this.outlier;
-    o?.update(all);
-    this.#balancer.update(o === undefined ? all : o.available(all));
+    this.outlier?.update(all);
+    const checked = this.outlier !== undefined || this.health !== undefined;
+    const min = this.#cfg.outlierDetection?.minHealthPercent ?? 0;
+    this.#balancer.update(checked ? usableEndpoints(all, min) : all);
     for (const sub of this.#subsets.values()) {
       const members = all.filter((e) => sub.labels.every(([k, v]) => e.labels[k] === v));
-      sub.balancer.update(o === undefined ? members : o.available(members));
+      sub.balancer.update(checked ? usableEndpoints(members, min) : members);
     }
   }
 
@@ -308,6 +335,30 @@ export class Upstream {
         },
       });
     }
+    const hc = this.#cfg.healthCheck;
+    if (hc !== undefined) {
+      const { HealthChecker } = await import('./health-check.js');
+      this.health = new HealthChecker(hc, {
+        clock: this.#opts.clock ?? systemClock,
+        random: this.#opts.random ?? Math.random,
+        endpoints: () => this.endpoints.all,
+        hostHeader: Upstream.hostHeaderOf(this.name, this.#cfg),
+        tls: this.tls,
+        changed: (ep) => {
+          const st = ep.state;
+          this.#opts.logger[st.unhealthy ? 'warn' : 'info'](
+            st.unhealthy
+              ? { upstream: this.name, endpoint: ep.key, reason: st.lastCheckFailure }
+              : { upstream: this.name, endpoint: ep.key },
+            st.unhealthy
+              ? 'upstream endpoint failed its health checks; out of balancing'
+              : 'upstream endpoint passes its health checks again; back in balancing',
+          );
+          this.#rebalance();
+        },
+        probe: this.#opts.healthProbe,
+      });
+    }
     this.#rebalance();
     await this.endpoints.start();
   }
@@ -324,6 +375,7 @@ export class Upstream {
   close(): void {
     this.#closed = true;
     this.outlier?.close();
+    this.health?.close();
     this.pool.close();
     this.sessions?.closeAll(true);
   }
