@@ -69,11 +69,12 @@ interface SourceEntry {
  * text (RAW) holds that text and the parsed values, about 2 × its bytes + 176; other events about
  * their bytes + 100 (a `message` string, or parsed fields, and the object); a syslog message splits
  * into a dozen fields, about its bytes + 350. A lean event (its text alone, see leanEvent in
- * types.ts) takes about its bytes + 64. Counting this, not the bytes read, is what lets a
+ * types.ts) takes about its bytes + 152 (the object, its text as a slice and, once enriched, the
+ * appended text). Counting this, not the bytes read, is what lets a
  * memory buffer's maxBytes bound the memory it holds.
  */
 export const EVENT_COST = {
-  lean: { perByte: 1, perEvent: 64 },
+  lean: { perByte: 1, perEvent: 152 },
   raw: { perByte: 2, perEvent: 176 },
   parsed: { perByte: 1, perEvent: 112 },
   syslog: { perByte: 1, perEvent: 352 },
