@@ -222,7 +222,7 @@ const CASES = [
   {
     name: 'demo',
     label:
-      "pillion run, the demo's sidecar (examples/legacy-orders/pillion.yaml: TLS, JWT, authorization, a rate limit, logs, sync)",
+      "pillion run, the demo's sidecar (examples/legacy-orders/pillion.yaml: TLS, JWT, authorization, a rate limit, logs, sync, metrics, outbound with retries)",
     async argv(ctx) {
       const adminPort = await freePort();
       const dir = fs.mkdtempSync(path.join(ctx.tmp, 'demo-'));
