@@ -5,11 +5,11 @@
 
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, get, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { waitFor } from '../lib/wait-for.js';
@@ -46,6 +46,21 @@ after(() => {
   }
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
+
+/**
+ * A node binary pillion's user can run: this one, or a copy in the test's directory when it lies
+ * where other users cannot reach it (Node 24 from the npm registry, under /root/.npm).
+ */
+function nodeForOthers(dir: string): string {
+  let ok = (statSync(process.execPath).mode & 0o005) === 0o005;
+  for (let d = dirname(process.execPath); ok && d !== dirname(d); d = dirname(d))
+    ok = (statSync(d).mode & 0o001) !== 0;
+  if (ok) return process.execPath;
+  const copy = join(dir, 'node');
+  copyFileSync(process.execPath, copy);
+  chmodSync(copy, 0o755);
+  return copy;
+}
 
 /** Runs a command in the pod's namespace (as pillion's user with `uid`), collecting its output. */
 function inPod(args: string[], uid?: number): { child: ChildProcess; out: () => string } {
@@ -152,7 +167,7 @@ outbound:
     ]);
     const pillion = inPod(
       [
-        process.execPath,
+        nodeForOthers(dir),
         cli,
         'run',
         '-c',
