@@ -251,7 +251,7 @@ const ROUTE_RESILIENCE = ['retryPolicy', 'circuitBreaker', 'split'];
 
 export const PLANNED_ROLES: readonly PlannedRole[] = [
   {
-    what: 'outbound resilience (retries, timeouts, circuit breaking, load balancing, traffic splits)',
+    what: 'the rest of outbound resilience (section-wide retries, timeout and circuitBreaker defaults; retryPolicy, split, connectionPool and loadBalancing as other proxies spell them: use retries, destinations, pool and loadBalancer)',
     sections: [],
     keys: [
       ...ROUTE_RESILIENCE.flatMap((k) => [`inbound.routes[].${k}`, `outbound.routes[].${k}`]),
