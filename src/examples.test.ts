@@ -17,7 +17,6 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -26,6 +25,7 @@ import { formatIssue } from './config/index.js';
 import { waitFor } from './lib/wait-for.js';
 import { expand } from './pod/env.js';
 import { parsePillionConfig } from './roles.js';
+import { freePort } from './lib/free-port.js';
 
 const root = new URL('../', import.meta.url).pathname;
 const example = join(root, 'examples/legacy-orders');
@@ -50,16 +50,6 @@ test("the pod's sidecar ConfigMap is examples/legacy-orders/pillion.yaml, and it
   assert.equal(inPod.config.logs?.dataDir, '/var/lib/pillion/logs');
   assert.equal(inPod.config.inbound?.listeners[0]!.tls?.certificates[0]!.key, '/etc/pillion-tls/tls.key');
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function https(
   port: number,

@@ -21,7 +21,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../lib/wait-for.js';
 import { type StartedClickhouse, startClickhouse } from './test-support/clickhouse.js';
-import { freePort } from './test-support/ports.js';
+import { freePort } from '../lib/free-port.js';
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const BATCH = 1000;

@@ -28,7 +28,7 @@ import { parsePillionConfig } from '../roles.js';
 import { HealthSignal } from '../runtime/health-signal.js';
 import type { LogsConfig } from './config.js';
 import { LogsModule } from './logs-module.js';
-import { freePort } from './test-support/ports.js';
+import { freePort } from '../lib/free-port.js';
 
 let dir: string;
 before(() => {

@@ -14,6 +14,7 @@ import { after, before, test } from 'node:test';
 import { startRuntimeOn } from '../runtime/test-support.js';
 import type { Runtime } from '../runtime/index.js';
 import { waitFor } from '../lib/wait-for.js';
+import { freePort } from '../lib/free-port.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'pillion-prometheus-'));
@@ -22,17 +23,6 @@ let prometheusUrl = '';
 let app: Server;
 let runtime: Runtime | undefined;
 let prometheusLog = '';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 before(async () => {
   const have = spawnSync('bash', ['scripts/install-peers.sh', 'prometheus'], { stdio: 'inherit', cwd: root });

@@ -17,6 +17,7 @@ import type { MetricsConfig, PushConfig } from './config.js';
 import { MetricsModule } from './metrics-module.js';
 import { createPusher } from './push.js';
 import { counter, gauge, Registry } from './registry.js';
+import { freePort } from '../lib/free-port.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 let appAnswer: (req: IncomingMessage, res: ServerResponse) => void;
@@ -24,17 +25,6 @@ let app: Server;
 let appUrl = '';
 let gateway: ChildProcess | undefined;
 let gatewayUrl = '';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function listen(
   handler: (req: IncomingMessage, res: ServerResponse) => void,

@@ -16,6 +16,9 @@ import { type InboundSection, inboundSettings } from './inbound.js';
 import { outboundSettings } from './outbound.js';
 import { ProxyModule } from './proxy-module.js';
 
+/** A port nothing listens on (bound, then released). */
+export { freePort } from '../lib/free-port.js';
+
 export interface StartedProxy<S> {
   module: ProxyModule<S>;
   metrics: Registry;
@@ -164,14 +167,6 @@ export async function listen(server: net.Server, host = '127.0.0.1'): Promise<nu
     });
   });
   return (server.address() as net.AddressInfo).port;
-}
-
-/** A port nothing listens on (bound, then released). */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listen(s);
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 // --- raw client ------------------------------------------------------------------------------------

@@ -15,19 +15,9 @@ import { waitFor } from '../lib/wait-for.js';
 import { syncSchema } from './config.js';
 import { EtcdSource, prefixRangeEnd } from './sources/etcd.js';
 import type { SourceHost } from './sources/index.js';
+import { freePort } from '../lib/free-port.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 let etcd: ChildProcess | undefined;
 let dataDir: string;

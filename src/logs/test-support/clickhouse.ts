@@ -16,7 +16,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'undici';
-import { freePort } from './ports.js';
+import { freePort } from '../../lib/free-port.js';
 
 export const CLICKHOUSE_BINARY = '/usr/sbin/clickhouse-server';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { waitFor } from '../../lib/wait-for.js';
-import { freePort } from './ports.js';
+import { freePort } from '../../lib/free-port.js';
 
 const BINARY = '/usr/sbin/syslog-ng';
 

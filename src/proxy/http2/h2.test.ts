@@ -28,6 +28,7 @@ import { type InboundSection, inboundSettings } from '../inbound.js';
 import { ProxyModule } from '../proxy-module.js';
 import { makeCa, makeLeaf, type TestCa } from '../tls/test-certs.js';
 import { TrailerChunkedReader } from './trailer-reader.js';
+import { freePort } from '../../lib/free-port.js';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -315,16 +316,6 @@ let tlsPort: number;
 let plainPort: number;
 let logFile: string;
 const cleanups: (() => unknown)[] = [];
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  s.close();
-  await once(s, 'close');
-  return port;
-}
 
 function section(extra: Record<string, unknown>, listeners: unknown[]): InboundSection {
   return {

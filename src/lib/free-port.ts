@@ -1,5 +1,5 @@
-// A free loopback TCP port for a peer server a test starts (clickhouse-server, syslog-ng), which
-// must be told its port in a config file rather than binding port 0 itself.
+// A free loopback TCP port for a server a test starts that must be told its port (clickhouse-server,
+// syslog-ng, etcd, Prometheus, a demo's config) rather than binding port 0 itself. Tests only.
 
 import net from 'node:net';
 
