@@ -59,6 +59,10 @@ interface SourceEntry {
    * fill the buffer.
    */
   readAhead: boolean;
+  /** Its JSON events keep their line's text (see keepsRaw). */
+  keepRaw: boolean;
+  /** When its events can be lean, the names a lean parse leaves whole (see leanFields). */
+  lean: string[] | undefined;
   /** What a chunk's events take in memory: bytes read × perByte + events × perEvent (see EVENT_COST). */
   cost: { perByte: number; perEvent: number };
 }
@@ -180,22 +184,26 @@ export class Pipeline {
         const only = cfg.sinks[s.name]!.sources;
         return only === undefined || only.includes(name);
       });
+      const keepRaw = keepsRaw(cfg, name);
+      const lean = leanFields(
+        cfg,
+        name,
+        sinks.map((s) => s.name),
+      );
       const entry: SourceEntry = {
         name,
         source: undefined as never,
         chain: chains.get(name),
         sinks,
         readAhead: sc.type !== 'tail',
+        keepRaw,
+        lean,
         cost:
           sc.type === 'syslog'
             ? EVENT_COST.syslog
-            : leanFields(
-                  cfg,
-                  name,
-                  sinks.map((s) => s.name),
-                ) !== undefined
+            : lean !== undefined
               ? EVENT_COST.lean
-              : keepsRaw(cfg, name)
+              : keepRaw
                 ? EVENT_COST.raw
                 : EVENT_COST.parsed,
       };
@@ -351,21 +359,13 @@ export class Pipeline {
   }
 
   #source(entry: SourceEntry, sc: SourceConfig, ctx: SourceContext): LogSource {
-    const name = entry.name;
     switch (sc.type) {
       case 'tail':
         return createTailSource(
           sc,
           ctx,
           // The framer adds fields of its own to CRI records and with pathField.
-          compileParser(sc.parser, ctx.stats.parseErrors, {
-            keepRaw: keepsRaw(this.#cfg, name),
-            lean: leanFields(
-              this.#cfg,
-              name,
-              entry.sinks.map((s) => s.name),
-            ),
-          }),
+          compileParser(sc.parser, ctx.stats.parseErrors, { keepRaw: entry.keepRaw, lean: entry.lean }),
         );
       case 'stdin':
         return createStdinSource(sc, ctx, compileParser(sc.parser, ctx.stats.parseErrors), this.#opts.stdin);
