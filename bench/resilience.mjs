@@ -355,11 +355,18 @@ async function startPillion(tmp, endpoints, core, resilient) {
       ? {
           loadBalancer: { policy: 'peak-ewma' },
           retries: { attempts: 2, perTryTimeout: '250ms', retryOn: '5xx,reset,connect-failure' },
+          // nginx's max_fails counts failures over a window, not in a row; Envoy's failure
+          // percentage is the same idea: an endpoint with 5 % of its requests failed in a second
+          // (timeouts included) is ejected. Two of the three may be out at once, as in nginx.
           outlierDetection: {
             consecutive5xxErrors: 5,
+            enforcingFailurePercentage: 100,
+            failurePercentageThreshold: 5,
+            failurePercentageMinimumHosts: 1,
+            failurePercentageRequestVolume: 20,
             interval: '1s',
             baseEjectionTime: '10s',
-            maxEjectionPercent: 50,
+            maxEjectionPercent: 67,
           },
         }
       : {}),

@@ -649,9 +649,45 @@ const upstreamSchema = z
           .max(1000)
           .default(0)
           .describe('Eject after this many local failures in a row (no response at all); 0: off.'),
+        failurePercentageThreshold: z
+          .number()
+          .min(0)
+          .max(100)
+          .default(85)
+          .describe(
+            "Envoy's failure percentage: an endpoint whose share of failed requests (5xx or no response) over the last interval is at least this is ejected, when enforcingFailurePercentage is set.",
+          ),
+        enforcingFailurePercentage: z
+          .number()
+          .min(0)
+          .max(100)
+          .default(0)
+          .describe(
+            'The chance (percent) that an endpoint over failurePercentageThreshold is ejected; 0 (the default, as in Envoy): failure-percentage ejection off.',
+          ),
+        failurePercentageMinimumHosts: z
+          .number()
+          .int()
+          .min(1)
+          .max(10000)
+          .default(5)
+          .describe(
+            'Failure-percentage ejection runs only when at least this many endpoints had failurePercentageRequestVolume requests in the interval.',
+          ),
+        failurePercentageRequestVolume: z
+          .number()
+          .int()
+          .min(1)
+          .max(1_000_000)
+          .default(50)
+          .describe(
+            'An endpoint with fewer requests than this in the interval is not judged by its failure percentage.',
+          ),
         interval: duration({ min: '10ms', max: '1h' })
           .prefault('10s')
-          .describe('How often ejected endpoints whose time is up are returned.'),
+          .describe(
+            'How often ejected endpoints whose time is up are returned, and the window over which failure percentages are counted.',
+          ),
         baseEjectionTime: duration({ min: '10ms', max: '1h' })
           .prefault('30s')
           .describe(

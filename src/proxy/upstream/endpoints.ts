@@ -46,6 +46,9 @@ export class EndpointState {
   consecutiveLocal = 0;
   ejectedUntil = 0;
   ejections = 0;
+  /** Outlier detection's failure percentage: responses and failures since the last interval. */
+  windowRequests = 0;
+  windowFailures = 0;
   /** Active health checks: failing (out of balancing), checks in a row that passed or failed, the last failure. */
   unhealthy = false;
   checksPassed = 0;

@@ -130,3 +130,85 @@ test('minHealthPercent: below it every endpoint is balanced over (panic); with n
   for (const e of none.all) none.d.report(e, 503);
   assert.deepEqual(none.available(), ['1', '2']);
 });
+
+test('failure percentage: an endpoint failing 1 in 10, never in a row, is ejected at the end of the interval', async () => {
+  const t = detector(
+    {
+      consecutive5xxErrors: 5,
+      interval: '1s',
+      maxEjectionPercent: 50,
+      enforcingFailurePercentage: 100,
+      failurePercentageThreshold: 10,
+      failurePercentageMinimumHosts: 2,
+      failurePercentageRequestVolume: 20,
+    },
+    3,
+  );
+  const [slow, healthy, quiet] = t.all;
+  for (let i = 0; i < 30; i++) {
+    t.d.report(slow!, i % 10 === 9 ? 0 : 200);
+    t.d.report(healthy!, 200);
+  }
+  for (let i = 0; i < 4; i++) t.d.report(quiet!, 503); // too few requests to be judged, fewer than 5 in a row
+  assert.deepEqual(t.available(), ['1', '2', '3']);
+  await t.clock.advance(1_000);
+  assert.deepEqual(t.ejected, ['10.0.0.1:80']);
+  assert.deepEqual(t.available(), ['2', '3']);
+});
+
+test('failure percentage: off by default, below the threshold, below the request volume or the minimum hosts', async () => {
+  const cases: Record<string, unknown>[] = [
+    { failurePercentageThreshold: 10, failurePercentageMinimumHosts: 1, failurePercentageRequestVolume: 10 },
+    {
+      enforcingFailurePercentage: 100,
+      failurePercentageThreshold: 20,
+      failurePercentageMinimumHosts: 1,
+      failurePercentageRequestVolume: 10,
+    },
+    {
+      enforcingFailurePercentage: 100,
+      failurePercentageThreshold: 10,
+      failurePercentageMinimumHosts: 1,
+      failurePercentageRequestVolume: 31,
+    },
+    {
+      enforcingFailurePercentage: 100,
+      failurePercentageThreshold: 10,
+      failurePercentageMinimumHosts: 3,
+      failurePercentageRequestVolume: 10,
+    },
+  ];
+  for (const raw of cases) {
+    const t = detector({ interval: '1s', maxEjectionPercent: 50, ...raw }, 3);
+    const [a, b] = t.all;
+    for (let i = 0; i < 30; i++) {
+      t.d.report(a!, i % 10 === 9 ? 500 : 200);
+      t.d.report(b!, 200);
+    }
+    await t.clock.advance(1_000);
+    assert.deepEqual(t.ejected, [], JSON.stringify(raw));
+  }
+});
+
+test('failure percentage counts each interval afresh', async () => {
+  const t = detector(
+    {
+      interval: '1s',
+      maxEjectionPercent: 50,
+      enforcingFailurePercentage: 100,
+      failurePercentageThreshold: 50,
+      failurePercentageMinimumHosts: 1,
+      failurePercentageRequestVolume: 10,
+    },
+    2,
+  );
+  const [a] = t.all;
+  for (let i = 0; i < 8; i++) t.d.report(a!, i % 2 ? 503 : 200);
+  await t.clock.advance(1_000); // 8 requests: under the volume
+  for (let i = 0; i < 8; i++) t.d.report(a!, i % 2 ? 503 : 200);
+  await t.clock.advance(1_000); // 8 more, counted alone: still under it
+  assert.deepEqual(t.ejected, []);
+  for (let i = 0; i < 10; i++) t.d.report(a!, i % 2 ? 503 : 200);
+  await t.clock.advance(1_000);
+  assert.deepEqual(t.ejected, ['10.0.0.1:80']);
+});

@@ -2,7 +2,10 @@
 // upstream that sets it: endpoints that fail in a row are ejected from balancing for
 // baseEjectionTime × the times they were ejected, at most maxEjectionPercent of them at once, and
 // returned at the next interval after their time is up. Below minHealthPercent healthy, requests
-// go to every endpoint (the panic threshold). All on the injected clock.
+// go to every endpoint (the panic threshold). Beside the failures in a row, Envoy's failure
+// percentage: at each interval, an endpoint that had at least failurePercentageRequestVolume
+// requests, a failurePercentageThreshold share of them failed, is ejected (with the probability
+// enforcingFailurePercentage, off by default as in Envoy). All on the injected clock.
 
 import type { Clock, TimerHandle } from '../../lib/clock.js';
 import type { OutlierDetectionConfig } from '../config.js';
@@ -25,10 +28,18 @@ export class OutlierDetector {
   #timer: TimerHandle | undefined;
   #closed = false;
 
-  constructor(cfg: OutlierDetectionConfig, clock: Clock, events: OutlierEvents) {
+  readonly #random: () => number;
+
+  constructor(
+    cfg: OutlierDetectionConfig,
+    clock: Clock,
+    events: OutlierEvents,
+    random: () => number = Math.random,
+  ) {
     this.#cfg = cfg;
     this.#clock = clock;
     this.#events = events;
+    this.#random = random;
     this.#schedule();
   }
 
@@ -46,6 +57,7 @@ export class OutlierDetector {
   report(ep: Endpoint, status: number): void {
     const st = ep.state;
     const c = this.#cfg;
+    st.windowRequests++;
     if (status !== 0 && status < 500) {
       st.consecutive5xx = 0;
       st.consecutiveGateway = 0;
@@ -53,6 +65,7 @@ export class OutlierDetector {
       return;
     }
     st.failures++;
+    st.windowFailures++;
     const local = status === 0;
     const gateway = local || status === 502 || status === 503 || status === 504;
     st.consecutive5xx++;
@@ -93,15 +106,42 @@ export class OutlierDetector {
     this.#events.changed();
   }
 
+  /** Envoy's failure-percentage ejection over the interval that ended; the counts start again. */
+  #failurePercentage(): void {
+    const c = this.#cfg;
+    const all = this.#all;
+    if (c.enforcingFailurePercentage > 0) {
+      let eligible = 0;
+      for (const e of all)
+        if (e.state.ejectedUntil === 0 && e.state.windowRequests >= c.failurePercentageRequestVolume)
+          eligible++;
+      if (eligible > 0 && eligible >= c.failurePercentageMinimumHosts)
+        for (const e of all) {
+          const st = e.state;
+          if (st.ejectedUntil !== 0 || st.windowRequests < c.failurePercentageRequestVolume) continue;
+          if (st.windowFailures * 100 < c.failurePercentageThreshold * st.windowRequests) continue;
+          if (this.#random() * 100 < c.enforcingFailurePercentage) this.#eject(e);
+        }
+    }
+    for (const e of all) {
+      e.state.windowRequests = 0;
+      e.state.windowFailures = 0;
+    }
+  }
+
   #schedule(): void {
     if (this.#closed) return;
     this.#timer = this.#clock.setTimeout(() => this.#sweep(), this.#cfg.interval);
   }
 
-  /** Returns the endpoints whose ejection is over; one that stayed healthy a while is forgiven one ejection. */
+  /**
+   * Returns the endpoints whose ejection is over; one that stayed healthy a while is forgiven one
+   * ejection. Then ejects by failure percentage over the interval that ended, and starts the next.
+   */
   #sweep(): void {
     const now = this.#clock.now();
     let changed = false;
+    this.#failurePercentage();
     for (const e of this.#all) {
       const st = e.state;
       if (st.ejectedUntil !== 0) {

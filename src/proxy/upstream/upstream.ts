@@ -324,16 +324,21 @@ export class Upstream {
     const od = this.#cfg.outlierDetection;
     if (od !== undefined) {
       const { OutlierDetector } = await import('./outlier.js');
-      this.outlier = new OutlierDetector(od, this.#opts.clock ?? systemClock, {
-        changed: () => this.#rebalance(),
-        ejected: (ep) => {
-          this.ejections++;
-          this.#opts.logger.warn(
-            { upstream: this.name, endpoint: ep.key, ejections: ep.state.ejections },
-            'upstream endpoint ejected (outlier detection)',
-          );
+      this.outlier = new OutlierDetector(
+        od,
+        this.#opts.clock ?? systemClock,
+        {
+          changed: () => this.#rebalance(),
+          ejected: (ep) => {
+            this.ejections++;
+            this.#opts.logger.warn(
+              { upstream: this.name, endpoint: ep.key, ejections: ep.state.ejections },
+              'upstream endpoint ejected (outlier detection)',
+            );
+          },
         },
-      });
+        this.#opts.random ?? Math.random,
+      );
     }
     const hc = this.#cfg.healthCheck;
     if (hc !== undefined) {
