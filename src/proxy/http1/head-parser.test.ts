@@ -135,6 +135,10 @@ const REJECTED: [string, string, number][] = [
     400,
   ],
   ['TE with VT', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\x0b\r\n\r\n', 400],
+  // llhttp refuses a tab after a framing value, so the proxy must not pass such a message on.
+  ['TE with a tab after it', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n', 400],
+  ['CL with a tab after it', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\t\r\n\r\n', 400],
+  ['CL with a space and a tab after it', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4 \t\r\n\r\n', 400],
   ['TE in HTTP/1.0', 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n', 400],
   ['space before colon', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n', 400],
   ['tab before colon', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding\t: chunked\r\n\r\n', 400],

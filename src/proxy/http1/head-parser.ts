@@ -323,6 +323,7 @@ export function parseFields(
         // lists ("1,1"), no signs, no repeats even with equal values (RFC 9112 §6.3 lets a
         // recipient reject them, and a repeat is how two hops come to disagree).
         if (out.contentLength !== -1) return new HeadError(400, 'repeated Content-Length');
+        if (tabAfter(buf, v1, p - 2)) return new HeadError(400, 'invalid Content-Length (a tab after it)');
         const n = digitsValue(buf, v0, v1);
         if (n < 0) return new HeadError(400, 'invalid Content-Length');
         out.contentLength = n;
@@ -330,6 +331,7 @@ export function parseFields(
       }
       case 'transfer-encoding':
         if (out.chunked) return new HeadError(400, 'repeated Transfer-Encoding');
+        if (tabAfter(buf, v1, p - 2)) return new HeadError(400, 'invalid Transfer-Encoding (a tab after it)');
         if (value.toLowerCase() !== 'chunked')
           return isRequest
             ? new HeadError(400, `Transfer-Encoding "${value.slice(0, 40)}" is not accepted (only "chunked")`)
@@ -406,6 +408,17 @@ const seenValues = new SeenStrings(1024, 128);
 
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
+}
+
+/**
+ * A tab in the whitespace after a framing field's value. RFC 9110 lets it be trimmed, but llhttp
+ * (Node's parser, behind many a proxy) refuses both "Content-Length: 4<TAB>" and
+ * "Transfer-Encoding: chunked<TAB>": a hop that accepted them would pass on messages the next hop
+ * cannot frame. Refused here too; spaces there, and tabs before the value, are fine with both.
+ */
+function tabAfter(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (buf[i] === HTAB) return true;
+  return false;
 }
 
 /** The value of 1 to 15 decimal digits in buf[a, b), or -1. */
