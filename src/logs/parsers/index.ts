@@ -24,7 +24,7 @@ export function compileParser(
       // `json` keeps each event's text when asked (see RAW in types.ts); the others make new text anyway.
       // With `lean` (the names enrich sets), events that keep their text are only that text.
       const keepRaw = opts.keepRaw === true;
-      const lean = keepRaw && opts.lean !== undefined ? new Set(opts.lean) : undefined;
+      const lean = keepRaw ? opts.lean : undefined;
       return (text) => parseJson(text, parseErrors, keepRaw, lean);
     }
     case 'logfmt':

@@ -3,19 +3,21 @@
 
 import type { Series } from '../../metrics/index.js';
 import { type LogEvent, leanEvent, setRaw } from '../types.js';
+import { SCAN_INVALID, scanObject } from './json-scan.js';
 
 /**
  * Parses one record; never throws. A failure is counted on parseErrors and kept as
  * `{ message, parse_error }`. With `keepRaw`, an object of one line whose keys are all distinct
  * keeps its text (see RAW in types.ts). With `lean` too, such an event is only its text (see
  * leanEvent in types.ts), unless it has one of the names in `lean` (the fields enrich will set,
- * which must see them).
+ * which must see them). A lean event is not parsed at all, only scanned (json-scan.ts): the scan
+ * tells valid JSON from invalid as JSON.parse does, without making the object the event drops.
  */
 export function parseJson(
   text: string,
   parseErrors: Series,
   keepRaw = false,
-  lean?: ReadonlySet<string>,
+  lean?: readonly string[],
 ): LogEvent {
   // A thrown SyntaxError costs far more than a parse, so look at both ends before trying: an object
   // starts with `{` and ends with `}` once JSON's own whitespace is skipped.
@@ -27,6 +29,13 @@ export function parseJson(
   while (end > start && isJsonSpace(text.charCodeAt(end))) end--;
   if (text.charCodeAt(start) !== 0x7b /* { */ || text.charCodeAt(end) !== 0x7d /* } */)
     return failed(text, 'not a JSON object', parseErrors);
+  if (lean !== undefined && keepRaw) {
+    const members = scanObject(text, start, end, lean);
+    if (members > 0 && text.indexOf('\n') === -1 && text.indexOf('\r') === -1)
+      return leanEvent(text.slice(start, end));
+    if (members === SCAN_INVALID) return failed(text, 'invalid JSON', parseErrors);
+    // `{}`, a repeated or an enriched name, or a text the scan leaves to JSON.parse: parsed below.
+  }
   let event: LogEvent;
   try {
     // Text that starts with `{` and parses is an object, never an array, null or a scalar.
@@ -75,7 +84,7 @@ export function memberCount(text: string, start: number, end: number): number {
   return any ? commas + 1 : 0;
 }
 
-function hasAny(event: LogEvent, names: ReadonlySet<string>): boolean {
+function hasAny(event: LogEvent, names: readonly string[]): boolean {
   for (const n of names) if (Object.hasOwn(event, n)) return true;
   return false;
 }

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 import type { LogEvent } from '../types.js';
-import { encodeEvent, encodeEventStrict } from './encode.js';
+import fc from 'fast-check';
+import { leanEvent, setRaw } from '../types.js';
+import { encodeEvent, encodeEventStrict, encodeLines } from './encode.js';
 import { createStdoutDriver } from './stdout.js';
 
 describe('encodeEvent', () => {
@@ -62,4 +64,37 @@ test('a sink writing a BigInt event delivers the batch', async () => {
   assert.deepEqual(await d.send([{ n: 1n }, { a: 1 }], AbortSignal.timeout(5000)), { kind: 'ok' });
   await d.close();
   assert.equal(text, '{"n":"1"}\n{"a":1}\n');
+});
+
+describe('encodeLines', () => {
+  test('each event as encodeEvent writes it, one a line, raw and lean texts as they were', () => {
+    const parsed: LogEvent = { a: 1, s: 'é😀' };
+    const raw: LogEvent = { b: 2 };
+    setRaw(raw, '{"b": 2.0');
+    const lean = leanEvent('{"c":"ü"');
+    const out = encodeLines([parsed, raw, lean, { n: 10n } as unknown as LogEvent]);
+    assert.equal(out.toString('utf8'), '{"a":1,"s":"é😀"}\n{"b": 2.0}\n{"c":"ü"}\n{"n":"10"}\n');
+    assert.equal(encodeLines([]).length, 0);
+  });
+
+  test('matches joining encodeEvent texts for any mix of widths, growing its buffer as needed (property)', () => {
+    const text = fc.string({ unit: fc.constantFrom('a', 'é', '€', '😀', '"', '\\', '\n') });
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(text, fc.constantFrom('parsed', 'raw', 'lean')), { maxLength: 40 }),
+        (specs) => {
+          const events = specs.map(([t, kind]) => {
+            if (kind === 'parsed') return { t } as LogEvent;
+            const open = `{"t":${JSON.stringify(t)}`;
+            if (kind === 'lean') return leanEvent(open);
+            const e: LogEvent = { t };
+            setRaw(e, open);
+            return e;
+          });
+          const expected = events.map((e) => encodeEvent(e) + '\n').join('');
+          assert.equal(encodeLines(events).toString('utf8'), expected);
+        },
+      ),
+    );
+  });
 });

@@ -5,6 +5,51 @@
 import { type LogEvent, rawOf } from '../types.js';
 
 /**
+ * Events as JSON lines (each one's encodeEvent text and a newline) in one Buffer. Each text is
+ * written into the buffer as it comes: joining ten thousand texts that are slices of their lines
+ * with enrich's fields appended into one string first took several times as long.
+ */
+export function encodeLines(events: readonly unknown[]): Buffer {
+  const n = events.length;
+  const texts = new Array<string>(n);
+  const closes = new Uint8Array(n);
+  let chars = 0;
+  for (let i = 0; i < n; i++) {
+    const e = events[i];
+    const open = typeof e === 'object' && e !== null ? rawOf(e as LogEvent) : undefined;
+    if (open !== undefined) {
+      texts[i] = open;
+      closes[i] = 1;
+      chars += open.length + 2;
+    } else {
+      const t = encodeEvent(e);
+      texts[i] = t;
+      chars += t.length + 1;
+    }
+  }
+  // Room for ASCII and a little more; a text that might not fit is measured, and the buffer grown.
+  let buf = Buffer.allocUnsafe(chars + (chars >> 3) + 64);
+  let off = 0;
+  for (let i = 0; i < n; i++) {
+    const t = texts[i]!;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit; only a text that might not fit is measured.
+    const room = buf.length - off - 2;
+    if (room < 3 * t.length) {
+      const bytes = Buffer.byteLength(t);
+      if (bytes > room) {
+        const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, off + bytes + 64));
+        buf.copy(bigger, 0, 0, off);
+        buf = bigger;
+      }
+    }
+    off += buf.write(t, off);
+    if (closes[i] === 1) buf[off++] = 0x7d; // }
+    buf[off++] = 0x0a;
+  }
+  return buf.subarray(0, off);
+}
+
+/**
  * JSON text of an event that never throws: a BigInt is written as its decimal string, an object
  * met a second time (a cycle, or one object under two keys) as "[Circular]", and what even that cannot encode (a throwing toJSON or
  * getter) as `{"message": String(value), "parse_error": ...}`. A sink that let JSON.stringify

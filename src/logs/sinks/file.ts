@@ -7,7 +7,7 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises
 import { dirname } from 'node:path';
 import type { FileSinkConfig } from '../config.js';
 import type { LogEvent, SendOutcome, SinkDriver } from '../types.js';
-import { encodeEvent } from './encode.js';
+import { encodeLines } from './encode.js';
 
 export function createFileDriver(cfg: FileSinkConfig): SinkDriver {
   return new FileDriver(cfg);
@@ -45,9 +45,7 @@ class FileDriver implements SinkDriver {
   async #send(events: LogEvent[], signal: AbortSignal): Promise<SendOutcome> {
     if (events.length === 0) return { kind: 'ok' };
     if (signal.aborted) return { kind: 'failed', retry: true, reason: 'aborted before writing' };
-    const lines = new Array<string>(events.length);
-    for (let i = 0; i < events.length; i++) lines[i] = encodeEvent(events[i]);
-    const buf = Buffer.from(lines.join('\n') + '\n');
+    const buf = encodeLines(events);
     let step = 'open';
     try {
       await this.#ensureOpen();

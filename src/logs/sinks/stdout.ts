@@ -2,7 +2,7 @@
 // stream); a batch is acknowledged once the stream has taken it, so a slow reader slows the sink.
 
 import type { LogEvent, SendOutcome, SinkDriver } from '../types.js';
-import { encodeEvent } from './encode.js';
+import { encodeLines } from './encode.js';
 
 export function createStdoutDriver(out: NodeJS.WritableStream = process.stdout): SinkDriver {
   return new StdoutDriver(out);
@@ -25,9 +25,7 @@ class StdoutDriver implements SinkDriver {
   send(events: LogEvent[], _signal: AbortSignal): Promise<SendOutcome> {
     if (events.length === 0) return Promise.resolve({ kind: 'ok' });
     if (this.#error) return Promise.resolve(failed(this.#error));
-    const lines = new Array<string>(events.length);
-    for (let i = 0; i < events.length; i++) lines[i] = encodeEvent(events[i]);
-    const text = lines.join('\n') + '\n';
+    const text = encodeLines(events);
     return new Promise((resolve) => {
       try {
         // The callback runs once the stream has handed this chunk on, after what was queued
