@@ -246,20 +246,7 @@ export interface PlannedRole {
   readonly commands: readonly string[];
 }
 
-const UPSTREAM_RESILIENCE = ['circuitBreaker', 'circuitBreakers', 'connectionPool', 'loadBalancing'];
-const ROUTE_RESILIENCE = ['retryPolicy', 'circuitBreaker', 'split'];
-
 export const PLANNED_ROLES: readonly PlannedRole[] = [
-  {
-    what: 'the rest of outbound resilience (section-wide retries, timeout and circuitBreaker defaults; retryPolicy, split, connectionPool and loadBalancing as other proxies spell them: use retries, destinations, pool and loadBalancer)',
-    sections: [],
-    keys: [
-      ...ROUTE_RESILIENCE.flatMap((k) => [`inbound.routes[].${k}`, `outbound.routes[].${k}`]),
-      ...UPSTREAM_RESILIENCE.flatMap((k) => [`inbound.upstreams.*.${k}`, `outbound.upstreams.*.${k}`]),
-      ...['retries', 'timeout', 'circuitBreaker'].map((k) => `outbound.${k}`),
-    ],
-    commands: [],
-  },
   {
     what: 'the API adapter (route transforms: JSONata body rewrites, XML and form conversion)',
     sections: [],

@@ -20,7 +20,9 @@ const program = new Command()
   .showHelpAfterError()
   .addHelpText(
     'after',
-    `\nPlanned, not built yet (their config keys and commands are refused as such until they land):\n${PLANNED_ROLES.map((r) => `  - ${r.what}`).join('\n')}\n`,
+    PLANNED_ROLES.length === 0
+      ? ''
+      : `\nPlanned, not built yet (their config keys and commands are refused as such until they land):\n${PLANNED_ROLES.map((r) => `  - ${r.what}`).join('\n')}\n`,
   );
 
 program

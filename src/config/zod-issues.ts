@@ -25,6 +25,57 @@ export interface IssueContext {
  */
 export type PlannedLookup = (path: readonly PathSegment[]) => string | undefined;
 
+/**
+ * Keys as Envoy, Istio, Linkerd or Kong spell them, and what Pillion calls the same thing: a
+ * newcomer's first guesses, answered with the right name rather than a list of keys.
+ */
+const OTHER_SPELLINGS: Readonly<Record<string, { pillion: string; hint: string }>> = {
+  retryPolicy: {
+    pillion: 'retries',
+    hint: 'Pillion calls it "retries": { attempts, perTryTimeout, retryOn }',
+  },
+  split: {
+    pillion: 'destinations',
+    hint: 'Pillion calls it "destinations": a list of { upstream, subset, weight }',
+  },
+  weightedClusters: {
+    pillion: 'destinations',
+    hint: 'Pillion calls it "destinations": a list of { upstream, subset, weight }',
+  },
+  connectionPool: {
+    pillion: 'pool',
+    hint: 'Pillion calls it "pool": { maxConnections, maxPending, maxRequests, maxRequestsPerConnection, maxRetries }',
+  },
+  loadBalancing: { pillion: 'loadBalancer', hint: 'Pillion calls it "loadBalancer": { policy: ... }' },
+  lbPolicy: { pillion: 'loadBalancer', hint: 'Pillion calls it "loadBalancer": { policy: ... }' },
+  circuitBreaker: {
+    pillion: 'pool',
+    hint: 'Pillion breaks circuits with "pool" (limits past which requests get 503 UO) and "outlierDetection" (ejection of failing endpoints)',
+  },
+  circuitBreakers: {
+    pillion: 'pool',
+    hint: 'Pillion breaks circuits with "pool" (limits past which requests get 503 UO) and "outlierDetection" (ejection of failing endpoints)',
+  },
+};
+
+/** The hint for a key other proxies spell so, where the schema at this path has Pillion's name for it. */
+function otherSpelling(
+  path: readonly PathSegment[],
+  key: string,
+  known: readonly string[],
+): string | undefined {
+  const o = Object.hasOwn(OTHER_SPELLINGS, key) ? OTHER_SPELLINGS[key] : undefined;
+  if (o !== undefined && known.includes(o.pillion)) return o.hint;
+  // Section-wide resilience: Pillion sets it per upstream (for every request to it) or per route.
+  if (
+    path.length === 1 &&
+    path[0] === 'outbound' &&
+    ['retries', 'timeout', 'circuitBreaker', 'outlierDetection', 'pool', 'loadBalancer'].includes(key)
+  )
+    return `set "${key === 'circuitBreaker' ? 'pool' : key}" on each upstream (outbound.upstreams.<name>), where it applies to every request to it, or on a route`;
+  return undefined;
+}
+
 export function mapZodIssues(issues: readonly z.core.$ZodIssue[], ctx: IssueContext): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   for (const issue of issues) mapOne(issue, [], ctx, out);
@@ -76,11 +127,10 @@ function mapOne(issue: z.core.$ZodIssue, prefix: PathSegment[], ctx: IssueContex
           continue;
         }
         const guess = didYouMean(key, known);
-        const hint = guess
-          ? `did you mean "${guess}"?`
-          : known.length
-            ? `known keys: ${known.join(', ')}`
-            : undefined;
+        const other = otherSpelling(path, key, known);
+        const hint =
+          other ??
+          (guess ? `did you mean "${guess}"?` : known.length ? `known keys: ${known.join(', ')}` : undefined);
         push('PILLION_ERR_CONFIG_UNKNOWN_KEY', 'unknown key', hint, at, true);
       }
       return;
