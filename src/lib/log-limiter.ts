@@ -34,4 +34,9 @@ export class LogLimiter {
     k.skipped = 0;
     return skipped;
   }
+
+  /** The kind is over: its next line is admitted at once. */
+  forget(kind: string): void {
+    this.#kinds.delete(kind);
+  }
 }
