@@ -9,7 +9,6 @@ import http2, {
   type IncomingHttpStatusHeader,
   type OutgoingHttpHeaders,
 } from 'node:http2';
-import { performance } from 'node:perf_hooks';
 import { CLIENT_CERT_HEADER } from '../peer.js';
 import { MAX_INTERIM_RESPONSES } from '../http1/response-head-reader.js';
 import type { Upstream } from '../upstream/upstream.js';
@@ -44,7 +43,7 @@ export class H2Leg implements UpstreamLeg {
     const x = this.#x;
     const upstream = this.#upstream;
     // A closed upstream (replaced or removed by a reload) answers as its HTTP/1.1 pool does.
-    const ep = upstream.closed ? undefined : upstream.pick('', undefined, x.route?.subset);
+    const ep = upstream.closed ? undefined : upstream.pick('', x.avoid, x.route?.subset);
     if (ep === undefined) {
       this.#done = true;
       x.connectFailed('no-endpoint', undefined, undefined);
@@ -63,7 +62,7 @@ export class H2Leg implements UpstreamLeg {
     us.streamOpened();
     this.#us = us;
     this.#req = req;
-    x.tUp = performance.now();
+    x.tryStarted(ep);
     req.on('response', this.#onResponse);
     req.on('headers', this.#onInterim);
     req.on('data', this.#onData);
@@ -74,8 +73,7 @@ export class H2Leg implements UpstreamLeg {
     req.on('wantTrailers', this.#onWantTrailers);
     // Errors end in 'close', where the stream's fate is read from its code.
     req.on('error', this.#onError);
-    if (x.reqDone) x.armResponseDeadline();
-    else x.readBody();
+    x.legReady();
   }
 
   clientData(chunk: Buffer): void {
@@ -144,6 +142,7 @@ export class H2Leg implements UpstreamLeg {
   #onResponse = (headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number): void => {
     if (this.#done) return;
     const x = this.#x;
+    if (x.tries > 0 && this.#retried(headers)) return;
     const h: OutgoingHttpHeaders = { ':status': headers[':status'] };
     copyFields(headers, h, x.route!.responseDrop);
     // A response that is one HEADERS frame (gRPC's trailers-only) stays one.
@@ -155,6 +154,23 @@ export class H2Leg implements UpstreamLeg {
     }
     if (end) this.#ended = true;
   };
+
+  /** Whether the route retries on this response; the stream is then cancelled and the next try scheduled. */
+  #retried(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): boolean {
+    const lower: string[] = [];
+    const values: string[] = [];
+    for (const name of Object.keys(headers)) {
+      if (name.charCodeAt(0) === 0x3a) continue;
+      const v = headers[name];
+      if (v === undefined) continue;
+      lower.push(name);
+      values.push(Array.isArray(v) ? v.join(', ') : String(v));
+    }
+    if (!this.#x.retryOnResponse(headers[':status'] ?? 0, lower, values)) return false;
+    this.abort();
+    this.#x.retry();
+    return true;
+  }
 
   #onData = (chunk: Buffer): void => {
     if (this.#done || this.#ended) return;
@@ -185,7 +201,7 @@ export class H2Leg implements UpstreamLeg {
       // A session that never connected fails its streams before it reports its own error.
       if (us.failure !== undefined || !us.connected)
         x.connectFailed(us.failure ?? 'refused', us.error ?? this.#error, us.endpoint);
-      else x.upstreamFailed('reset', `upstream reset the stream (HTTP/2 error ${code})`, 'UR');
+      else x.upstreamFailed('reset', `upstream reset the stream (HTTP/2 error ${code})`, 'UR', code);
       return;
     }
     // Mid-response: the client's stream ends the same way the upstream's did.
@@ -237,6 +253,7 @@ export class H2Leg implements UpstreamLeg {
     h['x-forwarded-proto'] = xfp || (c.secure || peer !== undefined ? 'https' : 'http');
     h['x-forwarded-host'] = xfh || x.authority;
     if (x.addRequestId !== '') h['x-request-id'] = x.addRequestId;
+    if (x.tries > 0) h['x-pillion-attempt-count'] = String(x.tries);
     if (peer !== undefined && peer.xfcc !== '') h['x-forwarded-client-cert'] = peer.xfcc;
     const add = route.requestAddPairs;
     for (let i = 0; i < add.length; i++) h[add[i]![0]] = add[i]![1];
