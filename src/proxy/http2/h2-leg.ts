@@ -12,14 +12,21 @@ import http2, {
 import { CLIENT_CERT_HEADER } from '../peer.js';
 import { MAX_INTERIM_RESPONSES } from '../http1/response-head-reader.js';
 import type { Upstream } from '../upstream/upstream.js';
-import type { UpstreamSession } from './client-sessions.js';
+import type { Endpoint } from '../upstream/endpoints.js';
+import {
+  OVERFLOW,
+  QUEUED,
+  type SessionFailure,
+  type SessionUser,
+  type UpstreamSession,
+} from './client-sessions.js';
 import type { Exchange, UpstreamLeg } from './exchange.js';
 import { CONNECTION_SPECIFIC, FORWARDED } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
-export class H2Leg implements UpstreamLeg {
+export class H2Leg implements UpstreamLeg, SessionUser {
   #x: Exchange;
   #upstream: Upstream;
   #us: UpstreamSession | undefined;
@@ -29,6 +36,8 @@ export class H2Leg implements UpstreamLeg {
   #ended = false;
   /** Nothing more to do: finished, failed or aborted. */
   #done = false;
+  /** Waiting for a stream on a session (all are full). */
+  #queued = false;
   #error: Error | undefined;
   /** Interim (1xx) responses seen, and whether a 100 Continue went to the client (once only). */
   #interims = 0;
@@ -50,7 +59,35 @@ export class H2Leg implements UpstreamLeg {
       return;
     }
     x.endpoint = ep;
-    const us = upstream.sessions!.get(upstream, ep);
+    const got = upstream.sessions!.acquire(ep, this);
+    if (got === OVERFLOW) {
+      this.#done = true;
+      x.connectFailed('overflow', undefined, ep);
+      return;
+    }
+    if (got === QUEUED) {
+      this.#queued = true;
+      return;
+    }
+    this.#open(got);
+  }
+
+  onSession(us: UpstreamSession): void {
+    this.#queued = false;
+    if (!this.#done) this.#open(us);
+  }
+
+  onSessionFailed(failure: SessionFailure | 'closed', err: Error | undefined, ep: Endpoint): void {
+    this.#queued = false;
+    if (this.#done) return;
+    this.#done = true;
+    this.#x.connectFailed(failure === 'closed' ? 'no-endpoint' : failure, err, ep);
+  }
+
+  /** Opens the stream on a session to the try's endpoint and sends the request head. */
+  #open(us: UpstreamSession): void {
+    const x = this.#x;
+    const ep = us.endpoint;
     let req: ClientHttp2Stream;
     try {
       req = us.session.request(this.#headers(), { endStream: x.noBody, waitForTrailers: !x.noBody });
@@ -59,7 +96,7 @@ export class H2Leg implements UpstreamLeg {
       x.connectFailed('refused', err as Error, ep);
       return;
     }
-    us.streamOpened();
+    this.#upstream.sessions!.streamOpened(us);
     this.#us = us;
     this.#req = req;
     x.tryStarted(ep);
@@ -95,6 +132,10 @@ export class H2Leg implements UpstreamLeg {
   abort(): void {
     if (this.#done) return;
     this.#done = true;
+    if (this.#queued) {
+      this.#queued = false;
+      this.#upstream.sessions!.cancel(this);
+    }
     const req = this.#req;
     if (req !== undefined) resetStream(req, NGHTTP2_CANCEL);
   }
@@ -191,7 +232,7 @@ export class H2Leg implements UpstreamLeg {
 
   #onClose = (): void => {
     const us = this.#us!;
-    us.streamClosed();
+    this.#upstream.sessions!.streamClosed(us);
     if (this.#done) return;
     this.#done = true;
     if (this.#ended) return;

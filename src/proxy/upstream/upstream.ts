@@ -81,7 +81,7 @@ export class Upstream {
   readonly protocol: 'http1' | 'h2';
   readonly endpoints: Endpoints;
   readonly pool: H1Pool;
-  /** Shared HTTP/2 sessions, one per endpoint (protocol h2 only). */
+  /** HTTP/2 sessions to the endpoints, streams multiplexed on them (protocol h2 only). */
   readonly sessions: ClientSessions | undefined;
   readonly tls: EndpointTls | undefined;
   /** Host header to send (outbound), or undefined to keep the client's (inbound). */
@@ -180,9 +180,12 @@ export class Upstream {
     );
     this.sessions =
       cfg.protocol === 'h2'
-        ? new ClientSessions({
+        ? new ClientSessions(this, {
             connectTimeoutMs: opts.timeouts.upstreamConnect,
             idleTimeoutMs: opts.timeouts.idle,
+            maxConnections: cfg.pool.maxConnections,
+            maxPending: cfg.pool.maxPending,
+            maxRequestsPerConnection: cfg.pool.maxRequestsPerConnection,
             logger: opts.logger,
           })
         : undefined;
@@ -211,7 +214,7 @@ export class Upstream {
       policy: lb,
       stats: {
         rq_active: this.inflight,
-        rq_pending: this.pool.waiting,
+        rq_pending: this.pool.waiting + (this.sessions?.waiting ?? 0),
         rq_retrying: this.retrying,
         rq_retry: this.retried,
         rq_retry_budget_exhausted: this.budgetExhausted,
