@@ -23,7 +23,7 @@ import { observe, type RetryOutcome, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure } from '../upstream/h1-pool.js';
 import type { RouteResilience } from '../upstream/resilience.js';
-import type { Upstream } from '../upstream/upstream.js';
+import { HASH_NONE, hashKeyOf, type Upstream } from '../upstream/upstream.js';
 import { KNOWN_METHODS, validHost, validPath, validValue } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
@@ -98,6 +98,8 @@ export class Exchange {
   addRequestId = '';
   route: CompiledRoute | undefined;
   upstream: Upstream | undefined;
+  /** The balancer's hash key ('' when the upstream does not hash). */
+  hash = '';
   clientTrailers: IncomingHttpHeaders | undefined;
   /** The request body is complete (or there is none). */
   reqDone = false;
@@ -400,6 +402,8 @@ export class Exchange {
     upstream.inflight++;
     this.#inflightUp = upstream;
     this.upstream = upstream;
+    if (upstream.hashOn !== HASH_NONE)
+      this.hash = hashKeyOf(upstream, this.lower, this.values, this.clientIp);
     this.path = rewritePath(route, path) + query;
     const rz = c.resilience?.[route.index];
     if (rz !== undefined) this.#startResilient(rz, upstream);

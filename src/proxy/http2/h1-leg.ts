@@ -58,7 +58,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
 
   start(): void {
     this.#head = this.#buildHead();
-    this.#upstream.pool.acquire(this, '', this.#x.avoid, this.#x.route?.subset);
+    this.#upstream.pool.acquire(this, this.#x.hash, this.#x.avoid, this.#x.route?.subset);
   }
 
   // --- pool callbacks ------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
       if (this.#reused && !this.#retried && x.noBody && !this.#resReader.holding) {
         this.#retried = true;
         this.#state = S_CONNECTING;
-        this.#upstream.pool.acquire(this, '', undefined, x.route?.subset);
+        this.#upstream.pool.acquire(this, x.hash, undefined, x.route?.subset);
         return;
       }
       this.#state = S_DONE;

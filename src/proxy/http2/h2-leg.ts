@@ -52,7 +52,7 @@ export class H2Leg implements UpstreamLeg, SessionUser {
     const x = this.#x;
     const upstream = this.#upstream;
     // A closed upstream (replaced or removed by a reload) answers as its HTTP/1.1 pool does.
-    const ep = upstream.closed ? undefined : upstream.pick('', x.avoid, x.route?.subset);
+    const ep = upstream.closed ? undefined : upstream.pick(x.hash, x.avoid, x.route?.subset);
     if (ep === undefined) {
       this.#done = true;
       x.connectFailed('no-endpoint', undefined, undefined);

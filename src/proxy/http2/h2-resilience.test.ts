@@ -483,3 +483,39 @@ describe('HTTP/2 legs feed the per-endpoint accounting', () => {
     });
   }
 });
+
+describe('consistent hashing for HTTP/2 clients', () => {
+  for (const kind of ['h1', 'h2'] as const) {
+    test(`${kind === 'h1' ? 'HTTP/1.1' : 'HTTP/2'} upstream: ring-hash on a header sends each key to one endpoint`, async () => {
+      const [a, b] = await pair(kind, 'ok', 'ok');
+      const c = await (kind === 'h1' ? h1Flaky : h2Flaky)('ok');
+      backends.push(c);
+      const { client } = await proxy([a.port, b.port, c.port], {
+        ...protocol(kind),
+        loadBalancer: { policy: 'ring-hash', hashOn: { header: 'x-user' } },
+      });
+      const where = async (user: string) => {
+        const ports = new Set<string>();
+        for (let i = 0; i < 4; i++) {
+          const r = await new Promise<string>((resolve) => {
+            const req = client.request({ ':path': '/svc/x', 'x-user': user });
+            let body = '';
+            req.on('data', (d: Buffer) => (body += d.toString()));
+            req.on('error', () => {});
+            req.on('close', () => resolve(body.split(' ')[1] ?? ''));
+          });
+          ports.add(r);
+        }
+        return ports;
+      };
+      const seen = new Set<string>();
+      for (let u = 0; u < 12; u++) {
+        const ports = await where(`user-${u}`);
+        assert.equal(ports.size, 1, `user-${u} went to ${[...ports].join(', ')}`);
+        seen.add([...ports][0]!);
+      }
+      // Twelve keys over three endpoints: more than one of them is used.
+      assert.ok(seen.size > 1, [...seen].join(', '));
+    });
+  }
+});
