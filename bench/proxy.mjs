@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import https from 'node:https';
 import os from 'node:os';
@@ -51,6 +52,9 @@ import {
 
 const SELF = fileURLToPath(import.meta.url);
 
+/** Streams each h2load connection keeps open in the H2 scenario. */
+const H2_STREAMS = 10;
+
 const SCENARIOS = [
   { name: '12B', path: '/', bytes: 12, tls: false, title: 'GET /, 12-byte body' },
   { name: '1KiB', path: '/1k', bytes: 1024, tls: false, title: 'GET /1k, 1 KiB body' },
@@ -61,6 +65,14 @@ const SCENARIOS = [
     bytes: 12,
     tls: true,
     title: 'GET /, 12-byte body over HTTPS (TLS at the proxy)',
+  },
+  {
+    name: 'H2',
+    path: '/',
+    bytes: 12,
+    tls: false,
+    h2: true,
+    title: `GET /, 12-byte body from HTTP/2 clients (h2c, h2load, ${H2_STREAMS} streams per connection) to the HTTP/1.1 backend`,
   },
 ];
 const PEERS = [
@@ -247,6 +259,7 @@ async function startNginxProxy({ tmp, core, backend, tlsFiles }) {
   const dir = path.join(tmp, `nginx-${tlsFiles ? 'tls' : 'plain'}`);
   fs.mkdirSync(dir);
   const port = await freePort();
+  const h2Port = tlsFiles ? null : await freePort();
   const conf = `${nginxCommon(dir)}
   upstream backend {
     server 127.0.0.1:${backend.port};
@@ -255,6 +268,7 @@ async function startNginxProxy({ tmp, core, backend, tlsFiles }) {
   }
   server {
     listen 127.0.0.1:${port}${tlsFiles ? ' ssl' : ''};
+    ${h2Port ? `listen 127.0.0.1:${h2Port} http2;` : ''}
     ${tlsDirectives(tlsFiles)}
     location / {
       proxy_pass http://backend;
@@ -265,7 +279,12 @@ async function startNginxProxy({ tmp, core, backend, tlsFiles }) {
 }
 `;
   const child = startNginx('nginx', dir, conf, core);
-  return { child, base: `${tlsFiles ? 'https' : 'http'}://127.0.0.1:${port}` };
+  return {
+    child,
+    base: `${tlsFiles ? 'https' : 'http'}://127.0.0.1:${port}`,
+    // nginx 1.22 speaks only HTTP/2 on a cleartext http2 port: h2c gets a port of its own.
+    h2base: h2Port ? `http://127.0.0.1:${h2Port}` : undefined,
+  };
 }
 
 async function startHaproxy({ tmp, core, backend, tlsFiles }) {
@@ -419,11 +438,9 @@ async function startPillion({ tmp, core, backend, tlsFiles }, secured = false) {
     await stopProcess(child);
     throw err;
   }
-  return {
-    child,
-    base: `${tlsFiles ? 'https' : 'http'}://127.0.0.1:${port}`,
-    headers: security?.headers ?? {},
-  };
+  const base = `${tlsFiles ? 'https' : 'http'}://127.0.0.1:${port}`;
+  // A cleartext listener also takes h2c with prior knowledge.
+  return { child, base, h2base: tlsFiles ? undefined : base, headers: security?.headers ?? {} };
 }
 
 async function startPeer(name, ctx) {
@@ -521,12 +538,13 @@ async function runWrk(url, { connections, seconds, core, headers = {} }) {
 
 // Warm-up, then the measured run with the peer's CPU time read around it.
 async function measure(peer, scenario, connections, opts) {
-  const url = `${peer.base}${scenario.path}`;
+  const url = `${scenario.h2 ? peer.h2base : peer.base}${scenario.path}`;
   const headers = peer.headers ?? {};
-  await runWrk(url, { connections, seconds: WARMUP_SECONDS, core: opts.loadCore, headers });
+  const run = scenario.h2 ? runH2load : runWrk;
+  await run(url, { connections, seconds: WARMUP_SECONDS, core: opts.loadCore, headers });
   const pids = { peer: peer.child?.pid, backend: opts.backendPid };
   const before = snapshot(pids);
-  const result = await runWrk(url, { connections, seconds: opts.duration, core: opts.loadCore, headers });
+  const result = await run(url, { connections, seconds: opts.duration, core: opts.loadCore, headers });
   const after = snapshot(pids);
   result.connections = connections;
   if (pids.peer) {
@@ -548,14 +566,82 @@ async function measure(peer, scenario, connections, opts) {
   return result;
 }
 
+// h2load over h2c: req/s and errors (it reports no latency percentiles, so p50 and p99 stay empty).
+async function runH2load(url, { connections, seconds, core, headers = {} }) {
+  const args = ['-t1', `-c${connections}`, `-m${H2_STREAMS}`, `-D${seconds}`];
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
+  args.push(url);
+  const child = startProcess('h2load', 'h2load', args, { core });
+  const guard = setTimeout(() => killGroup(child, 'SIGKILL'), (seconds + 15) * 1000);
+  const { code, signal } = await child.exited;
+  clearTimeout(guard);
+  const out = child.stdoutText;
+  const fin = /^finished in ([\d.]+)s, ([\d.]+) req\/s/m.exec(out);
+  const req =
+    /^requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/m.exec(
+      out,
+    );
+  const codes = /^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/m.exec(out);
+  if (code !== 0 || !fin || !req) {
+    const why = signal ? `killed by ${signal}` : `exit code ${code}`;
+    throw new Error(`h2load ${why}: ${tail(child.stderrText || out, 400)}`);
+  }
+  const errors = {
+    failed: Number(req[4]),
+    errored: Number(req[5]),
+    timeout: Number(req[6]),
+    non2xx: codes ? Number(codes[2]) + Number(codes[3]) + Number(codes[4]) : 0,
+  };
+  return {
+    rps: Number(fin[2]),
+    p50Us: null,
+    p99Us: null,
+    requests: Number(req[3]),
+    seconds: Number(fin[1]),
+    errors,
+    errorCount: Object.values(errors).reduce((a, b) => a + b, 0),
+  };
+}
+
 // One request before loading a peer: the right status and body size, or the row is an error.
 async function checkResponse(peer, scenario) {
+  if (scenario.h2) {
+    const res = await getH2(`${peer.h2base}${scenario.path}`);
+    if (res.status !== 200 || res.bytes !== scenario.bytes)
+      throw new Error(`h2c GET ${scenario.path} answered ${res.status} with ${res.bytes} bytes`);
+    return;
+  }
   const res = await get(`${peer.base}${scenario.path}`, 2000, peer.headers ?? {});
   if (res.status !== 200 || res.body.length !== scenario.bytes) {
     throw new Error(
       `GET ${scenario.path} answered ${res.status} with ${res.body.length} bytes, want 200 and ${scenario.bytes}`,
     );
   }
+}
+
+function getH2(url) {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(url);
+    const timer = setTimeout(() => {
+      session.destroy();
+      reject(new Error('h2c request timed out'));
+    }, 2000);
+    session.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    const req = session.request({ ':path': new URL(url).pathname });
+    let status = 0;
+    let bytes = 0;
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.on('data', (c) => (bytes += c.length));
+    req.on('error', reject);
+    req.on('end', () => {
+      clearTimeout(timer);
+      session.close();
+      resolve({ status, bytes });
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -658,7 +744,7 @@ function pickCores() {
 }
 
 async function runBenchmark(opts) {
-  installPeers('nginx', 'haproxy', 'wrk');
+  installPeers('nginx', 'haproxy', 'wrk', ...(opts.scenarios.some((s) => s.h2) ? ['h2load'] : []));
   initClockTicks();
   const cores = pickCores();
   opts.loadCore = cores[0];
@@ -730,6 +816,11 @@ async function runBenchmark(opts) {
             try {
               if (peer.child && !isRunning(peer.child)) {
                 throw new Error(`exited: ${tail(peer.child.stderrText, 400)}`);
+              }
+              if (s.h2 && !peer.h2base) {
+                row.failed = 'not run';
+                row.detail = 'no h2c listener set up for this peer';
+                continue;
               }
               await checkResponse(peer, s);
               process.stderr.write(`  ${s.name} -c${CONNECTIONS}\n`);

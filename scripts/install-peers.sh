@@ -17,6 +17,7 @@ declare -A PACKAGE_OF=(
   [nginx]=nginx-light
   [haproxy]=haproxy
   [wrk]=wrk
+  [h2load]=nghttp2-client
   [openssl]=openssl
   [taskset]=util-linux
   [clickhouse-server]=clickhouse-server

@@ -179,7 +179,18 @@ const trafficPolicy = z.strictObject({
           maxRequestsPerConnection: z.number().int().min(0).optional(),
           maxRetries: z.number().int().min(0).optional(),
           idleTimeout: duration.optional(),
-          h2UpgradePolicy: unsupported('h2UpgradePolicy: HTTP/2 to HTTP/1.1 upstreams is not built yet'),
+          // DEFAULT (the mesh default, DO_NOT_UPGRADE) and DO_NOT_UPGRADE keep HTTP/1.1 to the upstream.
+          h2UpgradePolicy: z
+            .enum(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE'])
+            .optional()
+            .superRefine((v, ctx) => {
+              if (v === 'UPGRADE')
+                addPillionIssue(
+                  ctx,
+                  'PILLION_ERR_POLICY_UNSUPPORTED_FIELD',
+                  'not supported: h2UpgradePolicy: UPGRADE (requests from HTTP/1.1 clients are not sent over HTTP/2 yet); for an upstream whose clients all speak HTTP/2 (gRPC), set protocol: h2 on its pillion upstream',
+                );
+            }),
           useClientProtocol: unsupported('useClientProtocol'),
           maxConcurrentStreams: unsupported('maxConcurrentStreams'),
         })

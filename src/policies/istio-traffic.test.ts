@@ -201,6 +201,28 @@ spec:
   );
 });
 
+test('h2UpgradePolicy DEFAULT and DO_NOT_UPGRADE keep HTTP/1.1 to the upstream', async () => {
+  for (const policy of ['DEFAULT', 'DO_NOT_UPGRADE']) {
+    const dr = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      http:
+        h2UpgradePolicy: ${policy}
+        http2MaxRequests: 7
+`;
+    const r = await load(outbound(1, 2), dr);
+    assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
+    const u = r.config.outbound!.upstreams.reviews!;
+    assert.equal(u.protocol, 'http1');
+    assert.equal(u.pool.maxRequests, 7);
+  }
+});
+
 test('a header match, query parameters, faults and mirror translate; gRPC retry conditions are refused', async () => {
   const vs = `apiVersion: networking.istio.io/v1
 kind: VirtualService

@@ -113,7 +113,8 @@ export class ProxyModule<S> implements Module<S> {
   /** The HTTP/1.1 pool of each upstream: connections open and idle, requests waiting. */
   poolOccupancy(): Map<string, PoolOccupancy> {
     const out = new Map<string, PoolOccupancy>();
-    for (const [name, u] of this.#built?.upstreams ?? []) out.set(name, u.pool.occupancy);
+    for (const [name, u] of this.#built?.upstreams ?? [])
+      out.set(name, u.sessions !== undefined ? u.sessions.occupancy : u.pool.occupancy);
     return out;
   }
 

@@ -24,7 +24,7 @@ import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } fr
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { Mirror } from '../mirror.js';
 import type { RouteResilience } from '../upstream/resilience.js';
-import { HASH_CLIENT, HASH_COOKIE, HASH_NONE, type Upstream } from '../upstream/upstream.js';
+import { HASH_NONE, hashKeyOf, type Upstream } from '../upstream/upstream.js';
 import { ChunkedReader } from './chunked.js';
 import { HeadError, parseRequestHead, type RequestHead, type ResponseHead } from './head-parser.js';
 import { ResponseHeadReader } from './response-head-reader.js';
@@ -489,7 +489,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     upstream.inflight++;
     this.#inflightUp = upstream;
     this.#upstream = upstream;
-    if (upstream.hashOn !== HASH_NONE) this.#hash = this.#hashKey(upstream, req);
+    if (upstream.hashOn !== HASH_NONE)
+      this.#hash = hashKeyOf(upstream, req.lower, req.values, this.#clientIp);
     const rz = c.resilience?.[route.index];
     if (rz !== undefined) this.#startResilient(rz, upstream, req);
     this.#path = rewritePath(route, path) + query;
@@ -517,17 +518,6 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     // An idle pooled connection is handed over synchronously; only a connect in progress needs
     // the client's reading held (pausing and resuming a socket costs a tick per request).
     if (this.#state === ST_CONNECTING) this.#pause(P_UPSTREAM);
-  }
-
-  /** The balancer's key for this request: a header's value, a cookie's, or the client's address. */
-  #hashKey(upstream: Upstream, req: RequestHead): string {
-    if (upstream.hashOn === HASH_CLIENT) return this.#clientIp;
-    if (upstream.hashOn === HASH_COOKIE) {
-      const at = req.lower.indexOf('cookie');
-      return at === -1 ? '' : cookieValue(req.values[at]!, upstream.hashName);
-    }
-    const at = req.lower.indexOf(upstream.hashName);
-    return at === -1 ? '' : req.values[at]!;
   }
 
   /** A route with retries or a timeout: its deadline, the budget's deposit, and a place to keep the body. */
@@ -1461,17 +1451,4 @@ function startsWithPreface(buf: Buffer): boolean {
   const n = Math.min(buf.length, PREFACE.length);
   for (let i = 0; i < n; i++) if (buf[i] !== PREFACE[i]) return false;
   return true;
-}
-
-/** The value of cookie `name` in a Cookie header ('' when absent). */
-function cookieValue(header: string, name: string): string {
-  let i = 0;
-  while (i < header.length) {
-    let end = header.indexOf(';', i);
-    if (end === -1) end = header.length;
-    const eq = header.indexOf('=', i);
-    if (eq !== -1 && eq < end && header.slice(i, eq).trim() === name) return header.slice(eq + 1, end).trim();
-    i = end + 1;
-  }
-  return '';
 }

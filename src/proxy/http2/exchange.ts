@@ -11,6 +11,7 @@ import http2, {
 } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { PeerIdentity } from '../peer.js';
+import type { TimerHandle } from '../../lib/clock.js';
 import type { ErrorCode } from '../../lib/errors.js';
 import type { TLSSocket } from 'node:tls';
 import { peerPrincipal } from '../../identity/principal.js';
@@ -18,14 +19,22 @@ import { type Denial, type FilterRequest, newFilterRequest } from '../filters/ty
 import type { Http1Context } from '../http1/server-connection.js';
 import { normalizeTarget, PathError } from '../path.js';
 import { type CompiledRoute, hostOnly, matchRoute, pickDestination, rewritePath } from '../router.js';
-import { observe, type RouteStats } from '../stats.js';
+import { observe, type RetryOutcome, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure } from '../upstream/h1-pool.js';
-import type { Upstream } from '../upstream/upstream.js';
+import type { RouteResilience } from '../upstream/resilience.js';
+import { HASH_NONE, hashKeyOf, type Upstream } from '../upstream/upstream.js';
 import { KNOWN_METHODS, validHost, validPath, validValue } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+// Why a try failed, for retries (the same numbers as upstream/retry.ts's F_*).
+const F_CONNECT = 1;
+const F_RESET = 2;
+const F_TIMEOUT = 3;
+const F_RESPONSE = 4;
+const F_REFUSED = 5;
 
 /** The upstream side of an exchange. */
 export interface UpstreamLeg {
@@ -89,6 +98,8 @@ export class Exchange {
   addRequestId = '';
   route: CompiledRoute | undefined;
   upstream: Upstream | undefined;
+  /** The balancer's hash key ('' when the upstream does not hash). */
+  hash = '';
   clientTrailers: IncomingHttpHeaders | undefined;
   /** The request body is complete (or there is none). */
   reqDone = false;
@@ -122,6 +133,27 @@ export class Exchange {
   error: ErrorCode | undefined;
   endpoint: Endpoint | undefined;
   #filterReq: FilterRequest | undefined;
+  /** The endpoint whose in-flight count the current try holds, and the upstream whose count the exchange holds. */
+  #activeEp: Endpoint | undefined;
+  #inflightUp: Upstream | undefined;
+  /** The try's response head came (or the try ended): its endpoint has been told how it went. */
+  #answered = false;
+
+  // --- retries and the route timeout (routes with either only) -----------------------------------
+  #resil: RouteResilience | undefined;
+  /** Tries made so far (1 on the first); 0 on a route without retries. */
+  tries = 0;
+  /** The request body read so far, kept while it is small enough to send again. */
+  #kept: Buffer[] | undefined;
+  #keptBytes = 0;
+  /** What each failed try got (UF, UC, UR, UT or a status), for the access log. */
+  #tryFlags = '';
+  /** The tries ran out on a retriable failure: URX in the response flags. */
+  #urx = false;
+  #retryTimer: TimerHandle | undefined;
+  #retryingUp: Upstream | undefined;
+  /** When the current try's per-try timeout ends (ms since the epoch; 0 none). */
+  #tryDeadline = 0;
 
   constructor(stream: ServerHttp2Stream, shared: Shared, peer: Peer) {
     this.stream = stream;
@@ -362,10 +394,165 @@ export class Exchange {
       this.local(503, 'the app is not ready yet\n', 'UH', undefined, 'retry-after', '1');
       return;
     }
+    if (upstream.maxRequests > 0 && upstream.inflight >= upstream.maxRequests) {
+      c.stats.upstreamError(upstream.name, 'overflow');
+      this.local(503, 'too many requests to the upstream\n', 'UO');
+      return;
+    }
+    upstream.inflight++;
+    this.#inflightUp = upstream;
     this.upstream = upstream;
+    if (upstream.hashOn !== HASH_NONE)
+      this.hash = hashKeyOf(upstream, this.lower, this.values, this.clientIp);
     this.path = rewritePath(route, path) + query;
-    this.#leg = this.#shared.makeLeg(this, upstream);
+    const rz = c.resilience?.[route.index];
+    if (rz !== undefined) this.#startResilient(rz, upstream);
+    this.#startTry();
+  }
+
+  /** A route with retries or a timeout: its deadline, the budget's deposit, and a place to keep the body. */
+  #startResilient(rz: RouteResilience, upstream: Upstream): void {
+    this.#resil = rz;
+    if (rz.timeoutMs > 0) {
+      const at = Date.now() + rz.timeoutMs;
+      if (this.#requestDeadline === 0 || at < this.#requestDeadline) this.#requestDeadline = at;
+    }
+    if (rz.retry === undefined) return;
+    this.tries = 1;
+    upstream.retryBudget?.deposit();
+    if (!this.noBody) this.#kept = [];
+    // The count is the proxy's to say; a client's own would contradict it.
+    const at = this.lower.indexOf('x-pillion-attempt-count');
+    if (at !== -1) {
+      this.lower.splice(at, 1);
+      this.values.splice(at, 1);
+    }
+  }
+
+  #startTry(): void {
+    const perTry = this.#resil?.retry?.perTryTimeoutMs ?? 0;
+    if (perTry > 0) this.#tryDeadline = Date.now() + perTry;
+    this.#answered = false;
+    this.#leg = this.#shared.makeLeg(this, this.upstream!);
     this.#leg.start();
+  }
+
+  /** The endpoint a retry should avoid: the one the failed try went to. */
+  get avoid(): Endpoint | undefined {
+    return this.tries > 1 ? this.endpoint : undefined;
+  }
+
+  /** The leg sends the try to this endpoint: one more request in flight there. */
+  tryStarted(ep: Endpoint): void {
+    this.endpoint = ep;
+    const st = ep.state;
+    st.active++;
+    st.requests++;
+    this.#activeEp = ep;
+    this.tUp = performance.now();
+  }
+
+  /** The try's endpoint has one request fewer in flight. */
+  #endTry(): void {
+    const ep = this.#activeEp;
+    if (ep !== undefined) {
+      ep.state.active--;
+      this.#activeEp = undefined;
+    }
+  }
+
+  /**
+   * Tells the try's endpoint how it went, once per try: the status (0: no response at all) to
+   * outlier detection, and the time it took to the latency average.
+   */
+  #report(status: number): void {
+    if (this.#answered) return;
+    this.#answered = true;
+    const ep = this.#activeEp;
+    const u = this.upstream;
+    if (ep === undefined || u === undefined) return;
+    if (u.outlier !== undefined) u.outlier.report(ep, status);
+    if (u.observesLatency) u.observe(ep, performance.now() - this.tUp);
+  }
+
+  /**
+   * The response head of a try, before it is forwarded: true when the route retries on it. The
+   * leg then lets go of its stream or connection and calls retry().
+   */
+  retryOnResponse(status: number, lower: string[], values: string[]): boolean {
+    const p = this.#resil?.retry;
+    if (p === undefined || !p.onResponse(status, lower, values)) return false;
+    if (!this.#retryDecision(F_RESPONSE, String(status))) return false;
+    this.#report(status);
+    return true;
+  }
+
+  /** Sends the request again after the back-off (the current leg has let go of its try). */
+  retry(): void {
+    this.#scheduleRetry();
+  }
+
+  /**
+   * A try failed before anything of its response reached the client: whether to try again (the
+   * route's retryOn, tries left, the body kept, the upstream's budget). Counts the outcome and
+   * records the try's flag.
+   */
+  #retryDecision(kind: number, flag: string): boolean {
+    const p = this.#resil?.retry;
+    if (p === undefined || this.#closed || this.#resEnded || this.responseStarted) return false;
+    const up = this.upstream!;
+    let outcome: RetryOutcome;
+    if (kind !== F_RESPONSE && !p.onFailure(kind)) outcome = 'not_retriable';
+    else if (this.tries >= p.maxTries) outcome = 'attempts_exhausted';
+    else if (this.#retryingUp === undefined && up.maxRetries > 0 && up.retrying >= up.maxRetries)
+      outcome = 'retry_overflow';
+    else if (!this.noBody && this.#kept === undefined) outcome = 'body_too_large';
+    else if (up.retryBudget !== undefined && !up.retryBudget.withdraw()) outcome = 'budget_exhausted';
+    else outcome = 'retried';
+    this.#tryFlags = this.#tryFlags === '' ? flag : `${this.#tryFlags},${flag}`;
+    this.c.stats.retry(up.name, outcome);
+    if (outcome === 'retried') up.retried++;
+    else if (outcome === 'budget_exhausted') up.budgetExhausted++;
+    if (outcome === 'attempts_exhausted' && this.tries > 1) this.#urx = true;
+    if (outcome !== 'retried') return false;
+    if (this.#retryingUp === undefined) {
+      up.retrying++;
+      this.#retryingUp = up;
+    }
+    return true;
+  }
+
+  /** Lets go of the failed try and waits the back-off; the client's body is held meanwhile. */
+  #scheduleRetry(): void {
+    const leg = this.#leg;
+    this.#leg = undefined;
+    leg?.abort();
+    this.#endTry();
+    this.#responseDeadline = 0;
+    this.#tryDeadline = 0;
+    if (this.#reading && !this.reqDone) this.stream.pause();
+    this.#retryTimer = this.c.clock.setTimeout(this.#retryNow, this.#resil!.retry!.backoffMs(this.tries));
+  }
+
+  #retryNow = (): void => {
+    this.#retryTimer = undefined;
+    if (this.#closed || this.#resEnded || this.upstream === undefined) return;
+    if (!this.noBody && this.#kept === undefined) {
+      // Body bytes that came during the back-off went past what is kept: nothing whole to send.
+      this.c.stats.retry(this.upstream.name, 'body_too_large');
+      this.error = 'PILLION_ERR_PROXY_UPSTREAM_PROTOCOL';
+      this.local(502, 'the request body grew too large to send again\n', 'URX');
+      return;
+    }
+    this.tries++;
+    this.#startTry();
+  };
+
+  #cancelRetry(): void {
+    if (this.#retryTimer !== undefined) {
+      this.#retryTimer.cancel();
+      this.#retryTimer = undefined;
+    }
   }
 
   #denied(d: Denial): void {
@@ -400,6 +587,17 @@ export class Exchange {
       this.#responseDeadline = 0;
       this.upstreamTimeout();
     }
+    if (this.#tryDeadline !== 0 && now >= this.#tryDeadline) {
+      this.#tryDeadline = 0;
+      if (!this.#closed && !this.#resEnded && !this.responseStarted && this.#leg !== undefined) {
+        this.#report(0);
+        if (this.#retryDecision(F_TIMEOUT, 'UT')) {
+          this.c.stats.upstreamError(this.upstream!.name, 'per_try_timeout');
+          this.#scheduleRetry();
+        } else this.upstreamTimeout();
+        return;
+      }
+    }
     if (this.#requestDeadline !== 0 && now >= this.#requestDeadline) {
       this.#requestDeadline = 0;
       if (this.#closed || this.#resEnded) return;
@@ -415,6 +613,28 @@ export class Exchange {
   }
 
   // --- for the upstream legs ---------------------------------------------------------------------
+
+  /**
+   * The leg has sent the request head: the body follows (on a retry, first what was kept of it),
+   * or, when it is all sent, the response deadline starts.
+   */
+  legReady(): void {
+    const leg = this.#leg;
+    if (leg === undefined) return;
+    const kept = this.tries > 1 ? this.#kept : undefined;
+    if (kept !== undefined && !this.noBody) {
+      for (let i = 0; i < kept.length; i++) leg.clientData(kept[i]!);
+      if (this.reqDone) {
+        leg.clientEnd();
+        return;
+      }
+    } else if (this.reqDone) {
+      this.armResponseDeadline();
+      return;
+    }
+    this.readBody();
+    this.resumeClient();
+  }
 
   /** Starts passing the request body to the leg (it is held, flow-controlled, until then). */
   readBody(): void {
@@ -467,8 +687,11 @@ export class Exchange {
     }
     this.upTime = performance.now() - this.tUp;
     this.#io = true;
+    this.#tryDeadline = 0;
+    const status = Number(headers[':status']);
+    this.#report(status);
     if (!this.#respondRaw(headers, endStream, trailers && !endStream)) return false;
-    this.status = Number(headers[':status']);
+    this.status = status;
     return true;
   }
 
@@ -505,6 +728,8 @@ export class Exchange {
     this.#localReset = true;
     this.#responseDeadline = 0;
     this.#requestDeadline = 0;
+    this.#tryDeadline = 0;
+    this.#cancelRetry();
     resetStream(this.stream, code);
   }
 
@@ -513,6 +738,16 @@ export class Exchange {
     if (ep !== undefined) this.endpoint = ep;
     const name = this.upstream!.name;
     const stats = this.c.stats;
+    if (kind === 'timeout' || kind === 'refused') {
+      const o = this.upstream!.outlier;
+      if (o !== undefined && ep !== undefined && this.#activeEp === undefined) o.report(ep, 0);
+      else this.#report(0);
+      if (this.#retryDecision(F_CONNECT, 'UF')) {
+        stats.upstreamError(name, kind === 'timeout' ? 'connect_timeout' : 'connect_refused');
+        this.#scheduleRetry();
+        return;
+      }
+    }
     this.error = 'PILLION_ERR_PROXY_UPSTREAM_CONNECT';
     switch (kind) {
       case 'timeout':
@@ -543,6 +778,16 @@ export class Exchange {
   ): void {
     if (this.#closed || this.#resEnded) return;
     this.c.stats.upstreamError(this.upstream!.name, kind);
+    if (!this.responseStarted) {
+      this.#report(0);
+      if (
+        kind === 'reset' &&
+        this.#retryDecision(code === NGHTTP2_REFUSED_STREAM ? F_REFUSED : F_RESET, flags)
+      ) {
+        this.#scheduleRetry();
+        return;
+      }
+    }
     this.error = 'PILLION_ERR_PROXY_UPSTREAM_PROTOCOL';
     if (this.responseStarted) this.resetClient(code, flags);
     else this.local(502, `${reason}\n`, flags);
@@ -550,6 +795,7 @@ export class Exchange {
 
   upstreamTimeout(): void {
     if (this.#closed || this.#resEnded) return;
+    if (this.#leg !== undefined) this.#report(0);
     if (this.upstream !== undefined) this.c.stats.upstreamError(this.upstream.name, 'response_timeout');
     this.error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
     this.local(504, 'upstream response timeout\n', 'UT');
@@ -570,6 +816,8 @@ export class Exchange {
     this.#leg = undefined;
     leg?.abort();
     this.#responseDeadline = 0;
+    this.#tryDeadline = 0;
+    this.#cancelRetry();
     if (flags !== '') this.flags = flags;
     if (this.responseStarted) {
       this.resetClient(NGHTTP2_INTERNAL_ERROR, flags);
@@ -632,7 +880,8 @@ export class Exchange {
 
   #onData = (chunk: Buffer): void => {
     const leg = this.#leg;
-    if (leg === undefined || this.#resEnded) return; // discarded: the exchange is over
+    // Discarded when the exchange is over (kept while a retry waits its back-off).
+    if ((leg === undefined && this.#retryTimer === undefined) || this.#resEnded) return;
     this.bytesIn += chunk.length;
     this.#io = true;
     if (this.contentLength !== -1 && this.bytesIn > this.contentLength) {
@@ -644,17 +893,23 @@ export class Exchange {
       this.#badBody('request body too large', 413);
       return;
     }
-    leg.clientData(chunk);
+    const kept = this.#kept;
+    if (kept !== undefined) {
+      this.#keptBytes += chunk.length;
+      if (this.#keptBytes > this.#resil!.retry!.maxBodyBytes) this.#kept = undefined;
+      else kept.push(chunk);
+    }
+    leg?.clientData(chunk);
   };
 
   #onEnd = (): void => {
     this.reqDone = true;
-    if (this.#leg === undefined || this.#resEnded) return;
+    if ((this.#leg === undefined && this.#retryTimer === undefined) || this.#resEnded) return;
     if (this.contentLength !== -1 && this.bytesIn !== this.contentLength) {
       this.#badBody('request body shorter than its Content-Length', 400);
       return;
     }
-    this.#leg.clientEnd();
+    this.#leg?.clientEnd();
   };
 
   #onTrailers = (trailers: IncomingHttpHeaders): void => {
@@ -695,6 +950,8 @@ export class Exchange {
     this.#shared.active.delete(this);
     this.#responseDeadline = 0;
     this.#requestDeadline = 0;
+    this.#tryDeadline = 0;
+    this.#cancelRetry();
     const peer = this.#peer;
     // A mark left by trailers that came after the exchange ended.
     peer.malformed(this.stream.id ?? 0);
@@ -717,6 +974,22 @@ export class Exchange {
   #record(): void {
     const c = this.c;
     c.stats.active.value--;
+    this.#endTry();
+    if (this.#retryingUp !== undefined) {
+      this.#retryingUp.retrying--;
+      this.#retryingUp = undefined;
+    }
+    const u = this.#inflightUp;
+    if (u !== undefined) {
+      u.inflight--;
+      this.#inflightUp = undefined;
+      const st = this.status;
+      if (st !== 0) {
+        u.responses[st >= 100 && st < 600 ? ((st / 100) | 0) - 1 : 4]!++;
+        if (this.upTime >= 0 && u.latency !== undefined)
+          observe(u.latency, c.stats.stats.upstreamTime.bounds, this.upTime / 1000);
+      }
+    }
     const now = performance.now();
     const rs = this.#routeStats ?? c.noRouteStats;
     rs.count(this.method, this.status);
@@ -733,7 +1006,13 @@ export class Exchange {
       path: this.target === '' ? '-' : this.target,
       protocol: 'HTTP/2',
       response_code: this.status,
-      response_flags: this.flags === '' ? '-' : this.flags,
+      response_flags: this.#urx
+        ? this.flags === ''
+          ? 'URX'
+          : `${this.flags},URX`
+        : this.flags === ''
+          ? '-'
+          : this.flags,
       bytes_received: this.bytesIn,
       bytes_sent: this.bytesOut,
       duration: now - this.#t0,
@@ -751,6 +1030,7 @@ export class Exchange {
       ...(this.#filterReq !== undefined && this.#filterReq.details !== ''
         ? { response_code_details: this.#filterReq.details }
         : {}),
+      ...(this.tries > 0 ? { upstream_attempts: this.tries, attempt_flags: this.#tryFlags } : {}),
     });
   }
 }

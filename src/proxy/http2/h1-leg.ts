@@ -5,7 +5,6 @@
 // upstream socket pauses the client stream, a full client window pauses the upstream socket.
 
 import type { OutgoingHttpHeaders } from 'node:http2';
-import { performance } from 'node:perf_hooks';
 import { CLIENT_CERT_HEADER } from '../peer.js';
 import { HeadError, type ResponseHead } from '../http1/head-parser.js';
 import { ResponseHeadReader } from '../http1/response-head-reader.js';
@@ -59,7 +58,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
 
   start(): void {
     this.#head = this.#buildHead();
-    this.#upstream.pool.acquire(this, '', undefined, this.#x.route?.subset);
+    this.#upstream.pool.acquire(this, this.#x.hash, this.#x.avoid, this.#x.route?.subset);
   }
 
   // --- pool callbacks ------------------------------------------------------------------------------
@@ -72,17 +71,11 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     const x = this.#x;
     this.#conn = conn;
     this.#reused = conn.uses > 0;
-    x.endpoint = conn.endpoint;
+    x.tryStarted(conn.endpoint);
     conn.owner = this;
     this.#state = S_EXCHANGE;
-    x.tUp = performance.now();
     conn.socket.write(this.#head, 'latin1');
-    if (x.reqDone) {
-      x.armResponseDeadline();
-    } else {
-      x.readBody();
-      x.resumeClient();
-    }
+    x.legReady();
   }
 
   onUpstreamConnectError(kind: ConnectFailure, err: Error | undefined, ep: Endpoint | undefined): void {
@@ -144,7 +137,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
       if (this.#reused && !this.#retried && x.noBody && !this.#resReader.holding) {
         this.#retried = true;
         this.#state = S_CONNECTING;
-        this.#upstream.pool.acquire(this, '', undefined, x.route?.subset);
+        this.#upstream.pool.acquire(this, x.hash, undefined, x.route?.subset);
         return;
       }
       this.#state = S_DONE;
@@ -197,6 +190,12 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
           this.#x.interim(this.#interimHeaders(r));
         }
         continue;
+      }
+      const x = this.#x;
+      if (x.tries > 0 && x.retryOnResponse(r.status, r.lower, r.values)) {
+        this.#letGo(r, buf.length - start);
+        x.retry();
+        return;
       }
       this.#onHead(r, start < buf.length);
       if (this.#state === S_EXCHANGE && start < buf.length) this.#forward(buf, start);
@@ -317,6 +316,17 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     x.endResponse(trailers);
   }
 
+  /** A response retried on: its connection goes back to the pool when its body is all here, else closes. */
+  #letGo(r: ResponseHead, rest: number): void {
+    this.#state = S_DONE;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    if (conn === undefined) return;
+    const noBody = this.#x.method === 'HEAD' || r.status === 204 || r.status === 304;
+    const whole = noBody ? rest === 0 : !r.chunked && r.contentLength >= 0 && rest === r.contentLength;
+    this.#upstream.pool.release(conn, whole && r.keepAlive && this.#x.reqDone);
+  }
+
   #protocolError(reason: string): void {
     this.abort();
     this.#x.upstreamFailed('protocol', reason, 'UPE');
@@ -359,6 +369,7 @@ export class H1Leg implements UpstreamLeg, PoolUser, ConnectionOwner {
     h += `x-forwarded-proto: ${xfp || (c.secure || peer !== undefined ? 'https' : 'http')}\r\n`;
     h += `x-forwarded-host: ${xfh || x.authority}\r\n`;
     if (x.addRequestId !== '') h += `x-request-id: ${x.addRequestId}\r\n`;
+    if (x.tries > 0) h += `x-pillion-attempt-count: ${x.tries}\r\n`;
     if (peer !== undefined && peer.xfcc !== '') h += `x-forwarded-client-cert: ${peer.xfcc}\r\n`;
     if (x.contentLength !== -1) h += `content-length: ${x.contentLength}\r\n`;
     else if (!x.noBody) {

@@ -156,7 +156,13 @@ class Http2Handler implements H2Handler, Shared {
     });
     this.#server.on('session', this.#onSession);
     const t = http.timeouts;
-    const shortest = Math.min(...[t.idle, t.request, t.upstreamResponse].filter((ms) => ms > 0));
+    // Routes' own timeouts and per-try timeouts count too.
+    const routeTimeouts = (http.resilience ?? []).flatMap((r) =>
+      r ? [r.timeoutMs, r.retry?.perTryTimeoutMs ?? 0] : [],
+    );
+    const shortest = Math.min(
+      ...[t.idle, t.request, t.upstreamResponse, ...routeTimeouts].filter((ms) => ms > 0),
+    );
     // Deadlines are checked at a quarter of the shortest one (10 ms..250 ms), as the HTTP/1.1
     // connections are; every 250 ms when none is set, for the sessions' close grace.
     this.#tickEvery = Number.isFinite(shortest) ? Math.max(10, Math.min(250, Math.floor(shortest / 4))) : 250;

@@ -9,18 +9,24 @@ import http2, {
   type IncomingHttpStatusHeader,
   type OutgoingHttpHeaders,
 } from 'node:http2';
-import { performance } from 'node:perf_hooks';
 import { CLIENT_CERT_HEADER } from '../peer.js';
 import { MAX_INTERIM_RESPONSES } from '../http1/response-head-reader.js';
 import type { Upstream } from '../upstream/upstream.js';
-import type { UpstreamSession } from './client-sessions.js';
+import type { Endpoint } from '../upstream/endpoints.js';
+import {
+  OVERFLOW,
+  QUEUED,
+  type SessionFailure,
+  type SessionUser,
+  type UpstreamSession,
+} from './client-sessions.js';
 import type { Exchange, UpstreamLeg } from './exchange.js';
 import { CONNECTION_SPECIFIC, FORWARDED } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
-export class H2Leg implements UpstreamLeg {
+export class H2Leg implements UpstreamLeg, SessionUser {
   #x: Exchange;
   #upstream: Upstream;
   #us: UpstreamSession | undefined;
@@ -30,6 +36,8 @@ export class H2Leg implements UpstreamLeg {
   #ended = false;
   /** Nothing more to do: finished, failed or aborted. */
   #done = false;
+  /** Waiting for a stream on a session (all are full). */
+  #queued = false;
   #error: Error | undefined;
   /** Interim (1xx) responses seen, and whether a 100 Continue went to the client (once only). */
   #interims = 0;
@@ -44,14 +52,42 @@ export class H2Leg implements UpstreamLeg {
     const x = this.#x;
     const upstream = this.#upstream;
     // A closed upstream (replaced or removed by a reload) answers as its HTTP/1.1 pool does.
-    const ep = upstream.closed ? undefined : upstream.pick('', undefined, x.route?.subset);
+    const ep = upstream.closed ? undefined : upstream.pick(x.hash, x.avoid, x.route?.subset);
     if (ep === undefined) {
       this.#done = true;
       x.connectFailed('no-endpoint', undefined, undefined);
       return;
     }
     x.endpoint = ep;
-    const us = upstream.sessions!.get(upstream, ep);
+    const got = upstream.sessions!.acquire(ep, this);
+    if (got === OVERFLOW) {
+      this.#done = true;
+      x.connectFailed('overflow', undefined, ep);
+      return;
+    }
+    if (got === QUEUED) {
+      this.#queued = true;
+      return;
+    }
+    this.#open(got);
+  }
+
+  onSession(us: UpstreamSession): void {
+    this.#queued = false;
+    if (!this.#done) this.#open(us);
+  }
+
+  onSessionFailed(failure: SessionFailure | 'closed', err: Error | undefined, ep: Endpoint): void {
+    this.#queued = false;
+    if (this.#done) return;
+    this.#done = true;
+    this.#x.connectFailed(failure === 'closed' ? 'no-endpoint' : failure, err, ep);
+  }
+
+  /** Opens the stream on a session to the try's endpoint and sends the request head. */
+  #open(us: UpstreamSession): void {
+    const x = this.#x;
+    const ep = us.endpoint;
     let req: ClientHttp2Stream;
     try {
       req = us.session.request(this.#headers(), { endStream: x.noBody, waitForTrailers: !x.noBody });
@@ -60,10 +96,10 @@ export class H2Leg implements UpstreamLeg {
       x.connectFailed('refused', err as Error, ep);
       return;
     }
-    us.streamOpened();
+    this.#upstream.sessions!.streamOpened(us);
     this.#us = us;
     this.#req = req;
-    x.tUp = performance.now();
+    x.tryStarted(ep);
     req.on('response', this.#onResponse);
     req.on('headers', this.#onInterim);
     req.on('data', this.#onData);
@@ -74,8 +110,7 @@ export class H2Leg implements UpstreamLeg {
     req.on('wantTrailers', this.#onWantTrailers);
     // Errors end in 'close', where the stream's fate is read from its code.
     req.on('error', this.#onError);
-    if (x.reqDone) x.armResponseDeadline();
-    else x.readBody();
+    x.legReady();
   }
 
   clientData(chunk: Buffer): void {
@@ -97,6 +132,10 @@ export class H2Leg implements UpstreamLeg {
   abort(): void {
     if (this.#done) return;
     this.#done = true;
+    if (this.#queued) {
+      this.#queued = false;
+      this.#upstream.sessions!.cancel(this);
+    }
     const req = this.#req;
     if (req !== undefined) resetStream(req, NGHTTP2_CANCEL);
   }
@@ -144,6 +183,7 @@ export class H2Leg implements UpstreamLeg {
   #onResponse = (headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number): void => {
     if (this.#done) return;
     const x = this.#x;
+    if (x.tries > 0 && this.#retried(headers)) return;
     const h: OutgoingHttpHeaders = { ':status': headers[':status'] };
     copyFields(headers, h, x.route!.responseDrop);
     // A response that is one HEADERS frame (gRPC's trailers-only) stays one.
@@ -155,6 +195,23 @@ export class H2Leg implements UpstreamLeg {
     }
     if (end) this.#ended = true;
   };
+
+  /** Whether the route retries on this response; the stream is then cancelled and the next try scheduled. */
+  #retried(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): boolean {
+    const lower: string[] = [];
+    const values: string[] = [];
+    for (const name of Object.keys(headers)) {
+      if (name.charCodeAt(0) === 0x3a) continue;
+      const v = headers[name];
+      if (v === undefined) continue;
+      lower.push(name);
+      values.push(Array.isArray(v) ? v.join(', ') : String(v));
+    }
+    if (!this.#x.retryOnResponse(headers[':status'] ?? 0, lower, values)) return false;
+    this.abort();
+    this.#x.retry();
+    return true;
+  }
 
   #onData = (chunk: Buffer): void => {
     if (this.#done || this.#ended) return;
@@ -175,7 +232,7 @@ export class H2Leg implements UpstreamLeg {
 
   #onClose = (): void => {
     const us = this.#us!;
-    us.streamClosed();
+    this.#upstream.sessions!.streamClosed(us);
     if (this.#done) return;
     this.#done = true;
     if (this.#ended) return;
@@ -185,7 +242,7 @@ export class H2Leg implements UpstreamLeg {
       // A session that never connected fails its streams before it reports its own error.
       if (us.failure !== undefined || !us.connected)
         x.connectFailed(us.failure ?? 'refused', us.error ?? this.#error, us.endpoint);
-      else x.upstreamFailed('reset', `upstream reset the stream (HTTP/2 error ${code})`, 'UR');
+      else x.upstreamFailed('reset', `upstream reset the stream (HTTP/2 error ${code})`, 'UR', code);
       return;
     }
     // Mid-response: the client's stream ends the same way the upstream's did.
@@ -237,6 +294,7 @@ export class H2Leg implements UpstreamLeg {
     h['x-forwarded-proto'] = xfp || (c.secure || peer !== undefined ? 'https' : 'http');
     h['x-forwarded-host'] = xfh || x.authority;
     if (x.addRequestId !== '') h['x-request-id'] = x.addRequestId;
+    if (x.tries > 0) h['x-pillion-attempt-count'] = String(x.tries);
     if (peer !== undefined && peer.xfcc !== '') h['x-forwarded-client-cert'] = peer.xfcc;
     const add = route.requestAddPairs;
     for (let i = 0; i < add.length; i++) h[add[i]![0]] = add[i]![1];

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { FakeClock } from '../../lib/clock.js';
 import { retriesSchema, retryBudgetSchema } from '../config.js';
-import { F_CONNECT, F_RESET, F_TIMEOUT, RetryBudget, RetryPolicy } from './retry.js';
+import { F_CONNECT, F_REFUSED, F_RESET, F_TIMEOUT, RetryBudget, RetryPolicy } from './retry.js';
 
 const policy = (raw: Record<string, unknown>, random?: () => number) =>
   new RetryPolicy(retriesSchema.parse(raw), random);
@@ -24,6 +24,10 @@ test('retryOn: each condition retries what it names, and nothing else', () => {
     ['connect-failure', (p) => p.onFailure(F_CONNECT), true],
     ['connect-failure', (p) => p.onFailure(F_RESET) || p.onResponse(503, [], []), false],
     ['refused-stream', (p) => p.onFailure(F_RESET) || p.onResponse(503, [], []), false],
+    ['refused-stream', (p) => p.onFailure(F_REFUSED), true],
+    ['reset', (p) => p.onFailure(F_REFUSED), true],
+    ['5xx', (p) => p.onFailure(F_REFUSED), true],
+    ['connect-failure', (p) => p.onFailure(F_REFUSED), false],
     ['retriable-4xx', (p) => p.onResponse(409, [], []), true],
     ['retriable-4xx', (p) => p.onResponse(429, [], []), false],
   ];

@@ -11,6 +11,7 @@ export const ON_5XX = 1;
 export const ON_GATEWAY = 2;
 export const ON_RESET = 4;
 export const ON_CONNECT = 8;
+export const ON_REFUSED = 16;
 export const ON_4XX = 32;
 export const ON_STATUS = 64;
 export const ON_HEADERS = 128;
@@ -20,14 +21,16 @@ export const F_CONNECT = 1;
 export const F_RESET = 2;
 export const F_TIMEOUT = 3;
 export const F_RESPONSE = 4;
+/** HTTP/2: the upstream refused the stream (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last stream). */
+export const F_REFUSED = 5;
 
 const BITS: Record<string, number> = {
   '5xx': ON_5XX,
   'gateway-error': ON_GATEWAY,
   reset: ON_RESET,
   'connect-failure': ON_CONNECT,
-  // HTTP/2's REFUSED_STREAM: an HTTP/1.1 upstream never refuses a stream, so nothing to match here.
-  'refused-stream': 0,
+  // HTTP/2's REFUSED_STREAM (an HTTP/1.1 upstream never refuses a stream).
+  'refused-stream': ON_REFUSED,
   'retriable-4xx': ON_4XX,
   'retriable-status-codes': ON_STATUS,
   'retriable-headers': ON_HEADERS,
@@ -62,11 +65,14 @@ export class RetryPolicy {
     this.#random = random;
   }
 
-  /** Whether a try that failed this way (F_CONNECT, F_RESET, F_TIMEOUT) is retried. */
+  /** Whether a try that failed this way (F_CONNECT, F_RESET, F_REFUSED, F_TIMEOUT) is retried. */
   onFailure(kind: number): boolean {
     const on = this.#on;
     if (kind === F_CONNECT) return (on & (ON_CONNECT | ON_5XX | ON_GATEWAY)) !== 0;
     if (kind === F_RESET) return (on & (ON_RESET | ON_5XX)) !== 0;
+    // A refused stream was never processed: safe to send again under refused-stream, reset or 5xx
+    // (Envoy's 5xx includes refused-stream).
+    if (kind === F_REFUSED) return (on & (ON_REFUSED | ON_RESET | ON_5XX)) !== 0;
     // A per-try timeout: no response, as a reset; Envoy also retries it on 5xx and gateway-error.
     return (on & (ON_RESET | ON_5XX | ON_GATEWAY)) !== 0;
   }

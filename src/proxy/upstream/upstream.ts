@@ -76,12 +76,36 @@ export const HASH_HEADER = 1;
 export const HASH_COOKIE = 2;
 export const HASH_CLIENT = 3;
 
+/** The balancer's key for a request: a header's value, a cookie's, or the client's address ('' when absent). */
+export function hashKeyOf(u: Upstream, lower: string[], values: string[], clientIp: string): string {
+  if (u.hashOn === HASH_CLIENT) return clientIp;
+  if (u.hashOn === HASH_COOKIE) {
+    const at = lower.indexOf('cookie');
+    return at === -1 ? '' : cookieValue(values[at]!, u.hashName);
+  }
+  const at = lower.indexOf(u.hashName);
+  return at === -1 ? '' : values[at]!;
+}
+
+/** The value of cookie `name` in a Cookie header ('' when absent). */
+function cookieValue(header: string, name: string): string {
+  let i = 0;
+  while (i < header.length) {
+    let end = header.indexOf(';', i);
+    if (end === -1) end = header.length;
+    const eq = header.indexOf('=', i);
+    if (eq !== -1 && eq < end && header.slice(i, eq).trim() === name) return header.slice(eq + 1, end).trim();
+    i = end + 1;
+  }
+  return '';
+}
+
 export class Upstream {
   readonly name: string;
   readonly protocol: 'http1' | 'h2';
   readonly endpoints: Endpoints;
   readonly pool: H1Pool;
-  /** Shared HTTP/2 sessions, one per endpoint (protocol h2 only). */
+  /** HTTP/2 sessions to the endpoints, streams multiplexed on them (protocol h2 only). */
   readonly sessions: ClientSessions | undefined;
   readonly tls: EndpointTls | undefined;
   /** Host header to send (outbound), or undefined to keep the client's (inbound). */
@@ -180,9 +204,12 @@ export class Upstream {
     );
     this.sessions =
       cfg.protocol === 'h2'
-        ? new ClientSessions({
+        ? new ClientSessions(this, {
             connectTimeoutMs: opts.timeouts.upstreamConnect,
             idleTimeoutMs: opts.timeouts.idle,
+            maxConnections: cfg.pool.maxConnections,
+            maxPending: cfg.pool.maxPending,
+            maxRequestsPerConnection: cfg.pool.maxRequestsPerConnection,
             logger: opts.logger,
           })
         : undefined;
@@ -211,7 +238,7 @@ export class Upstream {
       policy: lb,
       stats: {
         rq_active: this.inflight,
-        rq_pending: this.pool.waiting,
+        rq_pending: this.pool.waiting + (this.sessions?.waiting ?? 0),
         rq_retrying: this.retrying,
         rq_retry: this.retried,
         rq_retry_budget_exhausted: this.budgetExhausted,
