@@ -22,6 +22,7 @@ import { observe, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure } from '../upstream/h1-pool.js';
 import type { Upstream } from '../upstream/upstream.js';
+import type { RequestView, RouteTransform, TransformFailure } from '../transform/index.js';
 import { KNOWN_METHODS, validHost, validPath, validValue } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
@@ -122,6 +123,19 @@ export class Exchange {
   error: ErrorCode | undefined;
   endpoint: Endpoint | undefined;
   #filterReq: FilterRequest | undefined;
+
+  // --- the API adapter (routes with a transform only) ---
+  #xf: RouteTransform | undefined;
+  #xfView: RequestView | undefined;
+  /** The request body read so far, while it is buffered for the transformation. */
+  #xfReq: Buffer[] | undefined;
+  #xfReqBytes = 0;
+  /** The transformed request body, handed to the leg when it asks for the body. */
+  #xfBody: Buffer | undefined;
+  /** The upstream's response head and body, while the body is buffered. */
+  #xfHead: OutgoingHttpHeaders | undefined;
+  #xfRes: Buffer[] | undefined;
+  #xfResBytes = 0;
 
   constructor(stream: ServerHttp2Stream, shared: Shared, peer: Peer) {
     this.stream = stream;
@@ -365,7 +379,105 @@ export class Exchange {
     this.upstream = upstream;
     this.path = rewritePath(route, path) + query;
     this.#leg = this.#shared.makeLeg(this, upstream);
+    const xf = c.transforms?.[route.index];
+    if (xf !== undefined) {
+      this.#xf = xf;
+      this.#xfView = xf.view(this.method, path, query, this.lower, this.values);
+      if (xf.request) {
+        this.#bufferRequest(xf);
+        return;
+      }
+    }
     this.#leg.start();
+  }
+
+  /** A transformed route: the whole request body is read (up to the limit) before the leg starts. */
+  #bufferRequest(xf: RouteTransform): void {
+    if (this.contentLength > xf.maxBodyBytes) return this.#xfFailed(xf.tooLarge('request'));
+    this.#xfReq = [];
+    if (this.noBody) this.#transformRequest();
+    else this.readBody();
+  }
+
+  #transformRequest(): void {
+    const xf = this.#xf!;
+    const parts = this.#xfReq!;
+    this.#xfReq = undefined;
+    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    xf.onRequest(this.#xfView!, this.lower, this.values, body).then(
+      (out) => {
+        if (this.#closed || this.#resEnded || this.#leg === undefined) return;
+        if ('failed' in out) return this.#xfFailed(out);
+        const lower: string[] = [];
+        const values: string[] = [];
+        for (const [n, v] of out.headers) {
+          lower.push(n);
+          values.push(v);
+        }
+        lower.push('content-length');
+        values.push(String(out.body.length));
+        this.lower = lower;
+        this.values = values;
+        this.contentLength = out.body.length;
+        this.noBody = out.body.length === 0;
+        // The leg asks for the body (readBody) once it has somewhere to send it.
+        this.reqDone = this.noBody;
+        this.#xfBody = this.noBody ? undefined : out.body;
+        this.#leg.start();
+      },
+      () => this.local(500, 'request transform failed\n', 'LR'),
+    );
+  }
+
+  /** A transformation refused or failed: its status and coded JSON body go to the client. */
+  #xfFailed(f: TransformFailure): void {
+    this.error = f.code;
+    this.#xfRes = undefined;
+    this.#xfHead = undefined;
+    this.local(f.status, f.body, 'LR', 'application/json');
+  }
+
+  /** The response body is whole: runs the response side of the transformation and answers. */
+  #transformResponse(): void {
+    const xf = this.#xf!;
+    const head = this.#xfHead!;
+    const parts = this.#xfRes!;
+    this.#xfRes = undefined;
+    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    const lower: string[] = [];
+    const values: string[] = [];
+    for (const name of Object.keys(head)) {
+      if (name.charCodeAt(0) === 0x3a) continue;
+      const v = head[name];
+      if (v === undefined) continue;
+      for (const one of Array.isArray(v) ? v : [v]) {
+        lower.push(name);
+        values.push(String(one));
+      }
+    }
+    const status = Number(head[':status']);
+    xf.onResponse(this.#xfView!, status, lower, values, body).then(
+      (out) => {
+        if (this.#closed || this.#resEnded) return;
+        if ('failed' in out) return this.#xfFailed(out);
+        // Done with the adapter: what follows is the proxy's own answer, not to be caught again.
+        this.#xf = undefined;
+        this.#xfHead = undefined;
+        const h: OutgoingHttpHeaders = { ':status': out.status };
+        for (const [n, v] of out.headers) {
+          const had = h[n];
+          h[n] = had === undefined ? v : Array.isArray(had) ? [...had, v] : [String(had), v];
+        }
+        h['content-length'] = out.body.length;
+        const empty = out.body.length === 0;
+        if (!this.respond(h, empty, false)) return;
+        if (!empty) {
+          this.write(out.body);
+          this.endResponse(undefined);
+        }
+      },
+      () => this.local(500, 'response transform failed\n', 'LR'),
+    );
   }
 
   #denied(d: Denial): void {
@@ -418,6 +530,15 @@ export class Exchange {
 
   /** Starts passing the request body to the leg (it is held, flow-controlled, until then). */
   readBody(): void {
+    const xfBody = this.#xfBody;
+    if (xfBody !== undefined) {
+      // A transformed request: the leg gets the new body at once.
+      this.#xfBody = undefined;
+      this.reqDone = true;
+      this.#leg?.clientData(xfBody);
+      this.#leg?.clientEnd();
+      return;
+    }
     if (this.#reading || this.reqDone) return;
     this.#reading = true;
     this.#io = true;
@@ -458,6 +579,22 @@ export class Exchange {
    */
   respond(headers: OutgoingHttpHeaders, endStream: boolean, trailers: boolean): boolean {
     if (this.#closed) return false;
+    const xf = this.#xf;
+    if (xf !== undefined && xf.response && this.#xfHead === undefined && this.#transformsResponse(headers)) {
+      // A transformed route: the head waits for the whole body.
+      this.upTime = performance.now() - this.tUp;
+      this.#responseDeadline = 0;
+      this.#io = true;
+      const len = Number(headers['content-length'] ?? -1);
+      if (len > xf.maxBodyBytes) {
+        this.#xfFailed(xf.tooLarge('response'));
+        return true;
+      }
+      this.#xfHead = headers;
+      this.#xfRes = [];
+      if (endStream) this.#transformResponse();
+      return true;
+    }
     const c = this.c;
     if (c.headers.requestId && this.requestId !== '' && headers['x-request-id'] === undefined)
       headers['x-request-id'] = this.requestId;
@@ -472,9 +609,23 @@ export class Exchange {
     return true;
   }
 
+  /** Whether this response is buffered and transformed: not for HEAD, 204 and 304, which have no body. */
+  #transformsResponse(headers: OutgoingHttpHeaders): boolean {
+    const status = Number(headers[':status']);
+    return this.method !== 'HEAD' && status !== 204 && status !== 304;
+  }
+
   /** A piece of the response body; false when the client's window is full (wait for clientDrain). */
   write(chunk: Buffer): boolean {
     if (this.#closed) return true;
+    const parts = this.#xfRes;
+    if (parts !== undefined) {
+      this.#io = true;
+      this.#xfResBytes += chunk.length;
+      if (this.#xfResBytes > this.#xf!.maxBodyBytes) this.#xfFailed(this.#xf!.tooLarge('response'));
+      else parts.push(chunk);
+      return true;
+    }
     this.bytesOut += chunk.length;
     this.#io = true;
     return this.stream.write(chunk);
@@ -483,6 +634,11 @@ export class Exchange {
   /** The response is complete; trailers go in a trailing HEADERS frame when the head said so. */
   endResponse(trailers: OutgoingHttpHeaders | undefined): void {
     if (this.#closed || this.#resEnded) return;
+    if (this.#xfRes !== undefined) {
+      // (Trailers of a transformed response are dropped: its body is a new one.)
+      this.#transformResponse();
+      return;
+    }
     this.#resEnded = true;
     this.#requestDeadline = 0;
     if (this.#trailersExpected) {
@@ -644,6 +800,13 @@ export class Exchange {
       this.#badBody('request body too large', 413);
       return;
     }
+    const parts = this.#xfReq;
+    if (parts !== undefined) {
+      this.#xfReqBytes += chunk.length;
+      if (this.#xfReqBytes > this.#xf!.maxBodyBytes) this.#xfFailed(this.#xf!.tooLarge('request'));
+      else parts.push(chunk);
+      return;
+    }
     leg.clientData(chunk);
   };
 
@@ -654,7 +817,8 @@ export class Exchange {
       this.#badBody('request body shorter than its Content-Length', 400);
       return;
     }
-    this.#leg.clientEnd();
+    if (this.#xfReq !== undefined) this.#transformRequest();
+    else this.#leg.clientEnd();
   };
 
   #onTrailers = (trailers: IncomingHttpHeaders): void => {
