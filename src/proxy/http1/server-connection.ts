@@ -572,6 +572,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     this.#state = ST_BUFFER;
     this.#xfReq = [];
+    // Nothing of the body has been read yet: a chunked one is read through a reader that hands
+    // over its payload, without the chunk framing.
+    if (this.#reqKind === B_CHUNKED)
+      this.#reqChunks = new ChunkedReader(this.#c.limits.maxHeadSize, this.#collectRequest);
     this.#xfConnect = () => this.#connect(req, route, path, query, upstream);
     if (req.expectContinue && this.#reqKind !== B_NONE) {
       // The body is read here, not by the upstream: the proxy says go on itself.
@@ -595,6 +599,13 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   }
 
   #xfConnect: (() => void) | undefined;
+
+  #collectRequest = (buf: Buffer, start: number, end: number): void => {
+    if (end <= start || this.#xfReq === undefined) return;
+    this.#xfReqBytes += end - start;
+    // Past the limit nothing more is kept; #forwardBody answers 413 once the reader returns.
+    if (this.#xfReqBytes <= this.#xf!.maxBodyBytes) this.#xfReq.push(buf.subarray(start, end));
+  };
 
   /** The request body is whole: runs the request side of the transformation, then forwards. */
   #transformRequest(): void {
@@ -899,14 +910,15 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       return;
     }
     if (this.#xfReq !== undefined) {
-      if (n > 0) {
+      // A chunked body's payload was collected by the reader (#collectRequest); a sized one is the slice.
+      if (n > 0 && this.#reqKind === B_LENGTH) {
         this.#xfReqBytes += n;
-        if (this.#xfReqBytes > this.#xf!.maxBodyBytes) {
-          this.#xfReq = undefined;
-          this.#xfFailed(this.#xf!.tooLarge('request'));
-          return;
-        }
         this.#xfReq.push(start === 0 && used === end ? buf : buf.subarray(start, used));
+      }
+      if (this.#xfReqBytes > this.#xf!.maxBodyBytes) {
+        this.#xfReq = undefined;
+        this.#xfFailed(this.#xf!.tooLarge('request'));
+        return;
       }
       if (done) {
         this.#reqDone = true;

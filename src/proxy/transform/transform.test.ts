@@ -4,13 +4,25 @@
 // and HTTP/2 clients.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import http2 from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
 import { parsePillionConfig } from '../../roles.js';
-import { metricValue, startBackend, startInbound, type Backend, type StartedProxy } from '../test-support.js';
+import { startRuntimeOn } from '../../runtime/test-support.js';
+import {
+  freePort,
+  metricValue,
+  startBackend,
+  startInbound,
+  startOutbound,
+  type Backend,
+  type StartedProxy,
+} from '../test-support.js';
 import type { InboundSection } from '../inbound.js';
 
 /** What the proxy logged, one JSON line each. */
@@ -429,4 +441,132 @@ inbound:
   );
   assert.ok(!direct.ok);
   assert.match(direct.issues[0]!.message, /nothing to transform/);
+});
+
+test('keep-alive: transformed exchanges, a refused one among them, follow each other on one connection', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const one = (path: string, body: string) =>
+    new Promise<Answer>((resolve, reject) => {
+      const req = http.request(`${base}${path}`, { method: 'POST', headers: json, agent }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  try {
+    const connections = app.connections;
+    const a = await one('/api/orders', JSON.stringify({ method: 'a', data: 1 }));
+    const b = await one('/failing', '{"n": "x"}');
+    const c = await one('/api/orders', JSON.stringify({ method: 'c', data: 3 }));
+    const d = await one('/plain', 'untouched');
+    assert.deepEqual([a.status, b.status, c.status, d.status], [201, 502, 201, 200]);
+    assert.equal((JSON.parse(c.body) as { data: { did: string } }).data.did, 'c');
+    assert.equal((JSON.parse(d.body) as { body: string }).body, 'untouched');
+    assert.ok(app.connections - connections <= 2, 'upstream connections are reused');
+  } finally {
+    agent.destroy();
+  }
+});
+
+test('Expect: 100-continue on a transformed route is answered by the proxy, which reads the (chunked) body itself without its framing', async () => {
+  const r = await new Promise<Answer>((resolve, reject) => {
+    const req = http.request(
+      `${base}/api/orders`,
+      { method: 'POST', headers: { ...json, expect: '100-continue' }, agent: false },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      },
+    );
+    req.on('continue', () => req.end(JSON.stringify({ method: 'later', data: null })));
+    req.on('error', reject);
+    req.flushHeaders();
+  });
+  assert.equal(r.status, 201, r.body);
+  assert.equal((JSON.parse(r.body) as { data: { did: string } }).data.did, 'later');
+  assert.equal(app.requests.at(-1)!.headers.expect, undefined, 'the upstream gets the whole body, no Expect');
+});
+
+test('outbound routes take the same transform', async () => {
+  const out = await startOutbound({
+    upstreams: { legacy: { endpoints: [`127.0.0.1:${app.port}`] } },
+    routes: [
+      {
+        match: { prefix: '/v2' },
+        upstream: 'legacy',
+        rewritePrefix: '/legacy',
+        transform: {
+          request: { body: '{ "action": method, "payload": data }' },
+          response: { body: '{ "data": result.with }' },
+        },
+      },
+    ],
+  });
+  try {
+    const r = await new Promise<Answer>((resolve, reject) => {
+      const req = http.request(
+        `http://127.0.0.1:${out.port()}/v2`,
+        { method: 'POST', headers: json, agent: false },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify({ method: 'ping', data: [1, 2] }));
+    });
+    assert.equal(r.status, 200);
+    assert.deepEqual(JSON.parse(r.body), { data: [1, 2] });
+    assert.equal(
+      await metricValue(out.metrics, 'pillion_proxy_transforms_total', { section: 'outbound', result: 'ok' }),
+      2,
+    );
+  } finally {
+    await out.stop();
+  }
+});
+
+test('a reload whose expression does not parse keeps the running transform; a good one replaces it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'pillion-transform-reload-'));
+  const port = await freePort();
+  const config = join(dir, 'pillion.yaml');
+  const write = (expr: string) =>
+    writeFile(
+      config,
+      `admin: { listen: "127.0.0.1:0" }
+app: { port: ${app.port}, health: { protocol: tcp } }
+inbound:
+  listeners: [{ address: "127.0.0.1:${port}" }]
+  readinessGate: false
+  routes:
+    - match: { prefix: /v }
+      transform: { response: { body: '${expr}' } }
+`,
+    );
+  await write('{ "v": 1 }');
+  const runtime = await startRuntimeOn(config);
+  const value = async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/v`);
+    return (await r.json()) as { v: number };
+  };
+  try {
+    assert.deepEqual(await value(), { v: 1 });
+    await write('{ "v": ');
+    const bad = await runtime.reload('test');
+    assert.ok(!bad.ok, 'the reload is refused');
+    assert.deepEqual(await value(), { v: 1 }, 'the running transform is kept');
+    await write('{ "v": 2 }');
+    assert.ok((await runtime.reload('test')).ok);
+    assert.deepEqual(await value(), { v: 2 });
+  } finally {
+    await runtime.shutdown('test');
+    await rm(dir, { recursive: true, force: true });
+  }
 });
