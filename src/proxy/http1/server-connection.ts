@@ -251,7 +251,12 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       } else if (this.#c.timeouts.idle > 0 && now - this.#ioAt >= this.#c.timeouts.idle) {
         if (this.#res === undefined)
           this.#reject(408, 'request body stalled', 'PILLION_ERR_PROXY_BAD_REQUEST');
-        else {
+        else if (this.#xfRes !== undefined) {
+          // A transformed response whose body stopped coming: nothing of it has gone out yet.
+          this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
+          this.#xfRes = undefined;
+          this.#local(504, 'upstream response body stalled\n', 'SI');
+        } else {
           this.#flags = 'SI';
           this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
           this.#abort();
@@ -292,6 +297,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         if (this.#res === undefined) {
           if (this.#reqDone) this.#upstreamTimeout();
           else this.#reject(408, 'request not received in time', 'PILLION_ERR_PROXY_BAD_REQUEST');
+        } else if (this.#xfRes !== undefined) {
+          this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
+          this.#xfRes = undefined;
+          this.#local(504, 'upstream response timeout\n', 'UT');
         } else {
           this.#flags = 'UT';
           this.#abort();

@@ -494,12 +494,22 @@ export class Exchange {
   tick(now: number): void {
     // Stream idle, as on HTTP/1.1: while a body is moving in either direction, nothing moving for
     // timeouts.idle ends the exchange, so a stalled client cannot hold an upstream connection.
-    if (!this.#closed && !this.#resEnded && (this.responseStarted || (this.#reading && !this.reqDone))) {
+    const buffering = this.#xfRes !== undefined;
+    if (
+      !this.#closed &&
+      !this.#resEnded &&
+      (this.responseStarted || buffering || (this.#reading && !this.reqDone))
+    ) {
       if (this.#io) {
         this.#io = false;
         this.#ioAt = now;
       } else if (this.c.timeouts.idle > 0 && now - this.#ioAt >= this.c.timeouts.idle) {
-        if (this.responseStarted)
+        if (buffering) {
+          // A transformed response whose body stopped coming: nothing of it has gone out yet.
+          this.error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
+          this.#xfRes = undefined;
+          this.local(504, 'upstream response body stalled\n', 'SI');
+        } else if (this.responseStarted)
           this.resetClient(NGHTTP2_CANCEL, 'SI', 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT');
         else {
           this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';

@@ -443,6 +443,49 @@ inbound:
   assert.match(direct.issues[0]!.message, /nothing to transform/);
 });
 
+test('a transformed response whose body stalls gets 504 (nothing of it was sent), over HTTP/1.1 and HTTP/2', async () => {
+  const stalling = await startBackend((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+    res.write('{"half": ');
+  });
+  const p = await startInbound(
+    {
+      listeners: [{ address: '127.0.0.1:0' }],
+      readinessGate: false,
+      timeouts: { idle: '300ms' },
+      routes: [{ transform: { response: { body: '$' } } }],
+    },
+    { app: stalling.port },
+  );
+  try {
+    const at = `http://127.0.0.1:${p.port()}`;
+    const h1 = await new Promise<number>((resolve, reject) => {
+      http
+        .get(`${at}/x`, { agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+        .on('error', reject);
+    });
+    assert.equal(h1, 504);
+    const session = http2.connect(at);
+    try {
+      const h2status = await new Promise<number>((resolve, reject) => {
+        const req = session.request({ ':path': '/x' });
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(h2status, 504);
+    } finally {
+      session.close();
+    }
+  } finally {
+    await p.stop();
+    await stalling.close();
+  }
+});
+
 test('keep-alive: transformed exchanges, a refused one among them, follow each other on one connection', async () => {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const one = (path: string, body: string) =>
