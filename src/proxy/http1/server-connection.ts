@@ -342,7 +342,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   /** Keeps bytes that arrived ahead of their turn; pauses reading when too many are held. */
   #hold(chunk: Buffer): void {
     this.#pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk]);
-    if (this.#pending.length > MAX_BUFFERED || this.#state === ST_EXCHANGE) this.#pause(P_PIPELINED);
+    if (this.#pending.length > MAX_BUFFERED || this.#state === ST_EXCHANGE || this.#state === ST_BUFFER)
+      this.#pause(P_PIPELINED);
   }
 
   #readHead(buf: Buffer, scanFrom: number): void {
@@ -854,6 +855,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         this.#up?.socket.end();
         return;
       case ST_EXCHANGE:
+      case ST_BUFFER:
         // A body that can no longer complete: without this the exchange would wait forever.
         if (!this.#reqDone && this.#pending === undefined)
           this.#badBody('the connection ended inside the request body');
@@ -866,7 +868,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   #onClientClose(): void {
     const wasActive =
-      this.#state === ST_CONNECTING || this.#state === ST_EXCHANGE || this.#state === ST_TUNNEL;
+      this.#state === ST_CONNECTING ||
+      this.#state === ST_EXCHANGE ||
+      this.#state === ST_TUNNEL ||
+      this.#state === ST_BUFFER;
     const state = this.#state;
     this.#state = ST_CLOSED;
     this.#deadlineKind = D_NONE;

@@ -13,10 +13,13 @@ import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
 import { parsePillionConfig } from '../../roles.js';
+import { waitFor } from '../../lib/wait-for.js';
 import { startRuntimeOn } from '../../runtime/test-support.js';
 import {
   freePort,
   metricValue,
+  quiet,
+  RawClient,
   startBackend,
   startInbound,
   startOutbound,
@@ -484,6 +487,29 @@ test('a transformed response whose body stalls gets 504 (nothing of it was sent)
     await p.stop();
     await stalling.close();
   }
+});
+
+test('a client that leaves while its body is being buffered (HTTP/1.1 and HTTP/2) leaves nothing behind', async () => {
+  const forwarded = () => app.requests.filter((r) => r.url.startsWith('/legacy')).length;
+  const before = forwarded();
+  const c = await RawClient.connect(proxy.port());
+  c.write(
+    'POST /api/orders HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"method"',
+  );
+  await waitFor(async () => (await metricValue(proxy.metrics, 'pillion_proxy_active_requests', {})) === 1, {
+    what: 'the request to be in progress',
+  });
+  c.destroy();
+  const h2c = http2.connect(base);
+  const req = h2c.request({ ':method': 'POST', ':path': '/api/orders', 'content-type': 'application/json' });
+  req.on('error', () => {}); // cancelled by the destroy below, as meant
+  req.write('{"method": ');
+  await waitFor(async () => (await metricValue(proxy.metrics, 'pillion_proxy_active_requests', {})) === 1, {
+    what: 'the HTTP/2 request to be in progress',
+  });
+  h2c.destroy();
+  await quiet(proxy);
+  assert.equal(forwarded(), before, 'neither was forwarded');
 });
 
 test('keep-alive: transformed exchanges, a refused one among them, follow each other on one connection', async () => {
