@@ -238,7 +238,11 @@ test('form to JSON on the request; the same JSON back through an identity expres
   assert.deepEqual(JSON.parse(echoed.body), { a: ['1', '3'], b: 'two words' });
 });
 
-test('JSON to form on the request', async () => {
+test('JSON to form on the request; a result that no form can hold is 502, counted as bad_result', async () => {
+  const nested = await send('/to-form', JSON.stringify({ q: { deep: 1 } }), json);
+  assert.equal(nested.status, 502);
+  assert.match(nested.body, /PILLION_ERR_PROXY_TRANSFORM_FAILED/);
+  assert.equal(await transforms({ route: 'to-form', side: 'request', result: 'bad_result' }), 1);
   const r = await send('/to-form', JSON.stringify({ q: 'tea & cake', n: 2, tags: ['x', 'y'] }), json);
   const echoed = JSON.parse(r.body) as { type: string; body: string };
   assert.equal(echoed.type, 'application/x-www-form-urlencoded');
@@ -637,5 +641,64 @@ inbound:
   } finally {
     await runtime.shutdown('test');
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('an HTTP/2 client to an HTTP/2 upstream: both bodies transformed', async () => {
+  const upstream = http2.createServer();
+  upstream.on('stream', (stream, headers) => {
+    const parts: Buffer[] = [];
+    stream.on('data', (c: Buffer) => parts.push(c));
+    stream.on('end', () => {
+      const got = JSON.parse(Buffer.concat(parts).toString()) as { action: string };
+      stream.respond({
+        ':status': 200,
+        'content-type': 'application/json',
+        'x-seen-type': String(headers['content-type']),
+      });
+      stream.end(JSON.stringify({ result: got.action, ok: true }));
+    });
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const port = (upstream.address() as { port: number }).port;
+  const p = await startInbound(
+    {
+      listeners: [{ address: '127.0.0.1:0' }],
+      readinessGate: false,
+      upstreams: { modern: { endpoints: [`127.0.0.1:${port}`], protocol: 'h2' } },
+      routes: [
+        {
+          upstream: 'modern',
+          transform: {
+            request: { body: '{ "action": method }' },
+            response: { body: '{ "data": result }', status: { '200': 202 } },
+          },
+        },
+      ],
+    },
+    {},
+  );
+  const session = http2.connect(`http://127.0.0.1:${p.port()}`);
+  try {
+    const r = await new Promise<Answer>((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/x', 'content-type': 'application/json' });
+      let head: http2.IncomingHttpHeaders = {};
+      let text = '';
+      req.setEncoding('utf8');
+      req.on('response', (h) => (head = h));
+      req.on('data', (c: string) => (text += c));
+      req.on('end', () =>
+        resolve({ status: Number(head[':status']), headers: head as http.IncomingHttpHeaders, body: text }),
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify({ method: 'sync' }));
+    });
+    assert.equal(r.status, 202);
+    assert.deepEqual(JSON.parse(r.body), { data: 'sync' });
+    assert.equal(r.headers['x-seen-type'], 'application/json');
+  } finally {
+    session.close();
+    await p.stop();
+    upstream.close();
   }
 });
