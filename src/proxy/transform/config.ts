@@ -52,7 +52,7 @@ const sideFields = {
       'A JSONata expression whose result is the new body; the body as read is its input. Without it the body is only converted (from → to).',
     ),
   headers: headerMapping.describe(
-    'Headers set, added and removed after the body is rewritten (Content-Type and Content-Length are the adapter’s own).',
+    'Headers set, added and removed after the body is rewritten. Content-Length is the adapter’s own; Content-Type follows `to` unless `set` names it.',
   ),
 };
 
