@@ -62,12 +62,14 @@ export const ROLES: readonly Role[] = [
     schema: async () => (await import('./proxy/config.js')).inboundSchema,
     module: async () => def((await import('./proxy/inbound.js')).inboundModule()),
     preflight: async (c) => (await import('./proxy/preflight.js')).proxyPreflight('inbound', c.inbound!),
+    loadChecks: async (c) => transformChecks('inbound', c.inbound!.routes),
   },
   {
     section: 'outbound',
     schema: async () => (await import('./proxy/config.js')).outboundSchema,
     module: async () => def((await import('./proxy/outbound.js')).outboundModule()),
     preflight: async (c) => (await import('./proxy/preflight.js')).proxyPreflight('outbound', c.outbound!),
+    loadChecks: async (c) => transformChecks('outbound', c.outbound!.routes),
   },
   {
     section: 'logs',
@@ -87,6 +89,16 @@ export const ROLES: readonly Role[] = [
     schema: async () => (await import('./policies/config.js')).policiesSchema,
   },
 ];
+
+/** Route transforms' expressions compile (jsonata is loaded only when a route has one). */
+async function transformChecks(
+  section: string,
+  routes: readonly { transform?: unknown }[],
+): Promise<PreflightIssue[]> {
+  if (!routes.some((r) => r.transform !== undefined)) return [];
+  const { transformLoadChecks } = await import('./proxy/transform/index.js');
+  return transformLoadChecks(section, routes as Parameters<typeof transformLoadChecks>[1]);
+}
 
 /** The modules the runtime may start, each loaded only when its section is present. */
 export function roleModules(): ModuleSource[] {
@@ -224,7 +236,7 @@ sections are optional; a missing key takes its default.
   \`# yaml-language-server: $schema=./pillion.schema.json\` for completion and checks.
 - **Errors** are reported all at once as \`file:line:col CODE path: message (hint)\`; codes are listed in [errors.md](errors.md).
 
-Sections and keys of roles that are planned but not built yet (a route's \`transform\` or \`retryPolicy\`,
+Sections and keys of roles that are planned but not built yet (a route's \`retryPolicy\`,
 an upstream's \`circuitBreaker\`, ...) are refused with \`PILLION_ERR_CONFIG_UNSUPPORTED_SECTION\` or
 \`PILLION_ERR_CONFIG_NOT_BUILT_YET\` at their line:col, never ignored.
 `;
@@ -246,14 +258,8 @@ export interface PlannedRole {
   readonly commands: readonly string[];
 }
 
-export const PLANNED_ROLES: readonly PlannedRole[] = [
-  {
-    what: 'the API adapter (route transforms: JSONata body rewrites, XML and form conversion)',
-    sections: [],
-    keys: ['inbound.routes[].transform'],
-    commands: [],
-  },
-];
+/** Empty while nothing is announced: a planned role's keys and commands are refused as not built yet. */
+export const PLANNED_ROLES: readonly PlannedRole[] = [];
 
 type Segment = string | number;
 

@@ -203,6 +203,12 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
   assert.ok(l.files.includes('proxy/inbound.js') && l.files.includes('runtime/app-health.js'));
   assert.ok(!l.files.includes('proxy/outbound.js'), 'the outbound role is loaded');
   assert.ok(!l.files.includes('proxy/preflight.js'), "validate's checks are loaded");
+  for (const f of [
+    'proxy/transform/index.js',
+    'proxy/transform/route-transform.js',
+    'proxy/transform/codecs.js',
+  ])
+    assert.ok(!l.files.includes(f), `${f} is loaded (only the schema of transforms should be)`);
   // Resilience code loads only where a route or an upstream sets it.
   for (const f of [
     'proxy/upstream/retry.js',
@@ -234,6 +240,26 @@ test("the demo's sidecar config loads the inbound proxy with its request filters
     assert.ok(l.files.includes(f), `${f} is not loaded`);
   for (const f of ['proxy/upstream/balancers.js', 'proxy/mirror.js'])
     assert.ok(!l.files.includes(f), `${f} is loaded`);
+});
+
+test('a route with a transform loads the adapter with jsonata and fast-xml-parser; routes without one do not (above)', async () => {
+  const l = await loadedBy(
+    MODULES,
+    'transform',
+    `${inboundOnly()}  routes:
+    - match: { prefix: /v2 }
+      transform: { request: { body: '{ "action": method, "payload": data }' } }
+    - {}
+`,
+  );
+  assertBase(l);
+  // fast-xml-parser comes with its own small dependencies.
+  const xml = ['@nodable/entities', 'anynum', 'fast-xml-builder', 'is-unsafe', 'path-expression-matcher'];
+  assert.deepEqual(
+    l.packages,
+    [...BASE_PACKAGES, ...xml, 'strnum', 'xml-naming', 'fast-xml-parser', 'jsonata'].sort(),
+  );
+  assert.ok(l.files.includes('proxy/transform/route-transform.js'), 'the adapter is not loaded');
 });
 
 test("a sync destination with a JSON Schema check loads Ajv; the demo's sync, which has none, does not (above)", async () => {

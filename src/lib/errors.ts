@@ -265,6 +265,21 @@ export const ERROR_CATALOGUE = {
       "An upstream's `endpointsFile` could not be read, is not YAML, or lists an endpoint that does not validate; the upstream keeps the last good list of endpoints, and pillion_proxy_endpoints_file_errors_total counts it.",
     fix: 'Fix the file (a list of "host:port" or { address, weight, labels }); it is read again as soon as it changes.',
   },
+  PILLION_ERR_PROXY_TRANSFORM_TOO_LARGE: {
+    description:
+      'A route\'s transform buffers bodies up to its `maxBodyBytes`: a request body over it got 413, a response body over it 502; counted in pillion_proxy_transforms_total{result="too_large"}.',
+    fix: "Raise the route's `transform.maxBodyBytes` (up to 64MiB), or send large bodies through a route without a transform.",
+  },
+  PILLION_ERR_PROXY_TRANSFORM_BAD_BODY: {
+    description:
+      "A body on a transformed route is not what the route's `from` says (JSON that does not parse, XML that is not well-formed or has a DOCTYPE): a request got 400, a response 502.",
+    fix: "Send the format the route declares, or change the route's `transform.request.from` / `transform.response.from`.",
+  },
+  PILLION_ERR_PROXY_TRANSFORM_FAILED: {
+    description:
+      "A route's JSONata expression failed on a body (an error such as $number of a non-number), or its result cannot be written in the `to` format (a form field that is an object, XML without one root): the client got 502. The expression and the error are logged, never the body.",
+    fix: 'Fix the expression (try it at try.jsonata.org on a sample body), or guard it (`$exists(x) ? ... : ...`).',
+  },
   PILLION_ERR_PROXY_ACCESS_LOG: {
     description:
       'The access log file cannot be opened or written (its directory is missing and cannot be created, or is not writable).',

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { addPillionIssue, address, duration, httpPath, regex, size } from '../config/index.js';
 import { didYouMean } from '../lib/did-you-mean.js';
 import { authorizationSchema, jwtSchema, rateLimitSchema } from './filters/config.js';
+import { transformSchema } from './transform/config.js';
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -866,6 +867,7 @@ const routeSchema = z
       })
       .optional()
       .describe('Answer at once with this status and body instead of forwarding.'),
+    transform: transformSchema.optional(),
   })
   .superRefine((r, ctx) => {
     if (r.rewritePrefix !== undefined && r.match.prefix === undefined)
@@ -884,6 +886,14 @@ const routeSchema = z
       addPillionIssue(ctx, 'PILLION_ERR_CONFIG_BAD_VALUE', 'every destination has weight 0', undefined, [
         'destinations',
       ]);
+    if (r.transform !== undefined && r.directResponse !== undefined)
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        'a direct response is not forwarded, so it has nothing to transform',
+        'put the transform on a route that forwards',
+        ['transform'],
+      );
     if (r.directResponse && r.upstream)
       addPillionIssue(
         ctx,

@@ -288,6 +288,15 @@ export class ProxyModule<S> implements Module<S> {
     const mirror = s.routes.some((r) => r.mirror !== undefined)
       ? new (await import('./mirror.js')).Mirror(upstreams, this.#stats.mirrors, s.section)
       : undefined;
+    // The adapter's code (jsonata, fast-xml-parser) is loaded only when a route has a transform.
+    const transforms = s.routes.some((r) => r.transform !== undefined)
+      ? (await import('./transform/index.js')).buildTransforms(s.routes, {
+          section: s.section,
+          clock: this.#deps.clock,
+          logger,
+          metrics: this.#deps.metrics,
+        })
+      : undefined;
     const health = this.#deps.appHealth;
     const parts = s.listeners.map((l): ListenerParts => {
       const stats = new ListenerStats(this.#stats, l.name);
@@ -313,6 +322,7 @@ export class ProxyModule<S> implements Module<S> {
         noRouteStats: stats.route('-'),
         upstreams,
         resilience,
+        transforms,
         mirror,
         clock: this.#deps.clock,
         limits: s.limits,

@@ -2,6 +2,7 @@
 // conditions (no closures or allocations per request). The first route that matches wins.
 
 import type { RetriesConfig, RouteConfig } from './config.js';
+import type { TransformConfig } from './transform/config.js';
 
 export interface HeaderCondition {
   lower: string;
@@ -71,6 +72,8 @@ export interface CompiledRoute {
   fault: CompiledFault | undefined;
   /** Mirroring: the upstream copies go to and the share of requests copied (0..1). */
   mirror: { upstream: string; share: number } | undefined;
+  /** The API adapter's settings; compiled by the proxy's build (by route index), not here. */
+  transform: TransformConfig | undefined;
 }
 
 export function compileRoutes(
@@ -136,6 +139,7 @@ export function compileRoute(
     })),
     retries: r.retries,
     timeoutMs: r.timeout,
+    transform: r.transform,
     subset: undefined,
     split: undefined,
     splitCumulative: undefined,

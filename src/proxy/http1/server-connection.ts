@@ -24,11 +24,12 @@ import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } fr
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { Mirror } from '../mirror.js';
 import type { RouteResilience } from '../upstream/resilience.js';
+import type { RequestView, RouteTransform, TransformFailure } from '../transform/index.js';
 import { HASH_NONE, hashKeyOf, type Upstream } from '../upstream/upstream.js';
 import { ChunkedReader } from './chunked.js';
 import { HeadError, parseRequestHead, type RequestHead, type ResponseHead } from './head-parser.js';
 import { ResponseHeadReader } from './response-head-reader.js';
-import { serializeLocal, serializeRequest, serializeResponse } from './serialize.js';
+import { REASONS, serializeLocal, serializeRequest, serializeResponse } from './serialize.js';
 import { allowedUpgrade, upgradeOffered } from './upgrade.js';
 
 /** What every connection of one listener shares; built once per config. */
@@ -45,6 +46,8 @@ export interface Http1Context {
   upstreams: Map<string, Upstream>;
   /** Retries and the whole-exchange timeout of each route, by route index; undefined when no route has either. */
   resilience: (RouteResilience | undefined)[] | undefined;
+  /** The API adapter's transformation of each route, by route index; undefined when no route has one. */
+  transforms: (RouteTransform | undefined)[] | undefined;
   /** For the back-off between tries. */
   clock: Clock;
   /** Sends copies of requests on routes that mirror; undefined when none does. */
@@ -70,6 +73,8 @@ const ST_CONNECTING = 1;
 const ST_EXCHANGE = 2;
 const ST_TUNNEL = 3;
 const ST_CLOSED = 4;
+/** A transformed route's request body is being read whole, or its transformation is running. */
+const ST_BUFFER = 5;
 
 const B_NONE = 0;
 const B_LENGTH = 1;
@@ -141,6 +146,18 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   #held: Buffer[] | undefined;
   /** A 100 Continue went to the client. */
   #continued = false;
+  // --- the API adapter (routes with a transform only) ---
+  #xf: RouteTransform | undefined;
+  #xfView: RequestView | undefined;
+  /** The request body read so far (while buffering it), then the transformed body to send. */
+  #xfReq: Buffer[] | undefined;
+  #xfReqBytes = 0;
+  #xfBody: Buffer | undefined;
+  /** The response body read so far, while it is buffered for the transformation. */
+  #xfRes: Buffer[] | undefined;
+  #xfResBytes = 0;
+  /** The response body went over the route's limit. */
+  #xfOver = false;
   #t0 = 0;
   #tUp = 0;
   #upTime = -1;
@@ -224,14 +241,22 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   tick(now: number): void {
     // Stream idle: while body bytes are expected in either direction, none moving for the idle
     // timeout ends the exchange (a stalled client or upstream would otherwise hold both sockets).
-    if (this.#state === ST_EXCHANGE && (this.#res !== undefined || !this.#reqDone)) {
+    if (
+      (this.#state === ST_EXCHANGE && (this.#res !== undefined || !this.#reqDone)) ||
+      (this.#state === ST_BUFFER && !this.#reqDone)
+    ) {
       if (this.#io) {
         this.#io = false;
         this.#ioAt = now;
       } else if (this.#c.timeouts.idle > 0 && now - this.#ioAt >= this.#c.timeouts.idle) {
         if (this.#res === undefined)
           this.#reject(408, 'request body stalled', 'PILLION_ERR_PROXY_BAD_REQUEST');
-        else {
+        else if (this.#xfRes !== undefined) {
+          // A transformed response whose body stopped coming: nothing of it has gone out yet.
+          this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
+          this.#xfRes = undefined;
+          this.#local(504, 'upstream response body stalled\n', 'SI');
+        } else {
           this.#flags = 'SI';
           this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
           this.#abort();
@@ -266,10 +291,16 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     }
     if (this.#requestDeadline !== 0 && now >= this.#requestDeadline) {
       this.#requestDeadline = 0;
-      if (this.#state === ST_CONNECTING || this.#state === ST_EXCHANGE) {
+      if (this.#state === ST_BUFFER && !this.#reqDone)
+        this.#reject(408, 'request not received in time', 'PILLION_ERR_PROXY_BAD_REQUEST');
+      else if (this.#state === ST_CONNECTING || this.#state === ST_EXCHANGE) {
         if (this.#res === undefined) {
           if (this.#reqDone) this.#upstreamTimeout();
           else this.#reject(408, 'request not received in time', 'PILLION_ERR_PROXY_BAD_REQUEST');
+        } else if (this.#xfRes !== undefined) {
+          this.#error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
+          this.#xfRes = undefined;
+          this.#local(504, 'upstream response timeout\n', 'UT');
         } else {
           this.#flags = 'UT';
           this.#abort();
@@ -297,6 +328,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         this.#hold(chunk);
         return;
       case ST_EXCHANGE:
+      case ST_BUFFER:
         if (!this.#reqDone) this.#forwardBody(chunk, 0);
         else this.#hold(chunk);
         return;
@@ -310,7 +342,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   /** Keeps bytes that arrived ahead of their turn; pauses reading when too many are held. */
   #hold(chunk: Buffer): void {
     this.#pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk]);
-    if (this.#pending.length > MAX_BUFFERED || this.#state === ST_EXCHANGE) this.#pause(P_PIPELINED);
+    if (this.#pending.length > MAX_BUFFERED || this.#state === ST_EXCHANGE || this.#state === ST_BUFFER)
+      this.#pause(P_PIPELINED);
   }
 
   #readHead(buf: Buffer, scanFrom: number): void {
@@ -486,6 +519,21 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       this.#local(503, 'too many requests to the upstream\n', 'UO');
       return;
     }
+    const xf = c.transforms?.[route.index];
+    if (xf !== undefined) {
+      this.#xf = xf;
+      this.#xfView = xf.view(req.method, path, query, req.lower, req.values);
+      if (xf.request) {
+        this.#bufferRequest(req, route, path, query, upstream, xf);
+        return;
+      }
+    }
+    this.#connect(req, route, path, query, upstream);
+  }
+
+  /** Sends the request to the upstream: takes a connection from its pool (the rest of #forward). */
+  #connect(req: RequestHead, route: CompiledRoute, path: string, query: string, upstream: Upstream): void {
+    const c = this.#c;
     upstream.inflight++;
     this.#inflightUp = upstream;
     this.#upstream = upstream;
@@ -518,6 +566,103 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     // An idle pooled connection is handed over synchronously; only a connect in progress needs
     // the client's reading held (pausing and resuming a socket costs a tick per request).
     if (this.#state === ST_CONNECTING) this.#pause(P_UPSTREAM);
+  }
+
+  /** A transformed route: reads the whole request body (up to the route's limit) before forwarding. */
+  #bufferRequest(
+    req: RequestHead,
+    route: CompiledRoute,
+    path: string,
+    query: string,
+    upstream: Upstream,
+    xf: RouteTransform,
+  ): void {
+    if (req.contentLength > xf.maxBodyBytes) {
+      this.#xfFailed(xf.tooLarge('request'));
+      return;
+    }
+    this.#state = ST_BUFFER;
+    this.#xfReq = [];
+    // Nothing of the body has been read yet: a chunked one is read through a reader that hands
+    // over its payload, without the chunk framing.
+    if (this.#reqKind === B_CHUNKED)
+      this.#reqChunks = new ChunkedReader(this.#c.limits.maxHeadSize, this.#collectRequest);
+    this.#xfConnect = () => this.#connect(req, route, path, query, upstream);
+    if (req.expectContinue && this.#reqKind !== B_NONE) {
+      // The body is read here, not by the upstream: the proxy says go on itself.
+      this.#continued = true;
+      this.#bytesOut += 25;
+      this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+      const at = req.lower.indexOf('expect');
+      if (at !== -1) {
+        req.lower.splice(at, 1);
+        req.names.splice(at, 1);
+        req.values.splice(at, 1);
+      }
+    }
+    if (this.#reqKind === B_NONE) {
+      this.#transformRequest();
+      return;
+    }
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (pending !== undefined) this.#forwardBody(pending, 0);
+  }
+
+  #xfConnect: (() => void) | undefined;
+
+  #collectRequest = (buf: Buffer, start: number, end: number): void => {
+    if (end <= start || this.#xfReq === undefined) return;
+    this.#xfReqBytes += end - start;
+    // Past the limit nothing more is kept; #forwardBody answers 413 once the reader returns.
+    if (this.#xfReqBytes <= this.#xf!.maxBodyBytes) this.#xfReq.push(buf.subarray(start, end));
+  };
+
+  /** The request body is whole: runs the request side of the transformation, then forwards. */
+  #transformRequest(): void {
+    const xf = this.#xf!;
+    const req = this.#req!;
+    const parts = this.#xfReq!;
+    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    this.#xfReq = undefined;
+    this.#pause(P_UPSTREAM);
+    xf.onRequest(this.#xfView!, req.lower, req.values, body).then(
+      (out) => {
+        if (this.#req !== req || this.#state !== ST_BUFFER) return; // ended meanwhile
+        if ('failed' in out) {
+          this.#xfFailed(out);
+          return;
+        }
+        const n = out.headers.length;
+        const names = new Array<string>(n);
+        const values = new Array<string>(n);
+        for (let i = 0; i < n; i++) {
+          names[i] = out.headers[i]![0];
+          values[i] = out.headers[i]![1];
+        }
+        req.names = names;
+        req.lower = names.slice();
+        req.values = values;
+        req.chunked = false;
+        req.contentLength = out.body.length;
+        this.#xfBody = out.body;
+        const go = this.#xfConnect!;
+        this.#xfConnect = undefined;
+        this.#state = ST_CONNECTING;
+        this.#unpause(P_UPSTREAM);
+        go();
+      },
+      () => {
+        if (this.#req === req) this.#local(500, 'request transform failed\n', 'LR');
+      },
+    );
+  }
+
+  /** A transformation refused or failed: its status and coded JSON body go to the client. */
+  #xfFailed(f: TransformFailure): void {
+    this.#error = f.code;
+    if (this.#xfRes !== undefined) this.#xfRes = undefined;
+    this.#local(f.status, f.body, 'LR', 'application/json');
   }
 
   /** A route with retries or a timeout: its deadline, the budget's deposit, and a place to keep the body. */
@@ -700,6 +845,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         this.#up?.socket.end();
         return;
       case ST_EXCHANGE:
+      case ST_BUFFER:
         // A body that can no longer complete: without this the exchange would wait forever.
         if (!this.#reqDone && this.#pending === undefined)
           this.#badBody('the connection ended inside the request body');
@@ -712,7 +858,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   #onClientClose(): void {
     const wasActive =
-      this.#state === ST_CONNECTING || this.#state === ST_EXCHANGE || this.#state === ST_TUNNEL;
+      this.#state === ST_CONNECTING ||
+      this.#state === ST_EXCHANGE ||
+      this.#state === ST_TUNNEL ||
+      this.#state === ST_BUFFER;
     const state = this.#state;
     this.#state = ST_CLOSED;
     this.#deadlineKind = D_NONE;
@@ -762,6 +911,24 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     const max = this.#c.limits.maxBodySize;
     if (max > 0 && this.#reqKind === B_CHUNKED && this.#reqChunks!.payloadBytes > max) {
       this.#badBody('request body too large', 413);
+      return;
+    }
+    if (this.#xfReq !== undefined) {
+      // A chunked body's payload was collected by the reader (#collectRequest); a sized one is the slice.
+      if (n > 0 && this.#reqKind === B_LENGTH) {
+        this.#xfReqBytes += n;
+        this.#xfReq.push(start === 0 && used === end ? buf : buf.subarray(start, used));
+      }
+      if (this.#xfReqBytes > this.#xf!.maxBodyBytes) {
+        this.#xfReq = undefined;
+        this.#xfFailed(this.#xf!.tooLarge('request'));
+        return;
+      }
+      if (done) {
+        this.#reqDone = true;
+        if (used < end) this.#hold(buf.subarray(used));
+        this.#transformRequest();
+      } else if (this.#clientEnded) this.#badBody('the connection ended inside the request body');
       return;
     }
     if (this.#kept !== undefined && n > 0) {
@@ -818,7 +985,14 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     const pending = this.#pending;
     this.#pending = undefined;
     const kept = this.#tries > 1 ? this.#kept : undefined;
-    if (kept !== undefined && kept.length > 0) {
+    if (this.#xfBody !== undefined) {
+      // A transformed request: its head and its whole new body, on every try.
+      s.cork();
+      s.write(this.#upHead, 'latin1');
+      if (this.#xfBody.length > 0) s.write(this.#xfBody);
+      s.uncork();
+      if (pending !== undefined) this.#hold(pending);
+    } else if (kept !== undefined && kept.length > 0) {
       // A retry: the head, the body kept from the earlier tries, then what has arrived since.
       s.cork();
       s.write(this.#upHead, 'latin1');
@@ -951,6 +1125,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     if (up.observesLatency) up.observe(this.#upEndpoint!, this.#upTime);
     if (up.outlier !== undefined) up.outlier.report(this.#upEndpoint!, res.status);
     const noBody = req.method === 'HEAD' || res.status === 204 || res.status === 304;
+    if (!noBody && this.#xf !== undefined && this.#xf.response) {
+      this.#bufferResponse(res, buf, start, this.#xf);
+      return;
+    }
     if (noBody) this.#resKind = B_NONE;
     else if (res.chunked) {
       this.#resKind = B_CHUNKED;
@@ -1009,6 +1187,98 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     s.uncork();
   }
 
+  /** A transformed route's response: its body is read whole (up to the limit), never streamed. */
+  #bufferResponse(res: ResponseHead, buf: Buffer, start: number, xf: RouteTransform): void {
+    if (res.contentLength > xf.maxBodyBytes) {
+      this.#xfFailed(xf.tooLarge('response'));
+      return;
+    }
+    this.#xfRes = [];
+    if (res.chunked) {
+      this.#resKind = B_CHUNKED;
+      this.#dechunk = true;
+      this.#resChunks = new ChunkedReader(64 * 1024, this.#collectPayload);
+    } else if (res.contentLength !== -1) {
+      this.#resKind = res.contentLength > 0 ? B_LENGTH : B_NONE;
+      this.#resLeft = res.contentLength;
+    } else this.#resKind = B_CLOSE;
+    if (!this.#reqDone) this.#closeAfter = true;
+    if (this.#resKind === B_NONE) this.#responseDone(buf.length === start);
+    else if (buf.length > start) this.#forwardResponse(buf, start);
+  }
+
+  #collectPayload = (buf: Buffer, start: number, end: number): void => {
+    if (end > start) this.#xfCollect(buf.subarray(start, end));
+  };
+
+  #xfCollect(b: Buffer): void {
+    if (this.#xfRes === undefined || this.#xfOver) return;
+    this.#xfResBytes += b.length;
+    if (this.#xfResBytes > this.#xf!.maxBodyBytes) this.#xfOver = true;
+    else this.#xfRes.push(b);
+  }
+
+  /** The response body is whole: runs the response side of the transformation and answers. */
+  #transformResponse(): void {
+    const xf = this.#xf!;
+    const req = this.#req!;
+    const res = this.#res!;
+    const parts = this.#xfRes!;
+    this.#xfRes = undefined;
+    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    xf.onResponse(this.#xfView!, res.status, res.lower, res.values, body).then(
+      (out) => {
+        if (this.#req !== req || this.#state !== ST_EXCHANGE) return; // ended meanwhile
+        if ('failed' in out) {
+          this.#xfFailed(out);
+          return;
+        }
+        const n = out.headers.length;
+        const names = new Array<string>(n + 1);
+        const values = new Array<string>(n + 1);
+        for (let i = 0; i < n; i++) {
+          names[i] = out.headers[i]![0];
+          values[i] = out.headers[i]![1];
+        }
+        names[n] = 'content-length';
+        values[n] = String(out.body.length);
+        const head = serializeResponse(
+          {
+            ...res,
+            status: out.status,
+            reason: out.status === res.status ? res.reason : (REASONS[out.status] ?? 'Unknown'),
+            names,
+            lower: names,
+            values,
+            contentLength: out.body.length,
+            chunked: false,
+            connection: [],
+            upgrade: '',
+          },
+          this.#route,
+          {
+            chunked: false,
+            close: this.#closeAfter,
+            keepAlive10: req.minor === 0,
+            requestId: this.#c.headers.requestId ? this.#requestId : '',
+            upgrade: false,
+          },
+        );
+        this.#status = out.status;
+        this.#bytesOut += head.length + out.body.length;
+        const s = this.socket;
+        s.cork();
+        s.write(head, 'latin1');
+        if (out.body.length > 0) s.write(out.body);
+        s.uncork();
+        this.#finish();
+      },
+      () => {
+        if (this.#req === req) this.#local(500, 'response transform failed\n', 'LR');
+      },
+    );
+  }
+
   #writePayload = (buf: Buffer, start: number, end: number): void => {
     if (end <= start) return;
     if (this.#pendingHead !== '') (this.#held ??= []).push(buf.subarray(start, end));
@@ -1052,6 +1322,13 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       default:
         used = end;
     }
+    if (this.#xfRes !== undefined) {
+      if (used > start && !this.#dechunk)
+        this.#xfCollect(start === 0 && used === end ? buf : buf.subarray(start, used));
+      if (this.#xfOver) this.#xfFailed(this.#xf!.tooLarge('response'));
+      else if (done) this.#responseDone(used === end);
+      return;
+    }
     this.#bytesOut += used - start;
     if (used > start && !this.#dechunk) {
       if (!this.socket.write(start === 0 && used === end ? buf : buf.subarray(start, used)))
@@ -1069,7 +1346,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     // A response complete before its request body: the rest of the body cannot be told from a
     // next request, so the connection closes after this response.
     if (!this.#reqDone) this.#closeAfter = true;
-    this.#finish();
+    if (this.#xfRes !== undefined) this.#transformResponse();
+    else this.#finish();
   }
 
   onUpstreamClose(_err: Error | undefined): void {
@@ -1377,6 +1655,16 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         this.#retryTimer.cancel();
         this.#retryTimer = undefined;
       }
+    }
+    if (this.#xf !== undefined) {
+      this.#xf = undefined;
+      this.#xfView = undefined;
+      this.#xfReq = undefined;
+      this.#xfReqBytes = 0;
+      this.#xfBody = undefined;
+      this.#xfRes = undefined;
+      this.#xfResBytes = 0;
+      this.#xfOver = false;
     }
     this.#filterReq = undefined;
     this.#requestDeadline = 0;

@@ -24,6 +24,7 @@ import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure } from '../upstream/h1-pool.js';
 import type { RouteResilience } from '../upstream/resilience.js';
 import { HASH_NONE, hashKeyOf, type Upstream } from '../upstream/upstream.js';
+import type { RequestView, RouteTransform, TransformFailure } from '../transform/index.js';
 import { KNOWN_METHODS, validHost, validPath, validValue } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
@@ -154,6 +155,19 @@ export class Exchange {
   #retryingUp: Upstream | undefined;
   /** When the current try's per-try timeout ends (ms since the epoch; 0 none). */
   #tryDeadline = 0;
+
+  // --- the API adapter (routes with a transform only) ---
+  #xf: RouteTransform | undefined;
+  #xfView: RequestView | undefined;
+  /** The request body read so far, while it is buffered for the transformation. */
+  #xfReq: Buffer[] | undefined;
+  #xfReqBytes = 0;
+  /** The transformed request body, handed to the leg when it asks for the body. */
+  #xfBody: Buffer | undefined;
+  /** The upstream's response head and body, while the body is buffered. */
+  #xfHead: OutgoingHttpHeaders | undefined;
+  #xfRes: Buffer[] | undefined;
+  #xfResBytes = 0;
 
   constructor(stream: ServerHttp2Stream, shared: Shared, peer: Peer) {
     this.stream = stream;
@@ -407,6 +421,15 @@ export class Exchange {
     this.path = rewritePath(route, path) + query;
     const rz = c.resilience?.[route.index];
     if (rz !== undefined) this.#startResilient(rz, upstream);
+    const xf = c.transforms?.[route.index];
+    if (xf !== undefined) {
+      this.#xf = xf;
+      this.#xfView = xf.view(this.method, path, query, this.lower, this.values);
+      if (xf.request) {
+        this.#bufferRequest(xf);
+        return;
+      }
+    }
     this.#startTry();
   }
 
@@ -555,6 +578,95 @@ export class Exchange {
     }
   }
 
+  /** A transformed route: the whole request body is read (up to the limit) before the leg starts. */
+  #bufferRequest(xf: RouteTransform): void {
+    if (this.contentLength > xf.maxBodyBytes) return this.#xfFailed(xf.tooLarge('request'));
+    this.#xfReq = [];
+    if (this.noBody) this.#transformRequest();
+    else this.readBody();
+  }
+
+  #transformRequest(): void {
+    const xf = this.#xf!;
+    const parts = this.#xfReq!;
+    this.#xfReq = undefined;
+    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    xf.onRequest(this.#xfView!, this.lower, this.values, body).then(
+      (out) => {
+        if (this.#closed || this.#resEnded) return;
+        if ('failed' in out) return this.#xfFailed(out);
+        const lower: string[] = [];
+        const values: string[] = [];
+        for (const [n, v] of out.headers) {
+          lower.push(n);
+          values.push(v);
+        }
+        lower.push('content-length');
+        values.push(String(out.body.length));
+        this.lower = lower;
+        this.values = values;
+        this.contentLength = out.body.length;
+        this.noBody = out.body.length === 0;
+        // The leg asks for the body (readBody) once it has somewhere to send it.
+        this.reqDone = this.noBody;
+        this.#xfBody = this.noBody ? undefined : out.body;
+        this.#startTry();
+      },
+      () => this.local(500, 'request transform failed\n', 'LR'),
+    );
+  }
+
+  /** A transformation refused or failed: its status and coded JSON body go to the client. */
+  #xfFailed(f: TransformFailure): void {
+    this.error = f.code;
+    this.#xfRes = undefined;
+    this.#xfHead = undefined;
+    this.local(f.status, f.body, 'LR', 'application/json');
+  }
+
+  /** The response body is whole: runs the response side of the transformation and answers. */
+  #transformResponse(): void {
+    const xf = this.#xf!;
+    const head = this.#xfHead!;
+    const parts = this.#xfRes!;
+    this.#xfRes = undefined;
+    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    const lower: string[] = [];
+    const values: string[] = [];
+    for (const name of Object.keys(head)) {
+      if (name.charCodeAt(0) === 0x3a) continue;
+      const v = head[name];
+      if (v === undefined) continue;
+      for (const one of Array.isArray(v) ? v : [v]) {
+        lower.push(name);
+        values.push(String(one));
+      }
+    }
+    const status = Number(head[':status']);
+    xf.onResponse(this.#xfView!, status, lower, values, body).then(
+      (out) => {
+        if (this.#closed || this.#resEnded) return;
+        if ('failed' in out) return this.#xfFailed(out);
+        // Done with the adapter: what follows is the proxy's own answer, not to be caught again.
+        this.#xf = undefined;
+        this.#xfHead = undefined;
+        const h: OutgoingHttpHeaders = { ':status': out.status };
+        for (const [n, v] of out.headers) {
+          const had = h[n];
+          h[n] = had === undefined ? v : Array.isArray(had) ? [...had, v] : [String(had), v];
+        }
+        h['content-length'] = out.body.length;
+        const empty = out.body.length === 0;
+        if (!this.respond(h, empty, false)) return;
+        if (!empty) {
+          this.write(out.body);
+          this.endResponse(undefined);
+        }
+      },
+      () => this.local(500, 'response transform failed\n', 'LR'),
+    );
+  }
+
   #denied(d: Denial): void {
     let type = 'text/plain; charset=utf-8';
     const more: [string, string][] = [];
@@ -569,12 +681,22 @@ export class Exchange {
   tick(now: number): void {
     // Stream idle, as on HTTP/1.1: while a body is moving in either direction, nothing moving for
     // timeouts.idle ends the exchange, so a stalled client cannot hold an upstream connection.
-    if (!this.#closed && !this.#resEnded && (this.responseStarted || (this.#reading && !this.reqDone))) {
+    const buffering = this.#xfRes !== undefined;
+    if (
+      !this.#closed &&
+      !this.#resEnded &&
+      (this.responseStarted || buffering || (this.#reading && !this.reqDone))
+    ) {
       if (this.#io) {
         this.#io = false;
         this.#ioAt = now;
       } else if (this.c.timeouts.idle > 0 && now - this.#ioAt >= this.c.timeouts.idle) {
-        if (this.responseStarted)
+        if (buffering) {
+          // A transformed response whose body stopped coming: nothing of it has gone out yet.
+          this.error = 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT';
+          this.#xfRes = undefined;
+          this.local(504, 'upstream response body stalled\n', 'SI');
+        } else if (this.responseStarted)
           this.resetClient(NGHTTP2_CANCEL, 'SI', 'PILLION_ERR_PROXY_UPSTREAM_TIMEOUT');
         else {
           this.error = 'PILLION_ERR_PROXY_BAD_REQUEST';
@@ -638,6 +760,21 @@ export class Exchange {
 
   /** Starts passing the request body to the leg (it is held, flow-controlled, until then). */
   readBody(): void {
+    const xfBody = this.#xfBody;
+    if (xfBody !== undefined) {
+      // A transformed request: the leg gets the new body at once, and a retry sends it again.
+      this.#xfBody = undefined;
+      this.reqDone = true;
+      const kept = this.#kept;
+      if (kept !== undefined) {
+        this.#keptBytes += xfBody.length;
+        if (this.#keptBytes > this.#resil!.retry!.maxBodyBytes) this.#kept = undefined;
+        else kept.push(xfBody);
+      }
+      this.#leg?.clientData(xfBody);
+      this.#leg?.clientEnd();
+      return;
+    }
     if (this.#reading || this.reqDone) return;
     this.#reading = true;
     this.#io = true;
@@ -678,6 +815,22 @@ export class Exchange {
    */
   respond(headers: OutgoingHttpHeaders, endStream: boolean, trailers: boolean): boolean {
     if (this.#closed) return false;
+    const xf = this.#xf;
+    if (xf !== undefined && xf.response && this.#xfHead === undefined && this.#transformsResponse(headers)) {
+      // A transformed route: the head waits for the whole body.
+      this.upTime = performance.now() - this.tUp;
+      this.#responseDeadline = 0;
+      this.#io = true;
+      const len = Number(headers['content-length'] ?? -1);
+      if (len > xf.maxBodyBytes) {
+        this.#xfFailed(xf.tooLarge('response'));
+        return true;
+      }
+      this.#xfHead = headers;
+      this.#xfRes = [];
+      if (endStream) this.#transformResponse();
+      return true;
+    }
     const c = this.c;
     if (c.headers.requestId && this.requestId !== '' && headers['x-request-id'] === undefined)
       headers['x-request-id'] = this.requestId;
@@ -695,9 +848,23 @@ export class Exchange {
     return true;
   }
 
+  /** Whether this response is buffered and transformed: not for HEAD, 204 and 304, which have no body. */
+  #transformsResponse(headers: OutgoingHttpHeaders): boolean {
+    const status = Number(headers[':status']);
+    return this.method !== 'HEAD' && status !== 204 && status !== 304;
+  }
+
   /** A piece of the response body; false when the client's window is full (wait for clientDrain). */
   write(chunk: Buffer): boolean {
     if (this.#closed) return true;
+    const parts = this.#xfRes;
+    if (parts !== undefined) {
+      this.#io = true;
+      this.#xfResBytes += chunk.length;
+      if (this.#xfResBytes > this.#xf!.maxBodyBytes) this.#xfFailed(this.#xf!.tooLarge('response'));
+      else parts.push(chunk);
+      return true;
+    }
     this.bytesOut += chunk.length;
     this.#io = true;
     return this.stream.write(chunk);
@@ -706,6 +873,11 @@ export class Exchange {
   /** The response is complete; trailers go in a trailing HEADERS frame when the head said so. */
   endResponse(trailers: OutgoingHttpHeaders | undefined): void {
     if (this.#closed || this.#resEnded) return;
+    if (this.#xfRes !== undefined) {
+      // (Trailers of a transformed response are dropped: its body is a new one.)
+      this.#transformResponse();
+      return;
+    }
     this.#resEnded = true;
     this.#requestDeadline = 0;
     if (this.#trailersExpected) {
@@ -880,8 +1052,10 @@ export class Exchange {
 
   #onData = (chunk: Buffer): void => {
     const leg = this.#leg;
-    // Discarded when the exchange is over (kept while a retry waits its back-off).
-    if ((leg === undefined && this.#retryTimer === undefined) || this.#resEnded) return;
+    // Discarded when the exchange is over (kept while a retry waits its back-off, or while the
+    // body is buffered for a transformation).
+    if ((leg === undefined && this.#retryTimer === undefined && this.#xfReq === undefined) || this.#resEnded)
+      return;
     this.bytesIn += chunk.length;
     this.#io = true;
     if (this.contentLength !== -1 && this.bytesIn > this.contentLength) {
@@ -891,6 +1065,13 @@ export class Exchange {
     const max = this.c.limits.maxBodySize;
     if (max > 0 && this.bytesIn > max) {
       this.#badBody('request body too large', 413);
+      return;
+    }
+    const parts = this.#xfReq;
+    if (parts !== undefined) {
+      this.#xfReqBytes += chunk.length;
+      if (this.#xfReqBytes > this.#xf!.maxBodyBytes) this.#xfFailed(this.#xf!.tooLarge('request'));
+      else parts.push(chunk);
       return;
     }
     const kept = this.#kept;
@@ -904,12 +1085,17 @@ export class Exchange {
 
   #onEnd = (): void => {
     this.reqDone = true;
-    if ((this.#leg === undefined && this.#retryTimer === undefined) || this.#resEnded) return;
+    if (
+      (this.#leg === undefined && this.#retryTimer === undefined && this.#xfReq === undefined) ||
+      this.#resEnded
+    )
+      return;
     if (this.contentLength !== -1 && this.bytesIn !== this.contentLength) {
       this.#badBody('request body shorter than its Content-Length', 400);
       return;
     }
-    this.#leg?.clientEnd();
+    if (this.#xfReq !== undefined) this.#transformRequest();
+    else this.#leg?.clientEnd();
   };
 
   #onTrailers = (trailers: IncomingHttpHeaders): void => {
