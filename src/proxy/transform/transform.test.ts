@@ -702,3 +702,73 @@ test('an HTTP/2 client to an HTTP/2 upstream: both bodies transformed', async ()
     upstream.close();
   }
 });
+
+test('a retried request sends the transformed body again (HTTP/1.1 and HTTP/2 clients)', async () => {
+  // Fails every other request with 503; answers the others with the body it got.
+  let n = 0;
+  const flaky = await startBackend((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      if (n++ % 2 === 0) {
+        res.writeHead(503);
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(Buffer.concat(parts));
+    });
+  });
+  const out = await startOutbound({
+    upstreams: { legacy: { endpoints: [`127.0.0.1:${flaky.port}`] } },
+    routes: [
+      {
+        match: { prefix: '/' },
+        upstream: 'legacy',
+        retries: { attempts: 2, retryOn: '5xx' },
+        transform: { request: { body: '{ "action": method, "payload": data }' } },
+      },
+    ],
+  });
+  try {
+    const body = JSON.stringify({ method: 'ping', data: [1, 2] });
+    const want = { action: 'ping', payload: [1, 2] };
+    const r1 = await new Promise<Answer>((resolve, reject) => {
+      const req = http.request(
+        `http://127.0.0.1:${out.port()}/x`,
+        { method: 'POST', headers: json, agent: false },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.equal(r1.status, 200, r1.body);
+    assert.deepEqual(JSON.parse(r1.body), want);
+    const r2 = await new Promise<Answer>((resolve, reject) => {
+      const session = http2.connect(`http://127.0.0.1:${out.port()}`);
+      session.on('error', reject);
+      const req = session.request({ ':method': 'POST', ':path': '/x', ...json });
+      const parts: Buffer[] = [];
+      let head: http2.IncomingHttpHeaders = {};
+      req.on('response', (h) => (head = h));
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        session.close();
+        resolve({ status: Number(head[':status']), headers: {}, body: Buffer.concat(parts).toString() });
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.equal(r2.status, 200, r2.body);
+    assert.deepEqual(JSON.parse(r2.body), want);
+    assert.equal(n, 4, 'each request was tried twice');
+  } finally {
+    await out.stop();
+    await flaky.close();
+  }
+});
