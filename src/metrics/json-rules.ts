@@ -4,6 +4,7 @@
 // library 10 000 times per label would cost more than the rest of the scrape.
 
 import { JSONPath } from 'jsonpath-plus';
+import { ownString } from '../lib/own-string.js';
 import type { JsonRule } from './config.js';
 import type { MetricSnapshot, Sample } from './registry.js';
 
@@ -106,7 +107,8 @@ export function compileRules(
           if (sample) sample.value = value;
           else {
             const labels: Record<string, string> = {};
-            for (let i = 0; i < c.labels.length; i++) labels[c.labels[i]![0]] = values[i]!;
+            // Kept for later scrapes: its own strings, not views into the document's text.
+            for (let i = 0; i < c.labels.length; i++) labels[c.labels[i]![0]] = ownString(values[i]!);
             for (let i = 0; i < extra.length; i++) labels[extra[i]![0]] = extra[i]![1];
             sample = { labels, value };
           }

@@ -5,6 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { renderText } from './exposition.js';
 import { type PassthroughSkip, TextPassthrough } from './passthrough.js';
 import { parsePrometheusText, TextFormatError } from './prom-text.js';
@@ -223,4 +225,24 @@ test('passed through without relabeling, any document reads as a fresh parse of 
       .replace(/ (\d+)\n/g, () => ` ${Math.floor(rand() * 100)}\n`);
     assert.deepEqual(p.read(doc), parsePrometheusText(doc), doc);
   }
+});
+
+test('kept series hold their own strings, not the bodies they were read from', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const { p } = passthrough();
+  const pad = `# ${'x'.repeat(1 << 20)}\n`;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  // Twenty bodies of 1 MiB, each with a series first seen in it and kept after.
+  for (let i = 0; i < 20; i++) {
+    let doc = pad;
+    for (let j = 0; j <= i; j++)
+      doc += `series_with_a_long_name{label_with_a_long_name="value number ${j}"} ${i}\n`;
+    p.read(doc);
+  }
+  gc();
+  assert.equal(p.kept, 20);
+  const grown = (process.memoryUsage().heapUsed - before) / 1048576;
+  assert.ok(grown < 8, `the heap grew ${grown.toFixed(1)} MiB for 20 series`);
 });

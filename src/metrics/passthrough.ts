@@ -4,6 +4,7 @@
 // relabeled, and its exposition line written, when it first appeared. 10 000 series scraped
 // again make no new objects, where making them cost most of a scrape in garbage collection.
 
+import { ownString } from '../lib/own-string.js';
 import { parseSample, readValue, sampleName, type TextFamily, TextReader } from './prom-text.js';
 import type { RelabelRule } from './config.js';
 import type { MetricSnapshot, Sample } from './registry.js';
@@ -113,18 +114,20 @@ export class TextPassthrough {
       const exposure = this.#exposure(f, scrape);
       let sample: Sample | undefined;
       if (exposure.name !== undefined) {
+        // Kept for later scrapes: the strings get their own characters, not views into the body.
+        for (const k in s.labels) s.labels[k] = ownString(s.labels[k]!);
         const labels = enrichedLabels(s.labels, this.#o.labels, this.#names);
         for (const e of exposure.edits) e(labels);
         const own = sampleName(f, s.name);
         sample =
           own === undefined
             ? { labels, value: s.value }
-            : { labels, value: s.value, metricName: this.#sampleName(own, f, exposure) };
+            : { labels, value: s.value, metricName: ownString(this.#sampleName(own, f, exposure)) };
         push(f, sample);
       }
-      this.#kept.set(key!, {
+      this.#kept.set(ownString(key!), {
         sample,
-        sampleName: s.name,
+        sampleName: ownString(s.name),
         family: f.name,
         type: f.type,
         exposure,

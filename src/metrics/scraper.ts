@@ -62,6 +62,8 @@ export class Scraper {
   #relabel: Step;
   /** Text: the series kept from one scrape to the next, enriched and relabeled. */
   #text: TextPassthrough | undefined;
+  /** The buffer scrape bodies are read into, kept from one scrape to the next. */
+  #body: Buffer | undefined;
   #families: readonly MetricSnapshot[] = [];
   #timer: TimerHandle | undefined;
   #running = false;
@@ -113,6 +115,8 @@ export class Scraper {
     this.#timer?.cancel();
     this.#inFlight?.abort();
     this.#families = [];
+    this.#body = undefined;
+    this.#text?.forget();
     const labels = { target: this.name };
     for (const g of [this.#deps.metrics.up, this.#deps.metrics.duration, this.#deps.metrics.series])
       g.remove(labels);
@@ -276,23 +280,32 @@ export class Scraper {
             new ScrapeFailure('too_large', `content-length ${declared} over maxBodySize ${t.maxBodySize}`),
           );
         }
-        const chunks: Buffer[] = [];
+        // Read into the buffer of the last scrape (grown when a body is larger, up to
+        // maxBodySize): a body of some MB is not allocated anew at every scrape. Taken while in
+        // use, so a second scrape running at the same time reads into a buffer of its own.
+        let buf = this.#body;
+        this.#body = undefined;
         let size = 0;
         res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > t.maxBodySize) {
+          if (size + c.length > t.maxBodySize) {
             req.destroy();
             finish(new ScrapeFailure('too_large', `body over maxBodySize ${t.maxBodySize} bytes`));
             return;
           }
-          chunks.push(c);
+          if (buf === undefined || buf.length < size + c.length) {
+            const want = Math.max(size + c.length, declared || 0, 2 * (buf?.length ?? 32_768));
+            const grown = Buffer.allocUnsafe(Math.min(t.maxBodySize, want));
+            if (buf !== undefined) buf.copy(grown, 0, 0, size);
+            buf = grown;
+          }
+          c.copy(buf, size);
+          size += c.length;
         });
-        res.on('end', () =>
-          finish(undefined, {
-            body: Buffer.concat(chunks, size).toString('utf8'),
-            contentType: res.headers['content-type'],
-          }),
-        );
+        res.on('end', () => {
+          const body = buf === undefined ? '' : buf.toString('utf8', 0, size);
+          this.#body = buf;
+          finish(undefined, { body, contentType: res.headers['content-type'] });
+        });
         res.on('error', (err) => finish(new ScrapeFailure('unreachable', err.message)));
       });
       req.end();
