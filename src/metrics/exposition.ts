@@ -5,6 +5,7 @@
 // double quote; values are Go-style floats (NaN, +Inf, -Inf). OpenMetrics names a counter's
 // family without its _total suffix, calls untyped "unknown" and ends with # EOF.
 
+import { ownString } from '../lib/own-string.js';
 import type { MetricSnapshot } from './registry.js';
 
 export const TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -13,20 +14,33 @@ export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1
 export type ExpositionFormat = 'text' | 'openmetrics';
 
 /**
- * The written label set of a labels object, kept while the object lives: series that last (the
- * registry's, the app's from one scrape to the next) are not written anew at every scrape.
- * Labels objects are not changed once a sample holds them (relabeling in place sets the same
- * values again), so what is kept stays true.
+ * What was written for a labels object, kept while the object lives: series that last (the
+ * registry's, the app's from one scrape to the next) are not written anew at every scrape, only
+ * their values. Labels objects are not changed once a sample holds them (relabeling in place sets
+ * the same values again), so what is kept stays true. `line` is the sample's name, the label set
+ * and the space before the value, for the name last written with it (a histogram's _sum and
+ * _count share their labels).
  */
-const LABEL_SETS = new WeakMap<object, string>();
+interface Written {
+  set: string;
+  name: string;
+  line: string;
+}
 
-function cachedLabelSet(labels: Readonly<Record<string, string | number>>): string {
-  let set = LABEL_SETS.get(labels);
-  if (set === undefined) {
-    set = labelSet(labels);
-    LABEL_SETS.set(labels, set);
+const WRITTEN = new WeakMap<object, Written>();
+
+function lineStart(name: string, labels: Readonly<Record<string, string | number>>): string {
+  let w = WRITTEN.get(labels);
+  if (w === undefined) {
+    const set = labelSet(labels);
+    // A flat copy: written 10 000 times into each exposition, not walked as a joined string.
+    w = { set, name, line: ownString(`${name}${set} `) };
+    WRITTEN.set(labels, w);
+  } else if (w.name !== name) {
+    w.name = name;
+    w.line = ownString(`${name}${w.set} `);
   }
-  return set;
+  return w.line;
 }
 
 export function renderText(families: readonly MetricSnapshot[]): string {
@@ -35,7 +49,7 @@ export function renderText(families: readonly MetricSnapshot[]): string {
     if (out !== '') out += '\n';
     out += `# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`;
     for (const s of f.values)
-      out += `${s.metricName ?? f.name}${cachedLabelSet(s.labels)} ${formatValue(s.value)}\n`;
+      out += `${lineStart(s.metricName ?? f.name, s.labels)}${formatValue(s.value)}\n`;
   }
   return out;
 }
@@ -51,7 +65,7 @@ export function renderOpenMetrics(families: readonly MetricSnapshot[]): string {
     for (const s of f.values) {
       let sample = s.metricName ?? f.name;
       if (counter && sample === name) sample = `${name}_total`;
-      out += `${sample}${cachedLabelSet(s.labels)} ${formatValue(s.value)}\n`;
+      out += `${lineStart(sample, s.labels)}${formatValue(s.value)}\n`;
     }
   }
   return `${out}# EOF\n`;

@@ -4,6 +4,7 @@
 // library 10 000 times per label would cost more than the rest of the scrape.
 
 import { JSONPath } from 'jsonpath-plus';
+import { ownString } from '../lib/own-string.js';
 import type { JsonRule } from './config.js';
 import type { MetricSnapshot, Sample } from './registry.js';
 
@@ -16,7 +17,8 @@ type Getter = (element: unknown, key: string | number | undefined) => unknown;
 
 interface CompiledRule {
   rule: JsonRule;
-  select: (doc: unknown) => { value: unknown; key: string | number | undefined }[];
+  /** Calls each with every element the path selects (and its key); returns how many. */
+  select: (doc: unknown, each: (value: unknown, key: string | number | undefined) => void) => number;
   value: Getter;
   labels: [string, Getter][];
 }
@@ -46,45 +48,45 @@ export function compileRules(
       labelGetter(spec),
     ]),
   }));
-  // A series of the last scrape is kept by its labels and gets the new value: 10 000 series
-  // scraped again make no new objects, and the exposition reuses what it wrote for them.
-  let previous = new Map<string, Map<string, Sample>>();
+  // A series is kept by its labels from one scrape to the next and gets the new value: 10 000
+  // series scraped again make no new objects (not even a map of them), and the exposition reuses
+  // what it wrote for them. `seen` says which scrape last gave it (a second time is a duplicate).
+  const kept = new Map<string, Map<string, { sample: Sample; seen: number }>>();
+  let scrape = 0;
   const values: string[] = [];
   return {
     map(doc, skip) {
+      scrape++;
       const families = new Map<string, MetricSnapshot>();
-      const current = new Map<string, Map<string, Sample>>();
       for (const c of compiled) {
         const { rule } = c;
         let f = families.get(rule.name);
-        let seen = current.get(rule.name);
-        if (!f || !seen) {
+        if (!f) {
           f = { name: rule.name, help: rule.help, type: rule.type, values: [] };
           families.set(rule.name, f);
-          seen = new Map();
-          current.set(rule.name, seen);
         }
-        const before = previous.get(rule.name);
-        const matches = c.select(doc);
-        if (matches.length === 0) {
-          skip('no_match', rule.name, `path ${rule.path} matches nothing`);
-          continue;
+        const out = f.values as Sample[];
+        let byKey = kept.get(rule.name);
+        if (!byKey) {
+          byKey = new Map();
+          kept.set(rule.name, byKey);
         }
-        next: for (const m of matches) {
-          const raw = c.value(m.value, m.key);
+        const series = byKey;
+        const matched = c.select(doc, (element, elementKey) => {
+          const raw = c.value(element, elementKey);
           const value = toNumber(raw, rule.valueMap);
           if (value === undefined) {
             if (raw === undefined) skip('no_match', rule.name, `value ${rule.value} matches nothing`);
             else skip('not_a_number', rule.name, `value ${describe(raw)} is not a number`);
-            continue;
+            return;
           }
           let key = '';
           for (let i = 0; i < c.labels.length; i++) {
             const [name, get] = c.labels[i]!;
-            const v = get(m.value, m.key);
+            const v = get(element, elementKey);
             if (v === undefined || v === null || typeof v === 'object') {
               skip('no_match', rule.name, `label ${name} matches no scalar`);
-              continue next;
+              return;
             }
             const str = String(v);
             if (str.length > maxLabelValueLength) {
@@ -93,28 +95,35 @@ export function compileRules(
                 rule.name,
                 `label ${name} is ${str.length} characters, over ${maxLabelValueLength}`,
               );
-              continue next;
+              return;
             }
             values[i] = str;
             key += i === 0 ? str : `\u0000${str}`;
           }
-          if (seen.has(key)) {
+          const k = series.get(key);
+          if (k !== undefined && k.seen === scrape) {
             skip('duplicate', rule.name, 'two elements give the same labels');
-            continue;
+            return;
           }
-          let sample = before?.get(key);
-          if (sample) sample.value = value;
-          else {
-            const labels: Record<string, string> = {};
-            for (let i = 0; i < c.labels.length; i++) labels[c.labels[i]![0]] = values[i]!;
-            for (let i = 0; i < extra.length; i++) labels[extra[i]![0]] = extra[i]![1];
-            sample = { labels, value };
+          if (k !== undefined) {
+            k.sample.value = value;
+            k.seen = scrape;
+            out.push(k.sample);
+            return;
           }
-          seen.set(key, sample);
-          (f.values as Sample[]).push(sample);
-        }
+          const labels: Record<string, string> = {};
+          // Kept for later scrapes: its own strings, not views into the document's text.
+          for (let i = 0; i < c.labels.length; i++) labels[c.labels[i]![0]] = ownString(values[i]!);
+          for (let i = 0; i < extra.length; i++) labels[extra[i]![0]] = extra[i]![1];
+          const sample = { labels, value };
+          series.set(ownString(key), { sample, seen: scrape });
+          out.push(sample);
+        });
+        if (matched === 0) skip('no_match', rule.name, `path ${rule.path} matches nothing`);
       }
-      previous = current;
+      // A series this document did not give is not kept: it disappears from the exposition.
+      for (const series of kept.values())
+        for (const [key, k] of series) if (k.seen !== scrape) series.delete(key);
       return [...families.values()].filter((f) => f.values.length > 0);
     },
   };
@@ -156,31 +165,36 @@ function selector(path: string): CompiledRule['select'] {
   const parts = JSONPath.toPathArray(path) as string[];
   const parent = parts.at(-1) === '*' ? plainKeys(path.replace(/(\[\*\]|\.\*)$/, '')) : undefined;
   if (parent && parts.length === parent.length + 2) {
-    return (doc) => {
+    return (doc, each) => {
       let v = doc;
       for (const k of parent) {
-        if (v === null || typeof v !== 'object') return [];
+        if (v === null || typeof v !== 'object') return 0;
         v = (v as Record<string, unknown>)[k];
       }
-      if (v === null || typeof v !== 'object') return [];
-      const out: { value: unknown; key: string | number | undefined }[] = [];
-      if (Array.isArray(v)) for (let i = 0; i < v.length; i++) out.push({ value: v[i], key: i });
-      else for (const k of Object.keys(v)) out.push({ value: (v as Record<string, unknown>)[k], key: k });
-      return out;
+      if (v === null || typeof v !== 'object') return 0;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) each(v[i], i);
+        return v.length;
+      }
+      const keys = Object.keys(v);
+      for (const k of keys) each((v as Record<string, unknown>)[k], k);
+      return keys.length;
     };
   }
   const keys = plainKeys(path);
   if (keys) {
-    return (doc) => {
+    return (doc, each) => {
       let v = doc;
       for (const k of keys) {
-        if (v === null || typeof v !== 'object') return [];
+        if (v === null || typeof v !== 'object') return 0;
         v = (v as Record<string, unknown>)[k];
       }
-      return v === undefined ? [] : [{ value: v, key: keys.at(-1) }];
+      if (v === undefined) return 0;
+      each(v, keys.at(-1));
+      return 1;
     };
   }
-  return (doc) => {
+  return (doc, each) => {
     const all = JSONPath({
       path,
       json: doc as object,
@@ -188,7 +202,8 @@ function selector(path: string): CompiledRule['select'] {
       wrap: true,
       eval: 'safe',
     }) as { value: unknown; parentProperty: string | number | null }[] | undefined;
-    return (all ?? []).map((r) => ({ value: r.value, key: r.parentProperty ?? undefined }));
+    for (const r of all ?? []) each(r.value, r.parentProperty ?? undefined);
+    return all?.length ?? 0;
   };
 }
 

@@ -3,76 +3,103 @@
 // in order (keep, drop, rename, addLabel, dropLabel), each compiled once at config load.
 
 import type { RelabelRule } from './config.js';
-import type { MetricSnapshot, Sample } from './registry.js';
+import type { MetricSnapshot } from './registry.js';
 
 export type Step = (families: MetricSnapshot[]) => MetricSnapshot[];
 
+type Labels = Record<string, string | number>;
+
+/** What the steps do to a family of one name: its new name (undefined: dropped) and label edits. */
+export interface FamilyPlan {
+  name: string | undefined;
+  edits: readonly ((labels: Labels) => void)[];
+}
+
+/**
+ * The steps compiled into one function of a family's name: they depend on nothing else, so a
+ * family's plan is worked out once and applied to each new series.
+ */
+export function compilePlan(rules: readonly RelabelRule[]): (name: string) => FamilyPlan {
+  const steps = rules.map((r) => ({
+    r,
+    re: r.name === undefined ? undefined : new RegExp(`^(?:${r.name})$`),
+  }));
+  return (from) => {
+    let name = from;
+    const edits: ((labels: Labels) => void)[] = [];
+    for (const { r, re } of steps) {
+      const applies = re === undefined || re.test(name);
+      switch (r.action) {
+        case 'keep':
+          if (!applies) return { name: undefined, edits: [] };
+          break;
+        case 'drop':
+          if (applies) return { name: undefined, edits: [] };
+          break;
+        case 'rename':
+          if (applies) name = name.replace(re!, r.to!);
+          break;
+        case 'addLabel': {
+          const label = r.label!;
+          const value = r.value!;
+          if (applies) edits.push((l) => (l[label] = value));
+          break;
+        }
+        case 'dropLabel': {
+          const label = r.label!;
+          if (applies) edits.push((l) => delete l[label]);
+          break;
+        }
+      }
+    }
+    return { name, edits };
+  };
+}
+
+/** The relabeling of whole families (JSON-mapped ones), label edits made in place. */
 export function compileRelabel(rules: readonly RelabelRule[]): Step {
-  const steps = rules.map(compileStep);
+  if (rules.length === 0) return (fs) => fs;
+  const plan = compilePlan(rules);
   return (families) => {
-    let out = families;
-    for (const s of steps) out = s(out);
+    const out: MetricSnapshot[] = [];
+    for (const f of families) {
+      const p = plan(f.name);
+      if (p.name === undefined) continue;
+      // In place: the samples are the scrape's own (edits set the same values again when kept).
+      for (const v of f.values) for (const e of p.edits) e(v.labels);
+      if (p.name === f.name) out.push(f);
+      else {
+        const name = p.name;
+        const values = f.values.map((v) =>
+          v.metricName === undefined ? v : { ...v, metricName: renamedSample(v.metricName, f.name, name) },
+        );
+        out.push({ ...f, name, values });
+      }
+    }
     return out;
   };
 }
 
-function compileStep(r: RelabelRule): Step {
-  const re = r.name === undefined ? undefined : new RegExp(`^(?:${r.name})$`);
-  const applies = (name: string) => re === undefined || re.test(name);
-  switch (r.action) {
-    case 'keep':
-      return (fs) => fs.filter((f) => applies(f.name));
-    case 'drop':
-      return (fs) => fs.filter((f) => !applies(f.name));
-    case 'rename': {
-      const to = r.to!;
-      return (fs) =>
-        fs.map((f) => {
-          if (!applies(f.name)) return f;
-          const name = f.name.replace(re!, to);
-          // Histogram and summary lines keep their suffix on the new name.
-          const values = f.values.map((v) =>
-            v.metricName === undefined ? v : { ...v, metricName: name + v.metricName.slice(f.name.length) },
-          );
-          return { ...f, name, values };
-        });
-    }
-    case 'addLabel': {
-      const label = r.label!;
-      const value = r.value!;
-      // In place: the families are the scrape's own, made for this scrape.
-      return (fs) => {
-        for (const f of fs)
-          if (applies(f.name)) for (const v of f.values) (v.labels as Record<string, string>)[label] = value;
-        return fs;
-      };
-    }
-    case 'dropLabel': {
-      const label = r.label!;
-      return (fs) => {
-        for (const f of fs)
-          if (applies(f.name)) for (const v of f.values) delete (v.labels as Record<string, string>)[label];
-        return fs;
-      };
-    }
-  }
+/**
+ * A sample's own name (a histogram's _bucket, a counter's _created) when its family `from` is
+ * exposed as `to`: the suffix is kept, read against the family's name without _total for a
+ * counter named with it.
+ */
+export function renamedSample(sample: string, from: string, to: string): string {
+  if (sample.startsWith(from)) return to + sample.slice(from.length);
+  if (from.endsWith('_total') && sample.startsWith(from.slice(0, -6)))
+    return (to.endsWith('_total') ? to.slice(0, -6) : to) + sample.slice(from.length - 6);
+  return sample;
 }
 
-/** Adds the enrichment labels to every sample, in place (the families are the scrape's own). */
-export function enrich(families: MetricSnapshot[], labels: readonly (readonly [string, string])[]): void {
-  if (labels.length === 0) return;
-  // Objects made with the labels in one go, not copied sample by sample: V8 keeps one shape.
-  const names = new Set(labels.map(([name]) => name));
-  for (const f of families) {
-    const values = f.values as Sample[];
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i]!;
-      const out: Record<string, string | number> = {};
-      for (const k in v.labels) {
-        out[names.has(k) ? `exported_${k}` : k] = v.labels[k]!;
-      }
-      for (const [name, value] of labels) out[name] = value;
-      values[i] = v.metricName === undefined ? { labels: out, value: v.value } : { ...v, labels: out };
-    }
-  }
+/** The labels of one series with the enrichment added (in a new object: V8 keeps one shape). */
+export function enrichedLabels(
+  labels: Readonly<Labels>,
+  enrichment: readonly (readonly [string, string])[],
+  names: ReadonlySet<string>,
+): Record<string, string | number> {
+  const out: Labels = {};
+  for (const k in labels) out[names.has(k) ? `exported_${k}` : k] = labels[k]!;
+  for (const [name, value] of enrichment) out[name] = value;
+  return out;
 }

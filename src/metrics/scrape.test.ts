@@ -209,6 +209,46 @@ metrics:
   }
 });
 
+test('passed-through text from scrape to scrape: new values, series gone, a bad body drops them all, bodies larger than before', async () => {
+  let body = 'a{x="1"} 1\na{x="2"} 2\nb 3\n';
+  // In two writes, so no content-length: the buffer grows as the body comes.
+  answer = (_q, res) => {
+    res.write(body.slice(0, body.length >> 1));
+    res.end(body.slice(body.length >> 1));
+  };
+  const cfg = await config(`
+metrics:
+  listen: null
+  enrich: { labels: { env: prod } }
+  scrape:
+    app: { url: ${appUrl}/m, format: prometheus, interval: 10s, timeout: 1s }
+`);
+  const s = await started(cfg);
+  const next = async (n: number) => {
+    await s.clock.advance(n === 1 ? 0 : 10_000);
+    await scraped(s, n);
+    return (await s.registry.metrics()).split('\n').filter((l) => /^[ab]\b|^a\{/.test(l));
+  };
+  try {
+    assert.deepEqual(await next(1), ['a{x="1",env="prod"} 1', 'a{x="2",env="prod"} 2', 'b{env="prod"} 3']);
+    body = 'a{x="2"} 20\nb 30\n';
+    assert.deepEqual(await next(2), ['a{x="2",env="prod"} 20', 'b{env="prod"} 30']);
+    body = 'a{x="2"} 21\nb{ 31\n';
+    assert.deepEqual(await next(3), []);
+    // Larger than any body before: read into a grown buffer, every series whole.
+    body = `a{x="2"} 22\n${Array.from({ length: 3000 }, (_, i) => `a{x="${i + 10}",pad="${'p'.repeat(40)}"} ${i}`).join('\n')}\nb 32\n`;
+    const lines = await next(4);
+    assert.equal(lines.length, 3002);
+    assert.equal(lines[0], 'a{x="2",env="prod"} 22');
+    assert.equal(lines[3000], `a{x="3009",pad="${'p'.repeat(40)}",env="prod"} 2999`);
+    assert.equal(lines[3001], 'b{env="prod"} 32');
+    body = 'b 33\n';
+    assert.deepEqual(await next(5), ['b{env="prod"} 33']);
+  } finally {
+    await s.m.stop();
+  }
+});
+
 test('bad input is counted with its reason and logged at a rate limit: not JSON, no match, NaN, long labels, duplicates', async () => {
   const cfg = await config(`
 metrics:

@@ -11,9 +11,10 @@ import type { Clock, TimerHandle } from '../lib/clock.js';
 import { RateLimitedLog } from '../lib/rate-limited-log.js';
 import type { ScrapeTarget } from './config.js';
 import type { JsonMapper, SkipReason } from './json-rules.js';
-import { parsePrometheusText, TextFormatError } from './prom-text.js';
+import { type PassthroughSkip, TextPassthrough } from './passthrough.js';
+import { TextFormatError } from './prom-text.js';
 import type { Counter, Gauge, MetricSnapshot, Registry } from './registry.js';
-import { compileRelabel, enrich, type Step } from './relabel.js';
+import { compileRelabel, type Step } from './relabel.js';
 
 export type FailReason =
   'timeout' | 'unreachable' | 'http_status' | 'too_large' | 'bad_json' | 'bad_text' | 'series_limit';
@@ -57,7 +58,12 @@ export class Scraper {
   readonly name: string;
   #target: ScrapeTarget;
   #deps: ScraperDeps;
+  /** JSON: the relabeling of the mapped families. */
   #relabel: Step;
+  /** Text: the series kept from one scrape to the next, enriched and relabeled. */
+  #text: TextPassthrough | undefined;
+  /** The buffer scrape bodies are read into, kept from one scrape to the next. */
+  #body: Buffer | undefined;
   #families: readonly MetricSnapshot[] = [];
   #timer: TimerHandle | undefined;
   #running = false;
@@ -73,6 +79,14 @@ export class Scraper {
     this.#deps = deps;
     this.#relabel = compileRelabel(target.relabel);
     this.#log = new RateLimitedLog(deps.logger, deps.clock);
+    if (target.format !== 'json')
+      this.#text = new TextPassthrough({
+        relabel: target.relabel,
+        labels: deps.labels,
+        maxLabelValueLength: target.maxLabelValueLength,
+        ownsName: (name) => deps.registry.ownsName(name),
+        skip: (reason, family, detail) => this.#skip(reason, family, detail),
+      });
     deps.metrics.up.set({ target: name }, 0);
   }
 
@@ -101,6 +115,8 @@ export class Scraper {
     this.#timer?.cancel();
     this.#inFlight?.abort();
     this.#families = [];
+    this.#body = undefined;
+    this.#text?.forget();
     const labels = { target: this.name };
     for (const g of [this.#deps.metrics.up, this.#deps.metrics.duration, this.#deps.metrics.series])
       g.remove(labels);
@@ -137,6 +153,7 @@ export class Scraper {
     } catch (err) {
       const reason = err instanceof ScrapeFailure ? err.reason : 'unreachable';
       this.#families = [];
+      this.#text?.forget();
       if (!this.#stopped) this.#deps.onScrape?.(this.name, [], undefined);
       m.up.set(labels, 0);
       m.series.set(labels, 0);
@@ -169,17 +186,15 @@ export class Scraper {
         );
       }
       families = this.#deps.mapper!.map(doc, (reason, rule, detail) => this.#skip(reason, rule, detail));
+      families = this.#clearOfOwnNames(this.#relabel(families));
     } else {
       try {
-        families = parsePrometheusText(body);
+        families = this.#text!.read(body);
       } catch (err) {
         if (err instanceof TextFormatError) throw new ScrapeFailure('bad_text', err.message);
         throw err;
       }
-      families = this.#checkLabelValues(families);
-      enrich(families, this.#deps.labels);
     }
-    families = this.#relabel(families);
     let series = 0;
     for (const f of families) series += f.values.length;
     if (series > t.maxSeries)
@@ -187,28 +202,7 @@ export class Scraper {
         'series_limit',
         `${series} series exceed maxSeries ${t.maxSeries}; raise metrics.scrape.${this.name}.maxSeries or drop families with relabel`,
       );
-    return { families: this.#clearOfOwnNames(families), doc };
-  }
-
-  /** Passed-through series with a label value over the limit are skipped, as JSON ones are. */
-  #checkLabelValues(families: MetricSnapshot[]): MetricSnapshot[] {
-    const max = this.#target.maxLabelValueLength;
-    for (const f of families) {
-      let bad = 0;
-      for (const v of f.values) for (const k in v.labels) if (String(v.labels[k]).length > max) bad++;
-      if (bad === 0) continue;
-      f.values = f.values.filter((v) => {
-        for (const k in v.labels) {
-          const len = String(v.labels[k]).length;
-          if (len > max) {
-            this.#skip('label_too_long', f.name, `label ${k} is ${len} characters, over ${max}`);
-            return false;
-          }
-        }
-        return true;
-      });
-    }
-    return families.filter((f) => f.values.length > 0);
+    return { families, doc };
   }
 
   /** A family named as one of pillion's own is exposed as app_NAME, never beside it. */
@@ -225,7 +219,7 @@ export class Scraper {
     });
   }
 
-  #skip(reason: SkipReason | 'name_collision' | 'label_too_long', family: string, detail: string): void {
+  #skip(reason: SkipReason | PassthroughSkip, family: string, detail: string): void {
     this.#deps.metrics.problems.inc({ target: this.name, reason });
     this.#log.log(
       'warn',
@@ -286,23 +280,32 @@ export class Scraper {
             new ScrapeFailure('too_large', `content-length ${declared} over maxBodySize ${t.maxBodySize}`),
           );
         }
-        const chunks: Buffer[] = [];
+        // Read into the buffer of the last scrape (grown when a body is larger, up to
+        // maxBodySize): a body of some MB is not allocated anew at every scrape. Taken while in
+        // use, so a second scrape running at the same time reads into a buffer of its own.
+        let buf = this.#body;
+        this.#body = undefined;
         let size = 0;
         res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > t.maxBodySize) {
+          if (size + c.length > t.maxBodySize) {
             req.destroy();
             finish(new ScrapeFailure('too_large', `body over maxBodySize ${t.maxBodySize} bytes`));
             return;
           }
-          chunks.push(c);
+          if (buf === undefined || buf.length < size + c.length) {
+            const want = Math.max(size + c.length, declared || 0, 2 * (buf?.length ?? 32_768));
+            const grown = Buffer.allocUnsafe(Math.min(t.maxBodySize, want));
+            if (buf !== undefined) buf.copy(grown, 0, 0, size);
+            buf = grown;
+          }
+          c.copy(buf, size);
+          size += c.length;
         });
-        res.on('end', () =>
-          finish(undefined, {
-            body: Buffer.concat(chunks, size).toString('utf8'),
-            contentType: res.headers['content-type'],
-          }),
-        );
+        res.on('end', () => {
+          const body = buf === undefined ? '' : buf.toString('utf8', 0, size);
+          this.#body = buf;
+          finish(undefined, { body, contentType: res.headers['content-type'] });
+        });
         res.on('error', (err) => finish(new ScrapeFailure('unreachable', err.message)));
       });
       req.end();
