@@ -187,9 +187,10 @@ function send(
   body?: string | Buffer,
   headers: Record<string, string> = {},
   method = 'POST',
+  origin = base,
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${base}${path}`, { method, headers, agent: false }, (res) => {
+    const req = http.request(`${origin}${path}`, { method, headers, agent: false }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () =>
@@ -361,9 +362,14 @@ test('a route without a transform still streams: the response starts before a 3 
   });
 });
 
-function h2(path: string, body: string | undefined, headers: Record<string, string> = {}): Promise<Answer> {
+function h2(
+  path: string,
+  body: string | undefined,
+  headers: Record<string, string> = {},
+  origin = base,
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const session = http2.connect(base);
+    const session = http2.connect(origin);
     session.on('error', reject);
     const req = session.request({
       ':method': body === undefined ? 'GET' : 'POST',
@@ -581,20 +587,13 @@ test('outbound routes take the same transform', async () => {
     ],
   });
   try {
-    const r = await new Promise<Answer>((resolve, reject) => {
-      const req = http.request(
-        `http://127.0.0.1:${out.port()}/v2`,
-        { method: 'POST', headers: json, agent: false },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (text += c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-        },
-      );
-      req.on('error', reject);
-      req.end(JSON.stringify({ method: 'ping', data: [1, 2] }));
-    });
+    const r = await send(
+      '/v2',
+      JSON.stringify({ method: 'ping', data: [1, 2] }),
+      json,
+      'POST',
+      `http://127.0.0.1:${out.port()}`,
+    );
     assert.equal(r.status, 200);
     assert.deepEqual(JSON.parse(r.body), { data: [1, 2] });
     assert.equal(
@@ -733,37 +732,11 @@ test('a retried request sends the transformed body again (HTTP/1.1 and HTTP/2 cl
   try {
     const body = JSON.stringify({ method: 'ping', data: [1, 2] });
     const want = { action: 'ping', payload: [1, 2] };
-    const r1 = await new Promise<Answer>((resolve, reject) => {
-      const req = http.request(
-        `http://127.0.0.1:${out.port()}/x`,
-        { method: 'POST', headers: json, agent: false },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (text += c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
+    const origin = `http://127.0.0.1:${out.port()}`;
+    const r1 = await send('/x', body, json, 'POST', origin);
     assert.equal(r1.status, 200, r1.body);
     assert.deepEqual(JSON.parse(r1.body), want);
-    const r2 = await new Promise<Answer>((resolve, reject) => {
-      const session = http2.connect(`http://127.0.0.1:${out.port()}`);
-      session.on('error', reject);
-      const req = session.request({ ':method': 'POST', ':path': '/x', ...json });
-      const parts: Buffer[] = [];
-      let head: http2.IncomingHttpHeaders = {};
-      req.on('response', (h) => (head = h));
-      req.on('data', (c: Buffer) => parts.push(c));
-      req.on('end', () => {
-        session.close();
-        resolve({ status: Number(head[':status']), headers: {}, body: Buffer.concat(parts).toString() });
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
+    const r2 = await h2('/x', body, json, origin);
     assert.equal(r2.status, 200, r2.body);
     assert.deepEqual(JSON.parse(r2.body), want);
     assert.equal(n, 4, 'each request was tried twice');
