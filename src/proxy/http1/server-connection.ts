@@ -18,7 +18,7 @@ import type { HeadersConfig, LimitsConfig, TimeoutsConfig } from '../config.js';
 import type { PeerIdentity } from '../peer.js';
 import { normalizeTarget, PathError } from '../path.js';
 import { type CompiledRoute, hostOnly, matchRoute, pickDestination, rewritePath } from '../router.js';
-import type { ListenerStats, RetryOutcome, RouteStats } from '../stats.js';
+import type { ListenerStats, RouteStats } from '../stats.js';
 import { observe } from '../stats.js';
 import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } from '../upstream/h1-pool.js';
 import type { Endpoint } from '../upstream/endpoints.js';
@@ -694,25 +694,13 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     const p = this.#resil?.retry;
     if (p === undefined) return false;
     const up = this.#upstream!;
-    let outcome: RetryOutcome;
-    if (kind !== F_RESPONSE && !p.onFailure(kind)) outcome = 'not_retriable';
-    else if (this.#tries >= p.maxTries) outcome = 'attempts_exhausted';
-    else if (this.#upgrade !== '') outcome = 'not_retried_protocol';
-    else if (this.#retryingUp === undefined && up.maxRetries > 0 && up.retrying >= up.maxRetries)
-      outcome = 'retry_overflow';
-    else if (this.#reqKind !== B_NONE && this.#kept === undefined) outcome = 'body_too_large';
-    else if (up.retryBudget !== undefined && !up.retryBudget.withdraw()) outcome = 'budget_exhausted';
-    else outcome = 'retried';
+    const first = this.#retryingUp === undefined;
+    const bodyLost = this.#reqKind !== B_NONE && this.#kept === undefined;
+    const outcome = p.decide(up, kind, this.#tries, first, bodyLost, this.#upgrade !== '', this.#c.stats);
     this.#tryFlags = this.#tryFlags === '' ? flag : `${this.#tryFlags},${flag}`;
-    this.#c.stats.retry(up.name, outcome);
-    if (outcome === 'retried') up.retried++;
-    else if (outcome === 'budget_exhausted') up.budgetExhausted++;
     if (outcome === 'attempts_exhausted' && this.#tries > 1) this.#urx = true;
     if (outcome !== 'retried') return false;
-    if (this.#retryingUp === undefined) {
-      up.retrying++;
-      this.#retryingUp = up;
-    }
+    if (first) this.#retryingUp = up;
     return true;
   }
 

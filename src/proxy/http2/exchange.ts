@@ -19,7 +19,7 @@ import { type Denial, type FilterRequest, newFilterRequest } from '../filters/ty
 import type { Http1Context } from '../http1/server-connection.js';
 import { normalizeTarget, PathError } from '../path.js';
 import { type CompiledRoute, hostOnly, matchRoute, pickDestination, rewritePath } from '../router.js';
-import { observe, type RetryOutcome, type RouteStats } from '../stats.js';
+import { observe, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure } from '../upstream/h1-pool.js';
 import type { RouteResilience } from '../upstream/resilience.js';
@@ -524,24 +524,13 @@ export class Exchange {
     const p = this.#resil?.retry;
     if (p === undefined || this.#closed || this.#resEnded || this.responseStarted) return false;
     const up = this.upstream!;
-    let outcome: RetryOutcome;
-    if (kind !== F_RESPONSE && !p.onFailure(kind)) outcome = 'not_retriable';
-    else if (this.tries >= p.maxTries) outcome = 'attempts_exhausted';
-    else if (this.#retryingUp === undefined && up.maxRetries > 0 && up.retrying >= up.maxRetries)
-      outcome = 'retry_overflow';
-    else if (!this.noBody && this.#kept === undefined) outcome = 'body_too_large';
-    else if (up.retryBudget !== undefined && !up.retryBudget.withdraw()) outcome = 'budget_exhausted';
-    else outcome = 'retried';
+    const first = this.#retryingUp === undefined;
+    const bodyLost = !this.noBody && this.#kept === undefined;
+    const outcome = p.decide(up, kind, this.tries, first, bodyLost, false, this.c.stats);
     this.#tryFlags = this.#tryFlags === '' ? flag : `${this.#tryFlags},${flag}`;
-    this.c.stats.retry(up.name, outcome);
-    if (outcome === 'retried') up.retried++;
-    else if (outcome === 'budget_exhausted') up.budgetExhausted++;
     if (outcome === 'attempts_exhausted' && this.tries > 1) this.#urx = true;
     if (outcome !== 'retried') return false;
-    if (this.#retryingUp === undefined) {
-      up.retrying++;
-      this.#retryingUp = up;
-    }
+    if (first) this.#retryingUp = up;
     return true;
   }
 

@@ -6,6 +6,8 @@
 import type { Clock } from '../../lib/clock.js';
 import type { RetriesConfig, RetryBudgetConfig } from '../config.js';
 import type { HeaderCondition } from '../router.js';
+import type { RetryOutcome } from '../stats.js';
+import type { Upstream } from './upstream.js';
 
 export const ON_5XX = 1;
 export const ON_GATEWAY = 2;
@@ -75,6 +77,39 @@ export class RetryPolicy {
     if (kind === F_REFUSED) return (on & (ON_REFUSED | ON_RESET | ON_5XX)) !== 0;
     // A per-try timeout: no response, as a reset; Envoy also retries it on 5xx and gateway-error.
     return (on & (ON_RESET | ON_5XX | ON_GATEWAY)) !== 0;
+  }
+
+  /**
+   * Whether a try that failed (kind: an F_ constant; F_RESPONSE for a status onResponse chose)
+   * is tried again, for both engines alike: what the route retries on, the tries left, what keeps
+   * the request from being sent again (`bound`: an upgrade; `bodyLost`: a body too large to keep),
+   * the upstream's concurrent-retry limit (`first`: this exchange is not retrying yet) and its
+   * budget. The outcome is counted on the upstream and in `stats`; a first retry joins the
+   * upstream's count of requests being retried, which the caller releases when the exchange ends.
+   */
+  decide(
+    up: Upstream,
+    kind: number,
+    tries: number,
+    first: boolean,
+    bodyLost: boolean,
+    bound: boolean,
+    stats: { retry(upstream: string, outcome: RetryOutcome): void },
+  ): RetryOutcome {
+    let outcome: RetryOutcome;
+    if (kind !== F_RESPONSE && !this.onFailure(kind)) outcome = 'not_retriable';
+    else if (tries >= this.maxTries) outcome = 'attempts_exhausted';
+    else if (bound) outcome = 'not_retried_protocol';
+    else if (first && up.maxRetries > 0 && up.retrying >= up.maxRetries) outcome = 'retry_overflow';
+    else if (bodyLost) outcome = 'body_too_large';
+    else if (up.retryBudget !== undefined && !up.retryBudget.withdraw()) outcome = 'budget_exhausted';
+    else outcome = 'retried';
+    stats.retry(up.name, outcome);
+    if (outcome === 'retried') {
+      up.retried++;
+      if (first) up.retrying++;
+    } else if (outcome === 'budget_exhausted') up.budgetExhausted++;
+    return outcome;
   }
 
   /** Whether a response with this status and these headers is retried instead of forwarded. */
