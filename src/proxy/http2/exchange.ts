@@ -777,7 +777,7 @@ export class Exchange {
     code = NGHTTP2_INTERNAL_ERROR,
   ): void {
     if (this.#closed || this.#resEnded) return;
-    this.c.stats.upstreamError(this.upstream!.name, kind);
+    this.c.stats.upstreamError(this.upstream!.name, kind, reason);
     if (!this.responseStarted) {
       this.#report(0);
       if (
