@@ -276,7 +276,13 @@ export class ListenerStats {
     st.errorLog?.log(
       'warn',
       `${upstream}\u0000${kind}`,
-      { section: st.section, listener: this.listener, upstream, kind, ...(reason !== undefined ? { reason } : {}) },
+      {
+        section: st.section,
+        listener: this.listener,
+        upstream,
+        kind,
+        ...(reason !== undefined ? { reason } : {}),
+      },
       'upstream failure',
     );
   }
