@@ -564,6 +564,15 @@ export class ServerConnection implements ConnectionOwner, PoolUser, Http1ClientO
       lower.push(l);
       values.push(v);
     }
+    // HTTP/2 allows both: the body's length, and TE: trailers (which gRPC servers ask for).
+    if (req.contentLength >= 0) {
+      lower.push('content-length');
+      values.push(String(req.contentLength));
+    }
+    if (trailers) {
+      lower.push('te');
+      values.push('trailers');
+    }
     const client = new Http1Client(
       this.socket,
       this,

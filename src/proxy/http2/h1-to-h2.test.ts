@@ -238,6 +238,9 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
       headers: { 'content-length': '300000' },
     });
     assert.ok(r3.body.equals(body.subarray(0, 300_000)));
+    assert.equal(u.seen[2]!['content-length'], '300000');
+    assert.equal(u.seen[0]!.te, 'trailers');
+    assert.equal(u.seen[0]!['transfer-encoding'], undefined);
     const big = await send(p.port(), '/svc/big');
     assert.equal(big.headers['content-length'], String(4 * 1024 * 1024));
     assert.equal(big.body.length, 4 * 1024 * 1024);
