@@ -179,18 +179,9 @@ const trafficPolicy = z.strictObject({
           maxRequestsPerConnection: z.number().int().min(0).optional(),
           maxRetries: z.number().int().min(0).optional(),
           idleTimeout: duration.optional(),
-          // DEFAULT (the mesh default, DO_NOT_UPGRADE) and DO_NOT_UPGRADE keep HTTP/1.1 to the upstream.
-          h2UpgradePolicy: z
-            .enum(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE'])
-            .optional()
-            .superRefine((v, ctx) => {
-              if (v === 'UPGRADE')
-                addPillionIssue(
-                  ctx,
-                  'PILLION_ERR_POLICY_UNSUPPORTED_FIELD',
-                  'not supported: h2UpgradePolicy: UPGRADE (requests from HTTP/1.1 clients are not sent over HTTP/2 yet); for an upstream whose clients all speak HTTP/2 (gRPC), set protocol: h2 on its pillion upstream',
-                );
-            }),
+          // DEFAULT (the mesh default, DO_NOT_UPGRADE) and DO_NOT_UPGRADE keep HTTP/1.1 to the
+          // upstream; UPGRADE makes it protocol: h2 (every client's requests over its HTTP/2 sessions).
+          h2UpgradePolicy: z.enum(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE']).optional(),
           useClientProtocol: unsupported('useClientProtocol'),
           maxConcurrentStreams: unsupported('maxConcurrentStreams'),
         })

@@ -124,6 +124,7 @@ export function translateDestinationRule(
     if (cp.http?.maxRetries !== undefined) pool.maxRetries = cp.http.maxRetries;
     if (cp.http?.idleTimeout !== undefined) pool.idleTimeout = duration(cp.http.idleTimeout);
     patch.pool = pool;
+    if (cp.http?.h2UpgradePolicy === 'UPGRADE') patch.protocol = 'h2';
   }
   const od = tp?.outlierDetection;
   if (od !== undefined) {

@@ -504,7 +504,9 @@ const upstreamSchema = z
     protocol: z
       .enum(['http1', 'h2'])
       .default('http1')
-      .describe('http1: HTTP/1.1 with keep-alive; h2: HTTP/2 (gRPC), cleartext or over TLS.'),
+      .describe(
+        "http1: HTTP/1.1 with keep-alive; h2: HTTP/2 (gRPC), cleartext or over TLS, with requests from HTTP/1.1 and HTTP/2 clients multiplexed on its sessions (Istio's h2UpgradePolicy: UPGRADE).",
+      ),
     tls: z
       .strictObject({
         serverName: z

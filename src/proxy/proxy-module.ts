@@ -5,6 +5,7 @@
 
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.js';
+import { RateLimitedLog } from '../lib/rate-limited-log.js';
 import type { Registry } from '../metrics/index.js';
 import type { HealthSignal } from '../runtime/health-signal.js';
 import type { Module, Readiness, ReloadResult } from '../runtime/module.js';
@@ -93,7 +94,11 @@ export class ProxyModule<S> implements Module<S> {
     this.#toSettings = toSettings;
     this.#settings = toSettings(section);
     this.#deps = deps;
-    this.#stats = new ProxyStats(deps.metrics, this.#settings.section);
+    this.#stats = new ProxyStats(
+      deps.metrics,
+      this.#settings.section,
+      new RateLimitedLog(deps.logger, deps.clock),
+    );
     this.#removeSource = addUpstreamSource(deps.metrics, {
       section: this.#settings.section,
       upstreams: () => this.#built?.upstreams.values() ?? [],

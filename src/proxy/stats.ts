@@ -10,6 +10,7 @@ import {
   type Series,
   type HistogramSeries,
 } from '../metrics/index.js';
+import type { RateLimitedLog } from '../lib/rate-limited-log.js';
 
 export { observe } from '../metrics/index.js';
 
@@ -111,9 +112,12 @@ export class ProxyStats {
   readonly endpointsFileErrors: CounterFamily;
   readonly upstreamTime: HistogramFamily;
   readonly mirrors: CounterFamily;
+  /** Upstream failures are logged here, at most one line per upstream and kind a minute. */
+  readonly errorLog: RateLimitedLog | undefined;
 
-  constructor(registry: Registry, section: string) {
+  constructor(registry: Registry, section: string, errorLog?: RateLimitedLog) {
     this.section = section;
+    this.errorLog = errorLog;
     this.requests = family(
       registry,
       () =>
@@ -266,7 +270,20 @@ export class ListenerStats {
     this.stats.retries.with({ section: this.stats.section, upstream, outcome }).value++;
   }
 
-  upstreamError(upstream: string, kind: string): void {
-    this.stats.upstreamErrors.with({ section: this.stats.section, upstream, kind }).value++;
+  upstreamError(upstream: string, kind: string, reason?: string): void {
+    const st = this.stats;
+    st.upstreamErrors.with({ section: st.section, upstream, kind }).value++;
+    st.errorLog?.log(
+      'warn',
+      `${upstream}\u0000${kind}`,
+      {
+        section: st.section,
+        listener: this.listener,
+        upstream,
+        kind,
+        ...(reason !== undefined ? { reason } : {}),
+      },
+      'upstream failure',
+    );
   }
 }

@@ -29,7 +29,10 @@ import { HASH_NONE, hashKeyOf, type Upstream } from '../upstream/upstream.js';
 import { ChunkedReader } from './chunked.js';
 import { HeadError, parseRequestHead, type RequestHead, type ResponseHead } from './head-parser.js';
 import { ResponseHeadReader } from './response-head-reader.js';
-import { REASONS, serializeLocal, serializeRequest, serializeResponse } from './serialize.js';
+import { HOP_BY_HOP, REASONS, serializeLocal, serializeRequest, serializeResponse } from './serialize.js';
+import { Exchange, type Shared } from '../http2/exchange.js';
+import { H2Leg } from '../http2/h2-leg.js';
+import { Http1Client, type Http1ClientOwner } from '../http2/http1-client.js';
 import { allowedUpgrade, upgradeOffered } from './upgrade.js';
 
 /** What every connection of one listener shares; built once per config. */
@@ -102,7 +105,7 @@ const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
 /** Pipelined bytes held while a response is pending; more pauses reading, which bounds memory. */
 const MAX_BUFFERED = 256 * 1024;
 
-export class ServerConnection implements ConnectionOwner, PoolUser {
+export class ServerConnection implements ConnectionOwner, PoolUser, Http1ClientOwner {
   readonly socket: net.Socket;
   /** The peer mutual TLS verified, for the connection's life; undefined on other connections. */
   readonly peer: PeerIdentity | undefined;
@@ -204,6 +207,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   /** Bytes moved since the last tick; the tick turns it into #ioAt (no clock read per chunk). */
   #io = false;
   #ioAt = 0;
+  /** The current request, when it went to an HTTP/2 upstream: the exchange drives it from there. */
+  #bridge: Http1Client | undefined;
+  /** What the HTTP/2 exchanges of this connection share (made on the first, per context). */
+  #h2Shared: Shared | undefined;
 
   constructor(socket: net.Socket, ctx: Http1Context, peer?: PeerIdentity) {
     this.socket = socket;
@@ -234,11 +241,18 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
   /** Drain: close now if idle, else after the current response (which says Connection: close). */
   drain(): void {
     if (this.#state === ST_HEAD && this.#pending === undefined) this.#close();
-    else this.#closeAfter = true;
+    else {
+      this.#closeAfter = true;
+      if (this.#bridge !== undefined) this.#bridge.closeAfter = true;
+    }
   }
 
   /** Checks deadlines; called by the listener's ticker. */
   tick(now: number): void {
+    if (this.#bridge !== undefined) {
+      this.#bridge.tick(now);
+      return;
+    }
     // Stream idle: while body bytes are expected in either direction, none moving for the idle
     // timeout ends the exchange (a stalled client or upstream would otherwise hold both sockets).
     if (
@@ -511,7 +525,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       return;
     }
     if (upstream.protocol === 'h2') {
-      this.#local(502, 'this upstream speaks HTTP/2 only; connect with HTTP/2\n', 'UPE');
+      this.#toH2(req, route, upstream, path, query, fr);
       return;
     }
     if (upstream.maxRequests > 0 && upstream.inflight >= upstream.maxRequests) {
@@ -663,6 +677,111 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#error = f.code;
     if (this.#xfRes !== undefined) this.#xfRes = undefined;
     this.#local(f.status, f.body, 'LR', 'application/json');
+  }
+
+  /**
+   * A request for an HTTP/2 upstream goes on as an HTTP/2 exchange over the upstream's session
+   * pool, with its retries and accounting; this connection feeds it the request body and serves
+   * the next request once it is over.
+   */
+  #toH2(
+    req: RequestHead,
+    route: CompiledRoute,
+    upstream: Upstream,
+    path: string,
+    query: string,
+    fr: FilterRequest | undefined,
+  ): void {
+    const c = this.#c;
+    // The exchange counts and records the request from here.
+    c.stats.active.value--;
+    this.#deadlineKind = D_NONE;
+    this.#requestDeadline = 0;
+    this.#state = ST_EXCHANGE;
+    let trailers = false;
+    const lower: string[] = [];
+    const values: string[] = [];
+    for (let i = 0; i < req.lower.length; i++) {
+      const l = req.lower[i]!;
+      const v = req.values[i]!;
+      if (l === 'te') trailers ||= /(^|[\s,])trailers(\s*(;|,|$))/i.test(v);
+      if (HOP_BY_HOP.has(l) || l === 'expect' || req.connection.includes(l)) continue;
+      lower.push(l);
+      values.push(v);
+    }
+    // HTTP/2 allows both: the body's length, and TE: trailers (which gRPC servers ask for).
+    if (req.contentLength >= 0) {
+      lower.push('content-length');
+      values.push(String(req.contentLength));
+    }
+    if (trailers) {
+      lower.push('te');
+      values.push('trailers');
+    }
+    const client = new Http1Client(
+      this.socket,
+      this,
+      {
+        head: req.method === 'HEAD',
+        http10: req.minor === 0,
+        closeAfter: this.#closeAfter,
+        trailers,
+        expectContinue: req.expectContinue && req.minor === 1,
+      },
+      this.#clientIp,
+      this.#remote,
+      this.peer,
+    );
+    this.#bridge = client;
+    if (this.#reqKind === B_CHUNKED)
+      // HTTP/2 frames the body itself: the exchange gets the chunks' data, not their framing.
+      this.#reqChunks = new ChunkedReader(c.limits.maxHeadSize, (b, s, e) => {
+        if (!client.push(b.subarray(s, e))) this.#pause(P_BACKPRESSURE);
+      });
+    let shared = this.#h2Shared;
+    if (shared === undefined || shared.c !== c) {
+      shared = this.#h2Shared = { c, active: new Set(), maxHeaderListSize: 0, makeLeg: h2Leg };
+    }
+    const x = new Exchange(client, shared, client);
+    client.exchange = x;
+    x.protocol = req.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0';
+    x.method = req.method;
+    x.target = req.target;
+    x.authority = req.host;
+    x.lower = lower;
+    x.values = values;
+    x.contentLength = req.contentLength;
+    x.requestId = this.#requestId;
+    x.addRequestId = this.#addRequestId;
+    x.reqDone = x.noBody = this.#reqKind === B_NONE;
+    x.startRouted(route, upstream, path, query, fr);
+    this.#unpause(P_UPSTREAM);
+    const pending = this.#pending;
+    if (pending !== undefined && !this.#reqDone && this.#bridge === client) {
+      this.#pending = undefined;
+      this.#forwardBody(pending, 0);
+    }
+  }
+
+  holdBody(paused: boolean): void {
+    if (this.#bridge === undefined) return;
+    if (paused) this.#pause(P_BACKPRESSURE);
+    else this.#unpause(P_BACKPRESSURE);
+  }
+
+  bridgeDone(clean: boolean, closeAfter: boolean): void {
+    if (this.#bridge === undefined) return;
+    this.#bridge = undefined;
+    if (this.#state === ST_CLOSED) return;
+    if (!clean) {
+      // A response cut short: only a closed connection tells the client.
+      this.#resetExchange();
+      this.#state = ST_CLOSED;
+      this.socket.destroy();
+      return;
+    }
+    if (closeAfter || !this.#reqDone) this.#closeAfter = true;
+    this.#next();
   }
 
   /** A route with retries or a timeout: its deadline, the budget's deposit, and a place to keep the body. */
@@ -820,6 +939,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   #onClientDrain(): void {
     if (this.#up !== undefined && this.#up.socket.isPaused()) this.#up.socket.resume();
+    else this.#bridge?.emit('drain');
   }
 
   #onClientEnd(): void {
@@ -837,7 +957,10 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
         // A body that can no longer complete: without this the exchange would wait forever.
         if (!this.#reqDone && this.#pending === undefined)
           this.#badBody('the connection ended inside the request body');
-        else this.#closeAfter = true;
+        else {
+          this.#closeAfter = true;
+          if (this.#bridge !== undefined) this.#bridge.closeAfter = true;
+        }
         return;
       default:
         this.#closeAfter = true;
@@ -856,6 +979,13 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
     this.#requestDeadline = 0;
     this.#c.connections.delete(this);
     this.#c.stats.connections.value--;
+    const bridge = this.#bridge;
+    if (bridge !== undefined) {
+      // The exchange records itself.
+      this.#bridge = undefined;
+      bridge.clientGone();
+      return;
+    }
     if (state === ST_CONNECTING) this.#upstream?.pool.cancel(this);
     if (this.#retryTimer !== undefined) {
       this.#retryTimer.cancel();
@@ -924,12 +1054,19 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
       if (this.#keptBytes > this.#resil!.retry!.maxBodyBytes) this.#kept = undefined;
       else this.#kept.push(start === 0 && used === end ? buf : buf.subarray(start, used));
     }
-    if (n > 0 && !this.#up!.socket.write(start === 0 && used === end ? buf : buf.subarray(start, used)))
-      this.#pause(P_BACKPRESSURE);
+    if (n > 0) {
+      const b = start === 0 && used === end ? buf : buf.subarray(start, used);
+      const bridge = this.#bridge;
+      if (bridge === undefined) {
+        if (!this.#up!.socket.write(b)) this.#pause(P_BACKPRESSURE);
+      } else if (this.#reqKind === B_LENGTH && !bridge.push(b)) this.#pause(P_BACKPRESSURE);
+      // (A chunked body reaches the bridge de-chunked, from its reader's sink.)
+    }
     if (done) {
       this.#reqDone = true;
       if (used < end) this.#hold(buf.subarray(used));
-      if (this.#res === undefined) this.#setDeadline(D_RESPONSE, this.#c.timeouts.upstreamResponse);
+      if (this.#bridge !== undefined) this.#bridge.pushEnd();
+      else if (this.#res === undefined) this.#setDeadline(D_RESPONSE, this.#c.timeouts.upstreamResponse);
     } else if (this.#clientEnded) {
       this.#badBody('the connection ended inside the request body');
     }
@@ -937,6 +1074,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   /** The request body broke its framing after the head went upstream: the exchange cannot go on. */
   #badBody(reason: string, status: 400 | 413 = 400): void {
+    if (this.#bridge !== undefined) {
+      this.#closeAfter = true;
+      this.#bridge.badBody(reason, status);
+      return;
+    }
     if (this.#up !== undefined) {
       const up = this.#up;
       this.#up = undefined;
@@ -1503,6 +1645,11 @@ export class ServerConnection implements ConnectionOwner, PoolUser {
 
   #finish(): void {
     this.#record();
+    this.#next();
+  }
+
+  /** The exchange is over and recorded: serve the next request, or close. */
+  #next(): void {
     const close = this.#closeAfter;
     this.#resetExchange();
     if (close) {
@@ -1721,6 +1868,10 @@ function applyEdits(req: RequestHead, fr: FilterRequest): void {
     req.names.push(n);
     req.values.push(v);
   }
+}
+
+function h2Leg(x: Exchange, upstream: Upstream): H2Leg {
+  return new H2Leg(x, upstream);
 }
 
 function startsWithPreface(buf: Buffer): boolean {

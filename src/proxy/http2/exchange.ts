@@ -37,6 +37,32 @@ const F_TIMEOUT = 3;
 const F_RESPONSE = 4;
 const F_REFUSED = 5;
 
+/**
+ * The client's side of an exchange: an HTTP/2 server stream, or an HTTP/1.1 client connection
+ * forwarded to an HTTP/2 upstream (http1-client.ts), which frames the same calls as HTTP/1.1.
+ */
+export type ClientStream = Pick<
+  ServerHttp2Stream,
+  | 'id'
+  | 'headersSent'
+  | 'endAfterHeaders'
+  | 'session'
+  | 'closed'
+  | 'destroyed'
+  | 'writableEnded'
+  | 'respond'
+  | 'additionalHeaders'
+  | 'close'
+  | 'sendTrailers'
+> & {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  write(chunk: Buffer): boolean;
+  end(chunk?: Buffer | string): unknown;
+};
+
 /** The upstream side of an exchange. */
 export interface UpstreamLeg {
   /** Gets a connection or stream and sends the request head. */
@@ -77,8 +103,10 @@ export interface Peer {
 }
 
 export class Exchange {
-  readonly stream: ServerHttp2Stream;
+  readonly stream: ClientStream;
   readonly c: Http1Context;
+  /** The client's protocol, for the access log. */
+  protocol = 'HTTP/2';
   #shared: Shared;
   #peer: Peer;
   #leg: UpstreamLeg | undefined;
@@ -169,7 +197,7 @@ export class Exchange {
   #xfRes: Buffer[] | undefined;
   #xfResBytes = 0;
 
-  constructor(stream: ServerHttp2Stream, shared: Shared, peer: Peer) {
+  constructor(stream: ClientStream, shared: Shared, peer: Peer) {
     this.stream = stream;
     this.c = shared.c;
     this.#shared = shared;
@@ -408,6 +436,34 @@ export class Exchange {
       this.local(503, 'the app is not ready yet\n', 'UH', undefined, 'retry-after', '1');
       return;
     }
+    this.#toUpstream(route, upstream, path, query);
+  }
+
+  /**
+   * An HTTP/1.1 request the HTTP/1.1 engine has checked, routed, filtered and gated (faults,
+   * splits, mirrors, limits) for an HTTP/2 upstream: from here it goes as an HTTP/2 client's
+   * request would, with the same retries, pool and accounting. `lower`/`values` are its fields
+   * without hop-by-hop ones.
+   */
+  startRouted(
+    route: CompiledRoute,
+    upstream: Upstream,
+    path: string,
+    query: string,
+    fr: FilterRequest | undefined,
+  ): void {
+    const c = this.c;
+    c.stats.active.value++;
+    this.#shared.active.add(this);
+    if (c.timeouts.request > 0) this.#requestDeadline = Date.now() + c.timeouts.request;
+    this.route = route;
+    this.#routeStats = c.routeStats[route.index];
+    this.#filterReq = fr;
+    this.#toUpstream(route, upstream, path, query);
+  }
+
+  #toUpstream(route: CompiledRoute, upstream: Upstream, path: string, query: string): void {
+    const c = this.c;
     if (upstream.maxRequests > 0 && upstream.inflight >= upstream.maxRequests) {
       c.stats.upstreamError(upstream.name, 'overflow');
       this.local(503, 'too many requests to the upstream\n', 'UO');
@@ -572,7 +628,10 @@ export class Exchange {
     if (this.contentLength > xf.maxBodyBytes) return this.#xfFailed(xf.tooLarge('request'));
     this.#xfReq = [];
     if (this.noBody) this.#transformRequest();
-    else this.readBody();
+    else {
+      this.readBody();
+      this.resumeClient();
+    }
   }
 
   #transformRequest(): void {
@@ -938,7 +997,7 @@ export class Exchange {
     code = NGHTTP2_INTERNAL_ERROR,
   ): void {
     if (this.#closed || this.#resEnded) return;
-    this.c.stats.upstreamError(this.upstream!.name, kind);
+    this.c.stats.upstreamError(this.upstream!.name, kind, reason);
     if (!this.responseStarted) {
       this.#report(0);
       if (
@@ -1179,7 +1238,7 @@ export class Exchange {
       start_time: Date.now() - (now - this.#t0),
       method: this.method,
       path: this.target === '' ? '-' : this.target,
-      protocol: 'HTTP/2',
+      protocol: this.protocol,
       response_code: this.status,
       response_flags: this.#urx
         ? this.flags === ''

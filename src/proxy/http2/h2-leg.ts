@@ -226,6 +226,10 @@ export class H2Leg implements UpstreamLeg, SessionUser {
 
   #onEnd = (): void => {
     if (this.#done || this.#ended) return;
+    // Node ends the readable side also when the stream was reset or its session died (code
+    // CANCEL): that is a truncated body, which 'close' turns into a reset of the client's stream.
+    const req = this.#req!;
+    if (req.destroyed || req.rstCode !== NGHTTP2_NO_ERROR) return;
     this.#ended = true;
     this.#x.endResponse(this.#trailers);
   };
@@ -245,12 +249,14 @@ export class H2Leg implements UpstreamLeg, SessionUser {
       else x.upstreamFailed('reset', `upstream reset the stream (HTTP/2 error ${code})`, 'UR', code);
       return;
     }
-    // Mid-response: the client's stream ends the same way the upstream's did.
+    // Mid-response: the client's stream ends the same way the upstream's did; a session that
+    // went away is a closed connection (UC, as on HTTP/1.1), never a clean end.
+    const gone = us.session.destroyed || us.session.closed;
     x.upstreamFailed(
       'reset',
-      'upstream reset the stream',
-      'UR',
-      code === NGHTTP2_NO_ERROR || code === undefined ? NGHTTP2_INTERNAL_ERROR : code,
+      gone ? 'upstream connection closed mid-response' : 'upstream reset the stream mid-response',
+      gone ? 'UC' : 'UR',
+      gone || code === NGHTTP2_NO_ERROR || code === undefined ? NGHTTP2_INTERNAL_ERROR : code,
     );
   };
 

@@ -11,7 +11,10 @@ const EMPTY = Buffer.alloc(0);
  * out as NO_ERROR: the peer would take a truncated body for a whole one. An empty write in flight
  * holds the end back until the reset has gone.
  */
-export function resetStream(stream: Http2Stream, code: number): void {
+export function resetStream(
+  stream: Pick<Http2Stream, 'closed' | 'destroyed' | 'writableEnded' | 'write' | 'close'>,
+  code: number,
+): void {
   if (stream.closed || stream.destroyed) return;
   if (code !== NGHTTP2_NO_ERROR && !stream.writableEnded) stream.write(EMPTY);
   stream.close(code);

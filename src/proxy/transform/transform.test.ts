@@ -643,7 +643,7 @@ inbound:
   }
 });
 
-test('an HTTP/2 client to an HTTP/2 upstream: both bodies transformed', async () => {
+test('HTTP/2 and HTTP/1.1 clients to an HTTP/2 upstream: both bodies transformed', async () => {
   const upstream = http2.createServer();
   upstream.on('stream', (stream, headers) => {
     const parts: Buffer[] = [];
@@ -695,6 +695,17 @@ test('an HTTP/2 client to an HTTP/2 upstream: both bodies transformed', async ()
     assert.equal(r.status, 202);
     assert.deepEqual(JSON.parse(r.body), { data: 'sync' });
     assert.equal(r.headers['x-seen-type'], 'application/json');
+    // An HTTP/1.1 client's request goes to the HTTP/2 upstream as an HTTP/2 exchange: transformed once, both ways.
+    const r1 = await send(
+      '/x',
+      JSON.stringify({ method: 'again' }),
+      json,
+      'POST',
+      `http://127.0.0.1:${p.port()}`,
+    );
+    assert.equal(r1.status, 202, r1.body);
+    assert.deepEqual(JSON.parse(r1.body), { data: 'again' });
+    assert.equal(r1.headers['content-length'], String(Buffer.byteLength(r1.body)));
   } finally {
     session.close();
     await p.stop();
