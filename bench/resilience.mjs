@@ -7,7 +7,11 @@
 // backends got per client request (amplification). Then, with no faults, what pillion's
 // resilience settings cost in requests per second against the same proxy without them (wrk).
 //
-//   npm run bench:resilience -- [--requests 4000] [--concurrency 32] [--seconds 5] [--only pillion,nginx]
+//   npm run bench:resilience -- [--requests 4000] [--concurrency 32] [--seconds 5] [--rounds 3] [--only pillion,nginx]
+//
+// The chaos runs go in rounds, the order of the contenders turned by one each round, and each
+// figure is the median over the rounds: whoever runs first meets a client and endpoints that have
+// not warmed up yet, which in a fixed order moved the p99 by as much as the proxies differ.
 //
 // Layout: the backends and the client share one core, the proxy under test gets the other. Every
 // peer is started here and killed on exit. Markdown goes to stdout; progress to stderr.
@@ -78,6 +82,7 @@ async function main() {
       requests: { type: 'string', default: '4000' },
       concurrency: { type: 'string', default: '32' },
       seconds: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '3' },
       only: { type: 'string' },
     },
   });
@@ -111,43 +116,58 @@ async function main() {
     { name: 'pillion', key: 'pillion', start: () => startPillion(tmp, endpoints, proxyCore, true) },
   ].filter((p) => !only || only.includes(p.key));
 
-  const rows = [];
-  for (const p of peers) {
-    process.stderr.write(`chaos: ${p.name}...\n`);
-    const peer = await p.start();
-    try {
-      const target =
-        p.key === 'direct'
-          ? () => ({ port: endpoints[Math.floor(Math.random() * 3)], host: '127.0.0.1' })
-          : () => ({ port: peer.port, host: peer.host ?? '127.0.0.1' });
-      // A short warm-up (and for the proxies, time to learn the endpoints), then the measured run.
-      await load(target, Math.min(500, N), C);
-      await getJson(`http://127.0.0.1:${ports.control}/reset`);
-      const r = await load(target, N, C);
-      const counts = await getJson(`http://127.0.0.1:${ports.control}/`);
-      const sent = counts.healthy + counts.flaky + counts.slow;
-      rows.push([
-        p.name,
-        `${((r.ok / N) * 100).toFixed(2)} %`,
-        ms(r.p50),
-        ms(r.p99),
-        ms(r.p999),
-        `${(sent / N).toFixed(2)}×`,
-        `${counts.healthy} / ${counts.flaky} / ${counts.slow}`,
-      ]);
-    } finally {
-      await peer.stop();
+  const rounds = Math.max(1, Number(opts.rounds));
+  /** Per contender, one result a round. */
+  const results = new Map(peers.map((p) => [p.key, []]));
+  for (let round = 0; round < rounds; round++) {
+    const order = peers.map((_, i) => peers[(i + round) % peers.length]);
+    for (const p of order) {
+      process.stderr.write(`chaos, round ${round + 1} of ${rounds}: ${p.name}...\n`);
+      const peer = await p.start();
+      try {
+        const target =
+          p.key === 'direct'
+            ? () => ({ port: endpoints[Math.floor(Math.random() * 3)], host: '127.0.0.1' })
+            : () => ({ port: peer.port, host: peer.host ?? '127.0.0.1' });
+        // A short warm-up (and for the proxies, time to learn the endpoints), then the measured run.
+        await load(target, Math.min(500, N), C);
+        await getJson(`http://127.0.0.1:${ports.control}/reset`);
+        const r = await load(target, N, C);
+        const counts = await getJson(`http://127.0.0.1:${ports.control}/`);
+        results.get(p.key).push({ ...r, counts, sent: counts.healthy + counts.flaky + counts.slow });
+      } finally {
+        await peer.stop();
+      }
     }
   }
+  const median = (xs) => {
+    const a = [...xs].sort((x, y) => x - y);
+    return a.length % 2 ? a[a.length >> 1] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
+  };
+  const rows = peers.map((p) => {
+    const rs = results.get(p.key);
+    const all = (f) => (rs.length > 1 ? ` (${rs.map(f).join(' · ')})` : '');
+    const last = rs.at(-1).counts;
+    return [
+      p.name,
+      `${((median(rs.map((r) => r.ok)) / N) * 100).toFixed(2)} %`,
+      ms(median(rs.map((r) => r.p50))),
+      ms(median(rs.map((r) => r.p99))) + all((r) => ms(r.p99)),
+      ms(median(rs.map((r) => r.p999))),
+      `${(median(rs.map((r) => r.sent)) / N).toFixed(2)}×`,
+      `${last.healthy} / ${last.flaky} / ${last.slow}`,
+    ];
+  });
 
-  // No faults: pillion with and without its resilience settings, under wrk; three rounds in
-  // turn, the best of each, so a busy moment of the machine does not decide the comparison.
+  // No faults: pillion with and without its resilience settings, under wrk; three rounds, each in
+  // the other order than the one before, the best of each, so a busy moment of the machine does
+  // not decide the comparison.
   const costRows = [];
   if (!only || only.includes('pillion')) {
     const seconds = Number(opts.seconds);
     const best = { plain: 0, resilient: 0 };
     for (let round = 0; round < 3; round++) {
-      for (const resilient of [false, true]) {
+      for (const resilient of round % 2 === 0 ? [false, true] : [true, false]) {
         process.stderr.write(
           `no faults, round ${round + 1}: pillion ${resilient ? 'with' : 'without'} resilience...\n`,
         );
@@ -176,7 +196,7 @@ async function main() {
   const m = machineBasics();
   console.log(`### Resilience (bench/resilience.mjs), ${new Date().toISOString().slice(0, 10)}\n`);
   console.log(
-    `${m.cpu ?? os.cpus()[0]?.model}, ${cores} cores; Node ${process.version}; ${firstLine('nginx', ['-v'])}; ${firstLine('haproxy', ['-v'])}. ${fmtInt(N)} requests, ${C} at a time, after ${Math.min(500, N)} to warm up. Endpoints: healthy / 503 on half / 1 s on 10 %. Every proxy tries a request up to 3 times with a 250 ms per-try timeout.\n`,
+    `${m.cpu ?? os.cpus()[0]?.model}, ${cores} cores; Node ${process.version}; ${firstLine('nginx', ['-v'])}; ${firstLine('haproxy', ['-v'])}. ${fmtInt(N)} requests, ${C} at a time, after ${Math.min(500, N)} to warm up; medians of ${rounds} round(s), the order turned each round (each round's p99 in brackets; the last round's split). Endpoints: healthy / 503 on half / 1 s on 10 %. Every proxy tries a request up to 3 times with a 250 ms per-try timeout.\n`,
   );
   console.log(
     table(
@@ -194,7 +214,7 @@ async function main() {
   );
   if (costRows.length > 0) {
     console.log(
-      `\nNo faults (one healthy endpoint), wrk for ${opts.seconds} s, best of three rounds in turn:\n`,
+      `\nNo faults (one healthy endpoint), wrk for ${opts.seconds} s, best of three rounds, the order swapped each round:\n`,
     );
     console.log(table(['', 'req/s', 'change'], costRows));
   }
