@@ -7,7 +7,7 @@
 // backends got per client request (amplification). Then, with no faults, what pillion's
 // resilience settings cost in requests per second against the same proxy without them (wrk).
 //
-//   npm run bench:resilience -- [--requests 4000] [--concurrency 32] [--seconds 5] [--rounds 3] [--only pillion,nginx]
+//   npm run bench:resilience -- [--requests 4000] [--concurrency 32] [--seconds 5] [--rounds 3] [--warmup 500] [--only pillion,nginx]
 //
 // The chaos runs go in rounds, the order of the contenders turned by one each round, and each
 // figure is the median over the rounds: whoever runs first meets a client and endpoints that have
@@ -83,11 +83,13 @@ async function main() {
       concurrency: { type: 'string', default: '32' },
       seconds: { type: 'string', default: '5' },
       rounds: { type: 'string', default: '3' },
+      warmup: { type: 'string', default: '500' },
       only: { type: 'string' },
     },
   });
   const N = Number(opts.requests);
   const C = Number(opts.concurrency);
+  const WARMUP = Number(opts.warmup);
   const only = opts.only ? opts.only.split(',') : undefined;
   installPeers('nginx', 'haproxy', 'wrk', 'taskset');
   const cores = os.availableParallelism();
@@ -130,7 +132,7 @@ async function main() {
             ? () => ({ port: endpoints[Math.floor(Math.random() * 3)], host: '127.0.0.1' })
             : () => ({ port: peer.port, host: peer.host ?? '127.0.0.1' });
         // A short warm-up (and for the proxies, time to learn the endpoints), then the measured run.
-        await load(target, Math.min(500, N), C);
+        await load(target, WARMUP, C);
         await getJson(`http://127.0.0.1:${ports.control}/reset`);
         const r = await load(target, N, C);
         const counts = await getJson(`http://127.0.0.1:${ports.control}/`);
@@ -196,7 +198,7 @@ async function main() {
   const m = machineBasics();
   console.log(`### Resilience (bench/resilience.mjs), ${new Date().toISOString().slice(0, 10)}\n`);
   console.log(
-    `${m.cpu ?? os.cpus()[0]?.model}, ${cores} cores; Node ${process.version}; ${firstLine('nginx', ['-v'])}; ${firstLine('haproxy', ['-v'])}. ${fmtInt(N)} requests, ${C} at a time, after ${Math.min(500, N)} to warm up; medians of ${rounds} round(s), the order turned each round (each round's p99 in brackets; the last round's split). Endpoints: healthy / 503 on half / 1 s on 10 %. Every proxy tries a request up to 3 times with a 250 ms per-try timeout.\n`,
+    `${m.cpu ?? os.cpus()[0]?.model}, ${cores} cores; Node ${process.version}; ${firstLine('nginx', ['-v'])}; ${firstLine('haproxy', ['-v'])}. ${fmtInt(N)} requests, ${C} at a time, after ${fmtInt(WARMUP)} to warm up; medians of ${rounds} round(s), the order turned each round (each round's p99 in brackets; the last round's split). Endpoints: healthy / 503 on half / 1 s on 10 %. Every proxy tries a request up to 3 times with a 250 ms per-try timeout.\n`,
   );
   console.log(
     table(
