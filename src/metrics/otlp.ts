@@ -14,7 +14,7 @@ import {
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import type { PushConfig } from './config.js';
-import { Delivery, type PushDeps, type Pusher } from './push.js';
+import { LatestStatePusher, type PushDeps } from './push.js';
 import type { MetricSnapshot, Sample } from './registry.js';
 
 type OtlpPush = Extract<PushConfig, { type: 'otlp' }>;
@@ -22,9 +22,7 @@ type HrTime = [number, number];
 
 const hr = (ms: number): HrTime => [Math.floor(ms / 1000), Math.round((ms % 1000) * 1e6)];
 
-export class OtlpPusher extends Delivery implements Pusher {
-  #latest = new Map<string, readonly MetricSnapshot[]>();
-  #dirty = false;
+export class OtlpPusher extends LatestStatePusher {
   #start: HrTime;
 
   constructor(name: string, config: PushConfig, deps: PushDeps) {
@@ -32,32 +30,16 @@ export class OtlpPusher extends Delivery implements Pusher {
     this.#start = hr(deps.clock.now());
   }
 
-  offer(target: string, families: readonly MetricSnapshot[]): void {
-    this.#latest.set(target, families);
-    this.#dirty = true;
-    this.deps.metrics.queued.set({ push: this.name }, 1);
-    this.schedule(0);
-  }
-
-  protected next() {
-    if (!this.#dirty) return undefined;
-    this.#dirty = false;
+  protected request(families: MetricSnapshot[], targets: string[]) {
     const c = this.config as OtlpPush;
     const now = hr(this.deps.clock.now());
     // One resource (the serializer writes one a request): the targets' families, merged by name
     // as /metrics shows them.
-    const merged = new Map<string, MetricSnapshot>();
-    for (const fs of this.#latest.values())
-      for (const f of fs) {
-        const into = merged.get(f.name);
-        merged.set(f.name, into ? { ...into, values: [...into.values, ...f.values] } : f);
-      }
     const metrics: MetricData[] = [];
-    for (const f of merged.values()) {
+    for (const f of families) {
       const m = this.#metric(f, now);
       if (m) metrics.push(m);
     }
-    const targets = [...this.#latest.keys()];
     const resource = {
       resource: {
         attributes: { 'service.name': c.serviceName ?? (targets.length === 1 ? targets[0]! : 'app') },
@@ -74,15 +56,6 @@ export class OtlpPusher extends Delivery implements Pusher {
       type: c.encoding === 'json' ? 'application/json' : 'application/x-protobuf',
       body: body ?? new Uint8Array(),
     };
-  }
-
-  protected sent(): void {
-    if (this.#dirty) this.schedule(0);
-    else this.deps.metrics.queued.set({ push: this.name }, 0);
-  }
-
-  protected failed(): void {
-    this.#dirty = true;
   }
 
   #metric(f: MetricSnapshot, now: HrTime): MetricData | undefined {

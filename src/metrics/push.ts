@@ -217,25 +217,14 @@ class JsonPusher extends Delivery implements Pusher {
   }
 }
 
-type GatewayPush = Extract<PushConfig, { type: 'pushgateway' }>;
-
-class PushgatewayPusher extends Delivery implements Pusher {
+/**
+ * A push that keeps only the newest state of each target while the receiver is down (the
+ * Pushgateway, OTLP): a scrape replaces what the last one offered, and a failed push sends the
+ * newest state again. Subclasses say how the families, merged by name, become a request.
+ */
+export abstract class LatestStatePusher extends Delivery implements Pusher {
   #latest = new Map<string, readonly MetricSnapshot[]>();
   #dirty = false;
-  #url: string;
-
-  constructor(name: string, config: PushConfig, deps: PushDeps) {
-    super(name, config, deps);
-    const c = config as GatewayPush;
-    // Label values with a slash go base64url-encoded, as the Pushgateway's API asks.
-    const segment = (label: string, value: string) =>
-      value.includes('/')
-        ? `/${label}@base64/${Buffer.from(value).toString('base64url')}`
-        : `/${label}/${encodeURIComponent(value)}`;
-    this.#url = `${c.url.replace(/\/+$/, '')}/metrics${segment('job', c.job)}${Object.entries(c.grouping)
-      .map(([k, v]) => segment(k, v))
-      .join('')}`;
-  }
 
   offer(target: string, families: readonly MetricSnapshot[]): void {
     this.#latest.set(target, families);
@@ -252,16 +241,16 @@ class PushgatewayPusher extends Delivery implements Pusher {
     for (const fs of this.#latest.values())
       for (const f of fs) {
         const into = merged.get(f.name);
-        if (into) merged.set(f.name, { ...into, values: [...into.values, ...f.values] });
-        else merged.set(f.name, f);
+        merged.set(f.name, into ? { ...into, values: [...into.values, ...f.values] } : f);
       }
-    return {
-      method: 'PUT',
-      url: this.#url,
-      type: 'text/plain; version=0.0.4; charset=utf-8',
-      body: renderText([...merged.values()]),
-    };
+    return this.request([...merged.values()], [...this.#latest.keys()]);
   }
+
+  /** The request that sends these families (one per name) of these targets. */
+  protected abstract request(
+    families: MetricSnapshot[],
+    targets: string[],
+  ): { method: string; url: string; type: string; body: string | Uint8Array };
 
   protected sent(): void {
     if (this.#dirty) this.schedule(0);
@@ -271,5 +260,33 @@ class PushgatewayPusher extends Delivery implements Pusher {
   /** The newest state is sent again (a newer scrape may have replaced it meanwhile). */
   protected failed(): void {
     this.#dirty = true;
+  }
+}
+
+type GatewayPush = Extract<PushConfig, { type: 'pushgateway' }>;
+
+class PushgatewayPusher extends LatestStatePusher {
+  #url: string;
+
+  constructor(name: string, config: PushConfig, deps: PushDeps) {
+    super(name, config, deps);
+    const c = config as GatewayPush;
+    // Label values with a slash go base64url-encoded, as the Pushgateway's API asks.
+    const segment = (label: string, value: string) =>
+      value.includes('/')
+        ? `/${label}@base64/${Buffer.from(value).toString('base64url')}`
+        : `/${label}/${encodeURIComponent(value)}`;
+    this.#url = `${c.url.replace(/\/+$/, '')}/metrics${segment('job', c.job)}${Object.entries(c.grouping)
+      .map(([k, v]) => segment(k, v))
+      .join('')}`;
+  }
+
+  protected request(families: MetricSnapshot[]) {
+    return {
+      method: 'PUT',
+      url: this.#url,
+      type: 'text/plain; version=0.0.4; charset=utf-8',
+      body: renderText(families),
+    };
   }
 }
