@@ -4,7 +4,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Address, formatAddress, isLoopback } from '../lib/address.js';
+import { type Address, isLoopback, listenOn } from '../lib/address.js';
 import { systemClock } from '../lib/clock.js';
 import { type ErrorCode, PillionError } from '../lib/errors.js';
 import type { TopSampler } from '../top/index.js';
@@ -93,25 +93,7 @@ export class AdminServer {
   }
 
   start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        reject(
-          new PillionError(
-            'PILLION_ERR_ADMIN_LISTEN',
-            `admin server cannot listen on ${formatAddress(this.#listen)}: ${err.code ?? err.message}`,
-            { cause: err },
-          ),
-        );
-      };
-      this.#server.once('error', onError);
-      this.#server.listen(
-        { port: this.#listen.port, ...(this.#listen.host ? { host: this.#listen.host } : {}) },
-        () => {
-          this.#server.off('error', onError);
-          resolve();
-        },
-      );
-    });
+    return listenOn(this.#server, this.#listen, 'PILLION_ERR_ADMIN_LISTEN', 'admin server');
   }
 
   address(): Address | undefined {

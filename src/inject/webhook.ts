@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { createSecureContext } from 'node:tls';
 import jsonpatch from 'fast-json-patch';
 import type { Logger } from 'pino';
-import { type Address, formatAddress } from '../lib/address.js';
+import { type Address, listenOn } from '../lib/address.js';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { DirWatcher } from '../lib/dir-watcher.js';
 import { PillionError } from '../lib/errors.js';
@@ -141,23 +141,10 @@ export class InjectionWebhook {
     this.#server.keepAliveTimeout = 30_000;
   }
 
-  start(): Promise<void> {
+  async start(): Promise<void> {
     const listen = this.#opts.listen ?? this.#opts.config.webhook.listen;
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) =>
-        reject(
-          new PillionError(
-            'PILLION_ERR_ADMIN_LISTEN',
-            `webhook cannot listen on ${formatAddress(listen)}: ${err.code ?? err.message}`,
-          ),
-        );
-      this.#server.once('error', onError);
-      this.#server.listen({ port: listen.port, ...(listen.host ? { host: listen.host } : {}) }, () => {
-        this.#server.off('error', onError);
-        this.#watchCertificates();
-        resolve();
-      });
-    });
+    await listenOn(this.#server, listen, 'PILLION_ERR_ADMIN_LISTEN', 'webhook');
+    this.#watchCertificates();
   }
 
   address(): Address {

@@ -1,8 +1,9 @@
 // host:port addresses as listeners and targets take them. ":8080" means every interface, as in
 // Go and Prometheus; "[::1]:8080" is IPv6; a host name is allowed and resolved when used.
 
-import { isIP } from 'node:net';
+import { isIP, type Server } from 'node:net';
 import type { ParseResult } from './duration.js';
+import { type ErrorCode, PillionError } from './errors.js';
 
 export interface Address {
   /** IP literal or host name; '' means every interface. */
@@ -60,4 +61,29 @@ export function isLoopback(host: string): boolean {
   if (isIP(host) === 4) return host.startsWith('127.');
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
   return mapped ? mapped[1]!.startsWith('127.') : false;
+}
+
+/**
+ * Starts `server` listening on `listen`. A failure (the port taken, no permission) rejects with a
+ * PillionError of `code` saying who could not listen where; once listening, the error listener
+ * is gone, so the caller adds its own for what comes later.
+ */
+export function listenOn(server: Server, listen: Address, code: ErrorCode, who: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) =>
+      reject(
+        new PillionError(
+          code,
+          `${who} cannot listen on ${formatAddress(listen)}: ${err.code ?? err.message}`,
+          {
+            cause: err,
+          },
+        ),
+      );
+    server.once('error', onError);
+    server.listen({ port: listen.port, ...(listen.host ? { host: listen.host } : {}) }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
 }

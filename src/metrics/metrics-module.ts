@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { type Address, formatAddress } from '../lib/address.js';
+import { type Address, formatAddress, listenOn } from '../lib/address.js';
 import type { Clock } from '../lib/clock.js';
 import { parseDownwardLabels } from '../lib/downward-labels.js';
 import { PillionError } from '../lib/errors.js';
@@ -264,7 +264,7 @@ export class MetricsModule implements Module<MetricsConfig> {
     this.#pushers = [];
   }
 
-  #listen(listen: Address): Promise<Server> {
+  async #listen(listen: Address): Promise<Server> {
     const path = this.#config.path;
     const server = createServer((req, res) => {
       const url = (req.url ?? '/').split('?', 1)[0];
@@ -292,26 +292,13 @@ export class MetricsModule implements Module<MetricsConfig> {
     server.keepAliveTimeout = 5000;
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
-    return new Promise((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          new PillionError(
-            'PILLION_ERR_METRICS_LISTEN',
-            `metrics listener cannot listen on ${formatAddress(listen)}: ${err.code ?? err.message}`,
-            { cause: err },
-          ),
-        ),
-      );
-      server.listen({ port: listen.port, ...(listen.host ? { host: listen.host } : {}) }, () => {
-        server.removeAllListeners('error');
-        const a = server.address() as AddressInfo;
-        this.#logger.info(
-          { metrics: formatAddress({ host: a.address, port: a.port }), path },
-          'metrics listener listening',
-        );
-        resolve(server);
-      });
-    });
+    await listenOn(server, listen, 'PILLION_ERR_METRICS_LISTEN', 'metrics listener');
+    const a = server.address() as AddressInfo;
+    this.#logger.info(
+      { metrics: formatAddress({ host: a.address, port: a.port }), path },
+      'metrics listener listening',
+    );
+    return server;
   }
 }
 

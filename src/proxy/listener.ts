@@ -4,9 +4,8 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
-import { formatAddress } from '../lib/address.js';
+import { listenOn } from '../lib/address.js';
 import type { Clock } from '../lib/clock.js';
-import { PillionError } from '../lib/errors.js';
 import type { Registry } from '../metrics/index.js';
 import type { ListenerConfig, MtlsMode } from './config.js';
 import type { H2Handler } from './http2/index.js';
@@ -100,28 +99,10 @@ export class ProxyListener {
     }
     this.#server.maxConnections = this.#maxConnections;
     const server = this.#server;
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        reject(
-          new PillionError(
-            'PILLION_ERR_PROXY_LISTEN',
-            `listener ${this.name} cannot listen on ${formatAddress(cfg.address)}: ${err.code ?? err.message}`,
-            { cause: err },
-          ),
-        );
-      };
-      server.once('error', onError);
-      server.listen(
-        { host: cfg.address.host === '' ? undefined : cfg.address.host, port: cfg.address.port },
-        () => {
-          server.off('error', onError);
-          server.on('error', (err) =>
-            this.#logger.error({ listener: this.name, err: err.message }, 'listener error'),
-          );
-          resolve();
-        },
-      );
-    });
+    await listenOn(server, cfg.address, 'PILLION_ERR_PROXY_LISTEN', `listener ${this.name}`);
+    server.on('error', (err) =>
+      this.#logger.error({ listener: this.name, err: err.message }, 'listener error'),
+    );
   }
 
   /** STRICT: the TLS server itself; PERMISSIVE: a TCP server that sniffs each connection's first byte. */
