@@ -10,8 +10,8 @@ export const API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'
 export const KINDS = ['PeerAuthentication', 'RequestAuthentication', 'AuthorizationPolicy'] as const;
 export type Kind = (typeof KINDS)[number];
 
-/** A field Istio has and Pillion does not: an error naming it, with why. */
-function unsupported(why: string) {
+/** A field Istio has and Pillion does not: an error naming it, with why (security and traffic resources alike). */
+export function unsupported(why: string) {
   return z
     .unknown()
     .optional()

@@ -4,6 +4,7 @@
 
 import { z } from 'zod';
 import { addPillionIssue } from '../config/index.js';
+import { unsupported } from './istio-schema.js';
 
 export const TRAFFIC_API_VERSIONS = [
   'networking.istio.io/v1',
@@ -12,16 +13,6 @@ export const TRAFFIC_API_VERSIONS = [
 ];
 export const TRAFFIC_KINDS = ['VirtualService', 'DestinationRule'] as const;
 export type TrafficKind = (typeof TRAFFIC_KINDS)[number];
-
-function unsupported(why: string) {
-  return z
-    .unknown()
-    .optional()
-    .superRefine((v, ctx) => {
-      if (v !== undefined)
-        addPillionIssue(ctx, 'PILLION_ERR_POLICY_UNSUPPORTED_FIELD', `not supported: ${why}`);
-    });
-}
 
 const metadata = z.looseObject({
   name: z.string().min(1),

@@ -6,6 +6,7 @@
 // cannot do as Istio would is an error at its line:col, never dropped.
 
 import type { ConfigIssue } from '../config/index.js';
+import { RETRY_ON } from '../proxy/config.js';
 import type { DestinationRuleResource, VirtualServiceResource } from './istio-traffic-schema.js';
 
 type At = (path: (string | number)[], message: string) => ConfigIssue;
@@ -22,16 +23,7 @@ export function upstreamOf(host: string, upstreams: Record<string, UpstreamInfo>
   return Object.hasOwn(upstreams, first) ? first : undefined;
 }
 
-const KNOWN_RETRY_ON = new Set([
-  '5xx',
-  'gateway-error',
-  'reset',
-  'connect-failure',
-  'refused-stream',
-  'retriable-4xx',
-  'retriable-status-codes',
-  'retriable-headers',
-]);
+const KNOWN_RETRY_ON: ReadonlySet<string> = new Set(RETRY_ON);
 
 /** Istio durations ("10s", "0.5s", "1h") as pillion writes them. */
 function duration(v: string): string {
