@@ -142,6 +142,24 @@ export function secret() {
   return z.string().meta({ 'x-pillion-secret': true });
 }
 
+const COMPONENT_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+
+/**
+ * The name of a role's component (a log source or sink, a sync source, a scrape target, a push):
+ * lowercase letters, digits, "_" and "-", starting with a letter. `what` names it in the error.
+ */
+export function componentName(what = 'name') {
+  return z.string().superRefine((v, ctx) => {
+    if (!COMPONENT_NAME.test(v))
+      addPillionIssue(
+        ctx,
+        'PILLION_ERR_CONFIG_BAD_VALUE',
+        `"${v}" is not a valid ${what}`,
+        'names are lowercase letters, digits, "_" and "-", starting with a letter',
+      );
+  });
+}
+
 /** An HTTP path: absolute, printable ASCII (percent-encode the rest), no query or fragment. */
 export function httpPath() {
   return z.string().superRefine((value, ctx) => {

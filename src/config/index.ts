@@ -6,6 +6,7 @@ export { effectiveView, isSecretKey, REDACTED } from './effective.js';
 export {
   addPillionIssue,
   address,
+  componentName,
   describeValue,
   duration,
   httpPath,

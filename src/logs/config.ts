@@ -2,23 +2,19 @@
 // where the role keeps its checkpoints, disk buffers and dead letters.
 
 import { z } from 'zod';
-import { addPillionIssue, address, duration, regex, secret, size } from '../config/index.js';
+import {
+  addPillionIssue,
+  address,
+  componentName as sharedComponentName,
+  duration,
+  regex,
+  secret,
+  size,
+} from '../config/index.js';
 import { didYouMean } from '../lib/did-you-mean.js';
 import { FACILITY_NAMES } from './parsers/syslog.js';
 
-const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
-
-function componentName() {
-  return z.string().superRefine((v, ctx) => {
-    if (!NAME.test(v))
-      addPillionIssue(
-        ctx,
-        'PILLION_ERR_CONFIG_BAD_VALUE',
-        `"${v}" is not a valid component name`,
-        'names are lowercase letters, digits, "_" and "-", starting with a letter',
-      );
-  });
-}
+const componentName = () => sharedComponentName('component name');
 
 const fieldName = z.string().min(1).max(256);
 

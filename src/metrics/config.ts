@@ -4,7 +4,16 @@
 // load with the role.
 
 import { z } from 'zod';
-import { addPillionIssue, address, duration, httpPath, regex, secret, size } from '../config/index.js';
+import {
+  addPillionIssue,
+  address,
+  componentName,
+  duration,
+  httpPath,
+  regex,
+  secret,
+  size,
+} from '../config/index.js';
 
 const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -365,18 +374,7 @@ export const metricsSchema = z
       ),
     path: httpPath().default('/metrics').describe('The path the listener serves the metrics at.'),
     scrape: z
-      .record(
-        z.string().superRefine((v, ctx) => {
-          if (!NAME.test(v))
-            addPillionIssue(
-              ctx,
-              'PILLION_ERR_CONFIG_BAD_VALUE',
-              `"${v}" is not a valid name`,
-              'names are lowercase letters, digits, "_" and "-", starting with a letter',
-            );
-        }),
-        targetSchema,
-      )
+      .record(componentName(), targetSchema)
       .default({})
       .describe('The app endpoints scraped, by name (the `target` label of the scrape metrics).'),
     enrich: enrichSchema,

@@ -3,22 +3,8 @@
 // and the rollback window. Only zod here: the role's heavy parts load when the section is used.
 
 import { z } from 'zod';
-import { addPillionIssue, duration, secret, size } from '../config/index.js';
+import { addPillionIssue, componentName, duration, secret, size } from '../config/index.js';
 import { didYouMean } from '../lib/did-you-mean.js';
-
-const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
-
-function componentName() {
-  return z.string().superRefine((v, ctx) => {
-    if (!NAME.test(v))
-      addPillionIssue(
-        ctx,
-        'PILLION_ERR_CONFIG_BAD_VALUE',
-        `"${v}" is not a valid name`,
-        'names are lowercase letters, digits, "_" and "-", starting with a letter',
-      );
-  });
-}
 
 const SIGNALS = [
   'SIGHUP',
