@@ -2,7 +2,7 @@
 // refused connects, hangs, responses cut off mid-body) behind an outbound proxy with retries.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import {
   startBackend,
   startOutbound,
   type StartedProxy,
+  logLines,
 } from './test-support.js';
 import type { OutboundConfig } from './config.js';
 
@@ -87,17 +88,6 @@ const FAST = { base: '1ms', max: '2ms' };
 
 const retried = (p: StartedProxy<OutboundConfig>, outcome: string) =>
   metricValue(p.metrics, 'pillion_proxy_retries_total', { upstream: 'svc', outcome });
-
-function logLines(file: string): Record<string, unknown>[] {
-  try {
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  } catch {
-    return [];
-  }
-}
 
 describe('retryOn conditions, each against an upstream failing that way', () => {
   const cases: [string, Mode, string][] = [

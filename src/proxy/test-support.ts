@@ -2,6 +2,7 @@
 // object, start node:http backends on port 0, and talk to the proxy with a raw-socket client that
 // writes exact bytes and parses what comes back (including 1xx, chunked bodies and trailers).
 
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -402,4 +403,16 @@ export async function metricValue(
       sum += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return sum;
+}
+
+/** The JSON lines of a log file written so far (none while it does not exist yet). */
+export function logLines(file: string): Record<string, unknown>[] {
+  try {
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  } catch {
+    return [];
+  }
 }

@@ -3,7 +3,7 @@
 // per-endpoint accounting of both kinds of leg (outlier detection, latency, /clusters counters).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type http from 'node:http';
 import http2, { type ClientHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,7 @@ import {
   startBackend,
   startOutbound,
   type StartedProxy,
+  logLines,
 } from '../test-support.js';
 
 const { NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
@@ -200,17 +201,6 @@ function request(client: ClientHttp2Session, path: string, body?: Buffer): Promi
 const FAST = { base: '1ms', max: '2ms' };
 const retried = (p: StartedProxy<OutboundConfig>, outcome: string) =>
   metricValue(p.metrics, 'pillion_proxy_retries_total', { upstream: 'svc', outcome });
-
-function logLines(file: string): Record<string, unknown>[] {
-  try {
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  } catch {
-    return [];
-  }
-}
 
 async function pair(kind: 'h1' | 'h2', first: Mode, second: Mode) {
   const make = kind === 'h1' ? h1Flaky : h2Flaky;

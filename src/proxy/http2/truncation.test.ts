@@ -4,7 +4,7 @@
 // counted (pillion_proxy_upstream_errors_total{kind="reset"}) and flagged in the access log.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type net from 'node:net';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,7 @@ import {
   startBackend,
   startOutbound,
   type StartedProxy,
+  logLines,
 } from '../test-support.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
@@ -89,17 +90,6 @@ async function proxy(port: number, extra: Record<string, unknown>, log: string) 
   );
   cleanups.push(() => p.stop());
   return p;
-}
-
-function logLines(file: string): Record<string, unknown>[] {
-  try {
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  } catch {
-    return [];
-  }
 }
 
 const resets = (p: StartedProxy<OutboundConfig>) =>
