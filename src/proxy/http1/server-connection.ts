@@ -23,7 +23,7 @@ import { observe } from '../stats.js';
 import type { ConnectFailure, ConnectionOwner, PoolUser, UpstreamConnection } from '../upstream/h1-pool.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { Mirror } from '../mirror.js';
-import type { RouteResilience } from '../upstream/resilience.js';
+import { F_CONNECT, F_RESET, F_RESPONSE, F_TIMEOUT, type RouteResilience } from '../upstream/resilience.js';
 import type { RequestView, RouteTransform, TransformFailure } from '../transform/index.js';
 import { HASH_NONE, hashKeyOf, type Upstream } from '../upstream/upstream.js';
 import { ChunkedReader } from './chunked.js';
@@ -87,12 +87,6 @@ const B_CLOSE = 3;
 const P_UPSTREAM = 1; // waiting for an upstream connection
 const P_BACKPRESSURE = 2; // the upstream socket's buffer is full
 const P_PIPELINED = 4; // a whole request is buffered behind the current one
-
-// Why a try failed, for retries (the same numbers as upstream/retry.ts's F_*).
-const F_CONNECT = 1;
-const F_RESET = 2;
-const F_TIMEOUT = 3;
-const F_RESPONSE = 4;
 
 const D_NONE = 0;
 const D_IDLE = 1;

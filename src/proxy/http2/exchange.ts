@@ -22,20 +22,20 @@ import { type CompiledRoute, hostOnly, matchRoute, pickDestination, rewritePath 
 import { observe, type RouteStats } from '../stats.js';
 import type { Endpoint } from '../upstream/endpoints.js';
 import type { ConnectFailure } from '../upstream/h1-pool.js';
-import type { RouteResilience } from '../upstream/resilience.js';
+import {
+  F_CONNECT,
+  F_REFUSED,
+  F_RESET,
+  F_RESPONSE,
+  F_TIMEOUT,
+  type RouteResilience,
+} from '../upstream/resilience.js';
 import { HASH_NONE, hashKeyOf, type Upstream } from '../upstream/upstream.js';
 import type { RequestView, RouteTransform, TransformFailure } from '../transform/index.js';
 import { KNOWN_METHODS, validHost, validPath, validValue } from './headers.js';
 import { resetStream } from './reset-stream.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
-
-// Why a try failed, for retries (the same numbers as upstream/retry.ts's F_*).
-const F_CONNECT = 1;
-const F_RESET = 2;
-const F_TIMEOUT = 3;
-const F_RESPONSE = 4;
-const F_REFUSED = 5;
 
 /**
  * The client's side of an exchange: an HTTP/2 server stream, or an HTTP/1.1 client connection

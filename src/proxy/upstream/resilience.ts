@@ -9,3 +9,12 @@ export interface RouteResilience {
   /** ms; 0 none. */
   timeoutMs: number;
 }
+
+/** Why a try failed, as both engines tell the retry policy (see RetryPolicy.onFailure). */
+export const F_CONNECT = 1;
+export const F_RESET = 2;
+export const F_TIMEOUT = 3;
+/** A response the route retries on (RetryPolicy.onResponse said so). */
+export const F_RESPONSE = 4;
+/** HTTP/2: the upstream refused the stream (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last stream). */
+export const F_REFUSED = 5;

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { FakeClock } from '../../lib/clock.js';
 import { retriesSchema, retryBudgetSchema } from '../config.js';
-import { F_CONNECT, F_REFUSED, F_RESET, F_TIMEOUT, RetryBudget, RetryPolicy } from './retry.js';
+import { F_CONNECT, F_REFUSED, F_RESET, F_TIMEOUT } from './resilience.js';
+import { RetryBudget, RetryPolicy } from './retry.js';
 
 const policy = (raw: Record<string, unknown>, random?: () => number) =>
   new RetryPolicy(retriesSchema.parse(raw), random);

@@ -18,13 +18,7 @@ export const ON_4XX = 32;
 export const ON_STATUS = 64;
 export const ON_HEADERS = 128;
 
-/** Why a try failed. */
-export const F_CONNECT = 1;
-export const F_RESET = 2;
-export const F_TIMEOUT = 3;
-export const F_RESPONSE = 4;
-/** HTTP/2: the upstream refused the stream (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last stream). */
-export const F_REFUSED = 5;
+import { F_CONNECT, F_REFUSED, F_RESET, F_RESPONSE } from './resilience.js';
 
 const BITS: Record<string, number> = {
   '5xx': ON_5XX,
