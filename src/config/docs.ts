@@ -36,9 +36,15 @@ function rows(schema: JsonSchema, path: string, out: string[]): void {
     for (const [key, sub] of Object.entries(schema.properties)) {
       const child = `${path}.${key}`;
       out.push(row(child, sub));
-      const nested = sub.type === 'array' ? sub.items : sub;
-      if (nested && (nested.properties || nested.oneOf || nested.anyOf))
-        rows(nested, sub.type === 'array' ? `${child}[]` : child, out);
+      // A list's elements are under child[], a map's values (named by the user) under child.<name>.
+      const values = typeof sub.additionalProperties === 'object' ? sub.additionalProperties : undefined;
+      const [nested, at] =
+        sub.type === 'array'
+          ? [sub.items, `${child}[]`]
+          : values?.properties
+            ? [values, `${child}.<name>`]
+            : [sub, child];
+      if (nested && (nested.properties || nested.oneOf || nested.anyOf)) rows(nested, at, out);
     }
   }
 }
