@@ -154,8 +154,10 @@ const targetSchema = z
       .describe('json: mapped by `rules`; prometheus: Prometheus text or OpenMetrics, passed through.'),
     interval: duration({ min: '100ms' }).prefault('10s').describe('How often the endpoint is scraped.'),
     timeout: duration({ min: '10ms' })
-      .prefault('5s')
-      .describe('How long a scrape may take; past it the scrape fails and the series are dropped.'),
+      .optional()
+      .describe(
+        'How long a scrape may take; past it the scrape fails and the series are dropped. Default: 5s, or the interval when that is shorter (as Prometheus does).',
+      ),
     headers: z
       .record(z.string(), secret())
       .default({})
@@ -199,7 +201,7 @@ const targetSchema = z
         'use relabel to keep, drop or rename its families',
         ['rules'],
       );
-    if (t.timeout > t.interval)
+    if (t.timeout !== undefined && t.timeout > t.interval)
       addPillionIssue(
         ctx,
         'PILLION_ERR_CONFIG_OUT_OF_RANGE',

@@ -209,6 +209,29 @@ metrics:
   }
 });
 
+test('without a timeout, a scrape may take 5 s or the interval when that is shorter, as Prometheus', async () => {
+  answer = () => {}; // never answers
+  const cfg = await config(`
+metrics:
+  listen: null
+  scrape:
+    app: { url: ${appUrl}/m, format: json, interval: 2s, rules: [{ name: app_requests_total, type: counter, value: $.requests }] }
+`);
+  assert.equal(cfg.scrape.app?.timeout, undefined);
+  const s = await started(cfg);
+  try {
+    await s.clock.advance(0);
+    await s.clock.advance(1_999);
+    assert.doesNotMatch(await s.registry.metrics(), /result="timeout"/);
+    await s.clock.advance(1);
+    await scraped(s, 1);
+    assert.match(await s.registry.metrics(), /pillion_app_scrapes_total\{target="app",result="timeout"\} 1/);
+    assert.match(s.m.readiness().reason ?? '', /no complete answer within 2000 ms/);
+  } finally {
+    await s.m.stop();
+  }
+});
+
 test('passed-through text from scrape to scrape: new values, series gone, a bad body drops them all, bodies larger than before', async () => {
   let body = 'a{x="1"} 1\na{x="2"} 2\nb 3\n';
   // In two writes, so no content-length: the buffer grows as the body comes.

@@ -233,6 +233,8 @@ export class Scraper {
 
   #fetch(): Promise<{ body: string; contentType: string | undefined }> {
     const t = this.#target;
+    // Unset, the timeout is 5 s or the interval when that is shorter, as Prometheus's.
+    const timeout = t.timeout ?? Math.min(5000, t.interval);
     const url = new URL(t.url);
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
@@ -256,8 +258,8 @@ export class Scraper {
       });
       const timer = this.#deps.clock.setTimeout(() => {
         req.destroy();
-        finish(new ScrapeFailure('timeout', `no complete answer within ${t.timeout} ms`));
-      }, t.timeout);
+        finish(new ScrapeFailure('timeout', `no complete answer within ${timeout} ms`));
+      }, timeout);
       this.#inFlight = {
         abort: () => {
           req.destroy();
