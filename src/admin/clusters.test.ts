@@ -31,7 +31,7 @@ test('GET /clusters: text by default (upstream::endpoint::stat::value), JSON on 
     { host: '127.0.0.1', port: 0 },
     {
       readiness: () => ({ ready: true, state: 'running', checks: [] }),
-      metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      metrics: async () => ({ contentType: 'text/plain', body: [] }),
       config: async () => ({}),
       status: () => undefined,
       policies: () => ({}),

@@ -8,11 +8,12 @@ import { type Address, isLoopback, listenOn } from '../lib/address.js';
 import { systemClock } from '../lib/clock.js';
 import { type ErrorCode, PillionError } from '../lib/errors.js';
 import type { TopSampler } from '../top/index.js';
+import { type Exposition, sendExposition } from '../metrics/exposition.js';
 
 export interface AdminHandlers {
   readiness(): { ready: boolean; state: string; checks: { name: string; ready: boolean; reason?: string }[] };
   /** The metrics, in the format the Accept header asks for. */
-  metrics(accept: string | undefined): Promise<{ contentType: string; body: string }>;
+  metrics(accept: string | undefined): Promise<Exposition>;
   config(): Promise<unknown>;
   /** A module's status (undefined when the module is not running). */
   status(module: string): unknown;
@@ -190,9 +191,7 @@ export class AdminServer {
   }
 
   async #metrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const m = await this.#handlers.metrics(req.headers.accept);
-    res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
-    res.end(m.body);
+    sendExposition(res, await this.#handlers.metrics(req.headers.accept));
   }
 
   async #topView(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -5,6 +5,7 @@
 // double quote; values are Go-style floats (NaN, +Inf, -Inf). OpenMetrics names a counter's
 // family without its _total suffix, calls untyped "unknown" and ends with # EOF.
 
+import type { ServerResponse } from 'node:http';
 import { ownString } from '../lib/own-string.js';
 import type { MetricSnapshot } from './registry.js';
 
@@ -19,10 +20,10 @@ export type ExpositionFormat = 'text' | 'openmetrics';
  * their values. Labels objects are not changed once a sample holds them (relabeling in place sets
  * the same values again), so what is kept stays true. `line` is the sample's name, the label set
  * and the space before the value, for the name last written with it (a histogram's _sum and
- * _count share their labels).
+ * _count share their labels); it is one flat string, the label set read back from it when the
+ * name changes, so that 10 000 kept series hold one string each rather than the pieces of one.
  */
 interface Written {
-  set: string;
   name: string;
   line: string;
 }
@@ -32,29 +33,50 @@ const WRITTEN = new WeakMap<object, Written>();
 function lineStart(name: string, labels: Readonly<Record<string, string | number>>): string {
   let w = WRITTEN.get(labels);
   if (w === undefined) {
-    const set = labelSet(labels);
     // A flat copy: written 10 000 times into each exposition, not walked as a joined string.
-    w = { set, name, line: ownString(`${name}${set} `) };
+    w = { name, line: ownString(`${name}${labelSet(labels)} `) };
     WRITTEN.set(labels, w);
   } else if (w.name !== name) {
+    w.line = ownString(`${name}${w.line.slice(w.name.length)}`);
     w.name = name;
-    w.line = ownString(`${name}${w.set} `);
   }
   return w.line;
 }
 
-export function renderText(families: readonly MetricSnapshot[]): string {
+/**
+ * The exposition is made in pieces of about this many characters, each written to the socket as
+ * it is: 10 000 series rendered as one string would be a megabyte-sized object at every request,
+ * one V8 keeps in its large-object space until a full collection, where these pieces are small
+ * enough to die young.
+ */
+const PIECE = 32_768;
+
+export function renderTextPieces(families: readonly MetricSnapshot[]): string[] {
+  const pieces: string[] = [];
   let out = '';
+  let first = true;
   for (const f of families) {
-    if (out !== '') out += '\n';
+    if (!first) out += '\n';
+    first = false;
     out += `# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`;
-    for (const s of f.values)
+    for (const s of f.values) {
       out += `${lineStart(s.metricName ?? f.name, s.labels)}${formatValue(s.value)}\n`;
+      if (out.length >= PIECE) {
+        pieces.push(out);
+        out = '';
+      }
+    }
   }
-  return out;
+  if (out !== '') pieces.push(out);
+  return pieces;
 }
 
-export function renderOpenMetrics(families: readonly MetricSnapshot[]): string {
+export function renderText(families: readonly MetricSnapshot[]): string {
+  return renderTextPieces(families).join('');
+}
+
+export function renderOpenMetricsPieces(families: readonly MetricSnapshot[]): string[] {
+  const pieces: string[] = [];
   let out = '';
   for (const f of families) {
     const counter = f.type === 'counter';
@@ -66,9 +88,18 @@ export function renderOpenMetrics(families: readonly MetricSnapshot[]): string {
       let sample = s.metricName ?? f.name;
       if (counter && sample === name) sample = `${name}_total`;
       out += `${lineStart(sample, s.labels)}${formatValue(s.value)}\n`;
+      if (out.length >= PIECE) {
+        pieces.push(out);
+        out = '';
+      }
     }
   }
-  return `${out}# EOF\n`;
+  pieces.push(`${out}# EOF\n`);
+  return pieces;
+}
+
+export function renderOpenMetrics(families: readonly MetricSnapshot[]): string {
+  return renderOpenMetricsPieces(families).join('');
 }
 
 /** The format an Accept header asks for: OpenMetrics when it weighs at least as much as text. */
@@ -90,13 +121,29 @@ export function negotiate(accept: string | undefined): ExpositionFormat {
   return om > 0 && om >= text ? 'openmetrics' : 'text';
 }
 
-export function render(
-  families: readonly MetricSnapshot[],
-  format: ExpositionFormat,
-): { contentType: string; body: string } {
+/** An exposition: its content type, and its text in pieces (see PIECE). */
+export interface Exposition {
+  contentType: string;
+  body: readonly string[];
+}
+
+export function render(families: readonly MetricSnapshot[], format: ExpositionFormat): Exposition {
   return format === 'openmetrics'
-    ? { contentType: OPENMETRICS_CONTENT_TYPE, body: renderOpenMetrics(families) }
-    : { contentType: TEXT_CONTENT_TYPE, body: renderText(families) };
+    ? { contentType: OPENMETRICS_CONTENT_TYPE, body: renderOpenMetricsPieces(families) }
+    : { contentType: TEXT_CONTENT_TYPE, body: renderTextPieces(families) };
+}
+
+/** Answers 200 with an exposition, piece by piece (the body left out for HEAD). */
+export function sendExposition(res: ServerResponse, e: Exposition, head = false): void {
+  let length = 0;
+  for (const piece of e.body) length += Buffer.byteLength(piece);
+  res.writeHead(200, {
+    'content-type': e.contentType,
+    'content-length': length,
+    'cache-control': 'no-store',
+  });
+  if (!head) for (const piece of e.body) res.write(piece);
+  res.end();
 }
 
 function labelSet(labels: Readonly<Record<string, string | number>>): string {

@@ -14,6 +14,7 @@ import { parseDownwardLabels } from '../lib/downward-labels.js';
 import { PillionError } from '../lib/errors.js';
 import type { Module, ModuleContext, ModuleDefinition, Readiness, ReloadResult } from '../runtime/module.js';
 import type { MetricsConfig, MetricsEnrich } from './config.js';
+import { sendExposition } from './exposition.js';
 import { counter, type Gauge, gauge, type MetricSnapshot, type Registry } from './registry.js';
 import { createPusher, type Pusher, type PushMetrics } from './push.js';
 import { type ScrapeMetrics, Scraper } from './scraper.js';
@@ -279,10 +280,7 @@ export class MetricsModule implements Module<MetricsConfig> {
         return;
       }
       this.#registry.render(req.headers.accept).then(
-        (m) => {
-          res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
-          res.end(req.method === 'HEAD' ? undefined : m.body);
-        },
+        (m) => sendExposition(res, m, req.method === 'HEAD'),
         (err: Error) => {
           res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
           res.end(`${err.message}\n`);

@@ -11,6 +11,7 @@ import { renderText } from './exposition.js';
 import { type PassthroughSkip, TextPassthrough } from './passthrough.js';
 import { parsePrometheusText, TextFormatError } from './prom-text.js';
 import type { RelabelRule } from './config.js';
+import { linePieces } from './scraper.js';
 
 function passthrough(
   relabel: RelabelRule[] = [],
@@ -245,4 +246,27 @@ test('kept series hold their own strings, not the bodies they were read from', (
   assert.equal(p.kept, 20);
   const grown = (process.memoryUsage().heapUsed - before) / 1048576;
   assert.ok(grown < 8, `the heap grew ${grown.toFixed(1)} MiB for 20 series`);
+});
+
+test('a body decoded in pieces of whole lines reads as the whole: multibyte text, line numbers, # EOF', () => {
+  let doc = '# HELP c Café ☕ counts.\n# TYPE c counter\n';
+  for (let i = 0; i < 6000; i++) doc += `c_total{city="Zürich ${i}",where="東京"} ${i}\r\n`;
+  const buf = Buffer.from(doc);
+  const pieces = linePieces(buf, buf.length);
+  assert.ok(pieces.length > 5, `${pieces.length} pieces`);
+  assert.equal(pieces.join(''), doc);
+  for (const piece of pieces) assert.ok(piece.endsWith('\n'));
+  assert.deepEqual(passthrough().p.read(pieces), parsePrometheusText(doc));
+  // Within the bytes given, not past them (the buffer is reused and may be longer).
+  assert.equal(linePieces(buf, 60).join(''), buf.toString('utf8', 0, 60));
+
+  // A bad line far into the body is named by its number in the whole document.
+  const bad = Buffer.from(`${doc}c_total{city="x"} not-a-number\n`);
+  assert.throws(
+    () => passthrough().p.read(linePieces(bad, bad.length)),
+    (err: unknown) => err instanceof TextFormatError && err.line === 6003,
+  );
+  // What follows # EOF is not read, in whichever piece it is.
+  const eof = Buffer.from(`${doc}# EOF\n${'junk line\n'.repeat(5000)}`);
+  assert.deepEqual(passthrough().p.read(linePieces(eof, eof.length)), parsePrometheusText(doc));
 });

@@ -50,6 +50,8 @@ export class TextPassthrough {
   #names: ReadonlySet<string>;
   #kept = new Map<string, Kept>();
   #exposures = new Map<string, Exposure>();
+  /** Names kept across scrapes (families', samples'), one copy each, none a view into a body. */
+  #interned = new Map<string, string>();
   #scrape = 0;
 
   constructor(options: PassthroughOptions) {
@@ -68,8 +70,11 @@ export class TextPassthrough {
     this.#kept.clear();
   }
 
-  /** The families of a document, enriched and relabeled. Throws TextFormatError. */
-  read(text: string): MetricSnapshot[] {
+  /**
+   * The families of a document (one string, or pieces of whole lines), enriched and relabeled.
+   * Throws TextFormatError.
+   */
+  read(document: string | readonly string[]): MetricSnapshot[] {
     const scrape = ++this.#scrape;
     const reader = new TextReader();
     const values = new Map<TextFamily, Sample[]>();
@@ -78,7 +83,8 @@ export class TextPassthrough {
       if (list) list.push(s);
       else values.set(f, [s]);
     };
-    reader.read(text, (start, end, lineNo) => {
+    let text = '';
+    const onSample = (start: number, end: number, lineNo: number): void => {
       const candidate = seriesEnd(text, start, end);
       let key = candidate > start ? text.slice(start, candidate) : undefined;
       let kept = key === undefined ? undefined : this.#kept.get(key);
@@ -122,18 +128,22 @@ export class TextPassthrough {
         sample =
           own === undefined
             ? { labels, value: s.value }
-            : { labels, value: s.value, metricName: ownString(this.#sampleName(own, f, exposure)) };
+            : { labels, value: s.value, metricName: this.#intern(this.#sampleName(own, f, exposure)) };
         push(f, sample);
       }
       this.#kept.set(ownString(key!), {
         sample,
-        sampleName: ownString(s.name),
-        family: f.name,
+        sampleName: this.#intern(s.name),
+        family: this.#intern(f.name),
         type: f.type,
         exposure,
         seen: scrape,
       });
-    });
+    };
+    for (const piece of typeof document === 'string' ? [document] : document) {
+      text = piece;
+      if (!reader.read(text, onSample)) break;
+    }
     // A series absent from this document is not kept: it disappears from the exposition.
     for (const [k, v] of this.#kept) if (v.seen !== scrape) this.#kept.delete(k);
     const out: MetricSnapshot[] = [];
@@ -147,7 +157,7 @@ export class TextPassthrough {
           e.relabeled!,
           `renamed ${e.name}: pillion exposes ${e.relabeled} itself`,
         );
-      out.push({ name: e.name!, help: f.help, type: f.type, values: list });
+      out.push({ name: e.name!, help: this.#intern(f.help), type: f.type, values: list });
     }
     return out;
   }
@@ -193,9 +203,25 @@ export class TextPassthrough {
       return e;
     }
     if (this.#exposures.size >= 100_000) this.#exposures.clear();
-    e = { relabeled, name, edits: plan.edits, checked: scrape };
-    this.#exposures.set(f.exposed, e);
+    e = {
+      relabeled: relabeled === undefined ? undefined : this.#intern(relabeled),
+      name: name === undefined ? undefined : this.#intern(name),
+      edits: plan.edits,
+      checked: scrape,
+    };
+    this.#exposures.set(this.#intern(f.exposed), e);
     return e;
+  }
+
+  /** The kept copy of a name: the same string for every series of a family, from scrape to scrape. */
+  #intern(name: string): string {
+    let own = this.#interned.get(name);
+    if (own === undefined) {
+      if (this.#interned.size >= 100_000) this.#interned.clear();
+      own = ownString(name);
+      this.#interned.set(own, own);
+    }
+    return own;
   }
 
   #sampleName(own: string, f: TextFamily, e: Exposure): string {

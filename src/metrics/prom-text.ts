@@ -65,25 +65,31 @@ export class TextReader {
     return f;
   }
 
-  /** Reads text to its end (or # EOF); onSample gets each sample line's start, end and number. */
-  read(text: string, onSample: (start: number, end: number, lineNo: number) => void): void {
-    let lineNo = 0;
+  /** Lines read so far: a document may come in pieces of whole lines, read one after another. */
+  #lineNo = 0;
+
+  /**
+   * Reads text to its end (or # EOF); onSample gets each sample line's start, end and number.
+   * False once # EOF is read: what follows is not read.
+   */
+  read(text: string, onSample: (start: number, end: number, lineNo: number) => void): boolean {
     let start = 0;
     while (start < text.length) {
       let end = text.indexOf('\n', start);
       if (end === -1) end = text.length;
       const next = end + 1;
       if (end > start && text.charCodeAt(end - 1) === 13) end--;
-      lineNo++;
+      const lineNo = ++this.#lineNo;
       if (end === start) {
         start = next;
         continue;
       }
       if (text.charCodeAt(start) === 35 /* # */) {
-        if (this.#comment(text.slice(start, end), lineNo)) break;
+        if (this.#comment(text.slice(start, end), lineNo)) return false;
       } else onSample(start, end, lineNo);
       start = next;
     }
+    return true;
   }
 
   /** A comment line: HELP, TYPE, UNIT, or plain; true at # EOF. */

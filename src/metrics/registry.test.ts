@@ -3,7 +3,10 @@
 // the names and labels prom-client gave them (dashboards read them).
 
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { renderOpenMetrics, sendExposition } from './exposition.js';
 import { CounterFamily, family, HistogramFamily, observe } from './families.js';
 import { counter, createMetricsRegistry, gauge, histogram, Registry } from './registry.js';
 
@@ -186,4 +189,33 @@ test("the process metrics keep prom-client's names, types and labels", async () 
     ),
   );
   assert.match(text, /^nodejs_active_handles_total \d+$/m);
+});
+
+test('a large exposition is made and sent in pieces that join to the whole, its length in bytes', async () => {
+  const r = new Registry();
+  const g = gauge(r, { name: 'app_items', help: 'Items.', labelNames: ['item', 'city'] });
+  for (let i = 0; i < 10_000; i++) g.set({ item: `item-${i}`, city: i % 2 ? 'Zürich' : '東京' }, i);
+  for (const accept of [undefined, 'application/openmetrics-text; version=1.0.0']) {
+    const m = await r.render(accept);
+    assert.ok(m.body.length > 10, `${m.body.length} pieces`);
+    for (const piece of m.body) assert.ok(piece.length < 40_000, `a piece of ${piece.length} characters`);
+    const whole = m.body.join('');
+    assert.equal(
+      whole,
+      accept === undefined ? await r.metrics() : renderOpenMetrics(await r.getMetricsAsJSON()),
+    );
+    assert.match(whole, /^app_items\{item="item-9999",city="Zürich"\} 9999$/m);
+
+    const server = createServer((_q, res) => sendExposition(res, m));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+      const body = Buffer.from(await res.arrayBuffer());
+      assert.equal(res.headers.get('content-length'), String(body.length));
+      assert.equal(body.toString('utf8'), whole);
+      assert.equal(res.headers.get('content-type'), m.contentType);
+    } finally {
+      server.close();
+    }
+  }
 });

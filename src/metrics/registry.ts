@@ -4,7 +4,7 @@
 // Pillion's own, small: counters, gauges and histograms with labels, rendered in Prometheus's text
 // format 0.0.4 when /metrics is scraped (prom-client cost a tenth of a second at every start).
 
-import { negotiate, render, renderText, TEXT_CONTENT_TYPE } from './exposition.js';
+import { type Exposition, negotiate, render, renderText, TEXT_CONTENT_TYPE } from './exposition.js';
 import { processMetrics } from './process-metrics.js';
 
 export type MetricType = 'counter' | 'gauge' | 'histogram' | 'untyped';
@@ -87,7 +87,7 @@ export class Registry {
   }
 
   /** The format the Accept header asks for (Prometheus text or OpenMetrics), rendered. */
-  async render(accept?: string): Promise<{ contentType: string; body: string }> {
+  async render(accept?: string): Promise<Exposition> {
     return render(await this.getMetricsAsJSON(), negotiate(accept));
   }
 

@@ -178,7 +178,7 @@ export class Scraper {
     let doc: unknown;
     if (t.format === 'json') {
       try {
-        doc = JSON.parse(body);
+        doc = JSON.parse(body as string);
       } catch (err) {
         throw new ScrapeFailure(
           'bad_json',
@@ -231,7 +231,7 @@ export class Scraper {
     );
   }
 
-  #fetch(): Promise<{ body: string; contentType: string | undefined }> {
+  #fetch(): Promise<{ body: string | string[]; contentType: string | undefined }> {
     const t = this.#target;
     // Unset, the timeout is 5 s or the interval when that is shorter, as Prometheus's.
     const timeout = t.timeout ?? Math.min(5000, t.interval);
@@ -239,7 +239,10 @@ export class Scraper {
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
       let done = false;
-      const finish = (err: Error | undefined, value?: { body: string; contentType: string | undefined }) => {
+      const finish = (
+        err: Error | undefined,
+        value?: { body: string | string[]; contentType: string | undefined },
+      ) => {
         if (done) return;
         done = true;
         timer.cancel();
@@ -304,7 +307,14 @@ export class Scraper {
           size += c.length;
         });
         res.on('end', () => {
-          const body = buf === undefined ? '' : buf.toString('utf8', 0, size);
+          // JSON is parsed whole; text is read line by line, so it is decoded in pieces of whole
+          // lines: a body of a megabyte is then no large string kept until a full collection.
+          const body =
+            buf === undefined
+              ? ''
+              : t.format === 'json'
+                ? buf.toString('utf8', 0, size)
+                : linePieces(buf, size);
           this.#body = buf;
           finish(undefined, { body, contentType: res.headers['content-type'] });
         });
@@ -314,6 +324,22 @@ export class Scraper {
     });
   }
 }
+
+/** The text of buf[0, size) as strings of about PIECE bytes, each ending at a line's end. */
+export function linePieces(buf: Buffer, size: number): string[] {
+  const pieces: string[] = [];
+  let start = 0;
+  while (start < size) {
+    // A newline byte is never part of a longer UTF-8 character: a cut after one splits none.
+    let end = start + PIECE >= size ? size : buf.indexOf(10, start + PIECE) + 1;
+    if (end <= 0 || end > size) end = size;
+    pieces.push(buf.toString('utf8', start, end));
+    start = end;
+  }
+  return pieces;
+}
+
+const PIECE = 32_768;
 
 function realElapsed(): () => number {
   const start = process.hrtime.bigint();
