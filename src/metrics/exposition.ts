@@ -18,29 +18,25 @@ export type ExpositionFormat = 'text' | 'openmetrics';
  * What was written for a labels object, kept while the object lives: series that last (the
  * registry's, the app's from one scrape to the next) are not written anew at every scrape, only
  * their values. Labels objects are not changed once a sample holds them (relabeling in place sets
- * the same values again), so what is kept stays true. `line` is the sample's name, the label set
- * and the space before the value, for the name last written with it (a histogram's _sum and
- * _count share their labels); it is one flat string, the label set read back from it when the
- * name changes, so that 10 000 kept series hold one string each rather than the pieces of one.
+ * the same values again), so what is kept stays true. What is kept is the line's start: the
+ * sample's name, the label set and the space before the value, for the name last written with
+ * it (a histogram's _sum and _count share their labels), one flat string; the label set is read
+ * back from it when the name changes.
  */
-interface Written {
-  name: string;
-  line: string;
-}
-
-const WRITTEN = new WeakMap<object, Written>();
+const WRITTEN = new WeakMap<object, string>();
 
 function lineStart(name: string, labels: Readonly<Record<string, string | number>>): string {
-  let w = WRITTEN.get(labels);
-  if (w === undefined) {
-    // A flat copy: written 10 000 times into each exposition, not walked as a joined string.
-    w = { name, line: ownString(`${name}${labelSet(labels)} `) };
-    WRITTEN.set(labels, w);
-  } else if (w.name !== name) {
-    w.line = ownString(`${name}${w.line.slice(w.name.length)}`);
-    w.name = name;
+  const line = WRITTEN.get(labels);
+  // Written with this name: the label set ({...}, or none) follows the name.
+  if (line !== undefined && line.startsWith(name)) {
+    const c = line.charCodeAt(name.length);
+    if (c === 123 /* { */ || c === 32) return line;
   }
-  return w.line;
+  const set = line === undefined ? labelSet(labels) : line.slice(line.search(/[{ ]/), -1);
+  // A flat copy: written 10 000 times into each exposition, not walked as a joined string.
+  const start = ownString(`${name}${set} `);
+  WRITTEN.set(labels, start);
+  return start;
 }
 
 /**

@@ -4,7 +4,7 @@
 // library 10 000 times per label would cost more than the rest of the scrape.
 
 import { JSONPath } from 'jsonpath-plus';
-import { ownString } from '../lib/own-string.js';
+import { Interner, ownString } from '../lib/own-string.js';
 import type { JsonRule } from './config.js';
 import type { MetricSnapshot, Sample } from './registry.js';
 
@@ -39,6 +39,8 @@ export function compileRules(
   extra: readonly (readonly [string, string])[] = [],
 ): JsonMapper {
   const extraNames = new Set(extra.map(([n]) => n));
+  // Short label values (a shard, a state) repeat across series: one kept copy each.
+  const interned = new Interner();
   const compiled: CompiledRule[] = rules.map((rule) => ({
     rule,
     select: selector(rule.path),
@@ -113,7 +115,10 @@ export function compileRules(
           }
           const labels: Record<string, string> = {};
           // Kept for later scrapes: its own strings, not views into the document's text.
-          for (let i = 0; i < c.labels.length; i++) labels[c.labels[i]![0]] = ownString(values[i]!);
+          for (let i = 0; i < c.labels.length; i++) {
+            const v = values[i]!;
+            labels[c.labels[i]![0]] = v.length <= 12 ? interned.intern(v) : ownString(v);
+          }
           for (let i = 0; i < extra.length; i++) labels[extra[i]![0]] = extra[i]![1];
           const sample = { labels, value };
           series.set(ownString(key), { sample, seen: scrape });

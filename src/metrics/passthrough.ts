@@ -4,7 +4,7 @@
 // relabeled, and its exposition line written, when it first appeared. 10 000 series scraped
 // again make no new objects, where making them cost most of a scrape in garbage collection.
 
-import { ownString } from '../lib/own-string.js';
+import { Interner, ownString } from '../lib/own-string.js';
 import { parseSample, readValue, sampleName, type TextFamily, TextReader } from './prom-text.js';
 import type { RelabelRule } from './config.js';
 import type { MetricSnapshot, Sample } from './registry.js';
@@ -50,8 +50,8 @@ export class TextPassthrough {
   #names: ReadonlySet<string>;
   #kept = new Map<string, Kept>();
   #exposures = new Map<string, Exposure>();
-  /** Names kept across scrapes (families', samples'), one copy each, none a view into a body. */
-  #interned = new Map<string, string>();
+  /** Names kept across scrapes (families', samples'), and short label values, one copy each. */
+  #interned = new Interner();
   #scrape = 0;
 
   constructor(options: PassthroughOptions) {
@@ -121,7 +121,7 @@ export class TextPassthrough {
       let sample: Sample | undefined;
       if (exposure.name !== undefined) {
         // Kept for later scrapes: the strings get their own characters, not views into the body.
-        for (const k in s.labels) s.labels[k] = ownString(s.labels[k]!);
+        for (const k in s.labels) s.labels[k] = this.#ownValue(s.labels[k]!);
         const labels = enrichedLabels(s.labels, this.#o.labels, this.#names);
         for (const e of exposure.edits) e(labels);
         const own = sampleName(f, s.name);
@@ -215,13 +215,15 @@ export class TextPassthrough {
 
   /** The kept copy of a name: the same string for every series of a family, from scrape to scrape. */
   #intern(name: string): string {
-    let own = this.#interned.get(name);
-    if (own === undefined) {
-      if (this.#interned.size >= 100_000) this.#interned.clear();
-      own = ownString(name);
-      this.#interned.set(own, own);
-    }
-    return own;
+    return this.#interned.intern(name);
+  }
+
+  /**
+   * A label value's kept copy. Short ones (GET, 200) repeat across series and are shared; long
+   * ones (a path, an id) are mostly one series' own.
+   */
+  #ownValue(value: string): string {
+    return value.length <= 12 ? this.#interned.intern(value) : ownString(value);
   }
 
   #sampleName(own: string, f: TextFamily, e: Exposure): string {
