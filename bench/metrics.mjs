@@ -1,17 +1,40 @@
 #!/usr/bin/env node
 // `npm run bench:metrics`: the metrics role's scrape-and-adapt with 10 000 series, in JSON (mapped
 // by rules: an array of 10 000 elements, a value and two labels each) and in Prometheus text
-// (100 families of 100 series, passed through with a relabeling step). For each: the time from
-// the scrape's request to the exposition rendered (the app's body served over loopback HTTP by a process of its own), and
-// the RSS the process gains over SCRAPES scrapes. Beside it, in the same run, Prometheus's own
-// `promtool check metrics` parsing the same text (a reference, not a peer doing the same work).
+// (100 families of 100 series, passed through with a relabeling step), the app's bodies served
+// over loopback HTTP by a process of its own. Two ways:
+//  - in this process, scrape after scrape with no pause: the time from the scrape's request to
+//    the exposition rendered, and the RSS gained over SCRAPES scrapes (after a full collection);
+//  - in `pillion run` as users start it, scraping every --sidecar-interval seconds (10, the
+//    default interval): pillion's own scrape duration, the time of GET /metrics (the exposition
+//    of 10 000 series, as Prometheus fetches it), and the resident memory against a twin process
+//    whose app serves one series, read at the same moments (--sidecar-pairs pairs side by side).
+// Beside it, in the same run, Prometheus's own `promtool check metrics` parsing the same text (a
+// reference, not a peer doing the same work), and StatsD received at 100 000 lines/s.
 // Targets: 10 000 series mapped and exposed in ≤ 50 ms per scrape and ≤ 20 MB extra RSS.
 //
-//   node bench/metrics.mjs [--scrapes 30]
+//   node bench/metrics.mjs [--scrapes 30] [--sidecar-interval 10] [--sidecar-rounds 12]
+//                          [--sidecar-pairs 2] [--statsd-seconds 5] [--pillion BIN]
 
 import { spawn, spawnSync } from 'node:child_process';
 import { pino } from 'pino';
-import { installPeers, machineBasics, table } from './lib.mjs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  ROOT,
+  freePort,
+  get,
+  installPeers,
+  machineBasics,
+  onExit,
+  sleep,
+  startProcess,
+  statusMb,
+  stopProcess,
+  table,
+  waitFor200,
+} from './lib.mjs';
 import { compileRules } from '../dist/metrics/json-rules.js';
 import { Registry, counter, gauge } from '../dist/metrics/registry.js';
 import { Scraper } from '../dist/metrics/scraper.js';
@@ -23,6 +46,11 @@ const arg = (name, dflt) => {
   return i === -1 ? dflt : Number(process.argv[i + 1]);
 };
 const SCRAPES = arg('scrapes', 30);
+// Another build's bin for the sidecar processes (to compare two), as bench:footprint's --pillion.
+const BIN = (() => {
+  const i = process.argv.indexOf('--pillion');
+  return i === -1 ? undefined : path.resolve(process.argv[i + 1]);
+})();
 
 const json = JSON.stringify({
   items: Array.from({ length: SERIES }, (_, i) => ({
@@ -46,16 +74,20 @@ const app = spawn(
   [
     '-e',
     `const bodies = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));
-const json = Buffer.from(bodies.json), text = Buffer.from(bodies.text);
+const served = { '/json': bodies.json, '/text': bodies.text, '/json1': bodies.json1, '/text1': bodies.text1 };
+for (const k of Object.keys(served)) served[k] = Buffer.from(served[k]);
 const server = require('node:http').createServer((req, res) => {
-  res.setHeader('content-type', req.url === '/json' ? 'application/json' : 'text/plain; version=0.0.4');
-  res.end(req.url === '/json' ? json : text);
+  res.setHeader('content-type', req.url.startsWith('/json') ? 'application/json' : 'text/plain; version=0.0.4');
+  res.end(served[req.url]);
 });
 server.listen(0, '127.0.0.1', () => process.stdout.write(String(server.address().port) + '\\n'));`,
   ],
   { stdio: ['pipe', 'pipe', 'inherit'] },
 );
-app.stdin.end(JSON.stringify({ json, text }));
+// One series of each format, for the sidecar processes that measure what 10 000 add.
+const json1 = JSON.stringify({ items: [{ name: 'item-0', shard: 's0', value: 1.5, ok: true }] });
+const text1 = text.slice(0, text.indexOf('\n', text.indexOf('app_family_0_total{')) + 1);
+app.stdin.end(JSON.stringify({ json, text, json1, text1 }));
 const port = await new Promise((resolve, reject) => {
   app.stdout.once('data', (c) => resolve(Number(String(c).trim())));
   app.once('exit', (code) => reject(new Error(`the app exited ${code}`)));
@@ -116,9 +148,11 @@ async function run(label, name, target) {
   for (let i = 0; i < SCRAPES; i++) {
     const t0 = process.hrtime.bigint();
     await s.scrapeOnce();
-    const out = await registry.metrics();
+    // As GET /metrics makes it: in pieces, each encoded as the socket write does.
+    const out = await registry.render();
+    bytes = 0;
+    for (const piece of out.body) bytes += Buffer.byteLength(piece);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    bytes = out.length;
     if (i === 0) rss1 = process.memoryUsage().rss;
     if (s.lastError) throw new Error(`${label}: ${s.lastError}`);
   }
@@ -162,7 +196,6 @@ const results = [
     relabel: [{ action: 'addLabel', label: 'team', value: 'shop' }],
   }),
 ];
-server.close();
 
 // StatsD: a sender process paces RATE lines a second for SECONDS seconds (20 lines to a datagram)
 // at a receiver in this process; received vs sent, and this process's CPU while receiving.
@@ -219,6 +252,91 @@ const statsd = {
   cpuPercent: ((cpu.user + cpu.system) / 1e6 / wall) * 100,
 };
 
+// The same work in `pillion run` as users start it (the bin, its V8 flags), scraping at an interval:
+// one process per format scraping the 10 000 series, and beside each a twin whose app serves one
+// series. Every interval, after the scrape, the admin API's /metrics is fetched as Prometheus
+// would fetch it (timed: the exposition of 10 000 series rendered), and the resident memory of
+// each process is read; the extra RSS is the 10 000-series process's minus its twin's, read at the
+// same moment. The in-process loop above scrapes back to back, with no idle time between scrapes.
+const INTERVAL_S = arg('sidecar-interval', 10);
+const ROUNDS = arg('sidecar-rounds', 12);
+const PAIRS = arg('sidecar-pairs', 2);
+const sidecar = [];
+if (ROUNDS > 0) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pillion-bench-metrics-'));
+  onExit(() => rmSync(dir, { recursive: true, force: true }));
+  const targets = {
+    json: (p) =>
+      `      url: ${base}/${p}\n      format: json\n      rules:\n        - name: app_item_value\n          path: $.items[*]\n          value: $.value\n          labels: { item: $.name, shard: $.shard }`,
+    text: (p) =>
+      `      url: ${base}/${p}\n      format: prometheus\n      relabel:\n        - { action: addLabel, label: team, value: shop }`,
+  };
+  const start = async (name, body) => {
+    const port = await freePort();
+    const file = path.join(dir, `${name}.yaml`);
+    writeFileSync(
+      file,
+      `runtime:\n  log: { level: warn }\nadmin:\n  listen: 127.0.0.1:${port}\nmetrics:\n  listen: null\n  enrich:\n    labels: { environment: prod, version: 1.4.2, host: node-3 }\n  scrape:\n    app:\n      interval: ${INTERVAL_S}s\n      timeout: ${Math.min(5, INTERVAL_S)}s\n${body}\n`,
+    );
+    const child = startProcess(name, BIN ?? path.join(ROOT, 'dist', 'bin', 'pillion.js'), [
+      'run',
+      '-c',
+      file,
+    ]);
+    await waitFor200(`http://127.0.0.1:${port}/readyz`, child);
+    return { name, child, url: `http://127.0.0.1:${port}/metrics`, rss: [], expose: [], scrape: [] };
+  };
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  for (const format of ['json', 'text']) {
+    // PAIRS pairs side by side, started a fraction of an interval apart so their scrapes do not
+    // meet; each pair read at the same moment, half an interval after its scrape.
+    const pairs = await Promise.all(
+      Array.from({ length: PAIRS }, async (_, n) => {
+        await sleep((INTERVAL_S * 1000 * n) / PAIRS);
+        const big = await start(`${format}-10k-${n}`, targets[format](format));
+        const one = await start(`${format}-1-${n}`, targets[format](`${format}1`));
+        await sleep((INTERVAL_S * 1000) / 2);
+        for (let round = 0; round < ROUNDS; round++) {
+          for (const p of [big, one]) {
+            const t0 = process.hrtime.bigint();
+            const res = await get(p.url, 10_000);
+            p.expose.push(Number(process.hrtime.bigint() - t0) / 1e6);
+            const m = /^pillion_app_scrape_duration_seconds\{[^}]*\} (\S+)$/m.exec(String(res.body));
+            if (m) p.scrape.push(Number(m[1]) * 1000);
+          }
+          big.rss.push(statusMb(big.child.pid, 'VmRSS'));
+          one.rss.push(statusMb(one.child.pid, 'VmRSS'));
+          if (round < ROUNDS - 1) await sleep(INTERVAL_S * 1000);
+        }
+        return { big, one };
+      }),
+    );
+    const { big } = pairs[0];
+    const series = (await get(big.url, 10_000)).body
+      .toString()
+      .split('\n')
+      .filter((l) => /^app_/.test(l)).length;
+    await Promise.all(pairs.flatMap((p) => [stopProcess(p.big.child), stopProcess(p.one.child)]));
+    // The extra RSS once the processes settle: the rounds of the second half, every pair.
+    const late = (p, key) => p[key].rss.slice(Math.floor(ROUNDS / 2));
+    const extra = pairs.flatMap((p) => late(p, 'big').map((r, i) => r - late(p, 'one')[i]));
+    sidecar.push({
+      format,
+      series,
+      scrape: median(pairs.flatMap((p) => p.big.scrape)),
+      expose: median(pairs.flatMap((p) => p.big.expose)),
+      exposeMax: Math.max(...pairs.flatMap((p) => p.big.expose)),
+      scrapeOne: median(pairs.flatMap((p) => p.one.scrape)),
+      exposeOne: median(pairs.flatMap((p) => p.one.expose)),
+      rssBig: median(pairs.flatMap((p) => late(p, 'big'))),
+      rssOne: median(pairs.flatMap((p) => late(p, 'one'))),
+      extra: median(extra),
+      extraMax: Math.max(...extra),
+    });
+  }
+}
+server.close();
+
 let promtool;
 {
   installPeers('promtool');
@@ -260,6 +378,28 @@ console.log(`\npromtool check metrics: ${promtool}`);
 console.log(
   `\nStatsD: ${statsd.sent} lines sent at ${RATE} lines/s for ${SECONDS} s (20 to a datagram), ${statsd.received} received (${(((statsd.sent - statsd.received) / statsd.sent) * 100).toFixed(2)}% lost), receiving process at ${statsd.cpuPercent.toFixed(0)}% of one core`,
 );
+if (sidecar.length > 0)
+  console.log(
+    `\nIn \`pillion run\`, scraping every ${INTERVAL_S} s, ${ROUNDS} rounds, ${PAIRS} pairs of processes (a 10 000-series process beside a twin whose app serves one series; RSS: medians over the second half of the rounds):\n\n` +
+      table(
+        [
+          'format',
+          'series exposed',
+          'scrape, median (pillion_app_scrape_duration_seconds); one series',
+          'GET /metrics, median (max); one series',
+          'RSS: 10 000 series / one series',
+          'extra RSS, median (max)',
+        ],
+        sidecar.map((r) => [
+          r.format,
+          String(r.series),
+          `${r.scrape.toFixed(1)} ms; ${r.scrapeOne.toFixed(1)} ms`,
+          `${r.expose.toFixed(1)} ms (${r.exposeMax.toFixed(1)}); ${r.exposeOne.toFixed(1)} ms`,
+          `${r.rssBig.toFixed(1)} / ${r.rssOne.toFixed(1)} MB`,
+          `${r.extra.toFixed(1)} MB (${r.extraMax.toFixed(1)})`,
+        ]),
+      ),
+  );
 console.log(
   'Targets: ≤ 50 ms per scrape, ≤ 20 MB extra RSS; StatsD 100 000 lines/s on one core without loss.',
 );

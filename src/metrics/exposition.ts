@@ -47,7 +47,7 @@ function lineStart(name: string, labels: Readonly<Record<string, string | number
  */
 const PIECE = 32_768;
 
-export function renderTextPieces(families: readonly MetricSnapshot[]): string[] {
+export function renderTextPieces(families: readonly MetricSnapshot[], piece = PIECE): string[] {
   const pieces: string[] = [];
   let out = '';
   let first = true;
@@ -57,7 +57,7 @@ export function renderTextPieces(families: readonly MetricSnapshot[]): string[] 
     out += `# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`;
     for (const s of f.values) {
       out += `${lineStart(s.metricName ?? f.name, s.labels)}${formatValue(s.value)}\n`;
-      if (out.length >= PIECE) {
+      if (out.length >= piece) {
         pieces.push(out);
         out = '';
       }
@@ -67,11 +67,12 @@ export function renderTextPieces(families: readonly MetricSnapshot[]): string[] 
   return pieces;
 }
 
+/** In one string (what a push sends): joining pieces would copy every character twice. */
 export function renderText(families: readonly MetricSnapshot[]): string {
-  return renderTextPieces(families).join('');
+  return renderTextPieces(families, Infinity)[0] ?? '';
 }
 
-export function renderOpenMetricsPieces(families: readonly MetricSnapshot[]): string[] {
+export function renderOpenMetricsPieces(families: readonly MetricSnapshot[], piece = PIECE): string[] {
   const pieces: string[] = [];
   let out = '';
   for (const f of families) {
@@ -84,7 +85,7 @@ export function renderOpenMetricsPieces(families: readonly MetricSnapshot[]): st
       let sample = s.metricName ?? f.name;
       if (counter && sample === name) sample = `${name}_total`;
       out += `${lineStart(sample, s.labels)}${formatValue(s.value)}\n`;
-      if (out.length >= PIECE) {
+      if (out.length >= piece) {
         pieces.push(out);
         out = '';
       }
@@ -95,7 +96,7 @@ export function renderOpenMetricsPieces(families: readonly MetricSnapshot[]): st
 }
 
 export function renderOpenMetrics(families: readonly MetricSnapshot[]): string {
-  return renderOpenMetricsPieces(families).join('');
+  return renderOpenMetricsPieces(families, Infinity)[0]!;
 }
 
 /** The format an Accept header asks for: OpenMetrics when it weighs at least as much as text. */
