@@ -7,7 +7,7 @@
 // backends got per client request (amplification). Then, with no faults, what pillion's
 // resilience settings cost in requests per second against the same proxy without them (wrk).
 //
-//   npm run bench:resilience -- [--requests 4000] [--concurrency 32] [--seconds 5] [--rounds 3] [--warmup 500] [--only pillion,nginx]
+//   npm run bench:resilience -- [--requests 4000] [--concurrency 32] [--seconds 5] [--rounds 3] [--warmup 500] [--only pillion,nginx] [--pillion BIN]
 //
 // The chaos runs go in rounds, the order of the contenders turned by one each round, and each
 // figure is the median over the rounds: whoever runs first meets a client and endpoints that have
@@ -36,6 +36,8 @@ import {
 } from './lib.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
+/** The bin pillion runs from: this build's, or another's with --pillion BIN (to compare two). */
+let BIN = path.join(ROOT, 'dist', 'bin', 'pillion.js');
 
 // --- the chaos backends (a child process: this file with --serve) ----------------------------------
 
@@ -85,8 +87,10 @@ async function main() {
       rounds: { type: 'string', default: '3' },
       warmup: { type: 'string', default: '500' },
       only: { type: 'string' },
+      pillion: { type: 'string' },
     },
   });
+  if (opts.pillion) BIN = path.resolve(opts.pillion);
   const N = Number(opts.requests);
   const C = Number(opts.concurrency);
   const WARMUP = Number(opts.warmup);
@@ -402,7 +406,7 @@ async function startPillion(tmp, endpoints, core, resilient) {
       outbound: { listener: { address: `127.0.0.1:${port}` }, upstreams: { chaos: upstream } },
     }),
   );
-  const child = startProcess('pillion', path.join(ROOT, 'dist', 'bin', 'pillion.js'), ['run', '-c', file], {
+  const child = startProcess('pillion', BIN, ['run', '-c', file], {
     core,
   });
   await waitFor200(`http://127.0.0.1:${adminPort}/readyz`, child);
