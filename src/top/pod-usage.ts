@@ -4,8 +4,8 @@
 // its processes' resident memory from /proc.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { listPids, ownCgroupMemory, type ProcessReading, readProcess } from './proc.js';
-import { type ContainerPids, treesOf } from './sampler.js';
+import { ownCgroupMemory } from './proc.js';
+import { type ContainerPids, readTrees } from './sampler.js';
 
 export interface ContainerUsage {
   name: string;
@@ -17,13 +17,9 @@ export interface ContainerUsage {
   processes: number;
 }
 
-function readAll(): ProcessReading[] {
-  return listPids().flatMap((pid) => readProcess(pid) ?? []);
-}
-
 function cpuByContainer(roots: readonly ContainerPids[]) {
   const out = new Map<string, { cpu: number; rss: number; pids: number }>();
-  for (const { reading, container } of treesOf(readAll(), roots)) {
+  for (const { reading, container } of readTrees(roots)) {
     const c = out.get(container) ?? { cpu: 0, rss: 0, pids: 0 };
     c.cpu += reading.cpuSeconds;
     c.rss += reading.rssBytes;

@@ -43,6 +43,16 @@ export function listPids(proc = '/proc'): number[] {
   return out;
 }
 
+/** A process's pid and parent, from its stat line alone; undefined when it is gone. */
+export function readParent(pid: number, proc = '/proc'): { pid: number; ppid: number } | undefined {
+  const stat = read(join(proc, String(pid), 'stat'));
+  if (stat === undefined) return undefined;
+  // After the command's closing parenthesis: the state, then the parent's pid.
+  const after = stat.slice(stat.lastIndexOf(')') + 2);
+  const space = after.indexOf(' ');
+  return { pid, ppid: Number(after.slice(space + 1, after.indexOf(' ', space + 1))) };
+}
+
 /** One process, or undefined when it is gone. */
 export function readProcess(pid: number, proc = '/proc'): ProcessReading | undefined {
   const stat = read(join(proc, String(pid), 'stat'));

@@ -13,6 +13,7 @@ import {
   type ProcessReading,
   readFileSystem,
   readHost,
+  readParent,
   readProcess,
 } from './proc.js';
 
@@ -153,17 +154,15 @@ export class TopSampler {
 
   /** The readings of the scope's processes, each with its container when known. */
   #select(scope: Scope, proc: string): { reading: ProcessReading; container?: string }[] {
-    const all: ProcessReading[] = [];
-    for (const pid of listPids(proc)) {
-      const r = readProcess(pid, proc);
-      if (r) all.push(r);
-    }
-    if (scope === 'all') return all.map((reading) => ({ reading }));
+    if (scope === 'all')
+      return listPids(proc)
+        .flatMap((pid) => readProcess(pid, proc) ?? [])
+        .map((reading) => ({ reading }));
     const roots: ContainerPids[] =
       scope === 'pod'
         ? podContainers(this.#deps.env.PILLION_POD_DIR)
         : [{ name: '', pid: this.#deps.self ?? process.pid }];
-    return treesOf(all, roots).map(({ reading, container }) =>
+    return readTrees(roots, proc).map(({ reading, container }) =>
       container === '' ? { reading } : { reading, container },
     );
   }
@@ -186,20 +185,36 @@ export class TopSampler {
   }
 }
 
-/** The processes under each root pid (the root included), each tagged with its root's name. */
-export function treesOf(
-  all: readonly ProcessReading[],
+/**
+ * The processes under each root pid (the root included), each read in full and tagged with its
+ * root's name. Every other process of the host has its stat line read, for its parent, and no
+ * more: /top and the process metrics read a few processes, not the host's every one.
+ */
+export function readTrees(
   roots: readonly ContainerPids[],
+  proc = '/proc',
 ): { reading: ProcessReading; container: string }[] {
-  const children = new Map<number, ProcessReading[]>();
-  const byPid = new Map<number, ProcessReading>();
+  const parents = listPids(proc).flatMap((pid) => readParent(pid, proc) ?? []);
+  return treesOf(parents, roots).flatMap(({ reading: { pid }, container }) => {
+    const reading = readProcess(pid, proc);
+    return reading ? [{ reading, container }] : [];
+  });
+}
+
+/** The processes under each root pid (the root included), each tagged with its root's name. */
+export function treesOf<P extends { pid: number; ppid: number }>(
+  all: readonly P[],
+  roots: readonly ContainerPids[],
+): { reading: P; container: string }[] {
+  const children = new Map<number, P[]>();
+  const byPid = new Map<number, P>();
   for (const r of all) {
     byPid.set(r.pid, r);
     let list = children.get(r.ppid);
     if (!list) children.set(r.ppid, (list = []));
     list.push(r);
   }
-  const out: { reading: ProcessReading; container: string }[] = [];
+  const out: { reading: P; container: string }[] = [];
   const seen = new Set<number>();
   for (const root of roots) {
     const first = byPid.get(root.pid);

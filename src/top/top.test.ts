@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -16,6 +16,8 @@ import type { Runtime } from '../runtime/index.js';
 import { startRuntimeOn } from '../runtime/test-support.js';
 import { cli, podCli } from '../cli/pod-cli-harness.js';
 import { renderTopTable, TopSampler, type TopSnapshot, topFamilies } from './index.js';
+import { readParent } from './proc.js';
+import { readTrees } from './sampler.js';
 
 const HOLD = 160 * 1024 * 1024;
 let busy: ChildProcess;
@@ -211,5 +213,36 @@ spec:
   } finally {
     spawnSync(process.execPath, [cli, 'pod', 'down', 'busy', '--state-dir', pod.state]);
     pod.remove();
+  }
+});
+
+test('the scope’s processes are found from the stat lines alone; only they are read in full', () => {
+  const proc = mkdtempSync(join(tmpdir(), 'pillion-fake-proc-'));
+  try {
+    const write = (pid: number, ppid: number, comm: string, full: boolean) => {
+      mkdirSync(join(proc, String(pid), 'fd'), { recursive: true });
+      const rest = `S ${ppid} 1 1 0 -1 4194560 10 0 0 0 150 50 0 0 20 0 3 0 500 1000 256`;
+      writeFileSync(join(proc, String(pid), 'stat'), `${pid} (${comm}) ${rest}\n`);
+      // A process of another tree has no status file here: reading it in full would leave it out.
+      if (full) writeFileSync(join(proc, String(pid), 'status'), 'Name:\tx\nVmRSS:\t  2048 kB\n');
+      writeFileSync(join(proc, String(pid), 'cmdline'), `${comm}\0--flag\0`);
+    };
+    write(10, 1, 'pillion', true);
+    write(11, 10, 'a (tricky) name', true);
+    write(12, 11, 'grandchild', true);
+    write(20, 1, 'other', false);
+    assert.deepEqual(readParent(11, proc), { pid: 11, ppid: 10 });
+    const rows = readTrees([{ name: 'app', pid: 10 }], proc);
+    assert.deepEqual(
+      rows.map((r) => [r.reading.pid, r.reading.ppid, r.reading.command, r.reading.rssBytes, r.container]),
+      [
+        [10, 1, 'pillion --flag', 2097152, 'app'],
+        [11, 10, 'a (tricky) name --flag', 2097152, 'app'],
+        [12, 11, 'grandchild --flag', 2097152, 'app'],
+      ],
+    );
+    assert.equal(rows[0]!.reading.cpuSeconds, 2);
+  } finally {
+    rmSync(proc, { recursive: true, force: true });
   }
 });
