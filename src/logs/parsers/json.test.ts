@@ -128,6 +128,10 @@ describe('json parser', () => {
         if (dup && keys > 0) text = `{${JSON.stringify(Object.keys(obj)[0])}:0,${text.slice(1)}`;
         const members = dup && keys > 0 ? keys + 1 : keys;
         assert.equal(memberCount(text, 0, text.length - 1), members);
+        // V8 12.8 and later (Node 24) can decode an escaped key (\" or \n) as a backslash when an
+        // earlier parse had a key of one backslash (nodejs/node#63785, open): JSON.parse itself
+        // then gives other names than the text holds. Such inputs test V8, not the parser here.
+        fc.pre(Object.keys(JSON.parse(text) as object).every((k) => Object.hasOwn(obj, k)));
         const ev = parseJson(text, counter(), true);
         assert.equal(rawOf(ev) !== undefined, keys > 0 && !dup, 'kept exactly when the keys are distinct');
         assert.deepEqual(JSON.parse(encodeEvent(ev)), JSON.parse(JSON.stringify(ev)));
