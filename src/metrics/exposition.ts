@@ -40,15 +40,16 @@ function lineStart(name: string, labels: Readonly<Record<string, string | number
 }
 
 /**
- * The exposition is made in pieces of about this many characters, each written to the socket as
- * it is: 10 000 series rendered as one string would be a megabyte-sized object at every request,
- * one V8 keeps in its large-object space until a full collection, where these pieces are small
- * enough to die young.
+ * The exposition is made in pieces of about this many characters, each encoded as soon as it is
+ * made: 10 000 series rendered as one string would be a megabyte-sized object at every request,
+ * one V8 keeps in its large-object space until a full collection, and pieces kept as strings
+ * until the last is made would live through collections and be copied; encoded, each piece's
+ * strings die young and its bytes wait outside the heap for the socket.
  */
 const PIECE = 32_768;
 
-export function renderTextPieces(families: readonly MetricSnapshot[], piece = PIECE): string[] {
-  const pieces: string[] = [];
+/** Writes the text format into pieces of about `piece` characters, each handed to `emit`. */
+function writeText(families: readonly MetricSnapshot[], piece: number, emit: (s: string) => void): void {
   let out = '';
   let first = true;
   for (const f of families) {
@@ -58,22 +59,20 @@ export function renderTextPieces(families: readonly MetricSnapshot[], piece = PI
     for (const s of f.values) {
       out += `${lineStart(s.metricName ?? f.name, s.labels)}${formatValue(s.value)}\n`;
       if (out.length >= piece) {
-        pieces.push(out);
+        emit(out);
         out = '';
       }
     }
   }
-  if (out !== '') pieces.push(out);
-  return pieces;
+  if (out !== '') emit(out);
 }
 
-/** In one string (what a push sends): joining pieces would copy every character twice. */
-export function renderText(families: readonly MetricSnapshot[]): string {
-  return renderTextPieces(families, Infinity)[0] ?? '';
-}
-
-export function renderOpenMetricsPieces(families: readonly MetricSnapshot[], piece = PIECE): string[] {
-  const pieces: string[] = [];
+/** Writes OpenMetrics into pieces of about `piece` characters, each handed to `emit`. */
+function writeOpenMetrics(
+  families: readonly MetricSnapshot[],
+  piece: number,
+  emit: (s: string) => void,
+): void {
   let out = '';
   for (const f of families) {
     const counter = f.type === 'counter';
@@ -86,17 +85,25 @@ export function renderOpenMetricsPieces(families: readonly MetricSnapshot[], pie
       if (counter && sample === name) sample = `${name}_total`;
       out += `${lineStart(sample, s.labels)}${formatValue(s.value)}\n`;
       if (out.length >= piece) {
-        pieces.push(out);
+        emit(out);
         out = '';
       }
     }
   }
-  pieces.push(`${out}# EOF\n`);
-  return pieces;
+  emit(`${out}# EOF\n`);
+}
+
+/** In one string (what a push sends): joining pieces would copy every character twice. */
+export function renderText(families: readonly MetricSnapshot[]): string {
+  let text = '';
+  writeText(families, Infinity, (s) => (text = s));
+  return text;
 }
 
 export function renderOpenMetrics(families: readonly MetricSnapshot[]): string {
-  return renderOpenMetricsPieces(families, Infinity)[0]!;
+  let text = '';
+  writeOpenMetrics(families, Infinity, (s) => (text = s));
+  return text;
 }
 
 /** The format an Accept header asks for: OpenMetrics when it weighs at least as much as text. */
@@ -118,22 +125,24 @@ export function negotiate(accept: string | undefined): ExpositionFormat {
   return om > 0 && om >= text ? 'openmetrics' : 'text';
 }
 
-/** An exposition: its content type, and its text in pieces (see PIECE). */
+/** An exposition: its content type, and its text in UTF-8 pieces (see PIECE). */
 export interface Exposition {
   contentType: string;
-  body: readonly string[];
+  body: readonly Buffer[];
 }
 
 export function render(families: readonly MetricSnapshot[], format: ExpositionFormat): Exposition {
-  return format === 'openmetrics'
-    ? { contentType: OPENMETRICS_CONTENT_TYPE, body: renderOpenMetricsPieces(families) }
-    : { contentType: TEXT_CONTENT_TYPE, body: renderTextPieces(families) };
+  const body: Buffer[] = [];
+  const emit = (s: string) => body.push(Buffer.from(s));
+  if (format === 'openmetrics') writeOpenMetrics(families, PIECE, emit);
+  else writeText(families, PIECE, emit);
+  return { contentType: format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE, body };
 }
 
 /** Answers 200 with an exposition, piece by piece (the body left out for HEAD). */
 export function sendExposition(res: ServerResponse, e: Exposition, head = false): void {
   let length = 0;
-  for (const piece of e.body) length += Buffer.byteLength(piece);
+  for (const piece of e.body) length += piece.length;
   res.writeHead(200, {
     'content-type': e.contentType,
     'content-length': length,
