@@ -27,3 +27,11 @@ test('an Interner gives one copy per value, and starts afresh past its bound', (
   i.intern('y'); // the fourth distinct value: afresh
   assert.equal(i.intern('GET'), 'GET');
 });
+
+test('a label value is shared when short (it repeats across series) and copied when long', () => {
+  const i = new Interner();
+  const body = 'code="200" code="200" path="/api/v1/resource/17"';
+  assert.equal(i.labelValue(body.slice(6, 9)), '200');
+  assert.equal(i.labelValue(body.slice(17, 20)), i.labelValue('200'));
+  assert.equal(i.labelValue(body.slice(28, 47)), '/api/v1/resource/17');
+});

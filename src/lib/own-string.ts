@@ -29,4 +29,12 @@ export class Interner {
     }
     return own;
   }
+
+  /**
+   * A label value's kept copy: short ones (GET, 200, a shard) repeat across series and are
+   * shared; long ones (a path, an id) are mostly one series' own and are copied.
+   */
+  labelValue(s: string): string {
+    return s.length <= 12 ? this.intern(s) : ownString(s);
+  }
 }

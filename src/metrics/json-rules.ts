@@ -115,10 +115,7 @@ export function compileRules(
           }
           const labels: Record<string, string> = {};
           // Kept for later scrapes: its own strings, not views into the document's text.
-          for (let i = 0; i < c.labels.length; i++) {
-            const v = values[i]!;
-            labels[c.labels[i]![0]] = v.length <= 12 ? interned.intern(v) : ownString(v);
-          }
+          for (let i = 0; i < c.labels.length; i++) labels[c.labels[i]![0]] = interned.labelValue(values[i]!);
           for (let i = 0; i < extra.length; i++) labels[extra[i]![0]] = extra[i]![1];
           const sample = { labels, value };
           series.set(ownString(key), { sample, seen: scrape });

@@ -121,7 +121,7 @@ export class TextPassthrough {
       let sample: Sample | undefined;
       if (exposure.name !== undefined) {
         // Kept for later scrapes: the strings get their own characters, not views into the body.
-        for (const k in s.labels) s.labels[k] = this.#ownValue(s.labels[k]!);
+        for (const k in s.labels) s.labels[k] = this.#interned.labelValue(s.labels[k]!);
         const labels = enrichedLabels(s.labels, this.#o.labels, this.#names);
         for (const e of exposure.edits) e(labels);
         const own = sampleName(f, s.name);
@@ -216,14 +216,6 @@ export class TextPassthrough {
   /** The kept copy of a name: the same string for every series of a family, from scrape to scrape. */
   #intern(name: string): string {
     return this.#interned.intern(name);
-  }
-
-  /**
-   * A label value's kept copy. Short ones (GET, 200) repeat across series and are shared; long
-   * ones (a path, an id) are mostly one series' own.
-   */
-  #ownValue(value: string): string {
-    return value.length <= 12 ? this.#interned.intern(value) : ownString(value);
   }
 
   #sampleName(own: string, f: TextFamily, e: Exposure): string {
