@@ -43,19 +43,28 @@ export function listPids(proc = '/proc'): number[] {
   return out;
 }
 
-/** A process's pid and parent, from its stat line alone; undefined when it is gone. */
-export function readParent(pid: number, proc = '/proc'): { pid: number; ppid: number } | undefined {
+/**
+ * A process's pid and parent, from its stat line alone (kept, for readProcess to use rather than
+ * read it again); undefined when it is gone.
+ */
+export function readParent(
+  pid: number,
+  proc = '/proc',
+): { pid: number; ppid: number; stat: string } | undefined {
   const stat = read(join(proc, String(pid), 'stat'));
   if (stat === undefined) return undefined;
   // After the command's closing parenthesis: the state, then the parent's pid.
   const after = stat.slice(stat.lastIndexOf(')') + 2);
   const space = after.indexOf(' ');
-  return { pid, ppid: Number(after.slice(space + 1, after.indexOf(' ', space + 1))) };
+  return { pid, ppid: Number(after.slice(space + 1, after.indexOf(' ', space + 1))), stat };
 }
 
-/** One process, or undefined when it is gone. */
-export function readProcess(pid: number, proc = '/proc'): ProcessReading | undefined {
-  const stat = read(join(proc, String(pid), 'stat'));
+/** One process, or undefined when it is gone; `stat` is its stat line when already read. */
+export function readProcess(
+  pid: number,
+  proc = '/proc',
+  stat = read(join(proc, String(pid), 'stat')),
+): ProcessReading | undefined {
   const status = read(join(proc, String(pid), 'status'));
   if (stat === undefined || status === undefined) return undefined;
   // The command name is in parentheses and may itself hold spaces and parentheses.

@@ -195,8 +195,8 @@ export function readTrees(
   proc = '/proc',
 ): { reading: ProcessReading; container: string }[] {
   const parents = listPids(proc).flatMap((pid) => readParent(pid, proc) ?? []);
-  return treesOf(parents, roots).flatMap(({ reading: { pid }, container }) => {
-    const reading = readProcess(pid, proc);
+  return treesOf(parents, roots).flatMap(({ reading: { pid, stat }, container }) => {
+    const reading = readProcess(pid, proc, stat);
     return reading ? [{ reading, container }] : [];
   });
 }

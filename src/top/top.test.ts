@@ -231,7 +231,8 @@ test('the scope’s processes are found from the stat lines alone; only they are
     write(11, 10, 'a (tricky) name', true);
     write(12, 11, 'grandchild', true);
     write(20, 1, 'other', false);
-    assert.deepEqual(readParent(11, proc), { pid: 11, ppid: 10 });
+    const parent = readParent(11, proc);
+    assert.deepEqual([parent?.pid, parent?.ppid], [11, 10]);
     const rows = readTrees([{ name: 'app', pid: 10 }], proc);
     assert.deepEqual(
       rows.map((r) => [r.reading.pid, r.reading.ppid, r.reading.command, r.reading.rssBytes, r.container]),
