@@ -196,9 +196,13 @@ spec:
   );
 });
 
-test('h2UpgradePolicy DEFAULT and DO_NOT_UPGRADE keep HTTP/1.1 to the upstream', async () => {
-  for (const policy of ['DEFAULT', 'DO_NOT_UPGRADE']) {
-    const dr = `apiVersion: networking.istio.io/v1
+test('h2UpgradePolicy: DEFAULT and DO_NOT_UPGRADE keep HTTP/1.1 to the upstream; UPGRADE makes it protocol: h2 (HTTP/1.1 clients too go over HTTP/2)', async () => {
+  for (const [apiVersion, policy, protocol, max] of [
+    ['v1', 'DEFAULT', 'http1', 7],
+    ['v1', 'DO_NOT_UPGRADE', 'http1', 7],
+    ['v1alpha3', 'UPGRADE', 'h2', 9],
+  ] as const) {
+    const dr = `apiVersion: networking.istio.io/${apiVersion}
 kind: DestinationRule
 metadata:
   name: reviews
@@ -208,34 +212,14 @@ spec:
     connectionPool:
       http:
         h2UpgradePolicy: ${policy}
-        http2MaxRequests: 7
+        http2MaxRequests: ${max}
 `;
     const r = await load(outbound(1, 2), dr);
     assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
     const u = r.config.outbound!.upstreams.reviews!;
-    assert.equal(u.protocol, 'http1');
-    assert.equal(u.pool.maxRequests, 7);
+    assert.equal(u.protocol, protocol, policy);
+    assert.equal(u.pool.maxRequests, max);
   }
-});
-
-test('h2UpgradePolicy UPGRADE makes the upstream protocol: h2 (HTTP/1.1 clients too go over HTTP/2)', async () => {
-  const dr = `apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata:
-  name: reviews
-spec:
-  host: reviews
-  trafficPolicy:
-    connectionPool:
-      http:
-        h2UpgradePolicy: UPGRADE
-        http2MaxRequests: 9
-`;
-  const r = await load(outbound(1, 2), dr);
-  assert.ok(r.ok, r.ok ? '' : r.issues.map(formatIssue).join('\n'));
-  const u = r.config.outbound!.upstreams.reviews!;
-  assert.equal(u.protocol, 'h2');
-  assert.equal(u.pool.maxRequests, 9);
 });
 
 test('a header match, query parameters, faults and mirror translate; gRPC retry conditions are refused', async () => {
