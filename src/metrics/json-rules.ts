@@ -6,6 +6,18 @@
 import { JSONPath } from 'jsonpath-plus';
 import { Interner, ownString } from '../lib/own-string.js';
 import type { JsonRule } from './config.js';
+import {
+  ASCII,
+  CELLS,
+  type Elements,
+  NUMBER,
+  type JsonScan,
+  sameText,
+  type ScanRule,
+  scanPlan,
+  slotNumber,
+  slotValue,
+} from './json-scan.js';
 import type { MetricSnapshot, Sample } from './registry.js';
 
 /** Why a value or a series was left out; counted by the scraper, never silent. */
@@ -15,17 +27,51 @@ export type Skip = (reason: SkipReason, rule: string, detail: string) => void;
 
 type Getter = (element: unknown, key: string | number | undefined) => unknown;
 
+type Each = (element: unknown, key: string | number | undefined) => void;
+
+/** Where a scanned rule's value or label comes from: a slot's cells, the element's key, a text. */
+interface Source {
+  from: typeof SLOT | typeof KEY | typeof TEXT;
+  /** A slot's first cell in the element's row. */
+  at: number;
+  text: string;
+}
+const SLOT = 0;
+const KEY = 1;
+const TEXT = 2;
+
+interface Kept {
+  sample: Sample;
+  /** The scrape that last gave it. */
+  seen: number;
+  /** Its label values joined by NUL, its key in the family's map. */
+  key: string;
+}
+
 interface CompiledRule {
   rule: JsonRule;
   /** Calls each with every element the path selects (and its key); returns how many. */
-  select: (doc: unknown, each: (value: unknown, key: string | number | undefined) => void) => number;
+  select: (doc: unknown, each: Each) => number;
   value: Getter;
-  labels: [string, Getter][];
+  labelNames: string[];
+  labels: Getter[];
+  /** Read from the bytes (json-scan.ts): where the value and labels are in an element's row. */
+  scanned?: { value: Source; labels: Source[]; width: number };
+  /** The series each element gave at the last scrape read from the bytes, by element. */
+  order: (Kept | undefined)[];
+  /** The list the next scan's order is written into (the one before last, emptied). */
+  spare: (Kept | undefined)[];
 }
 
 export interface JsonMapper {
   /** The families of one document; skipped values reported through skip. */
   map(doc: unknown, skip: Skip): MetricSnapshot[];
+  /**
+   * The same, read straight from the document's bytes; undefined when these rules or this
+   * document need the whole document parsed (then `map` it). A document that is not JSON is
+   * undefined too: JSON.parse gives the error.
+   */
+  mapBytes(body: Buffer, skip: Skip): MetricSnapshot[] | undefined;
 }
 
 /**
@@ -38,97 +84,291 @@ export function compileRules(
   maxLabelValueLength: number,
   extra: readonly (readonly [string, string])[] = [],
 ): JsonMapper {
-  const extraNames = new Set(extra.map(([n]) => n));
+  return new RulesMapper(rules, maxLabelValueLength, extra);
+}
+
+/**
+ * A series is kept by its labels from one scrape to the next and gets the new value: 10 000
+ * series scraped again make no new objects (not even a map of them), and the exposition reuses
+ * what it wrote for them. The work per element is in methods, not in closures made per scrape,
+ * so the code V8 optimizes for it is there at the next scrape, ten seconds later.
+ */
+class RulesMapper implements JsonMapper {
+  readonly #compiled: CompiledRule[];
+  readonly #plan: JsonScan | undefined;
+  readonly #max: number;
+  readonly #extra: readonly (readonly [string, string])[];
   // Short label values (a shard, a state) repeat across series: one kept copy each.
-  const interned = new Interner();
-  const compiled: CompiledRule[] = rules.map((rule) => ({
-    rule,
-    select: selector(rule.path),
-    value: getter(rule.value),
-    labels: Object.entries(rule.labels).map(([name, spec]) => [
-      extraNames.has(name) ? `exported_${name}` : name,
-      labelGetter(spec),
-    ]),
-  }));
-  // A series is kept by its labels from one scrape to the next and gets the new value: 10 000
-  // series scraped again make no new objects (not even a map of them), and the exposition reuses
-  // what it wrote for them. `seen` says which scrape last gave it (a second time is a duplicate).
-  const kept = new Map<string, Map<string, { sample: Sample; seen: number }>>();
-  let scrape = 0;
-  const values: string[] = [];
-  return {
-    map(doc, skip) {
-      scrape++;
-      const families = new Map<string, MetricSnapshot>();
-      for (const c of compiled) {
-        const { rule } = c;
-        let f = families.get(rule.name);
-        if (!f) {
-          f = { name: rule.name, help: rule.help, type: rule.type, values: [] };
-          families.set(rule.name, f);
-        }
-        const out = f.values as Sample[];
-        let byKey = kept.get(rule.name);
-        if (!byKey) {
-          byKey = new Map();
-          kept.set(rule.name, byKey);
-        }
-        const series = byKey;
-        const matched = c.select(doc, (element, elementKey) => {
-          const raw = c.value(element, elementKey);
-          const value = toNumber(raw, rule.valueMap);
-          if (value === undefined) {
-            if (raw === undefined) skip('no_match', rule.name, `value ${rule.value} matches nothing`);
-            else skip('not_a_number', rule.name, `value ${describe(raw)} is not a number`);
-            return;
-          }
-          let key = '';
-          for (let i = 0; i < c.labels.length; i++) {
-            const [name, get] = c.labels[i]!;
-            const v = get(element, elementKey);
-            if (v === undefined || v === null || typeof v === 'object') {
-              skip('no_match', rule.name, `label ${name} matches no scalar`);
-              return;
-            }
-            const str = String(v);
-            if (str.length > maxLabelValueLength) {
-              skip(
-                'label_too_long',
-                rule.name,
-                `label ${name} is ${str.length} characters, over ${maxLabelValueLength}`,
-              );
-              return;
-            }
-            values[i] = str;
-            key += i === 0 ? str : `\u0000${str}`;
-          }
-          const k = series.get(key);
-          if (k !== undefined && k.seen === scrape) {
-            skip('duplicate', rule.name, 'two elements give the same labels');
-            return;
-          }
-          if (k !== undefined) {
-            k.sample.value = value;
-            k.seen = scrape;
-            out.push(k.sample);
-            return;
-          }
-          const labels: Record<string, string> = {};
-          // Kept for later scrapes: its own strings, not views into the document's text.
-          for (let i = 0; i < c.labels.length; i++) labels[c.labels[i]![0]] = interned.labelValue(values[i]!);
-          for (let i = 0; i < extra.length; i++) labels[extra[i]![0]] = extra[i]![1];
-          const sample = { labels, value };
-          series.set(ownString(key), { sample, seen: scrape });
-          out.push(sample);
-        });
-        if (matched === 0) skip('no_match', rule.name, `path ${rule.path} matches nothing`);
+  readonly #interned = new Interner();
+  /** Per family, its series by key. */
+  readonly #kept = new Map<string, Map<string, Kept>>();
+  /** The scrape under way: a series seen in it a second time is a duplicate. */
+  #scrape = 0;
+  /** The label values of the element being read. */
+  readonly #values: string[] = [];
+  #skip: Skip = () => {};
+  // The rule being applied: its family's series and the samples of this scrape.
+  #family = new Map<string, Kept>();
+  #out: Sample[] = [];
+
+  constructor(rules: readonly JsonRule[], max: number, extra: readonly (readonly [string, string])[]) {
+    const extraNames = new Set(extra.map(([n]) => n));
+    this.#max = max;
+    this.#extra = extra;
+    this.#compiled = rules.map((rule) => ({
+      rule,
+      select: selector(rule.path),
+      value: getter(rule.value),
+      labelNames: Object.keys(rule.labels).map((name) => (extraNames.has(name) ? `exported_${name}` : name)),
+      labels: Object.values(rule.labels).map(labelGetter),
+      order: [],
+      spare: [],
+    }));
+    this.#plan = scanned(this.#compiled);
+  }
+
+  map(doc: unknown, skip: Skip): MetricSnapshot[] {
+    return this.#apply(skip, (c) => {
+      // The order of a scan is not this document's.
+      c.order.length = 0;
+      return c.select(doc, (element, key) => this.#element(c, element, key));
+    });
+  }
+
+  mapBytes(body: Buffer, skip: Skip): MetricSnapshot[] | undefined {
+    const found = this.#plan?.scan(body);
+    if (found === undefined) return undefined;
+    return this.#apply(skip, (c, index) => {
+      this.#scanned(c, body, found.elements[index]!);
+      return found.matched[index]!;
+    });
+  }
+
+  /** The families, each rule's elements read by `elements` (which says how many matched). */
+  #apply(skip: Skip, elements: (c: CompiledRule, index: number) => number): MetricSnapshot[] {
+    this.#skip = skip;
+    const scrape = ++this.#scrape;
+    const families = new Map<string, MetricSnapshot>();
+    for (const [index, c] of this.#compiled.entries()) {
+      const { rule } = c;
+      let f = families.get(rule.name);
+      if (!f) {
+        f = { name: rule.name, help: rule.help, type: rule.type, values: [] };
+        families.set(rule.name, f);
       }
-      // A series this document did not give is not kept: it disappears from the exposition.
-      for (const series of kept.values())
-        for (const [key, k] of series) if (k.seen !== scrape) series.delete(key);
-      return [...families.values()].filter((f) => f.values.length > 0);
-    },
-  };
+      this.#out = f.values as Sample[];
+      let family = this.#kept.get(rule.name);
+      if (!family) this.#kept.set(rule.name, (family = new Map()));
+      this.#family = family;
+      if (elements(c, index) === 0) skip('no_match', rule.name, `path ${rule.path} matches nothing`);
+    }
+    // A series this document did not give is not kept: it disappears from the exposition.
+    for (const family of this.#kept.values())
+      for (const k of family.values()) if (k.seen !== scrape) family.delete(k.key);
+    return [...families.values()].filter((f) => f.values.length > 0);
+  }
+
+  /** An element of a parsed document. */
+  #element(c: CompiledRule, element: unknown, elementKey: string | number | undefined): void {
+    const value = this.#number(c, c.value(element, elementKey));
+    if (value === undefined) return;
+    let key = '';
+    for (let i = 0; i < c.labels.length; i++) {
+      const part = this.#label(c, i, c.labels[i]!(element, elementKey));
+      if (part === undefined) return;
+      key += i === 0 ? part : `\u0000${part}`;
+    }
+    if (this.#keep(c, key, value, this.#family.get(key)) === undefined) this.#duplicate(c);
+  }
+
+  /** A rule's elements read from the bytes (json-scan.ts). */
+  #scanned(c: CompiledRule, body: Buffer, elements: Elements): void {
+    const { value: from, labels, width } = c.scanned!;
+    const cells = elements.cells;
+    const stride = 1 + width * CELLS;
+    const last = c.order;
+    // Two lists in turn, not a new one of 10 000 entries per scrape.
+    const order = c.spare;
+    let count = 0;
+    for (let row = 0, n = 0; row < elements.length; row += stride, n++) {
+      // One entry per element, a hole never (a list with holes is read another way by V8);
+      // written over the last but one scrape's (emptying it would free its store).
+      if (n < order.length) order[n] = undefined;
+      else order.push(undefined);
+      count = n + 1;
+      const elementKey = elements.keyAt(row);
+      // The value: a number in the bytes is read without a string.
+      let value: number | undefined;
+      if (from.from === SLOT && cells[row + 1 + from.at] === NUMBER)
+        value = slotNumber(body, cells, row + 1 + from.at);
+      if (value === undefined || !Number.isFinite(value))
+        value = this.#number(c, sourceValue(body, cells, row, from, elementKey));
+      if (value === undefined) continue;
+      // The labels: the series this element gave last time when its bytes are that series'
+      // label values (no string made), else made and looked up.
+      const before = last[n];
+      let k: Kept | undefined;
+      if (
+        before !== undefined &&
+        this.#family.get(before.key) === before &&
+        sameLabels(body, cells, row, labels, elementKey, before.key)
+      )
+        k = this.#keep(c, before.key, value, before);
+      else {
+        let key = '';
+        let i = 0;
+        for (; i < labels.length; i++) {
+          const part = this.#label(c, i, sourceValue(body, cells, row, labels[i]!, elementKey));
+          if (part === undefined) break;
+          key += i === 0 ? part : `\u0000${part}`;
+        }
+        if (i < labels.length) continue;
+        k = this.#keep(c, key, value, this.#family.get(key));
+      }
+      if (k === undefined) this.#duplicate(c);
+      else order[n] = k;
+    }
+    order.length = count;
+    c.order = order;
+    c.spare = last;
+  }
+
+  /** The number of a raw value, or undefined (skipped, and why). */
+  #number(c: CompiledRule, raw: unknown): number | undefined {
+    const number = toNumber(raw, c.rule.valueMap);
+    if (number === undefined) {
+      if (raw === undefined) this.#skip('no_match', c.rule.name, `value ${c.rule.value} matches nothing`);
+      else this.#skip('not_a_number', c.rule.name, `value ${describe(raw)} is not a number`);
+    }
+    return number;
+  }
+
+  /** Label i's value as kept (in #values too), or undefined (skipped, and why). */
+  #label(c: CompiledRule, i: number, v: unknown): string | undefined {
+    const name = c.labelNames[i]!;
+    if (v === undefined || v === null || typeof v === 'object') {
+      this.#skip('no_match', c.rule.name, `label ${name} matches no scalar`);
+      return undefined;
+    }
+    const str = String(v);
+    if (str.length > this.#max) {
+      this.#skip(
+        'label_too_long',
+        c.rule.name,
+        `label ${name} is ${str.length} characters, over ${this.#max}`,
+      );
+      return undefined;
+    }
+    this.#values[i] = str;
+    return str;
+  }
+
+  /**
+   * The series of this key (found: the one already kept, if any) given this value; made from
+   * #values when new. Undefined when this scrape gave it already: a duplicate.
+   */
+  #keep(c: CompiledRule, key: string, value: number, found: Kept | undefined): Kept | undefined {
+    if (found !== undefined && found.seen === this.#scrape) return undefined;
+    if (found !== undefined) {
+      found.sample.value = value;
+      found.seen = this.#scrape;
+      this.#out.push(found.sample);
+      return found;
+    }
+    const labels: Record<string, string> = {};
+    // Kept for later scrapes: its own strings, not views into the document's text.
+    for (let i = 0; i < c.labelNames.length; i++)
+      labels[c.labelNames[i]!] = this.#interned.labelValue(this.#values[i]!);
+    for (const [name, v] of this.#extra) labels[name] = v;
+    const sample = { labels, value };
+    const made = { sample, seen: this.#scrape, key: ownString(key) };
+    this.#family.set(made.key, made);
+    this.#out.push(sample);
+    return made;
+  }
+
+  #duplicate(c: CompiledRule): void {
+    this.#skip('duplicate', c.rule.name, 'two elements give the same labels');
+  }
+}
+
+/** A scanned element's value from a source: its slot's, its key, or a text. */
+function sourceValue(
+  b: Buffer,
+  cells: Int32Array,
+  row: number,
+  source: Source,
+  elementKey: unknown,
+): unknown {
+  return source.from === SLOT
+    ? slotValue(b, cells, row + 1 + source.at)
+    : source.from === KEY
+      ? elementKey
+      : source.text;
+}
+
+/** Whether a scanned element's labels are the values joined in key, compared in place. */
+function sameLabels(
+  b: Buffer,
+  cells: Int32Array,
+  row: number,
+  labels: readonly Source[],
+  elementKey: unknown,
+  key: string,
+): boolean {
+  let from = 0;
+  for (let i = 0; i < labels.length; i++) {
+    const end = i === labels.length - 1 ? key.length : key.indexOf('\u0000', from);
+    if (end < 0) return false;
+    const source = labels[i]!;
+    if (source.from === SLOT) {
+      const at = row + 1 + source.at;
+      if (cells[at] !== ASCII || !sameText(b, cells, at, key, from, end)) return false;
+    } else {
+      const text = source.from === TEXT ? source.text : String(elementKey);
+      if (end - from !== text.length || !key.startsWith(text, from)) return false;
+    }
+    from = end + 1;
+  }
+  return true;
+}
+
+/**
+ * The rules as json-scan.ts reads them, when every path is plain keys (the element, or each
+ * child of a list or map at plain keys); sets each rule's `scanned` sources. Undefined otherwise.
+ */
+function scanned(compiled: CompiledRule[]): JsonScan | undefined {
+  const specs: ScanRule[] = [];
+  for (const c of compiled) {
+    const where = shape(c.rule.path);
+    if (where === undefined) return undefined;
+    const slots: string[][] = [];
+    const source = (spec: string, literal: boolean): Source | undefined => {
+      if (spec === '@key') return { from: KEY, at: 0, text: '' };
+      if (literal && !spec.startsWith('$')) return { from: TEXT, at: 0, text: spec };
+      const keys = plainKeys(spec);
+      if (keys === undefined) return undefined;
+      return { from: SLOT, at: (slots.push(keys) - 1) * CELLS, text: '' };
+    };
+    const value = source(c.rule.value, false);
+    const labels = Object.values(c.rule.labels).map((spec) => source(spec, true));
+    if (value === undefined || labels.some((l) => l === undefined)) return undefined;
+    c.scanned = { value, labels: labels as Source[], width: slots.length };
+    specs.push({ ...where, slots });
+  }
+  return scanPlan(specs);
+}
+
+/**
+ * A path of plain keys ($.a.b: `container` is its element) or plain keys then every child
+ * ($.a.b[*] or $.a.b.*: each child of `container` is an element); undefined for any other path.
+ */
+function shape(path: string): { container: string[]; each: boolean } | undefined {
+  const parts = JSONPath.toPathArray(path) as string[];
+  const parent = parts.at(-1) === '*' ? plainKeys(path.replace(/(\[\*\]|\.\*)$/, '')) : undefined;
+  if (parent !== undefined && parts.length === parent.length + 2) return { container: parent, each: true };
+  const keys = plainKeys(path);
+  return keys === undefined ? undefined : { container: keys, each: false };
 }
 
 function toNumber(v: unknown, valueMap: Readonly<Record<string, number>>): number | undefined {
@@ -164,9 +404,9 @@ function plainKeys(path: string): string[] | undefined {
 function selector(path: string): CompiledRule['select'] {
   // $.a.b[*] and $.a.b.* (the usual shapes: each element of a list, each entry of a map) are
   // walked directly too; the library builds a path string per match, 5 ms per thousand.
-  const parts = JSONPath.toPathArray(path) as string[];
-  const parent = parts.at(-1) === '*' ? plainKeys(path.replace(/(\[\*\]|\.\*)$/, '')) : undefined;
-  if (parent && parts.length === parent.length + 2) {
+  const where = shape(path);
+  if (where?.each) {
+    const parent = where.container;
     return (doc, each) => {
       let v = doc;
       for (const k of parent) {
@@ -183,8 +423,8 @@ function selector(path: string): CompiledRule['select'] {
       return keys.length;
     };
   }
-  const keys = plainKeys(path);
-  if (keys) {
+  if (where) {
+    const keys = where.container;
     return (doc, each) => {
       let v = doc;
       for (const k of keys) {

@@ -78,74 +78,21 @@ export class TextPassthrough {
     const scrape = ++this.#scrape;
     const reader = new TextReader();
     const values = new Map<TextFamily, Sample[]>();
-    const push = (f: TextFamily, s: Sample) => {
-      const list = values.get(f);
-      if (list) list.push(s);
-      else values.set(f, [s]);
-    };
-    let text = '';
-    const onSample = (start: number, end: number, lineNo: number): void => {
-      const candidate = seriesEnd(text, start, end);
-      let key = candidate > start ? text.slice(start, candidate) : undefined;
-      let kept = key === undefined ? undefined : this.#kept.get(key);
-      if (kept !== undefined) {
-        // A series text seen before: its value is all that is read. (A complete series text is
-        // parsed the same whatever follows it, so the lookup is exact.)
-        const f = reader.take(kept.sampleName);
-        if (this.#current(kept, f, scrape)) {
-          this.#again(kept, f, scrape, readValue(text, candidate, end, lineNo, kept.sampleName), push);
-          return;
-        }
-      }
-      const s = parseSample(text, start, end, lineNo);
-      const f = reader.take(s.name);
-      if (s.seriesEnd !== candidate) {
-        // The text holds "} " in a label value: looked up by its whole series text.
-        key = text.slice(start, s.seriesEnd);
-        kept = this.#kept.get(key);
-        if (kept !== undefined && this.#current(kept, f, scrape))
-          return this.#again(kept, f, scrape, s.value, push);
-      }
-      for (const k in s.labels) {
-        const len = s.labels[k]!.length;
-        if (len > this.#o.maxLabelValueLength) {
-          this.#o.skip(
-            'label_too_long',
-            f.exposed,
-            `label ${k} is ${len} characters, over ${this.#o.maxLabelValueLength}`,
-          );
-          return;
-        }
-      }
-      const exposure = this.#exposure(f, scrape);
-      let sample: Sample | undefined;
-      if (exposure.name !== undefined) {
-        // Kept for later scrapes: the strings get their own characters, not views into the body.
-        for (const k in s.labels) s.labels[k] = this.#interned.labelValue(s.labels[k]!);
-        const labels = enrichedLabels(s.labels, this.#o.labels, this.#names);
-        for (const e of exposure.edits) e(labels);
-        const own = sampleName(f, s.name);
-        sample =
-          own === undefined
-            ? { labels, value: s.value }
-            : { labels, value: s.value, metricName: this.#intern(this.#sampleName(own, f, exposure)) };
-        push(f, sample);
-      }
-      this.#kept.set(ownString(key!), {
-        sample,
-        sampleName: this.#intern(s.name),
-        family: this.#intern(f.name),
-        type: f.type,
-        exposure,
-        seen: scrape,
-      });
-    };
+    this.#reader = reader;
+    this.#values = values;
     for (const piece of typeof document === 'string' ? [document] : document) {
-      text = piece;
-      if (!reader.read(text, onSample)) break;
+      this.#text = piece;
+      if (!reader.read(piece, this.#onSample)) break;
     }
+    // Not kept till the next scrape.
+    this.#text = '';
+    this.#values = new Map();
+    this.#reader = new TextReader();
     // A series absent from this document is not kept: it disappears from the exposition.
-    for (const [k, v] of this.#kept) if (v.seen !== scrape) this.#kept.delete(k);
+    // (forEach: iterating entries would make a pair for each of 10 000 series.)
+    this.#kept.forEach((v, k, kept) => {
+      if (v.seen !== scrape) kept.delete(k);
+    });
     const out: MetricSnapshot[] = [];
     for (const f of reader.families.values()) {
       const list = values.get(f);
@@ -162,19 +109,86 @@ export class TextPassthrough {
     return out;
   }
 
+  // The scrape being read: its reader, its families' samples, the piece of text being read.
+  #reader = new TextReader();
+  #values = new Map<TextFamily, Sample[]>();
+  #text = '';
+  /** One function for every scrape: the reader's optimized code calls the same one each time. */
+  readonly #onSample = (start: number, end: number, lineNo: number): void => this.#sample(start, end, lineNo);
+
+  /** A sample line, text[start, end). */
+  #sample(start: number, end: number, lineNo: number): void {
+    const text = this.#text;
+    const reader = this.#reader;
+    const scrape = this.#scrape;
+    const candidate = seriesEnd(text, start, end);
+    let key = candidate > start ? text.slice(start, candidate) : undefined;
+    let kept = key === undefined ? undefined : this.#kept.get(key);
+    if (kept !== undefined) {
+      // A series text seen before: its value is all that is read. (A complete series text is
+      // parsed the same whatever follows it, so the lookup is exact.)
+      const f = reader.take(kept.sampleName);
+      if (this.#current(kept, f, scrape)) {
+        this.#again(kept, f, scrape, readValue(text, candidate, end, lineNo, kept.sampleName));
+        return;
+      }
+    }
+    const s = parseSample(text, start, end, lineNo);
+    const f = reader.take(s.name);
+    if (s.seriesEnd !== candidate) {
+      // The text holds "} " in a label value: looked up by its whole series text.
+      key = text.slice(start, s.seriesEnd);
+      kept = this.#kept.get(key);
+      if (kept !== undefined && this.#current(kept, f, scrape)) return this.#again(kept, f, scrape, s.value);
+    }
+    for (const k in s.labels) {
+      const len = s.labels[k]!.length;
+      if (len > this.#o.maxLabelValueLength) {
+        this.#o.skip(
+          'label_too_long',
+          f.exposed,
+          `label ${k} is ${len} characters, over ${this.#o.maxLabelValueLength}`,
+        );
+        return;
+      }
+    }
+    const exposure = this.#exposure(f, scrape);
+    let sample: Sample | undefined;
+    if (exposure.name !== undefined) {
+      // Kept for later scrapes: the strings get their own characters, not views into the body.
+      for (const k in s.labels) s.labels[k] = this.#interned.labelValue(s.labels[k]!);
+      const labels = enrichedLabels(s.labels, this.#o.labels, this.#names);
+      for (const e of exposure.edits) e(labels);
+      const own = sampleName(f, s.name);
+      sample =
+        own === undefined
+          ? { labels, value: s.value }
+          : { labels, value: s.value, metricName: this.#intern(this.#sampleName(own, f, exposure)) };
+      this.#push(f, sample);
+    }
+    this.#kept.set(ownString(key!), {
+      sample,
+      sampleName: this.#intern(s.name),
+      family: this.#intern(f.name),
+      type: f.type,
+      exposure,
+      seen: scrape,
+    });
+  }
+
+  #push(f: TextFamily, s: Sample): void {
+    const list = this.#values.get(f);
+    if (list) list.push(s);
+    else this.#values.set(f, [s]);
+  }
+
   /** Whether a kept series is still one of family f as it is exposed now. */
   #current(kept: Kept, f: TextFamily, scrape: number): boolean {
     return kept.family === f.name && kept.type === f.type && kept.exposure === this.#exposure(f, scrape);
   }
 
   /** A kept series seen again: its new value, or a duplicate when it was seen in this scrape. */
-  #again(
-    kept: Kept,
-    f: TextFamily,
-    scrape: number,
-    value: number,
-    push: (f: TextFamily, s: Sample) => void,
-  ): void {
+  #again(kept: Kept, f: TextFamily, scrape: number, value: number): void {
     if (kept.seen === scrape) {
       if (kept.sample !== undefined) this.#duplicate(f);
       return;
@@ -182,7 +196,7 @@ export class TextPassthrough {
     kept.seen = scrape;
     if (kept.sample !== undefined) {
       kept.sample.value = value;
-      push(f, kept.sample);
+      this.#push(f, kept.sample);
     }
   }
 

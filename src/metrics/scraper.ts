@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { RateLimitedLog } from '../lib/rate-limited-log.js';
 import type { ScrapeTarget } from './config.js';
-import type { JsonMapper, SkipReason } from './json-rules.js';
+import type { JsonMapper, Skip, SkipReason } from './json-rules.js';
 import { type PassthroughSkip, TextPassthrough } from './passthrough.js';
 import { TextFormatError } from './prom-text.js';
 import type { Counter, Gauge, MetricSnapshot, Registry } from './registry.js';
@@ -177,19 +177,26 @@ export class Scraper {
     let families: MetricSnapshot[];
     let doc: unknown;
     if (t.format === 'json') {
-      try {
-        doc = JSON.parse(body as string);
-      } catch (err) {
-        throw new ScrapeFailure(
-          'bad_json',
-          `the body is not JSON (${contentType ?? 'no content-type'}): ${(err as Error).message}`,
-        );
+      const bytes = body as Buffer;
+      const skip: Skip = (reason, rule, detail) => this.#skip(reason, rule, detail);
+      // Read for the rules' paths alone unless a push wants the whole document.
+      const mapped = this.#deps.onScrape ? undefined : this.#deps.mapper!.mapBytes(bytes, skip);
+      if (mapped !== undefined) families = mapped;
+      else {
+        try {
+          doc = JSON.parse(bytes.toString('utf8'));
+        } catch (err) {
+          throw new ScrapeFailure(
+            'bad_json',
+            `the body is not JSON (${contentType ?? 'no content-type'}): ${(err as Error).message}`,
+          );
+        }
+        families = this.#deps.mapper!.map(doc, skip);
       }
-      families = this.#deps.mapper!.map(doc, (reason, rule, detail) => this.#skip(reason, rule, detail));
       families = this.#clearOfOwnNames(this.#relabel(families));
     } else {
       try {
-        families = this.#text!.read(body);
+        families = this.#text!.read(body as string | string[]);
       } catch (err) {
         if (err instanceof TextFormatError) throw new ScrapeFailure('bad_text', err.message);
         throw err;
@@ -231,7 +238,7 @@ export class Scraper {
     );
   }
 
-  #fetch(): Promise<{ body: string | string[]; contentType: string | undefined }> {
+  #fetch(): Promise<{ body: Buffer | string | string[]; contentType: string | undefined }> {
     const t = this.#target;
     // Unset, the timeout is 5 s or the interval when that is shorter, as Prometheus's.
     const timeout = t.timeout ?? Math.min(5000, t.interval);
@@ -241,7 +248,7 @@ export class Scraper {
       let done = false;
       const finish = (
         err: Error | undefined,
-        value?: { body: string | string[]; contentType: string | undefined },
+        value?: { body: Buffer | string | string[]; contentType: string | undefined },
       ) => {
         if (done) return;
         done = true;
@@ -307,13 +314,14 @@ export class Scraper {
           size += c.length;
         });
         res.on('end', () => {
-          // JSON is parsed whole; text is read line by line, so it is decoded in pieces of whole
-          // lines: a body of a megabyte is then no large string kept until a full collection.
+          // JSON is read from its bytes (used before the next scrape can take the buffer); text
+          // line by line, so it is decoded in pieces of whole lines: a body of a megabyte is
+          // then no large string kept until a full collection.
           const body =
-            buf === undefined
-              ? ''
-              : t.format === 'json'
-                ? buf.toString('utf8', 0, size)
+            t.format === 'json'
+              ? (buf ?? Buffer.alloc(0)).subarray(0, size)
+              : buf === undefined
+                ? ''
                 : linePieces(buf, size);
           this.#body = buf;
           finish(undefined, { body, contentType: res.headers['content-type'] });
