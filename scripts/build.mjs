@@ -69,6 +69,13 @@ async function bundle(root) {
     legalComments: 'none',
     logLevel: 'warning',
     plugins: [zodEnglishOnly],
+    // Without comments and spaces: every start reads and compiles this text, and V8's parser
+    // goes over every character of it (names are kept, so stack traces still name functions).
+    // 1-3 MB less resident and a few ms less CPU at start (README, Footprint). The source maps
+    // beside it give a trace's places back with `node --enable-source-maps`.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    sourcemap: 'linked',
   });
   chmodSync(join(root, BIN), 0o755);
 }
