@@ -1,7 +1,9 @@
 // JSON mapped to series by rules, json_exporter's idea with JSONPath from jsonpath-plus: a rule's
 // `path` selects elements (one series each), `value` and `labels` are read from each element. A
 // relative path made of plain keys ($.a.b) is walked directly: with 10 000 elements, asking the
-// library 10 000 times per label would cost more than the rest of the scrape.
+// library 10 000 times per label would cost more than the rest of the scrape. When every path of
+// every rule is of that kind, the document is not parsed at all: json-scan.ts reads the rules'
+// values from its bytes (mapBytes), and `map` walks a parsed document only otherwise.
 
 import { JSONPath } from 'jsonpath-plus';
 import { Interner, ownString } from '../lib/own-string.js';
