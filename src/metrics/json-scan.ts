@@ -12,6 +12,12 @@
 // the way to an element, keys of an object read in an order other than the text's), or where
 // the document is not JSON at all, `scan` says so and the caller parses the whole text, which
 // also gives JSON.parse's own error message.
+//
+// The log role validates JSON too (src/logs/parsers/json-scan.ts), over decoded strings, one line
+// at a time. One grammar for both was tried: run over this body as a latin1 string it took 8.3 ms
+// for 10 000 elements against 4.7 ms over the bytes, and the log scanner, its functions taking the
+// text as an argument, 12-20 % longer per line; so each keeps its own, both held to JSON.parse by
+// the same kind of differential tests.
 
 /** Where a wanted path ends on an object or on a list: a value that is not a scalar. */
 export const AN_OBJECT: object = Object.freeze({});

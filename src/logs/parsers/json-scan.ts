@@ -5,7 +5,8 @@
 //
 // It follows RFC 8259's grammar exactly as JSON.parse does (a differential property test checks
 // them against each other). Whatever it is not sure of — a top-level name with an escape in it,
-// nesting deeper than MAX_DEPTH — it leaves to JSON.parse.
+// nesting deeper than MAX_DEPTH — it leaves to JSON.parse. (A scraped body is validated over its
+// bytes by src/metrics/json-scan.ts; why the two are not one is said there.)
 
 /** The text is not JSON (JSON.parse would throw). */
 export const SCAN_INVALID = -1;
