@@ -176,6 +176,32 @@ test('a key met twice in an element: the last is read, as JSON.parse keeps it, d
   }
 });
 
+test('a key with bytes over 0x7f is matched as JSON.parse decodes it: invalid UTF-8 is U+FFFD', () => {
+  const bytes = (...parts: (string | number[])[]) =>
+    Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+  const cases: [JsonRule, Buffer][] = [
+    [rule('m', '$.a\uFFFD', '$'), bytes('{"a', [0xc0], '":5}')],
+    [rule('m', '$.x', '$.\uFFFD'), bytes('{"x":{"', [0xff], '":3}}')],
+    // Both keys are U+FFFD once decoded: the last wins, as JSON.parse keeps it.
+    [rule('m', '$.\uFFFD', '$'), bytes('{"\uFFFD":1,"', [0xc0], '":2}')],
+    // A lone surrogate is no key a document's bytes can give.
+    [rule('m', '$.a\uD800', '$'), bytes('{"a\uFFFD":5}')],
+    [rule('m', '$.é', '$'), bytes('{"é":7,"e":1}')],
+  ];
+  for (const [r, body] of cases) {
+    const a: string[] = [];
+    const b: string[] = [];
+    const fromBytes =
+      compileRules([r], 100).mapBytes(body, (...x) => a.push(x.join(' '))) ??
+      compileRules([r], 100).map(JSON.parse(body.toString('utf8')), (...x) => a.push(x.join(' ')));
+    const fromParse = compileRules([r], 100).map(JSON.parse(body.toString('utf8')), (...x) =>
+      b.push(x.join(' ')),
+    );
+    assert.deepEqual(shape(fromBytes), shape(fromParse), `${r.path} ${body.toString('hex')}`);
+    assert.deepEqual(a, b, `${r.path} ${body.toString('hex')}`);
+  }
+});
+
 test('text that is not JSON gets no answer from the bytes, so JSON.parse gives the error', () => {
   const m = compileRules([RULES[0]!], 100);
   const bad = [

@@ -533,9 +533,8 @@ function member(
     nextNode = parent.each;
     nextKey = k;
   } else if (parent.keyNodes.length > 0) {
-    const node = escaped
-      ? (parent.children.get(stringAt(b, i + 1, e)) ?? null)
-      : match(b, i + 1, e - 1, parent);
+    const node =
+      escaped || high ? (parent.children.get(stringAt(b, i + 1, e)) ?? null) : match(b, i + 1, e - 1, parent);
     if (node !== null && node.guarded) {
       const seen = (keys[at] ??= new Set());
       if (seen.has(node.name!)) return -1;
