@@ -54,3 +54,34 @@ test('a series given again keeps its sample; one not given is gone; the same lab
   assert.deepEqual(map([]), []);
   assert.deepEqual(skips, ['duplicate', 'duplicate', 'no_match']);
 });
+
+test('two rules of one family: with other label names each keeps its own series; with the same names, the same labels twice are a duplicate', () => {
+  const queue: JsonRule = { ...rule, path: '$.queues[*]', value: '$.depth', labels: { queue: '$.name' } };
+  const worker: JsonRule = { ...rule, path: '$.workers[*]', value: '$.busy', labels: { worker: '$.name' } };
+  const doc = { queues: [{ name: 'a', depth: 4 }], workers: [{ name: 'a', busy: 1 }] };
+  for (const read of ['map', 'mapBytes'] as const) {
+    const skips: SkipReason[] = [];
+    const m = compileRules([queue, worker], 100);
+    for (let scrape = 0; scrape < 2; scrape++) {
+      const families =
+        read === 'map'
+          ? m.map(doc, (reason) => skips.push(reason))
+          : m.mapBytes(Buffer.from(JSON.stringify(doc)), (reason) => skips.push(reason))!;
+      assert.deepEqual(
+        families.map((f) => f.values.map((s) => [s.labels, s.value])),
+        [
+          [
+            [{ queue: 'a' }, 4],
+            [{ worker: 'a' }, 1],
+          ],
+        ],
+        read,
+      );
+    }
+    assert.deepEqual(skips, [], read);
+    const same = compileRules([queue, { ...worker, labels: { queue: '$.name' } }], 100);
+    const twice: SkipReason[] = [];
+    same.map(doc, (reason) => twice.push(reason));
+    assert.deepEqual(twice, ['duplicate']);
+  }
+});

@@ -57,6 +57,12 @@ interface CompiledRule {
   value: Getter;
   labelNames: string[];
   labels: Getter[];
+  /**
+   * Where its series are kept: by family and label names, so that two rules of one family with
+   * other labels ({queue} and {worker}) neither share a series nor count each other's as a
+   * duplicate; rules with the same names do both.
+   */
+  kept: string;
   /** Read from the bytes (json-scan.ts): where the value and labels are in an element's row. */
   scanned?: { value: Source; labels: Source[]; width: number };
   /** The series each element gave at the last scrape read from the bytes, by element. */
@@ -102,7 +108,7 @@ class RulesMapper implements JsonMapper {
   readonly #extra: readonly (readonly [string, string])[];
   // Short label values (a shard, a state) repeat across series: one kept copy each.
   readonly #interned = new Interner();
-  /** Per family, its series by key. */
+  /** Per family and label names, its series by key. */
   readonly #kept = new Map<string, Map<string, Kept>>();
   /** The scrape under way: a series seen in it a second time is a duplicate. */
   #scrape = 0;
@@ -117,15 +123,21 @@ class RulesMapper implements JsonMapper {
     const extraNames = new Set(extra.map(([n]) => n));
     this.#max = max;
     this.#extra = extra;
-    this.#compiled = rules.map((rule) => ({
-      rule,
-      select: selector(rule.path),
-      value: getter(rule.value),
-      labelNames: Object.keys(rule.labels).map((name) => (extraNames.has(name) ? `exported_${name}` : name)),
-      labels: Object.values(rule.labels).map(labelGetter),
-      order: [],
-      spare: [],
-    }));
+    this.#compiled = rules.map((rule) => {
+      const labelNames = Object.keys(rule.labels).map((name) =>
+        extraNames.has(name) ? `exported_${name}` : name,
+      );
+      return {
+        rule,
+        select: selector(rule.path),
+        value: getter(rule.value),
+        labelNames,
+        labels: Object.values(rule.labels).map(labelGetter),
+        kept: [rule.name, ...labelNames].join('\u0000'),
+        order: [],
+        spare: [],
+      };
+    });
     this.#plan = scanned(this.#compiled);
   }
 
@@ -159,8 +171,8 @@ class RulesMapper implements JsonMapper {
         families.set(rule.name, f);
       }
       this.#out = f.values as Sample[];
-      let family = this.#kept.get(rule.name);
-      if (!family) this.#kept.set(rule.name, (family = new Map()));
+      let family = this.#kept.get(c.kept);
+      if (!family) this.#kept.set(c.kept, (family = new Map()));
       this.#family = family;
       if (elements(c, index) === 0) skip('no_match', rule.name, `path ${rule.path} matches nothing`);
     }
