@@ -319,7 +319,11 @@ describe('tail source', () => {
       await turn();
     }
     closeSync(fd);
-    await waitFor(() => p.messages().at(-1) === `line ${total - 1}`, { what: 'the last line' });
+    // 60 000 lines through a busy machine (the whole suite runs at once): a wide bound.
+    await waitFor(() => p.messages().at(-1) === `line ${total - 1}`, {
+      what: 'the last line',
+      timeoutMs: 30_000,
+    });
     // A line the truncate cut while it was being read is kept, flagged; it is a fragment.
     const events = p.chunks.flatMap((c) => c.events);
     const got = events.filter((e) => !e.truncated).map((e) => Number((e.message as string).slice(5)));
