@@ -180,7 +180,7 @@ class PlanNode {
 
 /** A key JSON.parse's objects and lists answer from their prototype, or a list's index. */
 function unsafeKey(k: string): boolean {
-  return k in Object.prototype || k in Array.prototype || /^(0|[1-9][0-9]*)$/.test(k);
+  return k in Object.prototype || k in Array.prototype || arrayIndexKey(k);
 }
 
 /** A plan for these rules, or undefined when one of their paths is not read by this reader. */
@@ -206,9 +206,10 @@ export function scanPlan(rules: readonly ScanRule[]): JsonScan | undefined {
     element.elementOf.push(r);
     for (const [s, keys] of rule.slots.entries()) at(element, keys).captures.push(r, s);
   }
+  let plannable = true;
   const finish = (n: PlanNode): void => {
     // A map read whole and for some of its keys: its keys' order would matter, JSON.parse's.
-    if (n.each && n.children.size > 0) throw new Unplannable();
+    if (n.each && n.children.size > 0) plannable = false;
     for (const c of n.children.values()) finish(c);
     if (n.each) finish(n.each);
     const below = [...n.children.values(), ...(n.each ? [n.each] : [])];
@@ -217,16 +218,9 @@ export function scanPlan(rules: readonly ScanRule[]): JsonScan | undefined {
     n.keyBytes = [...n.children.keys()].map((k) => Buffer.from(k));
     n.keyNodes = [...n.children.values()];
   };
-  try {
-    finish(root);
-  } catch (err) {
-    if (err instanceof Unplannable) return undefined;
-    throw err;
-  }
-  return new JsonScan(root, rules);
+  finish(root);
+  return plannable ? new JsonScan(root, rules) : undefined;
 }
-
-class Unplannable extends Error {}
 
 // What readString learnt of the string it passed: a backslash in it, a byte over 0x7f.
 let escaped = false;
@@ -408,12 +402,8 @@ export class JsonScan {
           if (b[i] === (kind === OBJ ? 125 : 93)) {
             i++;
             closed = true;
-          } else if (kind === ARR) {
-            node = node.each ?? null;
-            key = 0;
-            continue;
           } else {
-            i = member(b, i, node, keys, depth - 1);
+            i = child(b, i, node, kind, 0, keys, depth - 1);
             if (i < 0) return undefined;
             node = nextNode;
             key = nextKey;
@@ -445,10 +435,7 @@ export class JsonScan {
           const to = c === 34 ? e - 1 : e;
           for (let k = 0; k < captures.length; k += 2)
             setSlot(elements, captures[k]!, captures[k + 1]!, kind, from, to);
-          for (const r of node.elementOf) {
-            elements[r]!.end();
-            if (!each[r]) matched[r]!++;
-          }
+          ended(node, 0, elements, matched, each);
           i = e;
         }
       }
@@ -456,12 +443,7 @@ export class JsonScan {
       for (;;) {
         if (closed) {
           depth--;
-          const done = nodes[depth]!;
-          for (const r of done.eachOf) matched[r]! += counts[depth]!;
-          for (const r of done.elementOf) {
-            elements[r]!.end();
-            if (!each[r]) matched[r]!++;
-          }
+          ended(nodes[depth]!, counts[depth]!, elements, matched, each);
         }
         i = skipSpace(b, i);
         if (depth === 0) return i === n ? { elements, matched } : undefined;
@@ -469,17 +451,10 @@ export class JsonScan {
         const ch = b[i];
         if (ch === 44 /* , */) {
           const count = ++counts[depth - 1]!;
-          i = skipSpace(b, i + 1);
-          const parent = nodes[depth - 1]!;
-          if (kind === ARR) {
-            node = parent.each ?? null;
-            key = count;
-          } else {
-            i = member(b, i, parent, keys, depth - 1);
-            if (i < 0) return undefined;
-            node = nextNode;
-            key = nextKey;
-          }
+          i = child(b, skipSpace(b, i + 1), nodes[depth - 1]!, kind, count, keys, depth - 1);
+          if (i < 0) return undefined;
+          node = nextNode;
+          key = nextKey;
           break;
         }
         if (ch !== (kind === OBJ ? 125 : 93)) return undefined;
@@ -502,7 +477,45 @@ function setSlot(elements: ScanResult, rule: number, slot: number, kind: number,
   row[at + 2] = e;
 }
 
-// What member found: the value's plan node and its key when it is an element of a map.
+/**
+ * A value on a wanted path read to its end (`children`: how many a list or an object held):
+ * counted for the rules whose elements are its children, and ended as an element.
+ */
+function ended(
+  node: PlanNode,
+  children: number,
+  elements: ScanResult,
+  matched: number[],
+  each: readonly boolean[],
+): void {
+  for (const r of node.eachOf) matched[r]! += children;
+  for (const r of node.elementOf) {
+    elements[r]!.end();
+    if (!each[r]) matched[r]!++;
+  }
+}
+
+/**
+ * The next value in a container on a wanted path, from its first byte (a list's element, at
+ * `count`) or from its member's name (an object's, see member): the index of the value's first
+ * byte, or -1; nextNode and nextKey say what the value is.
+ */
+function child(
+  b: Buffer,
+  i: number,
+  parent: PlanNode,
+  kind: number,
+  count: number,
+  keys: (Set<string> | undefined)[],
+  at: number,
+): number {
+  if (kind === OBJ) return member(b, i, parent, keys, at);
+  nextNode = parent.each ?? null;
+  nextKey = count;
+  return i;
+}
+
+// What member (or child) found: the value's plan node and its key when it is an element of a map.
 let nextNode: PlanNode | null = null;
 let nextKey: unknown = undefined;
 
