@@ -186,12 +186,9 @@ class RulesMapper implements JsonMapper {
   #element(c: CompiledRule, element: unknown, elementKey: string | number | undefined): void {
     const value = this.#number(c, c.value(element, elementKey));
     if (value === undefined) return;
-    let key = '';
-    for (let i = 0; i < c.labels.length; i++) {
-      const part = this.#label(c, i, c.labels[i]!(element, elementKey));
-      if (part === undefined) return;
-      key += i === 0 ? part : `\u0000${part}`;
-    }
+    for (let i = 0; i < c.labels.length; i++)
+      if (!this.#label(c, i, c.labels[i]!(element, elementKey))) return;
+    const key = this.#joined(c);
     if (this.#keep(c, key, value, this.#family.get(key)) === undefined) this.#duplicate(c);
   }
 
@@ -203,13 +200,11 @@ class RulesMapper implements JsonMapper {
     const last = c.order;
     // Two lists in turn, not a new one of 10 000 entries per scrape.
     const order = c.spare;
-    let count = 0;
     for (let row = 0, n = 0; row < elements.length; row += stride, n++) {
       // One entry per element, a hole never (a list with holes is read another way by V8);
       // written over the last but one scrape's (emptying it would free its store).
       if (n < order.length) order[n] = undefined;
       else order.push(undefined);
-      count = n + 1;
       const elementKey = elements.keyAt(row);
       // The value: a number in the bytes is read without a string.
       let value: number | undefined;
@@ -219,30 +214,24 @@ class RulesMapper implements JsonMapper {
         value = this.#number(c, sourceValue(body, cells, row, from, elementKey));
       if (value === undefined) continue;
       // The labels: the series this element gave last time when its bytes are that series'
-      // label values (no string made), else made and looked up.
+      // label values (no string made), else made and looked up. (Every series in `last` is
+      // still kept: each was seen by the scrape that made the list, and `map` empties it.)
       const before = last[n];
       let k: Kept | undefined;
-      if (
-        before !== undefined &&
-        this.#family.get(before.key) === before &&
-        sameLabels(body, cells, row, labels, elementKey, before.key)
-      )
+      if (before !== undefined && sameLabels(body, cells, row, labels, elementKey, before.key))
         k = this.#keep(c, before.key, value, before);
       else {
-        let key = '';
         let i = 0;
-        for (; i < labels.length; i++) {
-          const part = this.#label(c, i, sourceValue(body, cells, row, labels[i]!, elementKey));
-          if (part === undefined) break;
-          key += i === 0 ? part : `\u0000${part}`;
-        }
+        while (i < labels.length && this.#label(c, i, sourceValue(body, cells, row, labels[i]!, elementKey)))
+          i++;
         if (i < labels.length) continue;
+        const key = this.#joined(c);
         k = this.#keep(c, key, value, this.#family.get(key));
       }
       if (k === undefined) this.#duplicate(c);
       else order[n] = k;
     }
-    order.length = count;
+    order.length = elements.length / stride;
     c.order = order;
     c.spare = last;
   }
@@ -257,12 +246,12 @@ class RulesMapper implements JsonMapper {
     return number;
   }
 
-  /** Label i's value as kept (in #values too), or undefined (skipped, and why). */
-  #label(c: CompiledRule, i: number, v: unknown): string | undefined {
+  /** Label i's value, into #values; false when it is skipped (and why). */
+  #label(c: CompiledRule, i: number, v: unknown): boolean {
     const name = c.labelNames[i]!;
     if (v === undefined || v === null || typeof v === 'object') {
       this.#skip('no_match', c.rule.name, `label ${name} matches no scalar`);
-      return undefined;
+      return false;
     }
     const str = String(v);
     if (str.length > this.#max) {
@@ -271,10 +260,18 @@ class RulesMapper implements JsonMapper {
         c.rule.name,
         `label ${name} is ${str.length} characters, over ${this.#max}`,
       );
-      return undefined;
+      return false;
     }
     this.#values[i] = str;
-    return str;
+    return true;
+  }
+
+  /** The key of the labels in #values: their values joined by NUL. */
+  #joined(c: CompiledRule): string {
+    let key = '';
+    for (let i = 0; i < c.labelNames.length; i++)
+      key += i === 0 ? this.#values[i]! : `\u0000${this.#values[i]!}`;
+    return key;
   }
 
   /**

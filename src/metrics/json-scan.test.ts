@@ -202,6 +202,29 @@ test('a key with bytes over 0x7f is matched as JSON.parse decodes it: invalid UT
   }
 });
 
+test('a series dropped by a parsed scrape is not found again through the order of the scan before it', () => {
+  // Scraped from the bytes, then parsed (a key twice on the path) without "a", then from the bytes
+  // with "a" twice: one series, one duplicate, as a walk of each parsed document gives.
+  const texts = [
+    '{"items":[{"name":"a","value":1}]}',
+    '{"items":[],"items":[{"name":"b","value":2}]}',
+    '{"items":[{"name":"a","value":3},{"name":"a","value":4}]}',
+  ];
+  const byName = rule('item', '$.items[*]', '$.value', { name: '$.name' });
+  const scanned = compileRules([byName], 100);
+  const parsed = compileRules([byName], 100);
+  for (const text of texts) {
+    const a: string[] = [];
+    const b: string[] = [];
+    const fromBytes =
+      scanned.mapBytes(Buffer.from(text), (...x) => a.push(x.join(' '))) ??
+      scanned.map(JSON.parse(text), (...x) => a.push(x.join(' ')));
+    const fromParse = parsed.map(JSON.parse(text), (...x) => b.push(x.join(' ')));
+    assert.deepEqual(shape(fromBytes), shape(fromParse), text);
+    assert.deepEqual(a, b, text);
+  }
+});
+
 test('text that is not JSON gets no answer from the bytes, so JSON.parse gives the error', () => {
   const m = compileRules([RULES[0]!], 100);
   const bad = [
