@@ -44,6 +44,13 @@ interface Kept {
   seen: number;
 }
 
+/** A scrape being read: its reader, its families' samples, the piece of text being read. */
+interface Reading {
+  reader: TextReader;
+  values: Map<TextFamily, Sample[]>;
+  text: string;
+}
+
 export class TextPassthrough {
   #o: PassthroughOptions;
   #plan: (name: string) => FamilyPlan;
@@ -78,16 +85,14 @@ export class TextPassthrough {
     const scrape = ++this.#scrape;
     const reader = new TextReader();
     const values = new Map<TextFamily, Sample[]>();
-    this.#reader = reader;
-    this.#values = values;
+    const read: Reading = { reader, values, text: '' };
+    this.#read = read;
     for (const piece of typeof document === 'string' ? [document] : document) {
-      this.#text = piece;
+      read.text = piece;
       if (!reader.read(piece, this.#onSample)) break;
     }
     // Not kept till the next scrape.
-    this.#text = '';
-    this.#values = new Map();
-    this.#reader = new TextReader();
+    this.#read = undefined;
     // A series absent from this document is not kept: it disappears from the exposition.
     // (forEach: iterating entries would make a pair for each of 10 000 series.)
     this.#kept.forEach((v, k, kept) => {
@@ -109,17 +114,14 @@ export class TextPassthrough {
     return out;
   }
 
-  // The scrape being read: its reader, its families' samples, the piece of text being read.
-  #reader = new TextReader();
-  #values = new Map<TextFamily, Sample[]>();
-  #text = '';
+  /** The scrape being read. */
+  #read: Reading | undefined;
   /** One function for every scrape: the reader's optimized code calls the same one each time. */
   readonly #onSample = (start: number, end: number, lineNo: number): void => this.#sample(start, end, lineNo);
 
   /** A sample line, text[start, end). */
   #sample(start: number, end: number, lineNo: number): void {
-    const text = this.#text;
-    const reader = this.#reader;
+    const { text, reader } = this.#read!;
     const scrape = this.#scrape;
     const candidate = seriesEnd(text, start, end);
     let key = candidate > start ? text.slice(start, candidate) : undefined;
@@ -177,9 +179,10 @@ export class TextPassthrough {
   }
 
   #push(f: TextFamily, s: Sample): void {
-    const list = this.#values.get(f);
+    const values = this.#read!.values;
+    const list = values.get(f);
     if (list) list.push(s);
-    else this.#values.set(f, [s]);
+    else values.set(f, [s]);
   }
 
   /** Whether a kept series is still one of family f as it is exposed now. */
