@@ -50,6 +50,15 @@ for (const [signal, code] of [
   });
 }
 
+/**
+ * Pins this process, every thread of it, to one core: a benchmark whose client runs here and
+ * whose server under test is pinned to another core keeps the client off the server's core.
+ * Threads made later (libuv's pool) inherit it.
+ */
+export function pinSelf(core) {
+  execFileSync('taskset', ['-a', '-p', '-c', String(core), String(process.pid)], { stdio: 'ignore' });
+}
+
 export class PeerStartError extends Error {}
 
 export function startProcess(name, cmd, args, { core, cwd = ROOT, env } = {}) {
