@@ -47,6 +47,8 @@ after(() => {
 interface Loaded {
   /** Files of dist/, relative to it (cli/main.js). */
   files: string[];
+  /** Node's built-in modules imported as ES modules (node:http2). */
+  builtins: string[];
   /** Packages of node_modules whose code was loaded. */
   packages: string[];
   /** The chunks of the bundle, by the name of the module they hold (inbound for inbound-HASH.js). */
@@ -108,7 +110,8 @@ async function loadedBy(
     .flatMap((f) => /^bin\/(.+)-[A-Z0-9]{8}\.js$/.exec(f)?.[1] ?? [])
     .filter((c) => c !== 'chunk')
     .sort();
-  return { files, packages, chunks };
+  const builtins = urls.filter((u) => u.startsWith('node:')).sort();
+  return { files, builtins, packages, chunks };
 }
 
 function status(url: string): Promise<number> {
@@ -217,6 +220,32 @@ test('an inbound-only config loads the proxy, and not the log role', async () =>
     'proxy/mirror.js',
   ])
     assert.ok(!l.files.includes(f), `${f} is loaded`);
+  // The listener accepts h2c, but HTTP/2's code and node:http2 wait for a client that speaks it.
+  assert.deepEqual(
+    l.files.filter((f) => f.startsWith('proxy/http2/')),
+    ['proxy/http2/deferred-handler.js'],
+  );
+  assert.ok(!l.builtins.includes('node:http2'), 'node:http2 is loaded');
+});
+
+test('HTTP/2 loads with an upstream that speaks it', async () => {
+  const l = await loadedBy(
+    MODULES,
+    'h2-upstream',
+    `admin: { listen: 127.0.0.1:0 }
+outbound:
+  listener: { address: 127.0.0.1:0 }
+  upstreams:
+    grpc: { endpoints: [127.0.0.1:${appPort}], protocol: h2 }
+`,
+  );
+  assertBase(l);
+  assert.ok(
+    l.files.includes('proxy/http2/upstream-kit.js') && l.files.includes('proxy/http2/client-sessions.js'),
+  );
+  assert.ok(l.builtins.includes('node:http2'));
+  // The listener side of HTTP/2 still waits for a client.
+  assert.ok(!l.files.includes('proxy/http2/h2-handler.js'), 'the listener side of HTTP/2 is loaded');
 });
 
 test("the demo's sidecar config loads the inbound proxy with its request filters (and jose), the outbound proxy with the resilience it sets, the log role, sync and metrics, nothing else", async () => {
@@ -240,6 +269,8 @@ test("the demo's sidecar config loads the inbound proxy with its request filters
     assert.ok(l.files.includes(f), `${f} is not loaded`);
   for (const f of ['proxy/upstream/balancers.js', 'proxy/mirror.js'])
     assert.ok(!l.files.includes(f), `${f} is loaded`);
+  // Its TLS listener offers h2 by ALPN; the code comes with the first client that takes it.
+  assert.ok(!l.builtins.includes('node:http2'), 'node:http2 is loaded');
 });
 
 test('a route with a transform loads the adapter with jsonata and fast-xml-parser; routes without one do not (above)', async () => {
@@ -314,6 +345,7 @@ test('the bundled bin loads only the chunks of the roles configured, and no pack
   assert.deepEqual(inbound.packages, []);
   // The role's schema (config-HASH.js) is loaded with its section.
   assert.deepEqual(inbound.chunks, [...BASE_CHUNKS, 'app-health', 'config', 'config', 'inbound'].sort());
+  assert.ok(!inbound.builtins.includes('node:http2'), 'the bundle loads node:http2 for an h2c listener');
   const d = await demo(BIN);
   assert.deepEqual(d.packages, []);
   assert.deepEqual(

@@ -24,7 +24,7 @@ import type {
 import type { Http1Context } from './http1/server-connection.js';
 import type { FiltersState, RequestFilters } from './filters/index.js';
 import { hasFilters, type SecuritySettings } from './filters/settings.js';
-import { createH2Handler } from './http2/index.js';
+import { DeferredH2Handler } from './http2/deferred-handler.js';
 import { type ListenerParts, ProxyListener } from './listener.js';
 import { ESCAPED_SLASHES_MODES } from './path.js';
 import type { CompiledRoute } from './router.js';
@@ -234,12 +234,17 @@ export class ProxyModule<S> implements Module<S> {
       const identity = Object.values(s.upstreams).some((u) => u.tls?.mutual)
         ? (await import('../identity/index.js')).identityHub(this.#deps.services ?? new Map())
         : undefined;
+      // And HTTP/2's (with node:http2) only when an upstream speaks it.
+      const h2 = Object.values(s.upstreams).some((u) => u.protocol === 'h2')
+        ? await import('./http2/upstream-kit.js')
+        : undefined;
       for (const [name, cfg] of Object.entries(s.upstreams)) {
         const opts = {
           logger,
           timeouts: s.timeouts,
           rewriteHost: s.rewriteHost,
           identity,
+          h2,
           clock: this.#deps.clock,
           onEndpointsFileError: () =>
             this.#stats.endpointsFileErrors.with({ section: s.section, upstream: name }).value++,
@@ -342,7 +347,13 @@ export class ProxyModule<S> implements Module<S> {
         h2c: undefined,
         connections: new Set(),
       };
-      const h2 = l.http2 ? createH2Handler(http, s.http2, logger) : undefined;
+      // HTTP/2's code loads when the first client speaks it (deferred-handler.ts).
+      const h2 = l.http2
+        ? new DeferredH2Handler(
+            async () => (await import('./http2/index.js')).createH2Handler(http, s.http2, logger),
+            logger,
+          )
+        : undefined;
       if (h2 && !l.tls) http.h2c = (socket, head) => h2.accept(socket, head);
       return { http, tcp: undefined, h2 };
     });

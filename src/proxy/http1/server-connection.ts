@@ -30,9 +30,10 @@ import { ChunkedReader } from './chunked.js';
 import { HeadError, parseRequestHead, type RequestHead, type ResponseHead } from './head-parser.js';
 import { ResponseHeadReader } from './response-head-reader.js';
 import { HOP_BY_HOP, REASONS, serializeLocal, serializeRequest, serializeResponse } from './serialize.js';
-import { Exchange, type Shared } from '../http2/exchange.js';
-import { H2Leg } from '../http2/h2-leg.js';
-import { Http1Client, type Http1ClientOwner } from '../http2/http1-client.js';
+// Types only: HTTP/2's code comes with an upstream that speaks it (upstream.h2).
+import type { Exchange, Shared } from '../http2/exchange.js';
+import type { H2Leg } from '../http2/h2-leg.js';
+import type { Http1Client, Http1ClientOwner } from '../http2/http1-client.js';
 import { allowedUpgrade, upgradeOffered } from './upgrade.js';
 
 /** What every connection of one listener shares; built once per config. */
@@ -712,7 +713,8 @@ export class ServerConnection implements ConnectionOwner, PoolUser, Http1ClientO
       lower.push('te');
       values.push('trailers');
     }
-    const client = new Http1Client(
+    const h2 = upstream.h2!;
+    const client = new h2.Http1Client(
       this.socket,
       this,
       {
@@ -736,7 +738,7 @@ export class ServerConnection implements ConnectionOwner, PoolUser, Http1ClientO
     if (shared === undefined || shared.c !== c) {
       shared = this.#h2Shared = { c, active: new Set(), maxHeaderListSize: 0, makeLeg: h2Leg };
     }
-    const x = new Exchange(client, shared, client);
+    const x = new h2.Exchange(client, shared, client);
     client.exchange = x;
     x.protocol = req.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0';
     x.method = req.method;
@@ -1865,7 +1867,7 @@ function applyEdits(req: RequestHead, fr: FilterRequest): void {
 }
 
 function h2Leg(x: Exchange, upstream: Upstream): H2Leg {
-  return new H2Leg(x, upstream);
+  return new upstream.h2!.H2Leg(x, upstream);
 }
 
 function startsWithPreface(buf: Buffer): boolean {

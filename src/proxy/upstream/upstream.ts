@@ -13,7 +13,8 @@ import { PillionError } from '../../lib/errors.js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { endpointEntrySchema, type TimeoutsConfig, type UpstreamConfig } from '../config.js';
-import { ClientSessions } from '../http2/client-sessions.js';
+import type { ClientSessions } from '../http2/client-sessions.js';
+import type { H2Kit } from '../http2/upstream-kit.js';
 import { type Balancer, RoundRobin } from './balancer.js';
 import {
   type Endpoint,
@@ -42,6 +43,8 @@ export interface UpstreamOptions {
   healthProbe?: HealthProbe | undefined;
   /** An endpoints file that did not apply (counted by the caller). */
   onEndpointsFileError?: (err: Error) => void;
+  /** HTTP/2's code, which an upstream with protocol h2 needs (loaded by the caller only then). */
+  h2?: H2Kit | undefined;
 }
 
 /** An upstream in GET /clusters: its counters, and each endpoint's health and counters. */
@@ -107,6 +110,8 @@ export class Upstream {
   readonly pool: H1Pool;
   /** HTTP/2 sessions to the endpoints, streams multiplexed on them (protocol h2 only). */
   readonly sessions: ClientSessions | undefined;
+  /** HTTP/2's code, for requests to this upstream (protocol h2 only). */
+  readonly h2: H2Kit | undefined;
   readonly tls: EndpointTls | undefined;
   /** Host header to send (outbound), or undefined to keep the client's (inbound). */
   readonly hostHeader: string | undefined;
@@ -202,9 +207,12 @@ export class Upstream {
       },
       this,
     );
+    if (cfg.protocol === 'h2' && opts.h2 === undefined)
+      throw new Error(`upstream ${name}: protocol h2 needs HTTP/2's code (UpstreamOptions.h2)`);
+    this.h2 = cfg.protocol === 'h2' ? opts.h2 : undefined;
     this.sessions =
-      cfg.protocol === 'h2'
-        ? new ClientSessions(this, {
+      this.h2 !== undefined
+        ? new this.h2.ClientSessions(this, {
             connectTimeoutMs: opts.timeouts.upstreamConnect,
             idleTimeoutMs: opts.timeouts.idle,
             maxConnections: cfg.pool.maxConnections,
