@@ -162,7 +162,7 @@ test('a waiting connection its client resets is closed without an unhandled erro
   assert.equal(h.sessions, 0);
 });
 
-test('a load that fails closes the waiting connections and says so in the log', async () => {
+test('a load that fails closes the waiting connections, says so in the log, and is tried again by the next', async () => {
   const d = deferred();
   const lines: string[] = [];
   const log = pino({ level: 'error' }, { write: (l: string) => lines.push(l) });
@@ -177,4 +177,10 @@ test('a load that fails closes the waiting connections and says so in the log', 
     lines.join(''),
     /HTTP\/2's code could not be loaded.*no such module|no such module.*HTTP\/2's code could not be loaded/,
   );
+  // The next connection tries again, and is refused as loudly.
+  const next = await pair();
+  h.accept(next.socket);
+  await once(next.client, 'close');
+  assert.equal(d.made(), 2);
+  assert.equal(lines.filter((l) => l.includes("HTTP/2's code could not be loaded")).length, 2);
 });

@@ -14,8 +14,8 @@ export class DeferredH2Handler implements H2Handler {
   readonly #logger: Logger;
   #real: H2Handler | undefined;
   #loading: Promise<void> | undefined;
-  /** Connections handed over before the handler was loaded, and what to call on error. */
-  readonly #waiting = new Map<net.Socket, (err: Error) => void>();
+  /** Connections handed over before the handler was loaded. */
+  readonly #waiting = new Set<net.Socket>();
   #draining = false;
   #closed = false;
 
@@ -38,7 +38,7 @@ export class DeferredH2Handler implements H2Handler {
     // would end the process).
     const onError = () => socket.destroy();
     socket.on('error', onError);
-    this.#waiting.set(socket, onError);
+    this.#waiting.add(socket);
     this.#loading ??= this.#load();
     void this.#loading.then(() => {
       if (!this.#waiting.delete(socket)) return; // closed meanwhile
@@ -63,7 +63,7 @@ export class DeferredH2Handler implements H2Handler {
     this.#closed = true;
     this.#draining = true;
     this.#real?.close();
-    for (const socket of this.#waiting.keys()) socket.destroy();
+    for (const socket of this.#waiting) socket.destroy();
     this.#waiting.clear();
   }
 
@@ -80,6 +80,8 @@ export class DeferredH2Handler implements H2Handler {
       }
       this.#real = real;
     } catch (err) {
+      // The connections waiting are closed; the next one tries (and says so) again.
+      this.#loading = undefined;
       this.#logger.error({ err: (err as Error).message }, "HTTP/2's code could not be loaded");
     }
   }
