@@ -8,9 +8,14 @@
 // the emptied pages to the system (measured: 140.5 MB down to 91.3 MB). Under
 // load it never runs; a process that stays small never runs it either.
 
-import v8 from 'node:v8';
-import vm from 'node:vm';
+import { createRequire } from 'node:module';
+import type v8 from 'node:v8';
+import type vm from 'node:vm';
 import type { Clock, TimerHandle } from '../lib/clock.js';
+
+// node:v8 and node:vm are Node's own modules that nothing else loads at start: read at the first
+// look (5 s after a start) and at the first collection, not with the runtime.
+const require = createRequire(import.meta.url);
 
 export interface MemoryReturnDeps {
   clock: Clock;
@@ -71,21 +76,22 @@ export class MemoryReturn {
     const now = d.clock.now();
     const elapsedMs = now - this.#lastAt;
     if (elapsedMs <= 0) return;
-    const busyMs = (d.cpuMicros() - this.#lastCpu) / 1000;
-    this.#idle = busyMs < MEMORY_RETURN.idleShare * elapsedMs ? this.#idle + 1 : 0;
+    const cpu = d.cpuMicros();
+    this.#idle = (cpu - this.#lastCpu) / 1000 < MEMORY_RETURN.idleShare * elapsedMs ? this.#idle + 1 : 0;
+    this.#lastCpu = cpu;
+    this.#lastAt = now;
     const heap = d.heapBytes();
     // V8 shrank it itself: growth counts from there.
     if (heap < this.#baseline) this.#baseline = heap;
-    if (this.#idle >= MEMORY_RETURN.idleLooks && heap - this.#baseline >= MEMORY_RETURN.growthBytes) {
-      d.collect();
-      const after = d.heapBytes();
-      this.#baseline = after;
-      this.#idle = 0;
-      d.onReturn?.(heap, after);
-    }
+    if (this.#idle < MEMORY_RETURN.idleLooks || heap - this.#baseline < MEMORY_RETURN.growthBytes) return;
+    d.collect();
+    const after = d.heapBytes();
+    this.#baseline = after;
+    this.#idle = 0;
     // The collection's own CPU time is not the process being busy.
     this.#lastCpu = d.cpuMicros();
     this.#lastAt = d.clock.now();
+    d.onReturn?.(heap, after);
   }
 }
 
@@ -98,8 +104,8 @@ export function v8Collect(): () => void {
   let gc: (() => void) | undefined;
   return () => {
     if (gc === undefined) {
-      v8.setFlagsFromString('--expose-gc');
-      gc = vm.runInNewContext('gc') as () => void;
+      (require('node:v8') as typeof v8).setFlagsFromString('--expose-gc');
+      gc = (require('node:vm') as typeof vm).runInNewContext('gc') as () => void;
     }
     // Without arguments: a full collection. (On Node 20, gc({ type: 'major', execution: 'sync' })
     // left objects only a FinalizationRegistry held uncollected, where gc() collects them.)
@@ -111,7 +117,7 @@ export function v8Collect(): () => void {
 export function processMemoryDeps(clock: Clock): Omit<MemoryReturnDeps, 'onReturn'> {
   return {
     clock,
-    heapBytes: () => v8.getHeapStatistics().total_heap_size,
+    heapBytes: () => (require('node:v8') as typeof v8).getHeapStatistics().total_heap_size,
     cpuMicros: () => {
       const u = process.cpuUsage();
       return u.user + u.system;
