@@ -91,7 +91,9 @@ test('a connection handed over while the code loads waits paused and loses none 
   client.write('\r\nSM\r\n\r\n');
   client.write('more');
   // The bytes reach the socket's buffer, not a listener: nothing reads it yet.
-  await new Promise((r) => setTimeout(r, 20));
+  await waitFor(() => socket.readableLength === '\r\nSM\r\n\r\nmore'.length || undefined, {
+    what: "the client's bytes kept in the paused socket",
+  });
   const real = new Recorder();
   d.resolve(real);
   await waitFor(
